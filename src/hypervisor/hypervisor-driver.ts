@@ -1,0 +1,179 @@
+/**
+ * The hypervisor driver: the one seam between this service and a hypervisor host.
+ *
+ * This file is a specification (in the manner of OpenStack Nova's `nova/virt/driver.py`). Every driver
+ * (the in-memory fake used by tests, the libvirt/qemu-img driver that is the product) must behave as
+ * written here, and `test/contract/` holds the one test suite that checks it for each of them.
+ *
+ * General rules, for every method:
+ * - A driver never touches the database. It receives references (`ServerRef`, `SnapshotRef`) carrying
+ *   the platform details it needs (libvirt domain name, disk path, snapshot directory) and returns
+ *   plain results. The job that calls it owns persistence.
+ * - Errors are always instances of `HypervisorError` (below) with a stable `code`. Anything else that
+ *   escapes a driver is a bug. `retryable` says whether running the same call again may succeed
+ *   (a job retries those with back-off; the others fail the operation at once).
+ * - A `message` is safe to show to a customer: it never holds file paths, domain names or host names.
+ *   The tool's own output (stderr of `qemu-img`, `virsh`, ...) goes into `detail`, for logs only.
+ * - Progress callbacks receive integer-ish percentages in [0, 100], never decreasing within one call.
+ *   They may be called often; the caller throttles what it persists.
+ * - `signal`, when given and aborted, makes the method stop as soon as it can, kill any child process,
+ *   remove anything it had partially written, and reject with code `cancelled`.
+ */
+
+export type PowerState = 'running' | 'stopped';
+export type SnapshotConsistency = 'stopped' | 'quiesced' | 'crash_consistent';
+
+/** What a driver needs to know about a server. Built by the job from the server and node rows. */
+export interface ServerRef {
+  /** The server's id in this service (for logs and fake bookkeeping only). */
+  readonly id: number;
+  /** libvirt domain name. */
+  readonly domain: string;
+  /** Absolute path of the server's (single) qcow2 disk on the host. */
+  readonly diskPath: string;
+}
+
+/** What a driver needs to know about a snapshot. */
+export interface SnapshotRef {
+  /** The snapshot's id in this service. Files are named by this id, never by the user's name. */
+  readonly id: number;
+  /** Directory on the host that holds the snapshot files of this node. */
+  readonly snapshotDir: string;
+}
+
+export interface CreateSnapshotResult {
+  /** Allocated bytes of the stored snapshot (`actual-size`), never the virtual disk size. */
+  readonly sizeBytes: number;
+  /** How the copy was taken. */
+  readonly consistency: SnapshotConsistency;
+}
+
+export interface DriverCapabilities {
+  /** Can copy a running server without stopping it. */
+  readonly liveSnapshot: boolean;
+  /** Can freeze guest filesystems (QEMU guest agent) during a live copy. */
+  readonly quiesce: boolean;
+}
+
+export interface OperationOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface HypervisorDriver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+
+  /**
+   * The power state of the server's domain.
+   * Errors: `domain_not_found` when the hypervisor does not know the domain.
+   * Read-only; always safe to repeat.
+   */
+  getPowerState(server: ServerRef): Promise<PowerState>;
+
+  /**
+   * Power the server on. Idempotent: starting a running server succeeds and does nothing.
+   * Errors: `domain_not_found`; `hypervisor_error` when the hypervisor refuses.
+   */
+  start(server: ServerRef): Promise<void>;
+
+  /**
+   * Power the server off: a graceful shutdown (ACPI or guest agent) first, then, when the domain is
+   * still running after `graceSeconds`, a forced power-off. Resolves once the domain is stopped.
+   * Idempotent: stopping a stopped server succeeds and does nothing.
+   * Returns whether the forced power-off was needed.
+   * Errors: `domain_not_found`; `hypervisor_error`.
+   */
+  stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }>;
+
+  /**
+   * Take a full, standalone point-in-time copy of the server's disk as snapshot `snap`.
+   *
+   * Preconditions: the domain exists; no snapshot with this id is stored yet (a completed one with the
+   * same id makes the call fail with `snapshot_exists`: the caller must not overwrite a good copy).
+   * - Server stopped: copy the disk; consistency `stopped`.
+   * - Server running: when `capabilities.liveSnapshot`, copy without stopping it; `quiesced` if the
+   *   guest's filesystems were frozen for the copy's start (and they are always thawed afterwards, on
+   *   success or failure), else `crash_consistent`. When the driver cannot copy live it fails with
+   *   `invalid_power_state`.
+   * On success the stored copy is complete and verified. On any failure nothing is left behind (no
+   * partial file), so the call may simply be repeated.
+   * Errors: `domain_not_found`, `insufficient_storage` (checked before copying, or space ran out),
+   * `snapshot_exists`, `copy_failed`, `verification_failed`, `cancelled`, `hypervisor_error`.
+   */
+  createSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts?: OperationOptions,
+  ): Promise<CreateSnapshotResult>;
+
+  /**
+   * Overwrite the server's disk with the content of snapshot `snap`.
+   *
+   * Preconditions: the server is stopped (`invalid_power_state` otherwise: writing under a running
+   * guest would be lost or corrupt it); the snapshot exists (`snapshot_not_found`) and verifies
+   * (`verification_failed` for a damaged or truncated file).
+   * The disk is replaced atomically: on any failure the original disk is untouched. Repeating a
+   * successful restore gives the same disk again.
+   * Errors: `domain_not_found`, `invalid_power_state`, `snapshot_not_found`, `verification_failed`,
+   * `insufficient_storage`, `copy_failed`, `cancelled`, `hypervisor_error`.
+   */
+  restoreSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts?: OperationOptions,
+  ): Promise<void>;
+
+  /**
+   * Remove the stored snapshot and any partial file of it. Idempotent: a snapshot that is already
+   * gone (or never finished) is success. Does not need the domain to exist.
+   * Errors: `hypervisor_error` (e.g. permission denied).
+   */
+  deleteSnapshot(server: ServerRef, snap: SnapshotRef): Promise<void>;
+
+  /**
+   * Whether a complete stored copy of `snap` exists. Used by recovery after a crash.
+   * Read-only; always safe to repeat.
+   */
+  snapshotExists(snap: SnapshotRef): Promise<boolean>;
+}
+
+export type HypervisorErrorCode =
+  | 'domain_not_found'
+  | 'invalid_power_state'
+  | 'snapshot_not_found'
+  | 'snapshot_exists'
+  | 'insufficient_storage'
+  | 'copy_failed'
+  | 'verification_failed'
+  | 'cancelled'
+  | 'timeout'
+  | 'hypervisor_error';
+
+/** Codes for which the same call may succeed if tried again later. */
+const RETRYABLE: ReadonlySet<HypervisorErrorCode> = new Set(['hypervisor_error', 'timeout', 'copy_failed']);
+
+export class HypervisorError extends Error {
+  readonly retryable: boolean;
+
+  constructor(
+    readonly code: HypervisorErrorCode,
+    /** Customer-safe sentence: no paths, domain or host names. */
+    message: string,
+    /** Operator detail (tool output, paths) for logs only. */
+    readonly detail?: string,
+    retryable?: boolean,
+  ) {
+    super(message);
+    this.name = 'HypervisorError';
+    this.retryable = retryable ?? RETRYABLE.has(code);
+  }
+}
+
+export function isHypervisorError(e: unknown): e is HypervisorError {
+  return e instanceof HypervisorError;
+}
+
+/** DI token under which the configured driver is provided. */
+export const HYPERVISOR_DRIVER = Symbol('HYPERVISOR_DRIVER');
