@@ -137,6 +137,14 @@ export interface HypervisorDriver {
    * Read-only; always safe to repeat.
    */
   snapshotExists(snap: SnapshotRef): Promise<boolean>;
+
+  /**
+   * Remove what interrupted operations left behind: partial snapshot files in `snapshotDir` and
+   * half-written restore files next to the given disks. Called when a worker starts, before it takes
+   * jobs. Never touches a complete snapshot or a disk. Returns the snapshot ids whose partial files were
+   * removed (so the caller can fail their still-open actions). Idempotent.
+   */
+  cleanupInterrupted(snapshotDir: string, diskPaths: readonly string[]): Promise<{ partialSnapshotIds: number[] }>;
 }
 
 export type HypervisorErrorCode =
