@@ -1,0 +1,117 @@
+import { ProcessRunError, ProcessRunner } from './process-runner';
+
+const node = process.execPath;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('ProcessRunner', () => {
+  const runner = new ProcessRunner();
+
+  it('captures exit code, stdout and stderr', async () => {
+    const r = await runner.run(
+      node,
+      ['-e', 'process.stdout.write("out"); process.stderr.write("err"); process.exit(3)'],
+      { timeoutMs: 10_000 },
+    );
+    expect(r).toMatchObject({ code: 3, exitSignal: null, stdout: 'out', stderr: 'err', truncated: false });
+  });
+
+  it('passes arguments verbatim, without a shell', async () => {
+    const tricky = ['$(echo no)', 'a b', "'q'", ';ls', '*'];
+    const r = await runner.run(node, ['-e', 'console.log(JSON.stringify(process.argv.slice(1)))', ...tricky], {
+      timeoutMs: 10_000,
+    });
+    expect(JSON.parse(r.stdout)).toEqual(tricky);
+  });
+
+  it('keeps only the tail of a large output', async () => {
+    const r = await runner.run(
+      node,
+      [
+        '-e',
+        'for (let i = 0; i < 5000; i++) process.stderr.write(String(i).padStart(6, "0") + "\\n"); process.stdout.write("x".repeat(300000) + "END")',
+      ],
+      { timeoutMs: 10_000, maxOutputBytes: 1024 },
+    );
+    expect(r.code).toBe(0);
+    expect(r.truncated).toBe(true);
+    expect(Buffer.byteLength(r.stdout)).toBe(1024);
+    expect(r.stdout.endsWith('END')).toBe(true);
+    expect(Buffer.byteLength(r.stderr)).toBe(1024);
+    expect(r.stderr.endsWith('004999\n')).toBe(true);
+  });
+
+  it('streams stdout chunks to onStdout', async () => {
+    const seen: string[] = [];
+    await runner.run(node, ['-e', 'process.stdout.write("    (1.00/100%)\\r"); process.stdout.write("(50.00/100%)\\r")'], {
+      timeoutMs: 10_000,
+      onStdout: (c) => seen.push(c),
+    });
+    expect(seen.join('')).toContain('(50.00/100%)');
+  });
+
+  it('kills the child on timeout and rejects with a typed error', async () => {
+    const started = Date.now();
+    const p = runner.run(node, ['-e', 'console.log(process.pid); setInterval(() => {}, 1000)'], {
+      timeoutMs: 300,
+    });
+    const e = await p.catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ProcessRunError);
+    expect((e as ProcessRunError).kind).toBe('timeout');
+    const pid = Number((e as ProcessRunError).stdout.trim());
+    expect(pid).toBeGreaterThan(0);
+    expect(alive(pid)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('escalates to SIGKILL when SIGTERM is ignored', async () => {
+    const e = await runner
+      .run(node, ['-e', 'process.on("SIGTERM", () => {}); console.log(process.pid); setInterval(() => {}, 1000)'], {
+        timeoutMs: 300,
+        killGraceMs: 300,
+      })
+      .catch((x: unknown) => x);
+    expect((e as ProcessRunError).kind).toBe('timeout');
+    const pid = Number((e as ProcessRunError).stdout.trim());
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('kills the child when the signal aborts', async () => {
+    const ac = new AbortController();
+    let pid = 0;
+    const p = runner.run(node, ['-e', 'console.log(process.pid); setInterval(() => {}, 1000)'], {
+      timeoutMs: 30_000,
+      signal: ac.signal,
+      onStdout: (c) => {
+        pid = Number(c.trim());
+        ac.abort();
+      },
+    });
+    const e = await p.catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ProcessRunError);
+    expect((e as ProcessRunError).kind).toBe('aborted');
+    expect(pid).toBeGreaterThan(0);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('rejects at once when the signal is already aborted', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(runner.run(node, ['-e', ''], { timeoutMs: 1000, signal: ac.signal })).rejects.toMatchObject({
+      kind: 'aborted',
+    });
+  });
+
+  it('reports a program that cannot be started', async () => {
+    await expect(runner.run('/nonexistent/vpstest-program', [], { timeoutMs: 1000 })).rejects.toMatchObject({
+      kind: 'spawn_failed',
+    });
+  });
+});
