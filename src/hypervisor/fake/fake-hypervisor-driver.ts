@@ -1,0 +1,795 @@
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+
+import {
+  CreateSnapshotResult,
+  DriverCapabilities,
+  HypervisorDriver,
+  HypervisorError,
+  HypervisorErrorCode,
+  OperationOptions,
+  PowerState,
+  ServerRef,
+  SnapshotConsistency,
+  SnapshotRef,
+} from '../hypervisor-driver';
+
+/**
+ * The in-memory hypervisor driver used by tests and by local/e2e runs without libvirt.
+ *
+ * It follows `hypervisor-driver.ts` exactly (same preconditions, same typed errors, same idempotency)
+ * and passes the same contract suite as the real driver (`test/contract/`). On top of the
+ * `HypervisorDriver` interface it has a test-facing API (the methods marked "Test helper") to set up
+ * domains, look at disks and snapshots, simulate crash leftovers, and inject failures.
+ *
+ * State lives in the instance, so it is shared by everything in one process that holds the same
+ * instance (e.g. a worker module and the test that built it). Separate processes cannot share it: for
+ * those, build the driver with `FakeHypervisorDriver.fromEnv()`, which auto-defines unknown domains
+ * (see `autoDefineDomains`) and reads fault injection from the environment.
+ */
+
+/** Driver methods that failure injection can target. */
+export type FakeInjectableMethod =
+  'createSnapshot' | 'restoreSnapshot' | 'deleteSnapshot' | 'stop' | 'start' | 'getPowerState';
+
+export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
+  'createSnapshot',
+  'restoreSnapshot',
+  'deleteSnapshot',
+  'stop',
+  'start',
+  'getPowerState',
+];
+
+/**
+ * A fault to inject. `method: '*'` matches every injectable method.
+ * - `fail_nth`: the `n`-th matching call (1-based, counted from the injection) fails, once.
+ * - `fail_always`: every matching call fails.
+ * - `delay`: every matching call waits `ms` first (abortable through `signal`), then proceeds.
+ * - `hang`: every matching call waits until its `signal` aborts (then rejects `cancelled`), or forever
+ *   when it has none.
+ * A failing call rejects with `error`, or by default `copy_failed` (createSnapshot, restoreSnapshot) or
+ * `hypervisor_error` (the others); both are retryable.
+ */
+export type FailureInjection =
+  | {
+      readonly method: FakeInjectableMethod | '*';
+      readonly mode: 'fail_nth';
+      readonly n: number;
+      readonly error?: HypervisorError;
+    }
+  | {
+      readonly method: FakeInjectableMethod | '*';
+      readonly mode: 'fail_always';
+      readonly error?: HypervisorError;
+    }
+  | { readonly method: FakeInjectableMethod | '*'; readonly mode: 'delay'; readonly ms: number }
+  | { readonly method: FakeInjectableMethod | '*'; readonly mode: 'hang' };
+
+export interface FakeHypervisorDriverOptions {
+  /** Defaults to `{ liveSnapshot: true, quiesce: false }`: running servers are copied crash-consistent. */
+  readonly capabilities?: Partial<DriverCapabilities>;
+  /** Total simulated duration of one copy (create or restore), spread over the progress steps. Default 0. */
+  readonly copyDelayMs?: number;
+  /** Number of progress reports after the initial 0 (the last one is 100). Default 4. */
+  readonly progressSteps?: number;
+  /** `sizeBytes` reported for every created snapshot. Default: the byte length of the copied disk. */
+  readonly snapshotSizeBytes?: number;
+  /**
+   * When a `ServerRef` names an unknown domain, define it instead of failing with `domain_not_found`:
+   * stopped, with the ref's disk path and a deterministic 4 KiB disk derived from the domain name
+   * (`fakeDiskContent(domain)`). Default false; `fromEnv()` defaults it to true.
+   */
+  readonly autoDefineDomains?: boolean;
+  /** Failures active from the start (as if passed to `injectFailure`). */
+  readonly failures?: readonly FailureInjection[];
+}
+
+export interface FakeDomainDefinition {
+  /** When given, every `ServerRef` for this domain must carry this disk path (else `hypervisor_error`). */
+  readonly diskPath?: string;
+  /** Default false (stopped). */
+  readonly running?: boolean;
+  /** Initial disk content. Default: `fakeDiskContent(name)`. */
+  readonly diskBytes?: Buffer;
+  /**
+   * Whether the guest obeys a graceful shutdown. Default true (`stop` returns `forced: false`); false
+   * simulates a guest without ACPI/agent (`stop` returns `forced: true`). The fake never waits
+   * `graceSeconds`.
+   */
+  readonly gracefulShutdown?: boolean;
+}
+
+/** Size of the disk of an auto-defined domain. */
+export const FAKE_AUTO_DISK_BYTES = 4096;
+
+/** The deterministic disk content of an auto-defined domain: SHA-256 blocks of `<domain>:<i>`, concatenated. */
+export function fakeDiskContent(domain: string, size: number = FAKE_AUTO_DISK_BYTES): Buffer {
+  const blocks: Buffer[] = [];
+  for (let i = 0, total = 0; total < size; i++, total += 32) {
+    blocks.push(createHash('sha256').update(`${domain}:${i}`).digest());
+  }
+  return Buffer.concat(blocks).subarray(0, size);
+}
+
+/** Customer-safe default messages (no paths, domain or host names). */
+const MESSAGES: Record<HypervisorErrorCode, string> = {
+  domain_not_found: 'The server does not exist on its host.',
+  invalid_power_state: 'The server is not in the power state this operation needs.',
+  snapshot_not_found: 'The snapshot does not exist on the host.',
+  snapshot_exists: 'A snapshot with this id is already stored.',
+  insufficient_storage: 'There is not enough storage space on the host.',
+  copy_failed: 'Copying the disk failed.',
+  verification_failed: 'The snapshot is damaged and cannot be used.',
+  cancelled: 'The operation was cancelled.',
+  timeout: 'The hypervisor did not answer in time.',
+  hypervisor_error: 'The hypervisor reported an error.',
+};
+
+export const HYPERVISOR_ERROR_CODES = Object.keys(MESSAGES) as HypervisorErrorCode[];
+
+function fakeError(
+  code: HypervisorErrorCode,
+  detail?: string,
+  message?: string,
+  retryable?: boolean,
+): HypervisorError {
+  return new HypervisorError(
+    code,
+    message ?? MESSAGES[code],
+    detail === undefined ? undefined : `fake: ${detail}`,
+    retryable,
+  );
+}
+
+function cancelled(): HypervisorError {
+  return fakeError('cancelled', 'aborted through signal');
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw cancelled();
+}
+
+/** Waits `ms` (a macrotask even for 0); rejects `cancelled` as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(cancelled());
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(cancelled());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Never resolves; rejects `cancelled` when `signal` aborts. Holds no timer, so it keeps no process alive. */
+function hang(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (!signal) return;
+    if (signal.aborted) return reject(cancelled());
+    signal.addEventListener('abort', () => reject(cancelled()), { once: true });
+  });
+}
+
+function toHypervisorError(e: unknown): HypervisorError {
+  if (e instanceof HypervisorError) return e;
+  return fakeError('hypervisor_error', `unexpected error: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Wraps a progress callback so it only ever sees non-decreasing integers in [0, 100]. */
+function monotonic(onProgress: (pct: number) => void): (pct: number) => void {
+  let last = -1;
+  return (pct) => {
+    const value = Math.max(last, Math.min(100, Math.max(0, Math.round(pct))));
+    last = value;
+    onProgress(value);
+  };
+}
+
+interface FakeDomain {
+  readonly name: string;
+  readonly diskPath: string | undefined;
+  power: PowerState;
+  disk: Buffer;
+  readonly gracefulShutdown: boolean;
+}
+
+interface StoredSnapshot {
+  bytes: Buffer;
+  /** Digest of the complete copy, checked by restore (the fake's "qemu-img check"). */
+  readonly sha256: string;
+}
+
+interface PartialSnapshot {
+  readonly snapshotDir: string;
+  readonly id: number;
+  /** Identity of the operation writing it; undefined for a leftover made by `markPartial`. */
+  readonly owner: object | undefined;
+}
+
+interface ActiveInjection {
+  readonly spec: FailureInjection;
+  calls: number;
+}
+
+export class FakeHypervisorDriver implements HypervisorDriver {
+  readonly name = 'fake';
+  readonly capabilities: DriverCapabilities;
+
+  private readonly copyDelayMs: number;
+  private readonly progressSteps: number;
+  private readonly snapshotSizeBytes: number | undefined;
+  private readonly autoDefineDomains: boolean;
+
+  private readonly domains = new Map<string, FakeDomain>();
+  private readonly snapshots = new Map<string, StoredSnapshot>();
+  private readonly partials = new Map<string, PartialSnapshot>();
+  /** Half-written restore files, by disk path (value: the restore that writes it, or undefined for a leftover). */
+  private readonly restoreFiles = new Map<string, object | undefined>();
+  private injections: ActiveInjection[] = [];
+  private readonly calls = new Map<FakeInjectableMethod, number>();
+
+  constructor(options: FakeHypervisorDriverOptions = {}) {
+    this.capabilities = {
+      liveSnapshot: options.capabilities?.liveSnapshot ?? true,
+      quiesce: options.capabilities?.quiesce ?? false,
+    };
+    this.copyDelayMs = nonNegativeInteger(options.copyDelayMs ?? 0, 'copyDelayMs');
+    this.progressSteps = nonNegativeInteger(options.progressSteps ?? 4, 'progressSteps');
+    if (this.progressSteps < 1) throw new Error('FakeHypervisorDriver: progressSteps must be at least 1');
+    this.snapshotSizeBytes =
+      options.snapshotSizeBytes === undefined
+        ? undefined
+        : nonNegativeInteger(options.snapshotSizeBytes, 'snapshotSizeBytes');
+    this.autoDefineDomains = options.autoDefineDomains ?? false;
+    for (const failure of options.failures ?? []) this.injectFailure(failure);
+  }
+
+  /**
+   * Builds a fake from environment variables, for a worker running as a separate process (see
+   * `parseFakeDriverEnv` for the variables). `autoDefineDomains` defaults to true here.
+   * Throws an `Error` naming the variable when a value is malformed.
+   */
+  static fromEnv(
+    env: Readonly<Record<string, string | undefined>> = process.env,
+    overrides: FakeHypervisorDriverOptions = {},
+  ): FakeHypervisorDriver {
+    return new FakeHypervisorDriver({ autoDefineDomains: true, ...parseFakeDriverEnv(env), ...overrides });
+  }
+
+  // ---------------------------------------------------------------- HypervisorDriver
+
+  async getPowerState(server: ServerRef): Promise<PowerState> {
+    await this.intercept('getPowerState', undefined);
+    return this.domainOf(server).power;
+  }
+
+  async start(server: ServerRef): Promise<void> {
+    await this.intercept('start', undefined);
+    this.domainOf(server).power = 'running';
+  }
+
+  async stop(server: ServerRef, _opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
+    await this.intercept('stop', undefined);
+    const domain = this.domainOf(server);
+    if (domain.power === 'stopped') return { forced: false };
+    domain.power = 'stopped';
+    return { forced: !domain.gracefulShutdown };
+  }
+
+  async createSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<CreateSnapshotResult> {
+    const { signal } = opts;
+    this.count('createSnapshot');
+    throwIfAborted(signal);
+    const domain = this.domainOf(server);
+    const key = snapshotKey(snap.snapshotDir, snap.id);
+    if (this.snapshots.has(key)) throw fakeError('snapshot_exists', `snapshot ${snap.id} is already stored`);
+    if (this.partials.get(key)?.owner) {
+      throw fakeError(
+        'hypervisor_error',
+        `snapshot ${snap.id} is being written by another call`,
+        'Another operation on this snapshot is in progress.',
+      );
+    }
+    let consistency: SnapshotConsistency = 'stopped';
+    if (domain.power === 'running') {
+      if (!this.capabilities.liveSnapshot) {
+        throw fakeError(
+          'invalid_power_state',
+          'live snapshots are disabled',
+          'The server must be stopped to take a snapshot.',
+        );
+      }
+      consistency = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';
+    }
+    // Point-in-time copy: what the disk holds now, whatever the guest writes later.
+    const content = Buffer.from(domain.disk);
+    const owner = {};
+    this.partials.set(key, { snapshotDir: normalizeDir(snap.snapshotDir), id: snap.id, owner });
+    try {
+      await this.copy('createSnapshot', monotonic(onProgress), signal);
+      if (this.partials.get(key)?.owner !== owner) {
+        throw fakeError('copy_failed', `partial file of snapshot ${snap.id} was removed during the copy`);
+      }
+      this.snapshots.set(key, { bytes: content, sha256: sha256(content) });
+      this.partials.delete(key);
+      return { sizeBytes: this.snapshotSizeBytes ?? content.length, consistency };
+    } catch (e) {
+      if (this.partials.get(key)?.owner === owner) this.partials.delete(key);
+      throw toHypervisorError(e);
+    }
+  }
+
+  async restoreSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<void> {
+    const { signal } = opts;
+    this.count('restoreSnapshot');
+    throwIfAborted(signal);
+    const domain = this.domainOf(server);
+    if (domain.power !== 'stopped') {
+      throw fakeError(
+        'invalid_power_state',
+        'domain is running',
+        'The server must be stopped before a snapshot can be restored.',
+      );
+    }
+    const stored = this.snapshots.get(snapshotKey(snap.snapshotDir, snap.id));
+    if (!stored) throw fakeError('snapshot_not_found', `no complete snapshot ${snap.id}`);
+    if (sha256(stored.bytes) !== stored.sha256) {
+      throw fakeError(
+        'verification_failed',
+        `snapshot ${snap.id} does not match its digest (truncated or damaged)`,
+      );
+    }
+    const content = Buffer.from(stored.bytes);
+    const owner = {};
+    this.restoreFiles.set(server.diskPath, owner);
+    try {
+      await this.copy('restoreSnapshot', monotonic(onProgress), signal);
+      if (this.restoreFiles.get(server.diskPath) !== owner) {
+        throw fakeError('copy_failed', 'restore file was removed during the copy');
+      }
+      if (domain.power !== 'stopped') {
+        throw fakeError(
+          'invalid_power_state',
+          'domain was started during the restore',
+          'The server must be stopped before a snapshot can be restored.',
+        );
+      }
+      domain.disk = content;
+    } catch (e) {
+      throw toHypervisorError(e);
+    } finally {
+      if (this.restoreFiles.get(server.diskPath) === owner) this.restoreFiles.delete(server.diskPath);
+    }
+  }
+
+  async deleteSnapshot(_server: ServerRef, snap: SnapshotRef): Promise<void> {
+    await this.intercept('deleteSnapshot', undefined);
+    const key = snapshotKey(snap.snapshotDir, snap.id);
+    this.snapshots.delete(key);
+    this.partials.delete(key);
+  }
+
+  async snapshotExists(snap: SnapshotRef): Promise<boolean> {
+    return this.snapshots.has(snapshotKey(snap.snapshotDir, snap.id));
+  }
+
+  async cleanupInterrupted(
+    snapshotDir: string,
+    diskPaths: readonly string[],
+  ): Promise<{ partialSnapshotIds: number[] }> {
+    const dir = normalizeDir(snapshotDir);
+    const partialSnapshotIds: number[] = [];
+    for (const [key, partial] of this.partials) {
+      if (partial.snapshotDir !== dir) continue;
+      this.partials.delete(key);
+      partialSnapshotIds.push(partial.id);
+    }
+    for (const diskPath of diskPaths) this.restoreFiles.delete(diskPath);
+    return { partialSnapshotIds: partialSnapshotIds.sort((a, b) => a - b) };
+  }
+
+  // ---------------------------------------------------------------- test helpers
+
+  /** Test helper: define (or redefine, replacing all its state) a domain. */
+  defineDomain(name: string, definition: FakeDomainDefinition = {}): void {
+    this.domains.set(name, {
+      name,
+      diskPath: definition.diskPath,
+      power: definition.running ? 'running' : 'stopped',
+      disk: Buffer.from(definition.diskBytes ?? fakeDiskContent(name)),
+      gracefulShutdown: definition.gracefulShutdown ?? true,
+    });
+  }
+
+  /** Test helper: whether a domain is defined (by `defineDomain` or auto-definition). */
+  hasDomain(name: string): boolean {
+    return this.domains.has(name);
+  }
+
+  /**
+   * Test helper: write to a domain's disk, as the guest would. Without `offset` the whole disk is
+   * replaced by `bytes`; with it, `bytes` are written at `offset` (the disk grows when needed).
+   */
+  writeDisk(domain: string, bytes: Buffer, offset?: number): void {
+    const d = this.knownDomain(domain);
+    if (offset === undefined) {
+      d.disk = Buffer.from(bytes);
+      return;
+    }
+    nonNegativeInteger(offset, 'offset');
+    const disk =
+      d.disk.length >= offset + bytes.length ? Buffer.from(d.disk) : Buffer.alloc(offset + bytes.length);
+    d.disk.copy(disk, 0, 0, Math.min(d.disk.length, disk.length));
+    bytes.copy(disk, offset);
+    d.disk = disk;
+  }
+
+  /** Test helper: a copy of a domain's current disk content. */
+  readDisk(domain: string): Buffer {
+    return Buffer.from(this.knownDomain(domain).disk);
+  }
+
+  /** Test helper: change a domain's power state directly (as if the guest powered itself off, say). */
+  setPowerState(domain: string, state: PowerState): void {
+    this.knownDomain(domain).power = state;
+  }
+
+  /** Test helper: a copy of a complete stored snapshot's bytes, or undefined. */
+  readSnapshot(snapshotDir: string, id: number): Buffer | undefined {
+    const stored = this.snapshots.get(snapshotKey(snapshotDir, id));
+    return stored && Buffer.from(stored.bytes);
+  }
+
+  /** Test helper: truncate a stored snapshot (to half its length), so that restoring it fails verification. */
+  corruptSnapshot(snapshotDir: string, id: number): void {
+    const stored = this.snapshots.get(snapshotKey(snapshotDir, id));
+    if (!stored)
+      throw new Error(`FakeHypervisorDriver.corruptSnapshot: no stored snapshot ${id} in ${snapshotDir}`);
+    stored.bytes = stored.bytes.subarray(0, Math.floor(stored.bytes.length / 2));
+    if (sha256(stored.bytes) === stored.sha256) stored.bytes = Buffer.from('corrupt');
+  }
+
+  /** Test helper: leave a partial file of snapshot `id`, as a crash during its creation would. */
+  markPartial(snapshotDir: string, id: number): void {
+    this.partials.set(snapshotKey(snapshotDir, id), {
+      snapshotDir: normalizeDir(snapshotDir),
+      id,
+      owner: undefined,
+    });
+  }
+
+  /** Test helper: whether a partial file of snapshot `id` exists (a leftover, or a copy in progress). */
+  hasPartial(snapshotDir: string, id: number): boolean {
+    return this.partials.has(snapshotKey(snapshotDir, id));
+  }
+
+  /** Test helper: leave a half-written restore file next to `diskPath`, as a crash during a restore would. */
+  markRestoreLeftover(diskPath: string): void {
+    this.restoreFiles.set(diskPath, undefined);
+  }
+
+  /** Test helper: whether a half-written restore file exists next to `diskPath`. */
+  hasRestoreLeftover(diskPath: string): boolean {
+    return this.restoreFiles.has(diskPath);
+  }
+
+  /** Test helper: add a fault (see `FailureInjection`). Faults stack; they apply in the order added. */
+  injectFailure(failure: FailureInjection): void {
+    validateInjection(failure);
+    this.injections.push({ spec: failure, calls: 0 });
+  }
+
+  /** Test helper: remove every injected fault. Calls already delayed or hanging stay so. */
+  clearFailures(): void {
+    this.injections = [];
+  }
+
+  /** Test helper: how many times `method` was called on this instance (whatever the outcome). */
+  callCount(method: FakeInjectableMethod): number {
+    return this.calls.get(method) ?? 0;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private count(method: FakeInjectableMethod): void {
+    this.calls.set(method, this.callCount(method) + 1);
+  }
+
+  /** Counts the call, then applies the injected faults (the injection point of the non-copy methods). */
+  private async intercept(method: FakeInjectableMethod, signal: AbortSignal | undefined): Promise<void> {
+    this.count(method);
+    await this.applyInjections(method, signal);
+  }
+
+  private async applyInjections(
+    method: FakeInjectableMethod,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    for (const injection of [...this.injections]) {
+      const { spec } = injection;
+      if (spec.method !== '*' && spec.method !== method) continue;
+      switch (spec.mode) {
+        case 'delay':
+          await sleep(spec.ms, signal);
+          break;
+        case 'hang':
+          await hang(signal);
+          break;
+        case 'fail_always':
+          throw spec.error ?? this.injectedError(method, 'fail_always');
+        case 'fail_nth':
+          injection.calls += 1;
+          if (injection.calls === spec.n)
+            throw spec.error ?? this.injectedError(method, `fail_nth:${spec.n}`);
+          break;
+      }
+    }
+  }
+
+  private injectedError(method: FakeInjectableMethod, what: string): HypervisorError {
+    const code: HypervisorErrorCode =
+      method === 'createSnapshot' || method === 'restoreSnapshot' ? 'copy_failed' : 'hypervisor_error';
+    return fakeError(code, `injected failure (${what}) in ${method}`);
+  }
+
+  /**
+   * The simulated copy: progress 0, the injection point (faults apply here, after the preconditions,
+   * while the partial file exists), then `progressSteps` waits of `copyDelayMs / progressSteps` each
+   * followed by a report, the last one 100. Rejects `cancelled` as soon as `signal` aborts, and checks
+   * it once more before the caller commits.
+   */
+  private async copy(
+    method: 'createSnapshot' | 'restoreSnapshot',
+    report: (pct: number) => void,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    report(0);
+    throwIfAborted(signal);
+    await this.applyInjections(method, signal);
+    const stepMs = this.copyDelayMs / this.progressSteps;
+    for (let step = 1; step <= this.progressSteps; step++) {
+      await sleep(stepMs, signal);
+      report((step * 100) / this.progressSteps);
+      throwIfAborted(signal);
+    }
+  }
+
+  private domainOf(server: ServerRef): FakeDomain {
+    let domain = this.domains.get(server.domain);
+    if (!domain) {
+      if (!this.autoDefineDomains) throw fakeError('domain_not_found', `unknown domain ${server.domain}`);
+      this.defineDomain(server.domain, { diskPath: server.diskPath, running: false });
+      domain = this.domains.get(server.domain) as FakeDomain;
+    }
+    if (domain.diskPath !== undefined && domain.diskPath !== server.diskPath) {
+      throw fakeError(
+        'hypervisor_error',
+        `domain ${server.domain} has disk ${domain.diskPath}, the request names ${server.diskPath}`,
+        'The server disk is not where it was expected on the host.',
+        false,
+      );
+    }
+    return domain;
+  }
+
+  private knownDomain(name: string): FakeDomain {
+    const domain = this.domains.get(name);
+    if (!domain) throw new Error(`FakeHypervisorDriver: domain "${name}" is not defined`);
+    return domain;
+  }
+}
+
+function normalizeDir(dir: string): string {
+  return path.posix.resolve('/', dir);
+}
+
+function snapshotKey(snapshotDir: string, id: number): string {
+  return `${normalizeDir(snapshotDir)}\u0000${id}`;
+}
+
+function nonNegativeInteger(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new Error(`FakeHypervisorDriver: ${what} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+function validateInjection(failure: FailureInjection): void {
+  if (failure.method !== '*' && !FAKE_INJECTABLE_METHODS.includes(failure.method)) {
+    throw new Error(`FakeHypervisorDriver.injectFailure: unknown method "${String(failure.method)}"`);
+  }
+  switch (failure.mode) {
+    case 'fail_nth':
+      if (!Number.isSafeInteger(failure.n) || failure.n < 1) {
+        throw new Error(
+          `FakeHypervisorDriver.injectFailure: n must be a positive integer, got ${String(failure.n)}`,
+        );
+      }
+      return;
+    case 'delay':
+      nonNegativeInteger(failure.ms, 'delay ms');
+      return;
+    case 'fail_always':
+    case 'hang':
+      return;
+    default:
+      throw new Error(
+        `FakeHypervisorDriver.injectFailure: unknown mode "${String((failure as { mode: unknown }).mode)}"`,
+      );
+  }
+}
+
+// -------------------------------------------------------------------- environment
+
+/** Environment variables read by `FakeHypervisorDriver.fromEnv`. */
+export const FAKE_DRIVER_ENV = {
+  /** Total simulated copy time in ms (non-negative integer). */
+  delayMs: 'FAKE_DRIVER_DELAY_MS',
+  /** Comma-separated faults, `method:mode[:arg][:code]` (see `parseFakeDriverFailures`). */
+  fail: 'FAKE_DRIVER_FAIL',
+  /** `true|false|1|0`: `capabilities.liveSnapshot` (default true). */
+  liveSnapshot: 'FAKE_DRIVER_LIVE_SNAPSHOT',
+  /** `true|false|1|0`: `capabilities.quiesce` (default false). */
+  quiesce: 'FAKE_DRIVER_QUIESCE',
+  /** `true|false|1|0`: `autoDefineDomains` (default true when built from the environment). */
+  autoDefine: 'FAKE_DRIVER_AUTO_DEFINE',
+} as const;
+
+const KNOWN_ENV: readonly string[] = Object.values(FAKE_DRIVER_ENV);
+
+/**
+ * Reads the `FAKE_DRIVER_*` variables into options. Unset or blank variables are ignored; a malformed
+ * value, or an unknown `FAKE_DRIVER_*` name (a typo would otherwise silently disable a fault), throws an
+ * `Error` that names the variable.
+ */
+export function parseFakeDriverEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): FakeHypervisorDriverOptions {
+  const unknown = Object.keys(env).filter((k) => k.startsWith('FAKE_DRIVER_') && !KNOWN_ENV.includes(k));
+  if (unknown.length > 0) {
+    throw new Error(
+      `Unknown environment variable ${unknown.sort().join(', ')} (known: ${KNOWN_ENV.join(', ')})`,
+    );
+  }
+  const value = (name: string): string | undefined => {
+    const raw = env[name]?.trim();
+    return raw ? raw : undefined;
+  };
+  const options: {
+    copyDelayMs?: number;
+    failures?: FailureInjection[];
+    capabilities?: Partial<DriverCapabilities>;
+    autoDefineDomains?: boolean;
+  } = {};
+
+  const delay = value(FAKE_DRIVER_ENV.delayMs);
+  if (delay !== undefined) {
+    if (!/^\d+$/.test(delay) || !Number.isSafeInteger(Number(delay))) {
+      throw new Error(
+        `Invalid ${FAKE_DRIVER_ENV.delayMs}="${delay}": expected a non-negative integer (milliseconds)`,
+      );
+    }
+    options.copyDelayMs = Number(delay);
+  }
+
+  const fail = value(FAKE_DRIVER_ENV.fail);
+  if (fail !== undefined) {
+    try {
+      options.failures = parseFakeDriverFailures(fail);
+    } catch (e) {
+      throw new Error(`Invalid ${FAKE_DRIVER_ENV.fail}="${fail}": ${(e as Error).message}`);
+    }
+  }
+
+  const live = parseBoolean(FAKE_DRIVER_ENV.liveSnapshot, value(FAKE_DRIVER_ENV.liveSnapshot));
+  const quiesce = parseBoolean(FAKE_DRIVER_ENV.quiesce, value(FAKE_DRIVER_ENV.quiesce));
+  if (live !== undefined || quiesce !== undefined) {
+    options.capabilities = {
+      ...(live === undefined ? {} : { liveSnapshot: live }),
+      ...(quiesce === undefined ? {} : { quiesce }),
+    };
+  }
+  const autoDefine = parseBoolean(FAKE_DRIVER_ENV.autoDefine, value(FAKE_DRIVER_ENV.autoDefine));
+  if (autoDefine !== undefined) options.autoDefineDomains = autoDefine;
+  return options;
+}
+
+function parseBoolean(name: string, raw: string | undefined): boolean | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new Error(`Invalid ${name}="${raw}": expected true, false, 1 or 0`);
+}
+
+/**
+ * Parses a fault list: comma-separated entries `method:mode[:arg][:code]`, where
+ * - `method` is one of `FAKE_INJECTABLE_METHODS` or `*`;
+ * - `mode` is `fail_nth:<n>` (n ≥ 1), `fail_always`, `delay:<ms>` (ms ≥ 0) or `hang`;
+ * - `code` (failing modes only) is a `HypervisorErrorCode` for the injected error (default as in
+ *   `FailureInjection`).
+ * Examples: `createSnapshot:fail_nth:2`, `createSnapshot:fail_always:insufficient_storage`,
+ * `*:delay:200,restoreSnapshot:hang`. Throws an `Error` describing the first malformed entry.
+ */
+export function parseFakeDriverFailures(spec: string): FailureInjection[] {
+  const entries = spec.split(',').map((e) => e.trim());
+  return entries.map((entry) => {
+    if (entry === '') throw new Error('empty entry');
+    const parts = entry.split(':');
+    const [method, mode, ...rest] = parts;
+    if (method !== '*' && !FAKE_INJECTABLE_METHODS.includes(method as FakeInjectableMethod)) {
+      throw new Error(
+        `entry "${entry}": unknown method "${method}" (known: ${FAKE_INJECTABLE_METHODS.join(', ')}, *)`,
+      );
+    }
+    const m = method as FakeInjectableMethod | '*';
+    const integerArg = (min: number): number => {
+      const raw = rest.shift();
+      if (
+        raw === undefined ||
+        !/^\d+$/.test(raw) ||
+        !Number.isSafeInteger(Number(raw)) ||
+        Number(raw) < min
+      ) {
+        throw new Error(
+          `entry "${entry}": ${mode} needs an integer ≥ ${min}, got ${raw === undefined ? 'nothing' : `"${raw}"`}`,
+        );
+      }
+      return Number(raw);
+    };
+    const errorArg = (): HypervisorError | undefined => {
+      const raw = rest.shift();
+      if (raw === undefined) return undefined;
+      if (!HYPERVISOR_ERROR_CODES.includes(raw as HypervisorErrorCode)) {
+        throw new Error(
+          `entry "${entry}": unknown error code "${raw}" (known: ${HYPERVISOR_ERROR_CODES.join(', ')})`,
+        );
+      }
+      return fakeError(raw as HypervisorErrorCode, `injected failure (${entry})`);
+    };
+    let failure: FailureInjection;
+    switch (mode) {
+      case 'fail_nth': {
+        const n = integerArg(1);
+        const error = errorArg();
+        failure = error ? { method: m, mode, n, error } : { method: m, mode, n };
+        break;
+      }
+      case 'fail_always': {
+        const error = errorArg();
+        failure = error ? { method: m, mode, error } : { method: m, mode };
+        break;
+      }
+      case 'delay':
+        failure = { method: m, mode, ms: integerArg(0) };
+        break;
+      case 'hang':
+        failure = { method: m, mode };
+        break;
+      default:
+        throw new Error(
+          `entry "${entry}": unknown mode "${mode ?? ''}" (known: fail_nth:<n>, fail_always, delay:<ms>, hang)`,
+        );
+    }
+    if (rest.length > 0) throw new Error(`entry "${entry}": unexpected "${rest.join(':')}"`);
+    return failure;
+  });
+}
