@@ -17,7 +17,10 @@
  * - Progress callbacks receive integer-ish percentages in [0, 100], never decreasing within one call.
  *   They may be called often; the caller throttles what it persists.
  * - `signal`, when given and aborted, makes the method stop as soon as it can, kill any child process,
- *   remove anything it had partially written, and reject with code `cancelled`.
+ *   remove anything it had partially written, and reject with code `cancelled`. An abort that happens
+ *   before the result is committed (already aborted on entry, or during a progress callback, up to the
+ *   final rename) always ends in `cancelled`, never in success: check the signal again just before
+ *   committing.
  */
 
 export type PowerState = 'running' | 'stopped';
@@ -98,7 +101,8 @@ export interface HypervisorDriver {
    * On success the stored copy is complete and verified. On any failure nothing is left behind (no
    * partial file), so the call may simply be repeated.
    * Errors: `domain_not_found`, `insufficient_storage` (checked before copying, or space ran out),
-   * `snapshot_exists`, `copy_failed`, `verification_failed`, `cancelled`, `hypervisor_error`.
+   * `snapshot_exists`, `invalid_power_state`, `copy_failed`, `verification_failed`, `cancelled`,
+   * `hypervisor_error`.
    */
   createSnapshot(
     server: ServerRef,
