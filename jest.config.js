@@ -1,5 +1,5 @@
 /** Two projects: fast unit tests, and e2e/contract tests on real Postgres, Redis (and libvirt where present). */
-const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json', isolatedModules: true }];
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json' }];
 module.exports = {
   projects: [
     {

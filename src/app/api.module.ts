@@ -1,0 +1,43 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { AuthModule } from '../auth/auth.module';
+import { CommonModule } from '../common/common.module';
+import { loggerModule } from '../common/logging';
+import { ProblemDetailsFilter } from '../common/problem-details.filter';
+import { createValidationPipe } from '../common/validation';
+import { AppConfig } from '../config/app-config';
+import { ConfigModule } from '../config/config.module';
+import { HealthModule } from '../health/health.module';
+import { NodesModule } from '../nodes/nodes.module';
+import { PrismaModule } from '../prisma/prisma.module';
+import { RedisModule } from '../redis/redis.module';
+import { ServersModule } from '../servers/servers.module';
+import { SnapshotsModule } from '../snapshots/snapshots.module';
+import { ActionsModule } from '../actions/actions.module';
+
+/** The HTTP API process. */
+@Module({})
+export class ApiModule {
+  static forConfig(config: AppConfig): DynamicModule {
+    return {
+      module: ApiModule,
+      imports: [
+        ConfigModule.forConfig(config),
+        loggerModule('api'),
+        CommonModule,
+        PrismaModule,
+        RedisModule,
+        AuthModule,
+        HealthModule,
+        NodesModule,
+        ServersModule,
+        SnapshotsModule,
+        ActionsModule,
+      ],
+      providers: [
+        { provide: APP_FILTER, useFactory: (c: AppConfig) => new ProblemDetailsFilter(c.bodyLimitBytes), inject: [AppConfig] },
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+      ],
+    };
+  }
+}

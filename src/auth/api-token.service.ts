@@ -1,0 +1,99 @@
+import { Injectable } from '@nestjs/common';
+import { Clock } from '../common/clock';
+import { PrismaService } from '../prisma/prisma.service';
+import { Principal, Scope, SCOPES } from './principal';
+import { displayPrefix, generateToken, hashToken, looksLikeToken } from './token-codec';
+
+/** `last_used_at` is written at most this often per token, so reads do not each cost a write. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+export interface TokenRecord {
+  id: number;
+  accountId: number;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  expiresAt: Date | null;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+  createdAt: Date;
+}
+
+const TOKEN_COLUMNS = {
+  id: true,
+  accountId: true,
+  name: true,
+  prefix: true,
+  scopes: true,
+  expiresAt: true,
+  lastUsedAt: true,
+  revokedAt: true,
+  createdAt: true,
+} as const;
+
+@Injectable()
+export class ApiTokenService {
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The principal of a valid token, or null for a malformed, unknown, expired or revoked one. */
+  async authenticate(token: string): Promise<Principal | null> {
+    if (!looksLikeToken(token)) return null;
+    const row = await this.prisma.apiToken.findUnique({
+      where: { hash: hashToken(token) },
+      select: { id: true, accountId: true, scopes: true, expiresAt: true, revokedAt: true, lastUsedAt: true },
+    });
+    const now = this.clock.now();
+    if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now)) return null;
+    if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
+      await this.prisma.apiToken.update({ where: { id: row.id }, data: { lastUsedAt: now } });
+    }
+    return { accountId: row.accountId, tokenId: row.id, scopes: row.scopes.filter(isScope) };
+  }
+
+  /** Creates a token; the returned `token` is the only time the secret exists outside its holder. */
+  async create(input: {
+    accountId: number;
+    name: string;
+    scopes: Scope[];
+    expiresAt: Date | null;
+  }): Promise<{ token: string; record: TokenRecord }> {
+    const token = generateToken();
+    const record = await this.prisma.apiToken.create({
+      data: {
+        accountId: input.accountId,
+        name: input.name,
+        prefix: displayPrefix(token),
+        hash: hashToken(token),
+        scopes: [...new Set(input.scopes)],
+        expiresAt: input.expiresAt,
+      },
+      select: TOKEN_COLUMNS,
+    });
+    return { token, record };
+  }
+
+  list(accountId: number): Promise<TokenRecord[]> {
+    return this.prisma.apiToken.findMany({ where: { accountId }, orderBy: { id: 'desc' }, select: TOKEN_COLUMNS });
+  }
+
+  /** Revokes a token of the account (or any token when accountId is null). Returns false if none matched. */
+  async revoke(where: { id: number } | { prefix: string }, accountId: number | null): Promise<TokenRecord | null> {
+    const token = await this.prisma.apiToken.findFirst({
+      where: { ...where, ...(accountId === null ? {} : { accountId }) },
+      select: { id: true },
+    });
+    if (!token) return null;
+    await this.prisma.apiToken.updateMany({
+      where: { id: token.id, revokedAt: null },
+      data: { revokedAt: this.clock.now() },
+    });
+    return this.prisma.apiToken.findUniqueOrThrow({ where: { id: token.id }, select: TOKEN_COLUMNS });
+  }
+}
+
+function isScope(s: string): s is Scope {
+  return (SCOPES as readonly string[]).includes(s);
+}

@@ -1,0 +1,24 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { PassportModule } from '@nestjs/passport';
+import { ApiTokenService } from './api-token.service';
+import { BearerAuthGuard, ScopeGuard } from './auth.guards';
+import { BearerStrategy } from './bearer.strategy';
+import { TokensController } from './tokens.controller';
+
+@Module({
+  imports: [PassportModule],
+  controllers: [TokensController],
+  providers: [
+    ApiTokenService,
+    BearerStrategy,
+    { provide: APP_GUARD, useClass: BearerAuthGuard },
+    { provide: APP_GUARD, useClass: ScopeGuard },
+  ],
+  exports: [ApiTokenService],
+})
+export class AuthModule {}
+
+/** Token management without the HTTP guards (CLI). */
+@Module({ providers: [ApiTokenService], exports: [ApiTokenService] })
+export class TokensCoreModule {}

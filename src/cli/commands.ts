@@ -1,0 +1,198 @@
+import { Injectable } from '@nestjs/common';
+import { AccountsService } from '../accounts/accounts.service';
+import { ApiTokenService } from '../auth/api-token.service';
+import { SCOPES, Scope } from '../auth/principal';
+import { Clock, apiTime } from '../common/clock';
+import { parseId } from '../common/ids';
+import { NodesService } from '../nodes/nodes.service';
+import { ServersService } from '../servers/servers.service';
+import { DomainInspector } from './domain-inspector';
+
+export const USAGE = `Operator CLI: npm run --silent cli -- <command>
+
+  account create <name>                                   prints the account id
+  account list
+  token create --account <name> [--name N] [--scopes read,write] [--admin] [--expires-in 30d]
+                                                          prints the token (shown only once)
+  token revoke <token-id-or-prefix>
+  node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR]
+                                                          prints the node id
+  node list
+  server create --account <name> --node <name> --name <server-name> [--domain D] [--disk PATH]
+                [--status running|stopped]                prints the server id
+  server import --account <name> --node <name> --domain <libvirt-domain> [--name <server-name>]
+                                                          reads the disk from the domain's XML; prints the id
+  server list
+`;
+
+export class UsageError extends Error {}
+
+type Flags = Record<string, string | true>;
+
+function parseArgs(args: string[], allowed: string[]): { positional: string[]; flags: Flags } {
+  const positional: string[] = [];
+  const flags: Flags = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a.startsWith('--')) {
+      const [key, inline] = a.slice(2).split(/=(.*)/s, 2);
+      if (!allowed.includes(key)) throw new UsageError(`unknown option --${key}`);
+      if (inline !== undefined) flags[key] = inline;
+      else if (i + 1 < args.length && !args[i + 1].startsWith('--')) flags[key] = args[++i];
+      else flags[key] = true;
+    } else positional.push(a);
+  }
+  return { positional, flags };
+}
+
+function required(flags: Flags, key: string): string {
+  const v = flags[key];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${key} <value> is required`);
+  return v;
+}
+
+function optional(flags: Flags, key: string): string | undefined {
+  const v = flags[key];
+  if (v === true) throw new UsageError(`--${key} needs a value`);
+  return v;
+}
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+)([smhdw])$/.exec(text);
+  if (!m || Number(m[1]) === 0) throw new UsageError(`--expires-in must look like 30d, 12h, 90m or 2w, got "${text}"`);
+  const unit = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+  return Number(m[1]) * unit * 1000;
+}
+
+export function table(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return '(none)';
+  const cols = Object.keys(rows[0]);
+  const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
+  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
+  return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
+}
+
+@Injectable()
+export class CliCommands {
+  constructor(
+    private readonly accounts: AccountsService,
+    private readonly tokens: ApiTokenService,
+    private readonly nodes: NodesService,
+    private readonly servers: ServersService,
+    private readonly clock: Clock,
+  ) {}
+
+  async run(argv: string[]): Promise<string> {
+    const [noun, verb, ...rest] = argv;
+    const key = `${noun} ${verb ?? ''}`.trim();
+    switch (key) {
+      case 'account create': {
+        const { positional } = parseArgs(rest, []);
+        if (positional.length !== 1) throw new UsageError('account create takes exactly one <name>');
+        return String((await this.accounts.create(positional[0])).id);
+      }
+      case 'account list': {
+        const rows = await this.accounts.list();
+        return table(
+          rows.map((a) => ({ id: a.id, name: a.name, servers: a._count.servers, tokens: a._count.tokens, created: apiTime(a.createdAt) })),
+        );
+      }
+      case 'token create':
+        return this.tokenCreate(rest);
+      case 'token revoke': {
+        const { positional } = parseArgs(rest, []);
+        if (positional.length !== 1) throw new UsageError('token revoke takes exactly one <token-id-or-prefix>');
+        const arg = positional[0];
+        const id = parseId(arg);
+        const revoked = await this.tokens.revoke(id !== null ? { id } : { prefix: arg }, null);
+        if (!revoked) throw new Error(`no token with id or prefix "${arg}"`);
+        return '';
+      }
+      case 'node create': {
+        const { positional, flags } = parseArgs(rest, ['driver', 'uri', 'snapshot-dir']);
+        if (positional.length !== 1) throw new UsageError('node create takes exactly one <name>');
+        const driver = required(flags, 'driver');
+        if (driver !== 'libvirt' && driver !== 'fake') throw new UsageError('--driver must be libvirt or fake');
+        const snapshotDir = optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`;
+        if (!snapshotDir.startsWith('/')) throw new UsageError('--snapshot-dir must be an absolute path');
+        const node = await this.nodes.create({ name: positional[0], driver, uri: optional(flags, 'uri'), snapshotDir });
+        return String(node.id);
+      }
+      case 'node list': {
+        const rows = await this.nodes.list();
+        return table(rows.map((n) => ({ id: n.id, name: n.name, driver: n.driver, uri: n.uri, snapshot_dir: n.snapshotDir })));
+      }
+      case 'server create':
+        return this.serverCreate(rest);
+      case 'server import':
+        return this.serverImport(rest);
+      case 'server list': {
+        const rows = await this.servers.listAll();
+        return table(
+          rows.map((s) => ({
+            id: s.id,
+            name: s.name,
+            account: s.account.name,
+            node: s.node.name,
+            status: s.status,
+            domain: s.domain,
+            disk: s.diskPath,
+          })),
+        );
+      }
+      default:
+        throw new UsageError(`unknown command "${key}"`);
+    }
+  }
+
+  private async tokenCreate(args: string[]): Promise<string> {
+    const { positional, flags } = parseArgs(args, ['account', 'name', 'scopes', 'admin', 'expires-in']);
+    if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
+    const account = await this.accounts.requireByName(required(flags, 'account'));
+    const scopeText = optional(flags, 'scopes') ?? 'read,write';
+    const scopes = scopeText.split(',').map((s) => s.trim()) as Scope[];
+    for (const s of scopes) if (!SCOPES.includes(s)) throw new UsageError(`unknown scope "${s}" (known: ${SCOPES.join(', ')})`);
+    if (flags.admin === true) scopes.push('admin');
+    else if (flags.admin !== undefined) throw new UsageError('--admin takes no value');
+    const expiresIn = optional(flags, 'expires-in');
+    const expiresAt = expiresIn ? new Date(this.clock.now().getTime() + parseDuration(expiresIn)) : null;
+    const name = optional(flags, 'name') ?? (flags.admin === true ? 'admin token' : 'cli token');
+    const { token } = await this.tokens.create({ accountId: account.id, name, scopes, expiresAt });
+    return token;
+  }
+
+  private async serverCreate(args: string[]): Promise<string> {
+    const { positional, flags } = parseArgs(args, ['account', 'node', 'name', 'domain', 'disk', 'status']);
+    if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
+    const account = await this.accounts.requireByName(required(flags, 'account'));
+    const node = await this.nodes.requireByName(required(flags, 'node'));
+    const name = required(flags, 'name');
+    const domain = optional(flags, 'domain') ?? name;
+    const status = optional(flags, 'status') ?? 'running';
+    if (status !== 'running' && status !== 'stopped') throw new UsageError('--status must be running or stopped');
+    const diskPath = optional(flags, 'disk') ?? `/var/lib/libvirt/images/${domain}.qcow2`;
+    if (!diskPath.startsWith('/')) throw new UsageError('--disk must be an absolute path');
+    const server = await this.servers.create({ accountId: account.id, nodeId: node.id, name, domain, diskPath, status });
+    return String(server.id);
+  }
+
+  private async serverImport(args: string[]): Promise<string> {
+    const { positional, flags } = parseArgs(args, ['account', 'node', 'domain', 'name']);
+    if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
+    const account = await this.accounts.requireByName(required(flags, 'account'));
+    const node = await this.nodes.requireByName(required(flags, 'node'));
+    const domain = required(flags, 'domain');
+    if (node.driver !== 'libvirt') throw new Error(`node "${node.name}" uses the ${node.driver} driver; import needs libvirt`);
+    const found = await new DomainInspector(node.uri).inspect(domain);
+    const server = await this.servers.create({
+      accountId: account.id,
+      nodeId: node.id,
+      name: optional(flags, 'name') ?? domain,
+      domain,
+      diskPath: found.diskPath,
+      status: found.status,
+    });
+    return String(server.id);
+  }
+}

@@ -1,0 +1,69 @@
+import 'reflect-metadata';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AccountsModule } from '../accounts/accounts.module';
+import { TokensCoreModule } from '../auth/auth.module';
+import { CommonModule } from '../common/common.module';
+import { ProblemException } from '../common/problem';
+import { ConfigError, loadConfig } from '../config/app-config';
+import { ConfigModule } from '../config/config.module';
+import { NodesCoreModule } from '../nodes/nodes.module';
+import { PrismaModule } from '../prisma/prisma.module';
+import { ServersCoreModule } from '../servers/servers.module';
+import { CliCommands, UsageError, USAGE } from './commands';
+
+@Module({})
+class CliModule {}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help') {
+    process.stdout.write(USAGE);
+    return argv.length === 0 ? 2 : 0;
+  }
+  const config = loadConfig(process.env, 'cli');
+  const app = await NestFactory.createApplicationContext(
+    {
+      module: CliModule,
+      imports: [
+        ConfigModule.forConfig(config),
+        CommonModule,
+        PrismaModule,
+        AccountsModule,
+        TokensCoreModule,
+        NodesCoreModule,
+        ServersCoreModule,
+      ],
+      providers: [CliCommands],
+    },
+    { logger: false },
+  );
+  try {
+    const out = await app.get(CliCommands).run(argv);
+    if (out !== '') process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);
+    return 0;
+  } finally {
+    await app.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(78);
+    }
+    if (e instanceof ProblemException) {
+      const body = e.render('en', 'cli');
+      const fields = body.errors?.map((f) => ` (${f.field}: ${f.message})`).join('') ?? '';
+      process.stderr.write(`error: ${body.detail}${fields}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

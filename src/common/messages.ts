@@ -1,0 +1,129 @@
+/**
+ * Message catalogue: every customer-facing sentence, in English and Welsh (`Accept-Language: cy`).
+ * The published page's own wording is used where it has one (api-contract.md Part 1).
+ */
+export type Lang = 'en' | 'cy';
+type Params = Record<string, string | number | null | undefined>;
+type Message = { en: (p: Params) => string; cy: (p: Params) => string };
+
+const m = (en: Message['en'], cy: Message['cy']): Message => ({ en, cy });
+
+export const MESSAGES = {
+  unauthorized: m(
+    () => 'Unauthorized - Invalid or missing authentication token',
+    () => 'Heb awdurdod - Tocyn dilysu annilys neu ar goll',
+  ),
+  forbidden: m(
+    (p) => `Forbidden - This token lacks the "${p.scope}" scope`,
+    (p) => `Gwaharddedig - Nid oes gan y tocyn hwn y cwmpas "${p.scope}"`,
+  ),
+  snapshot_not_found: m(
+    () => 'Not Found - Snapshot does not exist',
+    () => "Heb ei Ganfod - Nid yw'r ciplun yn bodoli",
+  ),
+  server_not_found: m(
+    () => 'Not Found - Server does not exist',
+    () => "Heb ei Ganfod - Nid yw'r gweinydd yn bodoli",
+  ),
+  action_not_found: m(
+    () => 'Not Found - Action does not exist',
+    () => "Heb ei Ganfod - Nid yw'r weithred yn bodoli",
+  ),
+  token_not_found: m(
+    () => 'Not Found - Token does not exist',
+    () => "Heb ei Ganfod - Nid yw'r tocyn yn bodoli",
+  ),
+  node_not_found: m(
+    () => 'Not Found - Node does not exist',
+    () => "Heb ei Ganfod - Nid yw'r nod yn bodoli",
+  ),
+  account_not_found: m(
+    () => 'Not Found - Account does not exist',
+    () => "Heb ei Ganfod - Nid yw'r cyfrif yn bodoli",
+  ),
+  not_found: m(
+    () => 'Not Found - The requested resource does not exist',
+    () => "Heb ei Ganfod - Nid yw'r adnodd a geisiwyd yn bodoli",
+  ),
+  page_not_found: m(
+    () => 'Not Found - Invalid page',
+    () => 'Heb ei Ganfod - Tudalen annilys',
+  ),
+  validation_failed: m(
+    () => 'Bad Request - Invalid parameters',
+    () => 'Cais Gwael - Paramedrau annilys',
+  ),
+  malformed_json: m(
+    () => 'Bad Request - The request body is not valid JSON',
+    () => "Cais Gwael - Nid yw corff y cais yn JSON dilys",
+  ),
+  unsupported_media_type: m(
+    () => 'Unsupported Media Type - Send the request body as application/json',
+    () => "Math o Gyfrwng heb ei Gefnogi - Anfonwch gorff y cais fel application/json",
+  ),
+  payload_too_large: m(
+    (p) => `Payload Too Large - The request body exceeds ${p.limit} bytes`,
+    (p) => `Llwyth yn Rhy Fawr - Mae corff y cais yn fwy na ${p.limit} beit`,
+  ),
+  method_not_allowed: m(
+    () => 'Method Not Allowed',
+    () => "Dull heb ei Ganiatáu",
+  ),
+  snapshot_limit_reached: m(
+    (p) => `Bad Request - Snapshot limit reached: server ${p.server_id} already has ${p.used} of ${p.limit} snapshots`,
+    (p) => `Cais Gwael - Cyrhaeddwyd terfyn y cipluniau: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} ciplun yn barod`,
+  ),
+  invalid_server_state: m(
+    (p) =>
+      `Bad Request - Server is not in a valid state for ${p.operation}: its status is "${p.status}"` +
+      (p.action_id ? ` and action ${p.action_id} (${p.action_kind}) is ${p.action_status} on it` : ''),
+    (p) =>
+      `Cais Gwael - Nid yw'r gweinydd mewn cyflwr dilys ar gyfer ${p.operation === 'restoration' ? 'adferiad' : 'ciplun'}: ei statws yw "${p.status}"` +
+      (p.action_id ? ` ac mae gweithred ${p.action_id} (${p.action_kind}) yn ${p.action_status} arno` : ''),
+  ),
+  invalid_snapshot_state: m(
+    (p) => `Bad Request - Snapshot ${p.snapshot_id} cannot be ${p.operation} while ${p.reason}`,
+    (p) => `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} ciplun ${p.snapshot_id} tra ${p.reason}`,
+  ),
+  conflict: m(
+    (p) => `Conflict - ${p.what}`,
+    (p) => `Gwrthdaro - ${p.what}`,
+  ),
+  service_unavailable: m(
+    (p) => `Service Unavailable - ${p.what} is not reachable; try again shortly`,
+    (p) => `Gwasanaeth Ddim ar Gael - Ni ellir cyrraedd ${p.what}; rhowch gynnig arall yn fuan`,
+  ),
+  internal_error: m(
+    () => 'Internal Server Error - Something went wrong on our side; quote the request id when reporting it',
+    () => "Gwall Mewnol - Aeth rhywbeth o'i le ar ein hochr ni; dyfynnwch rif y cais wrth ei adrodd",
+  ),
+  snapshot_create_started: m(
+    () => 'Snapshot is being created. This may take 3-10 minutes depending on server size.',
+    () => "Mae'r ciplun yn cael ei greu. Gall hyn gymryd 3-10 munud yn dibynnu ar faint y gweinydd.",
+  ),
+  restore_started: m(
+    () => 'Server is being restored from snapshot. This may take 5-15 minutes.',
+    () => "Mae'r gweinydd yn cael ei adfer o'r ciplun. Gall hyn gymryd 5-15 munud.",
+  ),
+} satisfies Record<string, Message>;
+
+export type MessageKey = keyof typeof MESSAGES;
+
+export function message(key: MessageKey, lang: Lang, params: Params = {}): string {
+  return MESSAGES[key][lang](params);
+}
+
+/** Picks Welsh when the client prefers it (RFC 9110 Accept-Language, q-values honoured), else English. */
+export function languageOf(acceptLanguage: string | string[] | undefined): Lang {
+  const header = Array.isArray(acceptLanguage) ? acceptLanguage.join(',') : (acceptLanguage ?? '');
+  let best: { lang: Lang; q: number } = { lang: 'en', q: 0 };
+  for (const part of header.split(',')) {
+    const [tag, ...attrs] = part.trim().toLowerCase().split(';');
+    const qAttr = attrs.map((a) => a.trim()).find((a) => a.startsWith('q='));
+    const q = qAttr ? Number(qAttr.slice(2)) : 1;
+    if (!Number.isFinite(q) || q <= 0) continue;
+    const lang: Lang | null = tag === 'cy' || tag.startsWith('cy-') ? 'cy' : tag === 'en' || tag.startsWith('en-') ? 'en' : null;
+    if (lang && q > best.q) best = { lang, q };
+  }
+  return best.lang;
+}

@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+
+const ACCEPTABLE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Accepts a well-formed `X-Request-Id` from the caller or makes one; echoes it on every response. */
+export function requestIdMiddleware(req: Request, res: Response, next: NextFunction): void {
+  const given = req.headers['x-request-id'];
+  const id = typeof given === 'string' && ACCEPTABLE_REQUEST_ID.test(given) ? given : randomUUID();
+  (req as { id?: unknown }).id = id;
+  res.setHeader('X-Request-Id', id);
+  next();
+}
+
+export function requestIdOf(req: Request): string {
+  const id = (req as { id?: unknown }).id;
+  return typeof id === 'string' ? id : 'unknown';
+}
+
+/**
+ * Published paths end with a slash; the same path without it works too. Routes are declared without
+ * it, and this strips one trailing slash before routing (`req.originalUrl` keeps what the client sent).
+ */
+export function trailingSlashMiddleware(req: Request, _res: Response, next: NextFunction): void {
+  const q = req.url.indexOf('?');
+  const path = q === -1 ? req.url : req.url.slice(0, q);
+  if (path.length > 1 && path.endsWith('/')) {
+    req.url = path.replace(/\/+$/, '') + (q === -1 ? '' : req.url.slice(q));
+  }
+  next();
+}

@@ -1,0 +1,35 @@
+import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
+import { FieldError, problems } from './problem';
+
+function flatten(errors: ValidationError[], parent = ''): FieldError[] {
+  const out: FieldError[] = [];
+  for (const e of errors) {
+    const field = parent ? `${parent}.${e.property}` : e.property;
+    for (const msg of Object.values(e.constraints ?? {})) out.push({ field, message: msg });
+    if (e.children?.length) out.push(...flatten(e.children, field));
+  }
+  return out;
+}
+
+/**
+ * Body DTOs only. Path parameters reach their own pipes (`PathIdPipe`) as the raw text the client sent:
+ * the stock pipe would turn "0x10" into 16 and "1e3" into 1000 before they could be refused.
+ */
+class BodyValidationPipe extends ValidationPipe {
+  override transform(value: unknown, metadata: ArgumentMetadata) {
+    if (metadata.type === 'param' || metadata.type === 'query') return value;
+    return super.transform(value, metadata);
+  }
+}
+
+/** Whitelisting, transforming validation whose failures are 400 `validation_failed` with field errors. */
+export function createValidationPipe(): ValidationPipe {
+  return new BodyValidationPipe({
+    whitelist: true,
+    forbidNonWhitelisted: true,
+    transform: true,
+    transformOptions: { enableImplicitConversion: false },
+    validationError: { target: false, value: false },
+    exceptionFactory: (errors) => problems.validation(flatten(errors)),
+  });
+}

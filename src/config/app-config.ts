@@ -1,0 +1,154 @@
+/**
+ * Typed configuration, read once from environment variables and validated at start-up.
+ * A missing or malformed variable stops the process with a message naming it (see README "Configuration").
+ */
+export type Role = 'api' | 'worker' | 'cli';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export class AppConfig {
+  readonly databaseUrl!: string;
+  readonly redisUrl!: string;
+  readonly host!: string;
+  readonly port!: number;
+  readonly logLevel!: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly bodyLimitBytes!: number;
+  readonly trustProxy!: boolean;
+  /** Prefix of every BullMQ key in Redis (lets several deployments or test runs share one Redis). */
+  readonly queuePrefix!: string;
+  readonly snapshotLimitPerServer!: number;
+  readonly defaultPageSize!: number;
+  readonly maxPageSize!: number;
+  /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
+  readonly workerNode!: string | null;
+  readonly workerConcurrency!: number;
+  readonly jobAttempts!: number;
+  readonly jobBackoffMs!: number;
+  readonly stopGraceSeconds!: number;
+  readonly dispatchIntervalMs!: number;
+  readonly progressWriteIntervalMs!: number;
+  readonly libvirtMaxConcurrentCopies!: number;
+  readonly snapshotCompression!: 'none' | 'zstd';
+  readonly shutdownTimeoutMs!: number;
+
+  constructor(values: AppConfig) {
+    Object.assign(this, values);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  private raw(name: string): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  }
+
+  string(name: string, fallback?: string): string {
+    const v = this.raw(name) ?? fallback;
+    if (v === undefined) {
+      this.problems.push(`${name} is required but not set`);
+      return '';
+    }
+    return v;
+  }
+
+  url(name: string, protocols: string[], fallback?: string): string {
+    const v = this.string(name, fallback);
+    if (!v) return v;
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) {
+        this.problems.push(`${name} must be a ${protocols.join(' or ')} URL, got "${u.protocol}"`);
+      }
+    } catch {
+      this.problems.push(`${name} is not a valid URL`);
+    }
+    return v;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!/^-?\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.problems.push(`${name} must be an integer between ${min} and ${max}, got "${v}"`);
+      return fallback;
+    }
+    return Number(v);
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(v)) {
+      this.problems.push(`${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+      return fallback;
+    }
+    return v as T;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (['1', 'true', 'yes'].includes(v.toLowerCase())) return true;
+    if (['0', 'false', 'no'].includes(v.toLowerCase())) return false;
+    this.problems.push(`${name} must be true or false, got "${v}"`);
+    return fallback;
+  }
+
+  bytes(name: string, fallback: number): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    const m = /^(\d+)\s*(b|kb|mb)?$/i.exec(v);
+    if (!m) {
+      this.problems.push(`${name} must be a size like 65536, 64kb or 1mb, got "${v}"`);
+      return fallback;
+    }
+    const mult = { b: 1, kb: 1024, mb: 1024 * 1024 }[(m[2] ?? 'b').toLowerCase() as 'b' | 'kb' | 'mb'];
+    return Number(m[1]) * mult;
+  }
+}
+
+export function loadConfig(env: Env, role: Role): AppConfig {
+  const r = new Reader(env);
+  const workerNode = role === 'worker' ? r.string('WORKER_NODE') : (env.WORKER_NODE?.trim() || null);
+  if (workerNode && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(workerNode)) {
+    r.problems.push(`WORKER_NODE must be a node name (lower-case letters, digits, hyphens), got "${workerNode}"`);
+  }
+  const config = new AppConfig({
+    databaseUrl: r.url('DATABASE_URL', ['postgresql:', 'postgres:']),
+    redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:'], role === 'cli' ? 'redis://127.0.0.1:6379' : undefined),
+    host: r.string('HOST', '0.0.0.0'),
+    port: r.int('PORT', 3000, 0, 65535),
+    logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    bodyLimitBytes: r.bytes('BODY_LIMIT', 64 * 1024),
+    trustProxy: r.bool('TRUST_PROXY', false),
+    queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
+    snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
+    defaultPageSize: r.int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
+    maxPageSize: r.int('MAX_PAGE_SIZE', 100, 1, 1000),
+    workerNode,
+    workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
+    jobAttempts: r.int('JOB_ATTEMPTS', 3, 1, 20),
+    jobBackoffMs: r.int('JOB_BACKOFF_MS', 5000, 0, 3_600_000),
+    stopGraceSeconds: r.int('STOP_GRACE_SECONDS', 60, 0, 3600),
+    dispatchIntervalMs: r.int('DISPATCH_INTERVAL_MS', 2000, 50, 600_000),
+    progressWriteIntervalMs: r.int('PROGRESS_WRITE_INTERVAL_MS', 1000, 0, 60_000),
+    libvirtMaxConcurrentCopies: r.int('LIBVIRT_MAX_CONCURRENT_COPIES', 2, 1, 64),
+    snapshotCompression: r.oneOf('SNAPSHOT_COMPRESSION', ['none', 'zstd'] as const, 'none'),
+    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+  });
+  if (config.defaultPageSize > config.maxPageSize) {
+    r.problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
+  }
+  if (r.problems.length) throw new ConfigError(r.problems);
+  return config;
+}

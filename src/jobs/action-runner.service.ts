@@ -1,0 +1,228 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Clock } from '../common/clock';
+import { AppConfig } from '../config/app-config';
+import { ActionKind, ServerStatus } from '../generated/prisma/client';
+import { HYPERVISOR_DRIVER, HypervisorDriver, isHypervisorError, ServerRef, SnapshotRef } from '../hypervisor/hypervisor-driver';
+import { PrismaService } from '../prisma/prisma.service';
+import { ProgressReporter } from './progress-reporter';
+
+export interface AttemptInfo {
+  /** 1-based number of this attempt. */
+  attempt: number;
+  maxAttempts: number;
+  signal?: AbortSignal;
+}
+
+/** Thrown to ask the queue to try the job again later (transient failure, attempts left). */
+export class RetryLaterError extends Error {
+  constructor(
+    message: string,
+    readonly causeError: unknown,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
+  }
+}
+
+interface LoadedAction {
+  id: number;
+  kind: ActionKind;
+  status: string;
+  startedAt: Date | null;
+  serverStatusBefore: ServerStatus | null;
+  server: { id: number; domain: string; diskPath: string; status: ServerStatus; node: { snapshotDir: string } };
+  snapshot: { id: number; status: string } | null;
+}
+
+const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
+
+/**
+ * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
+ * Every state change is a conditional update on the action's current status, so a duplicated or
+ * retried job can never apply twice, and a finished action is never reopened.
+ */
+@Injectable()
+export class ActionRunner {
+  private readonly logger = new Logger(ActionRunner.name);
+
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly config: AppConfig,
+    private readonly clock: Clock,
+    @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
+  ) {}
+
+  /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
+  async run(actionId: number, attempt: AttemptInfo): Promise<'succeeded' | 'failed' | 'skipped'> {
+    const action = await this.claim(actionId);
+    if (!action) return 'skipped';
+    const server: ServerRef = { id: action.server.id, domain: action.server.domain, diskPath: action.server.diskPath };
+    const snap: SnapshotRef | null = action.snapshot
+      ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
+      : null;
+    if (!snap) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) => this.writeProgress(action, pct));
+    try {
+      switch (action.kind) {
+        case 'create_snapshot': {
+          const result = await this.driver.createSnapshot(server, snap, progress.report, { signal: attempt.signal });
+          await progress.flush();
+          return this.succeedCreate(action, result.sizeBytes, result.consistency);
+        }
+        case 'restore_snapshot': {
+          await this.restore(action, server, snap, progress.report, attempt.signal);
+          await progress.flush();
+          return this.succeedRestore(action);
+        }
+        case 'delete_snapshot': {
+          await this.driver.deleteSnapshot(server, snap);
+          return this.finish(action, 'succeeded');
+        }
+      }
+    } catch (e) {
+      await progress.flush();
+      const retryable = isHypervisorError(e) ? e.retryable : true;
+      if (retryable && attempt.attempt < attempt.maxAttempts) {
+        this.logger.warn({ actionId, attempt: attempt.attempt, err: e }, 'transient failure; will retry');
+        throw new RetryLaterError(e instanceof Error ? e.message : String(e), e);
+      }
+      this.logger.error({ actionId, err: e, detail: isHypervisorError(e) ? e.detail : undefined }, 'action failed');
+      const code = isHypervisorError(e) ? e.code : 'internal_error';
+      const text = isHypervisorError(e) ? e.message : GENERIC_FAILURE;
+      if (action.kind === 'create_snapshot') {
+        await this.driver.deleteSnapshot(server, snap).catch(() => undefined);
+      }
+      if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+      return this.fail(action, code, text);
+    }
+  }
+
+  private async restore(
+    action: LoadedAction,
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if ((await this.driver.getPowerState(server)) === 'running') {
+      const { forced } = await this.driver.stop(server, { graceSeconds: this.config.stopGraceSeconds });
+      if (forced) this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
+    }
+    await this.driver.restoreSnapshot(server, snap, onProgress, { signal });
+    if (action.serverStatusBefore === 'running') await this.driver.start(server);
+  }
+
+  /** A failed restore leaves the original disk in place: bring the server back to how it was. */
+  private async recoverServerAfterFailedRestore(action: LoadedAction, server: ServerRef): Promise<void> {
+    try {
+      if (action.serverStatusBefore === 'running' && (await this.driver.getPowerState(server)) === 'stopped') {
+        await this.driver.start(server);
+      }
+    } catch (e) {
+      this.logger.error({ actionId: action.id, err: e }, 'could not restart the server after a failed restore');
+    }
+  }
+
+  private async claim(actionId: number): Promise<LoadedAction | null> {
+    const action = await this.prisma.action.findUnique({
+      where: { id: actionId },
+      select: {
+        id: true,
+        kind: true,
+        status: true,
+        startedAt: true,
+        serverStatusBefore: true,
+        server: { select: { id: true, domain: true, diskPath: true, status: true, node: { select: { snapshotDir: true } } } },
+        snapshot: { select: { id: true, status: true } },
+      },
+    });
+    if (!action || (action.status !== 'pending' && action.status !== 'running')) return null;
+    const now = this.clock.now();
+    const claimed = await this.prisma.action.updateMany({
+      where: { id: actionId, status: { in: ['pending', 'running'] } },
+      data: { status: 'running', startedAt: action.startedAt ?? now, heartbeatAt: now, attempts: { increment: 1 } },
+    });
+    return claimed.count === 1 ? action : null;
+  }
+
+  private async writeProgress(action: LoadedAction, pct: number): Promise<void> {
+    const now = this.clock.now();
+    await this.prisma.$transaction([
+      this.prisma.action.updateMany({
+        where: { id: action.id, status: 'running' },
+        data: { progress: pct, heartbeatAt: now },
+      }),
+      ...(action.kind === 'create_snapshot' && action.snapshot
+        ? [
+            this.prisma.snapshot.updateMany({
+              where: { id: action.snapshot.id, status: 'in_progress' },
+              data: { progress: pct },
+            }),
+          ]
+        : []),
+    ]);
+  }
+
+  private async succeedCreate(
+    action: LoadedAction,
+    sizeBytes: number,
+    consistency: 'stopped' | 'quiesced' | 'crash_consistent',
+  ): Promise<'succeeded' | 'skipped'> {
+    const now = this.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const done = await tx.action.updateMany({
+        where: { id: action.id, status: 'running' },
+        data: { status: 'succeeded', progress: 100, finishedAt: now, heartbeatAt: now },
+      });
+      if (done.count !== 1) return 'skipped';
+      await tx.snapshot.updateMany({
+        where: { id: action.snapshot!.id, status: 'in_progress' },
+        data: { status: 'completed', progress: 100, sizeBytes: BigInt(sizeBytes), consistency, completedAt: now },
+      });
+      return 'succeeded';
+    });
+  }
+
+  private succeedRestore(action: LoadedAction) {
+    return this.finish(action, 'succeeded');
+  }
+
+  /** Ends the action (and, for a restore, returns the server to the status it had before). */
+  private async finish(
+    action: LoadedAction,
+    outcome: 'succeeded' | 'failed',
+    error?: { code: string; message: string },
+  ): Promise<'succeeded' | 'failed' | 'skipped'> {
+    const now = this.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const done = await tx.action.updateMany({
+        where: { id: action.id, status: 'running' },
+        data: {
+          status: outcome,
+          finishedAt: now,
+          heartbeatAt: now,
+          ...(outcome === 'succeeded' ? { progress: 100 } : {}),
+          ...(error ? { errorCode: error.code, errorMessage: error.message.slice(0, 1000) } : {}),
+        },
+      });
+      if (done.count !== 1) return 'skipped';
+      if (action.kind === 'restore_snapshot') {
+        await tx.server.updateMany({
+          where: { id: action.server.id, status: 'restoring' },
+          data: { status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' },
+        });
+      }
+      if (outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot) {
+        await tx.snapshot.updateMany({
+          where: { id: action.snapshot.id, status: 'in_progress' },
+          data: { status: 'failed', error: error?.message.slice(0, 1000) ?? GENERIC_FAILURE, completedAt: now },
+        });
+      }
+      return outcome;
+    });
+  }
+
+  private fail(action: LoadedAction, code: string, message: string) {
+    return this.finish(action, 'failed', { code, message });
+  }
+}

@@ -1,0 +1,83 @@
+import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Queue } from 'bullmq';
+import { AppConfig } from '../config/app-config';
+import { RedisService } from '../redis/redis.service';
+
+export const JOB_NAMES = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;
+export type JobName = (typeof JOB_NAMES)[number];
+
+export interface ActionJobData {
+  actionId: number;
+}
+
+/** One queue per hypervisor node; its worker is the only consumer. */
+export function nodeQueueName(nodeId: number): string {
+  return `node-${nodeId}`;
+}
+
+/** Job id = action id, so enqueuing the same action twice is a no-op (BullMQ refuses integer-looking ids). */
+export function jobIdOf(actionId: number): string {
+  return `action-${actionId}`;
+}
+
+const ENQUEUE_TIMEOUT_MS = 2000;
+
+/** The queue side of jobs (Redis via BullMQ). Producers use the fail-fast shared connection. */
+@Injectable()
+export class JobQueue implements OnModuleDestroy {
+  private readonly queues = new Map<number, Queue<ActionJobData>>();
+
+  constructor(
+    private readonly redis: RedisService,
+    private readonly config: AppConfig,
+  ) {}
+
+  queueFor(nodeId: number): Queue<ActionJobData> {
+    let q = this.queues.get(nodeId);
+    if (!q) {
+      q = new Queue<ActionJobData>(nodeQueueName(nodeId), {
+        connection: this.redis.client,
+        prefix: this.config.queuePrefix,
+        skipWaitingForReady: true,
+      });
+      q.on('error', () => undefined);
+      this.queues.set(nodeId, q);
+    }
+    return q;
+  }
+
+  async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
+    if (!(JOB_NAMES as readonly string[]).includes(kind)) throw new Error(`unknown job kind ${kind}`);
+    const add = this.queueFor(nodeId).add(
+      kind,
+      { actionId },
+      {
+        jobId: jobIdOf(actionId),
+        attempts: this.config.jobAttempts,
+        backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
+        removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+        removeOnFail: { age: 30 * 86_400 },
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        add,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Whether the queue still holds a job for the action (in any state). */
+  async hasJob(nodeId: number, actionId: number): Promise<boolean> {
+    return (await this.queueFor(nodeId).getJob(jobIdOf(actionId))) !== undefined;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+  }
+}

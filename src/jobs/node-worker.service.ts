@@ -1,0 +1,103 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
+import { AppConfig } from '../config/app-config';
+import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
+import { PrismaService } from '../prisma/prisma.service';
+import { RedisService } from '../redis/redis.service';
+import { ActionRunner } from './action-runner.service';
+import { ActionJobData, JOB_NAMES, JobQueue, nodeQueueName } from './job-queue';
+import { WORKER_NODE, WorkerNode } from './worker-node';
+
+/**
+ * The worker's loop: consumes its node's queue (BullMQ), and, as a transactional outbox, re-enqueues
+ * committed `pending` actions of its node that have no job (Redis was down when they were accepted).
+ * On start it first removes what interrupted operations left on disk.
+ */
+@Injectable()
+export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(NodeWorkerService.name);
+  private worker?: Worker<ActionJobData>;
+  private dispatchTimer?: NodeJS.Timeout;
+  private dispatching = false;
+
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly redis: RedisService,
+    private readonly config: AppConfig,
+    private readonly queue: JobQueue,
+    private readonly runner: ActionRunner,
+    @Inject(WORKER_NODE) private readonly node: WorkerNode,
+    @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.cleanupInterrupted();
+    this.worker = new Worker<ActionJobData>(nodeQueueName(this.node.id), (job, _token, signal) => this.process(job, signal), {
+      connection: this.redis.newBullConnection(),
+      prefix: this.config.queuePrefix,
+      concurrency: this.config.workerConcurrency,
+      autorun: true,
+    });
+    this.worker.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
+    this.dispatchTimer = setInterval(() => void this.dispatchPending(), this.config.dispatchIntervalMs);
+    this.dispatchTimer.unref();
+    this.logger.log({ node: this.node.name, queue: nodeQueueName(this.node.id), driver: this.driver.name }, 'worker started');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.dispatchTimer);
+    // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
+    await this.worker?.close();
+  }
+
+  /** Thin: the job names a kind and an action; the runner does the work. */
+  async process(job: Job<ActionJobData>, signal?: AbortSignal): Promise<string> {
+    if (!(JOB_NAMES as readonly string[]).includes(job.name)) throw new UnrecoverableError(`unknown job ${job.name}`);
+    // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
+    // recorded on the action by the runner and the job itself completes.
+    return this.runner.run(job.data.actionId, {
+      attempt: job.attemptsMade + 1,
+      maxAttempts: job.opts.attempts ?? 1,
+      signal,
+    });
+  }
+
+  /** Enqueues committed pending actions of this node that the queue does not hold. Safe to repeat. */
+  async dispatchPending(): Promise<number> {
+    if (this.dispatching) return 0;
+    this.dispatching = true;
+    let enqueued = 0;
+    try {
+      const pending = await this.prisma.action.findMany({
+        where: { status: 'pending', server: { nodeId: this.node.id }, createdAt: { lt: new Date(Date.now() - 1000) } },
+        select: { id: true, kind: true },
+        orderBy: { id: 'asc' },
+        take: 500,
+      });
+      for (const a of pending) {
+        if (!(await this.queue.hasJob(this.node.id, a.id))) {
+          await this.queue.enqueue(this.node.id, a.id, a.kind);
+          enqueued++;
+        }
+      }
+      if (enqueued) this.logger.log({ enqueued }, 'dispatched pending actions');
+    } catch (e) {
+      this.logger.warn({ err: e }, 'dispatch failed; will retry');
+    } finally {
+      this.dispatching = false;
+    }
+    return enqueued;
+  }
+
+  /** Removes partial files of interrupted operations and fails their still-open actions. */
+  private async cleanupInterrupted(): Promise<void> {
+    const servers = await this.prisma.server.findMany({ where: { nodeId: this.node.id }, select: { diskPath: true } });
+    const { partialSnapshotIds } = await this.driver.cleanupInterrupted(
+      this.node.snapshotDir,
+      servers.map((s) => s.diskPath),
+    );
+    if (partialSnapshotIds.length) {
+      this.logger.warn({ partialSnapshotIds }, 'removed partial snapshot files of interrupted jobs');
+    }
+  }
+}

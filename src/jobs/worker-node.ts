@@ -1,0 +1,10 @@
+/** The hypervisor node this worker serves (loaded from the database by `WORKER_NODE`). */
+export interface WorkerNode {
+  id: number;
+  name: string;
+  driver: 'libvirt' | 'fake';
+  uri: string;
+  snapshotDir: string;
+}
+
+export const WORKER_NODE = Symbol('WORKER_NODE');

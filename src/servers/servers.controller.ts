@@ -1,0 +1,60 @@
+import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
+import type { Request } from 'express';
+import { CurrentPrincipal, RequireScope } from '../auth/decorators';
+import { Principal } from '../auth/principal';
+import { AppConfig } from '../config/app-config';
+import { apiTime } from '../common/clock';
+import { PathIdPipe } from '../common/ids';
+import { buildPage, readPageRequest } from '../common/pagination';
+import { CreateServerDto } from './dto/create-server.dto';
+import { serverView } from './server.view';
+import { ServersService } from './servers.service';
+
+@Controller('api/v1/servers')
+export class ServersController {
+  constructor(
+    private readonly servers: ServersService,
+    private readonly config: AppConfig,
+  ) {}
+
+  @Get()
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: Record<string, unknown>) {
+    const page = readPageRequest(query, this.config);
+    const { count, rows } = await this.servers.list(me, page);
+    return buildPage(req, page, count, rows.map(serverView));
+  }
+
+  @Get(':id')
+  async get(@CurrentPrincipal() me: Principal, @Param('id', new PathIdPipe('server_not_found')) id: number) {
+    return serverView(await this.servers.get(me, id));
+  }
+}
+
+/** Operators register servers (admin tokens only). */
+@Controller('api/v1/admin/servers')
+@RequireScope('admin')
+export class AdminServersController {
+  constructor(private readonly servers: ServersService) {}
+
+  @Post()
+  async create(@Body() dto: CreateServerDto) {
+    const s = await this.servers.create({
+      accountId: dto.account_id,
+      nodeId: dto.node_id,
+      name: dto.name,
+      domain: dto.domain,
+      diskPath: dto.disk_path,
+      status: dto.status,
+    });
+    return {
+      id: s.id,
+      account_id: s.accountId,
+      node_id: s.nodeId,
+      name: s.name,
+      status: s.status,
+      domain: s.domain,
+      disk_path: s.diskPath,
+      created_at: apiTime(s.createdAt),
+    };
+  }
+}

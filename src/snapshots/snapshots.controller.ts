@@ -1,0 +1,80 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
+import type { Request } from 'express';
+import { CurrentPrincipal } from '../auth/decorators';
+import { Principal } from '../auth/principal';
+import { apiTime } from '../common/clock';
+import { parseId, PathIdPipe } from '../common/ids';
+import { languageOf, message } from '../common/messages';
+import { buildPage, readPageRequest } from '../common/pagination';
+import { FieldError, problems } from '../common/problem';
+import { AppConfig } from '../config/app-config';
+import { CreateSnapshotDto } from './dto/create-snapshot.dto';
+import { snapshotView } from './snapshot.view';
+import { SNAPSHOT_ORDERINGS, SnapshotOrdering, SnapshotsService } from './snapshots.service';
+
+const SnapshotId = () => new PathIdPipe('snapshot_not_found');
+
+@Controller('api/v1/snapshots')
+export class SnapshotsController {
+  constructor(
+    private readonly snapshots: SnapshotsService,
+    private readonly config: AppConfig,
+  ) {}
+
+  @Get()
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: Record<string, unknown>) {
+    const errors: FieldError[] = [];
+    let serverId: number | undefined;
+    if (query.server_id !== undefined) {
+      const id = parseId(query.server_id);
+      if (id === null) errors.push({ field: 'server_id', message: 'server_id must be a positive integer' });
+      else serverId = id;
+    }
+    const ordering = (query.ordering ?? '-created_at') as SnapshotOrdering;
+    if (!SNAPSHOT_ORDERINGS.includes(ordering)) {
+      errors.push({ field: 'ordering', message: `ordering must be one of ${SNAPSHOT_ORDERINGS.join(', ')}` });
+    }
+    if (errors.length) throw problems.validation(errors);
+    const page = readPageRequest(query, this.config);
+    const { count, rows } = await this.snapshots.list(me, { serverId, ordering }, page);
+    return buildPage(req, page, count, rows.map(snapshotView));
+  }
+
+  @Get(':id')
+  async get(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number) {
+    return snapshotView(await this.snapshots.get(me, id));
+  }
+
+  @Post()
+  async create(@CurrentPrincipal() me: Principal, @Req() req: Request, @Body() dto: CreateSnapshotDto) {
+    const { snapshot, actionId } = await this.snapshots.create(me, {
+      serverId: dto.server_id,
+      name: dto.name,
+      description: dto.description,
+    });
+    return {
+      ...snapshotView(snapshot),
+      message: message('snapshot_create_started', languageOf(req.headers['accept-language'])),
+      action_id: actionId,
+    };
+  }
+
+  @Post(':id/restore')
+  @HttpCode(200)
+  async restore(@CurrentPrincipal() me: Principal, @Req() req: Request, @Param('id', SnapshotId()) id: number) {
+    const { snap, server, actionId } = await this.snapshots.restore(me, id);
+    return {
+      status: 'success',
+      message: message('restore_started', languageOf(req.headers['accept-language'])),
+      snapshot: { id: snap.id, name: snap.name, created_at: apiTime(snap.createdAt) },
+      server: { id: server.id, name: server.name, status: 'restoring' },
+      action_id: actionId,
+    };
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  async delete(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number): Promise<void> {
+    await this.snapshots.delete(me, id);
+  }
+}

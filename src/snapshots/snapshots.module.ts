@@ -1,0 +1,7 @@
+import { Module } from '@nestjs/common';
+import { JobsCoreModule } from '../jobs/jobs-core.module';
+import { SnapshotsController } from './snapshots.controller';
+import { SnapshotsService } from './snapshots.service';
+
+@Module({ imports: [JobsCoreModule], controllers: [SnapshotsController], providers: [SnapshotsService] })
+export class SnapshotsModule {}

@@ -1,0 +1,251 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { accountScope, isAdmin, Principal } from '../auth/principal';
+import { AppConfig } from '../config/app-config';
+import { PageRequest, skipTake } from '../common/pagination';
+import { ProblemException } from '../common/problem';
+import { Prisma } from '../generated/prisma/client';
+import { JobQueue } from '../jobs/job-queue';
+import { PrismaService } from '../prisma/prisma.service';
+import { OPEN_ACTION_STATUSES, SLOT_STATUSES } from '../servers/servers.service';
+import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
+
+export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
+export const SNAPSHOT_ORDERINGS: SnapshotOrdering[] = ['created_at', '-created_at', 'id', '-id', 'name', '-name'];
+
+type Tx = Prisma.TransactionClient;
+
+interface LockedServer {
+  id: number;
+  account_id: number;
+  node_id: number;
+  status: 'running' | 'stopped' | 'restoring';
+  name: string;
+}
+
+const notFound = (code: 'server_not_found' | 'snapshot_not_found') => new ProblemException({ status: 404, code });
+
+/**
+ * The rules of snapshots. Every change happens in one transaction that first locks the server row, so
+ * the per-server limit and "one long operation per server" hold under any concurrency; the job is
+ * enqueued after commit (and re-enqueued by the worker's dispatcher if Redis was unreachable).
+ */
+@Injectable()
+export class SnapshotsService {
+  private readonly logger = new Logger(SnapshotsService.name);
+
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly config: AppConfig,
+    private readonly queue: JobQueue,
+  ) {}
+
+  async list(
+    me: Principal,
+    filter: { serverId?: number; ordering: SnapshotOrdering },
+    page: PageRequest,
+  ): Promise<{ count: number; rows: SnapshotRow[] }> {
+    if (filter.serverId !== undefined) {
+      const visible = await this.prisma.server.findFirst({
+        where: { id: filter.serverId, ...accountScope(me) },
+        select: { id: true },
+      });
+      if (!visible) throw notFound('server_not_found');
+    }
+    const where: Prisma.SnapshotWhereInput = {
+      deletedAt: null,
+      ...accountScope(me),
+      ...(filter.serverId !== undefined ? { serverId: filter.serverId } : {}),
+    };
+    const desc = filter.ordering.startsWith('-');
+    const field = filter.ordering.replace('-', '') as 'created_at' | 'id' | 'name';
+    const dir = desc ? ('desc' as const) : ('asc' as const);
+    const orderBy: Prisma.SnapshotOrderByWithRelationInput[] =
+      field === 'created_at' ? [{ createdAt: dir }, { id: dir }] : field === 'id' ? [{ id: dir }] : [{ name: dir }, { id: dir }];
+    const [count, rows] = await Promise.all([
+      this.prisma.snapshot.count({ where }),
+      this.prisma.snapshot.findMany({ where, orderBy, ...skipTake(page), select: SNAPSHOT_COLUMNS }),
+    ]);
+    return { count, rows };
+  }
+
+  async get(me: Principal, id: number): Promise<SnapshotRow> {
+    const row = await this.prisma.snapshot.findFirst({
+      where: { id, deletedAt: null, ...accountScope(me) },
+      select: SNAPSHOT_COLUMNS,
+    });
+    if (!row) throw notFound('snapshot_not_found');
+    return row;
+  }
+
+  async create(
+    me: Principal,
+    input: { serverId: number; name: string; description?: string },
+  ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
+    const { snapshotId, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
+      const server = await this.lockServer(tx, me, input.serverId);
+      await this.assertServerIdle(tx, server, 'snapshot');
+      const used = await tx.snapshot.count({
+        where: { serverId: server.id, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
+      });
+      const limit = this.config.snapshotLimitPerServer;
+      if (used >= limit) {
+        throw new ProblemException({
+          status: 400,
+          code: 'snapshot_limit_reached',
+          params: { limit, used, server_id: server.id },
+          extra: { limit, used, server_id: server.id },
+        });
+      }
+      const snapshot = await tx.snapshot.create({
+        data: {
+          accountId: server.account_id,
+          serverId: server.id,
+          name: input.name,
+          description: input.description ?? '',
+        },
+        select: { id: true },
+      });
+      const action = await tx.action.create({
+        data: {
+          kind: 'create_snapshot',
+          accountId: server.account_id,
+          serverId: server.id,
+          snapshotId: snapshot.id,
+          requestedByTokenId: me.tokenId,
+          serverStatusBefore: server.status,
+        },
+        select: { id: true },
+      });
+      return { snapshotId: snapshot.id, actionId: action.id, nodeId: server.node_id };
+    });
+    await this.enqueue(nodeId, actionId, 'create_snapshot');
+    const snapshot = await this.prisma.snapshot.findUniqueOrThrow({ where: { id: snapshotId }, select: SNAPSHOT_COLUMNS });
+    return { snapshot, actionId };
+  }
+
+  async restore(me: Principal, snapshotId: number) {
+    const result = await this.prisma.$transaction(async (tx) => {
+      const snap = await this.findLiveSnapshot(tx, me, snapshotId);
+      const server = await this.lockServer(tx, me, snap.serverId);
+      if (snap.status !== 'completed') {
+        throw new ProblemException({
+          status: 400,
+          code: 'invalid_snapshot_state',
+          params: {
+            snapshot_id: snap.id,
+            operation: 'restored',
+            reason: snap.status === 'in_progress' ? 'it is still being created' : 'it failed and holds no data',
+          },
+          extra: { snapshot_status: snap.status },
+        });
+      }
+      await this.assertServerIdle(tx, server, 'restoration');
+      await tx.server.update({ where: { id: server.id }, data: { status: 'restoring' } });
+      const action = await tx.action.create({
+        data: {
+          kind: 'restore_snapshot',
+          accountId: server.account_id,
+          serverId: server.id,
+          snapshotId: snap.id,
+          requestedByTokenId: me.tokenId,
+          serverStatusBefore: server.status,
+        },
+        select: { id: true },
+      });
+      return { snap, server, actionId: action.id };
+    });
+    await this.enqueue(result.server.node_id, result.actionId, 'restore_snapshot');
+    return result;
+  }
+
+  async delete(me: Principal, snapshotId: number): Promise<{ actionId: number }> {
+    const { actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
+      const snap = await this.findLiveSnapshot(tx, me, snapshotId);
+      const server = await this.lockServer(tx, me, snap.serverId);
+      const reason =
+        snap.status === 'in_progress'
+          ? 'it is still being created'
+          : (await tx.action.count({
+                where: { snapshotId: snap.id, kind: 'restore_snapshot', status: { in: OPEN_ACTION_STATUSES } },
+              })) > 0
+            ? 'a restore from it is in progress'
+            : null;
+      if (reason) {
+        throw new ProblemException({
+          status: 400,
+          code: 'invalid_snapshot_state',
+          params: { snapshot_id: snap.id, operation: 'deleted', reason },
+          extra: { snapshot_status: snap.status },
+        });
+      }
+      await tx.snapshot.update({ where: { id: snap.id }, data: { deletedAt: new Date() } });
+      const action = await tx.action.create({
+        data: {
+          kind: 'delete_snapshot',
+          accountId: server.account_id,
+          serverId: server.id,
+          snapshotId: snap.id,
+          requestedByTokenId: me.tokenId,
+          serverStatusBefore: server.status,
+        },
+        select: { id: true },
+      });
+      return { actionId: action.id, nodeId: server.node_id };
+    });
+    await this.enqueue(nodeId, actionId, 'delete_snapshot');
+    return { actionId };
+  }
+
+  private async findLiveSnapshot(tx: Tx, me: Principal, id: number) {
+    const snap = await tx.snapshot.findFirst({
+      where: { id, deletedAt: null, ...accountScope(me) },
+      select: { id: true, name: true, status: true, serverId: true, createdAt: true },
+    });
+    if (!snap) throw notFound('snapshot_not_found');
+    return snap;
+  }
+
+  /** Locks the server row for the rest of the transaction; another account's server is "not found". */
+  private async lockServer(tx: Tx, me: Principal, serverId: number): Promise<LockedServer> {
+    const rows = await tx.$queryRaw<LockedServer[]>`
+      SELECT id, account_id, node_id, status::text AS status, name FROM servers WHERE id = ${serverId} FOR UPDATE`;
+    const server = rows[0];
+    if (!server || (!isAdmin(me) && server.account_id !== me.accountId)) throw notFound('server_not_found');
+    return server;
+  }
+
+  private async assertServerIdle(tx: Tx, server: LockedServer, operation: 'snapshot' | 'restoration') {
+    const holding = await tx.action.findFirst({
+      where: { serverId: server.id, status: { in: OPEN_ACTION_STATUSES }, kind: { not: 'delete_snapshot' } },
+      select: { id: true, kind: true, status: true },
+      orderBy: { id: 'asc' },
+    });
+    if (holding || server.status === 'restoring') {
+      throw new ProblemException({
+        status: 400,
+        code: 'invalid_server_state',
+        params: {
+          operation,
+          status: server.status,
+          action_id: holding?.id,
+          action_kind: holding?.kind,
+          action_status: holding?.status,
+        },
+        extra: {
+          server_id: server.id,
+          server_status: server.status,
+          action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
+        },
+      });
+    }
+  }
+
+  /** After commit: enqueue, but never fail the accepted request for it (the dispatcher retries). */
+  private async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
+    try {
+      await this.queue.enqueue(nodeId, actionId, kind);
+    } catch (e) {
+      this.logger.warn({ actionId, err: e }, 'enqueue failed; the dispatcher will enqueue the committed action');
+    }
+  }
+}
