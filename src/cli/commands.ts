@@ -10,18 +10,22 @@ import { DomainInspector } from './domain-inspector';
 
 export const USAGE = `Operator CLI: npm run --silent cli -- <command>
 
-  account create <name>                                   prints the account id
+  account create <name> [--if-missing]                    prints the account id
   account list
   token create --account <name> [--name N] [--scopes read,write] [--admin] [--expires-in 30d]
                                                           prints the token (shown only once)
   token revoke <token-id-or-prefix>
-  node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR]
+  token check <token>                                     exit 0 when the token is valid (prints its account id)
+  node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR] [--if-missing]
                                                           prints the node id
   node list
   server create --account <name> --node <name> --name <server-name> [--domain D] [--disk PATH]
-                [--status running|stopped]                prints the server id
-  server import --account <name> --node <name> --domain <libvirt-domain> [--name <server-name>]
+                [--status running|stopped] [--if-missing] prints the server id
+  server import --account <name> --node <name> --domain <libvirt-domain> [--name <server-name>] [--if-missing]
                                                           reads the disk from the domain's XML; prints the id
+
+  --if-missing: when the account / node / server (same node and domain) exists, print its id instead
+  of failing (for idempotent provisioning scripts).
   server list
 `;
 
@@ -88,9 +92,10 @@ export class CliCommands {
     const key = `${noun} ${verb ?? ''}`.trim();
     switch (key) {
       case 'account create': {
-        const { positional } = parseArgs(rest, []);
+        const { positional, flags } = parseArgs(rest, ['if-missing']);
         if (positional.length !== 1) throw new UsageError('account create takes exactly one <name>');
-        return String((await this.accounts.create(positional[0])).id);
+        const existing = flags['if-missing'] ? await this.accounts.findByName(positional[0]) : null;
+        return String((existing ?? (await this.accounts.create(positional[0]))).id);
       }
       case 'account list': {
         const rows = await this.accounts.list();
@@ -109,9 +114,18 @@ export class CliCommands {
         if (!revoked) throw new Error(`no token with id or prefix "${arg}"`);
         return '';
       }
+      case 'token check': {
+        const { positional } = parseArgs(rest, []);
+        if (positional.length !== 1) throw new UsageError('token check takes exactly one <token>');
+        const principal = await this.tokens.authenticate(positional[0]);
+        if (!principal) throw new Error('token is not valid (unknown, expired or revoked)');
+        return String(principal.accountId);
+      }
       case 'node create': {
-        const { positional, flags } = parseArgs(rest, ['driver', 'uri', 'snapshot-dir']);
+        const { positional, flags } = parseArgs(rest, ['driver', 'uri', 'snapshot-dir', 'if-missing']);
         if (positional.length !== 1) throw new UsageError('node create takes exactly one <name>');
+        const existingNode = flags['if-missing'] ? await this.nodes.findByName(positional[0]) : null;
+        if (existingNode) return String(existingNode.id);
         const driver = required(flags, 'driver');
         if (driver !== 'libvirt' && driver !== 'fake') throw new UsageError('--driver must be libvirt or fake');
         const snapshotDir = optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`;
@@ -163,12 +177,14 @@ export class CliCommands {
   }
 
   private async serverCreate(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, ['account', 'node', 'name', 'domain', 'disk', 'status']);
+    const { positional, flags } = parseArgs(args, ['account', 'node', 'name', 'domain', 'disk', 'status', 'if-missing']);
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const node = await this.nodes.requireByName(required(flags, 'node'));
     const name = required(flags, 'name');
     const domain = optional(flags, 'domain') ?? name;
+    const existing = flags['if-missing'] ? await this.servers.findByDomain(node.id, domain) : null;
+    if (existing) return String(existing.id);
     const status = optional(flags, 'status') ?? 'running';
     if (status !== 'running' && status !== 'stopped') throw new UsageError('--status must be running or stopped');
     const diskPath = optional(flags, 'disk') ?? `/var/lib/libvirt/images/${domain}.qcow2`;
@@ -178,11 +194,13 @@ export class CliCommands {
   }
 
   private async serverImport(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, ['account', 'node', 'domain', 'name']);
+    const { positional, flags } = parseArgs(args, ['account', 'node', 'domain', 'name', 'if-missing']);
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const node = await this.nodes.requireByName(required(flags, 'node'));
     const domain = required(flags, 'domain');
+    const existing = flags['if-missing'] ? await this.servers.findByDomain(node.id, domain) : null;
+    if (existing) return String(existing.id);
     if (node.driver !== 'libvirt') throw new Error(`node "${node.name}" uses the ${node.driver} driver; import needs libvirt`);
     const found = await new DomainInspector(node.uri).inspect(domain);
     const server = await this.servers.create({

@@ -16,7 +16,7 @@ function flatten(errors: ValidationError[], parent = ''): FieldError[] {
  * the stock pipe would turn "0x10" into 16 and "1e3" into 1000 before they could be refused.
  */
 class BodyValidationPipe extends ValidationPipe {
-  override transform(value: unknown, metadata: ArgumentMetadata) {
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (metadata.type === 'param' || metadata.type === 'query') return value;
     return super.transform(value, metadata);
   }

@@ -87,6 +87,10 @@ export class ServersService {
     });
   }
 
+  findByDomain(nodeId: number, domain: string) {
+    return this.prisma.server.findUnique({ where: { nodeId_domain: { nodeId, domain } } });
+  }
+
   /** Admin listing with platform details, for the operator CLI. */
   listAll() {
     return this.prisma.server.findMany({

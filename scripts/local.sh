@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `npm run local`: everything on this machine, from a fresh Debian as root.
+#  1. installs what is missing (Debian packages, npm packages), builds the production bundle;
+#  2. starts PostgreSQL, Redis and (when it can) libvirtd under .local/services;
+#  3. migrates, seeds a demo account + token, an admin token, a node and a demo server — a real tiny
+#     Linux guest under libvirt when libvirt runs here, otherwise on the fake driver (said loudly);
+#  4. runs the API and the worker from dist/ until Ctrl-C, then stops everything it started.
+# Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+PORT="${PORT:-3000}"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+with_libvirt=0
+if [ "$(id -u)" = 0 ] && [ "${SKIP_LIBVIRT:-0}" != 1 ]; then with_libvirt=1; fi
+
+say "system packages"
+if [ $with_libvirt = 1 ]; then bash scripts/services.sh install postgres redis libvirt
+else bash scripts/services.sh install postgres redis; fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"; npm ci --no-audit --no-fund
+fi
+say "build"; npm run --silent build >/dev/null
+
+say "services"
+svcs=(postgres redis); [ $with_libvirt = 1 ] && svcs+=(libvirt)
+set +e; started=$(bash scripts/services.sh start "${svcs[@]}"); rc=$?; set -e
+if [ $rc -eq 3 ]; then with_libvirt=0; elif [ $rc -ne 0 ]; then exit $rc; fi
+to_stop=$(printf '%s\n' "$started" | sed -n 's/^started://p' | tr '\n' ' ')
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "${DEMO_DOMAIN_STARTED:-}" ]; then virsh -q -c qemu:///system destroy "$DEMO_DOMAIN_STARTED" >/dev/null 2>&1 || true; fi
+  if [ -n "$to_stop" ]; then bash scripts/services.sh stop $to_stop || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eval "$(bash scripts/services.sh env)"
+DB_NAME=vps_local
+if ! psql "$DATABASE_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'" | grep -q 1; then
+  psql "$DATABASE_ADMIN_URL" -qc "CREATE DATABASE $DB_NAME"
+fi
+export DATABASE_URL="${DATABASE_ADMIN_URL%/*}/$DB_NAME" REDIS_URL QUEUE_PREFIX=vps-local
+say "migrate"; npx prisma migrate deploy >/dev/null
+
+cli() { node dist/cli/main.js "$@"; }
+say "seed"
+cli account create demo --if-missing >/dev/null
+cli account create operator --if-missing >/dev/null
+SNAPDIR="$LOCAL/snapshots"; mkdir -p "$SNAPDIR"
+if [ $with_libvirt = 1 ]; then
+  NODE=local-libvirt
+  cli node create "$NODE" --driver libvirt --uri qemu:///system --snapshot-dir "$SNAPDIR" --if-missing >/dev/null
+  GUEST="$LOCAL/guest"; bash scripts/guest/build-tiny-guest.sh "$GUEST" >&2
+  DOMAIN=vps-demo-web-server-01
+  DISK="$LOCAL/disks/web-server-01.qcow2"
+  if [ ! -f "$DISK" ]; then
+    mkdir -p "$LOCAL/disks"
+    raw="$LOCAL/disks/.web-server-01.raw"
+    truncate -s 256M "$raw" && mkfs.ext4 -q -F -L demo "$raw"
+    qemu-img convert -f raw -O qcow2 "$raw" "$DISK" && rm -f "$raw"
+  fi
+  if ! virsh -q -c qemu:///system dominfo "$DOMAIN" >/dev/null 2>&1; then
+    bash scripts/guest/define-domain.sh "$DOMAIN" "$DISK" "$GUEST" --with-agent >&2
+  fi
+  if virsh -q -c qemu:///system domstate "$DOMAIN" | grep -q 'shut off'; then
+    virsh -q -c qemu:///system start "$DOMAIN" >/dev/null && DEMO_DOMAIN_STARTED="$DOMAIN"
+  fi
+  SERVER_ID=$(cli server import --account demo --node "$NODE" --domain "$DOMAIN" --name web-server-01 --if-missing)
+else
+  printf '\n\033[1;33m!! libvirt cannot run here: the demo uses the FAKE hypervisor driver (in-memory disks).\033[0m\n\n' >&2
+  NODE=local-fake
+  cli node create "$NODE" --driver fake --snapshot-dir "$SNAPDIR" --if-missing >/dev/null
+  SERVER_ID=$(cli server create --account demo --node "$NODE" --name web-server-01 --domain demo-web-server-01 --if-missing)
+fi
+
+# Reuse the tokens of an earlier run while they still work; otherwise mint new ones.
+API_TOKEN="" ADMIN_TOKEN=""
+if [ -f "$LOCAL/demo.env" ]; then
+  API_TOKEN=$(sed -n 's/^API_TOKEN=//p' "$LOCAL/demo.env"); ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' "$LOCAL/demo.env")
+fi
+token_ok() { [ -n "$1" ] && node dist/cli/main.js token check "$1" >/dev/null 2>&1; }
+token_ok "$API_TOKEN" || API_TOKEN=$(cli token create --account demo --name demo --scopes read,write)
+token_ok "$ADMIN_TOKEN" || ADMIN_TOKEN=$(cli token create --account operator --name local-admin --admin)
+
+say "api + worker (node $NODE)"
+mkdir -p "$LOCAL/logs"
+PORT="$PORT" HOST=127.0.0.1 node dist/main.js api >>"$LOCAL/logs/api.log" 2>&1 & pids+=($!)
+WORKER_NODE="$NODE" node dist/main.js worker >>"$LOCAL/logs/worker.log" 2>&1 & pids+=($!)
+API_URL="http://127.0.0.1:$PORT"
+for _ in $(seq 1 100); do
+  if curl -fsS "$API_URL/readyz" >/dev/null 2>&1; then break; fi
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { tail -20 "$LOCAL/logs/"*.log >&2; exit 1; }; done
+  sleep 0.2
+done
+curl -fsS "$API_URL/readyz" >/dev/null
+
+cat >"$LOCAL/demo.env" <<ENV
+API_URL=$API_URL
+API_TOKEN=$API_TOKEN
+ADMIN_TOKEN=$ADMIN_TOKEN
+DEMO_SERVER_ID=$SERVER_ID
+ENV
+chmod 600 "$LOCAL/demo.env"
+
+cat <<MSG
+
+  admin.vps.org API running at $API_URL  (driver: $( [ $with_libvirt = 1 ] && echo libvirt || echo FAKE ), node: $NODE)
+  demo token:  $API_TOKEN
+  demo server: $SERVER_ID        (also in .local/demo.env; logs in .local/logs/)
+
+  curl -H "Authorization: Bearer $API_TOKEN" $API_URL/api/v1/servers/
+  curl -X POST $API_URL/api/v1/snapshots/ -H "Authorization: Bearer $API_TOKEN" \\
+       -H "Content-Type: application/json" -d '{"server_id": $SERVER_ID, "name": "before-update-snapshot"}'
+
+  Ctrl-C stops everything this command started.
+MSG
+wait -n "${pids[@]}" || true
+say "a process exited; see .local/logs"
