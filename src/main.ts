@@ -26,7 +26,9 @@ async function main(): Promise<void> {
     const address = app.getHttpServer().address();
     process.stdout.write(`${JSON.stringify({ msg: 'api listening', address })}\n`);
   } else {
-    const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), { bufferLogs: true });
+    const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
+      bufferLogs: true,
+    });
     app.enableShutdownHooks();
     await app.init();
   }

@@ -13,11 +13,21 @@ export class AccountsService {
       throw new ProblemException({
         status: 400,
         code: 'validation_failed',
-        errors: [{ field: 'name', message: 'name must be 1-64 of a-z, 0-9, ".", "_", "-", starting with a letter or digit' }],
+        errors: [
+          {
+            field: 'name',
+            message: 'name must be 1-64 of a-z, 0-9, ".", "_", "-", starting with a letter or digit',
+          },
+        ],
       });
     }
     const existing = await this.prisma.account.findUnique({ where: { name } });
-    if (existing) throw new ProblemException({ status: 409, code: 'conflict', params: { what: `account "${name}" exists` } });
+    if (existing)
+      throw new ProblemException({
+        status: 409,
+        code: 'conflict',
+        params: { what: `account "${name}" exists` },
+      });
     return this.prisma.account.create({ data: { name } });
   }
 

@@ -35,7 +35,11 @@ export class ApiModule {
         ActionsModule,
       ],
       providers: [
-        { provide: APP_FILTER, useFactory: (c: AppConfig) => new ProblemDetailsFilter(c.bodyLimitBytes), inject: [AppConfig] },
+        {
+          provide: APP_FILTER,
+          useFactory: (c: AppConfig) => new ProblemDetailsFilter(c.bodyLimitBytes),
+          inject: [AppConfig],
+        },
         { provide: APP_PIPE, useFactory: createValidationPipe },
       ],
     };

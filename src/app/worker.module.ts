@@ -13,7 +13,14 @@ export class WorkerModule {
   static forConfig(config: AppConfig): DynamicModule {
     return {
       module: WorkerModule,
-      imports: [ConfigModule.forConfig(config), loggerModule('worker'), CommonModule, PrismaModule, RedisModule, JobsWorkerModule],
+      imports: [
+        ConfigModule.forConfig(config),
+        loggerModule('worker'),
+        CommonModule,
+        PrismaModule,
+        RedisModule,
+        JobsWorkerModule,
+      ],
     };
   }
 }

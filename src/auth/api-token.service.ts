@@ -76,11 +76,18 @@ export class ApiTokenService {
   }
 
   list(accountId: number): Promise<TokenRecord[]> {
-    return this.prisma.apiToken.findMany({ where: { accountId }, orderBy: { id: 'desc' }, select: TOKEN_COLUMNS });
+    return this.prisma.apiToken.findMany({
+      where: { accountId },
+      orderBy: { id: 'desc' },
+      select: TOKEN_COLUMNS,
+    });
   }
 
   /** Revokes a token of the account (or any token when accountId is null). Returns false if none matched. */
-  async revoke(where: { id: number } | { prefix: string }, accountId: number | null): Promise<TokenRecord | null> {
+  async revoke(
+    where: { id: number } | { prefix: string },
+    accountId: number | null,
+  ): Promise<TokenRecord | null> {
     const token = await this.prisma.apiToken.findFirst({
       where: { ...where, ...(accountId === null ? {} : { accountId }) },
       select: { id: true },

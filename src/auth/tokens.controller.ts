@@ -39,16 +39,28 @@ export class TokensController {
   async create(@CurrentPrincipal() me: Principal, @Body() dto: CreateTokenDto) {
     const scopes = dto.scopes ?? ['read', 'write'];
     if (scopes.includes('admin') && !isAdmin(me)) {
-      throw problems.validation([{ field: 'scopes', message: 'only an admin token can create an admin token' }]);
+      throw problems.validation([
+        { field: 'scopes', message: 'only an admin token can create an admin token' },
+      ]);
     }
-    const expiresAt = dto.expires_in_days ? new Date(this.clock.now().getTime() + dto.expires_in_days * 86_400_000) : null;
-    const { token, record } = await this.tokens.create({ accountId: me.accountId, name: dto.name, scopes, expiresAt });
+    const expiresAt = dto.expires_in_days
+      ? new Date(this.clock.now().getTime() + dto.expires_in_days * 86_400_000)
+      : null;
+    const { token, record } = await this.tokens.create({
+      accountId: me.accountId,
+      name: dto.name,
+      scopes,
+      expiresAt,
+    });
     return { ...tokenView(record), token };
   }
 
   @Delete(':id')
   @HttpCode(204)
-  async revoke(@CurrentPrincipal() me: Principal, @Param('id', new PathIdPipe('token_not_found')) id: number) {
+  async revoke(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', new PathIdPipe('token_not_found')) id: number,
+  ) {
     const revoked = await this.tokens.revoke({ id }, me.accountId);
     if (!revoked) throw new ProblemException({ status: 404, code: 'token_not_found' });
   }

@@ -63,7 +63,8 @@ function optional(flags: Flags, key: string): string | undefined {
 
 export function parseDuration(text: string): number {
   const m = /^(\d+)([smhdw])$/.exec(text);
-  if (!m || Number(m[1]) === 0) throw new UsageError(`--expires-in must look like 30d, 12h, 90m or 2w, got "${text}"`);
+  if (!m || Number(m[1]) === 0)
+    throw new UsageError(`--expires-in must look like 30d, 12h, 90m or 2w, got "${text}"`);
   const unit = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
   return Number(m[1]) * unit * 1000;
 }
@@ -73,7 +74,11 @@ export function table(rows: Record<string, unknown>[]): string {
   const cols = Object.keys(rows[0]);
   const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
   const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
 }
 
@@ -100,14 +105,21 @@ export class CliCommands {
       case 'account list': {
         const rows = await this.accounts.list();
         return table(
-          rows.map((a) => ({ id: a.id, name: a.name, servers: a._count.servers, tokens: a._count.tokens, created: apiTime(a.createdAt) })),
+          rows.map((a) => ({
+            id: a.id,
+            name: a.name,
+            servers: a._count.servers,
+            tokens: a._count.tokens,
+            created: apiTime(a.createdAt),
+          })),
         );
       }
       case 'token create':
         return this.tokenCreate(rest);
       case 'token revoke': {
         const { positional } = parseArgs(rest, []);
-        if (positional.length !== 1) throw new UsageError('token revoke takes exactly one <token-id-or-prefix>');
+        if (positional.length !== 1)
+          throw new UsageError('token revoke takes exactly one <token-id-or-prefix>');
         const arg = positional[0];
         const id = parseId(arg);
         const revoked = await this.tokens.revoke(id !== null ? { id } : { prefix: arg }, null);
@@ -127,15 +139,30 @@ export class CliCommands {
         const existingNode = flags['if-missing'] ? await this.nodes.findByName(positional[0]) : null;
         if (existingNode) return String(existingNode.id);
         const driver = required(flags, 'driver');
-        if (driver !== 'libvirt' && driver !== 'fake') throw new UsageError('--driver must be libvirt or fake');
-        const snapshotDir = optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`;
+        if (driver !== 'libvirt' && driver !== 'fake')
+          throw new UsageError('--driver must be libvirt or fake');
+        const snapshotDir =
+          optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`;
         if (!snapshotDir.startsWith('/')) throw new UsageError('--snapshot-dir must be an absolute path');
-        const node = await this.nodes.create({ name: positional[0], driver, uri: optional(flags, 'uri'), snapshotDir });
+        const node = await this.nodes.create({
+          name: positional[0],
+          driver,
+          uri: optional(flags, 'uri'),
+          snapshotDir,
+        });
         return String(node.id);
       }
       case 'node list': {
         const rows = await this.nodes.list();
-        return table(rows.map((n) => ({ id: n.id, name: n.name, driver: n.driver, uri: n.uri, snapshot_dir: n.snapshotDir })));
+        return table(
+          rows.map((n) => ({
+            id: n.id,
+            name: n.name,
+            driver: n.driver,
+            uri: n.uri,
+            snapshot_dir: n.snapshotDir,
+          })),
+        );
       }
       case 'server create':
         return this.serverCreate(rest);
@@ -166,7 +193,8 @@ export class CliCommands {
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const scopeText = optional(flags, 'scopes') ?? 'read,write';
     const scopes = scopeText.split(',').map((s) => s.trim()) as Scope[];
-    for (const s of scopes) if (!SCOPES.includes(s)) throw new UsageError(`unknown scope "${s}" (known: ${SCOPES.join(', ')})`);
+    for (const s of scopes)
+      if (!SCOPES.includes(s)) throw new UsageError(`unknown scope "${s}" (known: ${SCOPES.join(', ')})`);
     if (flags.admin === true) scopes.push('admin');
     else if (flags.admin !== undefined) throw new UsageError('--admin takes no value');
     const expiresIn = optional(flags, 'expires-in');
@@ -177,7 +205,15 @@ export class CliCommands {
   }
 
   private async serverCreate(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, ['account', 'node', 'name', 'domain', 'disk', 'status', 'if-missing']);
+    const { positional, flags } = parseArgs(args, [
+      'account',
+      'node',
+      'name',
+      'domain',
+      'disk',
+      'status',
+      'if-missing',
+    ]);
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const node = await this.nodes.requireByName(required(flags, 'node'));
@@ -186,10 +222,18 @@ export class CliCommands {
     const existing = flags['if-missing'] ? await this.servers.findByDomain(node.id, domain) : null;
     if (existing) return String(existing.id);
     const status = optional(flags, 'status') ?? 'running';
-    if (status !== 'running' && status !== 'stopped') throw new UsageError('--status must be running or stopped');
+    if (status !== 'running' && status !== 'stopped')
+      throw new UsageError('--status must be running or stopped');
     const diskPath = optional(flags, 'disk') ?? `/var/lib/libvirt/images/${domain}.qcow2`;
     if (!diskPath.startsWith('/')) throw new UsageError('--disk must be an absolute path');
-    const server = await this.servers.create({ accountId: account.id, nodeId: node.id, name, domain, diskPath, status });
+    const server = await this.servers.create({
+      accountId: account.id,
+      nodeId: node.id,
+      name,
+      domain,
+      diskPath,
+      status,
+    });
     return String(server.id);
   }
 
@@ -201,7 +245,8 @@ export class CliCommands {
     const domain = required(flags, 'domain');
     const existing = flags['if-missing'] ? await this.servers.findByDomain(node.id, domain) : null;
     if (existing) return String(existing.id);
-    if (node.driver !== 'libvirt') throw new Error(`node "${node.name}" uses the ${node.driver} driver; import needs libvirt`);
+    if (node.driver !== 'libvirt')
+      throw new Error(`node "${node.name}" uses the ${node.driver} driver; import needs libvirt`);
     const found = await new DomainInspector(node.uri).inspect(domain);
     const server = await this.servers.create({
       accountId: account.id,

@@ -8,7 +8,11 @@ export class DomainInspector {
 
   async inspect(domain: string): Promise<{ diskPath: string; status: 'running' | 'stopped' }> {
     const { diskPath } = await readDomainDisk(new ProcessRunner(), this.uri, domain);
-    const power = await new LibvirtHypervisorDriver({ uri: this.uri }).getPowerState({ id: 0, domain, diskPath });
+    const power = await new LibvirtHypervisorDriver({ uri: this.uri }).getPowerState({
+      id: 0,
+      domain,
+      diskPath,
+    });
     return { diskPath, status: power };
   }
 }

@@ -28,7 +28,8 @@ export function jsonBodyParser(limitBytes: number): RequestHandler {
     }
     parse(req, res, (err?: unknown) => {
       if (err) {
-        const problem = toProblem(err, limitBytes) ?? new ProblemException({ status: 400, code: 'malformed_json' });
+        const problem =
+          toProblem(err, limitBytes) ?? new ProblemException({ status: 400, code: 'malformed_json' });
         sendProblem(req, res, problem);
         return;
       }

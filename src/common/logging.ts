@@ -15,7 +15,11 @@ export function loggerModule(role: string) {
         customProps: (req) => ({ requestId: requestIdOf(req as Request) }),
         redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
         serializers: {
-          req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+          req: (req: { id: string; method: string; url: string }) => ({
+            id: req.id,
+            method: req.method,
+            url: req.url,
+          }),
         },
         autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
       },

@@ -55,11 +55,11 @@ export const MESSAGES = {
   ),
   malformed_json: m(
     () => 'Bad Request - The request body is not valid JSON',
-    () => "Cais Gwael - Nid yw corff y cais yn JSON dilys",
+    () => 'Cais Gwael - Nid yw corff y cais yn JSON dilys',
   ),
   unsupported_media_type: m(
     () => 'Unsupported Media Type - Send the request body as application/json',
-    () => "Math o Gyfrwng heb ei Gefnogi - Anfonwch gorff y cais fel application/json",
+    () => 'Math o Gyfrwng heb ei Gefnogi - Anfonwch gorff y cais fel application/json',
   ),
   payload_too_large: m(
     (p) => `Payload Too Large - The request body exceeds ${p.limit} bytes`,
@@ -67,11 +67,13 @@ export const MESSAGES = {
   ),
   method_not_allowed: m(
     () => 'Method Not Allowed',
-    () => "Dull heb ei Ganiatáu",
+    () => 'Dull heb ei Ganiatáu',
   ),
   snapshot_limit_reached: m(
-    (p) => `Bad Request - Snapshot limit reached: server ${p.server_id} already has ${p.used} of ${p.limit} snapshots`,
-    (p) => `Cais Gwael - Cyrhaeddwyd terfyn y cipluniau: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} ciplun yn barod`,
+    (p) =>
+      `Bad Request - Snapshot limit reached: server ${p.server_id} already has ${p.used} of ${p.limit} snapshots`,
+    (p) =>
+      `Cais Gwael - Cyrhaeddwyd terfyn y cipluniau: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} ciplun yn barod`,
   ),
   invalid_server_state: m(
     (p) =>
@@ -83,7 +85,8 @@ export const MESSAGES = {
   ),
   invalid_snapshot_state: m(
     (p) => `Bad Request - Snapshot ${p.snapshot_id} cannot be ${p.operation} while ${p.reason}`,
-    (p) => `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} ciplun ${p.snapshot_id} tra ${p.reason}`,
+    (p) =>
+      `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} ciplun ${p.snapshot_id} tra ${p.reason}`,
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,
@@ -122,7 +125,8 @@ export function languageOf(acceptLanguage: string | string[] | undefined): Lang 
     const qAttr = attrs.map((a) => a.trim()).find((a) => a.startsWith('q='));
     const q = qAttr ? Number(qAttr.slice(2)) : 1;
     if (!Number.isFinite(q) || q <= 0) continue;
-    const lang: Lang | null = tag === 'cy' || tag.startsWith('cy-') ? 'cy' : tag === 'en' || tag.startsWith('en-') ? 'en' : null;
+    const lang: Lang | null =
+      tag === 'cy' || tag.startsWith('cy-') ? 'cy' : tag === 'en' || tag.startsWith('en-') ? 'en' : null;
     if (lang && q > best.q) best = { lang, q };
   }
   return best.lang;

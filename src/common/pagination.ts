@@ -30,7 +30,10 @@ export function readPageRequest(
   if (query.page_size !== undefined) {
     const s = parseId(query.page_size);
     if (s === null || s > defaults.maxPageSize) {
-      errors.push({ field: 'page_size', message: `page_size must be an integer from 1 to ${defaults.maxPageSize}` });
+      errors.push({
+        field: 'page_size',
+        message: `page_size must be an integer from 1 to ${defaults.maxPageSize}`,
+      });
     } else pageSize = s;
   }
   if (errors.length) throw problems.validation(errors);

@@ -20,9 +20,14 @@ const CODE_BY_STATUS: Record<number, ProblemCode> = {
 export function toProblem(err: unknown, bodyLimitBytes?: number): ProblemException | null {
   if (err instanceof ProblemException) return err;
   const bodyErrorType = (err as { type?: unknown } | null)?.type;
-  if (bodyErrorType === 'entity.parse.failed') return new ProblemException({ status: 400, code: 'malformed_json' });
+  if (bodyErrorType === 'entity.parse.failed')
+    return new ProblemException({ status: 400, code: 'malformed_json' });
   if (bodyErrorType === 'entity.too.large') {
-    return new ProblemException({ status: 413, code: 'payload_too_large', params: { limit: bodyLimitBytes } });
+    return new ProblemException({
+      status: 413,
+      code: 'payload_too_large',
+      params: { limit: bodyLimitBytes },
+    });
   }
   if (bodyErrorType === 'encoding.unsupported' || bodyErrorType === 'charset.unsupported') {
     return new ProblemException({ status: 415, code: 'unsupported_media_type' });

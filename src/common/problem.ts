@@ -95,7 +95,8 @@ export class ProblemException extends HttpException {
 export const problems = {
   notFound: (code: Extract<ProblemCode, `${string}not_found`> = 'not_found') =>
     new ProblemException({ status: 404, code }),
-  validation: (errors: FieldError[]) => new ProblemException({ status: 400, code: 'validation_failed', errors }),
+  validation: (errors: FieldError[]) =>
+    new ProblemException({ status: 400, code: 'validation_failed', errors }),
   unauthorized: () =>
     new ProblemException({
       status: 401,

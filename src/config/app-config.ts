@@ -119,16 +119,26 @@ class Reader {
 
 export function loadConfig(env: Env, role: Role): AppConfig {
   const r = new Reader(env);
-  const workerNode = role === 'worker' ? r.string('WORKER_NODE') : (env.WORKER_NODE?.trim() || null);
+  const workerNode = role === 'worker' ? r.string('WORKER_NODE') : env.WORKER_NODE?.trim() || null;
   if (workerNode && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(workerNode)) {
-    r.problems.push(`WORKER_NODE must be a node name (lower-case letters, digits, hyphens), got "${workerNode}"`);
+    r.problems.push(
+      `WORKER_NODE must be a node name (lower-case letters, digits, hyphens), got "${workerNode}"`,
+    );
   }
   const config = new AppConfig({
     databaseUrl: r.url('DATABASE_URL', ['postgresql:', 'postgres:']),
-    redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:'], role === 'cli' ? 'redis://127.0.0.1:6379' : undefined),
+    redisUrl: r.url(
+      'REDIS_URL',
+      ['redis:', 'rediss:'],
+      role === 'cli' ? 'redis://127.0.0.1:6379' : undefined,
+    ),
     host: r.string('HOST', '0.0.0.0'),
     port: r.int('PORT', 3000, 0, 65535),
-    logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    logLevel: r.oneOf(
+      'LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+    ),
     bodyLimitBytes: r.bytes('BODY_LIMIT', 64 * 1024),
     trustProxy: r.bool('TRUST_PROXY', false),
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),

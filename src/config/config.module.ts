@@ -6,7 +6,11 @@ import { AppConfig, loadConfig, Role } from './app-config';
 export class ConfigModule {
   /** Provide an already validated configuration (tests build theirs with `loadConfig`). */
   static forConfig(config: AppConfig): DynamicModule {
-    return { module: ConfigModule, providers: [{ provide: AppConfig, useValue: config }], exports: [AppConfig] };
+    return {
+      module: ConfigModule,
+      providers: [{ provide: AppConfig, useValue: config }],
+      exports: [AppConfig],
+    };
   }
 
   static forRole(role: Role, env: Record<string, string | undefined> = process.env): DynamicModule {

@@ -148,7 +148,10 @@ export interface HypervisorDriver {
    * jobs. Never touches a complete snapshot or a disk. Returns the snapshot ids whose partial files were
    * removed (so the caller can fail their still-open actions). Idempotent.
    */
-  cleanupInterrupted(snapshotDir: string, diskPaths: readonly string[]): Promise<{ partialSnapshotIds: number[] }>;
+  cleanupInterrupted(
+    snapshotDir: string,
+    diskPaths: readonly string[],
+  ): Promise<{ partialSnapshotIds: number[] }>;
 }
 
 export type HypervisorErrorCode =

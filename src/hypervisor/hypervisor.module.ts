@@ -5,6 +5,7 @@ import { WORKER_NODE, WorkerNode } from '../jobs/worker-node';
 import { createHypervisorDriver } from './driver-factory';
 import { FakeHypervisorDriver } from './fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER } from './hypervisor-driver';
+import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor-driver';
 
 /** The worker's node (from `WORKER_NODE`) and the driver its record names. */
 @Module({
@@ -16,8 +17,15 @@ import { HYPERVISOR_DRIVER } from './hypervisor-driver';
         const name = config.workerNode;
         if (!name) throw new Error('WORKER_NODE is required for the worker role');
         const node = await prisma.node.findUnique({ where: { name } });
-        if (!node) throw new Error(`WORKER_NODE "${name}" is not a registered node (see: npm run cli -- node create)`);
-        return { id: node.id, name: node.name, driver: node.driver, uri: node.uri, snapshotDir: node.snapshotDir };
+        if (!node)
+          throw new Error(`WORKER_NODE "${name}" is not a registered node (see: npm run cli -- node create)`);
+        return {
+          id: node.id,
+          name: node.name,
+          driver: node.driver,
+          uri: node.uri,
+          snapshotDir: node.snapshotDir,
+        };
       },
     },
     {
@@ -27,7 +35,7 @@ import { HYPERVISOR_DRIVER } from './hypervisor-driver';
         createHypervisorDriver(node.driver, {
           fake: () => FakeHypervisorDriver.fromEnv(process.env),
           libvirt: () =>
-            new (loadLibvirtDriver())({
+            new LibvirtHypervisorDriver({
               uri: node.uri,
               maxConcurrentCopies: config.libvirtMaxConcurrentCopies,
               compression: config.snapshotCompression,
@@ -39,10 +47,3 @@ import { HYPERVISOR_DRIVER } from './hypervisor-driver';
   exports: [WORKER_NODE, HYPERVISOR_DRIVER],
 })
 export class HypervisorModule {}
-
-/** Loaded only on libvirt nodes, so fake-driver workers and tests never load the libvirt code. */
-function loadLibvirtDriver(): typeof import('./libvirt/libvirt-hypervisor-driver').LibvirtHypervisorDriver {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('./libvirt/libvirt-hypervisor-driver') as typeof import('./libvirt/libvirt-hypervisor-driver'))
-    .LibvirtHypervisorDriver;
-}

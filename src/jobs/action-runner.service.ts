@@ -2,7 +2,13 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
-import { HYPERVISOR_DRIVER, HypervisorDriver, isHypervisorError, ServerRef, SnapshotRef } from '../hypervisor/hypervisor-driver';
+import {
+  HYPERVISOR_DRIVER,
+  HypervisorDriver,
+  isHypervisorError,
+  ServerRef,
+  SnapshotRef,
+} from '../hypervisor/hypervisor-driver';
 import { PrismaService } from '../prisma/prisma.service';
 import { ProgressReporter } from './progress-reporter';
 
@@ -30,7 +36,13 @@ interface LoadedAction {
   status: string;
   startedAt: Date | null;
   serverStatusBefore: ServerStatus | null;
-  server: { id: number; domain: string; diskPath: string; status: ServerStatus; node: { snapshotDir: string } };
+  server: {
+    id: number;
+    domain: string;
+    diskPath: string;
+    status: ServerStatus;
+    node: { snapshotDir: string };
+  };
   snapshot: { id: number; status: string } | null;
 }
 
@@ -56,16 +68,24 @@ export class ActionRunner {
   async run(actionId: number, attempt: AttemptInfo): Promise<'succeeded' | 'failed' | 'skipped'> {
     const action = await this.claim(actionId);
     if (!action) return 'skipped';
-    const server: ServerRef = { id: action.server.id, domain: action.server.domain, diskPath: action.server.diskPath };
+    const server: ServerRef = {
+      id: action.server.id,
+      domain: action.server.domain,
+      diskPath: action.server.diskPath,
+    };
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
     if (!snap) return this.fail(action, 'internal_error', GENERIC_FAILURE);
-    const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) => this.writeProgress(action, pct));
+    const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) =>
+      this.writeProgress(action, pct),
+    );
     try {
       switch (action.kind) {
         case 'create_snapshot': {
-          const result = await this.driver.createSnapshot(server, snap, progress.report, { signal: attempt.signal });
+          const result = await this.driver.createSnapshot(server, snap, progress.report, {
+            signal: attempt.signal,
+          });
           await progress.flush();
           return this.succeedCreate(action, result.sizeBytes, result.consistency);
         }
@@ -86,7 +106,10 @@ export class ActionRunner {
         this.logger.warn({ actionId, attempt: attempt.attempt, err: e }, 'transient failure; will retry');
         throw new RetryLaterError(e instanceof Error ? e.message : String(e), e);
       }
-      this.logger.error({ actionId, err: e, detail: isHypervisorError(e) ? e.detail : undefined }, 'action failed');
+      this.logger.error(
+        { actionId, err: e, detail: isHypervisorError(e) ? e.detail : undefined },
+        'action failed',
+      );
       const code = isHypervisorError(e) ? e.code : 'internal_error';
       const text = isHypervisorError(e) ? e.message : GENERIC_FAILURE;
       if (action.kind === 'create_snapshot') {
@@ -106,7 +129,8 @@ export class ActionRunner {
   ): Promise<void> {
     if ((await this.driver.getPowerState(server)) === 'running') {
       const { forced } = await this.driver.stop(server, { graceSeconds: this.config.stopGraceSeconds });
-      if (forced) this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
+      if (forced)
+        this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
     }
     await this.driver.restoreSnapshot(server, snap, onProgress, { signal });
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
@@ -115,11 +139,17 @@ export class ActionRunner {
   /** A failed restore leaves the original disk in place: bring the server back to how it was. */
   private async recoverServerAfterFailedRestore(action: LoadedAction, server: ServerRef): Promise<void> {
     try {
-      if (action.serverStatusBefore === 'running' && (await this.driver.getPowerState(server)) === 'stopped') {
+      if (
+        action.serverStatusBefore === 'running' &&
+        (await this.driver.getPowerState(server)) === 'stopped'
+      ) {
         await this.driver.start(server);
       }
     } catch (e) {
-      this.logger.error({ actionId: action.id, err: e }, 'could not restart the server after a failed restore');
+      this.logger.error(
+        { actionId: action.id, err: e },
+        'could not restart the server after a failed restore',
+      );
     }
   }
 
@@ -132,7 +162,15 @@ export class ActionRunner {
         status: true,
         startedAt: true,
         serverStatusBefore: true,
-        server: { select: { id: true, domain: true, diskPath: true, status: true, node: { select: { snapshotDir: true } } } },
+        server: {
+          select: {
+            id: true,
+            domain: true,
+            diskPath: true,
+            status: true,
+            node: { select: { snapshotDir: true } },
+          },
+        },
         snapshot: { select: { id: true, status: true } },
       },
     });
@@ -140,7 +178,12 @@ export class ActionRunner {
     const now = this.clock.now();
     const claimed = await this.prisma.action.updateMany({
       where: { id: actionId, status: { in: ['pending', 'running'] } },
-      data: { status: 'running', startedAt: action.startedAt ?? now, heartbeatAt: now, attempts: { increment: 1 } },
+      data: {
+        status: 'running',
+        startedAt: action.startedAt ?? now,
+        heartbeatAt: now,
+        attempts: { increment: 1 },
+      },
     });
     return claimed.count === 1 ? action : null;
   }
@@ -177,7 +220,13 @@ export class ActionRunner {
       if (done.count !== 1) return 'skipped';
       await tx.snapshot.updateMany({
         where: { id: action.snapshot!.id, status: 'in_progress' },
-        data: { status: 'completed', progress: 100, sizeBytes: BigInt(sizeBytes), consistency, completedAt: now },
+        data: {
+          status: 'completed',
+          progress: 100,
+          sizeBytes: BigInt(sizeBytes),
+          consistency,
+          completedAt: now,
+        },
       });
       return 'succeeded';
     });
@@ -215,7 +264,11 @@ export class ActionRunner {
       if (outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot) {
         await tx.snapshot.updateMany({
           where: { id: action.snapshot.id, status: 'in_progress' },
-          data: { status: 'failed', error: error?.message.slice(0, 1000) ?? GENERIC_FAILURE, completedAt: now },
+          data: {
+            status: 'failed',
+            error: error?.message.slice(0, 1000) ?? GENERIC_FAILURE,
+            completedAt: now,
+          },
         });
       }
       return outcome;

@@ -32,16 +32,23 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     await this.cleanupInterrupted();
-    this.worker = new Worker<ActionJobData>(nodeQueueName(this.node.id), (job, _token, signal) => this.process(job, signal), {
-      connection: this.redis.newBullConnection(),
-      prefix: this.config.queuePrefix,
-      concurrency: this.config.workerConcurrency,
-      autorun: true,
-    });
+    this.worker = new Worker<ActionJobData>(
+      nodeQueueName(this.node.id),
+      (job, _token, signal) => this.process(job, signal),
+      {
+        connection: this.redis.newBullConnection(),
+        prefix: this.config.queuePrefix,
+        concurrency: this.config.workerConcurrency,
+        autorun: true,
+      },
+    );
     this.worker.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
     this.dispatchTimer = setInterval(() => void this.dispatchPending(), this.config.dispatchIntervalMs);
     this.dispatchTimer.unref();
-    this.logger.log({ node: this.node.name, queue: nodeQueueName(this.node.id), driver: this.driver.name }, 'worker started');
+    this.logger.log(
+      { node: this.node.name, queue: nodeQueueName(this.node.id), driver: this.driver.name },
+      'worker started',
+    );
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -52,7 +59,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
 
   /** Thin: the job names a kind and an action; the runner does the work. */
   async process(job: Job<ActionJobData>, signal?: AbortSignal): Promise<string> {
-    if (!(JOB_NAMES as readonly string[]).includes(job.name)) throw new UnrecoverableError(`unknown job ${job.name}`);
+    if (!(JOB_NAMES as readonly string[]).includes(job.name))
+      throw new UnrecoverableError(`unknown job ${job.name}`);
     // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
     // recorded on the action by the runner and the job itself completes.
     return this.runner.run(job.data.actionId, {
@@ -69,7 +77,11 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     let enqueued = 0;
     try {
       const pending = await this.prisma.action.findMany({
-        where: { status: 'pending', server: { nodeId: this.node.id }, createdAt: { lt: new Date(Date.now() - 1000) } },
+        where: {
+          status: 'pending',
+          server: { nodeId: this.node.id },
+          createdAt: { lt: new Date(Date.now() - 1000) },
+        },
         select: { id: true, kind: true },
         orderBy: { id: 'asc' },
         take: 500,
@@ -91,7 +103,10 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
 
   /** Removes partial files of interrupted operations and fails their still-open actions. */
   private async cleanupInterrupted(): Promise<void> {
-    const servers = await this.prisma.server.findMany({ where: { nodeId: this.node.id }, select: { diskPath: true } });
+    const servers = await this.prisma.server.findMany({
+      where: { nodeId: this.node.id },
+      select: { diskPath: true },
+    });
     const { partialSnapshotIds } = await this.driver.cleanupInterrupted(
       this.node.snapshotDir,
       servers.map((s) => s.diskPath),

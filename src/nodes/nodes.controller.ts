@@ -30,7 +30,12 @@ export class NodesController {
   @Post()
   async create(@Body() dto: CreateNodeDto) {
     return nodeView(
-      await this.nodes.create({ name: dto.name, driver: dto.driver, uri: dto.uri, snapshotDir: dto.snapshot_dir }),
+      await this.nodes.create({
+        name: dto.name,
+        driver: dto.driver,
+        uri: dto.uri,
+        snapshotDir: dto.snapshot_dir,
+      }),
     );
   }
 }

@@ -25,10 +25,19 @@ export class NodesService {
     }
     const existing = await this.prisma.node.findUnique({ where: { name: input.name } });
     if (existing) {
-      throw new ProblemException({ status: 409, code: 'conflict', params: { what: `node "${input.name}" exists` } });
+      throw new ProblemException({
+        status: 409,
+        code: 'conflict',
+        params: { what: `node "${input.name}" exists` },
+      });
     }
     return this.prisma.node.create({
-      data: { name: input.name, driver: input.driver, uri: input.uri ?? 'qemu:///system', snapshotDir: input.snapshotDir },
+      data: {
+        name: input.name,
+        driver: input.driver,
+        uri: input.uri ?? 'qemu:///system',
+        snapshotDir: input.snapshotDir,
+      },
     });
   }
 

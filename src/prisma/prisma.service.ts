@@ -7,7 +7,9 @@ import { AppConfig } from '../config/app-config';
 @Injectable()
 export class PrismaService extends PrismaClient implements OnModuleDestroy {
   constructor(config: AppConfig) {
-    super({ adapter: new PrismaPg({ connectionString: config.databaseUrl, max: 20, connectionTimeoutMillis: 5000 }) });
+    super({
+      adapter: new PrismaPg({ connectionString: config.databaseUrl, max: 20, connectionTimeoutMillis: 5000 }),
+    });
   }
 
   async onModuleDestroy(): Promise<void> {

@@ -18,7 +18,11 @@ export class ServersController {
   ) {}
 
   @Get()
-  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: Record<string, unknown>) {
+  async list(
+    @CurrentPrincipal() me: Principal,
+    @Req() req: Request,
+    @Query() query: Record<string, unknown>,
+  ) {
     const page = readPageRequest(query, this.config);
     const { count, rows } = await this.servers.list(me, page);
     return buildPage(req, page, count, rows.map(serverView));

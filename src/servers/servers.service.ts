@@ -33,14 +33,22 @@ export class ServersService {
     const where = accountScope(me);
     const [count, rows] = await Promise.all([
       this.prisma.server.count({ where }),
-      this.prisma.server.findMany({ where, orderBy: { id: 'asc' }, ...skipTake(page), select: SERVER_COLUMNS }),
+      this.prisma.server.findMany({
+        where,
+        orderBy: { id: 'asc' },
+        ...skipTake(page),
+        select: SERVER_COLUMNS,
+      }),
     ]);
     return { count, rows: await this.summarise(rows) };
   }
 
   /** The server if `me` may see it; otherwise (absent, or another account's) 404. */
   async get(me: Principal, id: number): Promise<ServerSummary> {
-    const row = await this.prisma.server.findFirst({ where: { id, ...accountScope(me) }, select: SERVER_COLUMNS });
+    const row = await this.prisma.server.findFirst({
+      where: { id, ...accountScope(me) },
+      select: SERVER_COLUMNS,
+    });
     if (!row) throw new ProblemException({ status: 404, code: 'server_not_found' });
     const [summary] = await this.summarise([row]);
     return summary;
@@ -67,7 +75,9 @@ export class ServersService {
     ]);
     if (!account) throw new ProblemException({ status: 404, code: 'account_not_found' });
     if (!node) throw new ProblemException({ status: 404, code: 'node_not_found' });
-    const taken = await this.prisma.server.findFirst({ where: { nodeId: input.nodeId, domain: input.domain } });
+    const taken = await this.prisma.server.findFirst({
+      where: { nodeId: input.nodeId, domain: input.domain },
+    });
     if (taken) {
       throw new ProblemException({
         status: 409,
@@ -119,7 +129,8 @@ export class ServersService {
     for (const a of open) {
       // Prefer a create/restore (which holds the server) over a background delete.
       const held = actionBy.get(a.serverId);
-      if (!held || (held.kind === 'delete_snapshot' && a.kind !== 'delete_snapshot')) actionBy.set(a.serverId, a);
+      if (!held || (held.kind === 'delete_snapshot' && a.kind !== 'delete_snapshot'))
+        actionBy.set(a.serverId, a);
     }
     return rows.map((r) => {
       const a = actionBy.get(r.id);

@@ -22,7 +22,11 @@ export class SnapshotsController {
   ) {}
 
   @Get()
-  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: Record<string, unknown>) {
+  async list(
+    @CurrentPrincipal() me: Principal,
+    @Req() req: Request,
+    @Query() query: Record<string, unknown>,
+  ) {
     const errors: FieldError[] = [];
     let serverId: number | undefined;
     if (query.server_id !== undefined) {
@@ -61,7 +65,11 @@ export class SnapshotsController {
 
   @Post(':id/restore')
   @HttpCode(200)
-  async restore(@CurrentPrincipal() me: Principal, @Req() req: Request, @Param('id', SnapshotId()) id: number) {
+  async restore(
+    @CurrentPrincipal() me: Principal,
+    @Req() req: Request,
+    @Param('id', SnapshotId()) id: number,
+  ) {
     const { snap, server, actionId } = await this.snapshots.restore(me, id);
     return {
       status: 'success',

@@ -10,7 +10,14 @@ import { OPEN_ACTION_STATUSES, SLOT_STATUSES } from '../servers/servers.service'
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
-export const SNAPSHOT_ORDERINGS: SnapshotOrdering[] = ['created_at', '-created_at', 'id', '-id', 'name', '-name'];
+export const SNAPSHOT_ORDERINGS: SnapshotOrdering[] = [
+  'created_at',
+  '-created_at',
+  'id',
+  '-id',
+  'name',
+  '-name',
+];
 
 type Tx = Prisma.TransactionClient;
 
@@ -22,7 +29,8 @@ interface LockedServer {
   name: string;
 }
 
-const notFound = (code: 'server_not_found' | 'snapshot_not_found') => new ProblemException({ status: 404, code });
+const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
+  new ProblemException({ status: 404, code });
 
 /**
  * The rules of snapshots. Every change happens in one transaction that first locks the server row, so
@@ -60,7 +68,11 @@ export class SnapshotsService {
     const field = filter.ordering.replace('-', '') as 'created_at' | 'id' | 'name';
     const dir = desc ? ('desc' as const) : ('asc' as const);
     const orderBy: Prisma.SnapshotOrderByWithRelationInput[] =
-      field === 'created_at' ? [{ createdAt: dir }, { id: dir }] : field === 'id' ? [{ id: dir }] : [{ name: dir }, { id: dir }];
+      field === 'created_at'
+        ? [{ createdAt: dir }, { id: dir }]
+        : field === 'id'
+          ? [{ id: dir }]
+          : [{ name: dir }, { id: dir }];
     const [count, rows] = await Promise.all([
       this.prisma.snapshot.count({ where }),
       this.prisma.snapshot.findMany({ where, orderBy, ...skipTake(page), select: SNAPSHOT_COLUMNS }),
@@ -119,7 +131,10 @@ export class SnapshotsService {
       return { snapshotId: snapshot.id, actionId: action.id, nodeId: server.node_id };
     });
     await this.enqueue(nodeId, actionId, 'create_snapshot');
-    const snapshot = await this.prisma.snapshot.findUniqueOrThrow({ where: { id: snapshotId }, select: SNAPSHOT_COLUMNS });
+    const snapshot = await this.prisma.snapshot.findUniqueOrThrow({
+      where: { id: snapshotId },
+      select: SNAPSHOT_COLUMNS,
+    });
     return { snapshot, actionId };
   }
 
@@ -134,7 +149,8 @@ export class SnapshotsService {
           params: {
             snapshot_id: snap.id,
             operation: 'restored',
-            reason: snap.status === 'in_progress' ? 'it is still being created' : 'it failed and holds no data',
+            reason:
+              snap.status === 'in_progress' ? 'it is still being created' : 'it failed and holds no data',
           },
           extra: { snapshot_status: snap.status },
         });
@@ -166,7 +182,11 @@ export class SnapshotsService {
         snap.status === 'in_progress'
           ? 'it is still being created'
           : (await tx.action.count({
-                where: { snapshotId: snap.id, kind: 'restore_snapshot', status: { in: OPEN_ACTION_STATUSES } },
+                where: {
+                  snapshotId: snap.id,
+                  kind: 'restore_snapshot',
+                  status: { in: OPEN_ACTION_STATUSES },
+                },
               })) > 0
             ? 'a restore from it is in progress'
             : null;
@@ -245,7 +265,10 @@ export class SnapshotsService {
     try {
       await this.queue.enqueue(nodeId, actionId, kind);
     } catch (e) {
-      this.logger.warn({ actionId, err: e }, 'enqueue failed; the dispatcher will enqueue the committed action');
+      this.logger.warn(
+        { actionId, err: e },
+        'enqueue failed; the dispatcher will enqueue the committed action',
+      );
     }
   }
 }

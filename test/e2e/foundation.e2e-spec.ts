@@ -102,19 +102,27 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       const account = await createAccount(api.prisma);
       const { token } = await createToken(api.prisma, account.id);
       for (let i = 0; i < 3; i++) await createServer(api.prisma, account.id, nodeId);
-      const p1 = await request(api.url).get('/api/v1/servers/?page_size=2').set('Authorization', `Bearer ${token}`);
+      const p1 = await request(api.url)
+        .get('/api/v1/servers/?page_size=2')
+        .set('Authorization', `Bearer ${token}`);
       expect(p1.body.count).toBe(3);
       expect(p1.body.results).toHaveLength(2);
       expect(p1.body.previous).toBeNull();
       expect(p1.body.next).toMatch(/\/api\/v1\/servers\/\?page_size=2&page=2$/);
-      const p2 = await request(api.url).get(new URL(p1.body.next).pathname + new URL(p1.body.next).search).set('Authorization', `Bearer ${token}`);
+      const p2 = await request(api.url)
+        .get(new URL(p1.body.next).pathname + new URL(p1.body.next).search)
+        .set('Authorization', `Bearer ${token}`);
       expect(p2.body.results).toHaveLength(1);
       expect(p2.body.next).toBeNull();
       expect(p2.body.previous).toMatch(/page_size=2$/);
-      const bad = await request(api.url).get('/api/v1/servers/?page=0').set('Authorization', `Bearer ${token}`);
+      const bad = await request(api.url)
+        .get('/api/v1/servers/?page=0')
+        .set('Authorization', `Bearer ${token}`);
       expectProblem(bad, 400, 'validation_failed');
       expect(bad.body.errors).toEqual([{ field: 'page', message: expect.any(String) }]);
-      const past = await request(api.url).get('/api/v1/servers/?page=9').set('Authorization', `Bearer ${token}`);
+      const past = await request(api.url)
+        .get('/api/v1/servers/?page=9')
+        .set('Authorization', `Bearer ${token}`);
       expectProblem(past, 404, 'page_not_found');
     });
   });
@@ -126,15 +134,26 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       const refused = await request(api.url).post('/api/v1/admin/nodes/').set(a.auth).send(body);
       expectProblem(refused, 403, 'forbidden');
       const admin = await createToken(api.prisma, a.account.id, { scopes: ['admin'] });
-      const created = await request(api.url).post('/api/v1/admin/nodes/').set('Authorization', `Bearer ${admin.token}`).send(body);
+      const created = await request(api.url)
+        .post('/api/v1/admin/nodes/')
+        .set('Authorization', `Bearer ${admin.token}`)
+        .send(body);
       expect(created.status).toBe(201);
       const server = await request(api.url)
         .post('/api/v1/admin/servers/')
         .set('Authorization', `Bearer ${admin.token}`)
-        .send({ account_id: a.account.id, node_id: created.body.id, name: 'db-01', domain: 'vm-db-01', disk_path: '/var/lib/x.qcow2' });
+        .send({
+          account_id: a.account.id,
+          node_id: created.body.id,
+          name: 'db-01',
+          domain: 'vm-db-01',
+          disk_path: '/var/lib/x.qcow2',
+        });
       expect(server.status).toBe(201);
       // An admin acts across accounts.
-      const seen = await request(api.url).get(`/api/v1/servers/${a.server.id}/`).set('Authorization', `Bearer ${admin.token}`);
+      const seen = await request(api.url)
+        .get(`/api/v1/servers/${a.server.id}/`)
+        .set('Authorization', `Bearer ${admin.token}`);
       expect(seen.status).toBe(200);
     });
 
@@ -153,7 +172,10 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
     it('a read-only token cannot write', async () => {
       const account = await createAccount(api.prisma);
       const ro = await createToken(api.prisma, account.id, { scopes: ['read'] });
-      const res = await request(api.url).post('/api/v1/tokens/').set('Authorization', `Bearer ${ro.token}`).send({ name: 'x' });
+      const res = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set('Authorization', `Bearer ${ro.token}`)
+        .send({ name: 'x' });
       expectProblem(res, 403, 'forbidden');
     });
   });
@@ -161,7 +183,10 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
   describe('tokens', () => {
     it('create shows the secret once, it works, list hides it, revoke takes effect at once', async () => {
       const a = await createTenant(api.prisma, nodeId);
-      const created = await request(api.url).post('/api/v1/tokens/').set(a.auth).send({ name: 'ci', scopes: ['read'], expires_in_days: 30 });
+      const created = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set(a.auth)
+        .send({ name: 'ci', scopes: ['read'], expires_in_days: 30 });
       expect(created.status).toBe(201);
       expect(created.body.token).toMatch(/^vps_[0-9A-Za-z]{40}$/);
       expect(created.body.prefix).toBe(created.body.token.slice(0, 12));
@@ -169,20 +194,31 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       expect((await request(api.url).get('/api/v1/servers/').set(fresh)).status).toBe(200);
       const list = await request(api.url).get('/api/v1/tokens/').set(a.auth);
       expect(JSON.stringify(list.body)).not.toContain(created.body.token);
-      expect(list.body.results.find((t: { id: number }) => t.id === created.body.id).last_used_at).not.toBeNull();
+      expect(
+        list.body.results.find((t: { id: number }) => t.id === created.body.id).last_used_at,
+      ).not.toBeNull();
       const stored = await api.prisma.apiToken.findUniqueOrThrow({ where: { id: created.body.id } });
       expect(stored.hash).not.toContain(created.body.token.slice(4));
-      expect((await request(api.url).delete(`/api/v1/tokens/${created.body.id}/`).set(a.auth)).status).toBe(204);
+      expect((await request(api.url).delete(`/api/v1/tokens/${created.body.id}/`).set(a.auth)).status).toBe(
+        204,
+      );
       expectProblem(await request(api.url).get('/api/v1/servers/').set(fresh), 401, 'unauthorized');
     });
 
-    it('an account token cannot mint an admin token, nor revoke another account\'s token', async () => {
+    it("an account token cannot mint an admin token, nor revoke another account's token", async () => {
       const a = await createTenant(api.prisma, nodeId);
       const b = await createTenant(api.prisma, nodeId);
-      const res = await request(api.url).post('/api/v1/tokens/').set(a.auth).send({ name: 'x', scopes: ['admin'] });
+      const res = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set(a.auth)
+        .send({ name: 'x', scopes: ['admin'] });
       expectProblem(res, 400, 'validation_failed');
       const bTok = await api.prisma.apiToken.findFirstOrThrow({ where: { accountId: b.account.id } });
-      expectProblem(await request(api.url).delete(`/api/v1/tokens/${bTok.id}/`).set(a.auth), 404, 'token_not_found');
+      expectProblem(
+        await request(api.url).delete(`/api/v1/tokens/${bTok.id}/`).set(a.auth),
+        404,
+        'token_not_found',
+      );
     });
   });
 
@@ -194,11 +230,22 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
 
     it('malformed JSON is 400, wrong content type 415, too large 413', async () => {
       const a = await createTenant(api.prisma, nodeId);
-      const bad = await request(api.url).post('/api/v1/tokens/').set(a.auth).set('Content-Type', 'application/json').send('{"name": ');
+      const bad = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set(a.auth)
+        .set('Content-Type', 'application/json')
+        .send('{"name": ');
       expectProblem(bad, 400, 'malformed_json');
-      const form = await request(api.url).post('/api/v1/tokens/').set(a.auth).set('Content-Type', 'text/plain').send('name=x');
+      const form = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set(a.auth)
+        .set('Content-Type', 'text/plain')
+        .send('name=x');
       expectProblem(form, 415, 'unsupported_media_type');
-      const big = await request(api.url).post('/api/v1/tokens/').set(a.auth).send({ name: 'x'.repeat(5000) });
+      const big = await request(api.url)
+        .post('/api/v1/tokens/')
+        .set(a.auth)
+        .send({ name: 'x'.repeat(5000) });
       expectProblem(big, 413, 'payload_too_large');
     });
 
@@ -264,18 +311,40 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       const acct = cli(['account', 'create', 'cli-co']);
       expect(acct.status).toBe(0);
       expect(acct.stdout).toMatch(/^\d+\n$/);
-      const token = cli(['token', 'create', '--account', 'cli-co', '--scopes', 'read', '--expires-in', '30d']);
+      const token = cli([
+        'token',
+        'create',
+        '--account',
+        'cli-co',
+        '--scopes',
+        'read',
+        '--expires-in',
+        '30d',
+      ]);
       expect(token.stdout).toMatch(/^vps_[0-9A-Za-z]{40}\n$/);
       const node = cli(['node', 'create', 'cli-node', '--driver', 'fake', '--snapshot-dir', '/tmp/s']);
       expect(node.stdout).toMatch(/^\d+\n$/);
-      const server = cli(['server', 'create', '--account', 'cli-co', '--node', 'cli-node', '--name', 'web-1']);
+      const server = cli([
+        'server',
+        'create',
+        '--account',
+        'cli-co',
+        '--node',
+        'cli-node',
+        '--name',
+        'web-1',
+      ]);
       expect(server.stdout).toMatch(/^\d+\n$/);
-      const list = await request(api.url).get('/api/v1/servers/').set('Authorization', `Bearer ${token.stdout.trim()}`);
+      const list = await request(api.url)
+        .get('/api/v1/servers/')
+        .set('Authorization', `Bearer ${token.stdout.trim()}`);
       expect(list.body.results.map((s: { id: number }) => s.id)).toEqual([Number(server.stdout)]);
       expect(cli(['server', 'list']).stdout).toContain('web-1');
       const prefix = token.stdout.trim().slice(0, 12);
       expect(cli(['token', 'revoke', prefix]).status).toBe(0);
-      const after = await request(api.url).get('/api/v1/servers/').set('Authorization', `Bearer ${token.stdout.trim()}`);
+      const after = await request(api.url)
+        .get('/api/v1/servers/')
+        .set('Authorization', `Bearer ${token.stdout.trim()}`);
       expect(after.status).toBe(401);
     });
 
@@ -290,5 +359,4 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       expect(dup.status).toBe(2);
     });
   });
-
 });

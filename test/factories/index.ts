@@ -35,7 +35,11 @@ export async function createNode(
   opts: { name?: string; driver?: 'fake' | 'libvirt'; snapshotDir?: string } = {},
 ) {
   return prisma.node.create({
-    data: { name: opts.name ?? unique('node'), driver: opts.driver ?? 'fake', snapshotDir: opts.snapshotDir ?? '/tmp/vps-fake-snapshots' },
+    data: {
+      name: opts.name ?? unique('node'),
+      driver: opts.driver ?? 'fake',
+      snapshotDir: opts.snapshotDir ?? '/tmp/vps-fake-snapshots',
+    },
   });
 }
 
@@ -43,7 +47,12 @@ export async function createServer(
   prisma: PrismaService,
   accountId: number,
   nodeId: number,
-  opts: { name?: string; status?: 'running' | 'stopped' | 'restoring'; domain?: string; diskPath?: string } = {},
+  opts: {
+    name?: string;
+    status?: 'running' | 'stopped' | 'restoring';
+    domain?: string;
+    diskPath?: string;
+  } = {},
 ) {
   const name = opts.name ?? unique('web-server');
   return prisma.server.create({
@@ -59,7 +68,11 @@ export async function createServer(
 }
 
 /** An account with a read/write token and one server on a fake node: the common starting point. */
-export async function createTenant(prisma: PrismaService, nodeId: number, opts: { serverStatus?: 'running' | 'stopped' } = {}) {
+export async function createTenant(
+  prisma: PrismaService,
+  nodeId: number,
+  opts: { serverStatus?: 'running' | 'stopped' } = {},
+) {
   const account = await createAccount(prisma);
   const { token } = await createToken(prisma, account.id);
   const server = await createServer(prisma, account.id, nodeId, { status: opts.serverStatus });

@@ -24,9 +24,12 @@ function migrationsHash(): string {
 export default async function globalSetup(): Promise<void> {
   if (!process.env.DATABASE_ADMIN_URL || !process.env.REDIS_URL) {
     // Run outside `npm test`: start (or reuse) the local services ourselves.
-    execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'start', 'postgres', 'redis'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'start', 'postgres', 'redis'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     const env = execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'env'], { encoding: 'utf8' });
-    for (const m of env.matchAll(/^export (\w+)=(.*)$/gm)) process.env[m[1]] ??= m[2].replace(/^'(.*)'$/, '$1');
+    for (const m of env.matchAll(/^export (\w+)=(.*)$/gm))
+      process.env[m[1]] ??= m[2].replace(/^'(.*)'$/, '$1');
   }
   const adminUrl = process.env.DATABASE_ADMIN_URL!;
   const template = `vps_template_${migrationsHash()}`;

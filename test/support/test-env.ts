@@ -21,7 +21,8 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const adminUrl = process.env.DATABASE_ADMIN_URL;
   const template = process.env.TEST_TEMPLATE_DB;
-  if (!adminUrl || !template) throw new Error('run through jest (global setup prepares DATABASE_ADMIN_URL and the template)');
+  if (!adminUrl || !template)
+    throw new Error('run through jest (global setup prepares DATABASE_ADMIN_URL and the template)');
   const name = `vps_test_${process.pid}_${randomBytes(4).toString('hex')}`;
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
@@ -91,7 +92,11 @@ export async function startWorker(config: AppConfig): Promise<INestApplicationCo
 }
 
 /** Polls `probe` until it returns a truthy value (or throws after `timeoutMs`). */
-export async function eventually<T>(probe: () => Promise<T | null | undefined | false>, timeoutMs = 15_000, stepMs = 50): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | null | undefined | false>,
+  timeoutMs = 15_000,
+  stepMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

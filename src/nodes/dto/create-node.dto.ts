@@ -13,7 +13,9 @@ export class CreateNodeDto {
   @IsOptional()
   @IsString()
   @Length(1, 255)
-  @Matches(/^[a-z0-9+]+:\/\/[^\s]*$/, { message: 'uri must be a libvirt connection URI such as qemu:///system' })
+  @Matches(/^[a-z0-9+]+:\/\/[^\s]*$/, {
+    message: 'uri must be a libvirt connection URI such as qemu:///system',
+  })
   uri?: string;
 
   @IsString()
