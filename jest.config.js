@@ -1,6 +1,8 @@
 /** Two projects: fast unit tests, and e2e/contract tests on real Postgres, Redis (and libvirt where present). */
 const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json' }];
 module.exports = {
+  // Global (jest reads testTimeout only at the top level): e2e and libvirt tests start real processes.
+  testTimeout: 60000,
   projects: [
     {
       displayName: 'unit',
@@ -14,7 +16,6 @@ module.exports = {
       transform: { '^.+\\.ts$': tsJest },
       testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts', '<rootDir>/test/libvirt/**/*.e2e-spec.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',
-      testTimeout: 60000,
     },
   ],
 };
