@@ -35,6 +35,20 @@ export class AppConfig {
   readonly libvirtMaxConcurrentCopies!: number;
   readonly snapshotCompression!: 'none' | 'zstd';
   readonly shutdownTimeoutMs!: number;
+  /** BullMQ job lock: a worker that stops renewing it for this long is considered dead (stalled). */
+  readonly jobLockMs!: number;
+  readonly jobStalledIntervalMs!: number;
+  /** A running action whose heartbeat is older than this, and whose job is gone, is failed by the reaper. */
+  readonly actionStaleMs!: number;
+  readonly reaperIntervalMs!: number;
+  readonly heartbeatIntervalMs!: number;
+  /** Requests per token per minute (all methods), and of those, writes (POST/PUT/PATCH/DELETE). */
+  readonly rateLimitPerMinute!: number;
+  readonly rateLimitWritesPerMinute!: number;
+  readonly idempotencyTtlHours!: number;
+  /** Whole-request and header deadlines against slow clients. */
+  readonly requestTimeoutMs!: number;
+  readonly headersTimeoutMs!: number;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -155,6 +169,16 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     libvirtMaxConcurrentCopies: r.int('LIBVIRT_MAX_CONCURRENT_COPIES', 2, 1, 64),
     snapshotCompression: r.oneOf('SNAPSHOT_COMPRESSION', ['none', 'zstd'] as const, 'none'),
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    jobLockMs: r.int('JOB_LOCK_MS', 30_000, 1000, 3_600_000),
+    jobStalledIntervalMs: r.int('JOB_STALLED_INTERVAL_MS', 30_000, 500, 3_600_000),
+    actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
+    reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
+    heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
+    rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
+    rateLimitWritesPerMinute: r.int('RATE_LIMIT_WRITES_PER_MINUTE', 120, 1, 1_000_000),
+    idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),
+    requestTimeoutMs: r.int('REQUEST_TIMEOUT_MS', 30_000, 1000, 3_600_000),
+    headersTimeoutMs: r.int('HEADERS_TIMEOUT_MS', 10_000, 1000, 3_600_000),
   });
   if (config.defaultPageSize > config.maxPageSize) {
     r.problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
