@@ -25,9 +25,13 @@ describe('ProcessRunner', () => {
 
   it('passes arguments verbatim, without a shell', async () => {
     const tricky = ['$(echo no)', 'a b', "'q'", ';ls', '*'];
-    const r = await runner.run(node, ['-e', 'console.log(JSON.stringify(process.argv.slice(1)))', ...tricky], {
-      timeoutMs: 10_000,
-    });
+    const r = await runner.run(
+      node,
+      ['-e', 'console.log(JSON.stringify(process.argv.slice(1)))', ...tricky],
+      {
+        timeoutMs: 10_000,
+      },
+    );
     expect(JSON.parse(r.stdout)).toEqual(tricky);
   });
 
@@ -50,10 +54,14 @@ describe('ProcessRunner', () => {
 
   it('streams stdout chunks to onStdout', async () => {
     const seen: string[] = [];
-    await runner.run(node, ['-e', 'process.stdout.write("    (1.00/100%)\\r"); process.stdout.write("(50.00/100%)\\r")'], {
-      timeoutMs: 10_000,
-      onStdout: (c) => seen.push(c),
-    });
+    await runner.run(
+      node,
+      ['-e', 'process.stdout.write("    (1.00/100%)\\r"); process.stdout.write("(50.00/100%)\\r")'],
+      {
+        timeoutMs: 10_000,
+        onStdout: (c) => seen.push(c),
+      },
+    );
     expect(seen.join('')).toContain('(50.00/100%)');
   });
 
@@ -73,10 +81,14 @@ describe('ProcessRunner', () => {
 
   it('escalates to SIGKILL when SIGTERM is ignored', async () => {
     const e = await runner
-      .run(node, ['-e', 'process.on("SIGTERM", () => {}); console.log(process.pid); setInterval(() => {}, 1000)'], {
-        timeoutMs: 300,
-        killGraceMs: 300,
-      })
+      .run(
+        node,
+        ['-e', 'process.on("SIGTERM", () => {}); console.log(process.pid); setInterval(() => {}, 1000)'],
+        {
+          timeoutMs: 300,
+          killGraceMs: 300,
+        },
+      )
       .catch((x: unknown) => x);
     expect((e as ProcessRunError).kind).toBe('timeout');
     const pid = Number((e as ProcessRunError).stdout.trim());

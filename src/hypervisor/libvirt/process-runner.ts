@@ -180,7 +180,9 @@ export class ProcessRunner {
           return;
         }
         if (stopReason === 'aborted') {
-          reject(new ProcessRunError('aborted', display, `${cmd} was aborted`, out.toString(), err.toString()));
+          reject(
+            new ProcessRunError('aborted', display, `${cmd} was aborted`, out.toString(), err.toString()),
+          );
           return;
         }
         resolve({

@@ -1,0 +1,941 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CreateSnapshotResult,
+  DriverCapabilities,
+  HypervisorDriver,
+  HypervisorError,
+  OperationOptions,
+  PowerState,
+  ServerRef,
+  SnapshotConsistency,
+  SnapshotRef,
+} from '../hypervisor-driver';
+import { DomainDisk, escapeXmlAttr, readDomainDisks } from './domain-inspector';
+import {
+  classifyToolFailure,
+  hvError,
+  isDomainNotFound,
+  isImageInUse,
+  isNoSpace,
+  isNotRunning,
+  toHypervisorError,
+  virshErrorText,
+} from './errors';
+import {
+  fileSize,
+  freeBytes,
+  fsyncDir,
+  fsyncFile,
+  isFile,
+  removeIfExists,
+  removeQuietly,
+  sha256File,
+  writeFileDurably,
+} from './files';
+import {
+  JOB_OPERATION_BACKUP,
+  JOB_TYPE,
+  jobProgress,
+  jsonInt,
+  parseDomJobInfoRaw,
+  parseDomState,
+  parseJsonObject,
+  QemuImgProgressParser,
+} from './parsers';
+import { ProcessRunner, RunResult } from './process-runner';
+import { Semaphore } from './semaphore';
+import {
+  MANIFEST_KIND,
+  MANIFEST_VERSION,
+  readManifest,
+  serializeManifest,
+  SnapshotManifest,
+} from './snapshot-manifest';
+
+export interface LibvirtDriverOptions {
+  /** libvirt connection URI, e.g. `qemu:///system`. */
+  readonly uri: string;
+  /** Disk copies (snapshot create / restore) allowed at once on this host. Default 2. */
+  readonly maxConcurrentCopies?: number;
+  /** Store snapshots zstd-compressed (`qemu-img convert -c -o compression_type=zstd`). Default none. */
+  readonly compression?: 'none' | 'zstd';
+  /** Grace period for `stop` when the caller passes no usable `graceSeconds`. Default 60. */
+  readonly stopGraceSeconds?: number;
+  readonly runner?: ProcessRunner;
+  readonly virshPath?: string;
+  readonly qemuImgPath?: string;
+  /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
+  readonly commandTimeoutMs?: number;
+  /** A disk copy or check fails with `timeout` when slower than this (bytes/s of virtual size). Default 16 MiB/s. */
+  readonly copyMinBytesPerSecond?: number;
+  /** ...but is never given less than this. Default 10 min. */
+  readonly copyTimeoutFloorMs?: number;
+  /** Interval between `virsh domjobinfo` / `domstate` polls. Default 250 ms. */
+  readonly pollIntervalMs?: number;
+}
+
+/** Extra space demanded beyond `qemu-img measure`'s requirement (metadata, manifest, rounding). */
+const SPACE_MARGIN_BYTES = 8 * 1024 * 1024;
+const MIB = 1024 * 1024;
+
+/** Progress reporter: clamps to [0, 100], integers, never decreasing, listener errors swallowed. */
+function progressReporter(onProgress: (pct: number) => void): (pct: number) => void {
+  let last = -1;
+  return (pct: number) => {
+    const v = Math.max(0, Math.min(100, Math.floor(pct)));
+    if (v <= last) return;
+    last = v;
+    try {
+      onProgress(v);
+    } catch {
+      /* the caller's problem, not the copy's */
+    }
+  };
+}
+
+/** Maps a sub-step's 0..100 into [from, to] of the whole operation. */
+function scaled(report: (pct: number) => void, from: number, to: number): (pct: number) => void {
+  return (pct) => report(from + ((to - from) * Math.max(0, Math.min(100, pct))) / 100);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Escapes a value for qemu's `--image-opts` key=value,key=value syntax. */
+function imageOptValue(v: string): string {
+  return v.replace(/,/g, ',,');
+}
+
+export class LibvirtHypervisorDriver implements HypervisorDriver {
+  readonly name = 'libvirt';
+  readonly capabilities: DriverCapabilities = { liveSnapshot: true, quiesce: true };
+
+  private readonly uri: string;
+  private readonly runner: ProcessRunner;
+  private readonly virshPath: string;
+  private readonly qemuImgPath: string;
+  private readonly compression: 'none' | 'zstd';
+  private readonly stopGraceSeconds: number;
+  private readonly commandTimeoutMs: number;
+  private readonly copyMinBytesPerSecond: number;
+  private readonly copyTimeoutFloorMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly copies: Semaphore;
+
+  constructor(options: LibvirtDriverOptions) {
+    if (!options.uri) throw new Error('LibvirtHypervisorDriver: uri is required');
+    this.uri = options.uri;
+    this.runner = options.runner ?? new ProcessRunner();
+    this.virshPath = options.virshPath ?? 'virsh';
+    this.qemuImgPath = options.qemuImgPath ?? 'qemu-img';
+    this.compression = options.compression ?? 'none';
+    this.stopGraceSeconds = options.stopGraceSeconds ?? 60;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 60_000;
+    this.copyMinBytesPerSecond = options.copyMinBytesPerSecond ?? 16 * MIB;
+    this.copyTimeoutFloorMs = options.copyTimeoutFloorMs ?? 10 * 60_000;
+    this.pollIntervalMs = options.pollIntervalMs ?? 250;
+    this.copies = new Semaphore(options.maxConcurrentCopies ?? 2);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Power
+  // ------------------------------------------------------------------------------------------------
+
+  async getPowerState(server: ServerRef): Promise<PowerState> {
+    return (await this.domState(server.domain)) === 'shut off' ? 'stopped' : 'running';
+  }
+
+  async start(server: ServerRef): Promise<void> {
+    if ((await this.getPowerState(server)) === 'running') return;
+    const r = await this.virshRaw(['start', '--domain', server.domain]);
+    if (r.code === 0) return;
+    if (/already (active|running)/i.test(r.stderr)) return;
+    throw this.virshFailure(['start', '--domain', server.domain], r);
+  }
+
+  async stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
+    if ((await this.domState(server.domain)) === 'shut off') return { forced: false };
+    const grace =
+      typeof opts?.graceSeconds === 'number' && Number.isFinite(opts.graceSeconds) && opts.graceSeconds >= 0
+        ? opts.graceSeconds
+        : this.stopGraceSeconds;
+
+    // Graceful: libvirt picks the guest agent when it is connected, else ACPI.
+    const r = await this.virshRaw(['shutdown', '--domain', server.domain]);
+    if (r.code !== 0 && !isNotRunning(r.stderr)) {
+      if (isDomainNotFound(r.stderr)) throw this.virshFailure(['shutdown'], r);
+      // Other refusals (agent hung, ...) fall through to the forced path after the grace period.
+    }
+    if (await this.waitForState(server.domain, 'shut off', grace * 1000)) return { forced: false };
+
+    const d = await this.virshRaw(['destroy', '--domain', server.domain]);
+    if (d.code !== 0) {
+      if (isNotRunning(d.stderr)) return { forced: false }; // it went down at the last moment
+      throw this.virshFailure(['destroy', '--domain', server.domain], d);
+    }
+    if (!(await this.waitForState(server.domain, 'shut off', 30_000))) {
+      throw hvError('hypervisor_error', 'domain still not shut off 30 s after virsh destroy');
+    }
+    return { forced: true };
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Snapshots
+  // ------------------------------------------------------------------------------------------------
+
+  async createSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<CreateSnapshotResult> {
+    const files = this.snapshotFiles(snap);
+    const signal = opts.signal;
+    const report = progressReporter(onProgress);
+    this.throwIfAborted(signal);
+
+    const state = await this.domState(server.domain);
+    if (await isFile(files.final)) {
+      throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
+    }
+    const release = await this.acquireCopySlot(signal);
+    let committed = false;
+    try {
+      await this.removeLeftovers(files);
+      report(0);
+      const src = await this.imageInfo(server.diskPath, true);
+
+      let consistency: SnapshotConsistency;
+      if (state === 'shut off') {
+        await this.ensureSpace(server.diskPath, snap.snapshotDir, 1, signal);
+        await this.convert(server.diskPath, files.partial, {
+          compress: this.compression === 'zstd',
+          signal,
+          virtualSize: src.virtualSize,
+          onPct: scaled(report, 0, 90),
+          fallback: 'copy_failed',
+        });
+        consistency = 'stopped';
+      } else {
+        const twoPass = this.compression === 'zstd';
+        await this.ensureSpace(server.diskPath, snap.snapshotDir, twoPass ? 2 : 1, signal);
+        const target = twoPass ? files.stage : files.partial;
+        consistency = await this.liveBackup(
+          server,
+          target,
+          src.virtualSize,
+          signal,
+          scaled(report, 0, twoPass ? 45 : 90),
+        );
+        if (twoPass) {
+          await this.convert(files.stage, files.partial, {
+            compress: true,
+            signal,
+            virtualSize: src.virtualSize,
+            onPct: scaled(report, 45, 90),
+            fallback: 'copy_failed',
+          });
+          await removeIfExists(files.stage);
+        }
+      }
+
+      this.throwIfAborted(signal);
+      const check = await this.verifyImage(files.partial, src.virtualSize, signal, 'verification_failed');
+      await fsyncFile(files.partial);
+      const hashed = await this.hash(files.partial, check.fileBytes, signal, scaled(report, 90, 99));
+      const manifest: SnapshotManifest = {
+        kind: MANIFEST_KIND,
+        version: MANIFEST_VERSION,
+        snapshotId: snap.id,
+        file: path.basename(files.final),
+        bytes: hashed.bytes,
+        sha256: hashed.sha256,
+        imageFormat: 'qcow2',
+        compression: this.compression,
+        virtualSize: src.virtualSize,
+        consistency,
+        createdAt: new Date().toISOString(),
+      };
+      this.throwIfAborted(signal);
+      await writeFileDurably(files.manifest, serializeManifest(manifest));
+      await fsp.rename(files.partial, files.final);
+      committed = true;
+      await fsyncDir(snap.snapshotDir);
+
+      const info = await this.imageInfo(files.final, true);
+      report(100);
+      return { sizeBytes: info.actualSize, consistency };
+    } catch (e) {
+      if (!committed) {
+        await removeQuietly(files.partial, files.stage, files.manifestTmp, files.manifest);
+      }
+      throw await this.finalError(e, signal, 'copy_failed', snap.snapshotDir);
+    } finally {
+      release();
+    }
+  }
+
+  async restoreSnapshot(
+    server: ServerRef,
+    snap: SnapshotRef,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<void> {
+    const files = this.snapshotFiles(snap);
+    const signal = opts.signal;
+    const report = progressReporter(onProgress);
+    const restoring = `${server.diskPath}.restoring`;
+    this.throwIfAborted(signal);
+
+    await this.requireShutOff(server.domain);
+    if (!(await isFile(files.final))) {
+      throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
+    }
+    const release = await this.acquireCopySlot(signal);
+    try {
+      await removeIfExists(restoring);
+      report(0);
+      const manifest = await this.verifySnapshot(snap, files, signal, scaled(report, 0, 20));
+      await this.ensureSpace(files.final, path.dirname(server.diskPath), 1, signal);
+
+      await this.convert(files.final, restoring, {
+        compress: false,
+        signal,
+        virtualSize: manifest.virtualSize,
+        onPct: scaled(report, 20, 95),
+        fallback: 'copy_failed',
+      });
+      await this.verifyImage(restoring, manifest.virtualSize, signal, 'copy_failed');
+      await this.copyOwnership(server.diskPath, restoring);
+      await fsyncFile(restoring);
+
+      // Renaming over the disk of a running VM "succeeds" and silently loses the restore: look again,
+      // and let qemu-img try to take the disk's write lock, which fails while any qemu has it open.
+      this.throwIfAborted(signal);
+      await this.requireShutOff(server.domain);
+      await this.requireDiskNotInUse(server.diskPath);
+      await fsp.rename(restoring, server.diskPath);
+      await fsyncDir(path.dirname(server.diskPath));
+      report(100);
+    } catch (e) {
+      await removeQuietly(restoring);
+      throw await this.finalError(e, signal, 'copy_failed', path.dirname(server.diskPath));
+    } finally {
+      release();
+    }
+  }
+
+  async deleteSnapshot(_server: ServerRef, snap: SnapshotRef): Promise<void> {
+    const files = this.snapshotFiles(snap);
+    try {
+      // The snapshot file first: while it exists its manifest must exist too.
+      for (const f of [files.final, files.partial, files.stage, files.manifest, files.manifestTmp]) {
+        await removeIfExists(f);
+      }
+      await fsyncDir(snap.snapshotDir).catch(() => undefined);
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'delete snapshot');
+    }
+  }
+
+  async snapshotExists(snap: SnapshotRef): Promise<boolean> {
+    const files = this.snapshotFiles(snap);
+    try {
+      return (await isFile(files.final)) && (await isFile(files.manifest));
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'snapshot exists');
+    }
+  }
+
+  async cleanupInterrupted(
+    snapshotDir: string,
+    diskPaths: readonly string[],
+  ): Promise<{ partialSnapshotIds: number[] }> {
+    const ids = new Set<number>();
+    try {
+      let names: string[] = [];
+      try {
+        names = await fsp.readdir(snapshotDir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      const present = new Set(names);
+      for (const name of names) {
+        const partial = /^(\d+)\.qcow2\.(partial|stage|json\.partial)$/.exec(name);
+        const manifest = /^(\d+)\.qcow2\.json$/.exec(name);
+        if (partial) {
+          await removeIfExists(path.join(snapshotDir, name));
+          ids.add(Number(partial[1]));
+        } else if (manifest && !present.has(`${manifest[1]}.qcow2`)) {
+          // A manifest whose snapshot never got renamed into place: the create was interrupted.
+          await removeIfExists(path.join(snapshotDir, name));
+          ids.add(Number(manifest[1]));
+        }
+      }
+      for (const disk of diskPaths) await removeIfExists(`${disk}.restoring`);
+      if (names.length > 0) await fsyncDir(snapshotDir).catch(() => undefined);
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'cleanup interrupted');
+    }
+    return { partialSnapshotIds: [...ids].sort((a, b) => a - b) };
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Live copy (virsh backup-begin, push mode, full)
+  // ------------------------------------------------------------------------------------------------
+
+  private async liveBackup(
+    server: ServerRef,
+    target: string,
+    virtualSize: number,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<SnapshotConsistency> {
+    const disks = await readDomainDisks(this.runner, this.uri, server.domain, {
+      virshPath: this.virshPath,
+      timeoutMs: this.commandTimeoutMs,
+      signal,
+    }).catch((e: unknown) => {
+      throw toHypervisorError(e, 'hypervisor_error', 'dumpxml');
+    });
+    const ours = await this.findDisk(disks, server.diskPath);
+    if (!ours?.target) {
+      throw hvError('hypervisor_error', `disk ${server.diskPath} is not attached to domain ${server.domain}`);
+    }
+    const xml = [
+      "<domainbackup mode='push'>",
+      '  <disks>',
+      ...disks
+        .filter((d) => d.target)
+        .map((d) =>
+          d === ours
+            ? `    <disk name='${escapeXmlAttr(d.target!)}' type='file'><target file='${escapeXmlAttr(target)}'/><driver type='qcow2'/></disk>`
+            : `    <disk name='${escapeXmlAttr(d.target!)}' backup='no'/>`,
+        ),
+      '  </disks>',
+      '</domainbackup>',
+      '',
+    ].join('\n');
+    const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-backup-'));
+    const xmlFile = path.join(tmpDir, 'backup.xml');
+    await fsp.writeFile(xmlFile, xml, 'utf8');
+
+    let consistency: SnapshotConsistency = 'crash_consistent';
+    let jobStarted = false;
+    try {
+      const agent = await this.agentAnswers(server.domain);
+      let freezeAttempted = false;
+      let frozenCount = 0;
+      let thawFailure: string | null = null;
+      try {
+        this.throwIfAborted(signal);
+        if (agent) {
+          freezeAttempted = true;
+          const fr = await this.virshRaw(['domfsfreeze', '--domain', server.domain]);
+          if (fr.code === 0) {
+            const m = /Froze\s+(\d+)\s+filesystem/i.exec(fr.stdout);
+            frozenCount = m ? Number(m[1]) : 1;
+          }
+          // A failed freeze only lowers the consistency to crash_consistent.
+        }
+        const args = ['backup-begin', '--domain', server.domain, '--backupxml', xmlFile];
+        const b = await this.virshRaw(args);
+        if (b.code !== 0) throw this.virshFailure(args, b, 'copy_failed');
+        jobStarted = true;
+      } finally {
+        if (freezeAttempted) thawFailure = await this.thaw(server.domain);
+      }
+      if (thawFailure !== null) {
+        // The copy's start was captured, but a guest left frozen is worse than a failed snapshot.
+        throw hvError('hypervisor_error', `guest filesystems could not be thawed: ${thawFailure}`);
+      }
+      if (frozenCount > 0) consistency = 'quiesced';
+
+      await this.waitForBackup(server.domain, virtualSize, signal, onPct);
+      jobStarted = false;
+      return consistency;
+    } catch (e) {
+      if (jobStarted) await this.abortJob(server.domain);
+      throw e;
+    } finally {
+      await fsp.rm(tmpDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private async findDisk(disks: DomainDisk[], diskPath: string): Promise<DomainDisk | undefined> {
+    const want = path.resolve(diskPath);
+    const real = await fsp.realpath(want).catch(() => want);
+    for (const d of disks) {
+      if (!d.source || d.device !== 'disk') continue;
+      const s = path.resolve(d.source);
+      if (s === want || s === real) return d;
+      const sReal = await fsp.realpath(s).catch(() => s);
+      if (sReal === real) return d;
+    }
+    return undefined;
+  }
+
+  /** Whether the QEMU guest agent answers a ping within a few seconds. */
+  private async agentAnswers(domain: string): Promise<boolean> {
+    const r = await this.virshRaw(
+      ['qemu-agent-command', '--domain', domain, '--timeout', '5', '{"execute":"guest-ping"}'],
+      {
+        timeoutMs: 15_000,
+      },
+    ).catch(() => null);
+    return r !== null && r.code === 0 && r.stdout.includes('"return"');
+  }
+
+  /** Thaws with a few retries; returns null on success, else the last error text. */
+  private async thaw(domain: string): Promise<string | null> {
+    let last = '';
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const r = await this.virshRaw(['domfsthaw', '--domain', domain]).catch((e: unknown) => ({
+        code: -1,
+        stdout: '',
+        stderr: String(e),
+      }));
+      if (r.code === 0) return null;
+      last = virshErrorText(r.stderr);
+      // Nothing to thaw when the domain or its agent is gone.
+      if (
+        isDomainNotFound(r.stderr) ||
+        isNotRunning(r.stderr) ||
+        /not (connected|configured)/i.test(r.stderr)
+      ) {
+        return null;
+      }
+      await sleep(1000);
+    }
+    return last;
+  }
+
+  private async waitForBackup(
+    domain: string,
+    virtualSize: number,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<void> {
+    const deadline = Date.now() + this.copyTimeoutMs(virtualSize);
+    for (;;) {
+      this.throwIfAborted(signal);
+      if (Date.now() > deadline) throw hvError('timeout', `backup of ${domain} exceeded its deadline`);
+      const r = await this.virshRaw(['domjobinfo', '--domain', domain, '--rawstats'], { signal });
+      if (r.code !== 0) throw this.virshFailure(['domjobinfo', '--domain', domain], r, 'copy_failed');
+      const info = parseDomJobInfoRaw(r.stdout);
+      if (info.type === JOB_TYPE.bounded || info.type === JOB_TYPE.unbounded) {
+        const pct = jobProgress(info);
+        if (pct !== null) onPct(pct);
+        await sleep(this.pollIntervalMs, signal);
+        continue;
+      }
+      break;
+    }
+    // The job has ended: its completed statistics say whether it succeeded. Without them the copy
+    // cannot be trusted (an incomplete target still passes `qemu-img check`).
+    const args = [
+      'domjobinfo',
+      '--domain',
+      domain,
+      '--completed',
+      '--keep-completed',
+      '--anystats',
+      '--rawstats',
+    ];
+    const c = await this.virshRaw(args);
+    if (c.code !== 0) throw this.virshFailure(args, c, 'copy_failed');
+    const done = parseDomJobInfoRaw(c.stdout);
+    const detail = `backup job of ${domain} ended: ${c.stdout.replace(/\s+/g, ' ').trim()}`;
+    if (done.type === JOB_TYPE.completed) {
+      const op = Number(done.fields.operation);
+      if (Number.isFinite(op) && op !== JOB_OPERATION_BACKUP)
+        throw hvError('copy_failed', `unexpected job: ${detail}`);
+      const pct = jobProgress(done);
+      if (pct !== null && pct < 100) throw hvError('copy_failed', `incomplete: ${detail}`);
+      onPct(100);
+      return;
+    }
+    if (done.type === JOB_TYPE.cancelled)
+      throw hvError(signal?.aborted ? 'cancelled' : 'copy_failed', detail);
+    const errmsg = done.fields.errmsg ?? '';
+    if (isNoSpace(errmsg) || isNoSpace(c.stdout)) throw hvError('insufficient_storage', detail);
+    throw hvError('copy_failed', detail);
+  }
+
+  /** Aborts the domain's block job (if any) and waits until libvirt reports no job. */
+  private async abortJob(domain: string): Promise<void> {
+    await this.virshRaw(['domjobabort', '--domain', domain]).catch(() => undefined);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const r = await this.virshRaw(['domjobinfo', '--domain', domain, '--rawstats']).catch(() => null);
+      if (!r || r.code !== 0) return;
+      const t = parseDomJobInfoRaw(r.stdout).type;
+      if (t !== JOB_TYPE.bounded && t !== JOB_TYPE.unbounded) return;
+      await sleep(this.pollIntervalMs);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // qemu-img
+  // ------------------------------------------------------------------------------------------------
+
+  private async convert(
+    source: string,
+    dest: string,
+    o: {
+      compress: boolean;
+      signal?: AbortSignal;
+      virtualSize: number;
+      onPct: (pct: number) => void;
+      fallback: 'copy_failed';
+    },
+  ): Promise<void> {
+    const args = ['convert', '-p', '-f', 'qcow2', '-O', 'qcow2'];
+    if (o.compress) args.push('-c', '-o', 'compression_type=zstd');
+    args.push(source, dest);
+    const parser = new QemuImgProgressParser(o.onPct);
+    let r: RunResult;
+    try {
+      r = await this.runner.run(this.qemuImgPath, args, {
+        timeoutMs: this.copyTimeoutMs(o.virtualSize),
+        signal: o.signal,
+        onStdout: (c) => parser.push(c),
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw toHypervisorError(e, o.fallback, 'qemu-img convert');
+    }
+    if (r.code !== 0) throw classifyToolFailure(this.qemuImgPath, args, r, o.fallback);
+    o.onPct(100);
+  }
+
+  private async imageInfo(
+    file: string,
+    forceShare: boolean,
+  ): Promise<{ virtualSize: number; actualSize: number }> {
+    const args = ['info', ...(forceShare ? ['-U'] : []), '-f', 'qcow2', '--output=json', file];
+    const r = await this.qemuImg(args, 'hypervisor_error');
+    const o = parseJsonObject(r.stdout);
+    const virtualSize = jsonInt(o, 'virtual-size');
+    const actualSize = jsonInt(o, 'actual-size');
+    if (virtualSize === null || actualSize === null) {
+      throw hvError(
+        'hypervisor_error',
+        `unexpected qemu-img info output for ${file}: ${r.stdout.slice(0, 500)}`,
+      );
+    }
+    return { virtualSize, actualSize };
+  }
+
+  /**
+   * `qemu-img check` plus the checks it does not make: the image must end within the file (a
+   * truncated file), and have the expected virtual size. `failCode` is the code for a bad image.
+   */
+  private async verifyImage(
+    file: string,
+    virtualSize: number,
+    signal: AbortSignal | undefined,
+    failCode: 'verification_failed' | 'copy_failed',
+    allowLeaks = false,
+  ): Promise<{ fileBytes: number }> {
+    const args = ['check', '-f', 'qcow2', '--output=json', file];
+    let r: RunResult;
+    try {
+      r = await this.runner.run(this.qemuImgPath, args, {
+        timeoutMs: this.copyTimeoutMs(virtualSize),
+        signal,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'qemu-img check');
+    }
+    const ok = r.code === 0 || (allowLeaks && r.code === 3);
+    if (!ok) {
+      if (isImageInUse(r.stderr)) throw classifyToolFailure(this.qemuImgPath, args, r, failCode);
+      throw hvError(
+        failCode,
+        `qemu-img check exit ${r.code}: ${r.stdout.slice(0, 2000)} ${r.stderr.slice(-2000)}`,
+      );
+    }
+    const report = parseJsonObject(r.stdout);
+    const end = jsonInt(report, 'image-end-offset');
+    const bytes = await fileSize(file);
+    if (bytes === null) throw hvError(failCode, `${file} disappeared`);
+    if (end === null || end > bytes) {
+      throw hvError(failCode, `image end offset ${end} beyond file size ${bytes} (truncated?) for ${file}`);
+    }
+    const info = await this.imageInfo(file, false);
+    if (info.virtualSize !== virtualSize) {
+      throw hvError(failCode, `virtual size ${info.virtualSize} != expected ${virtualSize} for ${file}`);
+    }
+    return { fileBytes: bytes };
+  }
+
+  /** Restore-time verification of a stored snapshot against its manifest. */
+  private async verifySnapshot(
+    snap: SnapshotRef,
+    files: SnapshotFiles,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<SnapshotManifest> {
+    const manifest = await readManifest(files.manifest);
+    if (!manifest) throw hvError('verification_failed', `missing or invalid manifest ${files.manifest}`);
+    if (manifest.snapshotId !== snap.id || manifest.file !== path.basename(files.final)) {
+      throw hvError('verification_failed', `manifest ${files.manifest} describes another snapshot`);
+    }
+    const bytes = await fileSize(files.final);
+    if (bytes !== manifest.bytes) {
+      throw hvError(
+        'verification_failed',
+        `snapshot ${files.final} is ${bytes} bytes, manifest says ${manifest.bytes}`,
+      );
+    }
+    await this.verifyImage(files.final, manifest.virtualSize, signal, 'verification_failed', true);
+    const h = await this.hash(files.final, bytes, signal, onPct);
+    if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
+      throw hvError('verification_failed', `sha256 of ${files.final} does not match its manifest`);
+    }
+    return manifest;
+  }
+
+  private async hash(
+    file: string,
+    expectedBytes: number,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<{ sha256: string; bytes: number }> {
+    return sha256File(file, {
+      signal,
+      onBytes: (n) => onPct(expectedBytes > 0 ? (n / expectedBytes) * 100 : 100),
+    });
+  }
+
+  /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
+  private async ensureSpace(
+    source: string,
+    dir: string,
+    copies: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const args = [
+      'measure',
+      '--output=json',
+      '-O',
+      'qcow2',
+      '--image-opts',
+      `driver=qcow2,file.driver=file,file.filename=${imageOptValue(source)},force-share=on`,
+    ];
+    const r = await this.qemuImg(args, 'hypervisor_error', signal);
+    const required = jsonInt(parseJsonObject(r.stdout), 'required');
+    if (required === null)
+      throw hvError('hypervisor_error', `unexpected qemu-img measure output: ${r.stdout.slice(0, 500)}`);
+    const need = required * copies + SPACE_MARGIN_BYTES;
+    let free: number;
+    try {
+      free = await freeBytes(dir);
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', `statfs ${dir}`);
+    }
+    if (free < need) {
+      throw hvError(
+        'insufficient_storage',
+        `need ${need} bytes in ${dir} (qemu-img measure: ${required}), ${free} free`,
+      );
+    }
+  }
+
+  private async requireShutOff(domain: string): Promise<void> {
+    const state = await this.domState(domain);
+    if (state !== 'shut off') {
+      throw hvError(
+        'invalid_power_state',
+        `domain ${domain} is ${state}`,
+        'The server must be stopped for this operation.',
+      );
+    }
+  }
+
+  /** qemu-img opening the disk without -U takes its lock: fails while any qemu process uses it. */
+  private async requireDiskNotInUse(disk: string): Promise<void> {
+    const args = ['info', '-f', 'qcow2', '--output=json', disk];
+    const r = await this.qemuImgRaw(args);
+    if (r.code === 0) return;
+    if (isImageInUse(r.stderr)) {
+      throw hvError(
+        'invalid_power_state',
+        `disk in use: ${r.stderr.trim()}`,
+        'The server must be stopped for this operation.',
+      );
+    }
+    // A disk that cannot be opened at all (missing, damaged) is replaced by the restore anyway.
+  }
+
+  private async copyOwnership(from: string, to: string): Promise<void> {
+    try {
+      const st = await fsp.stat(from);
+      await fsp.chown(to, st.uid, st.gid);
+      await fsp.chmod(to, st.mode & 0o7777);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+
+  private async qemuImgRaw(args: string[], signal?: AbortSignal): Promise<RunResult> {
+    try {
+      return await this.runner.run(this.qemuImgPath, args, {
+        timeoutMs: this.commandTimeoutMs,
+        signal,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'qemu-img');
+    }
+  }
+
+  private async qemuImg(
+    args: string[],
+    fallback: 'hypervisor_error' | 'copy_failed',
+    signal?: AbortSignal,
+  ): Promise<RunResult> {
+    const r = await this.qemuImgRaw(args, signal);
+    if (r.code !== 0) throw classifyToolFailure(this.qemuImgPath, args, r, fallback);
+    return r;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // virsh
+  // ------------------------------------------------------------------------------------------------
+
+  private async virshRaw(
+    args: string[],
+    o: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<RunResult> {
+    const full = ['-q', '-c', this.uri, ...args];
+    try {
+      return await this.runner.run(this.virshPath, full, {
+        timeoutMs: o.timeoutMs ?? this.commandTimeoutMs,
+        signal: o.signal,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', `virsh ${args[0]}`);
+    }
+  }
+
+  private virshFailure(
+    args: string[],
+    r: RunResult,
+    fallback: 'hypervisor_error' | 'copy_failed' = 'hypervisor_error',
+  ): HypervisorError {
+    return classifyToolFailure(
+      this.virshPath,
+      args,
+      { code: r.code, stderr: virshErrorText(r.stderr) },
+      fallback,
+    );
+  }
+
+  private async domState(domain: string): Promise<string> {
+    const args = ['domstate', '--domain', domain];
+    const r = await this.virshRaw(args);
+    if (r.code !== 0) throw this.virshFailure(args, r);
+    const state = parseDomState(r.stdout);
+    if (!state) throw hvError('hypervisor_error', `empty virsh domstate output for ${domain}`);
+    return state;
+  }
+
+  private async waitForState(domain: string, want: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ((await this.domState(domain)) === want) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(Math.min(this.pollIntervalMs, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Helpers
+  // ------------------------------------------------------------------------------------------------
+
+  private copyTimeoutMs(virtualBytes: number): number {
+    return Math.max(this.copyTimeoutFloorMs, Math.ceil((virtualBytes / this.copyMinBytesPerSecond) * 1000));
+  }
+
+  private snapshotFiles(snap: SnapshotRef): SnapshotFiles {
+    if (!Number.isSafeInteger(snap.id) || snap.id <= 0) {
+      throw hvError('hypervisor_error', `invalid snapshot id ${String(snap.id)}`);
+    }
+    if (!snap.snapshotDir || !path.isAbsolute(snap.snapshotDir)) {
+      throw hvError('hypervisor_error', `snapshot directory must be absolute: ${snap.snapshotDir}`);
+    }
+    const final = path.join(snap.snapshotDir, `${snap.id}.qcow2`);
+    return {
+      final,
+      partial: `${final}.partial`,
+      stage: `${final}.stage`,
+      manifest: `${final}.json`,
+      manifestTmp: `${final}.json.partial`,
+    };
+  }
+
+  private async removeLeftovers(files: SnapshotFiles): Promise<void> {
+    await removeIfExists(files.partial);
+    await removeIfExists(files.stage);
+    await removeIfExists(files.manifestTmp);
+    await removeIfExists(files.manifest); // no snapshot file: an orphan of an interrupted create
+  }
+
+  private async acquireCopySlot(signal?: AbortSignal): Promise<() => void> {
+    try {
+      return await this.copies.acquire(signal);
+    } catch (e) {
+      throw toHypervisorError(e, 'cancelled');
+    }
+  }
+
+  private throwIfAborted(signal?: AbortSignal): void {
+    if (signal?.aborted) throw hvError('cancelled', 'aborted by caller');
+  }
+
+  /** The error a failed create/restore rejects with: cancellation wins; ENOSPC-like failures are storage. */
+  private async finalError(
+    e: unknown,
+    signal: AbortSignal | undefined,
+    fallback: 'copy_failed',
+    dir: string,
+  ): Promise<HypervisorError> {
+    const err = toHypervisorError(e, fallback);
+    if (signal?.aborted && err.code !== 'cancelled')
+      return hvError('cancelled', `aborted by caller; ${err.detail ?? ''}`);
+    if (err.code === 'copy_failed') {
+      // A copy that died with an unclear message on a full file system ran out of space.
+      const free = await freeBytes(dir).catch(() => Number.POSITIVE_INFINITY);
+      if (free < SPACE_MARGIN_BYTES)
+        return hvError('insufficient_storage', `${err.detail ?? ''}; ${free} bytes free in ${dir}`);
+    }
+    return err;
+  }
+}
+
+interface SnapshotFiles {
+  /** `<dir>/<id>.qcow2`: the stored, verified snapshot (its presence is the commit point). */
+  readonly final: string;
+  /** `<id>.qcow2.partial`: being written. */
+  readonly partial: string;
+  /** `<id>.qcow2.stage`: uncompressed live backup before zstd compression. */
+  readonly stage: string;
+  /** `<id>.qcow2.json`: the manifest (byte length, sha256). */
+  readonly manifest: string;
+  readonly manifestTmp: string;
+}

@@ -1,0 +1,112 @@
+/** Parsers for the text output of qemu-img and virsh (virsh has no JSON output). */
+
+/** Last `(12.34/100%)` in a chunk of `qemu-img convert -p` stdout; null when there is none. */
+export function parseQemuImgProgress(chunk: string): number | null {
+  const re = /\((\d+(?:\.\d+)?)\/100%\)/g;
+  let last: number | null = null;
+  for (let m = re.exec(chunk); m !== null; m = re.exec(chunk)) last = Number(m[1]);
+  return last;
+}
+
+/**
+ * Keeps a tail of the stream between chunks: a progress token may be split across two chunks.
+ */
+export class QemuImgProgressParser {
+  private carry = '';
+
+  constructor(private readonly onPct: (pct: number) => void) {}
+
+  push(chunk: string): void {
+    const text = this.carry + chunk;
+    const pct = parseQemuImgProgress(text);
+    if (pct !== null) this.onPct(pct);
+    const lastOpen = text.lastIndexOf('(');
+    this.carry = lastOpen >= 0 && !text.slice(lastOpen).includes(')') ? text.slice(lastOpen) : '';
+  }
+}
+
+/** `virsh domstate` prints e.g. `shut off` (with `--reason`: `shut off (shutdown)`). */
+export function parseDomState(stdout: string): string {
+  const first = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l.length > 0);
+  return (first ?? '').replace(/\s*\(.*\)$/, '').toLowerCase();
+}
+
+/** libvirt's virDomainJobType. */
+export const JOB_TYPE = { none: 0, bounded: 1, unbounded: 2, completed: 3, failed: 4, cancelled: 5 } as const;
+/** libvirt's virDomainJobOperation value for a backup job. */
+export const JOB_OPERATION_BACKUP = 9;
+
+export interface DomJobInfo {
+  readonly type: number;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/**
+ * `virsh domjobinfo --rawstats` output:
+ * ```
+ * Job type: 2
+ *
+ * operation: 9
+ * disk_total: 268435456
+ * disk_processed: 236978176
+ * ```
+ */
+export function parseDomJobInfoRaw(stdout: string): DomJobInfo {
+  const fields: Record<string, string> = {};
+  let type = -1;
+  for (const raw of stdout.split('\n')) {
+    const line = raw.trim();
+    const idx = line.indexOf(':');
+    if (idx <= 0) continue;
+    const key = line.slice(0, idx).trim();
+    const value = line.slice(idx + 1).trim();
+    if (key.toLowerCase() === 'job type') {
+      const n = Number(value);
+      type = Number.isInteger(n) ? n : -1;
+    } else {
+      fields[key] = value;
+    }
+  }
+  return { type, fields };
+}
+
+/** Percentage of a running job from its raw stats, or null when it cannot be told. */
+export function jobProgress(info: DomJobInfo): number | null {
+  const num = (k: string): number | null => {
+    const v = info.fields[k];
+    if (v === undefined) return null;
+    const n = Number(v);
+    return Number.isFinite(n) ? n : null;
+  };
+  for (const prefix of ['disk', 'data']) {
+    const total = num(`${prefix}_total`);
+    const processed = num(`${prefix}_processed`);
+    if (total !== null && processed !== null && total > 0) {
+      return Math.min(100, Math.max(0, (processed / total) * 100));
+    }
+    const remaining = num(`${prefix}_remaining`);
+    if (total !== null && remaining !== null && total > 0) {
+      return Math.min(100, Math.max(0, ((total - remaining) / total) * 100));
+    }
+  }
+  return null;
+}
+
+/** A finite, non-negative integer field of a JSON object, or null. */
+export function jsonInt(obj: unknown, key: string): number | null {
+  if (obj === null || typeof obj !== 'object') return null;
+  const v = (obj as Record<string, unknown>)[key];
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : null;
+}
+
+export function parseJsonObject(text: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
