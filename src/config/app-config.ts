@@ -49,6 +49,13 @@ export class AppConfig {
   /** Whole-request and header deadlines against slow clients. */
   readonly requestTimeoutMs!: number;
   readonly headersTimeoutMs!: number;
+  /** Bearer secret that may read `/metrics` (besides admin tokens); null = admin tokens only. */
+  readonly metricsToken!: string | null;
+  /** How long the scrape-time database and queue counts are reused (ms). */
+  readonly metricsCacheMs!: number;
+  /** Worker role: port of its small metrics/health listener; 0 = off. */
+  readonly workerMetricsPort!: number;
+  readonly workerMetricsHost!: string;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -179,7 +186,22 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),
     requestTimeoutMs: r.int('REQUEST_TIMEOUT_MS', 30_000, 1000, 3_600_000),
     headersTimeoutMs: r.int('HEADERS_TIMEOUT_MS', 10_000, 1000, 3_600_000),
+    metricsToken: env.METRICS_TOKEN?.trim() || null,
+    metricsCacheMs: r.int('METRICS_CACHE_MS', 10_000, 0, 600_000),
+    workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
+    workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
   });
+  if (config.metricsToken !== null && config.metricsToken.length < 16) {
+    r.problems.push('METRICS_TOKEN must be at least 16 characters');
+  }
+  if (
+    role === 'worker' &&
+    config.workerMetricsPort !== 0 &&
+    !config.metricsToken &&
+    !['127.0.0.1', '::1', 'localhost'].includes(config.workerMetricsHost)
+  ) {
+    r.problems.push('WORKER_METRICS_HOST other than loopback needs METRICS_TOKEN (it protects the listener)');
+  }
   if (config.defaultPageSize > config.maxPageSize) {
     r.problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
   }
