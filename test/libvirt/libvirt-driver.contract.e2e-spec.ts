@@ -58,6 +58,8 @@ function libvirtHarness(): () => Promise<DriverHarness> {
   };
 }
 
+jest.setTimeout(180_000);
+
 describeLibvirt('libvirt driver: shared contract', () => {
   describeHypervisorDriverContract(
     'libvirt (real qcow2 images, TCG domains without an OS)',

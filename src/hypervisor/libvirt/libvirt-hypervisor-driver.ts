@@ -635,7 +635,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `unexpected qemu-img info output for ${file}: ${r.stdout.slice(0, 500)}`,
       );
     }
-    return { virtualSize, actualSize };
+    return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536 };
   }
 
   /**
@@ -670,12 +670,16 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     }
     const report = parseJsonObject(r.stdout);
     const end = jsonInt(report, 'image-end-offset');
+    const compressedClusters = jsonInt(report, 'compressed-clusters') ?? 0;
     const bytes = await fileSize(file);
     if (bytes === null) throw hvError(failCode, `${file} disappeared`);
-    if (end === null || end > bytes) {
+    const info = await this.imageInfo(file, false);
+    // The image must end within the file. With compressed clusters the reported end is rounded up to
+    // a whole cluster while the last compressed cluster may stop short of it.
+    const slack = compressedClusters > 0 ? info.clusterSize : 0;
+    if (end === null || end > bytes + slack) {
       throw hvError(failCode, `image end offset ${end} beyond file size ${bytes} (truncated?) for ${file}`);
     }
-    const info = await this.imageInfo(file, false);
     if (info.virtualSize !== virtualSize) {
       throw hvError(failCode, `virtual size ${info.virtualSize} != expected ${virtualSize} for ${file}`);
     }

@@ -1,0 +1,384 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+
+import { HypervisorError, ServerRef, SnapshotRef } from '../../src/hypervisor/hypervisor-driver';
+import { readDomainDisk } from '../../src/hypervisor/libvirt/domain-inspector';
+import {
+  LibvirtDriverOptions,
+  LibvirtHypervisorDriver,
+} from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
+import { ProcessRunner } from '../../src/hypervisor/libvirt/process-runner';
+import { describeLibvirt, domState, exists, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
+import { fakeResult, ScriptedRunner, subcommand } from './support/scripted-runner';
+
+/**
+ * The libvirt driver on real qcow2 images and real TCG domains (that boot no OS, so they never write
+ * their disks): the failure modes the design doc calls silent and dangerous.
+ */
+jest.setTimeout(180_000);
+
+describeLibvirt('libvirt driver on real images', () => {
+  let lab: Lab;
+  let nextId = 1000 + Math.floor(Math.random() * 1_000_000) * 10;
+  const noProgress = (): void => undefined;
+
+  beforeAll(async () => {
+    lab = await Lab.create('driver');
+  });
+  afterAll(async () => {
+    await lab?.dispose();
+  });
+
+  const driverWith = (o: Partial<LibvirtDriverOptions> = {}): LibvirtHypervisorDriver =>
+    new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, pollIntervalMs: 100, ...o });
+
+  /** A stopped domain whose disk holds `dataMiB` MiB of non-zero data (pattern `fill`). */
+  async function server(
+    opts: { sizeMiB?: number; dataMiB?: number; fill?: number } = {},
+  ): Promise<ServerRef> {
+    const domain = lab.uniqueName('drv');
+    const diskPath = await lab.makeDisk(`${domain}.qcow2`, opts.sizeMiB ?? 64);
+    const dataMiB = opts.dataMiB ?? 16;
+    if (dataMiB > 0) {
+      await run('qemu-io', ['-f', 'qcow2', '-c', `write -q -P ${opts.fill ?? 0x5a} 0 ${dataMiB}M`, diskPath]);
+    }
+    await lab.defineSimpleDomain(domain, diskPath);
+    return { id: nextId, domain, diskPath };
+  }
+
+  async function snapDir(name: string): Promise<string> {
+    return lab.mkdir(`${name}-${nextId}`);
+  }
+
+  const newSnap = (snapshotDir: string): SnapshotRef => ({ id: nextId++, snapshotDir });
+  const snapFile = (s: SnapshotRef): string => path.join(s.snapshotDir, `${s.id}.qcow2`);
+
+  async function expectCode(p: Promise<unknown>, code: string): Promise<HypervisorError> {
+    const e = await p.then(
+      () => {
+        throw new Error(`expected ${code}, but the call succeeded`);
+      },
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(HypervisorError);
+    expect((e as HypervisorError).code).toBe(code);
+    return e as HypervisorError;
+  }
+
+  async function qemuImgCompare(a: string, b: string, forceShare = false): Promise<void> {
+    // Exit 0: identical guest-visible content; 1: different (run() throws).
+    await run('qemu-img', ['compare', ...(forceShare ? ['-U'] : []), '-f', 'qcow2', '-F', 'qcow2', a, b]);
+  }
+
+  async function listDir(dir: string): Promise<string[]> {
+    return (await fsp.readdir(dir)).sort();
+  }
+
+  it('restore gives back a disk byte-identical to the snapshot point (qemu-img compare)', async () => {
+    const driver = driverWith();
+    const s = await server({ dataMiB: 24 });
+    const dir = await snapDir('restore');
+    const atSnapshot = path.join(lab.dir, `${s.domain}-at-snapshot.qcow2`);
+    await fsp.copyFile(s.diskPath, atSnapshot);
+    const snap = newSnap(dir);
+    const progress: number[] = [];
+
+    const res = await driver.createSnapshot(s, snap, (p) => progress.push(p));
+    expect(res.consistency).toBe('stopped');
+    expect(progress.at(-1)).toBe(100);
+    // size = allocated bytes of the stored file, not the 64 MiB virtual size
+    const info = JSON.parse(
+      await run('qemu-img', ['info', '--output=json', '-f', 'qcow2', snapFile(snap)]),
+    ) as {
+      'actual-size': number;
+    };
+    expect(res.sizeBytes).toBe(info['actual-size']);
+    expect(res.sizeBytes).toBeLessThan(40 * 1024 * 1024);
+    expect(await listDir(dir)).toEqual([`${snap.id}.qcow2`, `${snap.id}.qcow2.json`]);
+
+    await run('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'write -q -P 0x11 4M 8M',
+      '-c',
+      'write -q -P 0x22 40M 4M',
+      s.diskPath,
+    ]);
+    await expect(qemuImgCompare(atSnapshot, s.diskPath)).rejects.toThrow();
+
+    const restoreProgress: number[] = [];
+    await driver.restoreSnapshot(s, snap, (p) => restoreProgress.push(p));
+    await qemuImgCompare(atSnapshot, s.diskPath);
+    await qemuImgCompare(snapFile(snap), s.diskPath);
+    expect(restoreProgress.at(-1)).toBe(100);
+    expect(await exists(`${s.diskPath}.restoring`)).toBe(false);
+    // the domain still uses the (replaced) disk and starts from it
+    await driver.start(s);
+    expect(await driver.getPowerState(s)).toBe('running');
+    await lab.destroyDomain(s.domain);
+  });
+
+  it('a live snapshot of a running TCG domain works and the domain keeps running', async () => {
+    const driver = driverWith();
+    const s = await server({ dataMiB: 32 });
+    await driver.start(s);
+    const dir = await snapDir('live');
+    const snap = newSnap(dir);
+    const progress: number[] = [];
+
+    const res = await driver.createSnapshot(s, snap, (p) => progress.push(p));
+
+    expect(res.consistency).toBe('crash_consistent'); // no guest agent in this domain
+    expect(await domState(s.domain)).toBe('running');
+    expect(progress.at(-1)).toBe(100);
+    await qemuImgCompare(snapFile(snap), s.diskPath, true);
+    expect(await listDir(dir)).toEqual([`${snap.id}.qcow2`, `${snap.id}.qcow2.json`]);
+    // the stored file is owned by us and complete
+    await run('qemu-img', ['check', '-q', '-f', 'qcow2', snapFile(snap)]);
+    await lab.destroyDomain(s.domain);
+  });
+
+  it('zstd compression: stopped and live snapshots restore to the same content', async () => {
+    const driver = driverWith({ compression: 'zstd' });
+    const s = await server({ dataMiB: 16 });
+    const dir = await snapDir('zstd');
+    const stopped = newSnap(dir);
+    await driver.createSnapshot(s, stopped, noProgress);
+    const info = await run('qemu-img', ['info', '-f', 'qcow2', snapFile(stopped)]);
+    expect(info).toMatch(/compression type: zstd/);
+
+    await driver.start(s);
+    const live = newSnap(dir);
+    const progress: number[] = [];
+    const res = await driver.createSnapshot(s, live, (p) => progress.push(p));
+    expect(res.consistency).toBe('crash_consistent');
+    expect(progress.at(-1)).toBe(100);
+    expect(await listDir(dir)).toEqual(
+      [stopped, live].flatMap((x) => [`${x.id}.qcow2`, `${x.id}.qcow2.json`]).sort(),
+    );
+    await driver.stop(s, { graceSeconds: 0 });
+
+    const before = path.join(lab.dir, `${s.domain}-before.qcow2`);
+    await fsp.copyFile(s.diskPath, before);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x33 0 1M', s.diskPath]);
+    await driver.restoreSnapshot(s, live, noProgress);
+    await qemuImgCompare(before, s.diskPath);
+    // the restored disk itself is not compressed
+    expect(await run('qemu-img', ['check', '-f', 'qcow2', s.diskPath])).toMatch(/0\.00% compressed/);
+  });
+
+  it('a too-small snapshot directory fails with insufficient_storage before writing anything', async () => {
+    const driver = driverWith();
+    const small = await lab.mountTmpfs(`tmpfs-small-${nextId}`, 8);
+    const s = await server({ dataMiB: 24 });
+    const snap = newSnap(small);
+
+    const e = await expectCode(driver.createSnapshot(s, snap, noProgress), 'insufficient_storage');
+    expect(e.message).not.toContain(small);
+    expect(e.retryable).toBe(false);
+    expect(await listDir(small)).toEqual([]);
+    expect(await driver.snapshotExists(snap)).toBe(false);
+
+    // running: same answer, and the domain is left running
+    await driver.start(s);
+    await expectCode(driver.createSnapshot(s, newSnap(small), noProgress), 'insufficient_storage');
+    expect(await listDir(small)).toEqual([]);
+    expect(await domState(s.domain)).toBe('running');
+    await lab.destroyDomain(s.domain);
+  });
+
+  it('space running out mid-copy fails with insufficient_storage and removes the partial file', async () => {
+    const runner = new ScriptedRunner();
+    // Make the up-front check pass, so the copy itself runs into the full file system.
+    runner.intercept((cmd, args) =>
+      subcommand(args) === 'measure' ? Promise.resolve(fakeResult(0, '{"required": 0}')) : undefined,
+    );
+    const driver = driverWith({ runner });
+    const small = await lab.mountTmpfs(`tmpfs-full-${nextId}`, 24);
+    const s = await server({ dataMiB: 48 });
+
+    const offline = newSnap(small);
+    const e1 = await expectCode(driver.createSnapshot(s, offline, noProgress), 'insufficient_storage');
+    expect(e1.detail).toMatch(/No space left on device/i);
+    expect(await listDir(small)).toEqual([]);
+
+    await driver.start(s);
+    const live = newSnap(small);
+    await expectCode(driver.createSnapshot(s, live, noProgress), 'insufficient_storage');
+    expect(await listDir(small)).toEqual([]);
+    expect(await domState(s.domain)).toBe('running');
+    // no backup job left behind on the domain
+    expect(await virsh('domjobinfo', '--domain', s.domain)).toMatch(/Job type:\s+None/);
+    await lab.destroyDomain(s.domain);
+  });
+
+  it('a truncated snapshot is refused on restore (even where qemu-img check passes) and the disk is untouched', async () => {
+    const driver = driverWith();
+    const s = await server({ dataMiB: 16 });
+    const dir = await snapDir('trunc');
+    const snap = newSnap(dir);
+    await driver.createSnapshot(s, snap, noProgress);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x44 0 2M', s.diskPath]);
+    const before = path.join(lab.dir, `${s.domain}-before.qcow2`);
+    await fsp.copyFile(s.diskPath, before);
+    const file = snapFile(snap);
+    const size = (await fsp.stat(file)).size;
+
+    // A cut of less than one cluster at the end: qemu-img check still passes and convert "works".
+    await fsp.truncate(file, size - 4096);
+    const check = await run('qemu-img', ['check', '-f', 'qcow2', file]).then(
+      () => 'passes',
+      () => 'fails',
+    );
+    await expectCode(driver.restoreSnapshot(s, snap, noProgress), 'verification_failed');
+    await qemuImgCompare(before, s.diskPath);
+    expect(await exists(`${s.diskPath}.restoring`)).toBe(false);
+
+    // A large cut: check fails too.
+    await fsp.truncate(file, Math.floor(size / 2));
+    await expectCode(driver.restoreSnapshot(s, snap, noProgress), 'verification_failed');
+    await qemuImgCompare(before, s.diskPath);
+
+    // Same length, one byte flipped inside the data: only the manifest's sha256 sees it.
+    const snap2 = newSnap(dir);
+    await driver.createSnapshot(s, snap2, noProgress);
+    const f2 = snapFile(snap2);
+    const fh = await fsp.open(f2, 'r+');
+    const at = (await fsp.stat(f2)).size - 100_000;
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, at);
+    b[0] ^= 0xff;
+    await fh.write(b, 0, 1, at);
+    await fh.close();
+    await expectCode(driver.restoreSnapshot(s, snap2, noProgress), 'verification_failed');
+    await qemuImgCompare(before, s.diskPath);
+
+    // A snapshot file without its manifest is refused too.
+    const snap3 = newSnap(dir);
+    await driver.createSnapshot(s, snap3, noProgress);
+    await fsp.rm(`${snapFile(snap3)}.json`);
+    await expectCode(driver.restoreSnapshot(s, snap3, noProgress), 'verification_failed');
+    await qemuImgCompare(before, s.diskPath);
+    console.log(`qemu-img check on a snapshot cut by 4096 bytes: ${check}`);
+  });
+
+  it('a qemu-img killed mid-copy leaves no partial file and a failed, repeatable snapshot', async () => {
+    const driver = driverWith();
+    const s = await server({ sizeMiB: 512, dataMiB: 384 });
+    const dir = await snapDir('killed');
+    const snap = newSnap(dir);
+    const partial = `${snapFile(snap)}.partial`;
+    let killed: number | null = null;
+
+    const call = driver.createSnapshot(s, snap, (pct) => {
+      if (killed === null && pct > 0 && pct < 90) killed = killQemuImgWriting(partial);
+    });
+    const e = await expectCode(call, 'copy_failed');
+    expect(killed).not.toBeNull();
+    expect(e.retryable).toBe(true);
+    expect(await exists(partial)).toBe(false);
+    expect(await listDir(dir)).toEqual([]);
+    expect(await driver.snapshotExists(snap)).toBe(false);
+
+    await driver.createSnapshot(s, snap, noProgress);
+    await qemuImgCompare(snapFile(snap), s.diskPath);
+  });
+
+  it('aborting a live copy aborts the libvirt backup job and leaves nothing', async () => {
+    const driver = driverWith();
+    const s = await server({ sizeMiB: 512, dataMiB: 384 });
+    await driver.start(s);
+    const dir = await snapDir('abort-live');
+    const ac = new AbortController();
+    const snap = newSnap(dir);
+    const call = driver.createSnapshot(
+      s,
+      snap,
+      (pct) => {
+        if (pct > 0) ac.abort();
+      },
+      { signal: ac.signal },
+    );
+    await expectCode(call, 'cancelled');
+    expect(await listDir(dir)).toEqual([]);
+    expect(await virsh('domjobinfo', '--domain', s.domain)).toMatch(/Job type:\s+None/);
+    expect(await domState(s.domain)).toBe('running');
+    await lab.destroyDomain(s.domain);
+  });
+
+  it('limits concurrent disk copies to maxConcurrentCopies', async () => {
+    const runner = new ScriptedRunner();
+    const driver = driverWith({ runner, maxConcurrentCopies: 1 });
+    const dir = await snapDir('sem');
+    const servers = await Promise.all([
+      server({ dataMiB: 32 }),
+      server({ dataMiB: 32 }),
+      server({ dataMiB: 32 }),
+    ]);
+    await Promise.all(servers.map((s) => driver.createSnapshot(s, newSnap(dir), noProgress)));
+    expect(runner.maxActive.get('qemu-img convert')).toBe(1);
+
+    const runner2 = new ScriptedRunner();
+    const driver2 = driverWith({ runner: runner2, maxConcurrentCopies: 2 });
+    await Promise.all(servers.map((s) => driver2.createSnapshot(s, newSnap(dir), noProgress)));
+    expect(runner2.maxActive.get('qemu-img convert')).toBeLessThanOrEqual(2);
+  });
+
+  it('readDomainDisk reads the disk of a defined domain; unknown domains are domain_not_found', async () => {
+    const s = await server({ dataMiB: 0 });
+    expect(await readDomainDisk(new ProcessRunner(), LIBVIRT_URI, s.domain)).toEqual({
+      diskPath: s.diskPath,
+      format: 'qcow2',
+    });
+    await expectCode(
+      readDomainDisk(new ProcessRunner(), LIBVIRT_URI, `${s.domain}-missing`),
+      'domain_not_found',
+    );
+  });
+
+  it('cleanupInterrupted removes .partial/.stage/orphan manifests and .restoring files only', async () => {
+    const driver = driverWith();
+    const s = await server({ dataMiB: 1 });
+    const dir = await snapDir('cleanup');
+    const good = newSnap(dir);
+    await driver.createSnapshot(s, good, noProgress);
+    const ids = [nextId++, nextId++, nextId++];
+    await fsp.writeFile(path.join(dir, `${ids[0]}.qcow2.partial`), 'x');
+    await fsp.writeFile(path.join(dir, `${ids[1]}.qcow2.json`), '{}');
+    await fsp.writeFile(path.join(dir, `${ids[2]}.qcow2.stage`), 'x');
+    await fsp.writeFile(path.join(dir, 'unrelated.txt'), 'keep');
+    await fsp.writeFile(`${s.diskPath}.restoring`, 'x');
+
+    const r = await driver.cleanupInterrupted(dir, [s.diskPath]);
+    expect(r.partialSnapshotIds).toEqual(ids);
+    expect(await listDir(dir)).toEqual([`${good.id}.qcow2`, `${good.id}.qcow2.json`, 'unrelated.txt'].sort());
+    expect(await exists(`${s.diskPath}.restoring`)).toBe(false);
+    expect(await exists(s.diskPath)).toBe(true);
+    expect(await driver.cleanupInterrupted(path.join(dir, 'missing'), [])).toEqual({
+      partialSnapshotIds: [],
+    });
+  });
+});
+
+/** Finds the qemu-img process writing `partial` (through /proc) and SIGKILLs it; returns its pid. */
+function killQemuImgWriting(partial: string): number | null {
+  // Synchronous on purpose: called from a progress callback while the copy runs.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const argv = cmdline.split('\0');
+    if (argv[0].endsWith('qemu-img') && argv.includes(partial)) {
+      process.kill(Number(entry), 'SIGKILL');
+      return Number(entry);
+    }
+  }
+  return null;
+}
