@@ -142,14 +142,25 @@ export class Lab {
     return file;
   }
 
-  /** A qcow2 disk holding an empty ext4 file system. */
-  async makeExt4Disk(name: string, sizeMiB: number): Promise<string> {
+  /**
+   * A qcow2 disk holding an empty ext4 file system of `fsMiB` (default: the whole disk); with
+   * `tailDataMiB`, that much non-zero data is written after the file system (allocated, but outside it).
+   */
+  async makeExt4Disk(
+    name: string,
+    sizeMiB: number,
+    opts: { fsMiB?: number; tailDataMiB?: number } = {},
+  ): Promise<string> {
     const raw = path.join(this.dir, `${name}.raw`);
     const file = path.join(this.dir, name);
+    const fsMiB = opts.fsMiB ?? sizeMiB;
     await run('truncate', ['-s', `${sizeMiB}M`, raw]);
-    await run('mkfs.ext4', ['-q', '-F', raw]);
+    await run('mkfs.ext4', ['-q', '-F', raw, `${fsMiB}M`]);
     await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
     await fsp.rm(raw, { force: true });
+    if (opts.tailDataMiB) {
+      await run('qemu-io', ['-f', 'qcow2', '-c', `write -q -P 0x5a ${fsMiB}M ${opts.tailDataMiB}M`, file]);
+    }
     return file;
   }
 
