@@ -210,7 +210,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
     }
     const release = await this.acquireCopySlot(signal);
-    let committed = false;
+    if (await isFile(files.final).catch(() => false)) {
+      release(); // it appeared while this call waited for a copy slot
+      throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
+    }
+    let renamed = false;
     try {
       await this.removeLeftovers(files);
       report(0);
@@ -267,19 +271,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         consistency,
         createdAt: new Date().toISOString(),
       };
+      const { actualSize } = await this.imageInfo(files.partial, true);
       this.throwIfAborted(signal);
       await writeFileDurably(files.manifest, serializeManifest(manifest));
+      this.throwIfAborted(signal); // the last moment an abort can still win: before the commit
+      // Commit point: the rename, made durable by the directory fsync (a failure of either undoes it).
       await fsp.rename(files.partial, files.final);
-      committed = true;
+      renamed = true;
       await fsyncDir(snap.snapshotDir);
-
-      const info = await this.imageInfo(files.final, true);
       report(100);
-      return { sizeBytes: info.actualSize, consistency };
+      return { sizeBytes: actualSize, consistency };
     } catch (e) {
-      if (!committed) {
-        await removeQuietly(files.partial, files.stage, files.manifestTmp, files.manifest);
-      }
+      if (renamed) await removeQuietly(files.final);
+      await removeQuietly(files.partial, files.stage, files.manifestTmp, files.manifest);
       throw await this.finalError(e, signal, 'copy_failed', snap.snapshotDir);
     } finally {
       release();
@@ -325,6 +329,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       this.throwIfAborted(signal);
       await this.requireShutOff(server.domain);
       await this.requireDiskNotInUse(server.diskPath);
+      this.throwIfAborted(signal);
       await fsp.rename(restoring, server.diskPath);
       await fsyncDir(path.dirname(server.diskPath));
       report(100);
@@ -623,7 +628,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async imageInfo(
     file: string,
     forceShare: boolean,
-  ): Promise<{ virtualSize: number; actualSize: number }> {
+  ): Promise<{ virtualSize: number; actualSize: number; clusterSize: number }> {
     const args = ['info', ...(forceShare ? ['-U'] : []), '-f', 'qcow2', '--output=json', file];
     const r = await this.qemuImg(args, 'hypervisor_error');
     const o = parseJsonObject(r.stdout);
