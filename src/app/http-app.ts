@@ -5,6 +5,7 @@ import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
+import { mountApiDocs } from '../openapi/setup';
 import { ApiModule } from './api.module';
 
 /** Builds the HTTP application exactly as production runs it (tests use this too). */
@@ -20,6 +21,7 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   app.use(requestIdMiddleware);
   app.use(trailingSlashMiddleware);
   app.use(jsonBodyParser(config.bodyLimitBytes));
+  mountApiDocs(app);
   app.enableShutdownHooks();
   return app;
 }

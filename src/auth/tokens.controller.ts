@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { apiTime } from '../common/clock';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { PathIdPipe } from '../common/ids';
 import { problems, ProblemException } from '../common/problem';
 import { Clock } from '../common/clock';
@@ -22,6 +23,7 @@ export function tokenView(t: TokenRecord) {
 }
 
 /** An account's own API tokens. */
+@ApiDocs.tokens()
 @Controller('api/v1/tokens')
 export class TokensController {
   constructor(
@@ -30,12 +32,14 @@ export class TokensController {
   ) {}
 
   @Get()
+  @ApiDoc.tokens.list()
   async list(@CurrentPrincipal() me: Principal) {
     const rows = await this.tokens.list(me.accountId);
     return { count: rows.length, next: null, previous: null, results: rows.map(tokenView) };
   }
 
   @Post()
+  @ApiDoc.tokens.create()
   async create(@CurrentPrincipal() me: Principal, @Body() dto: CreateTokenDto) {
     const scopes = dto.scopes ?? ['read', 'write'];
     if (scopes.includes('admin') && !isAdmin(me)) {
@@ -56,6 +60,7 @@ export class TokensController {
   }
 
   @Delete(':id')
+  @ApiDoc.tokens.revoke()
   @HttpCode(204)
   async revoke(
     @CurrentPrincipal() me: Principal,

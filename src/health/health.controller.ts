@@ -1,10 +1,12 @@
 import { Controller, Get, HttpCode } from '@nestjs/common';
 import { Public } from '../auth/decorators';
 import { ProblemException } from '../common/problem';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
 
 /** Liveness and readiness, without a token. */
+@ApiDocs.health()
 @Controller()
 @Public()
 export class HealthController {
@@ -15,6 +17,7 @@ export class HealthController {
 
   /** The process is alive and serving HTTP. */
   @Get('healthz')
+  @ApiDoc.health.live()
   @HttpCode(200)
   live() {
     return { status: 'ok' };
@@ -22,6 +25,7 @@ export class HealthController {
 
   /** Postgres and Redis answer. 503 problem details naming what is down. */
   @Get('readyz')
+  @ApiDoc.health.ready()
   async ready() {
     const [postgres, redis] = await Promise.all([this.postgresUp(), this.redis.ping()]);
     const checks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import type { Request } from 'express';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal, RequireScope } from '../auth/decorators';
 import { Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
@@ -10,6 +11,7 @@ import { CreateServerDto } from './dto/create-server.dto';
 import { serverView } from './server.view';
 import { ServersService } from './servers.service';
 
+@ApiDocs.servers()
 @Controller('api/v1/servers')
 export class ServersController {
   constructor(
@@ -18,6 +20,7 @@ export class ServersController {
   ) {}
 
   @Get()
+  @ApiDoc.servers.list()
   async list(
     @CurrentPrincipal() me: Principal,
     @Req() req: Request,
@@ -29,18 +32,21 @@ export class ServersController {
   }
 
   @Get(':id')
+  @ApiDoc.servers.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', new PathIdPipe('server_not_found')) id: number) {
     return serverView(await this.servers.get(me, id));
   }
 }
 
 /** Operators register servers (admin tokens only). */
+@ApiDocs.admin()
 @Controller('api/v1/admin/servers')
 @RequireScope('admin')
 export class AdminServersController {
   constructor(private readonly servers: ServersService) {}
 
   @Post()
+  @ApiDoc.servers.adminCreate()
   async create(@Body() dto: CreateServerDto) {
     const s = await this.servers.create({
       accountId: dto.account_id,

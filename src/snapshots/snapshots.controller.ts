@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
 import type { Request } from 'express';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal } from '../auth/decorators';
 import { Principal } from '../auth/principal';
 import { apiTime } from '../common/clock';
@@ -14,6 +15,7 @@ import { SNAPSHOT_ORDERINGS, SnapshotOrdering, SnapshotsService } from './snapsh
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 
+@ApiDocs.snapshots()
 @Controller('api/v1/snapshots')
 export class SnapshotsController {
   constructor(
@@ -22,6 +24,7 @@ export class SnapshotsController {
   ) {}
 
   @Get()
+  @ApiDoc.snapshots.list()
   async list(
     @CurrentPrincipal() me: Principal,
     @Req() req: Request,
@@ -45,11 +48,13 @@ export class SnapshotsController {
   }
 
   @Get(':id')
+  @ApiDoc.snapshots.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number) {
     return snapshotView(await this.snapshots.get(me, id));
   }
 
   @Post()
+  @ApiDoc.snapshots.create()
   async create(@CurrentPrincipal() me: Principal, @Req() req: Request, @Body() dto: CreateSnapshotDto) {
     const { snapshot, actionId } = await this.snapshots.create(me, {
       serverId: dto.server_id,
@@ -64,6 +69,7 @@ export class SnapshotsController {
   }
 
   @Post(':id/restore')
+  @ApiDoc.snapshots.restore()
   @HttpCode(200)
   async restore(
     @CurrentPrincipal() me: Principal,
@@ -81,6 +87,7 @@ export class SnapshotsController {
   }
 
   @Delete(':id')
+  @ApiDoc.snapshots.delete()
   @HttpCode(204)
   async delete(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number): Promise<void> {
     await this.snapshots.delete(me, id);

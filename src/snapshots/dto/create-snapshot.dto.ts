@@ -1,4 +1,5 @@
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { MAX_ID } from '../../common/ids';
 
 export const SNAPSHOT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -8,14 +9,34 @@ export class CreateSnapshotDto {
   @IsInt({ message: 'server_id must be an integer' })
   @Min(1, { message: 'server_id must be a positive integer' })
   @Max(MAX_ID, { message: `server_id must not exceed ${MAX_ID}` })
+  @ApiProperty({
+    type: 'integer',
+    format: 'int32',
+    minimum: 1,
+    maximum: MAX_ID,
+    example: 12345,
+    description: 'Id of the server to snapshot.',
+  })
   server_id!: number;
 
   @IsString({ message: 'name must be a string' })
   @Matches(SNAPSHOT_NAME, { message: 'name must be 1-64 letters, digits, hyphens or underscores' })
+  @ApiProperty({
+    pattern: SNAPSHOT_NAME.source,
+    minLength: 1,
+    maxLength: 64,
+    example: 'before-update-snapshot',
+    description: 'Name for the snapshot (letters, digits, hyphens, underscores; need not be unique).',
+  })
   name!: string;
 
   @IsOptional()
   @IsString({ message: 'description must be a string' })
   @MaxLength(DESCRIPTION_MAX, { message: `description must be at most ${DESCRIPTION_MAX} characters` })
+  @ApiPropertyOptional({
+    maxLength: DESCRIPTION_MAX,
+    example: 'Snapshot before system update',
+    description: 'Optional description (omitted = "").',
+  })
   description?: string;
 }

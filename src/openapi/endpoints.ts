@@ -1,0 +1,528 @@
+/**
+ * OpenAPI documentation of every endpoint, as one decorator per controller class and one per handler,
+ * so that the controllers carry a single line of documentation each and this file holds the prose,
+ * parameters, responses and examples. Documentation only: nothing here changes what a handler does.
+ */
+import { applyDecorators, Type } from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiExtraModels,
+  ApiHeader,
+  ApiOperation,
+  ApiParam,
+  ApiQuery,
+  ApiResponse,
+  ApiTags,
+  getSchemaPath,
+} from '@nestjs/swagger';
+import { CreateTokenDto } from '../auth/dto/create-token.dto';
+import { CreateNodeDto } from '../nodes/dto/create-node.dto';
+import { CreateServerDto } from '../servers/dto/create-server.dto';
+import { CreateSnapshotDto } from '../snapshots/dto/create-snapshot.dto';
+import {
+  ACTION_EXAMPLES,
+  FULL_CREATE_EXAMPLE,
+  FULL_LIST_EXAMPLE,
+  FULL_RESTORE_EXAMPLE,
+  PROBLEM_EXAMPLES,
+  ProblemExampleKey,
+  PUBLISHED_CREATE_EXAMPLE,
+  PUBLISHED_CREATE_REQUEST,
+  PUBLISHED_LIST_EXAMPLE,
+  PUBLISHED_RESTORE_EXAMPLE,
+  SERVER_EXAMPLE,
+  SNAPSHOT_EXAMPLE,
+} from './examples';
+import {
+  ActionSchema,
+  AdminServerSchema,
+  AuditEventListSchema,
+  HealthSchema,
+  NodeListSchema,
+  NodeSchema,
+  ProblemSchema,
+  ReadinessSchema,
+  RestoreStartedSchema,
+  ServerListSchema,
+  ServerSchema,
+  SnapshotCreatedSchema,
+  SnapshotListSchema,
+  SnapshotSchema,
+  TokenCreatedSchema,
+  TokenListSchema,
+} from './schemas';
+
+export const BEARER = 'bearer';
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Invalid request',
+  401: 'Unauthorized - Invalid or missing authentication token',
+  403: 'The token lacks the scope this needs',
+  404: 'Not found',
+  409: 'Conflict',
+  413: 'The request body is too large',
+  415: 'The request body is not JSON',
+  429: 'Too many requests for this token',
+  500: 'A fault on our side',
+  503: 'A dependency is down',
+};
+
+type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
+
+/** Problem-details responses (`application/problem+json`), one per status, with named examples. */
+function problemResponses(errors: Errors): MethodDecorator {
+  const decorators = Object.entries(errors).map(([status, spec]) =>
+    ApiResponse({
+      status: Number(status),
+      description: spec!.description ?? STATUS_TEXT[Number(status)] ?? 'Error',
+      ...(Number(status) === 429
+        ? {
+            headers: {
+              'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } },
+            },
+          }
+        : {}),
+      content: {
+        [PROBLEM_MEDIA_TYPE]: {
+          schema: { $ref: getSchemaPath(ProblemSchema) },
+          examples: Object.fromEntries(spec!.examples.map((k) => [k, PROBLEM_EXAMPLES[k]])),
+        },
+      },
+    }),
+  );
+  return applyDecorators(...decorators);
+}
+
+/** The errors every authenticated endpoint can answer with. */
+const AUTHED: Errors = {
+  401: { examples: ['unauthorized', 'unauthorized_cy'] },
+  403: { examples: ['forbidden'] },
+  429: { examples: ['rate_limited'] },
+  500: { examples: ['internal_error'] },
+};
+const ADMIN: Errors = {
+  ...AUTHED,
+  403: { description: 'Not an admin token', examples: ['forbidden_admin'] },
+};
+/** A JSON request body can fail to parse, be too large, or not be JSON. */
+const BODY: Errors = {
+  413: { examples: ['payload_too_large'] },
+  415: { examples: ['unsupported_media_type'] },
+};
+
+const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
+  ApiResponse({ status, description, type, ...extra });
+
+const pathId = (description: string) =>
+  ApiParam({
+    name: 'id',
+    description,
+    schema: { type: 'integer', format: 'int32', minimum: 1, maximum: 2_147_483_647 },
+    example: 801,
+  });
+
+const pageQueries = () =>
+  applyDecorators(
+    ApiQuery({
+      name: 'page',
+      required: false,
+      description: 'Page number (1-based). A page past the last one is 404 `page_not_found`.',
+      schema: { type: 'integer', minimum: 1, default: 1 },
+    }),
+    ApiQuery({
+      name: 'page_size',
+      required: false,
+      description: 'Results per page: 50 by default, at most 100 (`DEFAULT_PAGE_SIZE`, `MAX_PAGE_SIZE`).',
+      schema: { type: 'integer', minimum: 1, maximum: 1000 },
+    }),
+  );
+
+const acceptLanguage = () =>
+  ApiHeader({
+    name: 'Accept-Language',
+    required: false,
+    description: '`cy` for the Welsh `message` and error `detail`; English otherwise.',
+    schema: { type: 'string', example: 'cy' },
+  });
+
+const idempotencyKey = () =>
+  ApiHeader({
+    name: 'Idempotency-Key',
+    required: false,
+    description:
+      'Makes a retry safe: a request repeated with the same key (kept at least 24 h) returns the first ' +
+      'response and starts nothing new; the same key with a different request is 400 `idempotency_key_reused`.',
+    schema: { type: 'string', maxLength: 255, example: '3f6c1c9e-7d1f-4c4b-9a57-0f4a2d8c9b11' },
+  });
+
+/** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
+export const ApiDocs = {
+  snapshots: () => applyDecorators(ApiTags('snapshots'), ApiBearerAuth(BEARER)),
+  servers: () => applyDecorators(ApiTags('servers'), ApiBearerAuth(BEARER)),
+  actions: () => applyDecorators(ApiTags('actions'), ApiBearerAuth(BEARER)),
+  tokens: () => applyDecorators(ApiTags('tokens'), ApiBearerAuth(BEARER)),
+  admin: () => applyDecorators(ApiTags('admin'), ApiBearerAuth(BEARER)),
+  health: () => applyDecorators(ApiTags('health')),
+};
+
+/** Method decorators, by controller and handler. */
+export const ApiDoc = {
+  snapshots: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listSnapshots',
+          summary: 'List all snapshots',
+          description:
+            'Retrieve a list of all snapshots across your servers, newest first. Deleted snapshots never appear.',
+        }),
+        ApiQuery({
+          name: 'server_id',
+          required: false,
+          description: 'Filter snapshots by server id.',
+          schema: { type: 'integer', format: 'int32', minimum: 1, example: 12345 },
+        }),
+        pageQueries(),
+        ApiQuery({
+          name: 'ordering',
+          required: false,
+          description: 'Sort order; `-` means descending.',
+          schema: {
+            type: 'string',
+            enum: ['-created_at', 'created_at', 'id', '-id', 'name', '-name'],
+            default: '-created_at',
+          },
+        }),
+        okJson(SnapshotListSchema, 'Snapshot list retrieved', 200, {
+          examples: {
+            published: { summary: 'As published', value: PUBLISHED_LIST_EXAMPLE },
+            full: { summary: 'With this service’s additions (Part 2)', value: FULL_LIST_EXAMPLE },
+          },
+        }),
+        problemResponses({
+          400: { examples: ['validation_failed'] },
+          404: { description: 'A page past the last one', examples: ['page_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getSnapshot',
+          summary: 'Show one snapshot',
+          description: 'One snapshot of yours, with its progress while it is being created.',
+        }),
+        pathId('Snapshot id.'),
+        okJson(SnapshotSchema, 'The snapshot', 200, { example: SNAPSHOT_EXAMPLE }),
+        problemResponses({
+          404: {
+            description: 'Not Found - Snapshot does not exist',
+            examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
+          },
+          ...AUTHED,
+        }),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'createSnapshot',
+          summary: 'Create a snapshot',
+          description:
+            "Create a snapshot of a server's current state: a point-in-time copy of the entire server. " +
+            'The copy runs in the background; poll the returned `action_id` at `/api/v1/actions/{action_id}/` ' +
+            'or the snapshot itself.\n\n' +
+            '**Note:** at most **5 snapshots per server** (`in_progress` and `completed` ones count). Creating ' +
+            'a snapshot while the server runs may leave the filesystem inconsistent; for best results stop the ' +
+            'server first (`consistency` tells how the copy was taken). Only one create or restore runs on a ' +
+            'server at a time.',
+        }),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(CreateSnapshotDto),
+        ApiBody({
+          required: true,
+          schema: { $ref: getSchemaPath(CreateSnapshotDto) },
+          examples: { published: { summary: 'As published', value: PUBLISHED_CREATE_REQUEST } },
+        }),
+        okJson(SnapshotCreatedSchema, 'Snapshot creation started', 201, {
+          examples: {
+            published: { summary: 'As published', value: PUBLISHED_CREATE_EXAMPLE },
+            full: { summary: 'With this service’s additions (Part 2)', value: FULL_CREATE_EXAMPLE },
+          },
+        }),
+        problemResponses({
+          400: {
+            description: 'Invalid parameters, or the snapshot limit is reached, or the server is busy',
+            examples: [
+              'validation_failed',
+              'malformed_json',
+              'snapshot_limit_reached',
+              'invalid_server_state',
+              'idempotency_key_reused',
+            ],
+          },
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    restore: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'restoreSnapshot',
+          summary: 'Restore from a snapshot',
+          description:
+            'Restore a server to the state captured in a snapshot. This overwrites all current data on the ' +
+            'server.\n\n**Warning:** restoring overwrites all current data and cannot be undone. The server is ' +
+            'stopped automatically before restoration begins (and started again afterwards if it was running). ' +
+            'The snapshot must be `completed`; poll the returned `action_id`.',
+        }),
+        pathId('Snapshot id.'),
+        acceptLanguage(),
+        idempotencyKey(),
+        okJson(RestoreStartedSchema, 'Restoration started', 200, {
+          examples: {
+            published: { summary: 'As published', value: PUBLISHED_RESTORE_EXAMPLE },
+            full: { summary: 'With this service’s additions (Part 2)', value: FULL_RESTORE_EXAMPLE },
+          },
+        }),
+        problemResponses({
+          400: {
+            description: 'The server is not in a valid state for restoration',
+            examples: ['invalid_server_state', 'invalid_snapshot_state', 'idempotency_key_reused'],
+          },
+          404: {
+            description: 'Not Found - Snapshot does not exist',
+            examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
+          },
+          ...AUTHED,
+        }),
+      ),
+    delete: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'deleteSnapshot',
+          summary: 'Delete a snapshot',
+          description:
+            'Permanently delete a snapshot; it cannot be undone. It leaves every list at once and frees its ' +
+            'slot; its storage is removed in the background. A snapshot still being created, or being ' +
+            'restored from, cannot be deleted.',
+        }),
+        pathId('Snapshot id.'),
+        ApiResponse({ status: 204, description: 'Snapshot deleted' }),
+        problemResponses({
+          400: { description: 'The snapshot is busy', examples: ['invalid_snapshot_state'] },
+          404: {
+            description: 'Not Found - Snapshot does not exist',
+            examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
+          },
+          ...AUTHED,
+        }),
+      ),
+  },
+  servers: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listServers',
+          summary: 'List your servers',
+          description: 'Your servers by id, each with its snapshot quota and the operation running on it.',
+        }),
+        pageQueries(),
+        okJson(ServerListSchema, 'Server list', 200, {
+          example: { count: 1, next: null, previous: null, results: [SERVER_EXAMPLE] },
+        }),
+        problemResponses({
+          400: { examples: ['validation_failed'] },
+          404: { description: 'A page past the last one', examples: ['page_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getServer',
+          summary: 'Show one server',
+          description: 'One server of yours, with its snapshot quota and the operation running on it.',
+        }),
+        pathId('Server id.'),
+        okJson(ServerSchema, 'The server', 200, { example: SERVER_EXAMPLE }),
+        problemResponses({
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    adminCreate: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminCreateServer',
+          summary: 'Register a server (operators)',
+          description:
+            'Registers an existing libvirt domain of a node as a server of an account. Admin tokens only.',
+        }),
+        ApiExtraModels(CreateServerDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateServerDto) } }),
+        okJson(AdminServerSchema, 'Server registered', 201),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          404: { description: 'No such account or node', examples: ['account_not_found', 'node_not_found'] },
+          409: { description: 'The domain is already registered on this node', examples: ['conflict'] },
+          ...BODY,
+          ...ADMIN,
+        }),
+      ),
+  },
+  actions: {
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getAction',
+          summary: 'Show a long operation',
+          description:
+            'A create, restore or delete of a snapshot as it runs: `pending` → `running` → `succeeded` | ' +
+            '`failed`, with `progress` (0–100) and, when it failed, `error`. Poll it after a create or restore.',
+        }),
+        pathId('Action id (`action_id` of a create or restore response).'),
+        okJson(ActionSchema, 'The action', 200, { examples: ACTION_EXAMPLES }),
+        problemResponses({
+          404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+  },
+  tokens: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listTokens',
+          summary: 'List your tokens',
+          description: 'The account’s API tokens, revoked ones included. Secrets are never shown again.',
+        }),
+        okJson(TokenListSchema, 'Token list'),
+        problemResponses(AUTHED),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'createToken',
+          summary: 'Create a token',
+          description:
+            'A new token of your account, `read` and `write` unless `scopes` says otherwise. Its secret is ' +
+            'in this response only. Only an admin token can create an admin token.',
+        }),
+        ApiExtraModels(CreateTokenDto),
+        ApiBody({
+          required: true,
+          schema: { $ref: getSchemaPath(CreateTokenDto) },
+          examples: {
+            readOnly: {
+              summary: 'A read-only token for 90 days',
+              value: { name: 'monitoring', scopes: ['read'], expires_in_days: 90 },
+            },
+          },
+        }),
+        okJson(TokenCreatedSchema, 'Token created', 201),
+        problemResponses({ 400: { examples: ['validation_failed', 'malformed_json'] }, ...BODY, ...AUTHED }),
+      ),
+    revoke: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'revokeToken',
+          summary: 'Revoke a token',
+          description: 'Revocation is immediate: the next request with it is 401.',
+        }),
+        pathId('Token id.'),
+        ApiResponse({ status: 204, description: 'Token revoked' }),
+        problemResponses({
+          404: { description: 'Not Found - Token does not exist', examples: ['token_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+  },
+  nodes: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminListNodes',
+          summary: 'List hypervisor nodes (operators)',
+          description: 'Every registered hypervisor host. Admin tokens only.',
+        }),
+        okJson(NodeListSchema, 'Node list'),
+        problemResponses(ADMIN),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminCreateNode',
+          summary: 'Register a hypervisor node (operators)',
+          description:
+            'A hypervisor host; start a worker on it with `WORKER_NODE=<name>` to add its capacity. Admin ' +
+            'tokens only.',
+        }),
+        ApiExtraModels(CreateNodeDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateNodeDto) } }),
+        okJson(NodeSchema, 'Node registered', 201),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          409: { description: 'The name is taken', examples: ['conflict'] },
+          ...BODY,
+          ...ADMIN,
+        }),
+      ),
+  },
+  audit: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminListAuditEvents',
+          summary: 'The audit log (operators)',
+          description:
+            'Token changes and every snapshot create, restore and delete, newest first. Admin tokens only.',
+        }),
+        ApiQuery({
+          name: 'account_id',
+          required: false,
+          description: 'Only this account’s events.',
+          schema: { type: 'integer', format: 'int32', minimum: 1 },
+        }),
+        ApiQuery({
+          name: 'action',
+          required: false,
+          description: 'Only this action, such as `snapshot.create`.',
+          schema: { type: 'string', pattern: '^[a-z._]{1,64}$' },
+        }),
+        pageQueries(),
+        okJson(AuditEventListSchema, 'Audit events'),
+        problemResponses({
+          400: { examples: ['validation_failed'] },
+          404: { description: 'A page past the last one', examples: ['page_not_found'] },
+          ...ADMIN,
+        }),
+      ),
+  },
+  health: {
+    live: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'healthz',
+          summary: 'Liveness',
+          description: 'The process is alive and serving HTTP. No token.',
+        }),
+        okJson(HealthSchema, 'Alive'),
+      ),
+    ready: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'readyz',
+          summary: 'Readiness',
+          description: 'PostgreSQL and Redis answer. No token.',
+        }),
+        okJson(ReadinessSchema, 'Ready'),
+        problemResponses({
+          503: { description: 'Service Unavailable, naming what is down', examples: ['service_unavailable'] },
+        }),
+      ),
+  },
+};
