@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
 import { PrismaService } from '../prisma/prisma.service';
@@ -17,6 +18,7 @@ import { WORKER_NODE, WorkerNode } from './worker-node';
 export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(NodeWorkerService.name);
   private worker?: Worker<ActionJobData>;
+  private connection?: Redis;
   private dispatchTimer?: NodeJS.Timeout;
   private dispatching = false;
 
@@ -32,11 +34,12 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     await this.cleanupInterrupted();
+    this.connection = this.redis.newBullConnection();
     this.worker = new Worker<ActionJobData>(
       nodeQueueName(this.node.id),
       (job, _token, signal) => this.process(job, signal),
       {
-        connection: this.redis.newBullConnection(),
+        connection: this.connection,
         prefix: this.config.queuePrefix,
         concurrency: this.config.workerConcurrency,
         autorun: true,
@@ -55,6 +58,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     clearInterval(this.dispatchTimer);
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
+    // BullMQ does not close a connection it was given: without this the process never exits.
+    this.connection?.disconnect();
   }
 
   /** Thin: the job names a kind and an action; the runner does the work. */

@@ -140,8 +140,10 @@ export class SnapshotsService {
 
   async restore(me: Principal, snapshotId: number) {
     const result = await this.prisma.$transaction(async (tx) => {
+      const found = await this.findLiveSnapshot(tx, me, snapshotId);
+      const server = await this.lockServer(tx, me, found.serverId);
+      // Read again under the server lock: a delete or restore committed meanwhile must be seen.
       const snap = await this.findLiveSnapshot(tx, me, snapshotId);
-      const server = await this.lockServer(tx, me, snap.serverId);
       if (snap.status !== 'completed') {
         throw new ProblemException({
           status: 400,
@@ -176,8 +178,10 @@ export class SnapshotsService {
 
   async delete(me: Principal, snapshotId: number): Promise<{ actionId: number }> {
     const { actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
+      const found = await this.findLiveSnapshot(tx, me, snapshotId);
+      const server = await this.lockServer(tx, me, found.serverId);
+      // Read again under the server lock: a delete or restore committed meanwhile must be seen.
       const snap = await this.findLiveSnapshot(tx, me, snapshotId);
-      const server = await this.lockServer(tx, me, snap.serverId);
       const reason =
         snap.status === 'in_progress'
           ? 'it is still being created'

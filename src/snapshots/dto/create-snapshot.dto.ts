@@ -1,4 +1,4 @@
-import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsInt, IsString, Matches, Max, Min, ValidateIf } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { MAX_ID } from '../../common/ids';
 
@@ -30,9 +30,16 @@ export class CreateSnapshotDto {
   })
   name!: string;
 
-  @IsOptional()
+  // Only an absent description is "none": null is a wrong type, as is any other non-string.
+  @ValidateIf((o: CreateSnapshotDto) => o.description !== undefined)
   @IsString({ message: 'description must be a string' })
-  @MaxLength(DESCRIPTION_MAX, { message: `description must be at most ${DESCRIPTION_MAX} characters` })
+  // PostgreSQL text cannot hold NUL.
+  // eslint-disable-next-line no-control-regex
+  @Matches(/^[^\u0000]*$/, { message: 'description must not contain NUL characters' })
+  // Characters are code points, as PostgreSQL counts them (MaxLength would not count U+FE0F).
+  @Matches(new RegExp(`^[\\s\\S]{0,${DESCRIPTION_MAX}}$`, 'u'), {
+    message: `description must be at most ${DESCRIPTION_MAX} characters`,
+  })
   @ApiPropertyOptional({
     maxLength: DESCRIPTION_MAX,
     example: 'Snapshot before system update',
