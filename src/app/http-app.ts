@@ -1,6 +1,8 @@
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
+import helmet from 'helmet';
+import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
@@ -19,9 +21,23 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestIdMiddleware);
+  app.use(securityHeaders());
   app.use(trailingSlashMiddleware);
   app.use(jsonBodyParser(config.bodyLimitBytes));
   mountApiDocs(app);
+  // Slow clients: a request must send its headers, and then finish, within these bounds.
+  const server = app.getHttpServer() as Server;
+  server.headersTimeout = config.headersTimeoutMs;
+  server.requestTimeout = config.requestTimeoutMs;
+  server.keepAliveTimeout = 5000;
   app.enableShutdownHooks();
   return app;
+}
+
+/** helmet's headers; the interactive API docs page needs its own scripts, so it gets no CSP. */
+function securityHeaders() {
+  const api = helmet();
+  const docs = helmet({ contentSecurityPolicy: false });
+  return (req: Parameters<typeof api>[0], res: Parameters<typeof api>[1], next: (err?: unknown) => void) =>
+    ((req.url ?? '').startsWith('/api/docs') ? docs : api)(req, res, next);
 }

@@ -5,6 +5,7 @@ import { ApiTokenService } from './api-token.service';
 import { BearerAuthGuard, ScopeGuard } from './auth.guards';
 import { BearerStrategy } from './bearer.strategy';
 import { TokensController } from './tokens.controller';
+import { RateLimitGuard } from '../rate-limit/rate-limit.guard';
 
 @Module({
   imports: [PassportModule],
@@ -14,6 +15,8 @@ import { TokensController } from './tokens.controller';
     BearerStrategy,
     { provide: APP_GUARD, useClass: BearerAuthGuard },
     { provide: APP_GUARD, useClass: ScopeGuard },
+    // After authentication: limits are per token.
+    { provide: APP_GUARD, useClass: RateLimitGuard },
   ],
   exports: [ApiTokenService],
 })

@@ -1,4 +1,5 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseInterceptors } from '@nestjs/common';
+import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { apiTime } from '../common/clock';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { PathIdPipe } from '../common/ids';
@@ -25,6 +26,7 @@ export function tokenView(t: TokenRecord) {
 /** An account's own API tokens. */
 @ApiDocs.tokens()
 @Controller('api/v1/tokens')
+@UseInterceptors(AuditInterceptor)
 export class TokensController {
   constructor(
     private readonly tokens: ApiTokenService,
@@ -40,6 +42,7 @@ export class TokensController {
 
   @Post()
   @ApiDoc.tokens.create()
+  @Audit('token.create', 'token')
   async create(@CurrentPrincipal() me: Principal, @Body() dto: CreateTokenDto) {
     const scopes = dto.scopes ?? ['read', 'write'];
     if (scopes.includes('admin') && !isAdmin(me)) {
@@ -62,6 +65,7 @@ export class TokensController {
   @Delete(':id')
   @ApiDoc.tokens.revoke()
   @HttpCode(204)
+  @Audit('token.revoke', 'token')
   async revoke(
     @CurrentPrincipal() me: Principal,
     @Param('id', new PathIdPipe('token_not_found')) id: number,

@@ -1,8 +1,21 @@
 import express, { NextFunction, Request, RequestHandler, Response } from 'express';
 import { toProblem, sendProblem } from './problem-details.filter';
-import { ProblemException } from './problem';
+import { ProblemException, problems } from './problem';
 
 const JSON_TYPES = ['application/json', 'application/*+json'];
+/** Deepest nesting of objects/arrays accepted in a body (no endpoint needs more than 2). */
+export const MAX_JSON_DEPTH = 16;
+
+export function jsonDepth(value: unknown, limit = MAX_JSON_DEPTH + 1): number {
+  if (value === null || typeof value !== 'object') return 0;
+  if (limit <= 0) return 1;
+  let deepest = 0;
+  for (const v of Object.values(value as Record<string, unknown>)) {
+    deepest = Math.max(deepest, jsonDepth(v, limit - 1));
+    if (deepest >= limit) break;
+  }
+  return 1 + deepest;
+}
 
 function hasBody(req: Request): boolean {
   const length = req.headers['content-length'];
@@ -31,6 +44,16 @@ export function jsonBodyParser(limitBytes: number): RequestHandler {
         const problem =
           toProblem(err, limitBytes) ?? new ProblemException({ status: 400, code: 'malformed_json' });
         sendProblem(req, res, problem);
+        return;
+      }
+      if (jsonDepth(req.body) > MAX_JSON_DEPTH) {
+        sendProblem(
+          req,
+          res,
+          problems.validation([
+            { field: 'body', message: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` },
+          ]),
+        );
         return;
       }
       next();

@@ -96,6 +96,21 @@ export const MESSAGES = {
     (p) => `Service Unavailable - ${p.what} is not reachable; try again shortly`,
     (p) => `Gwasanaeth Ddim ar Gael - Ni ellir cyrraedd ${p.what}; rhowch gynnig arall yn fuan`,
   ),
+  rate_limited: m(
+    (p) =>
+      `Too Many Requests - Rate limit of ${p.limit} requests per minute exceeded; retry in ${p.retry_after} s`,
+    (p) =>
+      `Gormod o Geisiadau - Aethpwyd dros y terfyn o ${p.limit} cais y funud; rhowch gynnig arall ymhen ${p.retry_after} eiliad`,
+  ),
+  idempotency_key_reused: m(
+    () => 'Bad Request - This Idempotency-Key was already used with a different request',
+    () => 'Cais Gwael - Defnyddiwyd yr Idempotency-Key hwn eisoes gyda chais gwahanol',
+  ),
+  idempotency_key_in_use: m(
+    () => 'Conflict - A request with this Idempotency-Key is still being processed; retry shortly',
+    () =>
+      "Gwrthdaro - Mae cais gyda'r Idempotency-Key hwn yn dal i gael ei brosesu; rhowch gynnig arall yn fuan",
+  ),
   internal_error: m(
     () => 'Internal Server Error - Something went wrong on our side; quote the request id when reporting it',
     () => "Gwall Mewnol - Aeth rhywbeth o'i le ar ein hochr ni; dyfynnwch rif y cais wrth ei adrodd",

@@ -16,9 +16,44 @@ const CODE_BY_STATUS: Record<number, ProblemCode> = {
   503: 'service_unavailable',
 };
 
+const DB_UNREACHABLE_CODES = new Set([
+  'P1001',
+  'P1002',
+  'P1008',
+  'P1017',
+  'P2024',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  '57P01',
+  '57P03',
+]);
+const DB_UNREACHABLE_TEXT =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Can't reach database|Connection terminated|connection timeout|timeout exceeded when trying to connect|the database system is (starting up|shutting down)|terminating connection|Client has encountered a connection error|DatabaseNotReachable/i;
+
+/** Whether an error means PostgreSQL could not be reached (then the answer is 503, not 500). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const x = e as { name?: string; code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof x.code === 'string' && DB_UNREACHABLE_CODES.has(x.code)) return true;
+    if (x.name === 'PrismaClientInitializationError') return true;
+    if (typeof x.message === 'string' && DB_UNREACHABLE_TEXT.test(x.message)) return true;
+    e = x.cause;
+  }
+  return false;
+}
+
 /** Turns any error into an RFC 9457 problem-details problem with a stable `code`. */
 export function toProblem(err: unknown, bodyLimitBytes?: number): ProblemException | null {
   if (err instanceof ProblemException) return err;
+  if (isDatabaseUnavailable(err)) {
+    return new ProblemException({
+      status: 503,
+      code: 'service_unavailable',
+      params: { what: 'The database' },
+      headers: { 'Retry-After': '5' },
+    });
+  }
   const bodyErrorType = (err as { type?: unknown } | null)?.type;
   if (bodyErrorType === 'entity.parse.failed')
     return new ProblemException({ status: 400, code: 'malformed_json' });

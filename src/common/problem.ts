@@ -24,6 +24,7 @@ export type ProblemCode =
   | 'conflict'
   | 'rate_limited'
   | 'idempotency_key_reused'
+  | 'idempotency_key_in_use'
   | 'service_unavailable'
   | 'internal_error';
 

@@ -42,6 +42,8 @@ export class AppConfig {
   readonly actionStaleMs!: number;
   readonly reaperIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
+  /** Longest a single create/restore may run before it is aborted and failed. */
+  readonly operationTimeoutMs!: number;
   /** Requests per token per minute (all methods), and of those, writes (POST/PUT/PATCH/DELETE). */
   readonly rateLimitPerMinute!: number;
   readonly rateLimitWritesPerMinute!: number;
@@ -181,6 +183,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
+    operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
     rateLimitWritesPerMinute: r.int('RATE_LIMIT_WRITES_PER_MINUTE', 120, 1, 1_000_000),
     idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),

@@ -77,6 +77,12 @@ export class JobQueue implements OnModuleDestroy {
     return (await this.queueFor(nodeId).getJob(jobIdOf(actionId))) !== undefined;
   }
 
+  /** The job's state in the queue, or `missing` when the queue no longer holds it. */
+  async jobState(nodeId: number, actionId: number): Promise<string> {
+    const job = await this.queueFor(nodeId).getJob(jobIdOf(actionId));
+    return job ? await job.getState() : 'missing';
+  }
+
   async onModuleDestroy(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
   }

@@ -1,4 +1,15 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Param,
+  Post,
+  Query,
+  Req,
+  UseInterceptors,
+} from '@nestjs/common';
 import type { Request } from 'express';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal } from '../auth/decorators';
@@ -8,7 +19,9 @@ import { parseId, PathIdPipe } from '../common/ids';
 import { languageOf, message } from '../common/messages';
 import { buildPage, readPageRequest } from '../common/pagination';
 import { FieldError, problems } from '../common/problem';
+import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { AppConfig } from '../config/app-config';
+import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
 import { CreateSnapshotDto } from './dto/create-snapshot.dto';
 import { snapshotView } from './snapshot.view';
 import { SNAPSHOT_ORDERINGS, SnapshotOrdering, SnapshotsService } from './snapshots.service';
@@ -17,6 +30,7 @@ const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 
 @ApiDocs.snapshots()
 @Controller('api/v1/snapshots')
+@UseInterceptors(AuditInterceptor)
 export class SnapshotsController {
   constructor(
     private readonly snapshots: SnapshotsService,
@@ -55,12 +69,19 @@ export class SnapshotsController {
 
   @Post()
   @ApiDoc.snapshots.create()
-  async create(@CurrentPrincipal() me: Principal, @Req() req: Request, @Body() dto: CreateSnapshotDto) {
-    const { snapshot, actionId } = await this.snapshots.create(me, {
-      serverId: dto.server_id,
-      name: dto.name,
-      description: dto.description,
-    });
+  @Audit('snapshot.create', 'snapshot')
+  @UseInterceptors(IdempotencyInterceptor)
+  async create(
+    @CurrentPrincipal() me: Principal,
+    @Req() req: Request,
+    @Body() dto: CreateSnapshotDto,
+    @IdempotencyKeyId() idempotencyKeyId?: number,
+  ) {
+    const { snapshot, actionId } = await this.snapshots.create(
+      me,
+      { serverId: dto.server_id, name: dto.name, description: dto.description },
+      idempotencyKeyId,
+    );
     return {
       ...snapshotView(snapshot),
       message: message('snapshot_create_started', languageOf(req.headers['accept-language'])),
@@ -71,12 +92,15 @@ export class SnapshotsController {
   @Post(':id/restore')
   @ApiDoc.snapshots.restore()
   @HttpCode(200)
+  @Audit('snapshot.restore', 'snapshot')
+  @UseInterceptors(IdempotencyInterceptor)
   async restore(
     @CurrentPrincipal() me: Principal,
     @Req() req: Request,
     @Param('id', SnapshotId()) id: number,
+    @IdempotencyKeyId() idempotencyKeyId?: number,
   ) {
-    const { snap, server, actionId } = await this.snapshots.restore(me, id);
+    const { snap, server, actionId } = await this.snapshots.restore(me, id, idempotencyKeyId);
     return {
       status: 'success',
       message: message('restore_started', languageOf(req.headers['accept-language'])),
@@ -89,6 +113,7 @@ export class SnapshotsController {
   @Delete(':id')
   @ApiDoc.snapshots.delete()
   @HttpCode(204)
+  @Audit('snapshot.delete', 'snapshot')
   async delete(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number): Promise<void> {
     await this.snapshots.delete(me, id);
   }

@@ -92,9 +92,13 @@ export class SnapshotsService {
   async create(
     me: Principal,
     input: { serverId: number; name: string; description?: string },
+    idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const { snapshotId, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
       const server = await this.lockServer(tx, me, input.serverId);
+      const earlier = await this.actionOfKey(tx, idempotencyKeyId);
+      if (earlier?.snapshotId)
+        return { snapshotId: earlier.snapshotId, actionId: earlier.id, nodeId: server.node_id };
       await this.assertServerIdle(tx, server, 'snapshot');
       const used = await tx.snapshot.count({
         where: { serverId: server.id, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
@@ -125,6 +129,7 @@ export class SnapshotsService {
           snapshotId: snapshot.id,
           requestedByTokenId: me.tokenId,
           serverStatusBefore: server.status,
+          idempotencyKeyId,
         },
         select: { id: true },
       });
@@ -138,12 +143,14 @@ export class SnapshotsService {
     return { snapshot, actionId };
   }
 
-  async restore(me: Principal, snapshotId: number) {
+  async restore(me: Principal, snapshotId: number, idempotencyKeyId?: number) {
     const result = await this.prisma.$transaction(async (tx) => {
       const found = await this.findLiveSnapshot(tx, me, snapshotId);
       const server = await this.lockServer(tx, me, found.serverId);
       // Read again under the server lock: a delete or restore committed meanwhile must be seen.
       const snap = await this.findLiveSnapshot(tx, me, snapshotId);
+      const earlier = await this.actionOfKey(tx, idempotencyKeyId);
+      if (earlier) return { snap, server, actionId: earlier.id };
       if (snap.status !== 'completed') {
         throw new ProblemException({
           status: 400,
@@ -167,6 +174,7 @@ export class SnapshotsService {
           snapshotId: snap.id,
           requestedByTokenId: me.tokenId,
           serverStatusBefore: server.status,
+          idempotencyKeyId,
         },
         select: { id: true },
       });
@@ -218,6 +226,12 @@ export class SnapshotsService {
     });
     await this.enqueue(nodeId, actionId, 'delete_snapshot');
     return { actionId };
+  }
+
+  /** The action an earlier attempt of this Idempotency-Key request committed, if any. */
+  private actionOfKey(tx: Tx, idempotencyKeyId: number | undefined) {
+    if (idempotencyKeyId === undefined) return null;
+    return tx.action.findFirst({ where: { idempotencyKeyId }, select: { id: true, snapshotId: true } });
   }
 
   private async findLiveSnapshot(tx: Tx, me: Principal, id: number) {

@@ -59,6 +59,9 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       DISPATCH_INTERVAL_MS: '200',
       PROGRESS_WRITE_INTERVAL_MS: '0',
       STOP_GRACE_SECONDS: '1',
+      // Tests fire many requests from one token; the rate-limit tests set their own limits.
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_WRITES_PER_MINUTE: '1000000',
       ...env,
     },
     role,

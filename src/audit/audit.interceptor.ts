@@ -1,0 +1,83 @@
+import { CallHandler, ExecutionContext, Injectable, NestInterceptor, SetMetadata } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request, Response } from 'express';
+import { Observable, from, throwError } from 'rxjs';
+import { catchError, mergeMap } from 'rxjs/operators';
+import { Principal } from '../auth/principal';
+import { ProblemException } from '../common/problem';
+import { requestIdOf } from '../common/request-context';
+import { AuditService } from './audit.service';
+
+const AUDIT = 'audit:event';
+
+/** Records this handler's calls in the audit log as `action` on a `targetType`. */
+export const Audit = (action: string, targetType: string) => SetMetadata(AUDIT, { action, targetType });
+
+@Injectable()
+export class AuditInterceptor implements NestInterceptor {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly audit: AuditService,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const meta = this.reflector.get<{ action: string; targetType: string } | undefined>(
+      AUDIT,
+      context.getHandler(),
+    );
+    if (!meta) return next.handle();
+    const req = context.switchToHttp().getRequest<Request & { user?: Principal }>();
+    const res = context.switchToHttp().getResponse<Response>();
+    const base = () => ({
+      accountId: req.user?.accountId ?? null,
+      tokenId: req.user?.tokenId ?? null,
+      actor: req.user ? `token:${req.user.tokenId}` : 'anonymous',
+      action: meta.action,
+      targetType: meta.targetType,
+      ip: req.ip ?? null,
+      requestId: requestIdOf(req),
+    });
+    const pathId = Number(req.params?.id) || null;
+    return next.handle().pipe(
+      mergeMap((body) => {
+        const b = (body ?? {}) as { id?: unknown; action_id?: unknown; server?: { id?: unknown } };
+        const targetId = pathId ?? (typeof b.id === 'number' ? b.id : null);
+        return from(
+          this.audit
+            .record({
+              ...base(),
+              targetId,
+              outcome: 'accepted',
+              statusCode: res.statusCode,
+              detail: {
+                method: req.method,
+                path: req.originalUrl,
+                ...(typeof b.action_id === 'number' ? { action_id: b.action_id } : {}),
+                ...(req.body && typeof req.body === 'object' && 'server_id' in req.body
+                  ? { server_id: (req.body as { server_id: unknown }).server_id }
+                  : {}),
+                ...(res.getHeader('Idempotent-Replayed') ? { idempotent_replay: true } : {}),
+              },
+            })
+            .then(() => body),
+        );
+      }),
+      catchError((err: unknown) => {
+        const status = err instanceof ProblemException ? err.spec.status : 500;
+        return from(
+          this.audit.record({
+            ...base(),
+            targetId: pathId,
+            outcome: status < 500 ? 'refused' : 'error',
+            statusCode: status,
+            detail: {
+              method: req.method,
+              path: req.originalUrl,
+              ...(err instanceof ProblemException ? { code: err.spec.code } : {}),
+            },
+          }),
+        ).pipe(mergeMap(() => throwError(() => err)));
+      }),
+    );
+  }
+}
