@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AccountsService } from '../accounts/accounts.service';
 import { ApiTokenService } from '../auth/api-token.service';
+import { AuditService } from '../audit/audit.service';
 import { SCOPES, Scope } from '../auth/principal';
 import { Clock, apiTime } from '../common/clock';
 import { parseId } from '../common/ids';
@@ -90,6 +91,7 @@ export class CliCommands {
     private readonly nodes: NodesService,
     private readonly servers: ServersService,
     private readonly clock: Clock,
+    private readonly audit: AuditService,
   ) {}
 
   async run(argv: string[]): Promise<string> {
@@ -124,6 +126,15 @@ export class CliCommands {
         const id = parseId(arg);
         const revoked = await this.tokens.revoke(id !== null ? { id } : { prefix: arg }, null);
         if (!revoked) throw new Error(`no token with id or prefix "${arg}"`);
+        await this.audit.record({
+          accountId: revoked.accountId,
+          tokenId: null,
+          actor: 'cli',
+          action: 'token.revoke',
+          targetType: 'token',
+          targetId: revoked.id,
+          outcome: 'accepted',
+        });
         return '';
       }
       case 'token check': {
@@ -200,7 +211,17 @@ export class CliCommands {
     const expiresIn = optional(flags, 'expires-in');
     const expiresAt = expiresIn ? new Date(this.clock.now().getTime() + parseDuration(expiresIn)) : null;
     const name = optional(flags, 'name') ?? (flags.admin === true ? 'admin token' : 'cli token');
-    const { token } = await this.tokens.create({ accountId: account.id, name, scopes, expiresAt });
+    const { token, record } = await this.tokens.create({ accountId: account.id, name, scopes, expiresAt });
+    await this.audit.record({
+      accountId: account.id,
+      tokenId: null,
+      actor: 'cli',
+      action: 'token.create',
+      targetType: 'token',
+      targetId: record.id,
+      outcome: 'accepted',
+      detail: { scopes: record.scopes, expires_at: record.expiresAt?.toISOString() ?? null },
+    });
     return token;
   }
 

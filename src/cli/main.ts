@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AccountsModule } from '../accounts/accounts.module';
+import { AuditCoreModule } from '../audit/audit.module';
 import { TokensCoreModule } from '../auth/auth.module';
 import { CommonModule } from '../common/common.module';
 import { ProblemException } from '../common/problem';
@@ -29,6 +30,7 @@ async function main(argv: string[]): Promise<number> {
         CommonModule,
         PrismaModule,
         AccountsModule,
+        AuditCoreModule,
         TokensCoreModule,
         NodesCoreModule,
         ServersCoreModule,
