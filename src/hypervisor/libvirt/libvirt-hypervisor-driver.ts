@@ -206,16 +206,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.throwIfAborted(signal);
 
     const state = await this.domState(server.domain);
-    if (await isFile(files.final)) {
-      throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
-    }
+    await this.refuseExisting(files);
     const release = await this.acquireCopySlot(signal);
-    if (await isFile(files.final).catch(() => false)) {
-      release(); // it appeared while this call waited for a copy slot
-      throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
+    try {
+      await this.refuseExisting(files); // it may have appeared while this call waited for a copy slot
+    } catch (e) {
+      release();
+      throw e;
     }
     let renamed = false;
     try {
+      // qemu (user libvirt-qemu) must be able to reach a live backup's target: traverse-only for others.
+      await fsp.mkdir(snap.snapshotDir, { recursive: true, mode: 0o711 });
       await this.removeLeftovers(files);
       report(0);
       const src = await this.imageInfo(server.diskPath, true);
@@ -256,6 +258,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
       this.throwIfAborted(signal);
       const check = await this.verifyImage(files.partial, src.virtualSize, signal, 'verification_failed');
+      await fsp.chmod(files.partial, 0o600);
       await fsyncFile(files.partial);
       const hashed = await this.hash(files.partial, check.fileBytes, signal, scaled(report, 90, 99));
       const manifest: SnapshotManifest = {
@@ -303,9 +306,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.throwIfAborted(signal);
 
     await this.requireShutOff(server.domain);
-    if (!(await isFile(files.final))) {
-      throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
-    }
+    const present = await isFile(files.final).catch((e: unknown) => {
+      throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+    });
+    // Present without its manifest: not ours to trust; verification below refuses it.
+    if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
     const release = await this.acquireCopySlot(signal);
     try {
       await removeIfExists(restoring);
@@ -331,7 +336,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       await this.requireDiskNotInUse(server.diskPath);
       this.throwIfAborted(signal);
       await fsp.rename(restoring, server.diskPath);
-      await fsyncDir(path.dirname(server.diskPath));
+      // The disk is replaced from here on; a failing directory fsync cannot undo that, so it is not
+      // reported as a failed restore.
+      await fsyncDir(path.dirname(server.diskPath)).catch(() => undefined);
       report(100);
     } catch (e) {
       await removeQuietly(restoring);
@@ -896,6 +903,16 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       manifest: `${final}.json`,
       manifestTmp: `${final}.json.partial`,
     };
+  }
+
+  private async refuseExisting(files: SnapshotFiles): Promise<void> {
+    let exists: boolean;
+    try {
+      exists = await isFile(files.final);
+    } catch (e) {
+      throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+    }
+    if (exists) throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
   }
 
   private async removeLeftovers(files: SnapshotFiles): Promise<void> {
