@@ -505,6 +505,20 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
       expect(sixth.body).toMatchObject({ limit: 5, used: 5, server_id: t.server.id });
     });
 
+    it('the limit is per server, and names need not be unique', async () => {
+      const t = await tenant();
+      for (let i = 0; i < 5; i++) await insertSnapshot(t.server, { name: 'same' });
+      const full = await create(t.auth, { server_id: t.server.id, name: 'same' });
+      expectProblem(full, 400, 'snapshot_limit_reached');
+      expect(full.body).toMatchObject({ limit: 5, used: 5, server_id: t.server.id });
+      const second = await createServer(api.prisma, t.account.id, idleNodeId);
+      await insertSnapshot(second, { name: 'same' });
+      const ok = await create(t.auth, { server_id: second.id, name: 'same' });
+      expect(ok.status).toBe(201);
+      const list = await request(api.url).get(`/api/v1/snapshots/?server_id=${second.id}`).set(t.auth);
+      expect(list.body.results.map((s: Json) => s.name)).toEqual(['same', 'same']);
+    });
+
     it('20 concurrent creates at a server whose jobs never start: exactly one accepted, 19 × invalid_server_state', async () => {
       const t = await tenant();
       const responses = await Promise.all(

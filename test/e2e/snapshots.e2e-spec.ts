@@ -11,6 +11,7 @@ import { INestApplicationContext } from '@nestjs/common';
 import request from 'supertest';
 import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER, HypervisorError } from '../../src/hypervisor/hypervisor-driver';
+import { JobQueue } from '../../src/jobs/job-queue';
 import { createAccount, createNode, createServer, createTenant, createToken } from '../factories';
 import {
   createTestDatabase,
@@ -99,7 +100,14 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
   };
 
   /** A server on the worker's node, with its fake domain defined (power state and disk as given). */
-  async function tenant(opts: { status?: 'running' | 'stopped'; serverName?: string; disk?: Buffer } = {}) {
+  async function tenant(
+    opts: {
+      status?: 'running' | 'stopped';
+      serverName?: string;
+      disk?: Buffer;
+      gracefulShutdown?: boolean;
+    } = {},
+  ) {
     const status = opts.status ?? 'running';
     const account = await createAccount(api.prisma);
     const { token } = await createToken(api.prisma, account.id);
@@ -108,6 +116,7 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       diskPath: server.diskPath,
       running: status === 'running',
       diskBytes: opts.disk ?? Buffer.from(`disk of ${server.name}`),
+      gracefulShutdown: opts.gracefulShutdown,
     });
     return { account, token, server, auth: { Authorization: `Bearer ${token}` } as Auth };
   }
@@ -178,9 +187,9 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
     });
 
     it('201 bodies always say in_progress with size_mb null, even when the worker is quicker than the response', async () => {
-      // 15 creates at once on 15 servers, with a worker that copies instantly: the response must still
+      // 10 creates at once on 10 servers, with a worker that copies instantly: the response must still
       // describe the snapshot as accepted, not as whatever the job made of it meanwhile.
-      const tenants = await Promise.all(Array.from({ length: 15 }, () => tenant({ status: 'stopped' })));
+      const tenants = await Promise.all(Array.from({ length: 10 }, () => tenant({ status: 'stopped' })));
       const responses = await Promise.all(
         tenants.map((t, i) => create(t.auth, { server_id: t.server.id, name: `s${i}` })),
       );
@@ -743,7 +752,15 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
 
     it('20 concurrent creates at a server with 4 snapshots: exactly one more is accepted', async () => {
       const t = await tenant({ status: 'stopped' });
-      for (let i = 0; i < 4; i++) await snapshotDone(t.auth, t.server.id, `base-${i}`);
+      await api.prisma.snapshot.createMany({
+        data: [0, 1, 2, 3].map((i) => ({
+          accountId: t.account.id,
+          serverId: t.server.id,
+          name: `base-${i}`,
+          status: 'completed' as const,
+          sizeBytes: BigInt(MIB),
+        })),
+      });
       const responses = await Promise.all(
         Array.from({ length: 20 }, (_, i) => create(t.auth, { server_id: t.server.id, name: `last-${i}` })),
       );
@@ -758,6 +775,132 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       expectProblem(after, 400, 'snapshot_limit_reached');
       expect(after.body).toMatchObject({ limit: 5, used: 5, server_id: t.server.id });
       expect(await api.prisma.snapshot.count({ where: { serverId: t.server.id, deletedAt: null } })).toBe(5);
+    });
+  });
+
+  // ------------------------------------------------------------------ jobs
+
+  describe('jobs', () => {
+    it('progress is persisted on the snapshot and its action while the copy runs', async () => {
+      const t = await tenant();
+      const original = driver.createSnapshot.bind(driver);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      driver.createSnapshot = async (server, snap, onProgress, opts) => {
+        onProgress(40);
+        await gate;
+        return original(server, snap, onProgress, opts);
+      };
+      try {
+        const res = await create(t.auth, { server_id: t.server.id, name: 'slow' });
+        expect(res.status).toBe(201);
+        const running = await eventually(async () => {
+          const a = await request(api.url).get(`/api/v1/actions/${res.body.action_id}/`).set(t.auth);
+          return a.body.progress === 40 ? (a.body as Json) : null;
+        });
+        expect(running).toMatchObject({
+          status: 'running',
+          started_at: expect.stringMatching(TIME),
+          finished_at: null,
+        });
+        expect(await getSnapshot(t.auth, res.body.id)).toMatchObject({
+          status: 'in_progress',
+          progress: 40,
+          size_mb: null,
+        });
+        expect((await getServer(t.auth, t.server.id)).current_action).toEqual({
+          id: res.body.action_id,
+          kind: 'create_snapshot',
+          status: 'running',
+          progress: 40,
+        });
+        release();
+        expect(await waitAction(t.auth, res.body.action_id)).toMatchObject({
+          status: 'succeeded',
+          progress: 100,
+        });
+        expect(await getSnapshot(t.auth, res.body.id)).toMatchObject({ status: 'completed', progress: 100 });
+      } finally {
+        release();
+        Reflect.deleteProperty(driver, 'createSnapshot');
+      }
+    });
+
+    it('a committed action without a queued job is dispatched by the worker', async () => {
+      const t = await tenant({ status: 'stopped' });
+      const snap = await api.prisma.snapshot.create({
+        data: { accountId: t.account.id, serverId: t.server.id, name: 'outbox' },
+      });
+      const action = await api.prisma.action.create({
+        data: {
+          kind: 'create_snapshot',
+          accountId: t.account.id,
+          serverId: t.server.id,
+          snapshotId: snap.id,
+          serverStatusBefore: 'stopped',
+          createdAt: new Date(Date.now() - 5000),
+        },
+      });
+      expect(await waitAction(t.auth, action.id)).toMatchObject({ status: 'succeeded' });
+      expect(await getSnapshot(t.auth, snap.id)).toMatchObject({
+        status: 'completed',
+        consistency: 'stopped',
+      });
+    });
+
+    it('enqueuing a finished action again runs nothing (job id = action id)', async () => {
+      const t = await tenant();
+      const res = await create(t.auth, { server_id: t.server.id, name: 'once' });
+      await waitAction(t.auth, res.body.action_id);
+      const copies = driver.callCount('createSnapshot');
+      const queue = api.app.get(JobQueue);
+      await queue.enqueue(nodeId, res.body.action_id, 'create_snapshot');
+      await queue.enqueue(nodeId, res.body.action_id, 'create_snapshot');
+      await new Promise((r) => setTimeout(r, 400));
+      expect(driver.callCount('createSnapshot')).toBe(copies);
+      const row = await api.prisma.action.findUniqueOrThrow({ where: { id: res.body.action_id } });
+      expect(row).toMatchObject({ status: 'succeeded', attempts: 1 });
+      expect(await getSnapshot(t.auth, res.body.id)).toMatchObject({ status: 'completed' });
+    });
+
+    it('when removing the storage keeps failing, the delete action fails but the snapshot stays deleted', async () => {
+      const t = await tenant();
+      const snap = await snapshotDone(t.auth, t.server.id, 'sticky');
+      driver.injectFailure({ method: 'deleteSnapshot', mode: 'fail_always' });
+      expect((await request(api.url).delete(`/api/v1/snapshots/${snap.id}/`).set(t.auth)).status).toBe(204);
+      const del = await api.prisma.action.findFirstOrThrow({
+        where: { snapshotId: snap.id as number, kind: 'delete_snapshot' },
+      });
+      expect(await waitAction(t.auth, del.id)).toMatchObject({
+        kind: 'delete_snapshot',
+        status: 'failed',
+        error: { code: 'hypervisor_error', message: expect.any(String) },
+      });
+      expectProblem(
+        await request(api.url).get(`/api/v1/snapshots/${snap.id}/`).set(t.auth),
+        404,
+        'snapshot_not_found',
+      );
+      expect(await getServer(t.auth, t.server.id)).toMatchObject({
+        status: 'running',
+        snapshot_quota: { limit: 5, used: 0 },
+        current_action: null,
+      });
+    });
+
+    it('a guest that ignores the graceful shutdown is powered off, restored and started again', async () => {
+      const A = Buffer.from('before');
+      const t = await tenant({ status: 'running', disk: A, gracefulShutdown: false });
+      const snap = await snapshotDone(t.auth, t.server.id, 'stubborn');
+      driver.writeDisk(t.server.domain, Buffer.from('after'));
+      const res = await request(api.url).post(`/api/v1/snapshots/${snap.id}/restore/`).set(t.auth);
+      expect(res.status).toBe(200);
+      expect(await waitAction(t.auth, res.body.action_id)).toMatchObject({ status: 'succeeded' });
+      expect(driver.readDisk(t.server.domain).equals(A)).toBe(true);
+      expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
+      expect(
+        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+      ).toBe('running');
     });
   });
 
