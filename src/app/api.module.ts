@@ -8,6 +8,7 @@ import { createValidationPipe } from '../common/validation';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
 import { HealthModule } from '../health/health.module';
+import { ApiMetricsModule } from '../metrics/metrics.module';
 import { NodesModule } from '../nodes/nodes.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { RedisModule } from '../redis/redis.module';
@@ -29,6 +30,7 @@ export class ApiModule {
         RedisModule,
         AuthModule,
         HealthModule,
+        ApiMetricsModule,
         NodesModule,
         ServersModule,
         SnapshotsModule,

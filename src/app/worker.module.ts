@@ -4,6 +4,7 @@ import { loggerModule } from '../common/logging';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
 import { JobsWorkerModule } from '../jobs/jobs-worker.module';
+import { WorkerMetricsModule } from '../metrics/metrics.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { RedisModule } from '../redis/redis.module';
 
@@ -20,6 +21,7 @@ export class WorkerModule {
         PrismaModule,
         RedisModule,
         JobsWorkerModule,
+        WorkerMetricsModule,
       ],
     };
   }

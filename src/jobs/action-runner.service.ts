@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
@@ -9,6 +9,7 @@ import {
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
+import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { ProgressReporter } from './progress-reporter';
 
@@ -62,6 +63,7 @@ export class ActionRunner {
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
+    @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -87,6 +89,7 @@ export class ActionRunner {
             signal: attempt.signal,
           });
           await progress.flush();
+          this.metrics.copied(result.sizeBytes);
           return this.succeedCreate(action, result.sizeBytes, result.consistency);
         }
         case 'restore_snapshot': {

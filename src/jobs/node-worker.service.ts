@@ -1,8 +1,16 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnApplicationShutdown,
+  Optional,
+} from '@nestjs/common';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
+import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
 import { ActionRunner } from './action-runner.service';
@@ -30,6 +38,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     private readonly runner: ActionRunner,
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
+    @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -68,11 +77,13 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       throw new UnrecoverableError(`unknown job ${job.name}`);
     // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
     // recorded on the action by the runner and the job itself completes.
-    return this.runner.run(job.data.actionId, {
-      attempt: job.attemptsMade + 1,
-      maxAttempts: job.opts.attempts ?? 1,
-      signal,
-    });
+    return this.metrics.track(job.name, () =>
+      this.runner.run(job.data.actionId, {
+        attempt: job.attemptsMade + 1,
+        maxAttempts: job.opts.attempts ?? 1,
+        signal,
+      }),
+    );
   }
 
   /** Enqueues committed pending actions of this node that the queue does not hold. Safe to repeat. */

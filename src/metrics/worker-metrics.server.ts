@@ -1,0 +1,77 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { AppConfig } from '../config/app-config';
+import { credentialOf, matchesSecret } from './metrics-access';
+import { MetricsService } from './metrics.service';
+
+/**
+ * The worker's own small HTTP listener (off unless `WORKER_METRICS_PORT` is set): `GET /metrics` for
+ * Prometheus (job metrics of this worker, labelled with its node) and `GET /healthz` for a liveness
+ * probe. `/metrics` needs `Bearer <METRICS_TOKEN>` when a token is configured; without one the
+ * configuration only allows a loopback address (checked at start-up).
+ */
+@Injectable()
+export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(WorkerMetricsServer.name);
+  private server?: Server;
+
+  constructor(
+    private readonly metrics: MetricsService,
+    private readonly config: AppConfig,
+  ) {
+    this.metrics.registry.setDefaultLabels({ node: config.workerNode ?? 'unknown' });
+  }
+
+  /** The bound address (tests listen on port 0). */
+  address(): AddressInfo | null {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.config.workerMetricsPort) return;
+    const server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.workerMetricsPort, this.config.workerMetricsHost, () => resolve());
+    });
+    server.on('error', (err) => this.logger.error({ err }, 'metrics listener error'));
+    this.server = server;
+    this.logger.log({ address: this.address(), node: this.config.workerNode }, 'worker metrics listening');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { Allow: 'GET, HEAD' });
+    if (path === '/healthz')
+      return reply(res, 200, { 'Content-Type': 'application/json' }, '{"status":"ok"}');
+    if (path !== '/metrics') return reply(res, 404);
+    if (
+      this.config.metricsToken &&
+      !matchesSecret(credentialOf(req.headers.authorization), this.config.metricsToken)
+    ) {
+      return reply(res, 401, { 'WWW-Authenticate': 'Bearer realm="admin.vps.org worker metrics"' });
+    }
+    try {
+      const { contentType, body } = await this.metrics.render();
+      reply(res, 200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' }, body);
+    } catch (err) {
+      this.logger.error({ err }, 'metrics rendering failed');
+      reply(res, 500);
+    }
+  }
+}
+
+function reply(res: ServerResponse, status: number, headers: Record<string, string> = {}, body = ''): void {
+  res.writeHead(status, { ...headers, 'Content-Length': Buffer.byteLength(body) });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
