@@ -1,0 +1,472 @@
+/**
+ * `vps`: the customer CLI of admin.vps.org's snapshots API, over the typed client generated from the
+ * OpenAPI document. Tables for people, `--json` for scripts; `--wait` follows an operation with a
+ * progress bar on stderr (plain progress lines when stderr is not a terminal).
+ *
+ * Exit status: 0 done; 1 the API refused the request, the operation failed, or the API was
+ * unreachable; 2 usage error (including a missing VPS_API_TOKEN); 130 interrupted while waiting.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ApiClient, ApiError, call, createApiClient, Schemas } from './client';
+import { bar, keyValues, mib, table, time } from './format';
+
+export const DEFAULT_API_URL = 'https://admin.vps.org';
+const DEFAULT_TIMEOUT_S = 3600;
+const MAX_ID = 2_147_483_647;
+
+export const USAGE = `usage: vps <command> [options]
+
+commands:
+  servers list                          your servers, with their snapshot quota
+  snapshots list [--server ID]          snapshots, newest first
+  snapshots create --server ID --name NAME [--description TEXT] [--wait]
+                                        start a snapshot of a server
+  snapshots restore SNAPSHOT_ID [--wait]
+                                        restore its server from it (overwrites the server's disk)
+  snapshots delete SNAPSHOT_ID          delete it for good
+  actions get ACTION_ID [--wait]        a long operation: status and progress
+
+options:
+  --json            machine-readable JSON on stdout
+  --wait            follow the operation until it ends (progress on stderr); exit 1 if it fails
+  --timeout SECS    stop waiting after SECS seconds (default ${DEFAULT_TIMEOUT_S}); the operation goes on
+  -h, --help        this help
+  --version         the CLI's version
+
+environment:
+  VPS_API_TOKEN     API token (required), e.g. vps_AbCd...
+  VPS_API_URL       base URL of the API (default ${DEFAULT_API_URL})
+  LANG=cy_GB.UTF-8  messages and errors in Welsh
+
+exit status: 0 done, 1 refused / failed / unreachable, 2 usage error, 130 interrupted
+`;
+
+export class UsageError extends Error {}
+
+/** Where the CLI writes, and what it reads; `main.ts` passes the process's own. */
+export interface Io {
+  env: Record<string, string | undefined>;
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown; isTTY?: boolean };
+  /** Called with a handler to run on Ctrl-C while waiting; returns a function that removes it. */
+  onInterrupt?: (handler: () => void) => () => void;
+}
+
+const OPTIONS = {
+  json: { type: 'boolean' },
+  wait: { type: 'boolean' },
+  timeout: { type: 'string' },
+  server: { type: 'string' },
+  name: { type: 'string' },
+  description: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+type Values = {
+  [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string;
+};
+
+interface Ctx {
+  io: Io;
+  api: ApiClient;
+  baseUrl: string;
+  values: Values;
+  args: string[];
+  out: (s: string) => void;
+  json: (v: unknown) => void;
+}
+
+interface Command {
+  /** Positional arguments after the command words. */
+  args: string[];
+  /** Options besides --json and --help. */
+  options: (keyof typeof OPTIONS)[];
+  run: (ctx: Ctx) => Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  'servers list': { args: [], options: [], run: serversList },
+  'snapshots list': { args: [], options: ['server'], run: snapshotsList },
+  'snapshots create': {
+    args: [],
+    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    run: snapshotsCreate,
+  },
+  'snapshots restore': { args: ['SNAPSHOT_ID'], options: ['wait', 'timeout'], run: snapshotsRestore },
+  'snapshots delete': { args: ['SNAPSHOT_ID'], options: [], run: snapshotsDelete },
+  'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
+};
+
+function parseId(raw: string | undefined, what: string): number {
+  if (raw === undefined) throw new UsageError(`${what} is required`);
+  if (!/^[1-9]\d{0,9}$/.test(raw) || Number(raw) > MAX_ID) {
+    throw new UsageError(`${what} must be a positive integer, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+/** `cy` when the locale is Welsh (LC_ALL, LC_MESSAGES, LANG), as Accept-Language. */
+export function languageFromEnv(env: Record<string, string | undefined>): string | undefined {
+  const locale = env.LC_ALL || env.LC_MESSAGES || env.LANG || '';
+  return /^cy([_.@-]|$)/i.test(locale) ? 'cy' : undefined;
+}
+
+function version(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }
+    ).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs one invocation; resolves to the exit status. Never throws. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    }
+    const values = parsed.values as Values;
+    const positionals = parsed.positionals;
+    if (values.version) {
+      io.stdout.write(`vps ${version()}\n`);
+      return 0;
+    }
+    if (values.help || positionals.length === 0) {
+      (positionals.length === 0 && !values.help ? io.stderr : io.stdout).write(USAGE);
+      return values.help ? 0 : 2;
+    }
+    const name = positionals.slice(0, 2).join(' ');
+    const command = COMMANDS[name];
+    if (!command) throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+    const args = positionals.slice(2);
+    if (args.length !== command.args.length) {
+      throw new UsageError(
+        command.args.length
+          ? `"${name}" takes ${command.args.join(' ')}${args.length > command.args.length ? ` only, got "${args.join(' ')}"` : ''}`
+          : `"${name}" takes no arguments, got "${args.join(' ')}"`,
+      );
+    }
+    for (const key of Object.keys(values) as (keyof typeof OPTIONS)[]) {
+      if (key !== 'json' && !command.options.includes(key)) {
+        throw new UsageError(`option --${key} does not apply to "${name}"`);
+      }
+    }
+    const token = io.env.VPS_API_TOKEN?.trim();
+    if (!token) throw new UsageError('VPS_API_TOKEN is not set (an API token, e.g. vps_AbCd...)');
+    const baseUrl = (io.env.VPS_API_URL?.trim() || DEFAULT_API_URL).replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]/.test(baseUrl))
+      throw new UsageError(`VPS_API_URL must be an http(s) URL, got "${baseUrl}"`);
+    const api = createApiClient({
+      baseUrl,
+      token,
+      language: languageFromEnv(io.env),
+      userAgent: `vps-cli/${version()}`,
+    });
+    const ctx: Ctx = {
+      io,
+      api,
+      baseUrl,
+      values,
+      args,
+      out: (s) => io.stdout.write(`${s}\n`),
+      json: (v) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`),
+    };
+    return await command.run(ctx);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`vps: ${e.message}\nRun "vps --help" for usage.\n`);
+      return 2;
+    }
+    if (e instanceof Interrupted) {
+      io.stderr.write(`${e.message}\n`);
+      return 130;
+    }
+    if (e instanceof ApiError) {
+      io.stderr.write(`error: ${e.oneLine()}\n`);
+      return 1;
+    }
+    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)} (internal)\n`);
+    return 1;
+  }
+}
+
+// ---------------------------------------------------------------- commands
+
+const PAGE_SIZE = 100;
+const MAX_PAGES = 10_000;
+
+async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; next?: string | null }>) {
+  const all: T[] = [];
+  for (let page = 1; page <= MAX_PAGES; page++) {
+    const p = await fetchPage(page);
+    all.push(...p.results);
+    if (!p.next) break;
+  }
+  return all;
+}
+
+async function serversList(ctx: Ctx): Promise<number> {
+  const servers = await allPages((page) =>
+    call(ctx.baseUrl, ctx.api.GET('/api/v1/servers/', { params: { query: { page, page_size: PAGE_SIZE } } })),
+  );
+  if (ctx.values.json) {
+    ctx.json(servers);
+    return 0;
+  }
+  if (servers.length === 0) {
+    ctx.out('no servers');
+    return 0;
+  }
+  ctx.out(
+    table(
+      ['ID', 'NAME', 'STATUS', 'SNAPSHOTS', 'CURRENT ACTION', 'CREATED'],
+      servers.map((s) => [
+        s.id,
+        s.name,
+        s.status,
+        `${s.snapshot_quota.used}/${s.snapshot_quota.limit}`,
+        s.current_action
+          ? `${s.current_action.kind} #${s.current_action.id} ${s.current_action.status} ${s.current_action.progress}%`
+          : null,
+        time(s.created_at),
+      ]),
+    ),
+  );
+  return 0;
+}
+
+function snapshotStatus(s: Schemas['Snapshot']): string {
+  return s.status === 'in_progress' && s.progress !== undefined ? `in_progress ${s.progress}%` : s.status;
+}
+
+async function snapshotsList(ctx: Ctx): Promise<number> {
+  const serverId = ctx.values.server === undefined ? undefined : parseId(ctx.values.server, '--server');
+  const snapshots = await allPages((page) =>
+    call(
+      ctx.baseUrl,
+      ctx.api.GET('/api/v1/snapshots/', {
+        params: { query: { page, page_size: PAGE_SIZE, ...(serverId ? { server_id: serverId } : {}) } },
+      }),
+    ),
+  );
+  if (ctx.values.json) {
+    ctx.json(snapshots);
+    return 0;
+  }
+  if (snapshots.length === 0) {
+    ctx.out(serverId ? `no snapshots of server ${serverId}` : 'no snapshots');
+    return 0;
+  }
+  ctx.out(
+    table(
+      ['ID', 'SERVER', 'NAME', 'STATUS', 'SIZE', 'CREATED', 'DESCRIPTION'],
+      snapshots.map((s) => [
+        s.id,
+        `${s.server.name} (${s.server.id})`,
+        s.name,
+        snapshotStatus(s),
+        mib(s.size_mb),
+        time(s.created_at),
+        s.description,
+      ]),
+    ),
+  );
+  return 0;
+}
+
+function requireActionId(actionId: number | undefined): number {
+  if (!actionId) throw new ApiError('the API did not return an action id to follow', 'no_action_id', null);
+  return actionId;
+}
+
+async function snapshotsCreate(ctx: Ctx): Promise<number> {
+  const serverId = parseId(ctx.values.server, '--server');
+  const name = ctx.values.name;
+  if (name === undefined) throw new UsageError('--name is required');
+  const created = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/snapshots/', {
+      body: {
+        server_id: serverId,
+        name,
+        ...(ctx.values.description !== undefined ? { description: ctx.values.description } : {}),
+      },
+    }),
+  );
+  if (!ctx.values.wait) {
+    if (ctx.values.json) ctx.json(created);
+    else {
+      ctx.out(
+        `snapshot ${created.id} "${created.name}" of server ${created.server.name} (${created.server.id}): ${created.status}`,
+      );
+      ctx.out(created.message);
+      if (created.action_id) ctx.out(`follow it: vps actions get ${created.action_id} --wait`);
+    }
+    return 0;
+  }
+  if (!ctx.values.json)
+    ctx.out(
+      `snapshot ${created.id} "${created.name}" of server ${created.server.name} (${created.server.id})`,
+    );
+  const action = await follow(ctx, requireActionId(created.action_id), `snapshot ${created.id}`);
+  const snapshot = await call(
+    ctx.baseUrl,
+    ctx.api.GET('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: created.id } } }),
+  ).catch(() => null);
+  if (ctx.values.json) ctx.json(snapshot ?? action);
+  if (action.status === 'failed') return failed(ctx, `snapshot ${created.id} failed`, action);
+  if (!ctx.values.json) {
+    const details = [mib(snapshot?.size_mb), snapshot?.consistency].filter(Boolean).join(', ');
+    ctx.out(`snapshot ${created.id} completed${details ? `: ${details}` : ''}`);
+  }
+  return 0;
+}
+
+async function snapshotsRestore(ctx: Ctx): Promise<number> {
+  const snapshotId = parseId(ctx.args[0], 'SNAPSHOT_ID');
+  const restored = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/snapshots/{snapshot_id}/restore/', {
+      params: { path: { snapshot_id: snapshotId } },
+    }),
+  );
+  const what = `server ${restored.server.name} (${restored.server.id}) from snapshot ${restored.snapshot.id} "${restored.snapshot.name}"`;
+  if (!ctx.values.wait) {
+    if (ctx.values.json) ctx.json(restored);
+    else {
+      ctx.out(`restoring ${what}`);
+      ctx.out(restored.message);
+      if (restored.action_id) ctx.out(`follow it: vps actions get ${restored.action_id} --wait`);
+    }
+    return 0;
+  }
+  if (!ctx.values.json) ctx.out(`restoring ${what}`);
+  const action = await follow(ctx, requireActionId(restored.action_id), `restore of ${restored.server.name}`);
+  if (ctx.values.json) ctx.json(action);
+  if (action.status === 'failed') return failed(ctx, `restore of ${what} failed`, action);
+  if (!ctx.values.json) ctx.out(`restored ${what}`);
+  return 0;
+}
+
+async function snapshotsDelete(ctx: Ctx): Promise<number> {
+  const snapshotId = parseId(ctx.args[0], 'SNAPSHOT_ID');
+  await call(
+    ctx.baseUrl,
+    ctx.api.DELETE('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: snapshotId } } }),
+  );
+  if (ctx.values.json) ctx.json({ id: snapshotId, deleted: true });
+  else ctx.out(`snapshot ${snapshotId} deleted`);
+  return 0;
+}
+
+async function actionsGet(ctx: Ctx): Promise<number> {
+  const actionId = parseId(ctx.args[0], 'ACTION_ID');
+  const action = ctx.values.wait
+    ? await follow(ctx, actionId, `action ${actionId}`)
+    : await getAction(ctx, actionId);
+  if (ctx.values.json) ctx.json(action);
+  else {
+    ctx.out(
+      keyValues([
+        ['action', action.id],
+        ['kind', action.kind],
+        ['status', `${action.status} ${bar(action.progress)}`],
+        ['server', `${action.server.name} (${action.server.id})`],
+        ['snapshot', action.snapshot ? `${action.snapshot.name} (${action.snapshot.id})` : null],
+        ['created', time(action.created_at)],
+        ['started', time(action.started_at)],
+        ['finished', time(action.finished_at)],
+        ['error', action.error ? `${action.error.message ?? ''} (${action.error.code})` : null],
+      ]),
+    );
+  }
+  if (ctx.values.wait && action.status === 'failed')
+    return failed(ctx, `action ${actionId} failed`, action, false);
+  return 0;
+}
+
+// ---------------------------------------------------------------- following an action
+
+type Action = Schemas['Action'];
+
+function failed(ctx: Ctx, what: string, action: Action, print = true): number {
+  if (print || ctx.values.json) {
+    const why = action.error ? `: ${action.error.message ?? 'no reason given'} (${action.error.code})` : '';
+    ctx.io.stderr.write(`error: ${what}${why}\n`);
+  }
+  return 1;
+}
+
+function getAction(ctx: Ctx, id: number): Promise<Action> {
+  return call(
+    ctx.baseUrl,
+    ctx.api.GET('/api/v1/actions/{action_id}/', { params: { path: { action_id: id } } }),
+  );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls the action until it succeeds or fails, drawing its progress on stderr: a bar redrawn in place
+ * on a terminal, else one line per change. Ctrl-C stops waiting (the operation goes on) with 130.
+ */
+async function follow(ctx: Ctx, actionId: number, label: string): Promise<Action> {
+  const { stderr } = ctx.io;
+  const tty = Boolean(stderr.isTTY);
+  const timeoutS = ctx.values.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(ctx.values.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) {
+    throw new UsageError(`--timeout must be a positive number of seconds, got "${ctx.values.timeout}"`);
+  }
+  const intervalMs = Math.max(50, Number(ctx.io.env.VPS_POLL_INTERVAL_MS) || 1000);
+  const deadline = Date.now() + timeoutS * 1000;
+  let interrupted = false;
+  const removeInterrupt = ctx.io.onInterrupt?.(() => {
+    interrupted = true;
+  });
+  let lastLine = '';
+  const draw = (a: Action) => {
+    const line = `${label}: ${a.kind} ${a.status}`;
+    if (tty) stderr.write(`\r\x1b[2K${bar(a.progress)} ${line}`);
+    else if (`${line} ${a.progress}` !== lastLine) stderr.write(`${line} ${a.progress}%\n`);
+    lastLine = `${line} ${a.progress}`;
+  };
+  try {
+    for (;;) {
+      const action = await getAction(ctx, actionId);
+      draw(action);
+      if (action.status === 'succeeded' || action.status === 'failed') {
+        if (tty) stderr.write('\n');
+        return action;
+      }
+      if (Date.now() >= deadline) {
+        if (tty) stderr.write('\n');
+        throw new ApiError(
+          `gave up waiting for action ${actionId} after ${timeoutS} s; it goes on: vps actions get ${actionId} --wait`,
+          'timeout',
+          null,
+        );
+      }
+      for (let waited = 0; waited < intervalMs && !interrupted; waited += 50) await sleep(50);
+      if (interrupted) {
+        if (tty) stderr.write('\n');
+        throw new Interrupted(actionId);
+      }
+    }
+  } finally {
+    removeInterrupt?.();
+  }
+}
+
+export class Interrupted extends ApiError {
+  constructor(actionId: number) {
+    super(`interrupted; action ${actionId} goes on: vps actions get ${actionId} --wait`, 'interrupted', null);
+  }
+}
