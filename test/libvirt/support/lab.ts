@@ -23,7 +23,7 @@ export function libvirtAvailability(): { ok: true } | { ok: false; reason: strin
   if (q.error || q.status !== 0) {
     availability = {
       ok: false,
-      reason: `qemu-img is not available (${q.error?.message ?? q.stderr.trim()})`,
+      reason: `qemu-img is not available (${(q.error?.message ?? q.stderr).replace(/\s+/g, ' ').trim()})`,
     };
     return availability;
   }
@@ -32,7 +32,7 @@ export function libvirtAvailability(): { ok: true } | { ok: false; reason: strin
   if (v.error || v.status !== 0) {
     availability = {
       ok: false,
-      reason: `libvirtd is not reachable at ${LIBVIRT_URI} (${v.error?.message ?? v.stderr.trim()}); start it with scripts/services.sh start libvirt`,
+      reason: `libvirtd is not reachable at ${LIBVIRT_URI} (${(v.error?.message ?? v.stderr).replace(/\s+/g, ' ').trim()}); start it with scripts/services.sh start libvirt`,
     };
     return availability;
   }
@@ -46,7 +46,7 @@ export function describeLibvirt(name: string, fn: () => void): void {
   if (a.ok) {
     describe(name, fn);
   } else {
-    console.warn(`SKIPPED (libvirt tests): ${name}: ${a.reason}`);
+    process.stderr.write(`SKIPPED (libvirt tests): ${name}: ${a.reason}\n`);
     describe.skip(`${name} [skipped: ${a.reason}]`, fn);
   }
 }
