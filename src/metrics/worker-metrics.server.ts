@@ -2,14 +2,19 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { AppConfig } from '../config/app-config';
+import { PrismaService } from '../prisma/prisma.service';
+import { RedisService } from '../redis/redis.service';
 import { credentialOf, matchesSecret } from './metrics-access';
 import { MetricsService } from './metrics.service';
 
+const JSON_TYPE = { 'Content-Type': 'application/json' };
+
 /**
  * The worker's own small HTTP listener (off unless `WORKER_METRICS_PORT` is set): `GET /metrics` for
- * Prometheus (job metrics of this worker, labelled with its node) and `GET /healthz` for a liveness
- * probe. `/metrics` needs `Bearer <METRICS_TOKEN>` when a token is configured; without one the
- * configuration only allows a loopback address (checked at start-up).
+ * Prometheus (job metrics of this worker, labelled with its node), `GET /healthz` (alive) and
+ * `GET /readyz` (Postgres and Redis answer; 503 otherwise) for probes and compose health checks.
+ * `/metrics` needs `Bearer <METRICS_TOKEN>` when a token is configured; without one the configuration
+ * only allows a loopback address (checked at start-up).
  */
 @Injectable()
 export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -19,11 +24,13 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
   constructor(
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
+    private readonly prisma: PrismaService,
+    private readonly redis: RedisService,
   ) {
     this.metrics.registry.setDefaultLabels({ node: config.workerNode ?? 'unknown' });
   }
 
-  /** The bound address (tests listen on port 0). */
+  /** The bound address (tests listen on a free port). */
   address(): AddressInfo | null {
     const a = this.server?.address();
     return a && typeof a === 'object' ? a : null;
@@ -52,13 +59,17 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { Allow: 'GET, HEAD' });
-    if (path === '/healthz')
-      return reply(res, 200, { 'Content-Type': 'application/json' }, '{"status":"ok"}');
+    if (path === '/healthz') return reply(res, 200, JSON_TYPE, '{"status":"ok"}');
+    if (path === '/readyz') {
+      const [postgres, redis] = await Promise.all([this.postgresUp(), this.redis.ping()]);
+      const ready = postgres && redis;
+      const checks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };
+      const body = JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks });
+      return reply(res, ready ? 200 : 503, JSON_TYPE, body);
+    }
     if (path !== '/metrics') return reply(res, 404);
-    if (
-      this.config.metricsToken &&
-      !matchesSecret(credentialOf(req.headers.authorization), this.config.metricsToken)
-    ) {
+    const token = this.config.metricsToken;
+    if (token && !matchesSecret(credentialOf(req.headers.authorization), token)) {
       return reply(res, 401, { 'WWW-Authenticate': 'Bearer realm="admin.vps.org worker metrics"' });
     }
     try {
@@ -67,6 +78,23 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
     } catch (err) {
       this.logger.error({ err }, 'metrics rendering failed');
       reply(res, 500);
+    }
+  }
+
+  private async postgresUp(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.prisma.$queryRaw`SELECT 1`,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timeout')), 2000);
+        }),
+      ]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -189,11 +189,14 @@ describe('metrics, and the admin queue dashboard (real Postgres + Redis)', () =>
       );
     });
 
-    it('needs the metrics token for /metrics; /healthz is open', async () => {
+    it('needs the metrics token for /metrics; /healthz and /readyz are open', async () => {
       const url = `http://127.0.0.1:${port}`;
       expect((await request(url).get('/metrics')).status).toBe(401);
       expect((await request(url).get('/metrics').set('Authorization', `Bearer ${admin}`)).status).toBe(401);
       expect((await request(url).get('/healthz')).status).toBe(200);
+      const ready = await request(url).get('/readyz');
+      expect(ready.status).toBe(200);
+      expect(ready.body).toEqual({ status: 'ready', checks: { postgres: 'up', redis: 'up' } });
       expect((await request(url).get('/other')).status).toBe(404);
     });
 
