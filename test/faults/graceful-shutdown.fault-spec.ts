@@ -1,0 +1,137 @@
+/**
+ * Issue 5 item 9, "graceful shutdown", with real processes and real signals.
+ *
+ * - SIGTERM to the worker while a copy runs: the copy finishes and is recorded (`completed`), then the
+ *   process exits 0.
+ * - SIGTERM to the API while a slow request is in flight (the client is still sending its body): the
+ *   request completes with its normal answer, then the process exits 0.
+ */
+import net from 'node:net';
+import {
+  AppProcess,
+  createSnapshot,
+  eventually,
+  FaultLab,
+  recordFigures,
+  shown,
+  sleep,
+} from './support/fault-env';
+
+const FILE = 'test/faults/graceful-shutdown.fault-spec.ts';
+
+/** Sends a request's head and the first part of its body, and returns a function that sends the rest. */
+function slowRequest(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+): { finish: () => void; response: Promise<{ status: number; raw: string }> } {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  const head =
+    `${method} ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
+    '\r\n';
+  const half = Math.floor(body.length / 2);
+  socket.write(head + body.slice(0, half));
+  const chunks: Buffer[] = [];
+  const response = new Promise<{ status: number; raw: string }>((resolve, reject) => {
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0), raw });
+    });
+  });
+  return { finish: () => socket.write(body.slice(half)), response };
+}
+
+describe('graceful shutdown (SIGTERM to real worker and API processes)', () => {
+  let lab: FaultLab;
+  let api: AppProcess;
+
+  beforeAll(async () => {
+    lab = await FaultLab.create();
+    api = await lab.startApi();
+  });
+  afterAll(async () => {
+    await lab?.close();
+  });
+
+  it('worker SIGTERM during a copy: the copy completes and is recorded, then the process exits 0', async () => {
+    const started = Date.now();
+    const worker = await lab.startWorker({ FAKE_DRIVER_DELAY_MS: '3000', SHUTDOWN_TIMEOUT_MS: '20000' });
+    const t = await lab.tenant();
+    const res = await createSnapshot(api, t, t.serverId, { name: 'sigterm' });
+    expect(shown(res)).toMatchObject({ status: 201 });
+    const actionId = res.body.action_id as number;
+    await eventually(async () => (await lab.actionStatus(actionId)) === 'running', 10_000);
+    await sleep(500);
+    const signalledAt = Date.now();
+    worker.signal('SIGTERM');
+    const exit = await worker.waitExit(25_000);
+    const exitedAfterMs = Date.now() - signalledAt;
+    // Recorded by the stopping worker itself: no other worker runs in this test.
+    const action = await lab.prisma.action.findUniqueOrThrow({ where: { id: actionId } });
+    const snap = await lab.prisma.snapshot.findUniqueOrThrow({ where: { id: res.body.id as number } });
+    expect({ action: action.status, snapshot: snap.status, error: action.errorMessage }).toEqual({
+      action: 'succeeded',
+      snapshot: 'completed',
+      error: null,
+    });
+    expect(snap.sizeBytes !== null && snap.sizeBytes > 0n).toBe(true);
+    expect({ exit, output: exit.code === 0 ? '' : worker.tail() }).toEqual({
+      exit: { code: 0, signal: null },
+      output: '',
+    });
+
+    recordFigures({
+      guarantee: 'Worker SIGTERM lets the copy finish',
+      file: FILE,
+      test: 'worker SIGTERM during a copy …',
+      faults: 1,
+      checked: 1,
+      lost: 0,
+      ms: Date.now() - started,
+      note: `exited ${exitedAfterMs} ms after SIGTERM`,
+    });
+  });
+
+  it('API SIGTERM while a slow request is in flight: the request completes (201), then the process exits 0', async () => {
+    const started = Date.now();
+    const t = await lab.tenant();
+    const body = JSON.stringify({ server_id: t.serverId, name: 'slow-client', description: 'x'.repeat(900) });
+    const slow = slowRequest(api.url!, 'POST', '/api/v1/snapshots/', t.auth, body);
+    await sleep(300);
+    api.signal('SIGTERM');
+    await sleep(700);
+    expect(api.alive).toBe(true); // still draining
+    slow.finish();
+    const answer = await slow.response;
+    expect({ status: answer.status, raw: answer.status === 201 ? '' : answer.raw }).toEqual({
+      status: 201,
+      raw: '',
+    });
+    const exit = await api.waitExit(15_000);
+    expect({ exit, output: exit.code === 0 ? '' : api.tail() }).toEqual({
+      exit: { code: 0, signal: null },
+      output: '',
+    });
+    const id = (JSON.parse(answer.raw.slice(answer.raw.indexOf('\r\n\r\n') + 4)) as { id: number }).id;
+    expect(await lab.prisma.snapshot.count({ where: { id } })).toBe(1);
+
+    recordFigures({
+      guarantee: 'API SIGTERM drains in-flight requests',
+      file: FILE,
+      test: 'API SIGTERM while a slow request is in flight …',
+      faults: 1,
+      checked: 1,
+      lost: 0,
+      ms: Date.now() - started,
+    });
+  });
+});
