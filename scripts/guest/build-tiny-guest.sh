@@ -40,7 +40,15 @@ cd "$WORK"
 
 # --- 1. packages -----------------------------------------------------------------------------------
 # The cloud kernel boots ~2.5x faster under TCG than the generic one and has ext4 built in.
-KPKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+resolve_kernel() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+KPKG="$(resolve_kernel)"
+if [[ -z "$KPKG" && "$(id -u)" = 0 ]]; then
+  # A fresh machine may have no package lists yet.
+  apt-get update -qq >/dev/null 2>&1 || true
+  KPKG="$(resolve_kernel)"
+fi
 if [[ -z "$KPKG" ]]; then
   echo "build-tiny-guest: cannot resolve linux-image-cloud-amd64 (run apt-get update?)" >&2
   exit 1

@@ -1,3 +1,4 @@
+import { Injectable } from '@nestjs/common';
 import { spawn } from 'node:child_process';
 
 /**
@@ -91,6 +92,7 @@ class TailBuffer {
   }
 }
 
+@Injectable()
 export class ProcessRunner {
   run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
     const cap = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
