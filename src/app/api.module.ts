@@ -15,6 +15,8 @@ import { RedisModule } from '../redis/redis.module';
 import { ServersModule } from '../servers/servers.module';
 import { SnapshotsModule } from '../snapshots/snapshots.module';
 import { ActionsModule } from '../actions/actions.module';
+import { AuditModule } from '../audit/audit.module';
+import { IdempotencyModule } from '../idempotency/idempotency.module';
 
 /** The HTTP API process. */
 @Module({})
@@ -35,6 +37,8 @@ export class ApiModule {
         ServersModule,
         SnapshotsModule,
         ActionsModule,
+        IdempotencyModule,
+        AuditModule,
       ],
       providers: [
         {

@@ -3,6 +3,7 @@ import { CommonModule } from '../common/common.module';
 import { loggerModule } from '../common/logging';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
+import { IdempotencyModule } from '../idempotency/idempotency.module';
 import { JobsWorkerModule } from '../jobs/jobs-worker.module';
 import { WorkerMetricsModule } from '../metrics/metrics.module';
 import { PrismaModule } from '../prisma/prisma.module';
@@ -20,6 +21,7 @@ export class WorkerModule {
         CommonModule,
         PrismaModule,
         RedisModule,
+        IdempotencyModule,
         JobsWorkerModule,
         WorkerMetricsModule,
       ],

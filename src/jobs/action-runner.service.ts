@@ -82,18 +82,22 @@ export class ActionRunner {
     const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) =>
       this.writeProgress(action, pct),
     );
+    // Proof of life for the reaper while the copy runs, whatever the progress does.
+    const heartbeat = setInterval(() => void this.beat(action.id), this.config.heartbeatIntervalMs);
+    heartbeat.unref();
+    // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
+    const deadline = AbortSignal.timeout(this.config.operationTimeoutMs);
+    const signal = attempt.signal ? AbortSignal.any([attempt.signal, deadline]) : deadline;
     try {
       switch (action.kind) {
         case 'create_snapshot': {
-          const result = await this.driver.createSnapshot(server, snap, progress.report, {
-            signal: attempt.signal,
-          });
+          const result = await this.driver.createSnapshot(server, snap, progress.report, { signal });
           await progress.flush();
           this.metrics.copied(result.sizeBytes);
           return this.succeedCreate(action, result.sizeBytes, result.consistency);
         }
         case 'restore_snapshot': {
-          await this.restore(action, server, snap, progress.report, attempt.signal);
+          await this.restore(action, server, snap, progress.report, signal);
           await progress.flush();
           return this.succeedRestore(action);
         }
@@ -120,7 +124,37 @@ export class ActionRunner {
       }
       if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
       return this.fail(action, code, text);
+    } finally {
+      clearInterval(heartbeat);
     }
+  }
+
+  /**
+   * Fails a running action whose job is gone (reaper): removes any partial copy, brings a restored
+   * server back to how it was, and records a readable error. Does nothing to a finished action.
+   */
+  async abandon(actionId: number, message: string): Promise<'failed' | 'skipped'> {
+    const action = await this.loadAction(actionId);
+    if (!action || action.status !== 'running') return 'skipped';
+    const server: ServerRef = {
+      id: action.server.id,
+      domain: action.server.domain,
+      diskPath: action.server.diskPath,
+    };
+    if (action.snapshot && action.kind === 'create_snapshot') {
+      await this.driver
+        .deleteSnapshot(server, { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir })
+        .catch(() => undefined);
+    }
+    if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+    const outcome = await this.fail(action, 'interrupted', message);
+    return outcome === 'failed' ? 'failed' : 'skipped';
+  }
+
+  private async beat(actionId: number): Promise<void> {
+    await this.prisma.action
+      .updateMany({ where: { id: actionId, status: 'running' }, data: { heartbeatAt: this.clock.now() } })
+      .catch(() => undefined);
   }
 
   private async restore(
@@ -156,8 +190,8 @@ export class ActionRunner {
     }
   }
 
-  private async claim(actionId: number): Promise<LoadedAction | null> {
-    const action = await this.prisma.action.findUnique({
+  private loadAction(actionId: number): Promise<LoadedAction | null> {
+    return this.prisma.action.findUnique({
       where: { id: actionId },
       select: {
         id: true,
@@ -177,6 +211,10 @@ export class ActionRunner {
         snapshot: { select: { id: true, status: true } },
       },
     });
+  }
+
+  private async claim(actionId: number): Promise<LoadedAction | null> {
+    const action = await this.loadAction(actionId);
     if (!action || (action.status !== 'pending' && action.status !== 'running')) return null;
     const now = this.clock.now();
     const claimed = await this.prisma.action.updateMany({

@@ -13,6 +13,7 @@ import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-dr
 import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
+import { IdempotencyService } from '../idempotency/idempotency.service';
 import { ActionRunner } from './action-runner.service';
 import { ActionJobData, JOB_NAMES, JobQueue, nodeQueueName } from './job-queue';
 import { WORKER_NODE, WorkerNode } from './worker-node';
@@ -28,6 +29,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   private worker?: Worker<ActionJobData>;
   private connection?: Redis;
   private dispatchTimer?: NodeJS.Timeout;
+  private reaperTimer?: NodeJS.Timeout;
+  private reaping = false;
   private dispatching = false;
 
   constructor(
@@ -36,6 +39,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     private readonly config: AppConfig,
     private readonly queue: JobQueue,
     private readonly runner: ActionRunner,
+    private readonly idempotency: IdempotencyService,
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
@@ -57,6 +61,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     this.worker.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
     this.dispatchTimer = setInterval(() => void this.dispatchPending(), this.config.dispatchIntervalMs);
     this.dispatchTimer.unref();
+    this.reaperTimer = setInterval(() => void this.reap(), this.config.reaperIntervalMs);
+    this.reaperTimer.unref();
     this.logger.log(
       { node: this.node.name, queue: nodeQueueName(this.node.id), driver: this.driver.name },
       'worker started',
@@ -65,6 +71,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationShutdown(): Promise<void> {
     clearInterval(this.dispatchTimer);
+    clearInterval(this.reaperTimer);
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
     // BullMQ does not close a connection it was given: without this the process never exits.
@@ -115,6 +122,49 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       this.dispatching = false;
     }
     return enqueued;
+  }
+
+  /**
+   * Fails running actions of this node whose heartbeat is older than ACTION_STALE_MS and whose job the
+   * queue no longer holds (or holds as finished), so nothing stays "in progress" or "restoring" forever.
+   * A job that is still queued or active is left to BullMQ (stalled-job recovery re-runs a dead
+   * worker's job). Also drops expired Idempotency-Keys.
+   */
+  async reap(): Promise<number> {
+    if (this.reaping) return 0;
+    this.reaping = true;
+    let reaped = 0;
+    try {
+      const stale = await this.prisma.action.findMany({
+        where: {
+          status: 'running',
+          server: { nodeId: this.node.id },
+          OR: [
+            { heartbeatAt: null },
+            { heartbeatAt: { lt: new Date(Date.now() - this.config.actionStaleMs) } },
+          ],
+        },
+        select: { id: true },
+      });
+      for (const a of stale) {
+        const state = await this.queue.jobState(this.node.id, a.id);
+        if (['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) continue;
+        const outcome = await this.runner.abandon(
+          a.id,
+          'The operation was interrupted on the hypervisor host and did not complete. Please try again.',
+        );
+        if (outcome === 'failed') {
+          reaped++;
+          this.logger.warn({ actionId: a.id, jobState: state }, 'reaped a stale action');
+        }
+      }
+      await this.idempotency.deleteExpired();
+    } catch (e) {
+      this.logger.warn({ err: e }, 'reaper pass failed; will retry');
+    } finally {
+      this.reaping = false;
+    }
+    return reaped;
   }
 
   /** Removes partial files of interrupted operations and fails their still-open actions. */

@@ -94,11 +94,18 @@ export class SnapshotsService {
     input: { serverId: number; name: string; description?: string },
     idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
-    const { snapshotId, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
+    // The response shows the snapshot as this transaction leaves it: read after the enqueue, a quick job
+    // could already have completed it (201 with "completed" and a size instead of "in_progress").
+    const { snapshot, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
       const server = await this.lockServer(tx, me, input.serverId);
       const earlier = await this.actionOfKey(tx, idempotencyKeyId);
-      if (earlier?.snapshotId)
-        return { snapshotId: earlier.snapshotId, actionId: earlier.id, nodeId: server.node_id };
+      if (earlier?.snapshotId) {
+        const previous = await tx.snapshot.findUniqueOrThrow({
+          where: { id: earlier.snapshotId },
+          select: SNAPSHOT_COLUMNS,
+        });
+        return { snapshot: previous, actionId: earlier.id, nodeId: server.node_id };
+      }
       await this.assertServerIdle(tx, server, 'snapshot');
       const used = await tx.snapshot.count({
         where: { serverId: server.id, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
@@ -119,7 +126,7 @@ export class SnapshotsService {
           name: input.name,
           description: input.description ?? '',
         },
-        select: { id: true },
+        select: SNAPSHOT_COLUMNS,
       });
       const action = await tx.action.create({
         data: {
@@ -133,13 +140,9 @@ export class SnapshotsService {
         },
         select: { id: true },
       });
-      return { snapshotId: snapshot.id, actionId: action.id, nodeId: server.node_id };
+      return { snapshot, actionId: action.id, nodeId: server.node_id };
     });
     await this.enqueue(nodeId, actionId, 'create_snapshot');
-    const snapshot = await this.prisma.snapshot.findUniqueOrThrow({
-      where: { id: snapshotId },
-      select: SNAPSHOT_COLUMNS,
-    });
     return { snapshot, actionId };
   }
 

@@ -8,6 +8,7 @@
  * Bad inputs, tenant isolation, state rules and paging are in `snapshots-rules.e2e-spec.ts`.
  */
 import { INestApplicationContext } from '@nestjs/common';
+import { Client } from 'pg';
 import request from 'supertest';
 import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER, HypervisorError } from '../../src/hypervisor/hypervisor-driver';
@@ -203,6 +204,60 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
         });
       }
       await Promise.all(responses.map((res, i) => waitAction(tenants[i].auth, res.body.action_id)));
+    });
+
+    it('the 201 body describes the snapshot as accepted even when the job finished before the response was built', async () => {
+      // Widen the window between "transaction committed, job enqueued" and "response built": hold the
+      // server row so the create waits, fill the API's connection pool (20) with slow queries plus one
+      // queued behind them, then let the create commit. The job (worker's own pool) finishes at once.
+      const t = await tenant({ status: 'stopped' });
+      const locker = new Client({ connectionString: db.url });
+      // pg_stat_activity is cached for a transaction's duration: watch it from another connection.
+      const monitor = new Client({ connectionString: db.url });
+      await locker.connect();
+      await monitor.connect();
+      const sleepers: Promise<unknown>[] = [];
+      try {
+        await locker.query('BEGIN');
+        await locker.query('SELECT 1 FROM servers WHERE id = $1 FOR UPDATE', [t.server.id]);
+        const pending = create(t.auth, { server_id: t.server.id, name: 'quick' }).then((r) => r);
+        const count = async (sql: string) => Number((await monitor.query(sql)).rows[0].n);
+        await eventually(
+          async () =>
+            (await count(
+              "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' AND wait_event_type = 'Lock' AND datname = current_database()",
+            )) >= 1,
+        );
+        // (Prisma queries are lazy: `then` starts them.)
+        for (let i = 0; i < 20; i++)
+          sleepers.push(
+            api.prisma.$queryRaw`SELECT 1 AS slept FROM pg_sleep(1.5)`.then(
+              () => undefined,
+              () => undefined,
+            ),
+          );
+        await eventually(
+          async () =>
+            (await count(
+              "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT 1 AS slept%' AND state = 'active'",
+            )) >= 19,
+        );
+        await locker.query('COMMIT');
+        const res = await pending;
+        expect(res.status).toBe(201);
+        expect(res.body).toMatchObject({
+          status: 'in_progress',
+          size_mb: null,
+          progress: 0,
+          completed_at: null,
+        });
+        expect(await waitAction(t.auth, res.body.action_id)).toMatchObject({ status: 'succeeded' });
+      } finally {
+        await locker.query('ROLLBACK').catch(() => undefined);
+        await locker.end();
+        await monitor.end();
+        await Promise.allSettled(sleepers);
+      }
     });
 
     it('GET /api/v1/snapshots/?server_id= → 200 {count, results} newest first with the published fields', async () => {
