@@ -462,9 +462,15 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           // A failed freeze only lowers the consistency to crash_consistent.
         }
         const args = ['backup-begin', '--domain', server.domain, '--backupxml', xmlFile];
-        const b = await this.virshRaw(args);
-        if (b.code !== 0) throw this.virshFailure(args, b, 'copy_failed');
+        // Until virsh answers, the job may or may not have started (e.g. virsh timed out): treat it as
+        // started so a failure aborts it. A clean refusal (exit 1) started nothing - and must not
+        // abort whatever other job the domain runs.
         jobStarted = true;
+        const b = await this.virshRaw(args);
+        if (b.code !== 0) {
+          jobStarted = false;
+          throw this.virshFailure(args, b, 'copy_failed');
+        }
       } finally {
         if (freezeAttempted) thawFailure = await this.thaw(server.domain);
       }
