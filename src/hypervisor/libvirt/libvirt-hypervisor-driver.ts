@@ -454,7 +454,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         this.throwIfAborted(signal);
         if (agent) {
           freezeAttempted = true;
-          const fr = await this.virshRaw(['domfsfreeze', '--domain', server.domain]);
+          // Bounded: the guest stays frozen at most this long plus the thaw.
+          const fr = await this.virshRaw(['domfsfreeze', '--domain', server.domain], {
+            timeoutMs: Math.min(this.commandTimeoutMs, 30_000),
+          });
           if (fr.code === 0) {
             const m = /Froze\s+(\d+)\s+filesystem/i.exec(fr.stdout);
             frozenCount = m ? Number(m[1]) : 1;
