@@ -200,11 +200,12 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       expect(doc.openapi).toBe('3.1.0');
       expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
       expect(doc.security).toEqual([{ bearer: [] }]);
+      // The effective requirement: the operation's own, else the document's.
       for (const [p, item] of Object.entries(doc.paths)) {
         for (const op of Object.values(item)) {
-          if (p.startsWith('/api/v1/'))
-            expect({ p, security: op.security }).toEqual({ p, security: [{ bearer: [] }] });
-          else expect({ p, security: op.security }).toEqual({ p, security: [] });
+          const security = op.security ?? doc.security;
+          const expected = p.startsWith('/api/v1/') ? [{ bearer: [] }] : [];
+          expect({ p, security }).toEqual({ p, security: expected });
         }
       }
     });
@@ -248,11 +249,13 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
         totals: { errors: number; warnings: number };
         problems: { ruleId: string; severity: string; message: string; location: { pointer: string }[] }[];
       };
-      const problems = report.problems.map(
-        (p) => `${p.severity} ${p.ruleId} ${p.location[0]?.pointer}: ${p.message}`,
-      );
-      expect({ errors: report.totals.errors, problems }).toEqual({ errors: 0, problems: expect.any(Array) });
-      if (problems.length) process.stderr.write(`redocly lint warnings:\n  ${problems.join('\n  ')}\n`);
+      const show = (p: (typeof report.problems)[number]) =>
+        `${p.ruleId} ${p.location[0]?.pointer}: ${p.message}`;
+      const errors = report.problems.filter((p) => p.severity === 'error').map(show);
+      const warnings = report.problems.filter((p) => p.severity !== 'error').map(show);
+      if (warnings.length) process.stderr.write(`redocly lint warnings:\n  ${warnings.join('\n  ')}\n`);
+      expect(errors).toEqual([]);
+      expect(report.totals.errors).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -310,33 +313,32 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
     );
     expect(Object.keys(problem.properties)).toEqual(expect.arrayContaining(['errors']));
     const ids = new Set<string>();
+    const gaps: string[] = [];
     for (const [p, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {
         const where = `${method.toUpperCase()} ${p}`;
-        expect({ where, summary: typeof op.summary, tags: op.tags?.length }).toEqual({
-          where,
-          summary: 'string',
-          tags: 1,
-        });
-        expect(ids.has(op.operationId)).toBe(false);
+        const gap = (what: string) => gaps.push(`${where}: ${what}`);
+        if (typeof op.summary !== 'string') gap('no summary');
+        if (op.tags?.length !== 1) gap(`tags ${JSON.stringify(op.tags)}`);
+        if (ids.has(op.operationId)) gap(`duplicate operationId ${op.operationId}`);
         ids.add(op.operationId);
         const statuses = Object.keys(op.responses);
-        expect({ where, success: statuses.some((s) => /^2\d\d$/.test(s)) }).toEqual({ where, success: true });
+        if (!statuses.some((s) => /^2\d\d$/.test(s))) gap('no documented success response');
         for (const s of statuses.filter((s) => /^[45]\d\d$/.test(s))) {
-          expect({ where, s, content: Object.keys(op.responses[s].content ?? {}) }).toEqual({
-            where,
-            s,
-            content: ['application/problem+json'],
-          });
-          expect(op.responses[s].content!['application/problem+json'].schema).toEqual({
-            $ref: '#/components/schemas/Problem',
-          });
+          const content = op.responses[s].content ?? {};
+          if (Object.keys(content).join() !== 'application/problem+json') gap(`${s} is not problem+json`);
+          else if (content['application/problem+json'].schema.$ref !== '#/components/schemas/Problem') {
+            gap(`${s} is not the Problem schema`);
+          }
         }
-        if (p.startsWith('/api/v1/')) {
-          expect({ where, statuses }).toEqual({ where, statuses: expect.arrayContaining(['401', '403']) });
+        if (p.startsWith('/api/v1/') && !(statuses.includes('401') && statuses.includes('403'))) {
+          gap('no 401/403 problem responses');
         }
       }
     }
+    // An endpoint without documentation: give its controller @ApiDocs.<tag>() and its handler an
+    // @ApiDoc.<...>() entry in src/openapi/endpoints.ts (or @ApiExcludeController() if it is not API).
+    expect(gaps).toEqual([]);
   });
 
   it('real responses of the service are documented (status, media type, schema)', async () => {
