@@ -753,6 +753,13 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
       if (res.status === 201) expect(res.body.admin).toBeUndefined();
     });
 
+    it('validation problems are Welsh with Accept-Language: cy', async () => {
+      const res = await create(t.auth, { server_id: own(), name: 'not ok' }).set('Accept-Language', 'cy');
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.body.detail).toBe('Cais Gwael - Paramedrau annilys');
+      expect(res.body.errors).toEqual([{ field: 'name', message: expect.any(String) }]);
+    });
+
     it('POST with a non-JSON body → 415, nothing written', async () => {
       const before = await rowCounts();
       const res = await request(api.url)

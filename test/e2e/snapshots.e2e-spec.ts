@@ -696,6 +696,28 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       });
     });
 
+    it('a restore that fails once is retried: disk restored, running server started again', async () => {
+      const A = Buffer.from('version A');
+      const t = await tenant({ status: 'running', disk: A });
+      const snap = await snapshotDone(t.auth, t.server.id, 'retry-restore');
+      driver.writeDisk(t.server.domain, Buffer.from('version B'));
+      driver.injectFailure({ method: 'restoreSnapshot', mode: 'fail_nth', n: 1 });
+      const res = await request(api.url).post(`/api/v1/snapshots/${snap.id}/restore/`).set(t.auth);
+      expect(res.status).toBe(200);
+      expect(await waitAction(t.auth, res.body.action_id)).toMatchObject({
+        status: 'succeeded',
+        error: null,
+      });
+      expect(
+        (await api.prisma.action.findUniqueOrThrow({ where: { id: res.body.action_id } })).attempts,
+      ).toBe(2);
+      expect(driver.readDisk(t.server.domain).equals(A)).toBe(true);
+      expect(
+        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+      ).toBe('running');
+      expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
+    });
+
     it('a restore that fails verification leaves the disk as it was and the server back to running', async () => {
       const A = Buffer.from('AAAA');
       const B = Buffer.from('BBBB');
