@@ -39,7 +39,9 @@ async function main(argv: string[]): Promise<void> {
   });
   const json = `${JSON.stringify(buildOpenApiDocument(app), null, 2)}\n`;
   if (out === '-') {
-    process.stdout.write(json);
+    await new Promise<void>((resolve, reject) =>
+      process.stdout.write(json, (err) => (err ? reject(err) : resolve())),
+    );
   } else {
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, json);
