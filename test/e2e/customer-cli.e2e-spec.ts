@@ -70,8 +70,8 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     api = await startApi(testConfig(db, 'api'));
     const node = await createNode(api.prisma);
     nodeId = node.id;
-    // Copies take 1.2 s in 4 progress steps, so --wait sees progress between 0 and 100.
-    process.env.FAKE_DRIVER_DELAY_MS = '1200';
+    // Copies take 2 s in 4 progress steps, so --wait sees progress between 0 and 100 even under load.
+    process.env.FAKE_DRIVER_DELAY_MS = '2000';
     worker = await startWorker(testConfig(db, 'worker', { WORKER_NODE: node.name }));
     driver = worker.get<FakeHypervisorDriver>(HYPERVISOR_DRIVER);
     tenant = await createTenant(api.prisma, nodeId);
