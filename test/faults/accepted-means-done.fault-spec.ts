@@ -107,8 +107,10 @@ describe('accepted means done (real API + worker processes, Redis cut)', () => {
 
     await lab.redisProxy.restore();
     for (const a of accepted) {
-      const done = await lab.finishedAction(a.actionId, 20_000).catch((e: unknown) => {
-        throw new Error(`action ${a.actionId} (${a.kind}) never finished: ${String(e)}\n${worker.tail()}`);
+      const done = await lab.finishedAction(a.actionId, 20_000).catch(async (e: unknown) => {
+        throw new Error(
+          `never finished after Redis returned: ${String(e)}\n${await lab.describeAction(a.actionId)}`,
+        );
       });
       expect({ id: a.actionId, status: done.status, error: done.errorMessage }).toEqual({
         id: a.actionId,

@@ -64,8 +64,8 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
     const second = await lab.startWorker(env);
     const outcomes: string[] = [];
     for (const c of created) {
-      const action = await lab.finishedAction(c.actionId, 25_000).catch((e: unknown) => {
-        throw new Error(`action ${c.actionId} stuck after the crash: ${String(e)}\n${second.tail()}`);
+      const action = await lab.finishedAction(c.actionId, 25_000).catch(async (e: unknown) => {
+        throw new Error(`stuck after the crash: ${String(e)}\n${await lab.describeAction(c.actionId)}`);
       });
       const snap = await lab.prisma.snapshot.findUniqueOrThrow({ where: { id: c.snapshotId } });
       outcomes.push(`${action.status}/${snap.status}`);
@@ -143,8 +143,15 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
         ),
       ),
     ];
-    // Kill once a few operations are committed: the others are somewhere between request and commit.
-    await eventually(async () => (await lab.prisma.action.count()) >= baseline + 6, 15_000, 2);
+    // Kill at the first answer, or once a dozen operations are committed, whichever comes first: the others
+    // are somewhere between request and commit, or between commit and answer.
+    const firstAnswer = Promise.race(
+      inFlight.map((p) => p.then((o) => (o.res ? true : new Promise<boolean>(() => undefined)))),
+    );
+    await Promise.race([
+      firstAnswer,
+      eventually(async () => (await lab.prisma.action.count()) >= baseline + 12, 15_000, 2),
+    ]);
     expect(await api.kill()).toEqual({ code: null, signal: 'SIGKILL' });
     const outcomes = await Promise.all(inFlight);
     const acknowledged = outcomes.filter((o) => o.res && (o.res.status === 201 || o.res.status === 200));
@@ -194,8 +201,8 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
     // And every committed action is done by a worker (the API died before it could enqueue some).
     const worker = await lab.startWorker({ FAKE_DRIVER_DELAY_MS: '0' });
     for (const a of actions) {
-      const done = await lab.finishedAction(a.id, 30_000).catch((e: unknown) => {
-        throw new Error(`action ${a.id} (${a.kind}) never finished: ${String(e)}\n${worker.tail()}`);
+      const done = await lab.finishedAction(a.id, 30_000).catch(async (e: unknown) => {
+        throw new Error(`never finished: ${String(e)}\n${await lab.describeAction(a.id)}\n${worker.tail()}`);
       });
       if (a.kind === 'create_snapshot')
         expect({ id: a.id, status: done.status }).toEqual({ id: a.id, status: 'succeeded' });

@@ -117,12 +117,19 @@ describe('graceful shutdown (SIGTERM to real worker and API processes)', () => {
       raw: '',
     });
     const exit = await api.waitExit(15_000);
-    expect({ exit, output: exit.code === 0 ? '' : api.tail() }).toEqual({
-      exit: { code: 0, signal: null },
-      output: '',
-    });
-    const id = (JSON.parse(answer.raw.slice(answer.raw.indexOf('\r\n\r\n') + 4)) as { id: number }).id;
-    expect(await lab.prisma.snapshot.count({ where: { id } })).toBe(1);
+    const { id, action_id: actionId } = JSON.parse(answer.raw.slice(answer.raw.indexOf('\r\n\r\n') + 4)) as {
+      id: number;
+      action_id: number;
+    };
+    // Drained means handled like any other request, dependencies included: the draining API enqueued
+    // the job itself (no worker runs in this test, so nothing else could have). One expectation, so a
+    // failure shows every broken part at once.
+    expect({
+      exit,
+      snapshotRows: await lab.prisma.snapshot.count({ where: { id } }),
+      job: (await lab.nodeQueue().getJob(`action-${actionId}`))?.id ?? 'not enqueued',
+      output: exit.code === 0 ? '' : api.tail(),
+    }).toEqual({ exit: { code: 0, signal: null }, snapshotRows: 1, job: `action-${actionId}`, output: '' });
 
     recordFigures({
       guarantee: 'API SIGTERM drains in-flight requests',

@@ -74,8 +74,8 @@ describe('nothing stuck (reaper, heartbeats, failed restores; real processes)', 
     expect(await lab.nodeQueue().getJob(`action-${actionId}`)).toBeUndefined();
 
     worker = await lab.startWorker(env);
-    const reaped = await lab.finishedAction(actionId, 20_000).catch((e: unknown) => {
-      throw new Error(`restore ${actionId} still open: ${String(e)}\n${worker.tail()}`);
+    const reaped = await lab.finishedAction(actionId, 20_000).catch(async (e: unknown) => {
+      throw new Error(`orphaned restore still open: ${String(e)}\n${await lab.describeAction(actionId)}`);
     });
     const server = await serverRow(t.serverId);
     expect(reaped.status).toBe('failed');
@@ -127,8 +127,8 @@ describe('nothing stuck (reaper, heartbeats, failed restores; real processes)', 
         heartbeatAt: old,
       },
     });
-    const reaped = await lab.finishedAction(action.id, 15_000).catch((e: unknown) => {
-      throw new Error(`orphaned create ${action.id} still open: ${String(e)}\n${worker.tail()}`);
+    const reaped = await lab.finishedAction(action.id, 15_000).catch(async (e: unknown) => {
+      throw new Error(`orphaned create still open: ${String(e)}\n${await lab.describeAction(action.id)}`);
     });
     const server = await serverRow(t.serverId);
     expect(reaped.status).toBe('failed');

@@ -400,12 +400,14 @@ export class FaultLab {
 
   /** Starts `node dist/main.js worker` for the lab's node and waits until its BullMQ worker is registered. */
   async startWorker(extra: Record<string, string> = {}): Promise<AppProcess> {
-    const before = await this.workerCount();
+    // Redis client ids only grow: a worker connection with a higher id than now is the new process's
+    // (counting workers would race with the connection of a just-killed worker going away).
+    const floor = Number(await this.inspector.client('ID'));
     const p = AppProcess.spawn('worker', this.baseEnv({ WORKER_NODE: this.nodeName, ...extra }));
     try {
       await eventually(async () => {
         if (!p.alive) throw new Error('exited');
-        return (await this.workerCount()) > before;
+        return (await this.nodeQueue().getWorkers()).some((w) => Number(w.id) > floor);
       }, 30_000);
     } catch (e) {
       await p.kill();
@@ -424,8 +426,16 @@ export class FaultLab {
     return this.queue;
   }
 
-  async workerCount(): Promise<number> {
-    return (await this.nodeQueue().getWorkers()).length;
+  /** Where an action is, for failure messages: its row and its job's state in the queue. */
+  async describeAction(actionId: number): Promise<string> {
+    const a = await this.prisma.action.findUnique({ where: { id: actionId } });
+    const job = await this.nodeQueue().getJob(`action-${actionId}`);
+    const state = job ? await job.getState() : 'no job';
+    return (
+      `action ${actionId}: ${a?.kind} ${a?.status}, attempts ${a?.attempts}, heartbeat ${a?.heartbeatAt?.toISOString()}` +
+      ` (now ${new Date().toISOString()}); queue job: ${state}` +
+      (job ? `, attemptsMade ${job.attemptsMade}, stalledCounter ${job.stalledCounter}` : '')
+    );
   }
 
   /** An account with a read/write token and one server on the lab's node. */
