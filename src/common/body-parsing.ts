@@ -6,6 +6,13 @@ const JSON_TYPES = ['application/json', 'application/*+json'];
 /** Deepest nesting of objects/arrays accepted in a body (no endpoint needs more than 2). */
 export const MAX_JSON_DEPTH = 16;
 
+/** Whether a parsed body carries a `__proto__` member anywhere (refused: never a prototype to merge). */
+export function hasProtoKey(value: unknown, budget = MAX_JSON_DEPTH + 1): boolean {
+  if (value === null || typeof value !== 'object' || budget <= 0) return false;
+  if (Object.prototype.hasOwnProperty.call(value, '__proto__')) return true;
+  return Object.values(value as Record<string, unknown>).some((v) => hasProtoKey(v, budget - 1));
+}
+
 export function jsonDepth(value: unknown, limit = MAX_JSON_DEPTH + 1): number {
   if (value === null || typeof value !== 'object') return 0;
   if (limit <= 0) return 1;
@@ -44,6 +51,14 @@ export function jsonBodyParser(limitBytes: number): RequestHandler {
         const problem =
           toProblem(err, limitBytes) ?? new ProblemException({ status: 400, code: 'malformed_json' });
         sendProblem(req, res, problem);
+        return;
+      }
+      if (hasProtoKey(req.body)) {
+        sendProblem(
+          req,
+          res,
+          problems.validation([{ field: '__proto__', message: 'property __proto__ should not exist' }]),
+        );
         return;
       }
       if (jsonDepth(req.body) > MAX_JSON_DEPTH) {
