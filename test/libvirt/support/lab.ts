@@ -110,6 +110,50 @@ export async function ensureTinyGuest(): Promise<string> {
 export const DEFINE_DOMAIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'guest', 'define-domain.sh');
 
 let labCount = 0;
+const OWNER_FILE = '.vpstest-owner-pid';
+let swept: Promise<void> | undefined;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what earlier test processes that died without cleaning up (killed runs) left behind: their
+ * domains (named `vpstest-<kind>-<pid>-<n>`), tmpfs mounts and temporary folders, only when the
+ * owning process is gone. Once per process.
+ */
+function sweepStale(): Promise<void> {
+  swept ??= (async () => {
+    const names = (await virsh('list', '--all', '--name').catch(() => '')).split('\n').map((n) => n.trim());
+    for (const name of names) {
+      const m = /^vpstest-[a-z-]+-(\d+)-\d+$/.exec(name);
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+      await virsh('destroy', '--domain', name).catch(() => undefined);
+      await virsh('undefine', '--domain', name).catch(() => undefined);
+    }
+    const tmp = os.tmpdir();
+    for (const entry of await fsp.readdir(tmp).catch(() => [] as string[])) {
+      if (!entry.startsWith('vpstest-')) continue;
+      const dir = path.join(tmp, entry);
+      const owner = Number(await fsp.readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
+      if (!owner || owner === process.pid || processAlive(owner)) continue;
+      const mounts = (await fsp.readFile('/proc/mounts', 'utf8').catch(() => ''))
+        .split('\n')
+        .map((l) => l.split(' ')[1])
+        .filter((mp) => mp && mp.startsWith(`${dir}/`));
+      for (const mp of mounts) await run('umount', [mp]).catch(() => undefined);
+      if (mounts.length === 0 || !(await fsp.readFile('/proc/mounts', 'utf8')).includes(`${dir}/`)) {
+        await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      }
+    }
+  })();
+  return swept;
+}
 
 /** A temporary folder with disks and domains, all removed by dispose(). */
 export class Lab {
@@ -119,9 +163,11 @@ export class Lab {
   private constructor(readonly dir: string) {}
 
   static async create(tag: string): Promise<Lab> {
+    await sweepStale();
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `vpstest-${tag}-`));
     // qemu runs as libvirt-qemu: it must reach the disks.
     await fsp.chmod(dir, 0o755);
+    await fsp.writeFile(path.join(dir, OWNER_FILE), String(process.pid));
     return new Lab(dir);
   }
 
