@@ -69,6 +69,14 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'A dependency is down',
 };
 
+/** Rate-limit headers: on every answer to a token, and `Retry-After` on 429. */
+const RATE_LIMIT_HEADERS = {
+  'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } },
+  'RateLimit-Limit': { description: 'Requests allowed in the window.', schema: { type: 'integer' } },
+  'RateLimit-Remaining': { description: 'Requests left in the window.', schema: { type: 'integer' } },
+  'RateLimit-Reset': { description: 'Seconds until the window resets.', schema: { type: 'integer' } },
+};
+
 type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
 
 /** Problem-details responses (`application/problem+json`), one per status, with named examples. */
@@ -77,13 +85,7 @@ function problemResponses(errors: Errors): MethodDecorator {
     ApiResponse({
       status: Number(status),
       description: spec!.description ?? STATUS_TEXT[Number(status)] ?? 'Error',
-      ...(Number(status) === 429
-        ? {
-            headers: {
-              'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } },
-            },
-          }
-        : {}),
+      ...(Number(status) === 429 ? { headers: RATE_LIMIT_HEADERS } : {}),
       content: {
         [PROBLEM_MEDIA_TYPE]: {
           schema: { $ref: getSchemaPath(ProblemSchema) },
@@ -105,6 +107,10 @@ const AUTHED: Errors = {
 const ADMIN: Errors = {
   ...AUTHED,
   403: { description: 'Not an admin token', examples: ['forbidden_admin'] },
+};
+const IDEMPOTENCY_IN_USE = {
+  description: 'A request with the same Idempotency-Key is still being processed',
+  examples: ['idempotency_key_in_use'] as ProblemExampleKey[],
 };
 /** A JSON request body can fail to parse, be too large, or not be JSON. */
 const BODY: Errors = {
@@ -264,6 +270,7 @@ export const ApiDoc = {
             ],
           },
           404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          409: IDEMPOTENCY_IN_USE,
           ...BODY,
           ...AUTHED,
         }),
@@ -297,6 +304,7 @@ export const ApiDoc = {
             description: 'Not Found - Snapshot does not exist',
             examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
           },
+          409: IDEMPOTENCY_IN_USE,
           ...AUTHED,
         }),
       ),

@@ -212,7 +212,16 @@ export const PROBLEM_EXAMPLES = {
       'idempotency_key_reused',
       400,
       'Bad Request',
-      'Bad Request - This Idempotency-Key was used with a different request',
+      'Bad Request - This Idempotency-Key was already used with a different request',
+    ),
+  },
+  idempotency_key_in_use: {
+    summary: 'The first request with this Idempotency-Key is still being processed',
+    value: problem(
+      'idempotency_key_in_use',
+      409,
+      'Conflict',
+      'Conflict - A request with this Idempotency-Key is still being processed; retry shortly',
     ),
   },
   snapshot_not_found: {
@@ -271,7 +280,13 @@ export const PROBLEM_EXAMPLES = {
   },
   rate_limited: {
     summary: 'Too many requests for this token',
-    value: problem('rate_limited', 429, 'Too Many Requests', 'Too Many Requests - Try again in 12 seconds'),
+    value: problem(
+      'rate_limited',
+      429,
+      'Too Many Requests',
+      'Too Many Requests - Rate limit of 120 requests per minute exceeded; retry in 12 s',
+      { limit: 120, retry_after: 12 },
+    ),
   },
   internal_error: {
     summary: 'A fault on our side',

@@ -41,6 +41,7 @@ export const PROBLEM_CODES = [
   'conflict',
   'rate_limited',
   'idempotency_key_reused',
+  'idempotency_key_in_use',
   'service_unavailable',
   'internal_error',
 ] as const;
@@ -574,7 +575,8 @@ export class ProblemActionSchema {
   description:
     'RFC 9457 problem details, sent as `application/problem+json` for every error. `code` is stable and ' +
     'machine-readable; `detail` is English, or Welsh with `Accept-Language: cy`. Some codes add members: ' +
-    '`snapshot_limit_reached` carries `limit`, `used` and `server_id`; `invalid_server_state` carries ' +
+    '`snapshot_limit_reached` carries `limit`, `used` and `server_id`; `rate_limited` carries `limit` and ' +
+    '`retry_after`; `invalid_server_state` carries ' +
     '`server_status` and the `action` that holds the server; `service_unavailable` (`/readyz`) carries `checks`.',
 })
 export class ProblemSchema {
@@ -606,9 +608,17 @@ export class ProblemSchema {
     type: 'integer',
     format: 'int32',
     example: 5,
-    description: '`snapshot_limit_reached`.',
+    description: '`snapshot_limit_reached`: snapshots per server; `rate_limited`: requests per minute.',
   })
   limit?: number;
+
+  @ApiPropertyOptional({
+    type: 'integer',
+    format: 'int32',
+    example: 12,
+    description: '`rate_limited`: seconds until the window resets (also `Retry-After`).',
+  })
+  retry_after?: number;
 
   @ApiPropertyOptional({
     type: 'integer',

@@ -303,6 +303,14 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
     });
   });
 
+  it('lists every problem `code` of the service (src/common/problem.ts ProblemCode)', () => {
+    const source = readFileSync(path.join(ROOT, 'src/common/problem.ts'), 'utf8');
+    const union = /export type ProblemCode =([^;]*);/.exec(source)![1];
+    const codes = [...union.matchAll(/'([a-z_]+)'/g)].map((m) => m[1]).sort();
+    expect(codes.length).toBeGreaterThan(10);
+    expect([...(doc.components.schemas.ProblemCode.enum as string[])].sort()).toEqual(codes);
+  });
+
   it('documents every operation: summary, id, tag, a success response and problem-details errors', () => {
     const problem = doc.components.schemas.Problem as {
       required: string[];
