@@ -200,9 +200,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
 // ---------------------------------------------------------------- commands
 
-const PAGE_SIZE = 100;
 const MAX_PAGES = 10_000;
 
+/** Follows the pages (at the server's default page size, which any MAX_PAGE_SIZE allows) to the end. */
 async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; next?: string | null }>) {
   const all: T[] = [];
   for (let page = 1; page <= MAX_PAGES; page++) {
@@ -215,7 +215,7 @@ async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; 
 
 async function serversList(ctx: Ctx): Promise<number> {
   const servers = await allPages((page) =>
-    call(ctx.baseUrl, ctx.api.GET('/api/v1/servers/', { params: { query: { page, page_size: PAGE_SIZE } } })),
+    call(ctx.baseUrl, ctx.api.GET('/api/v1/servers/', { params: { query: { page } } })),
   );
   if (ctx.values.json) {
     ctx.json(servers);
@@ -253,7 +253,7 @@ async function snapshotsList(ctx: Ctx): Promise<number> {
     call(
       ctx.baseUrl,
       ctx.api.GET('/api/v1/snapshots/', {
-        params: { query: { page, page_size: PAGE_SIZE, ...(serverId ? { server_id: serverId } : {}) } },
+        params: { query: { page, ...(serverId ? { server_id: serverId } : {}) } },
       }),
     ),
   );

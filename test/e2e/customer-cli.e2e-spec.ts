@@ -196,6 +196,30 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     ]);
   });
 
+  it('lists follow every page', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    await api.prisma.snapshot.createMany({
+      data: Array.from({ length: 57 }, (_, i) => ({
+        accountId: t.account.id,
+        serverId: t.server.id,
+        name: `bulk-${i}`,
+        status: 'completed' as const,
+        progress: 100,
+        sizeBytes: BigInt(1024 * 1024),
+        createdAt: new Date(Date.UTC(2025, 0, 1, 0, i)),
+        completedAt: new Date(Date.UTC(2025, 0, 1, 0, i)),
+      })),
+    });
+    const json = await vps(['snapshots', 'list', '--json'], { VPS_API_TOKEN: t.token });
+    expect(json.code).toBe(0);
+    const names = (JSON.parse(json.stdout) as { name: string }[]).map((s) => s.name);
+    expect(names).toEqual(Array.from({ length: 57 }, (_, i) => `bulk-${56 - i}`));
+    const people = await vps(['snapshots', 'list', '--server', String(t.server.id)], {
+      VPS_API_TOKEN: t.token,
+    });
+    expect(people.stdout.trimEnd().split('\n')).toHaveLength(58);
+  });
+
   it('snapshots create --wait (not a terminal): progress lines, then the completed snapshot; list shows it', async () => {
     const r = await vps([
       'snapshots',
