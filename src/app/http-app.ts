@@ -5,6 +5,7 @@ import helmet from 'helmet';
 import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
+import { etagMiddleware } from '../common/etag';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
 import { mountApiDocs } from '../openapi/setup';
@@ -23,6 +24,7 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   app.use(requestIdMiddleware);
   app.use(securityHeaders());
   app.use(trailingSlashMiddleware);
+  app.use(etagMiddleware);
   app.use(jsonBodyParser(config.bodyLimitBytes));
   mountApiDocs(app);
   // Slow clients: a request must send its headers, and then finish, within these bounds.

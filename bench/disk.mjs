@@ -1,0 +1,251 @@
+/* global performance, Buffer */
+// Target 3 (and the worker half of target 5): the real libvirt driver on a real qcow2 image with mixed
+// data, against `cp --sparse=always` (+ fsync, as the driver fsyncs) of the same image in the same run,
+// alternated, page cache dropped before every copy where permitted. Also: a sparse disk (20 GiB virtual,
+// 1 GiB data) against the dense one, and the zstd option's ratio and speed.
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { GiB, MiB, ROOT, median, rssOf, sleep } from './lib.mjs';
+
+const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+function dropCaches() {
+  try {
+    execFileSync('sync');
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Text-like, compressible bytes (a log), different in every chunk. */
+function textChunk(i, size) {
+  let s = '';
+  let n = 0;
+  while (s.length < size) {
+    s += `2026-11-28T02:${String(n % 60).padStart(2, '0')}:00Z host-${i % 97} sshd[${1000 + (n % 5000)}]: accepted publickey for user${n % 13} from 10.${i % 250}.${n % 250}.7 port ${40000 + (n % 20000)}\n`;
+    n++;
+  }
+  return Buffer.from(s.slice(0, size));
+}
+
+/**
+ * Writes a raw file of `virtual` bytes with `data` bytes of mixed content at `pieces` places (45 % random,
+ * 40 % text, 15 % zero blocks inside the data), then converts it to qcow2 and removes the raw file.
+ */
+function makeImage(file, { virtual, data, pieces }) {
+  const raw = `${file}.raw`;
+  const fd = fs.openSync(raw, 'w');
+  fs.ftruncateSync(fd, virtual);
+  const chunk = MiB;
+  const perPiece = Math.floor(data / pieces / chunk);
+  const stride = Math.floor(virtual / pieces / chunk) * chunk;
+  let k = 0;
+  for (let p = 0; p < pieces; p++) {
+    for (let c = 0; c < perPiece; c++, k++) {
+      const kind = k % 20;
+      const buf = kind < 9 ? crypto.randomBytes(chunk) : kind < 17 ? textChunk(k, chunk) : Buffer.alloc(chunk);
+      fs.writeSync(fd, buf, 0, chunk, p * stride + c * chunk);
+    }
+  }
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
+  fs.rmSync(raw);
+  return imageInfo(file);
+}
+
+function imageInfo(file) {
+  const j = JSON.parse(sh('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', file]));
+  return { virtual: j['virtual-size'], actual: j['actual-size'] };
+}
+
+function defineDomain(name, disk) {
+  const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+<source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
+  const f = `${disk}.xml`;
+  fs.writeFileSync(f, xml);
+  sh('virsh', ['-c', 'qemu:///system', 'define', f]);
+  fs.rmSync(f);
+}
+
+function undefineDomain(name) {
+  try {
+    sh('virsh', ['-c', 'qemu:///system', 'undefine', name]);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** qemu-img processes descending from pid, with their RSS. */
+function descendants(pid) {
+  const out = [];
+  const walk = (p) => {
+    for (const t of fs.readdirSync(`/proc/${p}/task`, { withFileTypes: true })) {
+      let kids = '';
+      try {
+        kids = fs.readFileSync(`/proc/${p}/task/${t.name}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const k of kids.trim().split(/\s+/).filter(Boolean)) {
+        out.push(Number(k));
+        walk(Number(k));
+      }
+    }
+  };
+  try {
+    walk(pid);
+  } catch {
+    /* raced */
+  }
+  return out;
+}
+
+class DriverProcess {
+  constructor(appDir) {
+    this.child = spawn(process.execPath, [path.join(ROOT, 'bench/disk-child.mjs'), appDir], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+    this.rss = { node: [], qemu: [] };
+  }
+  async call(cmd) {
+    this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
+    const samples = { node: [], qemu: [] };
+    let done = false;
+    const sampler = (async () => {
+      while (!done) {
+        samples.node.push(rssOf(this.child.pid) ?? 0);
+        const q = descendants(this.child.pid).map((p) => rssOf(p) ?? 0);
+        if (q.length) samples.qemu.push(Math.max(...q));
+        await sleep(50);
+      }
+    })();
+    const { value } = await this.lines.next();
+    done = true;
+    await sampler;
+    const r = JSON.parse(value);
+    if (!r.ok) throw new Error(`${cmd.op}: ${r.error}`);
+    r.nodeRssMax = Math.max(0, ...samples.node);
+    r.nodeRssMin = samples.node.length ? Math.min(...samples.node) : 0;
+    r.qemuRssMax = Math.max(0, ...samples.qemu);
+    return r;
+  }
+  async close() {
+    this.child.stdin.end();
+    await new Promise((r) => (this.child.exitCode !== null ? r() : this.child.once('exit', r)));
+  }
+}
+
+function timeCp(src, dst) {
+  fs.rmSync(dst, { force: true });
+  const t0 = performance.now();
+  sh('cp', ['--sparse=always', src, dst]);
+  sh('sync', [dst]); // fsync the copy, as the driver fsyncs its file
+  return performance.now() - t0;
+}
+
+export async function diskBench({ appDir, quick, log = () => undefined }) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-disk-'));
+  const name = `bench-disk-${process.pid}`;
+  const dense = path.join(work, 'dense.qcow2');
+  const sparse = path.join(work, 'sparse.qcow2');
+  const snapDir = path.join(work, 'snapshots');
+  const dataBytes = quick ? 256 * MiB : 1 * GiB;
+  const sparseVirtual = quick ? 4 * GiB : 20 * GiB;
+  const rounds = quick ? 2 : 3;
+  const drv = new DriverProcess(appDir);
+  const res = { dataBytes, rounds, cacheDropped: null, runs: [] };
+  try {
+    log(`disk: writing ${dataBytes / MiB} MiB mixed image and a ${sparseVirtual / GiB} GiB sparse one`);
+    res.dense = makeImage(dense, { virtual: dataBytes, data: dataBytes, pieces: 1 });
+    res.sparse = makeImage(sparse, { virtual: sparseVirtual, data: dataBytes, pieces: 16 });
+    defineDomain(name, dense);
+    defineDomain(`${name}-s`, sparse);
+    const server = { id: 1, domain: name, diskPath: dense };
+    const sparseServer = { id: 2, domain: `${name}-s`, diskPath: sparse };
+    await drv.call({ op: 'state', server }); // first virsh call pays libvirt's probe, outside the timing
+    let id = 1;
+    for (let round = 0; round < rounds; round++) {
+      log(`disk round ${round + 1}/${rounds}`);
+      const steps = ['cp', 'driver'];
+      if (round % 2) steps.reverse();
+      const run = { round };
+      for (const step of steps) {
+        res.cacheDropped = dropCaches();
+        if (step === 'cp') {
+          run.cpMs = timeCp(dense, path.join(work, 'cp-copy.qcow2'));
+          fs.rmSync(path.join(work, 'cp-copy.qcow2'), { force: true });
+          res.cacheDropped = dropCaches();
+          run.cpSparseMs = timeCp(sparse, path.join(work, 'cp-copy.qcow2'));
+          fs.rmSync(path.join(work, 'cp-copy.qcow2'), { force: true });
+        } else {
+          const snap = { id: id++, snapshotDir: snapDir };
+          const c = await drv.call({ op: 'create', server, snap });
+          run.createMs = c.ms;
+          run.snapshotActual = imageInfo(path.join(snapDir, `${snap.id}.qcow2`)).actual;
+          run.rss = { createNode: c.nodeRssMax, createNodeMin: c.nodeRssMin, createQemu: c.qemuRssMax };
+          res.cacheDropped = dropCaches();
+          const r = await drv.call({ op: 'restore', server, snap });
+          run.restoreMs = r.ms;
+          run.rss.restoreNode = r.nodeRssMax;
+          run.rss.restoreQemu = r.qemuRssMax;
+          await drv.call({ op: 'delete', server, snap });
+          res.cacheDropped = dropCaches();
+          const ssnap = { id: id++, snapshotDir: snapDir };
+          const s = await drv.call({ op: 'create', server: sparseServer, snap: ssnap });
+          run.sparseCreateMs = s.ms;
+          run.sparseSnapshotActual = imageInfo(path.join(snapDir, `${ssnap.id}.qcow2`)).actual;
+          await drv.call({ op: 'delete', server: sparseServer, snap: ssnap });
+        }
+      }
+      res.runs.push(run);
+    }
+    log('disk: zstd');
+    res.cacheDropped = dropCaches();
+    const zsnap = { id: id++, snapshotDir: snapDir };
+    const z = await drv.call({ op: 'create', server, snap: zsnap, compression: 'zstd' });
+    res.zstd = { createMs: z.ms, actual: imageInfo(path.join(snapDir, `${zsnap.id}.qcow2`)).actual };
+    res.cacheDropped = dropCaches();
+    const zr = await drv.call({ op: 'restore', server, snap: zsnap, compression: 'zstd' });
+    res.zstd.restoreMs = zr.ms;
+    await drv.call({ op: 'delete', server, snap: zsnap });
+  } finally {
+    await drv.close();
+    undefineDomain(name);
+    undefineDomain(`${name}-s`);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  const runs = res.runs;
+  const mbps = (bytes, ms) => bytes / MiB / (ms / 1000);
+  const copied = res.dense.actual;
+  res.summary = {
+    imageActualMiB: copied / MiB,
+    cpMiBps: median(runs.map((r) => mbps(copied, r.cpMs))),
+    createMiBps: median(runs.map((r) => mbps(copied, r.createMs))),
+    restoreMiBps: median(runs.map((r) => mbps(copied, r.restoreMs))),
+    createVsCp: median(runs.map((r) => r.cpMs / r.createMs)),
+    restoreVsCp: median(runs.map((r) => r.cpMs / r.restoreMs)),
+    sparseVirtualGiB: res.sparse.virtual / GiB,
+    sparseActualMiB: res.sparse.actual / MiB,
+    sparseCreateVsDenseCreate: median(runs.map((r) => r.sparseCreateMs / r.createMs)),
+    sparseSnapshotMiB: median(runs.map((r) => r.sparseSnapshotActual / MiB)),
+    sparseCpVsDenseCp: median(runs.map((r) => r.cpSparseMs / r.cpMs)),
+    zstdRatio: copied / res.zstd.actual,
+    zstdCreateMiBps: mbps(copied, res.zstd.createMs),
+    zstdRestoreMiBps: mbps(copied, res.zstd.restoreMs),
+    zstdCreateVsPlain: median(runs.map((r) => r.createMs)) / res.zstd.createMs,
+    driverNodeRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createNode, r.rss.restoreNode))) / MiB,
+    driverNodeRssMinMB: Math.min(...runs.map((r) => r.rss.createNodeMin)) / MiB,
+    qemuImgRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createQemu, r.rss.restoreQemu))) / MiB,
+    cacheDropped: res.cacheDropped,
+  };
+  return res;
+}

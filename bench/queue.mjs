@@ -1,0 +1,114 @@
+/* global fetch, performance */
+// Target 2: the queue path. create (POST) → action `succeeded` with the fake driver at zero delay, over
+// N servers × R sequential rounds (one create per server at a time is a rule of the API). One API and
+// one worker process, production build. Accept→completed is measured twice: by the database's own
+// timestamps (actions.created_at → finished_at, both written by the service) and as the client sees
+// it (POST answered → completion observed by a 5 ms poll of the database).
+import { median, percentile, rssSampler, sleep, startRole, stop, withClient } from './lib.mjs';
+import pg from 'pg';
+
+export async function queueBench({ databaseUrl, redisUrl, seed, quick, dir, concurrency, log = () => undefined }) {
+  const servers = seed.queueServers.slice(0, quick ? 50 : 200);
+  const rounds = quick ? 4 : 10;
+  const env = {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: `benchq${process.pid}`,
+    SNAPSHOT_LIMIT_PER_SERVER: '1000',
+    FAKE_DRIVER_DELAY_MS: '0',
+    ...(concurrency ? { WORKER_CONCURRENCY: String(concurrency) } : {}),
+  };
+  const api = await startRole('api', env, dir);
+  const worker = await startRole('worker', { ...env, WORKER_NODE: seed.fakeNodeName }, dir);
+  const rssApi = rssSampler(api.child.pid, 200);
+  const rssWorker = rssSampler(worker.child.pid, 200);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  const waiting = new Map(); // action id → resolve
+  let polling = true;
+  const poller = (async () => {
+    while (polling) {
+      if (waiting.size) {
+        const ids = [...waiting.keys()];
+        const r = await pool.query(
+          `SELECT id, status::text AS status FROM actions WHERE id = ANY($1::int[]) AND status IN ('succeeded', 'failed')`,
+          [ids],
+        );
+        const now = performance.now();
+        for (const row of r.rows) {
+          const done = waiting.get(row.id);
+          waiting.delete(row.id);
+          done?.({ at: now, status: row.status });
+        }
+      }
+      await sleep(5);
+    }
+  })();
+  const headers = { authorization: `Bearer ${seed.tokens.queue}`, 'content-type': 'application/json' };
+  const clientLatency = [];
+  const actionIds = [];
+  let failures = 0;
+  let refused = 0;
+  const t0 = performance.now();
+  try {
+    await Promise.all(
+      servers.map(async (serverId, i) => {
+        await sleep((i % 20) * 2); // do not start every server in the same millisecond
+        for (let round = 0; round < rounds; round++) {
+          const sent = performance.now();
+          const r = await fetch(`${api.base}/api/v1/snapshots/`, {
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ server_id: serverId, name: `b-${serverId}-${round}` }),
+          });
+          const body = await r.json();
+          if (r.status !== 201) {
+            refused++;
+            if (refused < 5) log(`create refused: ${r.status} ${JSON.stringify(body).slice(0, 200)}`);
+            await sleep(20);
+            continue;
+          }
+          const accepted = performance.now();
+          actionIds.push(body.action_id);
+          const done = await new Promise((resolve) => waiting.set(body.action_id, resolve));
+          if (done.status !== 'succeeded') failures++;
+          clientLatency.push({ sent, accepted, done: done.at });
+        }
+      }),
+    );
+  } finally {
+    polling = false;
+    await poller;
+    if (refused) log(`API stderr (tail): ${api.child.stderrTail().slice(-1500)}`);
+    var apiRss = rssApi.stop();
+    var workerRss = rssWorker.stop();
+    await stop(api.child);
+    await stop(worker.child);
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const server = await pool.query(
+    `SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms,
+            extract(epoch FROM started_at - created_at) * 1000 AS wait_ms
+     FROM actions WHERE id = ANY($1::int[]) AND finished_at IS NOT NULL`,
+    [actionIds],
+  );
+  await pool.end();
+  const ms = server.rows.map((x) => Number(x.ms));
+  const waitMs = server.rows.map((x) => Number(x.wait_ms));
+  const acceptToDone = clientLatency.map((x) => x.done - x.accepted);
+  const postMs = clientLatency.map((x) => x.accepted - x.sent);
+  return {
+    servers: servers.length,
+    rounds,
+    operations: actionIds.length,
+    failures,
+    refused,
+    wallSeconds: wall,
+    opsPerSecond: actionIds.length / wall,
+    workerConcurrency: concurrency ?? 4,
+    serverSide: { p50: median(ms), p99: percentile(ms, 99), queueWaitP50: median(waitMs) },
+    clientSide: { p50: median(acceptToDone), p99: percentile(acceptToDone, 99), postP50: median(postMs), postP99: percentile(postMs, 99) },
+    rssMB: { apiMax: apiRss.max / 2 ** 20, workerMax: workerRss.max / 2 ** 20 },
+  };
+}
+
+export { withClient };

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// npm run bench [-- --quick] [-- --only=read,queue,disk,scale] [-- --keep]
+// Runs every benchmark of docs/benchmarks.md side by side with its physical limit and writes
+// bench/results/<date>.json plus a markdown summary on stdout.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, createDatabase, dropDatabase, seed, serviceEnv, fmt, RUN_ID, buildApp, buildRef } from './lib.mjs';
+import { readBench } from './read.mjs';
+import { queueBench } from './queue.mjs';
+import { diskBench } from './disk.mjs';
+import { scaleBench } from './scale.mjs';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const onlyArg = args.find((a) => a.startsWith('--only='));
+const only = new Set((onlyArg ? onlyArg.slice(7) : 'read,queue,disk,scale').split(','));
+
+const env = serviceEnv();
+const admin = process.env.DATABASE_ADMIN_URL ?? env.DATABASE_ADMIN_URL;
+const redisUrl = process.env.REDIS_URL ?? env.REDIS_URL;
+const started = Date.now();
+const out = { date: new Date().toISOString(), quick, machine: machine(), results: {} };
+
+function machine() {
+  return {
+    cpus: os.cpus().length,
+    model: os.cpus()[0]?.model,
+    memGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+    node: process.version,
+    kernel: os.release(),
+  };
+}
+
+const log = (...a) => console.error(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s]`, ...a);
+const dbs = [];
+let variants = [];
+
+async function main() {
+  const appDir = buildApp(log);
+  const baseArg = args.find((a) => a.startsWith('--baseline='));
+  const baseline = baseArg ? buildRef(baseArg.slice(11), log) : null;
+  variants = [...(baseline ? [{ name: `before (${baseline.sha})`, dir: baseline.dir }] : []), { name: 'API', dir: appDir }];
+  const small = { servers: quick ? 2000 : 10_000, snapshots: quick ? 10_000 : 50_000, benchServers: quick ? 200 : 1000 };
+  let smallDb = null;
+  let smallSeed = null;
+  if (only.has('read') || only.has('queue') || only.has('scale')) {
+    const name = `bench_small_${RUN_ID}`;
+    log(`database ${name}: migrate + seed ${small.servers} servers / ${small.snapshots} snapshots`);
+    smallDb = await createDatabase(admin, name);
+    dbs.push(name);
+    smallSeed = await seed(smallDb, { ...small, fakeServers: quick ? 50 : 200 });
+  }
+  if (only.has('read')) {
+    log('read path');
+    out.results.read = await readBench({ databaseUrl: smallDb, redisUrl, seed: smallSeed, quick, variants, log });
+    printRead(out.results.read);
+  }
+  if (only.has('scale')) {
+    const big = quick ? { servers: 40_000, snapshots: 200_000 } : { servers: 200_000, snapshots: 1_000_000 };
+    const name = `bench_large_${RUN_ID}`;
+    log(`database ${name}: migrate + seed ${big.servers} servers / ${big.snapshots} snapshots`);
+    const url = await createDatabase(admin, name);
+    dbs.push(name);
+    const largeSeed = await seed(url, { ...big, benchServers: small.benchServers });
+    log('scale');
+    out.results.scale = await scaleBench({
+      small: { url: smallDb, seed: smallSeed },
+      large: { url, seed: largeSeed },
+      redisUrl,
+      quick,
+      dir: appDir,
+      log,
+    });
+    printScale(out.results.scale);
+  }
+  if (only.has('disk')) {
+    log('disk path');
+    out.results.disk = await diskBench({ appDir, quick, log });
+    printDisk(out.results.disk);
+  }
+  if (only.has('queue')) {
+    log('queue path');
+    out.results.queue = [];
+    for (const concurrency of quick ? [undefined] : [undefined, 16]) {
+      const q = await queueBench({ databaseUrl: smallDb, redisUrl, seed: smallSeed, quick, dir: appDir, concurrency, log });
+      out.results.queue.push(q);
+      printQueue(q);
+    }
+  }
+}
+
+function printScale(s) {
+  const [a, b] = [s.sizes.small, s.sizes.large];
+  console.log(`\n### Scale: ${b.snapshots} snapshots / ${b.servers} servers against ${a.snapshots} / ${a.servers} (${s.rounds} rounds, medians)\n`);
+  console.log('| case | HTTP p50 small | HTTP p50 large | large/small p50 | large/small req/s | SQL ms small | SQL ms large | SQL large/small |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const x of s.summary) {
+    console.log(`| ${x.case} | ${x.httpP50Small} ms | ${x.httpP50Large} ms | ${fmt(x.httpRatio, 2)}× | ${fmt(x.rpsRatio, 2)}× | ${fmt(x.sqlMsSmall, 2)} | ${fmt(x.sqlMsLarge, 2)} | ${fmt(x.sqlRatio, 2)}× |`);
+  }
+  for (const [k, v] of Object.entries(s.plans)) console.log(`\n${k}:\n\n\`\`\`\n${v}\n\`\`\``);
+}
+
+function printDisk(d) {
+  const s = d.summary;
+  console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, page cache dropped: ${s.cacheDropped}\n`);
+  console.log('| measure | figure |\n|---|---|');
+  console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
+  console.log(`| driver create (qemu-img convert, check, fsync, rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
+  console.log(`| driver restore (check, convert, fsync, rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
+  console.log(`| sparse ${fmt(s.sparseVirtualGiB, 0)} GiB disk (${fmt(s.sparseActualMiB, 0)} MiB allocated): create time / dense create time | ${fmt(s.sparseCreateVsDenseCreate, 2)}×, snapshot ${fmt(s.sparseSnapshotMiB, 0)} MiB |`);
+  console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
+  console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);
+  console.log(`| driver process RSS (min → max while copying) / qemu-img RSS max | ${fmt(s.driverNodeRssMinMB, 0)} → ${fmt(s.driverNodeRssMaxMB, 0)} MB / ${fmt(s.qemuImgRssMaxMB, 0)} MB |`);
+}
+
+function printQueue(q) {
+  console.log(`\n### Queue path: ${q.operations} creates over ${q.servers} servers × ${q.rounds} rounds, WORKER_CONCURRENCY=${q.workerConcurrency}\n`);
+  console.log('| measure | figure |\n|---|---|');
+  console.log(`| accept→completed p50 / p99 (DB timestamps) | ${fmt(q.serverSide.p50)} / ${fmt(q.serverSide.p99)} ms |`);
+  console.log(`| accept→completed p50 / p99 (client, 5 ms poll) | ${fmt(q.clientSide.p50)} / ${fmt(q.clientSide.p99)} ms |`);
+  console.log(`| queue wait (created→started) p50 | ${fmt(q.serverSide.queueWaitP50)} ms |`);
+  console.log(`| POST p50 / p99 | ${fmt(q.clientSide.postP50)} / ${fmt(q.clientSide.postP99)} ms |`);
+  console.log(`| sustained operations/s | ${fmt(q.opsPerSecond)} (${q.operations} in ${fmt(q.wallSeconds)} s) |`);
+  console.log(`| failed / refused | ${q.failures} / ${q.refused} |`);
+  console.log(`| RSS max API / worker | ${fmt(q.rssMB.apiMax, 0)} / ${fmt(q.rssMB.workerMax, 0)} MB |`);
+}
+
+function printRead(r) {
+  console.log(`\n### Read path (${r.rounds} rounds × ${r.duration} s, ${r.connections} connections, medians)\n`);
+  const head = ['case', 'bytes', 'bare req/s', 'bare p99 ms'];
+  for (const v of r.variants) head.push(`${v} req/s`, `${v} ratio`, `${v} p50 ms`, `${v} p99 ms`, `${v} errors`);
+  console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
+  for (const x of r.rows) {
+    const cells = [x.case, x.bytes, fmt(x.bareRps, 0), x.bareP99];
+    for (const v of r.variants) {
+      const s = x.sides[v];
+      cells.push(...(s ? [fmt(s.rps, 0), `${fmt(s.ratio * 100, 1)} %`, s.p50, s.p99, s.bad] : ['–', '–', '–', '–', '–']));
+    }
+    console.log(`| ${cells.join(' | ')} |`);
+  }
+  console.log(`\nAPI RSS max under the read benchmark: ${r.rss.map((x) => `${x.name} ${fmt(x.maxMB, 0)} MB`).join(', ')}`);
+}
+
+try {
+  await main();
+} finally {
+  if (!args.includes('--keep')) for (const d of dbs) await dropDatabase(admin, d).catch(() => undefined);
+  const dir = path.join(ROOT, 'bench/results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${quick ? 'quick' : 'full'}-${out.date.replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(out, null, 2));
+  log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${path.relative(ROOT, file)}`);
+}
