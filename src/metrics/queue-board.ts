@@ -9,7 +9,7 @@ import { isAdmin } from '../auth/principal';
 import { looksLikeToken } from '../auth/token-codec';
 import { ProblemException } from '../common/problem';
 import { sendProblem } from '../common/problem-details.filter';
-import { JobQueue } from '../jobs/job-queue';
+import { JobQueue, nodeQueueName } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
 import { credentialOf } from './metrics-access';
 
@@ -101,7 +101,8 @@ export class QueueBoard implements OnModuleInit {
         (n) =>
           new BullMQAdapter(this.queue.queueFor(n.id), {
             readOnlyMode: true,
-            description: `hypervisor node ${n.name}`,
+            displayName: `${nodeQueueName(n.id)} (${n.name})`,
+            description: `Jobs of hypervisor node ${n.name}`,
           }),
       ),
     );
