@@ -369,6 +369,42 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     );
   });
 
+  it('Ctrl-C while waiting stops waiting (130), and the operation goes on', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const child = spawn(
+      process.execPath,
+      [CLI, 'snapshots', 'create', '--server', String(t.server.id), '--name', 'interrupted', '--wait'],
+      {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH,
+          VPS_API_URL: api.url,
+          VPS_API_TOKEN: t.token,
+          VPS_POLL_INTERVAL_MS: '100',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    let sent = false;
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (!sent && /create_snapshot (pending|running)/.test(stderr)) sent = child.kill('SIGINT');
+      });
+      child.on('close', resolve);
+    });
+    expect(code).toBe(130);
+    const actionId = Number(
+      /interrupted; action (\d+) goes on: vps actions get \1 --wait\n$/.exec(stderr)?.[1],
+    );
+    expect(actionId).toBeGreaterThan(0);
+    const after = await vps(['actions', 'get', String(actionId), '--wait', '--json'], {
+      VPS_API_TOKEN: t.token,
+    });
+    expect(JSON.parse(after.stdout)).toMatchObject({ id: actionId, status: 'succeeded' });
+  });
+
   it('--wait on a terminal draws one live progress bar on stderr', async () => {
     const server = await createServer(api.prisma, tenant.account.id, nodeId);
     const command = [
