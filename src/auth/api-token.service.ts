@@ -38,19 +38,33 @@ export class ApiTokenService {
     private readonly clock: Clock,
   ) {}
 
-  /** The principal of a valid token, or null for a malformed, unknown, expired or revoked one. */
+  /**
+   * The principal of a valid token, or null for a malformed, unknown, expired or revoked one.
+   *
+   * Not cached, on purpose: every request reads its token row (one primary-key-sized index lookup on
+   * the unique hash), so a revocation committed by any replica, the CLI or SQL is refused by every
+   * replica on the very next request. Written as plain SQL: the query compiler of Prisma's Rust-free
+   * client cost more CPU than the lookup itself on this hottest of paths (docs/benchmarks.md).
+   */
   async authenticate(token: string): Promise<Principal | null> {
     if (!looksLikeToken(token)) return null;
-    const row = await this.prisma.apiToken.findUnique({
-      where: { hash: hashToken(token) },
-      select: { id: true, accountId: true, scopes: true, expiresAt: true, revokedAt: true, lastUsedAt: true },
-    });
+    const rows = await this.prisma.$queryRaw<
+      {
+        id: number;
+        account_id: number;
+        scopes: string[];
+        expires_at: Date | null;
+        revoked_at: Date | null;
+        last_used_at: Date | null;
+      }[]
+    >`SELECT id, account_id, scopes, expires_at, revoked_at, last_used_at FROM api_tokens WHERE hash = ${hashToken(token)}::char(64)`;
+    const row = rows[0];
     const now = this.clock.now();
-    if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now)) return null;
-    if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
-      await this.prisma.apiToken.update({ where: { id: row.id }, data: { lastUsedAt: now } });
+    if (!row || row.revoked_at || (row.expires_at && row.expires_at <= now)) return null;
+    if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
+      await this.prisma.$executeRaw`UPDATE api_tokens SET last_used_at = ${now} WHERE id = ${row.id}`;
     }
-    return { accountId: row.accountId, tokenId: row.id, scopes: row.scopes.filter(isScope) };
+    return { accountId: row.account_id, tokenId: row.id, scopes: row.scopes.filter(isScope) };
   }
 
   /** Creates a token; the returned `token` is the only time the secret exists outside its holder. */
