@@ -6,9 +6,11 @@ import { parseId } from '../common/ids';
 import { buildPage, readPageRequest } from '../common/pagination';
 import { problems } from '../common/problem';
 import { AppConfig } from '../config/app-config';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { AuditService } from './audit.service';
 
 /** The audit log, newest first (admin tokens only). Filters: `account_id`, `action`. */
+@ApiDocs.admin()
 @Controller('api/v1/admin/audit-events')
 @RequireScope('admin')
 export class AuditController {
@@ -18,6 +20,7 @@ export class AuditController {
   ) {}
 
   @Get()
+  @ApiDoc.audit.list()
   async list(@Req() req: Request, @Query() query: Record<string, unknown>) {
     let accountId: number | undefined;
     if (query.account_id !== undefined) {
