@@ -151,6 +151,18 @@ describe('nothing stuck (reaper, heartbeats, failed restores; real processes)', 
     });
   });
 
+  it('operators see it: the worker that reaped both actions logged each one (JSON, level warn)', () => {
+    // Both reaps above were done by this worker process; LOG_LEVEL=warn keeps warnings.
+    const lines = worker.output
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const reapedLogs = lines.filter((l) => l.level === 40 && /reap/i.test(String(l.msg)));
+    expect({ reapedLogs: reapedLogs.length, tail: reapedLogs.length >= 2 ? '' : worker.tail() }).toEqual({
+      reapedLogs: 2,
+      tail: '',
+    });
+  });
+
   it('a restore that fails on the host (verification_failed) leaves the server usable: status back, new snapshots work', async () => {
     const started = Date.now();
     await worker.kill();
