@@ -12,6 +12,16 @@ services=(postgres redis)
 if [ "$(id -u)" = 0 ] && [ "${SKIP_LIBVIRT:-0}" != 1 ]; then services+=(libvirt); fi
 bash scripts/services.sh install "${services[@]}"
 
+# k8s/ render check: Debian's kubectl (package kubernetes-client) when none is installed.
+if ! command -v kubectl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; } \
+      || echo "!! kubectl could not be installed: the k8s render check will be skipped" >&2
+  else
+    echo "!! kubectl is missing (apt-get install -y kubernetes-client): the k8s render check will be skipped" >&2
+  fi
+fi
+
 # /api/docs browser test: Debian's Chromium via playwright-core (no browser download).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
