@@ -1,0 +1,53 @@
+import { languageOf, message, MESSAGES, MessageKey } from './messages';
+
+describe('message catalogue', () => {
+  const params = {
+    limit: 5,
+    used: 5,
+    server_id: 7,
+    status: 'restoring',
+    operation: 'restoration',
+    scope: 'write',
+    what: 'x',
+    snapshot_id: 3,
+    reason: 'r',
+    retry_after: 9,
+  };
+
+  it.each(Object.keys(MESSAGES) as MessageKey[])('%s has an English and a distinct Welsh text', (key) => {
+    const en = message(key, 'en', params);
+    const cy = message(key, 'cy', params);
+    expect(en.length).toBeGreaterThan(5);
+    expect(cy.length).toBeGreaterThan(5);
+    expect(cy).not.toBe(en);
+    expect(en).not.toMatch(/undefined/);
+    expect(cy).not.toMatch(/undefined/);
+  });
+
+  it('uses the published wording in both languages', () => {
+    expect(message('unauthorized', 'en')).toBe('Unauthorized - Invalid or missing authentication token');
+    expect(message('unauthorized', 'cy')).toBe('Heb awdurdod - Tocyn dilysu annilys neu ar goll');
+    expect(message('snapshot_not_found', 'cy')).toBe("Heb ei Ganfod - Nid yw'r ciplun yn bodoli");
+    expect(message('snapshot_create_started', 'en')).toBe(
+      'Snapshot is being created. This may take 3-10 minutes depending on server size.',
+    );
+    expect(message('restore_started', 'en')).toBe(
+      'Server is being restored from snapshot. This may take 5-15 minutes.',
+    );
+  });
+
+  it.each([
+    [undefined, 'en'],
+    ['', 'en'],
+    ['cy', 'cy'],
+    ['cy-GB', 'cy'],
+    ['CY', 'cy'],
+    ['en-GB,cy;q=0.8', 'en'],
+    ['cy;q=0.9,en;q=0.8', 'cy'],
+    ['fr, cy;q=0.5', 'cy'],
+    ['cy;q=0', 'en'],
+    ['de', 'en'],
+  ])('Accept-Language %p → %s', (header, lang) => {
+    expect(languageOf(header)).toBe(lang);
+  });
+});
