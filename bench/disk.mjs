@@ -158,8 +158,8 @@ export async function diskBench({ appDir, quick, log = () => undefined }) {
   const dense = path.join(work, 'dense.qcow2');
   const sparse = path.join(work, 'sparse.qcow2');
   const snapDir = path.join(work, 'snapshots');
-  const dataBytes = quick ? 256 * MiB : 1 * GiB;
-  const sparseVirtual = quick ? 4 * GiB : 20 * GiB;
+  const dataBytes = quick ? 128 * MiB : 1 * GiB;
+  const sparseVirtual = quick ? 2 * GiB : 20 * GiB;
   const rounds = quick ? 2 : 3;
   const drv = new DriverProcess(appDir);
   const res = { dataBytes, rounds, cacheDropped: null, runs: [] };

@@ -46,10 +46,16 @@ export async function createDatabase(adminUrl, name) {
     await c.query(`CREATE DATABASE ${name}`);
   });
   const url = dbUrl(adminUrl, name);
-  execFileSync(path.join(ROOT, 'node_modules/.bin/prisma'), ['migrate', 'deploy'], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url },
-    stdio: ['ignore', 'ignore', 'inherit'],
+  // Asynchronous, so two databases migrate at once (migrate deploy is mostly an ~11 s idle timer).
+  await new Promise((resolve, reject) => {
+    const p = spawn(path.join(ROOT, 'node_modules/.bin/prisma'), ['migrate', 'deploy'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: url },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`migrate deploy ${name}: ${err}`))));
   });
   return url;
 }
@@ -230,9 +236,9 @@ export function buildRef(ref, log = () => undefined) {
 }
 
 /** Starts `node dist/main.js <role>`; resolves once /readyz answers (api) or after the ready line (worker). */
-export async function startRole(role, env, dir = BUILD_DIR) {
+export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
   const port = role === 'api' ? await freePort() : undefined;
-  const child = spawn(process.execPath, [path.join(dir, 'dist/main.js'), role], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(dir, 'dist/main.js'), role], {
     cwd: dir,
     env: {
       ...process.env,

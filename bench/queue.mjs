@@ -8,8 +8,8 @@ import { median, percentile, rssSampler, sleep, startRole, stop, withClient } fr
 import pg from 'pg';
 
 export async function queueBench({ databaseUrl, redisUrl, seed, quick, dir, concurrency, log = () => undefined }) {
-  const servers = seed.queueServers.slice(0, quick ? 50 : 200);
-  const rounds = quick ? 4 : 10;
+  const servers = seed.queueServers.slice(0, quick ? 30 : 200);
+  const rounds = quick ? 3 : 10;
   const env = {
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,

@@ -31,8 +31,8 @@ async function startBare(routesFile) {
  * (If-None-Match) where the API sends ETags.
  */
 export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, log = () => undefined }) {
-  const duration = quick ? 3 : 8;
-  const rounds = quick ? 2 : 5;
+  const duration = quick ? 2 : 6;
+  const rounds = quick ? 2 : 4;
   const apis = [];
   for (const v of variants) {
     const api = await startRole(
@@ -70,7 +70,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
     }
   }
   const all = [...cases];
-  for (const c of cases.slice(0, 2)) {
+  for (const c of cases.slice(0, quick ? 1 : 2)) {
     if (c.etag && c.conditionalStatus === 304) {
       all.push({ name: `${c.name}, If-None-Match → 304`, path: c.path, inm: c.etag, conditional: true });
     }

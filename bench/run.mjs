@@ -39,17 +39,27 @@ let variants = [];
 async function main() {
   const appDir = buildApp(log);
   const baseArg = args.find((a) => a.startsWith('--baseline='));
-  const baseline = baseArg ? buildRef(baseArg.slice(11), log) : null;
-  variants = [...(baseline ? [{ name: `before (${baseline.sha})`, dir: baseline.dir }] : []), { name: 'API', dir: appDir }];
+  // --baseline=<ref>[,<ref>…]: earlier builds measured side by side with this one (each code change).
+  const baselines = baseArg ? baseArg.slice(11).split(',').map((ref) => buildRef(ref, log)) : [];
+  variants = [...baselines.map((b) => ({ name: b.sha, dir: b.dir })), { name: 'API', dir: appDir }];
   const small = { servers: quick ? 2000 : 10_000, snapshots: quick ? 10_000 : 50_000, benchServers: quick ? 200 : 1000 };
+  const big = quick ? { servers: 20_000, snapshots: 100_000 } : { servers: 200_000, snapshots: 1_000_000 };
   let smallDb = null;
   let smallSeed = null;
-  if (only.has('read') || only.has('queue') || only.has('scale')) {
-    const name = `bench_small_${RUN_ID}`;
-    log(`database ${name}: migrate + seed ${small.servers} servers / ${small.snapshots} snapshots`);
-    smallDb = await createDatabase(admin, name);
-    dbs.push(name);
-    smallSeed = await seed(smallDb, { ...small, fakeServers: quick ? 50 : 200 });
+  let largeDb = null;
+  const needSmall = only.has('read') || only.has('queue') || only.has('scale');
+  const smallName = `bench_small_${RUN_ID}`;
+  const largeName = `bench_large_${RUN_ID}`;
+  if (needSmall) dbs.push(smallName);
+  if (only.has('scale')) dbs.push(largeName);
+  log(`migrating ${dbs.join(', ')}`);
+  [smallDb, largeDb] = await Promise.all([
+    needSmall ? createDatabase(admin, smallName) : null,
+    only.has('scale') ? createDatabase(admin, largeName) : null,
+  ]);
+  if (needSmall) {
+    log(`seeding ${smallName}: ${small.servers} servers / ${small.snapshots} snapshots`);
+    smallSeed = await seed(smallDb, { ...small, fakeServers: quick ? 30 : 200 });
   }
   if (only.has('read')) {
     log('read path');
@@ -57,11 +67,8 @@ async function main() {
     printRead(out.results.read);
   }
   if (only.has('scale')) {
-    const big = quick ? { servers: 40_000, snapshots: 200_000 } : { servers: 200_000, snapshots: 1_000_000 };
-    const name = `bench_large_${RUN_ID}`;
-    log(`database ${name}: migrate + seed ${big.servers} servers / ${big.snapshots} snapshots`);
-    const url = await createDatabase(admin, name);
-    dbs.push(name);
+    log(`seeding ${largeName}: ${big.servers} servers / ${big.snapshots} snapshots`);
+    const url = largeDb;
     const largeSeed = await seed(url, { ...big, benchServers: small.benchServers });
     log('scale');
     out.results.scale = await scaleBench({

@@ -34,8 +34,8 @@ function cannon(opts) {
 }
 
 export async function scaleBench({ small, large, redisUrl, quick, dir, log = () => undefined }) {
-  const rounds = quick ? 2 : 5;
-  const duration = quick ? 3 : 6;
+  const rounds = quick ? 2 : 4;
+  const duration = quick ? 2 : 5;
   const sides = [
     { name: 'small', ...small },
     { name: 'large', ...large },
@@ -76,7 +76,7 @@ export async function scaleBench({ small, large, redisUrl, quick, dir, log = () 
           // The SQL alone, 200 executions, median (server-side time as the client sees it).
           const q = listSql(c.q(s));
           const times = [];
-          for (let i = 0; i < (quick ? 50 : 200); i++) {
+          for (let i = 0; i < (quick ? 30 : 200); i++) {
             const t0 = performance.now();
             await s.pool.query(q.text, q.values);
             times.push(performance.now() - t0);
