@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { GiB, MiB, ROOT, median, rssOf, sleep } from './lib.mjs';
+import { GiB, MiB, ROOT, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
 
 const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -152,7 +152,7 @@ function timeCp(src, dst) {
   return performance.now() - t0;
 }
 
-export async function diskBench({ appDir, quick, log = () => undefined }) {
+export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = () => undefined }) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-disk-'));
   const name = `bench-disk-${process.pid}`;
   const dense = path.join(work, 'dense.qcow2');
@@ -217,8 +217,20 @@ export async function diskBench({ appDir, quick, log = () => undefined }) {
     const zr = await drv.call({ op: 'restore', server, snap: zsnap, compression: 'zstd' });
     res.zstd.restoreMs = zr.ms;
     await drv.call({ op: 'delete', server, snap: zsnap });
+    if (databaseUrl) {
+      log('disk: worker RSS during a real create (the worker process, libvirt node)');
+      let big = dense;
+      if (!quick) {
+        big = path.join(work, 'big.qcow2');
+        res.big = makeImage(big, { virtual: 3 * GiB, data: 3 * GiB, pieces: 1 });
+      } else res.big = res.dense;
+      defineDomain(`${name}-w`, big);
+      res.worker = await workerMemory({ databaseUrl, redisUrl, appDir, domain: `${name}-w`, disk: big, snapDir: path.join(work, 'wsnaps') });
+      undefineDomain(`${name}-w`);
+    }
   } finally {
     await drv.close();
+    undefineDomain(`${name}-w`);
     undefineDomain(name);
     undefineDomain(`${name}-s`);
     fs.rmSync(work, { recursive: true, force: true });
@@ -248,4 +260,68 @@ export async function diskBench({ appDir, quick, log = () => undefined }) {
     cacheDropped: res.cacheDropped,
   };
   return res;
+}
+
+/**
+ * The real worker process (production build, libvirt node) copying a multi-GiB image: a pending create
+ * action is written to the database and the worker's dispatcher picks it up. RSS of the worker (and of
+ * its qemu-img) sampled every 100 ms from start to the action's end.
+ */
+async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapDir }) {
+  const nodeName = `bench-lv-${process.pid}`;
+  const ids = await withClient(databaseUrl, async (c) => {
+    const node = await c.query(
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir) VALUES ($1, 'libvirt', 'qemu:///system', $2) RETURNING id`,
+      [nodeName, snapDir],
+    );
+    const server = await c.query(
+      `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path) VALUES (1, $1, 'bench-big', 'stopped', $2, $3) RETURNING id`,
+      [node.rows[0].id, domain, disk],
+    );
+    const snap = await c.query(
+      `INSERT INTO snapshots (account_id, server_id, name) VALUES (1, $1, 'big') RETURNING id`,
+      [server.rows[0].id],
+    );
+    const action = await c.query(
+      `INSERT INTO actions (kind, account_id, server_id, snapshot_id, server_status_before, created_at)
+       VALUES ('create_snapshot', 1, $1, $2, 'stopped', now() - interval '5 seconds') RETURNING id`,
+      [server.rows[0].id, snap.rows[0].id],
+    );
+    return { action: action.rows[0].id };
+  });
+  dropCaches();
+  const worker = await startRole(
+    'worker',
+    { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: `benchw${process.pid}`, WORKER_NODE: nodeName, DISPATCH_INTERVAL_MS: '200' },
+    appDir,
+  );
+  const samples = [];
+  const qemu = [];
+  let status = null;
+  const t0 = performance.now();
+  try {
+    while (performance.now() - t0 < 600_000) {
+      samples.push({ t: performance.now() - t0, rss: rssOf(worker.child.pid) ?? 0 });
+      const q = descendants(worker.child.pid).map((p) => rssOf(p) ?? 0);
+      if (q.length) qemu.push(Math.max(...q));
+      if (samples.length % 5 === 0) {
+        status = await withClient(databaseUrl, async (c) =>
+          (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
+        );
+        if (status === 'succeeded' || status === 'failed') break;
+      }
+      await sleep(100);
+    }
+  } finally {
+    await stop(worker.child);
+  }
+  const copying = samples.filter((_, i) => i >= 10); // after the first second (start-up)
+  return {
+    status,
+    seconds: (performance.now() - t0) / 1000,
+    rssStartMB: samples[Math.min(9, samples.length - 1)]?.rss / MiB,
+    rssMaxMB: Math.max(...samples.map((x) => x.rss)) / MiB,
+    rssMinWhileCopyingMB: copying.length ? Math.min(...copying.map((x) => x.rss)) / MiB : null,
+    qemuImgRssMaxMB: qemu.length ? Math.max(...qemu) / MiB : 0,
+  };
 }

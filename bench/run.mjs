@@ -83,7 +83,7 @@ async function main() {
   }
   if (only.has('disk')) {
     log('disk path');
-    out.results.disk = await diskBench({ appDir, quick, log });
+    out.results.disk = await diskBench({ appDir, quick, databaseUrl: smallDb, redisUrl, log });
     printDisk(out.results.disk);
   }
   if (only.has('queue')) {
@@ -119,6 +119,10 @@ function printDisk(d) {
   console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
   console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);
   console.log(`| driver process RSS (min → max while copying) / qemu-img RSS max | ${fmt(s.driverNodeRssMinMB, 0)} → ${fmt(s.driverNodeRssMaxMB, 0)} MB / ${fmt(s.qemuImgRssMaxMB, 0)} MB |`);
+  if (d.worker) {
+    const w = d.worker;
+    console.log(`| worker process, real create of a ${fmt(d.big.actual / 2 ** 30, 2)} GiB image (${w.status}, ${fmt(w.seconds, 1)} s): RSS after start-up → max | ${fmt(w.rssStartMB, 0)} → ${fmt(w.rssMaxMB, 0)} MB (qemu-img ${fmt(w.qemuImgRssMaxMB, 0)} MB) |`);
+  }
 }
 
 function printQueue(q) {
