@@ -3,6 +3,39 @@ import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 import { createHttpApp } from './app/http-app';
 import { WorkerModule } from './app/worker.module';
+import { NodeWorkerService } from './jobs/node-worker.service';
+import type { Server } from 'node:http';
+
+/**
+ * Graceful shutdown on SIGTERM/SIGINT, in the order that loses nothing: first stop taking work (close
+ * the HTTP server and let in-flight requests finish; or close the queue worker and let running jobs
+ * finish), and only then tear the modules down (database, Redis). Nest's own shutdown hooks would
+ * disconnect the database first. Exit 0 when done; 1 if it takes longer than SHUTDOWN_TIMEOUT_MS
+ * (a job cut short is taken up again by stalled-job recovery).
+ */
+function onTermination(timeoutMs: number, drain: () => Promise<void>, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`${JSON.stringify({ msg: 'shutting down', signal })}\n`);
+    setTimeout(() => {
+      process.stderr.write(`shutdown took longer than ${timeoutMs} ms; exiting\n`);
+      process.exit(1);
+    }, timeoutMs).unref();
+    drain()
+      .then(close)
+      .then(
+        () => process.exit(0),
+        (e: unknown) => {
+          process.stderr.write(`shutdown failed: ${e instanceof Error ? e.message : String(e)}\n`);
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
 
 async function main(): Promise<void> {
   const role = process.argv[2] as Role | undefined;
@@ -25,12 +58,26 @@ async function main(): Promise<void> {
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address();
     process.stdout.write(`${JSON.stringify({ msg: 'api listening', address })}\n`);
+    const server = app.getHttpServer() as Server;
+    onTermination(
+      config.shutdownTimeoutMs,
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        }),
+      () => app.close(),
+    );
   } else {
     const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
       bufferLogs: true,
     });
-    app.enableShutdownHooks();
     await app.init();
+    onTermination(
+      config.shutdownTimeoutMs,
+      () => app.get(NodeWorkerService).stop(),
+      () => app.close(),
+    );
   }
 }
 

@@ -32,7 +32,6 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   server.headersTimeout = config.headersTimeoutMs;
   server.requestTimeout = config.requestTimeoutMs;
   server.keepAliveTimeout = 5000;
-  app.enableShutdownHooks();
   return app;
 }
 

@@ -55,6 +55,11 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
         connection: this.connection,
         prefix: this.config.queuePrefix,
         concurrency: this.config.workerConcurrency,
+        // A worker that dies stops renewing its job locks; after JOB_LOCK_MS another worker's stalled
+        // check puts the job back in the queue (at most twice, then it fails).
+        lockDuration: this.config.jobLockMs,
+        stalledInterval: this.config.jobStalledIntervalMs,
+        maxStalledCount: 2,
         autorun: true,
       },
     );
@@ -70,10 +75,16 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   async onApplicationShutdown(): Promise<void> {
+    await this.stop();
+  }
+
+  /** Stops taking jobs and waits for the running ones to finish. Idempotent. */
+  async stop(): Promise<void> {
     clearInterval(this.dispatchTimer);
     clearInterval(this.reaperTimer);
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
+    this.worker = undefined;
     // BullMQ does not close a connection it was given: without this the process never exits.
     this.connection?.disconnect();
   }

@@ -16,6 +16,8 @@ export class RedisService implements OnModuleDestroy {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
       connectTimeout: 2000,
+      // A Redis that stops answering (not just refusing) must not hang requests or the dispatcher.
+      commandTimeout: 2000,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
     // Errors surface through commands and /readyz; without a listener ioredis would log every retry.
