@@ -7,6 +7,9 @@
  *   enqueues the committed actions and every one of them completes.
  * - Jobs are deduplicated by action id: adding the same action again is a no-op, and no action runs twice.
  */
+import { Queue } from 'bullmq';
+import { nodeQueueName } from '../../src/jobs/job-queue';
+import { createNode, createServer } from '../factories';
 import {
   AppProcess,
   createSnapshot,
@@ -188,5 +191,46 @@ describe('accepted means done (real API + worker processes, Redis cut)', () => {
       ms: Date.now() - started,
       note: `3 duplicate adds; ${actions.length} actions, ${ids.length} jobs, every action claimed once`,
     });
+  });
+
+  it("the API's own producer recovers: after an outage during its first enqueue to a node, the next create is enqueued by the API itself", async () => {
+    const started = Date.now();
+    // A node without a worker (so no dispatcher can enqueue for it) and an API that never enqueued to it.
+    const node = await createNode(lab.prisma, {
+      snapshotDir: `/tmp/vps-fault-snapshots-${lab.queuePrefix}-2`,
+    });
+    const t = await lab.tenant();
+    const first = await createServer(lab.prisma, t.accountId, node.id);
+    const second = await createServer(lab.prisma, t.accountId, node.id);
+    const fresh = await lab.startApi(ENV);
+    const connection = lab.inspector.duplicate();
+    const queue = new Queue(nodeQueueName(node.id), { connection, prefix: lab.queuePrefix });
+    try {
+      await lab.redisProxy.cut();
+      const during = await createSnapshot(fresh, t, first.id, { name: 'first-enqueue-in-outage' });
+      expect(shown(during)).toMatchObject({ status: 201 });
+      await lab.redisProxy.restore();
+      // The API's Redis client reconnects within its retry delay (at most 2 s).
+      await sleep(3000);
+      const after = await createSnapshot(fresh, t, second.id, { name: 'after-outage' });
+      expect(shown(after)).toMatchObject({ status: 201 });
+      const job = await queue.getJob(`action-${after.body.action_id as number}`);
+      expect({ job: job?.id ?? 'not enqueued' }).toEqual({ job: `action-${after.body.action_id as number}` });
+
+      recordFigures({
+        guarantee: "API's producer recovers after an outage",
+        file: FILE,
+        test: "the API's own producer recovers …",
+        faults: 1,
+        checked: 2,
+        lost: 0,
+        ms: Date.now() - started,
+      });
+    } finally {
+      await lab.redisProxy.restore();
+      await queue.close();
+      connection.disconnect();
+      await fresh.kill();
+    }
   });
 });
