@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, median, rssSampler, startRole, stop } from './lib.mjs';
+import { ROOT, median, rssOf, rssSampler, startRole, stop } from './lib.mjs';
 
 function cannon(opts) {
   return new Promise((resolve, reject) => {
@@ -37,10 +37,10 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
   for (const v of variants) {
     const api = await startRole(
       'api',
-      { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: `bench${process.pid}` },
+      { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: `bench${process.pid}`, ...(v.env ?? {}) },
       v.dir,
     );
-    apis.push({ ...v, ...api, rss: rssSampler(api.child.pid, 200) });
+    apis.push({ ...v, ...api, idleRss: rssOf(api.child.pid), rss: rssSampler(api.child.pid, 200) });
   }
   const main = apis[apis.length - 1];
   const auth = { authorization: `Bearer ${seed.tokens.bench}` };
@@ -108,7 +108,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
       }
     }
   } finally {
-    rss = apis.map((a) => ({ name: a.name, maxMB: a.rss.stop().max / 2 ** 20 }));
+    rss = apis.map((a) => ({ name: a.name, idleMB: a.idleRss / 2 ** 20, maxMB: a.rss.stop().max / 2 ** 20 }));
     await stop(bare.child);
     for (const a of apis) await stop(a.child);
     fs.rmSync(routesFile, { force: true });

@@ -41,13 +41,19 @@ async function main() {
   const baseArg = args.find((a) => a.startsWith('--baseline='));
   // --baseline=<ref>[,<ref>…]: earlier builds measured side by side with this one (each code change).
   const baselines = baseArg ? baseArg.slice(11).split(',').map((ref) => buildRef(ref, log)) : [];
-  variants = [...baselines.map((b) => ({ name: b.sha, dir: b.dir })), { name: 'API', dir: appDir }];
+  // --api-node-options="<flags>": this build once more with NODE_OPTIONS (e.g. V8 heap caps), side by side.
+  const nodeOpts = args.find((a) => a.startsWith('--api-node-options='));
+  variants = [
+    ...baselines.map((b) => ({ name: b.sha, dir: b.dir })),
+    ...(nodeOpts ? [{ name: `API ${nodeOpts.slice(19)}`, dir: appDir, env: { NODE_OPTIONS: nodeOpts.slice(19) } }] : []),
+    { name: 'API', dir: appDir },
+  ];
   const small = { servers: quick ? 2000 : 10_000, snapshots: quick ? 10_000 : 50_000, benchServers: quick ? 200 : 1000 };
   const big = quick ? { servers: 20_000, snapshots: 100_000 } : { servers: 200_000, snapshots: 1_000_000 };
   let smallDb = null;
   let smallSeed = null;
   let largeDb = null;
-  const needSmall = only.has('read') || only.has('queue') || only.has('scale');
+  const needSmall = only.has('read') || only.has('queue') || only.has('scale') || only.has('disk');
   const smallName = `bench_small_${RUN_ID}`;
   const largeName = `bench_large_${RUN_ID}`;
   if (needSmall) dbs.push(smallName);
@@ -113,8 +119,10 @@ function printDisk(d) {
   console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, page cache dropped: ${s.cacheDropped}\n`);
   console.log('| measure | figure |\n|---|---|');
   console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
-  console.log(`| driver create (qemu-img convert, check, fsync, rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
-  console.log(`| driver restore (check, convert, fsync, rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
+  console.log(`| driver create (qemu-img convert, check, fsync, sha256 manifest, rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
+  console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
+  console.log(`| reference: sha256 pass over the fresh copy (page cache warm), alone | ${fmt(s.sha256WarmMiBps, 0)} MiB/s |`);
+  console.log(`| driver restore (sha256 + check of the snapshot, convert, fsync, rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
   console.log(`| sparse ${fmt(s.sparseVirtualGiB, 0)} GiB disk (${fmt(s.sparseActualMiB, 0)} MiB allocated): create time / dense create time | ${fmt(s.sparseCreateVsDenseCreate, 2)}×, snapshot ${fmt(s.sparseSnapshotMiB, 0)} MiB |`);
   console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
   console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);
@@ -150,7 +158,7 @@ function printRead(r) {
     }
     console.log(`| ${cells.join(' | ')} |`);
   }
-  console.log(`\nAPI RSS max under the read benchmark: ${r.rss.map((x) => `${x.name} ${fmt(x.maxMB, 0)} MB`).join(', ')}`);
+  console.log(`\nAPI RSS after start-up → max under the read benchmark: ${r.rss.map((x) => `${x.name} ${fmt(x.idleMB, 0)} → ${fmt(x.maxMB, 0)} MB`).join(', ')}`);
 }
 
 try {
