@@ -48,39 +48,56 @@ export class JobQueue implements OnModuleDestroy {
 
   async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
     if (!(JOB_NAMES as readonly string[]).includes(kind)) throw new Error(`unknown job kind ${kind}`);
-    const add = this.queueFor(nodeId).add(
-      kind,
-      { actionId },
-      {
-        jobId: jobIdOf(actionId),
-        attempts: this.config.jobAttempts,
-        backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
-        removeOnComplete: { age: 7 * 86_400, count: 10_000 },
-        removeOnFail: { age: 30 * 86_400 },
-      },
+    await this.use(nodeId, (q) =>
+      q.add(
+        kind,
+        { actionId },
+        {
+          jobId: jobIdOf(actionId),
+          attempts: this.config.jobAttempts,
+          backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
+          removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+          removeOnFail: { age: 30 * 86_400 },
+        },
+      ),
     );
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        add,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /** Whether the queue still holds a job for the action (in any state). */
   async hasJob(nodeId: number, actionId: number): Promise<boolean> {
-    return (await this.queueFor(nodeId).getJob(jobIdOf(actionId))) !== undefined;
+    return (await this.use(nodeId, (q) => q.getJob(jobIdOf(actionId)))) !== undefined;
   }
 
   /** The job's state in the queue, or `missing` when the queue no longer holds it. */
   async jobState(nodeId: number, actionId: number): Promise<string> {
-    const job = await this.queueFor(nodeId).getJob(jobIdOf(actionId));
-    return job ? await job.getState() : 'missing';
+    return this.use(nodeId, async (q) => {
+      const job = await q.getJob(jobIdOf(actionId));
+      return job ? await job.getState() : 'missing';
+    });
+  }
+
+  /**
+   * Runs one queue operation with a deadline. A BullMQ Queue whose first connection attempt failed
+   * keeps failing after Redis returns, so on any error the queue object is dropped and the next call
+   * builds a fresh one (the connection itself is shared and reconnects on its own).
+   */
+  private async use<T>(nodeId: number, op: (q: Queue<ActionJobData>) => Promise<T>): Promise<T> {
+    const q = this.queueFor(nodeId);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        op(q),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('queue operation timed out')), ENQUEUE_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (e) {
+      if (this.queues.get(nodeId) === q) this.queues.delete(nodeId);
+      void q.close().catch(() => undefined);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async onModuleDestroy(): Promise<void> {
