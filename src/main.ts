@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
+import { Logger } from 'nestjs-pino';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 import { createHttpApp } from './app/http-app';
 import { WorkerModule } from './app/worker.module';
@@ -72,6 +73,7 @@ async function main(): Promise<void> {
     const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
       bufferLogs: true,
     });
+    app.useLogger(app.get(Logger));
     await app.init();
     onTermination(
       config.shutdownTimeoutMs,
