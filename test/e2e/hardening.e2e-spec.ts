@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { INestApplicationContext } from '@nestjs/common';
 import request from 'supertest';
 import { createNode, createTenant, createToken } from '../factories';
@@ -239,6 +240,34 @@ describe('hardening (real Postgres + Redis)', () => {
       expect([400, 413]).toContain(res.status);
       expect(await snapshotsOf(t.server.id)).toBe(0);
     });
+
+    it('a slow client that never finishes its headers is cut off (HEADERS_TIMEOUT_MS)', async () => {
+      const slow = await startApi(
+        testConfig(db, 'api', { HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '1000' }),
+      );
+      try {
+        const port = Number(new URL(slow.url).port);
+        const started = Date.now();
+        const outcome = await new Promise<string>((resolve) => {
+          const socket = net.connect(port, '127.0.0.1', () => {
+            socket.write('GET /api/v1/servers/ HTTP/1.1\r\nHost: x\r\n'); // headers never end
+          });
+          let reply = '';
+          socket.on('data', (d) => (reply += d.toString()));
+          socket.on('close', () => resolve(reply.split('\r\n')[0] || 'closed'));
+          setTimeout(() => {
+            socket.destroy();
+            resolve('still open');
+          }, 45_000).unref();
+        });
+        // Node checks these deadlines every 30 s (connectionsCheckingInterval), so the cut comes within that.
+        expect(outcome).not.toBe('still open');
+        expect(outcome).toMatch(/408|closed/);
+        expect(Date.now() - started).toBeLessThan(45_000);
+      } finally {
+        await slow.close();
+      }
+    }, 60_000);
 
     it('security headers are set (helmet)', async () => {
       const res = await request(api.url).get('/healthz');
