@@ -329,3 +329,22 @@ export function percentile(xs, p) {
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 export const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
+
+/** Deletes the Redis keys of this run's private queue prefixes (bench<pid>, benchq<pid>, benchw<pid>, benchs<pid>). */
+export async function cleanRedis(redisUrl) {
+  const { default: Redis } = await import('ioredis');
+  const r = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await r.connect();
+  try {
+    for (const p of ['bench', 'benchq', 'benchw', 'benchs']) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${p}${RUN_ID}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.del(...keys);
+      } while (cursor !== '0');
+    }
+  } finally {
+    r.disconnect();
+  }
+}

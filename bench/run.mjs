@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, createDatabase, dropDatabase, seed, serviceEnv, fmt, RUN_ID, buildApp, buildRef } from './lib.mjs';
+import { ROOT, createDatabase, dropDatabase, seed, serviceEnv, fmt, RUN_ID, buildApp, buildRef, cleanRedis } from './lib.mjs';
 import { readBench } from './read.mjs';
 import { queueBench } from './queue.mjs';
 import { diskBench } from './disk.mjs';
@@ -171,6 +171,7 @@ try {
   await main();
 } finally {
   if (!args.includes('--keep')) for (const d of dbs) await dropDatabase(admin, d).catch(() => undefined);
+  await cleanRedis(redisUrl).catch((e) => log(`redis clean-up failed: ${e}`));
   const dir = path.join(ROOT, 'bench/results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${quick ? 'quick' : 'full'}-${out.date.replace(/[:.]/g, '-')}.json`);
