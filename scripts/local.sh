@@ -96,12 +96,14 @@ mkdir -p "$LOCAL/logs"
 PORT="$PORT" HOST=127.0.0.1 node dist/main.js api >>"$LOCAL/logs/api.log" 2>&1 & pids+=($!)
 WORKER_NODE="$NODE" node dist/main.js worker >>"$LOCAL/logs/worker.log" 2>&1 & pids+=($!)
 API_URL="http://127.0.0.1:$PORT"
+# Readiness through node (curl is not on every fresh Debian).
+ready() { node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$API_URL/readyz"; }
 for _ in $(seq 1 100); do
-  if curl -fsS "$API_URL/readyz" >/dev/null 2>&1; then break; fi
+  if ready; then break; fi
   for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { tail -20 "$LOCAL/logs/"*.log >&2; exit 1; }; done
   sleep 0.2
 done
-curl -fsS "$API_URL/readyz" >/dev/null
+ready || { echo "the API did not become ready; see .local/logs/api.log" >&2; exit 1; }
 
 cat >"$LOCAL/demo.env" <<ENV
 API_URL=$API_URL
