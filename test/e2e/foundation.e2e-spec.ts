@@ -3,6 +3,7 @@ import path from 'node:path';
 import request from 'supertest';
 import { createAccount, createNode, createServer, createTenant, createToken } from '../factories';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
+import { expectProblem } from '../support/problem-assertions';
 
 const PUBLISHED_401 = 'Unauthorized - Invalid or missing authentication token';
 
@@ -20,14 +21,6 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
     await api?.close();
     await db?.drop();
   });
-
-  const expectProblem = (res: request.Response, status: number, code: string) => {
-    expect(res.status).toBe(status);
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String) });
-    expect(res.body.request_id).toBe(res.headers['x-request-id']);
-    expect(JSON.stringify(res.body)).not.toMatch(/at .*\.(ts|js):\d+/);
-  };
 
   describe('401 for every bad token', () => {
     it.each([

@@ -19,6 +19,7 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
+import { expectProblem } from '../support/problem-assertions';
 
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const MIB = 1024 * 1024;
@@ -49,14 +50,6 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
   });
 
   // ------------------------------------------------------------------ helpers
-
-  const expectProblem = (res: request.Response, status: number, code: string) => {
-    expect({ status: res.status, body: res.body }).toMatchObject({ status, body: { code } });
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String) });
-    expect(typeof res.body.detail).toBe('string');
-    expect(res.body.request_id).toBe(res.headers['x-request-id']);
-  };
 
   async function account() {
     const acct = await createAccount(api.prisma);

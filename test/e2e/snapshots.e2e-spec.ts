@@ -23,6 +23,7 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
+import { expectProblem } from '../support/problem-assertions';
 
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const MIB = 1024 * 1024;
@@ -75,14 +76,6 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
   });
 
   // ------------------------------------------------------------------ helpers
-
-  const expectProblem = (res: request.Response, status: number, code: string) => {
-    expect({ status: res.status, body: res.body }).toMatchObject({ status, body: { code } });
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String) });
-    expect(typeof res.body.detail).toBe('string');
-    expect(res.body.request_id).toBe(res.headers['x-request-id']);
-  };
 
   /** Every snapshot representation: exactly Part 1's fields plus Part 2's, with the published types. */
   const expectSnapshotShape = (s: Json) => {
