@@ -7,6 +7,11 @@
  *   strings, so we present those columns to the adapter as `text` (oid 25).
  * - `connectToShadowDb` drops the shadow database while its own pool still holds connections to it.
  *   We close the shadow pool first, then drop the database.
+ * - `executeScript` splits a migration on every ";" and runs the pieces one by one, which breaks any
+ *   migration with a function body (PL/pgSQL `$$ … ; … $$`). We send the whole script as one simple
+ *   query instead: Postgres runs its statements in order as one implicit transaction, so a migration
+ *   that fails leaves nothing half-applied (none of ours uses CREATE INDEX CONCURRENTLY, which could
+ *   not run inside one).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -44,14 +49,30 @@ class CatalogAsTextPool extends pg.Pool {
   }
 }
 
+type Connected = Awaited<ReturnType<PrismaPg['connect']>>;
+
+/** Runs a migration script as one multi-statement simple query (see the note at the top). */
+function wholeScripts(adapter: Connected, pool: pg.Pool): Connected {
+  const asDriverError = adapter as unknown as { onError(e: unknown): never };
+  adapter.executeScript = async (script: string) => {
+    try {
+      await pool.query(script);
+    } catch (e) {
+      asDriverError.onError(e);
+    }
+  };
+  return adapter;
+}
+
 type AdapterFactory = ReturnType<typeof makeMigrationAdapterFactory>;
 
 export function makeMigrationAdapterFactory(connectionString: string) {
-  const main = new PrismaPg(new CatalogAsTextPool({ connectionString, max: 4 }));
+  const mainPool = new CatalogAsTextPool({ connectionString, max: 4 });
+  const main = new PrismaPg(mainPool);
   return {
     provider: main.provider,
     adapterName: main.adapterName,
-    connect: () => main.connect(),
+    connect: async () => wholeScripts(await main.connect(), mainPool),
     async connectToShadowDb() {
       const database = `prisma_shadow_${randomUUID().replace(/-/g, '')}`;
       const admin = new pg.Client({ connectionString });
@@ -64,7 +85,7 @@ export function makeMigrationAdapterFactory(connectionString: string) {
       const url = new URL(connectionString);
       url.pathname = `/${database}`;
       const shadowPool = new CatalogAsTextPool({ connectionString: url.toString(), max: 2 });
-      const adapter = await new PrismaPg(shadowPool).connect();
+      const adapter = wholeScripts(await new PrismaPg(shadowPool).connect(), shadowPool);
       const dispose = adapter.dispose.bind(adapter);
       adapter.dispose = async () => {
         await dispose();
