@@ -2,10 +2,17 @@ import { Injectable } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { PrismaService } from '../prisma/prisma.service';
 import { Principal, Scope, SCOPES } from './principal';
+import { TokenStore } from './token-store';
 import { displayPrefix, generateToken, hashToken, looksLikeToken } from './token-codec';
 
 /** `last_used_at` is written at most this often per token, so reads do not each cost a write. */
 const LAST_USED_RESOLUTION_MS = 60_000;
+
+/** A valid token's principal, with its account's listing version when asked for (the hot read path). */
+export interface AuthenticatedToken extends Principal {
+  /** `<epoch>:<sum>` (see the migration 20261128020000_listing_versions); changes with any listed data. */
+  listingVersion?: string;
+}
 
 export interface TokenRecord {
   id: number;
@@ -36,6 +43,7 @@ export class ApiTokenService {
   constructor(
     private readonly prisma: PrismaService,
     private readonly clock: Clock,
+    private readonly store: TokenStore,
   ) {}
 
   /**
@@ -43,28 +51,50 @@ export class ApiTokenService {
    *
    * Not cached, on purpose: every request reads its token row (one primary-key-sized index lookup on
    * the unique hash), so a revocation committed by any replica, the CLI or SQL is refused by every
-   * replica on the very next request. Written as plain SQL: the query compiler of Prisma's Rust-free
-   * client cost more CPU than the lookup itself on this hottest of paths (docs/benchmarks.md).
+   * replica on the very next request. A prepared statement on a pool of its own (TokenStore): the query
+   * compiler of Prisma's Rust-free client cost more CPU than the lookup itself on this hottest of paths
+   * (docs/benchmarks.md).
    */
   async authenticate(token: string): Promise<Principal | null> {
-    if (!looksLikeToken(token)) return null;
-    const rows = await this.prisma.$queryRaw<
-      {
-        id: number;
-        account_id: number;
-        scopes: string[];
-        expires_at: Date | null;
-        revoked_at: Date | null;
-        last_used_at: Date | null;
-      }[]
-    >`SELECT id, account_id, scopes, expires_at, revoked_at, last_used_at FROM api_tokens WHERE hash = ${hashToken(token)}::char(64)`;
-    const row = rows[0];
-    const now = this.clock.now();
-    if (!row || row.revoked_at || (row.expires_at && row.expires_at <= now)) return null;
-    if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
-      await this.prisma.$executeRaw`UPDATE api_tokens SET last_used_at = ${now} WHERE id = ${row.id}`;
+    return (await this.authenticateMany([token])).get(token) ?? null;
+  }
+
+  /**
+   * `authenticate` for several tokens in one statement (the hot read path looks up the tokens of all
+   * requests that arrived together at once). Same rules, same freshness: the statement runs after
+   * every one of those requests arrived.
+   */
+  async authenticateMany(
+    tokens: string[],
+    opts: { listingVersion?: boolean } = {},
+  ): Promise<Map<string, AuthenticatedToken | null>> {
+    const found = new Map<string, AuthenticatedToken | null>();
+    const byHash = new Map<string, string>();
+    for (const token of tokens) {
+      found.set(token, null);
+      if (looksLikeToken(token)) byHash.set(hashToken(token), token);
     }
-    return { accountId: row.account_id, tokenId: row.id, scopes: row.scopes.filter(isScope) };
+    if (byHash.size === 0) return found;
+    const rows = await this.store.findByHashes([...byHash.keys()], opts.listingVersion === true);
+    const now = this.clock.now();
+    const touch: number[] = [];
+    for (const row of rows) {
+      const token = byHash.get(row.hash);
+      if (token === undefined || row.revoked_at || (row.expires_at && row.expires_at <= now)) continue;
+      if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
+        touch.push(row.id);
+      }
+      found.set(token, {
+        accountId: row.account_id,
+        tokenId: row.id,
+        scopes: row.scopes.filter(isScope),
+        ...(row.listing_version !== null ? { listingVersion: row.listing_version } : {}),
+      });
+    }
+    if (touch.length) {
+      await this.store.touch(touch, now);
+    }
+    return found;
   }
 
   /** Creates a token; the returned `token` is the only time the secret exists outside its holder. */
