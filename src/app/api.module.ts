@@ -17,6 +17,7 @@ import { SnapshotsModule } from '../snapshots/snapshots.module';
 import { ActionsModule } from '../actions/actions.module';
 import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
+import { HotReadModule } from '../read-path/hot-read.module';
 
 /** The HTTP API process. */
 @Module({})
@@ -39,6 +40,7 @@ export class ApiModule {
         ActionsModule,
         IdempotencyModule,
         AuditModule,
+        HotReadModule,
       ],
       providers: [
         {

@@ -9,6 +9,7 @@ import { etagMiddleware } from '../common/etag';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
 import { mountApiDocs } from '../openapi/setup';
+import { HotReadPath } from '../read-path/hot-read-path';
 import { ApiModule } from './api.module';
 
 /** Builds the HTTP application exactly as production runs it (tests use this too). */
@@ -32,6 +33,8 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   server.headersTimeout = config.headersTimeoutMs;
   server.requestTimeout = config.requestTimeoutMs;
   server.keepAliveTimeout = 5000;
+  // In front of the whole pipeline: batched token and rate-limit checks, identical polls answered once.
+  if (config.hotReadPath) app.get(HotReadPath).install(server);
   return app;
 }
 

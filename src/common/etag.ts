@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
+import { hotReadStateOf } from '../read-path/hot-read-state';
 
 /** The snapshot list and detail (after the trailing-slash middleware has removed the slash). */
 const CONDITIONAL_PATHS = /^\/api\/v1\/snapshots(?:\/[^/?]+)?(?:\?|$)/;
@@ -33,8 +34,11 @@ export function etagMiddleware(req: Request, res: Response, next: NextFunction):
   const send = res.send;
   res.send = function sendWithEtag(this: Response, body?: unknown) {
     if (this.statusCode === 200 && (typeof body === 'string' || Buffer.isBuffer(body))) {
-      const tag = weakEtag(body);
+      const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+      const tag = weakEtag(buf);
       this.setHeader('ETag', tag);
+      // The hot read path shares this answer with identical requests that waited for it.
+      hotReadStateOf(req)?.capture?.(this, buf, tag);
       if (ifNoneMatchHits(req.headers['if-none-match'], tag)) {
         this.statusCode = 304;
         this.removeHeader('Content-Type');

@@ -1,15 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage } from 'node:http';
 
 const ACCEPTABLE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Accepts a well-formed `X-Request-Id` from the caller or makes one; echoes it on every response. */
 export function requestIdMiddleware(req: Request, res: Response, next: NextFunction): void {
-  const given = req.headers['x-request-id'];
-  const id = typeof given === 'string' && ACCEPTABLE_REQUEST_ID.test(given) ? given : randomUUID();
+  const id = requestIdFor(req);
   (req as { id?: unknown }).id = id;
   res.setHeader('X-Request-Id', id);
   next();
+}
+
+/** The caller's well-formed `X-Request-Id`, or a new one. */
+export function requestIdFor(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && ACCEPTABLE_REQUEST_ID.test(given) ? given : randomUUID();
 }
 
 export function requestIdOf(req: Request): string {

@@ -46,6 +46,9 @@ export class AppConfig {
   readonly operationTimeoutMs!: number;
   /** Requests per token per minute (all methods), and of those, writes (POST/PUT/PATCH/DELETE). */
   readonly rateLimitPerMinute!: number;
+  readonly hotReadPath!: boolean;
+  readonly readCacheMaxBytes!: number;
+  readonly listingCompactIntervalMs!: number;
   readonly rateLimitWritesPerMinute!: number;
   readonly idempotencyTtlHours!: number;
   /** Whole-request and header deadlines against slow clients. */
@@ -185,6 +188,9 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
+    hotReadPath: r.bool('HOT_READ_PATH', true),
+    readCacheMaxBytes: r.bytes('READ_CACHE_MAX_BYTES', 8 * 1024 * 1024),
+    listingCompactIntervalMs: r.int('LISTING_COMPACT_INTERVAL_MS', 10_000, 0, 3_600_000),
     rateLimitWritesPerMinute: r.int('RATE_LIMIT_WRITES_PER_MINUTE', 120, 1, 1_000_000),
     idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),
     requestTimeoutMs: r.int('REQUEST_TIMEOUT_MS', 30_000, 1000, 3_600_000),

@@ -1,0 +1,294 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { Request } from 'express';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { PinoLogger } from 'nestjs-pino';
+import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
+import { hashToken } from '../auth/token-codec';
+import { hasScope, isAdmin, Principal } from '../auth/principal';
+import { AnswerCache } from './answer-cache';
+import { ifNoneMatchHits } from '../common/etag';
+import { requestIdFor } from '../common/request-context';
+import { AppConfig } from '../config/app-config';
+import { routeTemplate } from '../metrics/http-metrics.middleware';
+import { MetricsService } from '../metrics/metrics.service';
+import { RateLimiter, RateVerdict } from '../rate-limit/rate-limiter';
+import { CapturedAnswer, HotReadState, setHotReadState } from './hot-read-state';
+import { MicroBatcher } from './micro-batcher';
+
+/** How long a token counts as a recent reader, and how many are remembered. */
+const RECENT_READER_MS = 60_000;
+const RECENT_READERS_MAX = 10_000;
+
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
+const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
+const BEARER = /^Bearer ([^\s]+)$/i;
+/** Headers a replayed answer gets from its own request, not from the answer it shares. */
+const PER_REQUEST = new Set(['x-request-id', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']);
+
+interface Flight {
+  answer: Promise<CapturedAnswer | null>;
+}
+
+/**
+ * The hot read path: sits in front of the Nest pipeline for `GET /api/v1/snapshots/` and
+ * `GET /api/v1/snapshots/:id/`, the endpoints automation polls, and does three things:
+ *
+ * 1. **Batches token lookups**: the tokens of all requests that arrived together are looked up in one
+ *    statement (ApiTokenService.authenticateMany). Every request is still checked against Postgres after
+ *    it arrived, so a revocation is refused at once on every replica.
+ * 2. **Batches rate-limit counting**: one Redis INCRBY per token and batch; each request gets its own
+ *    count, headers and 429 exactly as one by one.
+ * 3. **Collapses identical requests** (same account, scopes, URL, host and language): one of them (the
+ *    leader) goes through the full Nest pipeline; the others wait for its answer and get the same bytes
+ *    with their own request id, rate-limit headers and conditional (304) handling. A request only joins
+ *    a group whose leader has not yet been handed to the pipeline, i.e. before the leader reads anything:
+ *    every answer reflects the database as it was after its request arrived (read-your-writes holds).
+ *
+ * Anything else — other routes, HEAD, bodies, unusual or invalid credentials, admin tokens, a leader
+ * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=off`.
+ */
+@Injectable()
+export class HotReadPath {
+  private readonly logger = new Logger(HotReadPath.name);
+  private readonly tokens: MicroBatcher<string, AuthenticatedToken | null>;
+  private readonly limits: MicroBatcher<number, RateVerdict | null>;
+  private readonly flights = new Map<string, Flight>();
+  private readonly cache: AnswerCache | null;
+  /** Tokens (by hash) that took this path within the last minute: their counting need not wait for the lookup. */
+  private readonly recentReaders = new Map<string, { tokenId: number; at: number }>();
+
+  constructor(
+    tokens: ApiTokenService,
+    limiter: RateLimiter,
+    private readonly metrics: MetricsService,
+    private readonly config: AppConfig,
+  ) {
+    this.cache = config.readCacheMaxBytes > 0 ? new AnswerCache(config.readCacheMaxBytes) : null;
+    this.tokens = new MicroBatcher(async (keys) => {
+      const found = await tokens.authenticateMany(keys, { listingVersion: this.cache !== null });
+      return keys.map((k) => found.get(k) ?? null);
+    });
+    this.limits = new MicroBatcher(async (tokenIds) => {
+      const now = Date.now();
+      const positions = new Map<number, number[]>();
+      tokenIds.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
+      const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(tokenIds.length).fill(null);
+      await Promise.all(
+        [...positions].map(async ([tokenId, at]) => {
+          const verdicts = await limiter.consume(tokenId, false, at.length, now);
+          if (!verdicts) this.logger.warn('rate limit store unreachable; request let through');
+          at.forEach((pos, j) => (out[pos] = verdicts ? verdicts[j] : null));
+        }),
+      );
+      return out;
+    });
+  }
+
+  /** Puts the hot read path in front of the server's request listener (the Express app). */
+  install(server: Server): void {
+    const [pipeline] = server.listeners('request') as Listener[];
+    if (!pipeline)
+      throw new Error('the HTTP server has no request listener to put the hot read path in front of');
+    server.removeListener('request', pipeline);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const token = this.eligibleToken(req);
+      if (token === null) {
+        pipeline(req, res);
+        return;
+      }
+      this.handle(req, res, token, pipeline).catch((e: unknown) => {
+        this.logger.error({ err: e }, 'hot read path failed; request handed to the pipeline');
+        if (!res.headersSent) pipeline(req, res);
+      });
+    });
+  }
+
+  private eligibleToken(req: IncomingMessage): string | null {
+    if (req.method !== 'GET' || !HOT_PATH.test(req.url ?? '')) return null;
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
+      return null;
+    const m = BEARER.exec(req.headers.authorization ?? '');
+    return m ? m[1] : null;
+  }
+
+  private async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    token: string,
+    pipeline: Listener,
+  ): Promise<void> {
+    const started = process.hrtime.bigint();
+    // A token that was a valid reader a moment ago is counted while it is being looked up, not after
+    // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
+    // same; the one extra count lands on a dead token.
+    const hash = hashToken(token);
+    const recent = this.recentReaders.get(hash);
+    const now = Date.now();
+    const early =
+      recent && now - recent.at < RECENT_READER_MS
+        ? this.limits.load(recent.tokenId).catch(() => null)
+        : null;
+    let principal: AuthenticatedToken | null;
+    try {
+      principal = await this.tokens.load(token);
+    } catch {
+      pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
+      return;
+    }
+    // Unknown, expired, revoked, admin (acts across accounts), or not allowed to read: the pipeline
+    // answers, counting the request itself as it always does.
+    if (!principal || isAdmin(principal) || !hasScope(principal, 'read')) {
+      this.recentReaders.delete(hash);
+      pipeline(req, res);
+      return;
+    }
+    const rateVerdict =
+      early && recent?.tokenId === principal.tokenId
+        ? await early
+        : await this.limits.load(principal.tokenId);
+    if (!recent || recent.tokenId !== principal.tokenId || now - recent.at >= RECENT_READER_MS / 2) {
+      if (this.recentReaders.size >= RECENT_READERS_MAX) this.recentReaders.clear();
+      this.recentReaders.set(hash, { tokenId: principal.tokenId, at: now });
+    }
+    if (rateVerdict?.exceeded != null) {
+      this.handOn(req, res, pipeline, { principal, rateVerdict }); // the pipeline's 429
+      return;
+    }
+    const key = this.groupKey(req, principal);
+    const version = principal.listingVersion;
+    const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
+    if (cached && this.replayable(cached, rateVerdict)) {
+      this.replay(req, res, cached, rateVerdict, started, 'cached');
+      return;
+    }
+    const open = this.flights.get(key);
+    if (!open) {
+      this.lead(req, res, pipeline, key, { principal, rateVerdict }, version);
+      return;
+    }
+    const answer = await open.answer;
+    if (!answer || !this.replayable(answer, rateVerdict)) {
+      this.handOn(req, res, pipeline, { principal, rateVerdict });
+      return;
+    }
+    this.replay(req, res, answer, rateVerdict, started, 'shared');
+  }
+
+  /** Rate-limit headers are replaced, never added or dropped: the answer must have them iff this request has. */
+  private replayable(answer: CapturedAnswer, verdict: RateVerdict | null): boolean {
+    return (verdict !== null) === answer.headers.some(([n]) => n.toLowerCase() === 'ratelimit-limit');
+  }
+
+  /**
+   * Starts a group: its leader goes through the pipeline once every request of this turn has joined.
+   * Its answer is cached under `version`, the listing version read before the pipeline reads any data.
+   */
+  private lead(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pipeline: Listener,
+    key: string,
+    state: HotReadState,
+    version: string | undefined,
+  ): void {
+    let deliver!: (a: CapturedAnswer | null) => void;
+    const flight: Flight = { answer: new Promise((r) => (deliver = r)) };
+    this.flights.set(key, flight);
+    res.once('close', () => deliver(null)); // no capture (not a 200, error, client gone): waiters go on their own
+    setImmediate(() => {
+      // Closed to newcomers before the leader reads anything.
+      if (this.flights.get(key) === flight) this.flights.delete(key);
+      this.handOn(req, res, pipeline, {
+        ...state,
+        capture: (response, body, etag) => {
+          const answer = this.capture(req, response, body, etag);
+          if (version !== undefined) this.cache?.set(key, version, answer);
+          deliver(answer);
+        },
+      });
+    });
+  }
+
+  private handOn(req: IncomingMessage, res: ServerResponse, pipeline: Listener, state: HotReadState): void {
+    setHotReadState(req, state);
+    pipeline(req, res);
+  }
+
+  private capture(req: IncomingMessage, res: ServerResponse, body: Buffer, etag: string): CapturedAnswer {
+    const headers: [string, string | string[]][] = [];
+    // Node ≥ 15.13 keeps the names as they were set (its type definitions here predate that).
+    const raw = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
+    for (const name of raw) {
+      const value = res.getHeader(name);
+      if (value === undefined) continue;
+      headers.push([name, typeof value === 'number' ? String(value) : value]);
+    }
+    return { headers, body, etag, route: routeTemplate(req as Request) };
+  }
+
+  /** The leader's answer with this request's own request id, rate-limit headers and 304 decision. */
+  private replay(
+    req: IncomingMessage,
+    res: ServerResponse,
+    answer: CapturedAnswer,
+    verdict: RateVerdict | null,
+    started: bigint,
+    how: 'shared' | 'cached',
+  ): void {
+    const requestId = requestIdFor(req);
+    const notModified = ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
+    const out: string[] = [];
+    for (const [name, value] of answer.headers) {
+      const lower = name.toLowerCase();
+      if (PER_REQUEST.has(lower)) {
+        if (lower === 'x-request-id') out.push(name, requestId);
+        else if (verdict && lower === 'ratelimit-limit') out.push(name, String(verdict.limit));
+        else if (verdict && lower === 'ratelimit-remaining')
+          out.push(name, String(Math.max(0, verdict.limit - verdict.used)));
+        else if (verdict && lower === 'ratelimit-reset') out.push(name, String(verdict.reset));
+        continue;
+      }
+      if (notModified && (lower === 'content-type' || lower === 'content-length')) continue;
+      if (Array.isArray(value)) for (const v of value) out.push(name, v);
+      else out.push(name, value);
+    }
+    const status = notModified ? 304 : 200;
+    if (!notModified) out.push('Content-Length', String(answer.body.length));
+    res.writeHead(status, out);
+    res.end(notModified ? undefined : answer.body);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.metrics.httpDuration.observe(
+      { method: 'GET', route: answer.route, status: String(status) },
+      seconds,
+    );
+    const log = PinoLogger.root;
+    if (log?.isLevelEnabled('info')) {
+      log.info(
+        {
+          req: { id: requestId, method: req.method, url: req.url },
+          res: { statusCode: status },
+          responseTime: Math.round(seconds * 1000),
+          requestId,
+          hotRead: how,
+        },
+        'request completed',
+      );
+    }
+  }
+
+  private groupKey(req: IncomingMessage, p: Principal): string {
+    const h = req.headers;
+    return [
+      p.accountId,
+      p.scopes.join(','),
+      h.host ?? '',
+      this.config.trustProxy
+        ? `${String(h['x-forwarded-proto'] ?? '')};${String(h['x-forwarded-host'] ?? '')}`
+        : '',
+      h['accept-language'] ?? '',
+      req.url,
+    ].join('\n');
+  }
+}

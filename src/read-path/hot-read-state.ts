@@ -1,0 +1,35 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal } from '../auth/principal';
+import type { RateVerdict } from '../rate-limit/rate-limiter';
+
+/** A 200 answer of the Nest pipeline, as the hot read path replays it to the requests that waited for it. */
+export interface CapturedAnswer {
+  /** Raw header names and values in the order they were set; per-request ones are replaced on replay. */
+  headers: [string, string | string[]][];
+  body: Buffer;
+  etag: string;
+  /** The metrics route label (route template) of the answer. */
+  route: string;
+}
+
+/**
+ * What the hot read path (src/read-path/hot-read-path.ts) has already done for a request it hands on to
+ * the Nest pipeline: the token is authenticated (`principal`), the request counted against its rate
+ * limit (`rateVerdict`; null when Redis was unreachable), and, for the leader of a group of identical
+ * requests, where to deliver the answer (`capture`).
+ */
+export interface HotReadState {
+  principal: Principal;
+  rateVerdict: RateVerdict | null;
+  capture?: (res: ServerResponse, body: Buffer, etag: string) => void;
+}
+
+const STATE = Symbol('hotRead');
+
+export function setHotReadState(req: IncomingMessage, state: HotReadState): void {
+  (req as unknown as Record<symbol, HotReadState>)[STATE] = state;
+}
+
+export function hotReadStateOf(req: IncomingMessage): HotReadState | undefined {
+  return (req as unknown as Record<symbol, HotReadState | undefined>)[STATE];
+}
