@@ -3,10 +3,10 @@ import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ProblemException } from '../common/problem';
-import { Prisma } from '../generated/prisma/client';
+import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
-import { OPEN_ACTION_STATUSES, SLOT_STATUSES } from '../servers/servers.service';
+import { OPEN_ACTION_STATUSES } from '../servers/servers.service';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
@@ -45,6 +45,51 @@ interface LockedServer {
   node_id: number;
   status: 'running' | 'stopped' | 'restoring';
   name: string;
+}
+
+/** The row of create's check-and-insert statement. */
+interface CreateRow {
+  earlier_action_id: number | null;
+  earlier_snapshot_id: number | null;
+  holding_id: number | null;
+  holding_kind: ActionKind | null;
+  holding_status: ActionStatus | null;
+  used: number;
+  action_id: number | null;
+  id: number | null;
+  name: string | null;
+  description: string | null;
+  status: SnapshotRow['status'] | null;
+  progress: number | null;
+  size_bytes: bigint | null;
+  consistency: SnapshotRow['consistency'];
+  error: string | null;
+  created_at: Date | null;
+  completed_at: Date | null;
+}
+
+/** 400 invalid_server_state: a create or restore holds the server, or it is being restored. */
+function serverBusy(
+  server: LockedServer,
+  operation: 'snapshot' | 'restoration',
+  holding: { id: number; kind: ActionKind; status: ActionStatus } | null,
+) {
+  return new ProblemException({
+    status: 400,
+    code: 'invalid_server_state',
+    params: {
+      operation,
+      status: server.status,
+      action_id: holding?.id,
+      action_kind: holding?.kind,
+      action_status: holding?.status,
+    },
+    extra: {
+      server_id: server.id,
+      server_status: server.status,
+      action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
+    },
+  });
 }
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
@@ -148,29 +193,76 @@ export class SnapshotsService {
     return row;
   }
 
+  /**
+   * Two statements in one transaction: lock the server row, then one statement that checks every rule
+   * (Idempotency-Key retry, open create/restore, limit) and inserts snapshot and action only when all
+   * pass, returning what it found. The checks must be a statement of their own after the lock: under
+   * READ COMMITTED a statement reads from a snapshot taken when it starts, so checks in the locking
+   * statement could miss what the previous holder of the lock committed while this one waited.
+   * The response shows the snapshot as this transaction leaves it (a quick job could complete it before
+   * a later re-read).
+   */
   async create(
     me: Principal,
     input: { serverId: number; name: string; description?: string },
     idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
-    // The response shows the snapshot as this transaction leaves it: read after the enqueue, a quick job
-    // could already have completed it (201 with "completed" and a size instead of "in_progress").
+    const limit = this.config.snapshotLimitPerServer;
+    const key = idempotencyKeyId ?? null;
     const { snapshot, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
       const server = await this.lockServer(tx, me, input.serverId);
-      const earlier = await this.actionOfKey(tx, idempotencyKeyId);
-      if (earlier?.snapshotId) {
+      const [r] = await tx.$queryRaw<CreateRow[]>`
+        WITH earlier AS (
+          SELECT a.id, a.snapshot_id FROM actions a
+          WHERE a.idempotency_key_id = ${key}::int AND a.snapshot_id IS NOT NULL
+          LIMIT 1
+        ), holding AS (
+          SELECT a.id, a.kind::text AS kind, a.status::text AS status FROM actions a
+          WHERE a.server_id = ${server.id}::int AND a.status IN ('pending', 'running')
+            AND a.kind <> 'delete_snapshot'
+          ORDER BY a.id ASC
+          LIMIT 1
+        ), used AS (
+          SELECT count(*)::int AS n FROM snapshots s
+          WHERE s.server_id = ${server.id}::int AND s.deleted_at IS NULL
+            AND s.status IN ('in_progress', 'completed')
+        ), ok AS (
+          SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
+            AND ${server.status}::text <> 'restoring' AND (SELECT n FROM used) < ${limit}::int
+        ), sn AS (
+          INSERT INTO snapshots (account_id, server_id, name, description)
+          SELECT ${server.account_id}::int, ${server.id}::int, ${input.name}::varchar,
+                 ${input.description ?? ''}::varchar
+          FROM ok
+          RETURNING id, name, description, status::text AS status, progress, size_bytes,
+                    consistency::text AS consistency, error, created_at, completed_at
+        ), act AS (
+          INSERT INTO actions (kind, account_id, server_id, snapshot_id, requested_by_token_id,
+                               server_status_before, idempotency_key_id)
+          SELECT 'create_snapshot', ${server.account_id}::int, ${server.id}::int, sn.id, ${me.tokenId}::int,
+                 ${server.status}::server_status, ${key}::int
+          FROM sn
+          RETURNING id
+        )
+        SELECT e.id AS earlier_action_id, e.snapshot_id AS earlier_snapshot_id, h.id AS holding_id,
+               h.kind AS holding_kind, h.status AS holding_status, (SELECT n FROM used) AS used,
+               (SELECT id FROM act) AS action_id, sn.*
+        FROM (SELECT 1) one
+        LEFT JOIN earlier e ON true
+        LEFT JOIN holding h ON true
+        LEFT JOIN sn ON true`;
+      if (r.earlier_snapshot_id !== null) {
         const previous = await tx.snapshot.findUniqueOrThrow({
-          where: { id: earlier.snapshotId },
+          where: { id: r.earlier_snapshot_id },
           select: SNAPSHOT_COLUMNS,
         });
-        return { snapshot: previous, actionId: earlier.id, nodeId: server.node_id };
+        return { snapshot: previous, actionId: r.earlier_action_id!, nodeId: server.node_id };
       }
-      await this.assertServerIdle(tx, server, 'snapshot');
-      const used = await tx.snapshot.count({
-        where: { serverId: server.id, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
-      });
-      const limit = this.config.snapshotLimitPerServer;
-      if (used >= limit) {
+      const holding =
+        r.holding_id !== null ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! } : null;
+      if (holding || server.status === 'restoring') throw serverBusy(server, 'snapshot', holding);
+      if (r.action_id === null) {
+        const used = r.used;
         throw new ProblemException({
           status: 400,
           code: 'snapshot_limit_reached',
@@ -178,28 +270,20 @@ export class SnapshotsService {
           extra: { limit, used, server_id: server.id },
         });
       }
-      const snapshot = await tx.snapshot.create({
-        data: {
-          accountId: server.account_id,
-          serverId: server.id,
-          name: input.name,
-          description: input.description ?? '',
-        },
-        select: SNAPSHOT_COLUMNS,
-      });
-      const action = await tx.action.create({
-        data: {
-          kind: 'create_snapshot',
-          accountId: server.account_id,
-          serverId: server.id,
-          snapshotId: snapshot.id,
-          requestedByTokenId: me.tokenId,
-          serverStatusBefore: server.status,
-          idempotencyKeyId,
-        },
-        select: { id: true },
-      });
-      return { snapshot, actionId: action.id, nodeId: server.node_id };
+      const snapshot: SnapshotRow = {
+        id: r.id!,
+        name: r.name!,
+        description: r.description!,
+        status: r.status!,
+        progress: r.progress!,
+        sizeBytes: r.size_bytes,
+        consistency: r.consistency,
+        error: r.error,
+        createdAt: r.created_at!,
+        completedAt: r.completed_at,
+        server: { id: server.id, name: server.name },
+      };
+      return { snapshot, actionId: r.action_id, nodeId: server.node_id };
     });
     await this.enqueue(nodeId, actionId, 'create_snapshot');
     return { snapshot, actionId };
@@ -320,24 +404,7 @@ export class SnapshotsService {
       select: { id: true, kind: true, status: true },
       orderBy: { id: 'asc' },
     });
-    if (holding || server.status === 'restoring') {
-      throw new ProblemException({
-        status: 400,
-        code: 'invalid_server_state',
-        params: {
-          operation,
-          status: server.status,
-          action_id: holding?.id,
-          action_kind: holding?.kind,
-          action_status: holding?.status,
-        },
-        extra: {
-          server_id: server.id,
-          server_status: server.status,
-          action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
-        },
-      });
-    }
+    if (holding || server.status === 'restoring') throw serverBusy(server, operation, holding);
   }
 
   /** After commit: enqueue, but never fail the accepted request for it (the dispatcher retries). */
