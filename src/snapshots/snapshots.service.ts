@@ -47,8 +47,11 @@ interface LockedServer {
   name: string;
 }
 
-/** The row of create's check-and-insert statement. */
+/** The row of create's statement: the locked server, then what `snapshot_create_checked` found or did. */
 interface CreateRow {
+  node_id: number;
+  server_status: LockedServer['status'];
+  server_name: string;
   earlier_action_id: number | null;
   earlier_snapshot_id: number | null;
   holding_id: number | null;
@@ -70,7 +73,7 @@ interface CreateRow {
 
 /** 400 invalid_server_state: a create or restore holds the server, or it is being restored. */
 function serverBusy(
-  server: LockedServer,
+  server: Pick<LockedServer, 'id' | 'status'>,
   operation: 'snapshot' | 'restoration',
   holding: { id: number; kind: ActionKind; status: ActionStatus } | null,
 ) {
@@ -194,13 +197,13 @@ export class SnapshotsService {
   }
 
   /**
-   * Two statements in one transaction: lock the server row, then one statement that checks every rule
-   * (Idempotency-Key retry, open create/restore, limit) and inserts snapshot and action only when all
-   * pass, returning what it found. The checks must be a statement of their own after the lock: under
-   * READ COMMITTED a statement reads from a snapshot taken when it starts, so checks in the locking
-   * statement could miss what the previous holder of the lock committed while this one waited.
-   * The response shows the snapshot as this transaction leaves it (a quick job could complete it before
-   * a later re-read).
+   * One statement, no interactive transaction: lock the server row (FOR UPDATE subquery), then, for the
+   * locked row, `snapshot_create_checked` (migration 20261128030000) reads the key's earlier action, the
+   * holding action and the used slots and inserts snapshot and action only when every rule passes. Being
+   * VOLATILE, that function reads from a snapshot taken after the lock is held, so it sees whatever the
+   * previous holder committed (a plain subquery would read from the statement's own, older snapshot).
+   * The response shows the snapshot as the statement left it (a quick job could complete it before a
+   * later re-read).
    */
   async create(
     me: Principal,
@@ -208,85 +211,53 @@ export class SnapshotsService {
     idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const limit = this.config.snapshotLimitPerServer;
-    const key = idempotencyKeyId ?? null;
-    const { snapshot, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
-      const server = await this.lockServer(tx, me, input.serverId);
-      const [r] = await tx.$queryRaw<CreateRow[]>`
-        WITH earlier AS (
-          SELECT a.id, a.snapshot_id FROM actions a
-          WHERE a.idempotency_key_id = ${key}::int AND a.snapshot_id IS NOT NULL
-          LIMIT 1
-        ), holding AS (
-          SELECT a.id, a.kind::text AS kind, a.status::text AS status FROM actions a
-          WHERE a.server_id = ${server.id}::int AND a.status IN ('pending', 'running')
-            AND a.kind <> 'delete_snapshot'
-          ORDER BY a.id ASC
-          LIMIT 1
-        ), used AS (
-          SELECT count(*)::int AS n FROM snapshots s
-          WHERE s.server_id = ${server.id}::int AND s.deleted_at IS NULL
-            AND s.status IN ('in_progress', 'completed')
-        ), ok AS (
-          SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
-            AND ${server.status}::text <> 'restoring' AND (SELECT n FROM used) < ${limit}::int
-        ), sn AS (
-          INSERT INTO snapshots (account_id, server_id, name, description)
-          SELECT ${server.account_id}::int, ${server.id}::int, ${input.name}::varchar,
-                 ${input.description ?? ''}::varchar
-          FROM ok
-          RETURNING id, name, description, status::text AS status, progress, size_bytes,
-                    consistency::text AS consistency, error, created_at, completed_at
-        ), act AS (
-          INSERT INTO actions (kind, account_id, server_id, snapshot_id, requested_by_token_id,
-                               server_status_before, idempotency_key_id)
-          SELECT 'create_snapshot', ${server.account_id}::int, ${server.id}::int, sn.id, ${me.tokenId}::int,
-                 ${server.status}::server_status, ${key}::int
-          FROM sn
-          RETURNING id
-        )
-        SELECT e.id AS earlier_action_id, e.snapshot_id AS earlier_snapshot_id, h.id AS holding_id,
-               h.kind AS holding_kind, h.status AS holding_status, (SELECT n FROM used) AS used,
-               (SELECT id FROM act) AS action_id, sn.*
-        FROM (SELECT 1) one
-        LEFT JOIN earlier e ON true
-        LEFT JOIN holding h ON true
-        LEFT JOIN sn ON true`;
-      if (r.earlier_snapshot_id !== null) {
-        const previous = await tx.snapshot.findUniqueOrThrow({
-          where: { id: r.earlier_snapshot_id },
-          select: SNAPSHOT_COLUMNS,
-        });
-        return { snapshot: previous, actionId: r.earlier_action_id!, nodeId: server.node_id };
-      }
-      const holding =
-        r.holding_id !== null ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! } : null;
-      if (holding || server.status === 'restoring') throw serverBusy(server, 'snapshot', holding);
-      if (r.action_id === null) {
-        const used = r.used;
-        throw new ProblemException({
-          status: 400,
-          code: 'snapshot_limit_reached',
-          params: { limit, used, server_id: server.id },
-          extra: { limit, used, server_id: server.id },
-        });
-      }
-      const snapshot: SnapshotRow = {
-        id: r.id!,
-        name: r.name!,
-        description: r.description!,
-        status: r.status!,
-        progress: r.progress!,
-        sizeBytes: r.size_bytes,
-        consistency: r.consistency,
-        error: r.error,
-        createdAt: r.created_at!,
-        completedAt: r.completed_at,
-        server: { id: server.id, name: server.name },
-      };
-      return { snapshot, actionId: r.action_id, nodeId: server.node_id };
-    });
-    await this.enqueue(nodeId, actionId, 'create_snapshot');
-    return { snapshot, actionId };
+    const scope = accountScope(me).accountId ?? null;
+    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
+      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+      FROM (
+        SELECT id, account_id, node_id, status, name FROM servers
+        WHERE id = ${input.serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+        FOR UPDATE
+      ) v
+      CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${input.name}::varchar,
+        ${input.description ?? ''}::varchar, ${me.tokenId}::int, ${idempotencyKeyId ?? null}::int,
+        ${limit}::int) c`;
+    if (!r) throw notFound('server_not_found');
+    const server = { id: input.serverId, name: r.server_name, status: r.server_status };
+    if (r.earlier_snapshot_id !== null) {
+      const previous = await this.prisma.snapshot.findUniqueOrThrow({
+        where: { id: r.earlier_snapshot_id },
+        select: SNAPSHOT_COLUMNS,
+      });
+      await this.enqueue(r.node_id, r.earlier_action_id!, 'create_snapshot');
+      return { snapshot: previous, actionId: r.earlier_action_id! };
+    }
+    const holding =
+      r.holding_id !== null ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! } : null;
+    if (holding || server.status === 'restoring') throw serverBusy(server, 'snapshot', holding);
+    if (r.action_id === null) {
+      throw new ProblemException({
+        status: 400,
+        code: 'snapshot_limit_reached',
+        params: { limit, used: r.used, server_id: server.id },
+        extra: { limit, used: r.used, server_id: server.id },
+      });
+    }
+    const snapshot: SnapshotRow = {
+      id: r.id!,
+      name: r.name!,
+      description: r.description!,
+      status: r.status!,
+      progress: r.progress!,
+      sizeBytes: r.size_bytes,
+      consistency: r.consistency,
+      error: r.error,
+      createdAt: r.created_at!,
+      completedAt: r.completed_at,
+      server: { id: server.id, name: server.name },
+    };
+    await this.enqueue(r.node_id, r.action_id, 'create_snapshot');
+    return { snapshot, actionId: r.action_id };
   }
 
   async restore(me: Principal, snapshotId: number, idempotencyKeyId?: number) {
