@@ -7,7 +7,19 @@
 import { median, percentile, rssSampler, sleep, startRole, stop, withClient } from './lib.mjs';
 import pg from 'pg';
 
-export async function queueBench({ databaseUrl, redisUrl, seed, quick, dir, concurrency, log = () => undefined }) {
+// `apiNodeArgs` / `workerNodeArgs` (e.g. `--cpu-prof`) and `extraEnv` are for profiling and A/B drivers.
+export async function queueBench({
+  databaseUrl,
+  redisUrl,
+  seed,
+  quick,
+  dir,
+  concurrency,
+  log = () => undefined,
+  apiNodeArgs = [],
+  workerNodeArgs = [],
+  extraEnv = {},
+}) {
   const servers = seed.queueServers.slice(0, quick ? 30 : 200);
   const rounds = quick ? 3 : 10;
   const env = {
@@ -17,9 +29,10 @@ export async function queueBench({ databaseUrl, redisUrl, seed, quick, dir, conc
     SNAPSHOT_LIMIT_PER_SERVER: '1000',
     FAKE_DRIVER_DELAY_MS: '0',
     ...(concurrency ? { WORKER_CONCURRENCY: String(concurrency) } : {}),
+    ...extraEnv,
   };
-  const api = await startRole('api', env, dir);
-  const worker = await startRole('worker', { ...env, WORKER_NODE: seed.fakeNodeName }, dir);
+  const api = await startRole('api', env, dir, apiNodeArgs);
+  const worker = await startRole('worker', { ...env, WORKER_NODE: seed.fakeNodeName }, dir, workerNodeArgs);
   const rssApi = rssSampler(api.child.pid, 200);
   const rssWorker = rssSampler(worker.child.pid, 200);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });

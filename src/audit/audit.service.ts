@@ -30,22 +30,15 @@ export class AuditService {
 
   async record(r: AuditRecord): Promise<void> {
     try {
-      await this.prisma.auditEvent.create({
-        data: {
-          at: this.clock.now(),
-          accountId: r.accountId,
-          tokenId: r.tokenId,
-          actor: r.actor,
-          action: r.action,
-          targetType: r.targetType ?? null,
-          targetId: r.targetId ?? null,
-          outcome: r.outcome,
-          statusCode: r.statusCode ?? null,
-          ip: r.ip ?? null,
-          requestId: r.requestId ?? null,
-          detail: (r.detail ?? undefined) as Prisma.InputJsonValue | undefined,
-        },
-      });
+      // Plain SQL: one INSERT, without a pass through the query compiler on every audited request.
+      const detail = r.detail === undefined ? null : JSON.stringify(r.detail);
+      await this.prisma.$executeRaw`
+        INSERT INTO audit_events (at, account_id, token_id, actor, action, target_type, target_id, outcome,
+                                  status_code, ip, request_id, detail)
+        VALUES (${this.clock.now()}::timestamptz, ${r.accountId}::int, ${r.tokenId}::int, ${r.actor}::varchar,
+                ${r.action}::varchar, ${r.targetType ?? null}::varchar, ${r.targetId ?? null}::int,
+                ${r.outcome}::varchar, ${r.statusCode ?? null}::int, ${r.ip ?? null}::varchar,
+                ${r.requestId ?? null}::varchar, ${detail}::jsonb)`;
     } catch (err) {
       this.logger.error({ err, audit: r }, 'could not write audit event');
     }

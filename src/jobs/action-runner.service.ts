@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
-import { ActionKind, ServerStatus } from '../generated/prisma/client';
+import { ActionKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import {
   HYPERVISOR_DRIVER,
   HypervisorDriver,
@@ -45,6 +45,21 @@ interface LoadedAction {
     node: { snapshotDir: string };
   };
   snapshot: { id: number; status: string } | null;
+}
+
+/** A row of the claim statement. */
+interface ClaimRow {
+  id: number;
+  kind: ActionKind;
+  started_at: Date | null;
+  server_status_before: ServerStatus | null;
+  server_id: number;
+  domain: string;
+  disk_path: string;
+  server_status: ServerStatus;
+  snapshot_dir: string;
+  snap_id: number | null;
+  snap_status: string | null;
 }
 
 const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
@@ -152,9 +167,9 @@ export class ActionRunner {
   }
 
   private async beat(actionId: number): Promise<void> {
-    await this.prisma.action
-      .updateMany({ where: { id: actionId, status: 'running' }, data: { heartbeatAt: this.clock.now() } })
-      .catch(() => undefined);
+    await this.prisma.$executeRaw`
+      UPDATE actions SET heartbeat_at = ${this.clock.now()}::timestamptz
+      WHERE id = ${actionId}::int AND status = 'running'`.catch(() => undefined);
   }
 
   private async restore(
@@ -213,107 +228,128 @@ export class ActionRunner {
     });
   }
 
+  /**
+   * Takes the action (pending, or running again after a retry or a stalled job) and loads what the run
+   * needs, in one statement: the conditional UPDATE is the claim, its RETURNING joined to server, node
+   * and snapshot is the load. A finished or missing action yields no row.
+   */
   private async claim(actionId: number): Promise<LoadedAction | null> {
-    const action = await this.loadAction(actionId);
-    if (!action || (action.status !== 'pending' && action.status !== 'running')) return null;
     const now = this.clock.now();
-    const claimed = await this.prisma.action.updateMany({
-      where: { id: actionId, status: { in: ['pending', 'running'] } },
-      data: {
-        status: 'running',
-        startedAt: action.startedAt ?? now,
-        heartbeatAt: now,
-        attempts: { increment: 1 },
+    const rows = await this.prisma.$queryRaw<ClaimRow[]>`
+      WITH c AS (
+        UPDATE actions a
+        SET status = 'running', started_at = COALESCE(a.started_at, ${now}::timestamptz),
+            heartbeat_at = ${now}::timestamptz, attempts = a.attempts + 1
+        WHERE a.id = ${actionId}::int AND a.status IN ('pending', 'running')
+        RETURNING a.id, a.kind::text AS kind, a.started_at, a.server_status_before::text AS server_status_before,
+                  a.server_id, a.snapshot_id
+      )
+      SELECT c.id, c.kind, c.started_at, c.server_status_before, v.id AS server_id, v.domain, v.disk_path,
+             v.status::text AS server_status, n.snapshot_dir, sn.id AS snap_id, sn.status::text AS snap_status
+      FROM c
+      JOIN servers v ON v.id = c.server_id
+      JOIN nodes n ON n.id = v.node_id
+      LEFT JOIN snapshots sn ON sn.id = c.snapshot_id`;
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      kind: r.kind,
+      status: 'running',
+      startedAt: r.started_at,
+      serverStatusBefore: r.server_status_before,
+      server: {
+        id: r.server_id,
+        domain: r.domain,
+        diskPath: r.disk_path,
+        status: r.server_status,
+        node: { snapshotDir: r.snapshot_dir },
       },
-    });
-    return claimed.count === 1 ? action : null;
+      snapshot: r.snap_id !== null ? { id: r.snap_id, status: r.snap_status! } : null,
+    };
   }
 
+  /** Progress of the action and (for a create) of its snapshot, in one statement, while it runs. */
   private async writeProgress(action: LoadedAction, pct: number): Promise<void> {
     const now = this.clock.now();
-    await this.prisma.$transaction([
-      this.prisma.action.updateMany({
-        where: { id: action.id, status: 'running' },
-        data: { progress: pct, heartbeatAt: now },
-      }),
-      ...(action.kind === 'create_snapshot' && action.snapshot
-        ? [
-            this.prisma.snapshot.updateMany({
-              where: { id: action.snapshot.id, status: 'in_progress' },
-              data: { progress: pct },
-            }),
-          ]
-        : []),
-    ]);
+    const snapshotId = action.kind === 'create_snapshot' && action.snapshot ? action.snapshot.id : null;
+    await this.prisma.$executeRaw`
+      WITH a AS (
+        UPDATE actions SET progress = ${pct}::smallint, heartbeat_at = ${now}::timestamptz
+        WHERE id = ${action.id}::int AND status = 'running'
+        RETURNING id
+      )
+      UPDATE snapshots SET progress = ${pct}::smallint
+      WHERE id = ${snapshotId}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
   }
 
+  /** Action succeeded and snapshot completed, atomically, in one statement; only from `running`. */
   private async succeedCreate(
     action: LoadedAction,
     sizeBytes: number,
     consistency: 'stopped' | 'quiesced' | 'crash_consistent',
   ): Promise<'succeeded' | 'skipped'> {
     const now = this.clock.now();
-    return this.prisma.$transaction(async (tx) => {
-      const done = await tx.action.updateMany({
-        where: { id: action.id, status: 'running' },
-        data: { status: 'succeeded', progress: 100, finishedAt: now, heartbeatAt: now },
-      });
-      if (done.count !== 1) return 'skipped';
-      await tx.snapshot.updateMany({
-        where: { id: action.snapshot!.id, status: 'in_progress' },
-        data: {
-          status: 'completed',
-          progress: 100,
-          sizeBytes: BigInt(sizeBytes),
-          consistency,
-          completedAt: now,
-        },
-      });
-      return 'succeeded';
-    });
+    const [r] = await this.prisma.$queryRaw<{ done: number }[]>`
+      WITH a AS (
+        UPDATE actions
+        SET status = 'succeeded', progress = 100, finished_at = ${now}::timestamptz, heartbeat_at = ${now}::timestamptz
+        WHERE id = ${action.id}::int AND status = 'running'
+        RETURNING id
+      ), s AS (
+        UPDATE snapshots
+        SET status = 'completed', progress = 100, size_bytes = ${BigInt(sizeBytes)}::bigint,
+            consistency = ${consistency}::snapshot_consistency, completed_at = ${now}::timestamptz
+        WHERE id = ${action.snapshot!.id}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+        RETURNING id
+      )
+      SELECT (SELECT count(*) FROM a)::int AS done, (SELECT count(*) FROM s)::int AS snapshots`;
+    return r?.done === 1 ? 'succeeded' : 'skipped';
   }
 
   private succeedRestore(action: LoadedAction) {
     return this.finish(action, 'succeeded');
   }
 
-  /** Ends the action (and, for a restore, returns the server to the status it had before). */
+  /**
+   * Ends the action (and, for a restore, returns the server to the status it had before; for a failed
+   * create, fails its snapshot), atomically, in one statement; only from `running`.
+   */
   private async finish(
     action: LoadedAction,
     outcome: 'succeeded' | 'failed',
     error?: { code: string; message: string },
   ): Promise<'succeeded' | 'failed' | 'skipped'> {
     const now = this.clock.now();
-    return this.prisma.$transaction(async (tx) => {
-      const done = await tx.action.updateMany({
-        where: { id: action.id, status: 'running' },
-        data: {
-          status: outcome,
-          finishedAt: now,
-          heartbeatAt: now,
-          ...(outcome === 'succeeded' ? { progress: 100 } : {}),
-          ...(error ? { errorCode: error.code, errorMessage: error.message.slice(0, 1000) } : {}),
-        },
-      });
-      if (done.count !== 1) return 'skipped';
-      if (action.kind === 'restore_snapshot') {
-        await tx.server.updateMany({
-          where: { id: action.server.id, status: 'restoring' },
-          data: { status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' },
-        });
-      }
-      if (outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot) {
-        await tx.snapshot.updateMany({
-          where: { id: action.snapshot.id, status: 'in_progress' },
-          data: {
-            status: 'failed',
-            error: error?.message.slice(0, 1000) ?? GENERIC_FAILURE,
-            completedAt: now,
-          },
-        });
-      }
-      return outcome;
-    });
+    const restoreServer =
+      action.kind === 'restore_snapshot'
+        ? Prisma.sql`, srv AS (
+            UPDATE servers SET status = ${action.serverStatusBefore === 'stopped' ? 'stopped' : 'running'}::server_status
+            WHERE id = ${action.server.id}::int AND status = 'restoring' AND EXISTS (SELECT 1 FROM a)
+            RETURNING id)`
+        : Prisma.empty;
+    const failSnapshot =
+      outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
+        ? Prisma.sql`, snap AS (
+            UPDATE snapshots
+            SET status = 'failed', error = ${error?.message.slice(0, 1000) ?? GENERIC_FAILURE}::varchar,
+                completed_at = ${now}::timestamptz
+            WHERE id = ${action.snapshot.id}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+            RETURNING id)`
+        : Prisma.empty;
+    const errorColumns = error
+      ? Prisma.sql`, error_code = ${error.code}::varchar, error_message = ${error.message.slice(0, 1000)}::varchar`
+      : Prisma.empty;
+    const [r] = await this.prisma.$queryRaw<{ done: number }[]>`
+      WITH a AS (
+        UPDATE actions
+        SET status = ${outcome}::action_status, finished_at = ${now}::timestamptz,
+            heartbeat_at = ${now}::timestamptz${outcome === 'succeeded' ? Prisma.sql`, progress = 100` : Prisma.empty}${errorColumns}
+        WHERE id = ${action.id}::int AND status = 'running'
+        RETURNING id
+      )${restoreServer}${failSnapshot}
+      SELECT count(*)::int AS done FROM a`;
+    return r?.done === 1 ? outcome : 'skipped';
   }
 
   private fail(action: LoadedAction, code: string, message: string) {

@@ -5,14 +5,18 @@
  */
 export class ProgressReporter {
   private lastWritten = -1;
-  private lastAt = 0;
+  private lastAt: number;
   private pending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly intervalMs: number,
     private readonly write: (pct: number) => Promise<void>,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // The first write comes one interval after the start, not at once: a copy quicker than that is
+    // recorded by its result alone (progress 0 is what the row says already).
+    this.lastAt = now();
+  }
 
   report = (pct: number): void => {
     const value = Math.max(0, Math.min(99, Math.floor(pct))); // 100 is written with the result.

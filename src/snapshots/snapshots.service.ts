@@ -3,10 +3,10 @@ import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ProblemException } from '../common/problem';
-import { Prisma } from '../generated/prisma/client';
+import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
-import { OPEN_ACTION_STATUSES, SLOT_STATUSES } from '../servers/servers.service';
+import { OPEN_ACTION_STATUSES } from '../servers/servers.service';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
@@ -45,6 +45,54 @@ interface LockedServer {
   node_id: number;
   status: 'running' | 'stopped' | 'restoring';
   name: string;
+}
+
+/** The row of create's statement: the locked server, then what `snapshot_create_checked` found or did. */
+interface CreateRow {
+  node_id: number;
+  server_status: LockedServer['status'];
+  server_name: string;
+  earlier_action_id: number | null;
+  earlier_snapshot_id: number | null;
+  holding_id: number | null;
+  holding_kind: ActionKind | null;
+  holding_status: ActionStatus | null;
+  used: number;
+  action_id: number | null;
+  id: number | null;
+  name: string | null;
+  description: string | null;
+  status: SnapshotRow['status'] | null;
+  progress: number | null;
+  size_bytes: bigint | null;
+  consistency: SnapshotRow['consistency'];
+  error: string | null;
+  created_at: Date | null;
+  completed_at: Date | null;
+}
+
+/** 400 invalid_server_state: a create or restore holds the server, or it is being restored. */
+function serverBusy(
+  server: Pick<LockedServer, 'id' | 'status'>,
+  operation: 'snapshot' | 'restoration',
+  holding: { id: number; kind: ActionKind; status: ActionStatus } | null,
+) {
+  return new ProblemException({
+    status: 400,
+    code: 'invalid_server_state',
+    params: {
+      operation,
+      status: server.status,
+      action_id: holding?.id,
+      action_kind: holding?.kind,
+      action_status: holding?.status,
+    },
+    extra: {
+      server_id: server.id,
+      server_status: server.status,
+      action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
+    },
+  });
 }
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
@@ -148,61 +196,68 @@ export class SnapshotsService {
     return row;
   }
 
+  /**
+   * One statement, no interactive transaction: lock the server row (FOR UPDATE subquery), then, for the
+   * locked row, `snapshot_create_checked` (migration 20261128030000) reads the key's earlier action, the
+   * holding action and the used slots and inserts snapshot and action only when every rule passes. Being
+   * VOLATILE, that function reads from a snapshot taken after the lock is held, so it sees whatever the
+   * previous holder committed (a plain subquery would read from the statement's own, older snapshot).
+   * The response shows the snapshot as the statement left it (a quick job could complete it before a
+   * later re-read).
+   */
   async create(
     me: Principal,
     input: { serverId: number; name: string; description?: string },
     idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
-    // The response shows the snapshot as this transaction leaves it: read after the enqueue, a quick job
-    // could already have completed it (201 with "completed" and a size instead of "in_progress").
-    const { snapshot, actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
-      const server = await this.lockServer(tx, me, input.serverId);
-      const earlier = await this.actionOfKey(tx, idempotencyKeyId);
-      if (earlier?.snapshotId) {
-        const previous = await tx.snapshot.findUniqueOrThrow({
-          where: { id: earlier.snapshotId },
-          select: SNAPSHOT_COLUMNS,
-        });
-        return { snapshot: previous, actionId: earlier.id, nodeId: server.node_id };
-      }
-      await this.assertServerIdle(tx, server, 'snapshot');
-      const used = await tx.snapshot.count({
-        where: { serverId: server.id, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
-      });
-      const limit = this.config.snapshotLimitPerServer;
-      if (used >= limit) {
-        throw new ProblemException({
-          status: 400,
-          code: 'snapshot_limit_reached',
-          params: { limit, used, server_id: server.id },
-          extra: { limit, used, server_id: server.id },
-        });
-      }
-      const snapshot = await tx.snapshot.create({
-        data: {
-          accountId: server.account_id,
-          serverId: server.id,
-          name: input.name,
-          description: input.description ?? '',
-        },
+    const limit = this.config.snapshotLimitPerServer;
+    const scope = accountScope(me).accountId ?? null;
+    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
+      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+      FROM (
+        SELECT id, account_id, node_id, status, name FROM servers
+        WHERE id = ${input.serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+        FOR UPDATE
+      ) v
+      CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${input.name}::varchar,
+        ${input.description ?? ''}::varchar, ${me.tokenId}::int, ${idempotencyKeyId ?? null}::int,
+        ${limit}::int) c`;
+    if (!r) throw notFound('server_not_found');
+    const server = { id: input.serverId, name: r.server_name, status: r.server_status };
+    if (r.earlier_snapshot_id !== null) {
+      const previous = await this.prisma.snapshot.findUniqueOrThrow({
+        where: { id: r.earlier_snapshot_id },
         select: SNAPSHOT_COLUMNS,
       });
-      const action = await tx.action.create({
-        data: {
-          kind: 'create_snapshot',
-          accountId: server.account_id,
-          serverId: server.id,
-          snapshotId: snapshot.id,
-          requestedByTokenId: me.tokenId,
-          serverStatusBefore: server.status,
-          idempotencyKeyId,
-        },
-        select: { id: true },
+      await this.enqueue(r.node_id, r.earlier_action_id!, 'create_snapshot');
+      return { snapshot: previous, actionId: r.earlier_action_id! };
+    }
+    const holding =
+      r.holding_id !== null ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! } : null;
+    if (holding || server.status === 'restoring') throw serverBusy(server, 'snapshot', holding);
+    if (r.action_id === null) {
+      throw new ProblemException({
+        status: 400,
+        code: 'snapshot_limit_reached',
+        params: { limit, used: r.used, server_id: server.id },
+        extra: { limit, used: r.used, server_id: server.id },
       });
-      return { snapshot, actionId: action.id, nodeId: server.node_id };
-    });
-    await this.enqueue(nodeId, actionId, 'create_snapshot');
-    return { snapshot, actionId };
+    }
+    const snapshot: SnapshotRow = {
+      id: r.id!,
+      name: r.name!,
+      description: r.description!,
+      status: r.status!,
+      progress: r.progress!,
+      sizeBytes: r.size_bytes,
+      consistency: r.consistency,
+      error: r.error,
+      createdAt: r.created_at!,
+      completedAt: r.completed_at,
+      server: { id: server.id, name: server.name },
+    };
+    await this.enqueue(r.node_id, r.action_id, 'create_snapshot');
+    return { snapshot, actionId: r.action_id };
   }
 
   async restore(me: Principal, snapshotId: number, idempotencyKeyId?: number) {
@@ -320,24 +375,7 @@ export class SnapshotsService {
       select: { id: true, kind: true, status: true },
       orderBy: { id: 'asc' },
     });
-    if (holding || server.status === 'restoring') {
-      throw new ProblemException({
-        status: 400,
-        code: 'invalid_server_state',
-        params: {
-          operation,
-          status: server.status,
-          action_id: holding?.id,
-          action_kind: holding?.kind,
-          action_status: holding?.status,
-        },
-        extra: {
-          server_id: server.id,
-          server_status: server.status,
-          action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
-        },
-      });
-    }
+    if (holding || server.status === 'restoring') throw serverBusy(server, operation, holding);
   }
 
   /** After commit: enqueue, but never fail the accepted request for it (the dispatcher retries). */

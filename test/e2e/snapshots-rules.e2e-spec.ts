@@ -532,6 +532,43 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
       expect(await api.prisma.action.count({ where: { serverId: t.server.id } })).toBe(1);
     });
 
+    it('a create waiting for the server lock sees what the holder committed meanwhile (limit)', async () => {
+      // The create's checks must read after the lock is granted: a check reading from a snapshot taken
+      // before the wait would count 4 and accept a sixth snapshot.
+      const t = await tenant();
+      for (let i = 0; i < 4; i++) await insertSnapshot(t.server, { name: `c${i}` });
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => (locked = r));
+      const holder = api.prisma.$transaction(
+        async (tx) => {
+          await tx.$queryRaw`SELECT id FROM servers WHERE id = ${t.server.id} FOR UPDATE`;
+          locked();
+          await released;
+          await tx.snapshot.create({
+            data: { accountId: t.account.id, serverId: t.server.id, name: 'fifth', status: 'completed' },
+          });
+        },
+        { timeout: 30_000 },
+      );
+      await isLocked;
+      const waiting = create(t.auth, { server_id: t.server.id, name: 'sixth' }).then((r) => r);
+      // The create is blocked on the row lock before the holder writes and commits.
+      await eventually(async () => {
+        const [row] = await api.prisma.$queryRaw<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+        return row.n > 0;
+      });
+      release();
+      await holder;
+      const res = await waiting;
+      expectProblem(res, 400, 'snapshot_limit_reached');
+      expect(res.body).toMatchObject({ limit: 5, used: 5, server_id: t.server.id });
+      expect(await api.prisma.snapshot.count({ where: { serverId: t.server.id } })).toBe(5);
+    });
+
     it('restore and delete of the same snapshot at once: never both', async () => {
       for (let round = 0; round < 8; round++) {
         const t = await tenant();
