@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { ROOT, median, rssOf, rssSampler, startRole, stop } from './lib.mjs';
 
 function cannon(opts) {
@@ -23,6 +24,34 @@ async function startBare(routesFile) {
   child.exitedPromise = new Promise((r) => child.once('exit', r));
   const port = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
   return { child, base: `http://127.0.0.1:${port}` };
+}
+
+/** One path, or each connection going through `paths` in turn. */
+function target(base, c) {
+  return c.paths ? { url: base, requests: c.paths.map((p) => ({ method: 'GET', path: p })) } : { url: base + c.path };
+}
+
+/** Runs fn while another connection updates a snapshot of account 1 `perSecond` times a second. */
+async function withWriter(databaseUrl, perSecond, fn) {
+  if (!perSecond) return fn();
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  let n = 0;
+  const timer = setInterval(() => {
+    n++;
+    client
+      .query(
+        `UPDATE snapshots SET description = $1 WHERE id = (SELECT min(id) FROM snapshots WHERE account_id = 1)`,
+        [`nightly backup, touched ${n}`],
+      )
+      .catch(() => undefined);
+  }, 1000 / perSecond);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+    await client.end();
+  }
 }
 
 /**
@@ -52,8 +81,22 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
     { name: 'account-wide first page', path: `/api/v1/snapshots/` },
     { name: 'detail', path: `/api/v1/snapshots/${firstId}/` },
   ];
+  // Each connection polls 32 different servers' lists in turn (few identical requests arrive together).
+  const spread = Array.from({ length: 32 }, (_, i) => `/api/v1/snapshots/?server_id=${seed.benchServerId + i}`);
+  const extra = [
+    { name: 'filtered list, 32 different servers in turn', path: spread[0], paths: spread },
+    // 20 snapshot updates a second in the polled account (what running jobs write): answers change.
+    { name: 'filtered list while the account changes 20×/s', path: cases[0].path, writesPerSecond: 20 },
+  ];
   const routes = {};
-  for (const c of cases) {
+  for (const c of [...cases, ...extra.filter((x) => !quick || !x.paths)]) {
+    for (const p of c.paths ?? []) {
+      const r = await fetch(main.base + p, { headers: auth });
+      const body = Buffer.from(await r.arrayBuffer());
+      if (r.status !== 200) throw new Error(`${p}: ${r.status} ${body}`);
+      routes[p] = { type: r.headers.get('content-type'), body: body.toString('base64'), etag: r.headers.get('etag') };
+    }
+    if (c.paths) continue;
     const r = await fetch(main.base + c.path, { headers: auth });
     const body = Buffer.from(await r.arrayBuffer());
     if (r.status !== 200) throw new Error(`${c.path}: ${r.status} ${body}`);
@@ -69,7 +112,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
       c.conditionalStatus = again.status;
     }
   }
-  const all = [...cases];
+  const all = [...cases, ...extra.filter((x) => !quick || !x.paths)];
   for (const c of cases.slice(0, quick ? 1 : 2)) {
     if (c.etag && c.conditionalStatus === 304) {
       all.push({ name: `${c.name}, If-None-Match → 304`, path: c.path, inm: c.etag, conditional: true });
@@ -86,7 +129,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
       for (const s of sides) {
         if (c.conditional && !s.bare && s !== main) continue;
         const hdr = { ...(s.bare ? {} : auth), ...(c.inm ? { 'if-none-match': c.inm } : {}) };
-        await cannon({ url: s.base + c.path, headers: hdr, duration: 1 }); // warm-up
+        await cannon({ ...target(s.base, c), headers: hdr, duration: 1 }); // warm-up
       }
     }
     for (let round = 0; round < rounds; round++) {
@@ -96,7 +139,9 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
         for (const s of order) {
           if (c.conditional && !s.bare && s !== main) continue; // baselines have no ETags
           const hdr = { ...(s.bare ? {} : auth), ...(c.inm ? { 'if-none-match': c.inm } : {}) };
-          const res = await cannon({ url: s.base + c.path, headers: hdr, duration });
+          const res = await withWriter(databaseUrl, c.writesPerSecond, () =>
+            cannon({ ...target(s.base, c), headers: hdr, duration }),
+          );
           const good = c.conditional ? (res['3xx'] ?? 0) : res['2xx'];
           c.runs[s.name].push({
             rps: res.requests.average,

@@ -43,9 +43,20 @@ async function main() {
   const baselines = baseArg ? baseArg.slice(11).split(',').map((ref) => buildRef(ref, log)) : [];
   // --api-node-options="<flags>": this build once more with NODE_OPTIONS (e.g. V8 heap caps), side by side.
   const nodeOpts = args.find((a) => a.startsWith('--api-node-options='));
+  // --api-env=K=V[,K=V…]: this build once more with these settings (e.g. HOT_READ_PATH=false), side by side.
+  const apiEnv = args.find((a) => a.startsWith('--api-env='));
   variants = [
     ...baselines.map((b) => ({ name: b.sha, dir: b.dir })),
     ...(nodeOpts ? [{ name: `API ${nodeOpts.slice(19)}`, dir: appDir, env: { NODE_OPTIONS: nodeOpts.slice(19) } }] : []),
+    ...(apiEnv
+      ? [
+          {
+            name: `API ${apiEnv.slice(10)}`,
+            dir: appDir,
+            env: Object.fromEntries(apiEnv.slice(10).split(',').map((kv) => [kv.split('=')[0], kv.split('=').slice(1).join('=')])),
+          },
+        ]
+      : []),
     { name: 'API', dir: appDir },
   ];
   const small = { servers: quick ? 2000 : 10_000, snapshots: quick ? 10_000 : 50_000, benchServers: quick ? 200 : 1000 };
