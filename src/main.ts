@@ -1,21 +1,7 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
-import { setFlagsFromString } from 'node:v8';
+import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
-
-/**
- * V8 settings of the worker role, which is I/O-bound (the copies run in qemu-img; the worker reads
- * their progress and writes a few rows per job), so it trades a little CPU for resident memory
- * (measured side by side: bench/worker-memory.mjs, and the queue path with bench/queue.mjs):
- * - `--liftoff-only`: Prisma's query compiler is WebAssembly; by default V8 also recompiles its hot
- *   functions with its optimising compiler in background threads, and that code and the compilers'
- *   memory stay resident (~20 MB). The baseline compiler's code is slower but the worker's queries few.
- * - `--semi-space-growth-factor=1`: the young generation keeps its initial 1 MB semi-spaces instead of
- *   growing to 16 MB while the modules load and never shrinking back (~14 MB).
- * Applied before any module of the worker is loaded (the young generation grows while they load) and
- * before Prisma compiles its WebAssembly; the API keeps V8's defaults.
- */
-export const WORKER_V8_FLAGS = ['--liftoff-only', '--semi-space-growth-factor=1'] as const;
 
 /**
  * Graceful shutdown on SIGTERM/SIGINT, in the order that loses nothing: first stop taking work (close
@@ -83,7 +69,7 @@ async function main(): Promise<void> {
       () => app.close(),
     );
   } else {
-    for (const flag of WORKER_V8_FLAGS) setFlagsFromString(flag);
+    applyWorkerV8Flags(); // first: see worker-v8.ts
     const { NestFactory } = await import('@nestjs/core');
     const { Logger } = await import('nestjs-pino');
     const { WorkerModule } = await import('./app/worker.module');
