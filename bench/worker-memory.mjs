@@ -118,7 +118,7 @@ async function runOnce({ dir, databaseUrl, redisUrl, driver, disk, domain, snapD
   const env = {
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
-    QUEUE_PREFIX: `benchm${RUN_ID}`,
+    QUEUE_PREFIX: `benchw${RUN_ID}`, // cleaned up by lib.mjs cleanRedis
     WORKER_NODE: nodeName,
     LOG_LEVEL: 'info', // production's default level
     // The fake copy: 40 s, with progress reports on the way (the fake driver's default steps).
