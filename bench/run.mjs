@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --only=read,queue,disk,scale] [-- --keep]
+// npm run bench [-- --quick] [-- --only=read,queue,disk,scale,memory] [-- --keep]
 // Runs every benchmark of docs/benchmarks.md side by side with its physical limit and writes
 // bench/results/<date>.json plus a markdown summary on stdout.
 import fs from 'node:fs';
@@ -10,11 +10,12 @@ import { readBench } from './read.mjs';
 import { queueBench } from './queue.mjs';
 import { diskBench } from './disk.mjs';
 import { scaleBench } from './scale.mjs';
+import { workerMemoryBench } from './worker-memory.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.find((a) => a.startsWith('--only='));
-const only = new Set((onlyArg ? onlyArg.slice(7) : 'read,queue,disk,scale').split(','));
+const only = new Set((onlyArg ? onlyArg.slice(7) : 'read,queue,disk,scale,memory').split(','));
 
 const env = serviceEnv();
 const admin = process.env.DATABASE_ADMIN_URL ?? env.DATABASE_ADMIN_URL;
@@ -64,7 +65,7 @@ async function main() {
   let smallDb = null;
   let smallSeed = null;
   let largeDb = null;
-  const needSmall = only.has('read') || only.has('queue') || only.has('scale') || only.has('disk');
+  const needSmall = ['read', 'queue', 'scale', 'disk', 'memory'].some((x) => only.has(x));
   const smallName = `bench_small_${RUN_ID}`;
   const largeName = `bench_large_${RUN_ID}`;
   if (needSmall) dbs.push(smallName);
@@ -109,6 +110,13 @@ async function main() {
       console.log(`\n### Disk path: NOT RUN — ${out.results.disk.skipped}\n(needs qemu-img, virsh and a running libvirtd: WITH_LIBVIRT=1 bash scripts/services.sh start libvirt)`);
     }
   }
+  if (only.has('memory')) {
+    log('worker memory');
+    // The builds side by side (--baseline=<ref> first); not the API's NODE_OPTIONS variant.
+    const builds = [...baselines.map((b) => ({ name: b.sha, dir: b.dir })), { name: 'this build', dir: appDir }];
+    out.results.memory = await workerMemoryBench({ databaseUrl: smallDb, redisUrl, quick, variants: builds, log });
+    printMemory(out.results.memory);
+  }
   if (only.has('queue')) {
     log('queue path');
     out.results.queue = [];
@@ -147,6 +155,19 @@ function printDisk(d) {
   if (d.worker) {
     const w = d.worker;
     console.log(`| worker process, real create of a ${fmt(d.big.actual / 2 ** 30, 2)} GiB image (${w.status}, ${fmt(w.seconds, 1)} s): RSS after start-up → max | ${fmt(w.rssStartMB, 0)} → ${fmt(w.rssMaxMB, 0)} MB (qemu-img ${fmt(w.qemuImgRssMaxMB, 0)} MB) |`);
+  }
+}
+
+function printMemory(m) {
+  const what =
+    m.driver === 'libvirt'
+      ? `real libvirt create of a ${fmt(m.imageBytes / 2 ** 30, 2)} GiB qcow2 (qemu-img copies)`
+      : 'FAKE driver (no libvirt here): a simulated 40 s copy, no bytes copied';
+  console.log(`\n### Worker RSS: \`node dist/main.js worker\`, idle ${m.idleSeconds} s then a ${what}; ${m.rounds} rounds, A B A B, medians\n`);
+  console.log('| build | idle (last 3 s) | idle max | during the job: median | max | job s | qemu-img max |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const s of m.summary) {
+    console.log(`| ${s.variant} | ${fmt(s.idleMB, 0)} MB | ${fmt(s.idleMaxMB, 0)} MB | ${fmt(s.jobMedianMB, 0)} MB | ${fmt(s.jobMaxMB, 0)} MB | ${fmt(s.jobSeconds, 1)} | ${fmt(s.qemuImgMaxMB, 0)} MB |`);
   }
 }
 

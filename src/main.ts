@@ -1,11 +1,7 @@
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
-import { Logger } from 'nestjs-pino';
-import { ConfigError, loadConfig, Role } from './config/app-config';
-import { createHttpApp } from './app/http-app';
-import { WorkerModule } from './app/worker.module';
-import { NodeWorkerService } from './jobs/node-worker.service';
 import type { Server } from 'node:http';
+import { applyWorkerV8Flags } from './app/worker-v8';
+import { ConfigError, loadConfig, Role } from './config/app-config';
 
 /**
  * Graceful shutdown on SIGTERM/SIGINT, in the order that loses nothing: first stop taking work (close
@@ -54,7 +50,10 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  // Each role loads only its own modules: the worker never loads Express, Swagger, the controllers and
+  // their DTO validators, and the API never loads the hypervisor drivers.
   if (role === 'api') {
+    const { createHttpApp } = await import('./app/http-app');
     const app = await createHttpApp(config);
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address();
@@ -70,6 +69,11 @@ async function main(): Promise<void> {
       () => app.close(),
     );
   } else {
+    applyWorkerV8Flags(); // first: see worker-v8.ts
+    const { NestFactory } = await import('@nestjs/core');
+    const { Logger } = await import('nestjs-pino');
+    const { WorkerModule } = await import('./app/worker.module');
+    const { NodeWorkerService } = await import('./jobs/node-worker.service');
     const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
       bufferLogs: true,
     });

@@ -1,15 +1,27 @@
-import { DynamicModule, Module } from '@nestjs/common';
+import { DynamicModule, Global, Module } from '@nestjs/common';
 import { CommonModule } from '../common/common.module';
 import { loggerModule } from '../common/logging';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
-import { IdempotencyModule } from '../idempotency/idempotency.module';
+import { IdempotencyService } from '../idempotency/idempotency.service';
 import { JobsWorkerModule } from '../jobs/jobs-worker.module';
-import { WorkerMetricsModule } from '../metrics/metrics.module';
+import { WorkerMetricsModule } from '../metrics/worker-metrics.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { RedisModule } from '../redis/redis.module';
 
-/** The job worker process: one per hypervisor node, consuming that node's queue. */
+/**
+ * The worker's share of the idempotency records: only the service (the dispatcher drops expired keys),
+ * not the API's HTTP interceptor, which would load the API's request/response machinery.
+ */
+@Global()
+@Module({ providers: [IdempotencyService], exports: [IdempotencyService] })
+export class WorkerIdempotencyModule {}
+
+/**
+ * The job worker process: one per hypervisor node, consuming that node's queue. It imports only what
+ * the worker runs; nothing here may import an API module (controllers, DTOs, OpenAPI, Express,
+ * bull-board), so the worker process never loads them (see test/unit/worker-footprint.spec.ts).
+ */
 @Module({})
 export class WorkerModule {
   static forConfig(config: AppConfig): DynamicModule {
@@ -21,7 +33,7 @@ export class WorkerModule {
         CommonModule,
         PrismaModule,
         RedisModule,
-        IdempotencyModule,
+        WorkerIdempotencyModule,
         JobsWorkerModule,
         WorkerMetricsModule,
       ],

@@ -1,18 +1,14 @@
-import { Global, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { AuthModule } from '../auth/auth.module';
 import { JobsCoreModule } from '../jobs/jobs-core.module';
 import { ApiMetricsCollectors } from './api-collectors';
 import { HttpMetricsMiddleware } from './http-metrics.middleware';
-import { JobMetrics } from './job-metrics';
 import { MetricsController } from './metrics.controller';
-import { MetricsService } from './metrics.service';
+import { MetricsCoreModule } from './metrics-core.module';
 import { QueueBoard } from './queue-board';
-import { WorkerMetricsServer } from './worker-metrics.server';
 
-/** The registry and the job recorder, for whichever role imports a metrics module. */
-@Global()
-@Module({ providers: [MetricsService, JobMetrics], exports: [MetricsService, JobMetrics] })
-export class MetricsCoreModule {}
+export { MetricsCoreModule } from './metrics-core.module';
+export { WorkerMetricsModule } from './worker-metrics.module';
 
 /** API role: `/metrics`, HTTP timing of every request, scrape-time gauges, the admin queue dashboard. */
 @Module({
@@ -25,7 +21,3 @@ export class ApiMetricsModule implements NestModule {
     consumer.apply(HttpMetricsMiddleware).forRoutes('*');
   }
 }
-
-/** Worker role: job metrics, served by a small listener on `WORKER_METRICS_PORT` (off by default). */
-@Module({ imports: [MetricsCoreModule], providers: [WorkerMetricsServer], exports: [WorkerMetricsServer] })
-export class WorkerMetricsModule {}
