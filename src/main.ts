@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
+import { applyApiV8Flags } from './app/api-v8';
 import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
   // Each role loads only its own modules: the worker never loads Express, Swagger, the controllers and
   // their DTO validators, and the API never loads the hypervisor drivers.
   if (role === 'api') {
+    applyApiV8Flags(); // first: see api-v8.ts
     const { createHttpApp } = await import('./app/http-app');
     const app = await createHttpApp(config);
     await app.listen(config.port, config.host);

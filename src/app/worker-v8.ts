@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
  *   memory stay resident (~20 MB). The baseline compiler's code is slower, and the worker's queries few.
  * - `--semi-space-growth-factor=1`: the young generation keeps its initial 1 MB semi-spaces instead of
  *   growing to 16 MB while the modules load and never shrinking back (~14 MB).
- * The API keeps V8's defaults.
+ * The API has its own (api-v8.ts).
  */
 export const WORKER_V8_FLAGS = ['--liftoff-only', '--semi-space-growth-factor=1'] as const;
 

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
+import { API_V8_FLAGS } from '../../src/app/api-v8';
 import { WORKER_V8_FLAGS } from '../../src/app/worker-v8';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -60,9 +61,9 @@ describe('worker footprint', () => {
     expect(found.some((f) => f.endsWith('.controller.ts'))).toBe(true);
   });
 
-  it("every worker V8 flag is one this Node's V8 knows", () => {
+  it("every worker and API V8 flag is one this Node's V8 knows", () => {
     const options = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
-    for (const flag of WORKER_V8_FLAGS) {
+    for (const flag of [...WORKER_V8_FLAGS, ...API_V8_FLAGS]) {
       const name = flag.replace(/=.*$/, '');
       expect({ flag, known: new RegExp(`^\\s+${name}\\s`, 'm').test(options) }).toEqual({
         flag,
@@ -84,5 +85,6 @@ describe('worker footprint', () => {
     };
     expect(youngGenMB([])).toBeGreaterThan(4);
     expect(youngGenMB(WORKER_V8_FLAGS)).toBeLessThanOrEqual(2);
+    expect(youngGenMB(API_V8_FLAGS)).toBeLessThanOrEqual(2);
   });
 });
