@@ -1,4 +1,4 @@
-/* global fetch, Buffer */
+/* global fetch, Buffer, setInterval, clearInterval */
 // Target 1 (and the API half of target 5): the read path against a bare node:http server returning the
 // same bytes from its own process, 32 connections, sides alternated in one run (A B A B …, the order
 // rotating each round); medians of requests/s and of p99. With a baseline build (another commit), the
