@@ -43,9 +43,48 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Prisma's transaction manager (code P2028) when an interactive transaction got no pool connection within
+ * `maxWait` ("Unable to start a transaction in the given time", `PrismaClientKnownRequestError`, thrown
+ * once the connection finally arrives, then rolled back), or was rolled back at its `timeout` and its next
+ * query refused ("… cannot be executed on an expired transaction"). Other P2028 errors (a transaction not
+ * found, already closed) are bugs and stay 500.
+ */
+const TX_TIMEOUT_TEXT =
+  /Unable to start a transaction in the given time|cannot be executed on an expired transaction/;
+/**
+ * Waiting for a pool connection timed out: node-postgres' pool (`connectionTimeoutMillis`, the error
+ * reaches us as a plain `Error`, also from Prisma's adapter) or the Rust engine's pool (P2024).
+ */
+const POOL_TIMEOUT_TEXT = /timeout exceeded when trying to connect|Timed out fetching a new connection/i;
+
+/**
+ * Whether an error means the database had no connection for us in time: the pool is saturated (load),
+ * not broken. Nothing was done (the transaction never started or was rolled back), so a retry is safe.
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const x = e as { code?: unknown; message?: unknown; cause?: unknown };
+    const message = typeof x.message === 'string' ? x.message : '';
+    if (x.code === 'P2028' && TX_TIMEOUT_TEXT.test(message)) return true;
+    if (x.code === 'P2024' || POOL_TIMEOUT_TEXT.test(message)) return true;
+    e = x.cause;
+  }
+  return false;
+}
+
 /** Turns any error into an RFC 9457 problem-details problem with a stable `code`. */
 export function toProblem(err: unknown, bodyLimitBytes?: number): ProblemException | null {
   if (err instanceof ProblemException) return err;
+  // Saturated pool first: its pg-pool message also matches the "unreachable" patterns.
+  if (isDatabaseBusy(err)) {
+    return new ProblemException({
+      status: 503,
+      code: 'service_unavailable',
+      params: { what: 'The database' },
+      headers: { 'Retry-After': '1' },
+    });
+  }
   if (isDatabaseUnavailable(err)) {
     return new ProblemException({
       status: 503,

@@ -6,7 +6,6 @@ import { ProblemException } from '../common/problem';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
-import { OPEN_ACTION_STATUSES } from '../servers/servers.service';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
@@ -18,8 +17,6 @@ export const SNAPSHOT_ORDERINGS: SnapshotOrdering[] = [
   'name',
   '-name',
 ];
-
-type Tx = Prisma.TransactionClient;
 
 /** A row of the list query: the count and visibility on every row, a snapshot's columns when any. */
 interface ListRow {
@@ -71,6 +68,36 @@ interface CreateRow {
   completed_at: Date | null;
 }
 
+/** The locked server columns of restore's and delete's statements. */
+interface LockedRow {
+  server_id: number;
+  server_account_id: number;
+  node_id: number;
+  server_status: LockedServer['status'];
+  server_name: string;
+}
+
+/** The row of restore's statement: the locked server, then what `snapshot_restore_checked` found or did. */
+interface RestoreRow extends LockedRow {
+  snapshot_id: number | null;
+  snapshot_name: string | null;
+  snapshot_status: SnapshotRow['status'] | null;
+  snapshot_created_at: Date | null;
+  earlier_action_id: number | null;
+  holding_id: number | null;
+  holding_kind: ActionKind | null;
+  holding_status: ActionStatus | null;
+  action_id: number | null;
+}
+
+/** The row of delete's statement: the locked server, then what `snapshot_delete_checked` found or did. */
+interface DeleteRow extends LockedRow {
+  snapshot_id: number | null;
+  snapshot_status: SnapshotRow['status'] | null;
+  restoring: boolean | null;
+  action_id: number | null;
+}
+
 /** 400 invalid_server_state: a create or restore holds the server, or it is being restored. */
 function serverBusy(
   server: Pick<LockedServer, 'id' | 'status'>,
@@ -99,9 +126,11 @@ const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
 
 /**
- * The rules of snapshots. Every change happens in one transaction that first locks the server row, so
- * the per-server limit and "one long operation per server" hold under any concurrency; the job is
- * enqueued after commit (and re-enqueued by the worker's dispatcher if Redis was unreachable).
+ * The rules of snapshots. Every change is one statement that first locks the server row and then checks
+ * and writes through a VOLATILE SQL function (no interactive transaction, so no wait for a second round
+ * trip while holding a pool connection), so the per-server limit and "one long operation per server" hold
+ * under any concurrency; the job is enqueued after commit (and re-enqueued by the worker's dispatcher if
+ * Redis was unreachable).
  */
 @Injectable()
 export class SnapshotsService {
@@ -260,122 +289,116 @@ export class SnapshotsService {
     return { snapshot, actionId: r.action_id };
   }
 
-  async restore(me: Principal, snapshotId: number, idempotencyKeyId?: number) {
-    const result = await this.prisma.$transaction(async (tx) => {
-      const found = await this.findLiveSnapshot(tx, me, snapshotId);
-      const server = await this.lockServer(tx, me, found.serverId);
-      // Read again under the server lock: a delete or restore committed meanwhile must be seen.
-      const snap = await this.findLiveSnapshot(tx, me, snapshotId);
-      const earlier = await this.actionOfKey(tx, idempotencyKeyId);
-      if (earlier) return { snap, server, actionId: earlier.id };
-      if (snap.status !== 'completed') {
-        throw new ProblemException({
-          status: 400,
-          code: 'invalid_snapshot_state',
-          params: {
-            snapshot_id: snap.id,
-            operation: 'restored',
-            reason:
-              snap.status === 'in_progress' ? 'it is still being created' : 'it failed and holds no data',
-          },
-          extra: { snapshot_status: snap.status },
-        });
-      }
-      await this.assertServerIdle(tx, server, 'restoration');
-      await tx.server.update({ where: { id: server.id }, data: { status: 'restoring' } });
-      const action = await tx.action.create({
-        data: {
-          kind: 'restore_snapshot',
-          accountId: server.account_id,
-          serverId: server.id,
-          snapshotId: snap.id,
-          requestedByTokenId: me.tokenId,
-          serverStatusBefore: server.status,
-          idempotencyKeyId,
+  /**
+   * One statement, no interactive transaction: lock the snapshot's server row (FOR UPDATE subquery), then,
+   * for the locked row, `snapshot_restore_checked` (migration 20261128040000) re-reads the snapshot, the
+   * key's earlier action and the holding action from a snapshot taken after the lock is held (VOLATILE),
+   * and marks the server `restoring` and inserts the action, linked to the key, only when every rule
+   * passes.
+   */
+  async restore(
+    me: Principal,
+    snapshotId: number,
+    idempotencyKeyId?: number,
+  ): Promise<{
+    snap: { id: number; name: string; createdAt: Date };
+    server: LockedServer;
+    actionId: number;
+  }> {
+    const scope = accountScope(me).accountId ?? null;
+    const [r] = await this.prisma.$queryRaw<RestoreRow[]>`
+      SELECT v.id AS server_id, v.account_id AS server_account_id, v.node_id, v.status::text AS server_status,
+             v.name AS server_name, c.*
+      FROM (${this.lockedServerOf(snapshotId, scope)}) v
+      CROSS JOIN LATERAL snapshot_restore_checked(v.id, v.account_id, v.status, ${snapshotId}::int,
+        ${scope}::int, ${me.tokenId}::int, ${idempotencyKeyId ?? null}::int) c`;
+    const server = this.serverOf(me, r);
+    if (r.snapshot_id === null) throw notFound('snapshot_not_found'); // deleted meanwhile
+    const snap = { id: r.snapshot_id, name: r.snapshot_name!, createdAt: r.snapshot_created_at! };
+    if (r.earlier_action_id !== null) {
+      await this.enqueue(server.node_id, r.earlier_action_id, 'restore_snapshot');
+      return { snap, server, actionId: r.earlier_action_id };
+    }
+    if (r.snapshot_status !== 'completed') {
+      throw new ProblemException({
+        status: 400,
+        code: 'invalid_snapshot_state',
+        params: {
+          snapshot_id: snap.id,
+          operation: 'restored',
+          reason:
+            r.snapshot_status === 'in_progress' ? 'it is still being created' : 'it failed and holds no data',
         },
-        select: { id: true },
+        extra: { snapshot_status: r.snapshot_status },
       });
-      return { snap, server, actionId: action.id };
-    });
-    await this.enqueue(result.server.node_id, result.actionId, 'restore_snapshot');
-    return result;
+    }
+    const holding =
+      r.holding_id !== null ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! } : null;
+    if (holding || server.status === 'restoring') throw serverBusy(server, 'restoration', holding);
+    if (r.action_id === null) throw new Error(`snapshot_restore_checked inserted no action for ${snap.id}`);
+    await this.enqueue(server.node_id, r.action_id, 'restore_snapshot');
+    return { snap, server, actionId: r.action_id };
   }
 
+  /**
+   * One statement, as restore: for the locked server, `snapshot_delete_checked` (migration 20261128040000)
+   * re-reads the snapshot and its open restores and soft-deletes it and inserts the delete action only
+   * when it is neither being created nor being restored from.
+   */
   async delete(me: Principal, snapshotId: number): Promise<{ actionId: number }> {
-    const { actionId, nodeId } = await this.prisma.$transaction(async (tx) => {
-      const found = await this.findLiveSnapshot(tx, me, snapshotId);
-      const server = await this.lockServer(tx, me, found.serverId);
-      // Read again under the server lock: a delete or restore committed meanwhile must be seen.
-      const snap = await this.findLiveSnapshot(tx, me, snapshotId);
-      const reason =
-        snap.status === 'in_progress'
-          ? 'it is still being created'
-          : (await tx.action.count({
-                where: {
-                  snapshotId: snap.id,
-                  kind: 'restore_snapshot',
-                  status: { in: OPEN_ACTION_STATUSES },
-                },
-              })) > 0
-            ? 'a restore from it is in progress'
-            : null;
-      if (reason) {
-        throw new ProblemException({
-          status: 400,
-          code: 'invalid_snapshot_state',
-          params: { snapshot_id: snap.id, operation: 'deleted', reason },
-          extra: { snapshot_status: snap.status },
-        });
-      }
-      await tx.snapshot.update({ where: { id: snap.id }, data: { deletedAt: new Date() } });
-      const action = await tx.action.create({
-        data: {
-          kind: 'delete_snapshot',
-          accountId: server.account_id,
-          serverId: server.id,
-          snapshotId: snap.id,
-          requestedByTokenId: me.tokenId,
-          serverStatusBefore: server.status,
-        },
-        select: { id: true },
+    const scope = accountScope(me).accountId ?? null;
+    const [r] = await this.prisma.$queryRaw<DeleteRow[]>`
+      SELECT v.id AS server_id, v.account_id AS server_account_id, v.node_id, v.status::text AS server_status,
+             v.name AS server_name, c.*
+      FROM (${this.lockedServerOf(snapshotId, scope)}) v
+      CROSS JOIN LATERAL snapshot_delete_checked(v.id, v.account_id, v.status, ${snapshotId}::int,
+        ${scope}::int, ${me.tokenId}::int) c`;
+    const server = this.serverOf(me, r);
+    if (r.snapshot_id === null) throw notFound('snapshot_not_found'); // deleted meanwhile
+    const reason =
+      r.snapshot_status === 'in_progress'
+        ? 'it is still being created'
+        : r.restoring
+          ? 'a restore from it is in progress'
+          : null;
+    if (reason) {
+      throw new ProblemException({
+        status: 400,
+        code: 'invalid_snapshot_state',
+        params: { snapshot_id: r.snapshot_id, operation: 'deleted', reason },
+        extra: { snapshot_status: r.snapshot_status },
       });
-      return { actionId: action.id, nodeId: server.node_id };
-    });
-    await this.enqueue(nodeId, actionId, 'delete_snapshot');
-    return { actionId };
+    }
+    if (r.action_id === null)
+      throw new Error(`snapshot_delete_checked inserted no action for ${r.snapshot_id}`);
+    await this.enqueue(server.node_id, r.action_id, 'delete_snapshot');
+    return { actionId: r.action_id };
   }
 
-  /** The action an earlier attempt of this Idempotency-Key request committed, if any. */
-  private actionOfKey(tx: Tx, idempotencyKeyId: number | undefined) {
-    if (idempotencyKeyId === undefined) return null;
-    return tx.action.findFirst({ where: { idempotencyKeyId }, select: { id: true, snapshotId: true } });
+  /**
+   * The locking subquery of restore and delete: the server of the live, visible snapshot, locked. The
+   * snapshot is looked up in the statement's snapshot (a miss is 404); the function called for the locked
+   * row reads it again after the lock is held.
+   */
+  private lockedServerOf(snapshotId: number, scope: number | null): Prisma.Sql {
+    return Prisma.sql`
+      SELECT id, account_id, node_id, status, name FROM servers
+      WHERE id = (SELECT server_id FROM snapshots WHERE id = ${snapshotId}::int AND deleted_at IS NULL
+                  AND (${scope}::int IS NULL OR account_id = ${scope}::int))
+      FOR UPDATE`;
   }
 
-  private async findLiveSnapshot(tx: Tx, me: Principal, id: number) {
-    const snap = await tx.snapshot.findFirst({
-      where: { id, deletedAt: null, ...accountScope(me) },
-      select: { id: true, name: true, status: true, serverId: true, createdAt: true },
-    });
-    if (!snap) throw notFound('snapshot_not_found');
-    return snap;
-  }
-
-  /** Locks the server row for the rest of the transaction; another account's server is "not found". */
-  private async lockServer(tx: Tx, me: Principal, serverId: number): Promise<LockedServer> {
-    const rows = await tx.$queryRaw<LockedServer[]>`
-      SELECT id, account_id, node_id, status::text AS status, name FROM servers WHERE id = ${serverId} FOR UPDATE`;
-    const server = rows[0];
-    if (!server || (!isAdmin(me) && server.account_id !== me.accountId)) throw notFound('server_not_found');
-    return server;
-  }
-
-  private async assertServerIdle(tx: Tx, server: LockedServer, operation: 'snapshot' | 'restoration') {
-    const holding = await tx.action.findFirst({
-      where: { serverId: server.id, status: { in: OPEN_ACTION_STATUSES }, kind: { not: 'delete_snapshot' } },
-      select: { id: true, kind: true, status: true },
-      orderBy: { id: 'asc' },
-    });
-    if (holding || server.status === 'restoring') throw serverBusy(server, operation, holding);
+  /** The locked server of a restore or delete row; no row is 404 (snapshot), another account's server 404. */
+  private serverOf(me: Principal, r: LockedRow | undefined): LockedServer {
+    if (!r) throw notFound('snapshot_not_found');
+    if (!isAdmin(me) && r.server_account_id !== me.accountId) throw notFound('server_not_found');
+    return {
+      id: r.server_id,
+      account_id: r.server_account_id,
+      node_id: r.node_id,
+      status: r.server_status,
+      name: r.server_name,
+    };
   }
 
   /** After commit: enqueue, but never fail the accepted request for it (the dispatcher retries). */
