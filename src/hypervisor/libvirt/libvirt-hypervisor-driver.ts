@@ -46,7 +46,7 @@ import {
 } from './parsers';
 import { ProcessRunner, RunResult } from './process-runner';
 import { Semaphore } from './semaphore';
-import { childController, together } from './together';
+import { allInOrder, childController, together } from './together';
 import {
   MANIFEST_KIND,
   MANIFEST_VERSION,
@@ -210,9 +210,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const report = progressReporter(onProgress);
     this.throwIfAborted(signal);
 
-    const state = await this.domState(server.domain);
-    await this.refuseExisting(files);
-    const release = await this.acquireCopySlot(signal);
+    // Read-only look-ups, at once; their errors in this order (an unknown domain first).
+    const [state, , src, measured] = await allInOrder([
+      this.domState(server.domain),
+      this.refuseExisting(files),
+      this.imageInfo(server.diskPath, true),
+      this.measureRequired(server.diskPath, signal),
+    ] as const);
+    const { release, waited } = await this.acquireCopySlotNoting(signal);
     try {
       await this.refuseExisting(files); // it may have appeared while this call waited for a copy slot
     } catch (e) {
@@ -227,10 +232,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       report(0);
       // A zstd live copy holds the uncompressed backup and the compressed copy at once.
       const twoPass = state !== 'shut off' && this.compression === 'zstd';
-      const [src] = await together(signal, [
-        () => this.imageInfo(server.diskPath, true),
-        (s) => this.ensureSpace(server.diskPath, snap.snapshotDir, twoPass ? 2 : 1, s),
-      ] as const);
+      const required = waited ? await this.measureRequired(server.diskPath, signal) : measured;
+      await this.requireSpace(snap.snapshotDir, required, twoPass ? 2 : 1);
 
       let consistency: SnapshotConsistency;
       if (state === 'shut off') {
@@ -326,25 +329,30 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const restoring = `${server.diskPath}.restoring`;
     this.throwIfAborted(signal);
 
-    await this.requireShutOff(server.domain);
-    const present = await isFile(files.final).catch((e: unknown) => {
-      throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
-    });
-    // Present without its manifest: not ours to trust; verification below refuses it.
-    if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
-    const release = await this.acquireCopySlot(signal);
+    // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
+    // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
+    const [, { manifest, measured }] = await allInOrder([
+      this.requireShutOff(server.domain),
+      (async () => {
+        const present = await isFile(files.final).catch((e: unknown) => {
+          throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+        });
+        // Present without its manifest: not ours to trust; readSnapshotManifest refuses it.
+        if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
+        const m = await this.readSnapshotManifest(snap, files);
+        const [, required] = await allInOrder([
+          this.verifyImage(files.final, m.virtualSize, signal, 'verification_failed', true),
+          this.measureRequired(files.final, signal),
+        ] as const);
+        return { manifest: m, measured: required };
+      })(),
+    ] as const);
+    const { release, waited } = await this.acquireCopySlotNoting(signal);
     try {
       await removeIfExists(restoring);
       report(0);
-      const manifest = await this.readSnapshotManifest(snap, files);
-      // The snapshot's structure and the space for the copy, at once. A damaged snapshot is reported
-      // as such (verification_failed) even when the space check fails as well.
-      const [checked, space] = await Promise.allSettled([
-        this.verifyImage(files.final, manifest.virtualSize, signal, 'verification_failed', true),
-        this.ensureSpace(files.final, path.dirname(server.diskPath), 1, signal),
-      ]);
-      if (checked.status === 'rejected') throw checked.reason;
-      if (space.status === 'rejected') throw space.reason;
+      const required = waited ? await this.measureRequired(files.final, signal) : measured;
+      await this.requireSpace(path.dirname(server.diskPath), required, 1);
 
       await this.copyWhileVerifying(server, files, manifest, restoring, signal, scaled(report, 0, 95));
 
@@ -818,13 +826,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     });
   }
 
-  /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
-  private async ensureSpace(
-    source: string,
-    dir: string,
-    copies: number,
-    signal?: AbortSignal,
-  ): Promise<void> {
+  /** Bytes a qcow2 copy of `source` needs (`qemu-img measure`), readable while a domain runs it. */
+  private async measureRequired(source: string, signal?: AbortSignal): Promise<number> {
     const args = [
       'measure',
       '--output=json',
@@ -837,6 +840,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const required = jsonInt(parseJsonObject(r.stdout), 'required');
     if (required === null)
       throw hvError('hypervisor_error', `unexpected qemu-img measure output: ${r.stdout.slice(0, 500)}`);
+    return required;
+  }
+
+  /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
+  private async requireSpace(dir: string, required: number, copies: number): Promise<void> {
     const need = required * copies + SPACE_MARGIN_BYTES;
     let free: number;
     try {
@@ -850,6 +858,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `need ${need} bytes in ${dir} (qemu-img measure: ${required}), ${free} free`,
       );
     }
+  }
+
+  /** A copy slot; `waited` says whether another copy held it first (what was measured may be stale). */
+  private async acquireCopySlotNoting(
+    signal?: AbortSignal,
+  ): Promise<{ release: () => void; waited: boolean }> {
+    const waited = this.copies.inUse >= this.copies.capacity;
+    return { release: await this.acquireCopySlot(signal), waited };
   }
 
   private async requireShutOff(domain: string): Promise<void> {

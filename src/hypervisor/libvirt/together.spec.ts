@@ -1,4 +1,4 @@
-import { childController, together } from './together';
+import { allInOrder, childController, together } from './together';
 
 const later = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
 
@@ -97,5 +97,26 @@ describe('childController', () => {
     const own = childController(undefined);
     own.controller.abort();
     expect(own.controller.signal.aborted).toBe(true);
+  });
+});
+
+describe('allInOrder', () => {
+  it('resolves with the values in order', async () => {
+    expect(await allInOrder([later(20, 1), Promise.resolve('b')] as const)).toEqual([1, 'b']);
+  });
+
+  it('rejects with the first error in array order, not the quickest, once all have settled', async () => {
+    let lastDone = false;
+    const e = await allInOrder([
+      later(40, null).then(() => {
+        throw new Error('domain not found');
+      }),
+      Promise.reject(new Error('quick failure')),
+      later(60, null).then(() => {
+        lastDone = true;
+      }),
+    ] as const).catch((x: unknown) => x);
+    expect((e as Error).message).toBe('domain not found');
+    expect(lastDone).toBe(true);
   });
 });

@@ -47,3 +47,16 @@ export function childController(parent: AbortSignal | undefined): {
   else parent?.addEventListener('abort', onAbort, { once: true });
   return { controller, dispose: () => parent?.removeEventListener('abort', onAbort) };
 }
+
+/**
+ * Awaits promises that are already running (short, read-only look-ups) and resolves with their values;
+ * when some reject, rejects — once all have settled — with the error of the first in array order, so
+ * which error a caller sees does not depend on which look-up happened to be quicker.
+ */
+export async function allInOrder<T extends readonly unknown[]>(promises: {
+  readonly [K in keyof T]: Promise<T[K]>;
+}): Promise<T> {
+  const settled = await Promise.allSettled(promises as ReadonlyArray<Promise<unknown>>);
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
