@@ -77,3 +77,20 @@ describe('sha256File', () => {
     await expect(sha256File(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
+
+describe('sha256File memory', () => {
+  it('reuses its read buffers: many hashes in a row do not pile up external memory', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'files-spec-mem-'));
+    try {
+      const f = path.join(dir, 'f');
+      await fsp.writeFile(f, randomBytes(HASH_READ_BYTES + 1));
+      await sha256File(f); // the buffers exist from here on
+      const before = process.memoryUsage().arrayBuffers;
+      for (let i = 0; i < 20; i++) await sha256File(f);
+      // 20 hashes with fresh buffers would hold 20 × 2 × 4 MiB until a GC; reused, nothing grows.
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2 * HASH_READ_BYTES);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

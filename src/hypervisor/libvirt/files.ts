@@ -68,6 +68,24 @@ export async function freeBytes(dir: string): Promise<number> {
 /** Size of each read of {@link sha256File}: large reads keep the per-call overhead negligible. */
 export const HASH_READ_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Read buffers kept between hashes: without them every hash would leave its buffers to the garbage
+ * collector, which V8 only runs once tens of MiB of such external memory have piled up — the process's
+ * RSS would creep up over a few copies instead of staying flat. At most this many are kept (enough for
+ * two hashes at once); more hashes at once allocate and drop their own.
+ */
+const SPARE_BUFFERS = 4;
+const spareBuffers: Buffer[] = [];
+
+function takeBuffer(size: number): Buffer {
+  const i = spareBuffers.findIndex((b) => b.length === size);
+  return i >= 0 ? spareBuffers.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
+}
+
+function giveBack(b: Buffer): void {
+  if (b.length === HASH_READ_BYTES && spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(b);
+}
+
 function abortError(): Error {
   const e = new Error('hashing aborted');
   e.name = 'AbortError';
@@ -78,8 +96,9 @@ function abortError(): Error {
  * sha256 (hex) and byte length of a file. Reads `HASH_READ_BYTES` at a time into two buffers used in
  * turn, so the next read (libuv thread pool: a page-cache copy or a disk read) runs while the current
  * block is hashed (this thread, SHA-NI where the CPU has it): the pass runs at the speed of the slower
- * of the two instead of their sum. Memory: the two buffers, whatever the file size. Calls `onBytes`
- * with the running count; stops with an AbortError when `signal` aborts (checked before every block).
+ * of the two instead of their sum. Memory: the two buffers (reused by the next hash), whatever the
+ * file size. Calls `onBytes` with the running count; stops with an AbortError when `signal` aborts
+ * (checked before every block).
  */
 export async function sha256File(
   file: string,
@@ -89,7 +108,7 @@ export async function sha256File(
   const size = opts.readBytes ?? HASH_READ_BYTES;
   const hash = createHash('sha256');
   const fh = await fsp.open(file, fsConstants.O_RDONLY);
-  const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+  const bufs = [takeBuffer(size), takeBuffer(size)];
   let total = 0;
   let turn = 0;
   let pending: Promise<{ bytesRead: number }> | null = fh.read(bufs[0], 0, size, 0);
@@ -110,6 +129,7 @@ export async function sha256File(
     // A read still in flight (an abort, a throwing listener) must finish before the handle closes.
     if (pending) await pending.catch(() => undefined);
     await fh.close();
+    bufs.forEach(giveBack);
   }
   return { sha256: hash.digest('hex'), bytes: total };
 }
