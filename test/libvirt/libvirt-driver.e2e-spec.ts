@@ -476,47 +476,6 @@ describeLibvirt('libvirt driver on real images', () => {
     expect(await driver.snapshotExists(snap)).toBe(false);
   });
 
-  it('create reads a stopped disk with O_DIRECT (-T none), and copies again without it where that is refused; restore does not', async () => {
-    const runner = new ScriptedRunner();
-    const driver = driverWith({ runner });
-    const s = await server({ dataMiB: 8 });
-    const dir = await snapDir('direct');
-    const converts = (): Array<readonly string[]> =>
-      runner.calls.filter((c) => subcommand(c.args) === 'convert').map((c) => c.args);
-
-    const plain = newSnap(dir);
-    await driver.createSnapshot(s, plain, noProgress);
-    expect(converts()).toHaveLength(1);
-    expect(converts()[0].join(' ')).toContain('-T none');
-    await qemuImgCompare(snapFile(plain), s.diskPath);
-
-    // A file system without O_DIRECT (qemu-img's own message): the same copy once more, buffered.
-    let refused = 0;
-    runner.intercept((_cmd, args) => {
-      if (subcommand(args) !== 'convert' || !args.includes('none')) return undefined;
-      refused++;
-      return Promise.resolve(
-        fakeResult(1, '', `qemu-img: Could not open '${s.diskPath}': filesystem does not support O_DIRECT`),
-      );
-    });
-    runner.calls.length = 0;
-    const fallback = newSnap(dir);
-    await driver.createSnapshot(s, fallback, noProgress);
-    expect(refused).toBe(1);
-    expect(converts().map((a) => a.includes('-T'))).toEqual([true, false]);
-    await qemuImgCompare(snapFile(fallback), s.diskPath);
-    expect(await listDir(dir)).toEqual(
-      [plain, fallback].flatMap((x) => [`${x.id}.qcow2`, `${x.id}.qcow2.json`]).sort(),
-    );
-
-    // Restore reads the snapshot through the page cache: its hash reads it at the same time.
-    runner.clear();
-    runner.calls.length = 0;
-    await driver.restoreSnapshot(s, plain, noProgress);
-    expect(converts()).toHaveLength(1);
-    expect(converts()[0]).not.toContain('-T');
-  });
-
   it('a qemu-img killed mid-copy leaves no partial file and a failed, repeatable snapshot', async () => {
     const driver = driverWith();
     const s = await server({ sizeMiB: 512, dataMiB: 384 });

@@ -239,7 +239,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       if (state === 'shut off') {
         await this.convert(server.diskPath, files.partial, {
           compress: this.compression === 'zstd',
-          directSource: true,
           signal,
           virtualSize: src.virtualSize,
           onPct: scaled(report, 0, 90),
@@ -639,26 +638,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // qemu-img
   // ------------------------------------------------------------------------------------------------
 
-  /**
-   * `qemu-img convert` to a new qcow2. `directSource`: read the source with `-T none` (O_DIRECT): no
-   * copy through the page cache, which under CPU contention made the copy markedly faster here, and
-   * a snapshot does not evict the host's cached data; where the source's file system refuses O_DIRECT,
-   * the copy runs again without it. Not for a source that is hashed at the same time (restore): that
-   * pass would then read it from the disk a second time.
-   */
   private async convert(
     source: string,
     dest: string,
     o: {
       compress: boolean;
-      directSource?: boolean;
       signal?: AbortSignal;
       virtualSize: number;
       onPct: (pct: number) => void;
       fallback: 'copy_failed';
     },
   ): Promise<void> {
-    const args = ['convert', '-p', ...(o.directSource ? ['-T', 'none'] : []), '-f', 'qcow2', '-O', 'qcow2'];
+    const args = ['convert', '-p', '-f', 'qcow2', '-O', 'qcow2'];
     if (o.compress) args.push('-c', '-o', 'compression_type=zstd');
     args.push(source, dest);
     const parser = new QemuImgProgressParser(o.onPct);
@@ -672,10 +663,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       });
     } catch (e) {
       throw toHypervisorError(e, o.fallback, 'qemu-img convert');
-    }
-    if (r.code !== 0 && o.directSource && /does not support O_DIRECT/i.test(r.stderr)) {
-      await removeIfExists(dest);
-      return this.convert(source, dest, { ...o, directSource: false });
     }
     if (r.code !== 0) throw classifyToolFailure(this.qemuImgPath, args, r, o.fallback);
     o.onPct(100);
