@@ -6,10 +6,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { GiB, MiB, ROOT, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
+import { GiB, MiB, ROOT, buildRef, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
 
 const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -166,9 +167,17 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
   const snapDir = path.join(work, 'snapshots');
   const dataBytes = quick ? 128 * MiB : 1 * GiB;
   const sparseVirtual = quick ? 2 * GiB : 20 * GiB;
-  const rounds = quick ? 2 : 3;
+  // --disk-rounds=N: more alternations where the machine is noisy (medians over more rounds).
+  const roundsArg = process.argv.find((a) => a.startsWith('--disk-rounds='));
+  const rounds = roundsArg ? Math.max(1, Number(roundsArg.slice(14)) || 1) : quick ? 2 : 3;
   const drv = new DriverProcess(appDir);
-  const res = { dataBytes, rounds, cacheDropped: null, runs: [] };
+  // The driver's own hashing function (this build), for the reference row next to a plain stream pass.
+  const driverSha256File = createRequire(import.meta.url)(path.join(appDir, 'dist/hypervisor/libvirt/files.js')).sha256File;
+  // --baseline=<ref>: that build's driver too, in a process of its own, alternated with this one.
+  const baseArg = process.argv.find((a) => a.startsWith('--baseline='));
+  const base = baseArg ? buildRef(baseArg.slice(11).split(',')[0], log) : null;
+  const baseDrv = base ? new DriverProcess(base.dir) : null;
+  const res = { dataBytes, rounds, cacheDropped: null, runs: [], baseline: base?.sha ?? null };
   try {
     log(`disk: writing ${dataBytes / MiB} MiB mixed image and a ${sparseVirtual / GiB} GiB sparse one`);
     res.dense = makeImage(dense, { virtual: dataBytes, data: dataBytes, pieces: 1 });
@@ -178,10 +187,11 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
     const server = { id: 1, domain: name, diskPath: dense };
     const sparseServer = { id: 2, domain: `${name}-s`, diskPath: sparse };
     await drv.call({ op: 'state', server }); // first virsh call pays libvirt's probe, outside the timing
+    if (baseDrv) await baseDrv.call({ op: 'state', server });
     let id = 1;
     for (let round = 0; round < rounds; round++) {
       log(`disk round ${round + 1}/${rounds}`);
-      const steps = ['cp', 'driver'];
+      const steps = baseDrv ? ['cp', 'driver', 'baseline'] : ['cp', 'driver'];
       if (round % 2) steps.reverse();
       const run = { round };
       for (const step of steps) {
@@ -202,7 +212,18 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
           const t1 = performance.now();
           await sha256(path.join(work, 'cv.qcow2'));
           run.sha256WarmMs = performance.now() - t1;
+          if (driverSha256File) {
+            const t2 = performance.now();
+            await driverSha256File(path.join(work, 'cv.qcow2'));
+            run.sha256DriverWarmMs = performance.now() - t2;
+          }
           fs.rmSync(path.join(work, 'cv.qcow2'), { force: true });
+        } else if (step === 'baseline') {
+          const snap = { id: id++, snapshotDir: snapDir };
+          run.baseCreateMs = (await baseDrv.call({ op: 'create', server, snap })).ms;
+          res.cacheDropped = dropCaches();
+          run.baseRestoreMs = (await baseDrv.call({ op: 'restore', server, snap })).ms;
+          await baseDrv.call({ op: 'delete', server, snap });
         } else {
           const snap = { id: id++, snapshotDir: snapDir };
           const c = await drv.call({ op: 'create', server, snap });
@@ -247,6 +268,7 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
     }
   } finally {
     await drv.close();
+    await baseDrv?.close();
     undefineDomain(`${name}-w`);
     undefineDomain(name);
     undefineDomain(`${name}-s`);
@@ -264,6 +286,7 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
     convertMiBps: median(runs.map((r) => mbps(copied, r.convertMs))),
     convertVsCp: median(runs.map((r) => r.cpMs / r.convertMs)),
     sha256WarmMiBps: median(runs.map((r) => mbps(copied, r.sha256WarmMs))),
+    sha256DriverWarmMiBps: median(runs.map((r) => mbps(copied, r.sha256DriverWarmMs))),
     restoreVsCp: median(runs.map((r) => r.cpMs / r.restoreMs)),
     sparseVirtualGiB: res.sparse.virtual / GiB,
     sparseActualMiB: res.sparse.actual / MiB,
@@ -279,6 +302,21 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = ()
     qemuImgRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createQemu, r.rss.restoreQemu))) / MiB,
     cacheDropped: res.cacheDropped,
   };
+  console.log(`\n(disk: the driver's own sha256 pass — files.ts sha256File — over the same warm copy: ${res.summary.sha256DriverWarmMiBps.toFixed(0)} MiB/s, against ${res.summary.sha256WarmMiBps.toFixed(0)} MiB/s for a 1 MiB read stream)`);
+  if (baseDrv) {
+    const b = {
+      baseCreateVsCp: median(runs.map((r) => r.cpMs / r.baseCreateMs)),
+      baseRestoreVsCp: median(runs.map((r) => r.cpMs / r.baseRestoreMs)),
+      createVsBase: median(runs.map((r) => r.baseCreateMs / r.createMs)),
+      restoreVsBase: median(runs.map((r) => r.baseRestoreMs / r.restoreMs)),
+    };
+    Object.assign(res.summary, b);
+    const f = (x) => x.toFixed(2);
+    console.log(`\n### Disk path: this build side by side with ${base.sha} (${rounds} rounds, alternated, medians)\n`);
+    console.log(`| measure | ${base.sha} | this build | speed-up |\n|---|---|---|---|`);
+    console.log(`| create ÷ cp | ${f(b.baseCreateVsCp)}× | ${f(res.summary.createVsCp)}× | ${f(b.createVsBase)}× |`);
+    console.log(`| restore ÷ cp | ${f(b.baseRestoreVsCp)}× | ${f(res.summary.restoreVsCp)}× | ${f(b.restoreVsBase)}× |`);
+  }
   return res;
 }
 

@@ -7,8 +7,9 @@ import {
   LibvirtDriverOptions,
   LibvirtHypervisorDriver,
 } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
-import { ProcessRunner } from '../../src/hypervisor/libvirt/process-runner';
-import { describeLibvirt, domState, exists, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
+import { FileHasher } from '../../src/hypervisor/libvirt/files';
+import { ProcessRunError, ProcessRunner } from '../../src/hypervisor/libvirt/process-runner';
+import { describeLibvirt, domState, exists, Lab, LIBVIRT_URI, run, sha256OfFile, virsh } from './support/lab';
 import { fakeResult, ScriptedRunner, subcommand } from './support/scripted-runner';
 
 /**
@@ -263,6 +264,218 @@ describeLibvirt('libvirt driver on real images', () => {
     console.log(`qemu-img check on a snapshot cut by 4096 bytes: ${check}`);
   });
 
+  /** Flips one byte in the middle of the file (same length); returns the offset. */
+  async function flipMiddleByte(file: string): Promise<number> {
+    const fh = await fsp.open(file, 'r+');
+    try {
+      const at = Math.floor((await fh.stat()).size / 2);
+      const b = Buffer.alloc(1);
+      await fh.read(b, 0, 1, at);
+      b[0] ^= 0x01;
+      await fh.write(b, 0, 1, at);
+      return at;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** A stopped server, a snapshot of it, then the disk changed (so a restore would change it back). */
+  async function serverWithSnapshot(
+    driver: LibvirtHypervisorDriver,
+    o: { sizeMiB?: number; dataMiB?: number } = {},
+  ): Promise<{ s: ServerRef; snap: SnapshotRef; restoring: string; diskSha: string }> {
+    const s = await server({ dataMiB: o.dataMiB ?? 16, sizeMiB: o.sizeMiB });
+    const snap = newSnap(await snapDir('concurrent'));
+    await driver.createSnapshot(s, snap, noProgress);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x66 0 3M', s.diskPath]);
+    return { s, snap, restoring: `${s.diskPath}.restoring`, diskSha: await sha256OfFile(s.diskPath) };
+  }
+
+  /** Hashing of one file held back until `gate` resolves (other files are hashed at once). */
+  class GatedHasher extends FileHasher {
+    constructor(
+      private readonly file: string,
+      private readonly gate: Promise<void>,
+    ) {
+      super();
+    }
+    override async sha256(
+      file: string,
+      opts: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+    ): Promise<{ sha256: string; bytes: number }> {
+      if (file === this.file) await this.gate;
+      return super.sha256(file, opts);
+    }
+  }
+
+  it('restore: a byte flipped mid-snapshot is refused even when the copy finished first; the disk is untouched, no .restoring remains', async () => {
+    const runner = new ScriptedRunner();
+    let copyDone!: () => void;
+    const gate = new Promise<void>((r) => (copyDone = r));
+    const copies: Array<number | null> = [];
+    const base = driverWith();
+    const { s, snap, restoring } = await serverWithSnapshot(base);
+    runner.intercept((_cmd, args, _opts, real) => {
+      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
+      return real().then((r) => {
+        copies.push(r.code);
+        copyDone(); // only now may the hash of the snapshot start
+        return r;
+      });
+    });
+    const driver = driverWith({ runner, hasher: new GatedHasher(snapFile(snap), gate) });
+
+    // Untouched, this ordering restores fine.
+    await driver.restoreSnapshot(s, snap, noProgress);
+    expect(copies).toEqual([0]);
+    await qemuImgCompare(snapFile(snap), s.diskPath);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x66 0 3M', s.diskPath]);
+    const changedSha = await sha256OfFile(s.diskPath);
+
+    await flipMiddleByte(snapFile(snap));
+    let copyDone2!: () => void;
+    const gate2 = new Promise<void>((r) => (copyDone2 = r));
+    runner.clear();
+    runner.intercept((_cmd, args, _opts, real) => {
+      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
+      return real().then((r) => {
+        copies.push(r.code);
+        copyDone2();
+        return r;
+      });
+    });
+    const driver2 = driverWith({ runner, hasher: new GatedHasher(snapFile(snap), gate2) });
+    const e = await expectCode(driver2.restoreSnapshot(s, snap, noProgress), 'verification_failed');
+    expect(e.detail).toMatch(/sha256 .* does not match its manifest/);
+    expect(copies).toEqual([0, 0]); // the copy itself had succeeded: only the hash refused it
+    expect(await sha256OfFile(s.diskPath)).toBe(changedSha);
+    expect(await exists(restoring)).toBe(false);
+  });
+
+  it('restore: a hash mismatch stops a copy that is still running, and nothing is left', async () => {
+    const runner = new ScriptedRunner();
+    const driver = driverWith({ runner });
+    const { s, snap, restoring, diskSha } = await serverWithSnapshot(driver);
+    await flipMiddleByte(snapFile(snap));
+    let stopped = false;
+    // A copy that never ends by itself: it has written a first block and waits for its signal.
+    runner.intercept((_cmd, args, opts) => {
+      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
+      return fsp.writeFile(restoring, Buffer.alloc(65536, 1)).then(
+        () =>
+          new Promise((_resolve, reject) => {
+            opts.signal?.addEventListener('abort', () => {
+              stopped = true;
+              reject(new ProcessRunError('aborted', 'qemu-img convert', 'qemu-img was aborted'));
+            });
+          }),
+      );
+    });
+    const e = await expectCode(driver.restoreSnapshot(s, snap, noProgress), 'verification_failed');
+    expect(e.detail).toMatch(/does not match its manifest/);
+    expect(stopped).toBe(true);
+    expect(await exists(restoring)).toBe(false);
+    expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
+  });
+
+  it('restore: a copy failing on a damaged snapshot is verification_failed; on an intact one copy_failed', async () => {
+    const runner = new ScriptedRunner();
+    const driver = driverWith({ runner });
+    const damaged = await serverWithSnapshot(driver);
+    const intact = await serverWithSnapshot(driver);
+    await flipMiddleByte(snapFile(damaged.snap));
+    // The copy fails at once (as qemu-img would on a damaged compressed cluster), long before the hash ends.
+    runner.intercept((_cmd, args) =>
+      subcommand(args) === 'convert' && args.at(-1)?.endsWith('.restoring')
+        ? Promise.resolve(fakeResult(1, '', 'qemu-img: error while reading at byte 0: Input/output error'))
+        : undefined,
+    );
+    await expectCode(driver.restoreSnapshot(damaged.s, damaged.snap, noProgress), 'verification_failed');
+    const e = await expectCode(driver.restoreSnapshot(intact.s, intact.snap, noProgress), 'copy_failed');
+    expect(e.retryable).toBe(true);
+    for (const x of [damaged, intact]) {
+      expect(await exists(x.restoring)).toBe(false);
+      expect(await sha256OfFile(x.s.diskPath)).toBe(x.diskSha);
+    }
+  });
+
+  it('restore: aborting mid-copy stops qemu-img and the hash, keeps the disk and leaves no .restoring', async () => {
+    const hashes: Array<'aborted' | 'finished'> = [];
+    class WatchingHasher extends FileHasher {
+      override async sha256(
+        file: string,
+        opts: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+      ): Promise<{ sha256: string; bytes: number }> {
+        try {
+          const r = await super.sha256(file, opts);
+          hashes.push('finished');
+          return r;
+        } catch (e) {
+          hashes.push('aborted');
+          throw e;
+        }
+      }
+    }
+    const driver = driverWith({ hasher: new WatchingHasher() });
+    const { s, snap, restoring, diskSha } = await serverWithSnapshot(driver, { sizeMiB: 512, dataMiB: 384 });
+    hashes.length = 0;
+    const ac = new AbortController();
+    let running: number | null = null;
+    const call = driver.restoreSnapshot(
+      s,
+      snap,
+      (pct) => {
+        if (pct > 0 && !ac.signal.aborted) {
+          running = qemuImgWriting(restoring);
+          ac.abort();
+        }
+      },
+      { signal: ac.signal },
+    );
+    await expectCode(call, 'cancelled');
+    expect(running).not.toBeNull(); // the copy was running when the abort came
+    expect(qemuImgWriting(restoring)).toBeNull();
+    expect(hashes).toHaveLength(1); // settled (stopped or, if it was that quick, finished) before the call ended
+    expect(await exists(restoring)).toBe(false);
+    expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
+  });
+
+  it('create: a check failing while the sha256 pass runs stops the pass, and the call ends after it', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 16 });
+    const dir = await snapDir('together');
+    const snap = newSnap(dir);
+    const partial = `${snapFile(snap)}.partial`;
+    const events: string[] = [];
+    class StuckHasher extends FileHasher {
+      override sha256(file: string, opts: { signal?: AbortSignal } = {}): Promise<never> {
+        events.push(`hash ${path.basename(file)}`);
+        return new Promise((_resolve, reject) => {
+          opts.signal?.addEventListener('abort', () => {
+            setTimeout(() => {
+              events.push('hash stopped');
+              const err = new Error('hashing aborted');
+              err.name = 'AbortError';
+              reject(err);
+            }, 50);
+          });
+        });
+      }
+    }
+    runner.intercept((_cmd, args) =>
+      subcommand(args) === 'check' && args.at(-1) === partial
+        ? Promise.resolve(fakeResult(2, '{"corruptions": 1}', 'ERROR cluster 5 refcount=0 reference=1'))
+        : undefined,
+    );
+    const driver = driverWith({ runner, hasher: new StuckHasher() });
+    const e = await expectCode(driver.createSnapshot(s, snap, noProgress), 'verification_failed');
+    events.push('call ended');
+    expect(e.detail).toMatch(/qemu-img check exit 2/);
+    expect(events).toEqual([`hash ${snap.id}.qcow2.partial`, 'hash stopped', 'call ended']);
+    expect(await listDir(dir)).toEqual([]);
+    expect(await driver.snapshotExists(snap)).toBe(false);
+  });
+
   it('a qemu-img killed mid-copy leaves no partial file and a failed, repeatable snapshot', async () => {
     const driver = driverWith();
     const s = await server({ sizeMiB: 512, dataMiB: 384 });
@@ -379,6 +592,24 @@ function killQemuImgWriting(partial: string): number | null {
       process.kill(Number(entry), 'SIGKILL');
       return Number(entry);
     }
+  }
+  return null;
+}
+
+/** The pid of a qemu-img process whose command line names `file`, or null. */
+function qemuImgWriting(file: string): number | null {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const argv = cmdline.split('\0');
+    if (argv[0].endsWith('qemu-img') && argv.includes(file)) return Number(entry);
   }
   return null;
 }

@@ -24,6 +24,7 @@ import {
   virshErrorText,
 } from './errors';
 import {
+  FileHasher,
   fileSize,
   freeBytes,
   fsyncDir,
@@ -31,7 +32,6 @@ import {
   isFile,
   removeIfExists,
   removeQuietly,
-  sha256File,
   writeFileDurably,
 } from './files';
 import {
@@ -46,6 +46,7 @@ import {
 } from './parsers';
 import { ProcessRunner, RunResult } from './process-runner';
 import { Semaphore } from './semaphore';
+import { allInOrder, childController, together } from './together';
 import {
   MANIFEST_KIND,
   MANIFEST_VERSION,
@@ -64,6 +65,8 @@ export interface LibvirtDriverOptions {
   /** Grace period for `stop` when the caller passes no usable `graceSeconds`. Default 60. */
   readonly stopGraceSeconds?: number;
   readonly runner?: ProcessRunner;
+  /** sha256 of snapshot files (their manifests). Tests substitute a subclass. */
+  readonly hasher?: FileHasher;
   readonly virshPath?: string;
   readonly qemuImgPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
@@ -123,6 +126,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   private readonly uri: string;
   private readonly runner: ProcessRunner;
+  private readonly hasher: FileHasher;
   private readonly virshPath: string;
   private readonly qemuImgPath: string;
   private readonly compression: 'none' | 'zstd';
@@ -137,6 +141,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (!options.uri) throw new Error('LibvirtHypervisorDriver: uri is required');
     this.uri = options.uri;
     this.runner = options.runner ?? new ProcessRunner();
+    this.hasher = options.hasher ?? new FileHasher();
     this.virshPath = options.virshPath ?? 'virsh';
     this.qemuImgPath = options.qemuImgPath ?? 'qemu-img';
     this.compression = options.compression ?? 'none';
@@ -205,9 +210,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const report = progressReporter(onProgress);
     this.throwIfAborted(signal);
 
-    const state = await this.domState(server.domain);
-    await this.refuseExisting(files);
-    const release = await this.acquireCopySlot(signal);
+    // Read-only look-ups, at once; their errors in this order (an unknown domain first).
+    const [state, , src, measured] = await allInOrder([
+      this.domState(server.domain),
+      this.refuseExisting(files),
+      this.imageInfo(server.diskPath, true),
+      this.measureRequired(server.diskPath, signal),
+    ] as const);
+    const { release, waited } = await this.acquireCopySlotNoting(signal);
     try {
       await this.refuseExisting(files); // it may have appeared while this call waited for a copy slot
     } catch (e) {
@@ -220,11 +230,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       await fsp.mkdir(snap.snapshotDir, { recursive: true, mode: 0o711 });
       await this.removeLeftovers(files);
       report(0);
-      const src = await this.imageInfo(server.diskPath, true);
+      // A zstd live copy holds the uncompressed backup and the compressed copy at once.
+      const twoPass = state !== 'shut off' && this.compression === 'zstd';
+      const required = waited ? await this.measureRequired(server.diskPath, signal) : measured;
+      await this.requireSpace(snap.snapshotDir, required, twoPass ? 2 : 1);
 
       let consistency: SnapshotConsistency;
       if (state === 'shut off') {
-        await this.ensureSpace(server.diskPath, snap.snapshotDir, 1, signal);
         await this.convert(server.diskPath, files.partial, {
           compress: this.compression === 'zstd',
           signal,
@@ -234,8 +246,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         });
         consistency = 'stopped';
       } else {
-        const twoPass = this.compression === 'zstd';
-        await this.ensureSpace(server.diskPath, snap.snapshotDir, twoPass ? 2 : 1, signal);
         const target = twoPass ? files.stage : files.partial;
         consistency = await this.liveBackup(
           server,
@@ -257,10 +267,25 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }
 
       this.throwIfAborted(signal);
-      const check = await this.verifyImage(files.partial, src.virtualSize, signal, 'verification_failed');
-      await fsp.chmod(files.partial, 0o600);
-      await fsyncFile(files.partial);
-      const hashed = await this.hash(files.partial, check.fileBytes, signal, scaled(report, 90, 99));
+      // The copy is complete in the page cache. Three independent steps at once: the check (metadata
+      // reads), the fsync (waits on the disk) and the sha256 pass (reads the cached file, waits on the
+      // CPU). Any failure stops the others; nothing is committed before all three succeeded.
+      const expectedBytes = await fileSize(files.partial);
+      const [check, actualSize, hashed] = await together(signal, [
+        (s) => this.verifyImage(files.partial, src.virtualSize, s, 'verification_failed'),
+        async () => {
+          await fsp.chmod(files.partial, 0o600);
+          await fsyncFile(files.partial);
+          return (await this.imageInfo(files.partial, true)).actualSize;
+        },
+        (s) => this.hash(files.partial, expectedBytes ?? 0, s, scaled(report, 90, 99)),
+      ] as const);
+      if (hashed.bytes !== check.fileBytes) {
+        throw hvError(
+          'verification_failed',
+          `${files.partial} changed while it was verified (${hashed.bytes} bytes hashed, ${check.fileBytes} checked)`,
+        );
+      }
       const manifest: SnapshotManifest = {
         kind: MANIFEST_KIND,
         version: MANIFEST_VERSION,
@@ -274,7 +299,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         consistency,
         createdAt: new Date().toISOString(),
       };
-      const { actualSize } = await this.imageInfo(files.partial, true);
       this.throwIfAborted(signal);
       await writeFileDurably(files.manifest, serializeManifest(manifest));
       this.throwIfAborted(signal); // the last moment an abort can still win: before the commit
@@ -305,34 +329,37 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const restoring = `${server.diskPath}.restoring`;
     this.throwIfAborted(signal);
 
-    await this.requireShutOff(server.domain);
-    const present = await isFile(files.final).catch((e: unknown) => {
-      throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
-    });
-    // Present without its manifest: not ours to trust; verification below refuses it.
-    if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
-    const release = await this.acquireCopySlot(signal);
+    // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
+    // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
+    const [, { manifest, measured }] = await allInOrder([
+      this.requireShutOff(server.domain),
+      (async () => {
+        const present = await isFile(files.final).catch((e: unknown) => {
+          throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+        });
+        // Present without its manifest: not ours to trust; readSnapshotManifest refuses it.
+        if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
+        const m = await this.readSnapshotManifest(snap, files);
+        const [, required] = await allInOrder([
+          this.verifyImage(files.final, m.virtualSize, signal, 'verification_failed', true),
+          this.measureRequired(files.final, signal),
+        ] as const);
+        return { manifest: m, measured: required };
+      })(),
+    ] as const);
+    const { release, waited } = await this.acquireCopySlotNoting(signal);
     try {
       await removeIfExists(restoring);
       report(0);
-      const manifest = await this.verifySnapshot(snap, files, signal, scaled(report, 0, 20));
-      await this.ensureSpace(files.final, path.dirname(server.diskPath), 1, signal);
+      const required = waited ? await this.measureRequired(files.final, signal) : measured;
+      await this.requireSpace(path.dirname(server.diskPath), required, 1);
 
-      await this.convert(files.final, restoring, {
-        compress: false,
-        signal,
-        virtualSize: manifest.virtualSize,
-        onPct: scaled(report, 20, 95),
-        fallback: 'copy_failed',
-      });
-      await this.verifyImage(restoring, manifest.virtualSize, signal, 'copy_failed');
-      await this.copyOwnership(server.diskPath, restoring);
-      await fsyncFile(restoring);
+      await this.copyWhileVerifying(server, files, manifest, restoring, signal, scaled(report, 0, 95));
 
-      // Renaming over the disk of a running VM "succeeds" and silently loses the restore: look again,
-      // and let qemu-img try to take the disk's write lock, which fails while any qemu has it open.
+      // Renaming over the disk of a running VM "succeeds" and silently loses the restore: domstate was
+      // looked at again after the copy; now let qemu-img try to take the disk's write lock, which fails
+      // while any qemu has it open.
       this.throwIfAborted(signal);
-      await this.requireShutOff(server.domain);
       await this.requireDiskNotInUse(server.diskPath);
       this.throwIfAborted(signal);
       await fsp.rename(restoring, server.diskPath);
@@ -707,13 +734,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     return { fileBytes: bytes };
   }
 
-  /** Restore-time verification of a stored snapshot against its manifest. */
-  private async verifySnapshot(
-    snap: SnapshotRef,
-    files: SnapshotFiles,
-    signal: AbortSignal | undefined,
-    onPct: (pct: number) => void,
-  ): Promise<SnapshotManifest> {
+  /** The snapshot's manifest, refused unless it describes this snapshot file and its byte length. */
+  private async readSnapshotManifest(snap: SnapshotRef, files: SnapshotFiles): Promise<SnapshotManifest> {
     const manifest = await readManifest(files.manifest);
     if (!manifest) throw hvError('verification_failed', `missing or invalid manifest ${files.manifest}`);
     if (manifest.snapshotId !== snap.id || manifest.file !== path.basename(files.final)) {
@@ -726,12 +748,70 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `snapshot ${files.final} is ${bytes} bytes, manifest says ${manifest.bytes}`,
       );
     }
-    await this.verifyImage(files.final, manifest.virtualSize, signal, 'verification_failed', true);
-    const h = await this.hash(files.final, bytes, signal, onPct);
-    if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
-      throw hvError('verification_failed', `sha256 of ${files.final} does not match its manifest`);
-    }
     return manifest;
+  }
+
+  /**
+   * Restore's copy of the snapshot into `restoring` (convert; then check, owner, fsync and domstate
+   * at once) while the sha256 pass checks the snapshot against its manifest. Both read the snapshot;
+   * whichever is ahead brings it into the page cache for the other. Resolves only when both have
+   * succeeded — the caller's rename is the commit point, so a mismatch found at any moment still
+   * refuses the snapshot. A mismatch (or a failed hash) stops the copy at once; a failed copy waits
+   * for the hash, so a damaged snapshot is `verification_failed` (as when the hash came first), not a
+   * retryable copy failure. Settles only when nothing of either is still running.
+   */
+  private async copyWhileVerifying(
+    server: ServerRef,
+    files: SnapshotFiles,
+    manifest: SnapshotManifest,
+    restoring: string,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<void> {
+    const { controller, dispose } = childController(signal);
+    let copyPct = 0;
+    let hashPct = 0;
+    const progress = (): void => onPct(Math.min(copyPct, hashPct));
+    try {
+      const verified = this.hash(files.final, manifest.bytes, controller.signal, (p) => {
+        hashPct = p;
+        progress();
+      })
+        .then((h) => {
+          if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
+            throw hvError('verification_failed', `sha256 of ${files.final} does not match its manifest`);
+          }
+        })
+        .catch((e: unknown) => {
+          controller.abort();
+          throw e;
+        });
+      const copied = (async () => {
+        await this.convert(files.final, restoring, {
+          compress: false,
+          signal: controller.signal,
+          virtualSize: manifest.virtualSize,
+          onPct: (p) => {
+            copyPct = p;
+            progress();
+          },
+          fallback: 'copy_failed',
+        });
+        await together(controller.signal, [
+          (s) => this.verifyImage(restoring, manifest.virtualSize, s, 'copy_failed'),
+          async () => {
+            await this.copyOwnership(server.diskPath, restoring);
+            await fsyncFile(restoring);
+          },
+          () => this.requireShutOff(server.domain),
+        ] as const);
+      })();
+      const [v, c] = await Promise.allSettled([verified, copied]);
+      if (v.status === 'rejected') throw v.reason;
+      if (c.status === 'rejected') throw c.reason;
+    } finally {
+      dispose();
+    }
   }
 
   private async hash(
@@ -740,19 +820,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     signal: AbortSignal | undefined,
     onPct: (pct: number) => void,
   ): Promise<{ sha256: string; bytes: number }> {
-    return sha256File(file, {
+    return this.hasher.sha256(file, {
       signal,
       onBytes: (n) => onPct(expectedBytes > 0 ? (n / expectedBytes) * 100 : 100),
     });
   }
 
-  /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
-  private async ensureSpace(
-    source: string,
-    dir: string,
-    copies: number,
-    signal?: AbortSignal,
-  ): Promise<void> {
+  /** Bytes a qcow2 copy of `source` needs (`qemu-img measure`), readable while a domain runs it. */
+  private async measureRequired(source: string, signal?: AbortSignal): Promise<number> {
     const args = [
       'measure',
       '--output=json',
@@ -765,6 +840,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const required = jsonInt(parseJsonObject(r.stdout), 'required');
     if (required === null)
       throw hvError('hypervisor_error', `unexpected qemu-img measure output: ${r.stdout.slice(0, 500)}`);
+    return required;
+  }
+
+  /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
+  private async requireSpace(dir: string, required: number, copies: number): Promise<void> {
     const need = required * copies + SPACE_MARGIN_BYTES;
     let free: number;
     try {
@@ -778,6 +858,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `need ${need} bytes in ${dir} (qemu-img measure: ${required}), ${free} free`,
       );
     }
+  }
+
+  /** A copy slot; `waited` says whether another copy held it first (what was measured may be stale). */
+  private async acquireCopySlotNoting(
+    signal?: AbortSignal,
+  ): Promise<{ release: () => void; waited: boolean }> {
+    const waited = this.copies.inUse >= this.copies.capacity;
+    return { release: await this.acquireCopySlot(signal), waited };
   }
 
   private async requireShutOff(domain: string): Promise<void> {
