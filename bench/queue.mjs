@@ -6,6 +6,39 @@
 // it (POST answered → completion observed by a 5 ms poll of the database).
 import { median, percentile, rssSampler, sleep, startRole, stop, withClient } from './lib.mjs';
 import pg from 'pg';
+import fs from 'node:fs';
+import os from 'node:os';
+
+const JIFFY_MS = 10; // USER_HZ = 100 on Linux
+
+/** CPU time (user + system, ms) of one process, or of every process whose name is `comm`. */
+function cpuMsOf(pidOrComm) {
+  const pids =
+    typeof pidOrComm === 'number'
+      ? [pidOrComm]
+      : fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  let total = 0;
+  for (const pid of pids) {
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    if (typeof pidOrComm === 'string' && comm !== pidOrComm) continue;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    total += (Number(f[11]) + Number(f[12])) * JIFFY_MS;
+  }
+  return total;
+}
+
+/** Busy CPU time of the whole machine (ms, all cores): what the run and everything else used. */
+function machineBusyMs() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + (steal ?? 0)) * JIFFY_MS;
+}
 
 // `apiNodeArgs` / `workerNodeArgs` (e.g. `--cpu-prof`) and `extraEnv` are for profiling and A/B drivers.
 export async function queueBench({
@@ -61,6 +94,16 @@ export async function queueBench({
   const actionIds = [];
   let failures = 0;
   let refused = 0;
+  const cpu = () => ({
+    api: cpuMsOf(api.child.pid),
+    worker: cpuMsOf(worker.child.pid),
+    postgres: cpuMsOf('postgres'),
+    redis: cpuMsOf('redis-server'),
+    loadGenerator: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
+    machine: machineBusyMs(),
+  });
+  const cpu0 = cpu();
+  let cpu1 = cpu0;
   const t0 = performance.now();
   try {
     await Promise.all(
@@ -89,6 +132,7 @@ export async function queueBench({
       }),
     );
   } finally {
+    cpu1 = cpu();
     polling = false;
     await poller;
     if (refused) log(`API stderr (tail): ${api.child.stderrTail().slice(-1500)}`);
@@ -121,6 +165,15 @@ export async function queueBench({
     serverSide: { p50: median(ms), p99: percentile(ms, 99), queueWaitP50: median(waitMs) },
     clientSide: { p50: median(acceptToDone), p99: percentile(acceptToDone, 99), postP50: median(postMs), postP99: percentile(postMs, 99) },
     rssMB: { apiMax: apiRss.max / 2 ** 20, workerMax: workerRss.max / 2 ** 20 },
+    // CPU per operation of each part, and the ceiling it sets: the cores divided by the CPU that one
+    // operation costs the service (API + worker + Postgres + Redis; not the load generator).
+    cpuMsPerOperation: (() => {
+      const per = Object.fromEntries(
+        Object.keys(cpu0).map((k) => [k, (cpu1[k] - cpu0[k]) / Math.max(1, actionIds.length)]),
+      );
+      const service = per.api + per.worker + per.postgres + per.redis;
+      return { ...per, service, ceilingOpsPerSecond: (os.cpus().length * 1000) / service };
+    })(),
   };
 }
 

@@ -181,6 +181,12 @@ function printQueue(q) {
   console.log(`| sustained operations/s | ${fmt(q.opsPerSecond)} (${q.operations} in ${fmt(q.wallSeconds)} s) |`);
   console.log(`| failed / refused | ${q.failures} / ${q.refused} |`);
   console.log(`| RSS max API / worker | ${fmt(q.rssMB.apiMax, 0)} / ${fmt(q.rssMB.workerMax, 0)} MB |`);
+  const c = q.cpuMsPerOperation;
+  if (c) {
+    console.log(`| CPU ms per operation: API / worker / Postgres / Redis = service | ${fmt(c.api, 2)} / ${fmt(c.worker, 2)} / ${fmt(c.postgres, 2)} / ${fmt(c.redis, 2)} = ${fmt(c.service, 2)} ms |`);
+    console.log(`| CPU ms per operation: load generator / whole machine | ${fmt(c.loadGenerator, 2)} / ${fmt(c.machine, 2)} ms |`);
+    console.log(`| ceiling on this machine (cores ÷ service CPU per operation) | ${fmt(c.ceilingOpsPerSecond, 0)} operations/s |`);
+  }
 }
 
 function printRead(r) {
