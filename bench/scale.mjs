@@ -45,7 +45,13 @@ export async function scaleBench({ small, large, redisUrl, quick, dir, log = () 
     s.pool = new pg.Pool({ connectionString: s.url, max: 1 });
     const c = await s.pool.query(`SELECT (SELECT count(*) FROM servers)::int AS servers, (SELECT count(*) FROM snapshots)::int AS snapshots`);
     out.sizes[s.name] = c.rows[0];
-    s.api = await startRole('api', { DATABASE_URL: s.url, REDIS_URL: redisUrl, QUEUE_PREFIX: `benchs${process.pid}` }, dir);
+    // Through the Nest pipeline (HOT_READ_PATH=false): this measures how the list's data path scales;
+    // the hot read path would answer these repeated requests from its cache whatever the table size.
+    s.api = await startRole(
+      'api',
+      { DATABASE_URL: s.url, REDIS_URL: redisUrl, QUEUE_PREFIX: `benchs${process.pid}`, HOT_READ_PATH: 'false' },
+      dir,
+    );
   }
   const cases = [
     { name: 'filtered list', q: (s) => ({ accountId: 1, serverId: s.seed.benchServerId }), path: (s) => `/api/v1/snapshots/?server_id=${s.seed.benchServerId}` },

@@ -69,31 +69,39 @@ export class ApiTokenService {
     opts: { listingVersion?: boolean } = {},
   ): Promise<Map<string, AuthenticatedToken | null>> {
     const found = new Map<string, AuthenticatedToken | null>();
-    const byHash = new Map<string, string>();
+    const hashOf = new Map<string, string>();
+    for (const token of tokens) if (looksLikeToken(token)) hashOf.set(token, hashToken(token));
+    const byHash = await this.authenticateHashes([...new Set(hashOf.values())], opts);
     for (const token of tokens) {
-      found.set(token, null);
-      if (looksLikeToken(token)) byHash.set(hashToken(token), token);
+      const hash = hashOf.get(token);
+      found.set(token, hash === undefined ? null : (byHash.get(hash) ?? null));
     }
-    if (byHash.size === 0) return found;
-    const rows = await this.store.findByHashes([...byHash.keys()], opts.listingVersion === true);
+    return found;
+  }
+
+  /** `authenticateMany` for tokens already hashed (SHA-256 hex of well-formed tokens), keyed by hash. */
+  async authenticateHashes(
+    hashes: string[],
+    opts: { listingVersion?: boolean } = {},
+  ): Promise<Map<string, AuthenticatedToken | null>> {
+    const found = new Map<string, AuthenticatedToken | null>(hashes.map((h) => [h, null]));
+    if (hashes.length === 0) return found;
+    const rows = await this.store.findByHashes([...found.keys()], opts.listingVersion === true);
     const now = this.clock.now();
     const touch: number[] = [];
     for (const row of rows) {
-      const token = byHash.get(row.hash);
-      if (token === undefined || row.revoked_at || (row.expires_at && row.expires_at <= now)) continue;
+      if (!found.has(row.hash) || row.revoked_at || (row.expires_at && row.expires_at <= now)) continue;
       if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
         touch.push(row.id);
       }
-      found.set(token, {
+      found.set(row.hash, {
         accountId: row.account_id,
         tokenId: row.id,
         scopes: row.scopes.filter(isScope),
         ...(row.listing_version !== null ? { listingVersion: row.listing_version } : {}),
       });
     }
-    if (touch.length) {
-      await this.store.touch(touch, now);
-    }
+    if (touch.length) await this.store.touch(touch, now);
     return found;
   }
 

@@ -2,7 +2,8 @@ import { AnswerCache } from './answer-cache';
 import type { CapturedAnswer } from './hot-read-state';
 
 const answer = (bytes: number): CapturedAnswer => ({
-  headers: [['Content-Type', 'application/json']],
+  headers: [{ name: 'Content-Type', value: 'application/json', part: 'content-type' }],
+  rateHeaders: false,
   body: Buffer.alloc(bytes, 'x'),
   etag: 'W/"1"',
   route: '/api/v1/snapshots',

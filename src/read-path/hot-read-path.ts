@@ -3,7 +3,7 @@ import type { Request } from 'express';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PinoLogger } from 'nestjs-pino';
 import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
-import { hashToken } from '../auth/token-codec';
+import { hashToken, looksLikeToken } from '../auth/token-codec';
 import { hasScope, isAdmin, Principal } from '../auth/principal';
 import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
@@ -12,7 +12,7 @@ import { AppConfig } from '../config/app-config';
 import { routeTemplate } from '../metrics/http-metrics.middleware';
 import { MetricsService } from '../metrics/metrics.service';
 import { RateLimiter, RateVerdict } from '../rate-limit/rate-limiter';
-import { CapturedAnswer, HotReadState, setHotReadState } from './hot-read-state';
+import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
 import { MicroBatcher } from './micro-batcher';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
@@ -25,7 +25,12 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
 const BEARER = /^Bearer ([^\s]+)$/i;
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
-const PER_REQUEST = new Set(['x-request-id', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']);
+const PER_REQUEST = new Set<HeaderPart>([
+  'x-request-id',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+]);
 
 interface Flight {
   answer: Promise<CapturedAnswer | null>;
@@ -67,7 +72,7 @@ export class HotReadPath {
   ) {
     this.cache = config.readCacheMaxBytes > 0 ? new AnswerCache(config.readCacheMaxBytes) : null;
     this.tokens = new MicroBatcher(async (keys) => {
-      const found = await tokens.authenticateMany(keys, { listingVersion: this.cache !== null });
+      const found = await tokens.authenticateHashes(keys, { listingVersion: this.cache !== null });
       return keys.map((k) => found.get(k) ?? null);
     });
     this.limits = new MicroBatcher(async (tokenIds) => {
@@ -110,7 +115,7 @@ export class HotReadPath {
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
       return null;
     const m = BEARER.exec(req.headers.authorization ?? '');
-    return m ? m[1] : null;
+    return m && looksLikeToken(m[1]) ? m[1] : null;
   }
 
   private async handle(
@@ -123,7 +128,7 @@ export class HotReadPath {
     // A token that was a valid reader a moment ago is counted while it is being looked up, not after
     // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
     // same; the one extra count lands on a dead token.
-    const hash = hashToken(token);
+    const hash = hashToken(token); // eligibleToken checked its shape
     const recent = this.recentReaders.get(hash);
     const now = Date.now();
     const early =
@@ -132,7 +137,7 @@ export class HotReadPath {
         : null;
     let principal: AuthenticatedToken | null;
     try {
-      principal = await this.tokens.load(token);
+      principal = await this.tokens.load(hash);
     } catch {
       pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
       return;
@@ -178,7 +183,7 @@ export class HotReadPath {
 
   /** Rate-limit headers are replaced, never added or dropped: the answer must have them iff this request has. */
   private replayable(answer: CapturedAnswer, verdict: RateVerdict | null): boolean {
-    return (verdict !== null) === answer.headers.some(([n]) => n.toLowerCase() === 'ratelimit-limit');
+    return (verdict !== null) === answer.rateHeaders;
   }
 
   /**
@@ -217,15 +222,19 @@ export class HotReadPath {
   }
 
   private capture(req: IncomingMessage, res: ServerResponse, body: Buffer, etag: string): CapturedAnswer {
-    const headers: [string, string | string[]][] = [];
+    const headers: CapturedAnswer['headers'] = [];
     // Node ≥ 15.13 keeps the names as they were set (its type definitions here predate that).
     const raw = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
     for (const name of raw) {
       const value = res.getHeader(name);
       if (value === undefined) continue;
-      headers.push([name, typeof value === 'number' ? String(value) : value]);
+      const lower = name.toLowerCase();
+      const part: HeaderPart =
+        PER_REQUEST.has(lower as HeaderPart) || lower === 'content-type' ? (lower as HeaderPart) : 'as-is';
+      for (const v of Array.isArray(value) ? value : [String(value)]) headers.push({ name, value: v, part });
     }
-    return { headers, body, etag, route: routeTemplate(req as Request) };
+    const rateHeaders = headers.some((h) => h.part === 'ratelimit-limit');
+    return { headers, rateHeaders, body, etag, route: routeTemplate(req as Request) };
   }
 
   /** The leader's answer with this request's own request id, rate-limit headers and 304 decision. */
@@ -240,19 +249,27 @@ export class HotReadPath {
     const requestId = requestIdFor(req);
     const notModified = ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const out: string[] = [];
-    for (const [name, value] of answer.headers) {
-      const lower = name.toLowerCase();
-      if (PER_REQUEST.has(lower)) {
-        if (lower === 'x-request-id') out.push(name, requestId);
-        else if (verdict && lower === 'ratelimit-limit') out.push(name, String(verdict.limit));
-        else if (verdict && lower === 'ratelimit-remaining')
-          out.push(name, String(Math.max(0, verdict.limit - verdict.used)));
-        else if (verdict && lower === 'ratelimit-reset') out.push(name, String(verdict.reset));
-        continue;
+    for (const { name, value, part } of answer.headers) {
+      switch (part) {
+        case 'as-is':
+          out.push(name, value);
+          break;
+        case 'content-type':
+          if (!notModified) out.push(name, value);
+          break;
+        case 'x-request-id':
+          out.push(name, requestId);
+          break;
+        case 'ratelimit-limit':
+          if (verdict) out.push(name, String(verdict.limit));
+          break;
+        case 'ratelimit-remaining':
+          if (verdict) out.push(name, String(Math.max(0, verdict.limit - verdict.used)));
+          break;
+        case 'ratelimit-reset':
+          if (verdict) out.push(name, String(verdict.reset));
+          break;
       }
-      if (notModified && (lower === 'content-type' || lower === 'content-length')) continue;
-      if (Array.isArray(value)) for (const v of value) out.push(name, v);
-      else out.push(name, value);
     }
     const status = notModified ? 304 : 200;
     if (!notModified) out.push('Content-Length', String(answer.body.length));

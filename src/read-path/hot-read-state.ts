@@ -3,9 +3,15 @@ import type { Principal } from '../auth/principal';
 import type { RateVerdict } from '../rate-limit/rate-limiter';
 
 /** A 200 answer of the Nest pipeline, as the hot read path replays it to the requests that waited for it. */
+/** How a header of a captured answer is replayed: as it was, or filled in from the replaying request. */
+export type HeaderPart =
+  'as-is' | 'content-type' | 'x-request-id' | 'ratelimit-limit' | 'ratelimit-remaining' | 'ratelimit-reset';
+
 export interface CapturedAnswer {
-  /** Raw header names and values in the order they were set; per-request ones are replaced on replay. */
-  headers: [string, string | string[]][];
+  /** Raw header names and values in the order they were set, each with how it is replayed. */
+  headers: { name: string; value: string; part: HeaderPart }[];
+  /** Whether the answer carries rate-limit headers (a replay replaces them, never adds or drops them). */
+  rateHeaders: boolean;
   body: Buffer;
   etag: string;
   /** The metrics route label (route template) of the answer. */

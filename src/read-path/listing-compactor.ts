@@ -24,7 +24,7 @@ export class ListingCompactor implements OnModuleInit, OnModuleDestroy {
     if (every === 0) return;
     const tick = () => {
       if (this.running) return;
-      this.running = this.compact()
+      this.running = this.compactAll()
         .catch((err: unknown) => this.logger.warn({ err }, 'listing_changes compaction failed; will retry'))
         .finally(() => (this.running = null));
     };
@@ -38,9 +38,23 @@ export class ListingCompactor implements OnModuleInit, OnModuleDestroy {
     await this.running;
   }
 
+  /** Folds every account's rows, `accounts` accounts per statement (so each statement stays short). */
+  async compactAll(accounts = 5000): Promise<number> {
+    let removed = 0;
+    for (;;) {
+      const round = await this.compactSome(accounts);
+      removed += round.removed;
+      if (round.accounts < accounts) return removed; // every account that had rows to fold is done
+    }
+  }
+
   /** Folds the rows of up to `accounts` accounts; returns how many rows it removed. */
   async compact(accounts = 5000): Promise<number> {
-    const [row] = await this.prisma.$queryRaw<{ removed: bigint }[]>`
+    return (await this.compactSome(accounts)).removed;
+  }
+
+  private async compactSome(accounts: number): Promise<{ accounts: number; removed: number }> {
+    const [row] = await this.prisma.$queryRaw<{ removed: bigint; accounts: bigint }[]>`
       WITH heavy AS (
         SELECT account_id FROM listing_changes GROUP BY account_id HAVING count(*) > 1 LIMIT ${accounts}
       ), gone AS (
@@ -51,7 +65,8 @@ export class ListingCompactor implements OnModuleInit, OnModuleDestroy {
         SELECT account_id, sum(weight) FROM gone GROUP BY account_id
         RETURNING 1
       )
-      SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM folded) AS removed`;
-    return Number(row?.removed ?? 0);
+      SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM folded) AS removed,
+             (SELECT count(*) FROM folded) AS accounts`;
+    return { accounts: Number(row?.accounts ?? 0), removed: Number(row?.removed ?? 0) };
   }
 }
