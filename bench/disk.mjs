@@ -10,9 +10,9 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { defineDomain, sh, undefineDomain } from './libvirt-lab.mjs';
 import { GiB, MiB, ROOT, buildRef, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
 
-const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function dropCaches() {
   try {
@@ -64,24 +64,6 @@ function makeImage(file, { virtual, data, pieces }) {
 function imageInfo(file) {
   const j = JSON.parse(sh('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', file]));
   return { virtual: j['virtual-size'], actual: j['actual-size'] };
-}
-
-function defineDomain(name, disk) {
-  const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
-<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
-<source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
-  const f = `${disk}.xml`;
-  fs.writeFileSync(f, xml);
-  sh('virsh', ['-c', 'qemu:///system', 'define', f]);
-  fs.rmSync(f);
-}
-
-function undefineDomain(name) {
-  try {
-    sh('virsh', ['-c', 'qemu:///system', 'undefine', name]);
-  } catch {
-    /* already gone */
-  }
 }
 
 /** qemu-img processes descending from pid, with their RSS. */

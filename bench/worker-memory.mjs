@@ -6,14 +6,13 @@
 // otherwise the fake driver with a slow simulated copy, said loudly in the result (no bytes copied).
 //
 //   npm run bench -- --only=memory [--quick] [--baseline=main]
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { defineDomain, sh, undefineDomain } from './libvirt-lab.mjs';
 import { GiB, MiB, RUN_ID, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
 
-const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function libvirtUsable() {
   try {
@@ -51,24 +50,6 @@ function makeImage(file, data) {
   sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, file]);
   fs.rmSync(raw);
   return JSON.parse(sh('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', file]))['actual-size'];
-}
-
-function defineDomain(name, disk) {
-  const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
-<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
-<source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
-  const f = `${disk}.xml`;
-  fs.writeFileSync(f, xml);
-  sh('virsh', ['-c', 'qemu:///system', 'define', f]);
-  fs.rmSync(f);
-}
-
-function undefineDomain(name) {
-  try {
-    sh('virsh', ['-c', 'qemu:///system', 'undefine', name]);
-  } catch {
-    /* already gone */
-  }
 }
 
 /** Largest RSS among the processes descending from pid (qemu-img), or 0. */
