@@ -122,6 +122,10 @@ function serverBusy(
   });
 }
 
+/** The locked server's columns in a restore or delete row (read by `serverOf`). */
+const LOCKED_SERVER_COLUMNS = Prisma.sql`v.id AS server_id, v.account_id AS server_account_id, v.node_id,
+  v.status::text AS server_status, v.name AS server_name`;
+
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
 
@@ -307,8 +311,7 @@ export class SnapshotsService {
   }> {
     const scope = accountScope(me).accountId ?? null;
     const [r] = await this.prisma.$queryRaw<RestoreRow[]>`
-      SELECT v.id AS server_id, v.account_id AS server_account_id, v.node_id, v.status::text AS server_status,
-             v.name AS server_name, c.*
+      SELECT ${LOCKED_SERVER_COLUMNS}, c.*
       FROM (${this.lockedServerOf(snapshotId, scope)}) v
       CROSS JOIN LATERAL snapshot_restore_checked(v.id, v.account_id, v.status, ${snapshotId}::int,
         ${scope}::int, ${me.tokenId}::int, ${idempotencyKeyId ?? null}::int) c`;
@@ -348,8 +351,7 @@ export class SnapshotsService {
   async delete(me: Principal, snapshotId: number): Promise<{ actionId: number }> {
     const scope = accountScope(me).accountId ?? null;
     const [r] = await this.prisma.$queryRaw<DeleteRow[]>`
-      SELECT v.id AS server_id, v.account_id AS server_account_id, v.node_id, v.status::text AS server_status,
-             v.name AS server_name, c.*
+      SELECT ${LOCKED_SERVER_COLUMNS}, c.*
       FROM (${this.lockedServerOf(snapshotId, scope)}) v
       CROSS JOIN LATERAL snapshot_delete_checked(v.id, v.account_id, v.status, ${snapshotId}::int,
         ${scope}::int, ${me.tokenId}::int) c`;
