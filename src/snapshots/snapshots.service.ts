@@ -2,10 +2,12 @@ import { Injectable, Logger } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest, skipTake } from '../common/pagination';
+import { isDatabaseBusy, isDatabaseUnavailable } from '../common/problem-details.filter';
 import { ProblemException } from '../common/problem';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
+import { MicroBatcher } from '../read-path/micro-batcher';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
@@ -66,6 +68,16 @@ interface CreateRow {
   error: string | null;
   created_at: Date | null;
   completed_at: Date | null;
+}
+
+/** One create as its statement needs it. */
+interface CreateInput {
+  serverId: number;
+  name: string;
+  description: string;
+  tokenId: number;
+  /** The account the server must belong to; null for an admin. */
+  scope: number | null;
 }
 
 /** The locked server columns of restore's and delete's statements. */
@@ -139,6 +151,13 @@ const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
 @Injectable()
 export class SnapshotsService {
   private readonly logger = new Logger(SnapshotsService.name);
+
+  /** Creates without an Idempotency-Key that arrived in the same turn of the event loop. */
+  private readonly createBatcher = new MicroBatcher<CreateInput, CreateRow | null>(
+    (inputs) => this.createMany(inputs),
+    4,
+    128,
+  );
 
   constructor(
     private readonly prisma: PrismaService,
@@ -245,16 +264,17 @@ export class SnapshotsService {
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const limit = this.config.snapshotLimitPerServer;
     const scope = accountScope(me).accountId ?? null;
-    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
-      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (
-        SELECT id, account_id, node_id, status, name FROM servers
-        WHERE id = ${input.serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)
-        FOR UPDATE
-      ) v
-      CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${input.name}::varchar,
-        ${input.description ?? ''}::varchar, ${me.tokenId}::int, ${idempotencyKeyId ?? null}::int,
-        ${limit}::int) c`;
+    const wanted: CreateInput = {
+      serverId: input.serverId,
+      name: input.name,
+      description: input.description ?? '',
+      tokenId: me.tokenId,
+      scope,
+    };
+    // Without an Idempotency-Key, creates arriving together share one statement (createMany); one it
+    // did not do (server locked by someone else, or no such server) runs alone and waits its turn.
+    const batched = idempotencyKeyId === undefined ? await this.createBatcher.load(wanted) : null;
+    const r = batched ?? (await this.createAlone(wanted, limit, idempotencyKeyId ?? null));
     if (!r) throw notFound('server_not_found');
     const server = { id: input.serverId, name: r.server_name, status: r.server_status };
     if (r.earlier_snapshot_id !== null) {
@@ -291,6 +311,66 @@ export class SnapshotsService {
     };
     await this.enqueue(r.node_id, r.action_id, 'create_snapshot');
     return { snapshot, actionId: r.action_id };
+  }
+
+  /**
+   * Several creates in one statement, one implicit transaction. The servers are locked in ascending id
+   * order with SKIP LOCKED: the statement never waits for a row lock, so a server held elsewhere (a
+   * long operation on it, an operator's transaction) cannot hold up the creates of other servers that
+   * arrived with it; such a create (null here) runs alone afterwards and waits for its server as it
+   * always did. For each locked row in turn, `snapshot_create_checked` runs with a snapshot taken after
+   * its lock is held and after the calls before it in this statement (VOLATILE): two creates of one
+   * server in a batch are judged one after the other. Should the statement fail as a whole (one row's
+   * unexpected error rolls every row back), each create runs alone, so one bad create cannot fail the
+   * others; a busy or unreachable database fails them all as it would fail each.
+   */
+  private async createMany(inputs: CreateInput[]): Promise<(CreateRow | null)[]> {
+    const limit = this.config.snapshotLimitPerServer;
+    // Ascending server ids (then arrival): the order the rows are locked and judged in.
+    const order = inputs.map((_, k) => k).sort((a, b) => inputs[a].serverId - inputs[b].serverId || a - b);
+    let rows: (CreateRow & { ord: number })[];
+    try {
+      rows = await this.prisma.$queryRaw<(CreateRow & { ord: number })[]>`
+        SELECT i.ord::int AS ord, v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+        FROM unnest(${order.map((k) => inputs[k].serverId)}::int[], ${order.map((k) => inputs[k].name)}::varchar[],
+                    ${order.map((k) => inputs[k].description)}::varchar[], ${order.map((k) => inputs[k].tokenId)}::int[],
+                    ${order.map((k) => inputs[k].scope)}::int[])
+             WITH ORDINALITY AS i(server_id, name, description, token_id, scope, ord)
+        CROSS JOIN LATERAL (
+          SELECT id, account_id, node_id, status, name FROM servers
+          WHERE id = i.server_id AND (i.scope IS NULL OR account_id = i.scope)
+          FOR UPDATE SKIP LOCKED
+        ) v
+        CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, i.name, i.description,
+          i.token_id, NULL::int, ${limit}::int) c
+        ORDER BY i.ord`;
+    } catch (e) {
+      // Busy or unreachable database: one by one would only fail the same way, later.
+      if (isDatabaseBusy(e) || isDatabaseUnavailable(e)) throw e;
+      this.logger.warn({ err: e, creates: inputs.length }, 'batched create failed; running each alone');
+      return inputs.map(() => null);
+    }
+    const out: (CreateRow | null)[] = new Array<CreateRow | null>(inputs.length).fill(null);
+    for (const { ord, ...row } of rows) out[order[ord - 1]] = row;
+    return out;
+  }
+
+  /** One create's statement: waits for its server's lock. No row: no such server (for this caller). */
+  private async createAlone(
+    i: CreateInput,
+    limit: number,
+    idempotencyKeyId: number | null,
+  ): Promise<CreateRow | undefined> {
+    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
+      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+      FROM (
+        SELECT id, account_id, node_id, status, name FROM servers
+        WHERE id = ${i.serverId}::int AND (${i.scope}::int IS NULL OR account_id = ${i.scope}::int)
+        FOR UPDATE
+      ) v
+      CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
+        ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
+    return r;
   }
 
   /**

@@ -20,6 +20,9 @@ import {
   testConfig,
 } from '../support/test-env';
 import { expectProblem } from '../support/problem-assertions';
+import { Scope } from '../../src/auth/principal';
+import { ProblemException } from '../../src/common/problem';
+import { SnapshotsService } from '../../src/snapshots/snapshots.service';
 
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const MIB = 1024 * 1024;
@@ -530,6 +533,65 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
       }
       expect(await api.prisma.snapshot.count({ where: { serverId: t.server.id } })).toBe(1);
       expect(await api.prisma.action.count({ where: { serverId: t.server.id } })).toBe(1);
+    });
+
+    it('creates arriving together are answered each as alone; a server locked elsewhere holds up only its own create', async () => {
+      // Creates of one turn of the event loop share a statement (SnapshotsService.createMany): it must
+      // not wait for a row lock held elsewhere, nor let an unknown or foreign server or a full one change
+      // the other answers. Called in one go on the service, so that they are one batch for sure.
+      const t = await tenant();
+      const { row: tokenRow } = await createToken(api.prisma, t.account.id);
+      const me = { accountId: t.account.id, tokenId: tokenRow.id, scopes: ['read', 'write'] as Scope[] };
+      const mine = [t.server];
+      for (let i = 0; i < 5; i++) mine.push(await createServer(api.prisma, t.account.id, idleNodeId));
+      const [locked, ...free] = mine;
+      const stranger = await tenant();
+      await insertSnapshot(free[0], { name: 'f1' });
+      for (let i = 0; i < 5; i++) await insertSnapshot(free[1], { name: `full${i}` });
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      let isLocked!: () => void;
+      const lockHeld = new Promise<void>((r) => (isLocked = r));
+      const holder = api.prisma.$transaction(
+        async (tx) => {
+          await tx.$queryRaw`SELECT id FROM servers WHERE id = ${locked.id} FOR UPDATE`;
+          isLocked();
+          await released;
+        },
+        { timeout: 30_000 },
+      );
+      await lockHeld;
+      const service = api.app.get(SnapshotsService);
+      const settle = (p: Promise<{ snapshot: { id: number; name: string }; actionId: number }>) =>
+        p.then(
+          (v) => ({ ok: v, err: null }),
+          (e: unknown) => ({ ok: null, err: e as ProblemException }),
+        );
+      const waiting = settle(service.create(me, { serverId: locked.id, name: 'late' }));
+      const together = await Promise.all([
+        ...free.map((s, i) => settle(service.create(me, { serverId: s.id, name: `n${i}` }))),
+        settle(service.create(me, { serverId: stranger.server.id, name: 'foreign' })),
+        settle(service.create(me, { serverId: 2_000_000_000, name: 'unknown' })),
+        settle(service.create(me, { serverId: free[2].id, name: 'second' })),
+      ]);
+      // All answered while the lock is still held.
+      const [first, full, n2, n3, n4, foreign, unknown, second] = together;
+      expect(full.err?.spec).toMatchObject({ status: 400, code: 'snapshot_limit_reached' });
+      for (const [i, r] of [first, n2, n3, n4].entries()) {
+        const k = i === 0 ? 0 : i + 1;
+        expect(r.ok?.snapshot).toMatchObject({ name: `n${k}`, server: { id: free[k].id } });
+      }
+      expect(foreign.err?.spec).toMatchObject({ status: 404, code: 'server_not_found' });
+      expect(unknown.err?.spec).toMatchObject({ status: 404, code: 'server_not_found' });
+      // The second create of a server in the same batch is judged after the first: busy.
+      expect(second.err?.spec).toMatchObject({ status: 400, code: 'invalid_server_state' });
+      expect(await api.prisma.snapshot.count({ where: { serverId: stranger.server.id } })).toBe(0);
+      expect(await api.prisma.snapshot.count({ where: { serverId: free[1].id } })).toBe(5);
+      expect(await api.prisma.snapshot.count({ where: { serverId: free[2].id } })).toBe(1);
+      release();
+      await holder;
+      const late = await waiting;
+      expect(late.ok?.snapshot).toMatchObject({ name: 'late', server: { id: locked.id } });
     });
 
     it('a create waiting for the server lock sees what the holder committed meanwhile (limit)', async () => {
