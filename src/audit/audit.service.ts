@@ -3,6 +3,7 @@ import { Clock } from '../common/clock';
 import { PageRequest, skipTake } from '../common/pagination';
 import { Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { MicroBatcher } from '../read-path/micro-batcher';
 
 export interface AuditRecord {
   accountId: number | null;
@@ -28,20 +29,36 @@ export class AuditService {
     private readonly clock: Clock,
   ) {}
 
+  /** Audit events recorded in the same turn of the event loop: one INSERT for all of them. */
+  private readonly batcher = new MicroBatcher<AuditRecord, void>((rs) => this.insert(rs), 2, 256);
+
   async record(r: AuditRecord): Promise<void> {
     try {
-      // Plain SQL: one INSERT, without a pass through the query compiler on every audited request.
-      const detail = r.detail === undefined ? null : JSON.stringify(r.detail);
-      await this.prisma.$executeRaw`
-        INSERT INTO audit_events (at, account_id, token_id, actor, action, target_type, target_id, outcome,
-                                  status_code, ip, request_id, detail)
-        VALUES (${this.clock.now()}::timestamptz, ${r.accountId}::int, ${r.tokenId}::int, ${r.actor}::varchar,
-                ${r.action}::varchar, ${r.targetType ?? null}::varchar, ${r.targetId ?? null}::int,
-                ${r.outcome}::varchar, ${r.statusCode ?? null}::int, ${r.ip ?? null}::varchar,
-                ${r.requestId ?? null}::varchar, ${detail}::jsonb)`;
+      await this.batcher.load(r);
     } catch (err) {
       this.logger.error({ err, audit: r }, 'could not write audit event');
     }
+  }
+
+  /** Plain SQL: one INSERT of every row, without a pass through the query compiler. */
+  private async insert(rs: AuditRecord[]): Promise<void[]> {
+    const at = this.clock.now().toISOString();
+    const col = <T>(f: (r: AuditRecord) => T) => rs.map(f);
+    await this.prisma.$executeRaw`
+      INSERT INTO audit_events (at, account_id, token_id, actor, action, target_type, target_id, outcome,
+                                status_code, ip, request_id, detail)
+      SELECT ${at}::timestamptz, t.account_id, t.token_id, t.actor, t.action, t.target_type, t.target_id,
+             t.outcome, t.status_code, t.ip, t.request_id, t.detail::jsonb
+      FROM unnest(${col((r) => r.accountId)}::int[], ${col((r) => r.tokenId)}::int[],
+                  ${col((r) => r.actor)}::varchar[], ${col((r) => r.action)}::varchar[],
+                  ${col((r) => r.targetType ?? null)}::varchar[], ${col((r) => r.targetId ?? null)}::int[],
+                  ${col((r) => r.outcome)}::varchar[], ${col((r) => r.statusCode ?? null)}::int[],
+                  ${col((r) => r.ip ?? null)}::varchar[], ${col((r) => r.requestId ?? null)}::varchar[],
+                  ${col((r) => (r.detail === undefined ? null : JSON.stringify(r.detail)))}::text[])
+           WITH ORDINALITY AS t(account_id, token_id, actor, action, target_type, target_id, outcome,
+                                status_code, ip, request_id, detail, ord)
+      ORDER BY t.ord`;
+    return rs.map(() => undefined);
   }
 
   async list(filter: { accountId?: number; action?: string }, page: PageRequest) {
