@@ -1,6 +1,7 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { AppConfig } from '../config/app-config';
+import { MicroBatcher } from '../read-path/micro-batcher';
 import { RedisService } from '../redis/redis.service';
 
 export const JOB_NAMES = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;
@@ -22,10 +23,18 @@ export function jobIdOf(actionId: number): string {
 
 const ENQUEUE_TIMEOUT_MS = 2000;
 
+interface QueuedJob {
+  nodeId: number;
+  actionId: number;
+  kind: JobName;
+}
+
 /** The queue side of jobs (Redis via BullMQ). Producers use the fail-fast shared connection. */
 @Injectable()
 export class JobQueue implements OnModuleDestroy {
   private readonly queues = new Map<number, Queue<ActionJobData>>();
+  /** Each call's own outcome: null, or the error of its node's queue. */
+  private readonly batcher = new MicroBatcher<QueuedJob, Error | null>((jobs) => this.addAll(jobs));
 
   constructor(
     private readonly redis: RedisService,
@@ -46,21 +55,44 @@ export class JobQueue implements OnModuleDestroy {
     return q;
   }
 
+  /**
+   * Adds the action's job. Jobs enqueued in the same turn of the event loop go to Redis together: one
+   * `addBulk` (one MULTI) per node queue; each call still settles with its own queue's outcome.
+   */
   async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
     if (!(JOB_NAMES as readonly string[]).includes(kind)) throw new Error(`unknown job kind ${kind}`);
-    await this.use(nodeId, (q) =>
-      q.add(
-        kind,
-        { actionId },
-        {
-          jobId: jobIdOf(actionId),
-          attempts: this.config.jobAttempts,
-          backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
-          removeOnComplete: { age: 7 * 86_400, count: 10_000 },
-          removeOnFail: { age: 30 * 86_400 },
-        },
-      ),
+    const failed = await this.batcher.load({ nodeId, actionId, kind: kind as JobName });
+    if (failed) throw failed;
+  }
+
+  private async addAll(jobs: QueuedJob[]): Promise<(Error | null)[]> {
+    const byNode = new Map<number, number[]>();
+    jobs.forEach((j, k) => byNode.set(j.nodeId, [...(byNode.get(j.nodeId) ?? []), k]));
+    const out: (Error | null)[] = new Array<Error | null>(jobs.length).fill(null);
+    await Promise.all(
+      [...byNode].map(async ([nodeId, at]) => {
+        try {
+          await this.use(nodeId, (q) =>
+            q.addBulk(
+              at.map((k) => ({
+                name: jobs[k].kind,
+                data: { actionId: jobs[k].actionId },
+                opts: {
+                  jobId: jobIdOf(jobs[k].actionId),
+                  attempts: this.config.jobAttempts,
+                  backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
+                  removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+                  removeOnFail: { age: 30 * 86_400 },
+                },
+              })),
+            ),
+          );
+        } catch (e) {
+          for (const k of at) out[k] = e instanceof Error ? e : new Error(String(e));
+        }
+      }),
     );
+    return out;
   }
 
   /** Whether the queue still holds a job for the action (in any state). */
