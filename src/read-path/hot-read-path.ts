@@ -23,6 +23,11 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
 const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
+/** The snapshot changes automation sends: create, restore, delete (all need the `write` scope). */
+const WRITE_PATHS: Record<string, RegExp> = {
+  POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
+  DELETE: /^\/api\/v1\/snapshots\/[0-9]{1,10}\/?(?:\?|$)/,
+};
 const BEARER = /^Bearer ([^\s]+)$/i;
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
 const PER_REQUEST = new Set<HeaderPart>([
@@ -59,6 +64,7 @@ export class HotReadPath {
   private readonly logger = new Logger(HotReadPath.name);
   private readonly tokens: MicroBatcher<string, AuthenticatedToken | null>;
   private readonly limits: MicroBatcher<number, RateVerdict | null>;
+  private readonly writeLimits: MicroBatcher<number, RateVerdict | null>;
   private readonly flights = new Map<string, Flight>();
   private readonly cache: AnswerCache | null;
   /** Tokens (by hash) that took this path within the last minute: their counting need not wait for the lookup. */
@@ -75,20 +81,28 @@ export class HotReadPath {
       const found = await tokens.authenticateHashes(keys, { listingVersion: this.cache !== null });
       return keys.map((k) => found.get(k) ?? null);
     });
-    this.limits = new MicroBatcher(async (tokenIds) => {
-      const now = Date.now();
-      const positions = new Map<number, number[]>();
-      tokenIds.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
-      const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(tokenIds.length).fill(null);
-      await Promise.all(
-        [...positions].map(async ([tokenId, at]) => {
-          const verdicts = await limiter.consume(tokenId, false, at.length, now);
-          if (!verdicts) this.logger.warn('rate limit store unreachable; request let through');
-          at.forEach((pos, j) => (out[pos] = verdicts ? verdicts[j] : null));
-        }),
-      );
-      return out;
-    });
+    this.limits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, false));
+    this.writeLimits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, true));
+  }
+
+  /** One INCRBY per token of the batch; each request gets the verdict of its own position in the count. */
+  private async count(
+    limiter: RateLimiter,
+    tokenIds: number[],
+    isWrite: boolean,
+  ): Promise<(RateVerdict | null)[]> {
+    const now = Date.now();
+    const positions = new Map<number, number[]>();
+    tokenIds.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
+    const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(tokenIds.length).fill(null);
+    await Promise.all(
+      [...positions].map(async ([tokenId, at]) => {
+        const verdicts = await limiter.consume(tokenId, isWrite, at.length, now);
+        if (!verdicts) this.logger.warn('rate limit store unreachable; request let through');
+        at.forEach((pos, j) => (out[pos] = verdicts ? verdicts[j] : null));
+      }),
+    );
+    return out;
   }
 
   /** Puts the hot read path in front of the server's request listener (the Express app). */
@@ -98,6 +112,14 @@ export class HotReadPath {
       throw new Error('the HTTP server has no request listener to put the hot read path in front of');
     server.removeListener('request', pipeline);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const write = this.eligibleWrite(req);
+      if (write !== null) {
+        this.authenticateWrite(req, res, write, pipeline).catch((e: unknown) => {
+          this.logger.error({ err: e }, 'write front failed; request handed to the pipeline');
+          if (!res.headersSent) pipeline(req, res);
+        });
+        return;
+      }
       const token = this.eligibleToken(req);
       if (token === null) {
         pipeline(req, res);
@@ -116,6 +138,41 @@ export class HotReadPath {
       return null;
     const m = BEARER.exec(req.headers.authorization ?? '');
     return m && looksLikeToken(m[1]) ? m[1] : null;
+  }
+
+  /** The bearer token of a snapshot create, restore or delete; null for anything else. */
+  private eligibleWrite(req: IncomingMessage): string | null {
+    const route = WRITE_PATHS[req.method ?? ''];
+    if (!route?.test(req.url ?? '')) return null;
+    const m = BEARER.exec(req.headers.authorization ?? '');
+    return m && looksLikeToken(m[1]) ? m[1] : null;
+  }
+
+  /**
+   * A write goes through the whole pipeline (validation, idempotency, audit, the service's rules); only
+   * its token lookup and rate-limit count are batched with the requests that arrived with it, exactly
+   * as the pipeline's guards would do them one by one: unknown, revoked, expired or read-only tokens and
+   * admins are left to the pipeline, which answers and counts them itself.
+   */
+  private async authenticateWrite(
+    req: IncomingMessage,
+    res: ServerResponse,
+    token: string,
+    pipeline: Listener,
+  ): Promise<void> {
+    let principal: AuthenticatedToken | null;
+    try {
+      principal = await this.tokens.load(hashToken(token));
+    } catch {
+      pipeline(req, res);
+      return;
+    }
+    if (!principal || isAdmin(principal) || !hasScope(principal, 'write')) {
+      pipeline(req, res);
+      return;
+    }
+    const rateVerdict = await this.writeLimits.load(principal.tokenId);
+    this.handOn(req, res, pipeline, { principal, rateVerdict });
   }
 
   private async handle(
