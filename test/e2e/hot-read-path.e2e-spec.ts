@@ -18,11 +18,25 @@ interface Answer {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 function get(base: string, path: string, headers: Record<string, string>): Promise<Answer> {
+  return send('GET', base, path, headers);
+}
+
+function send(
+  method: string,
+  base: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const sent: Record<string, string> = payload
+      ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(payload)) }
+      : {};
     // One Host for every instance: the paging links are built from it.
     const req = http.request(
       `${base}${path}`,
-      { method: 'GET', headers: { Host: 'api.test', ...headers }, agent },
+      { method, headers: { Host: 'api.test', ...sent, ...headers }, agent },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -35,7 +49,7 @@ function get(base: string, path: string, headers: Record<string, string>): Promi
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }
 
@@ -222,6 +236,105 @@ describe('hot read path: batched checks, shared and cached answers (real Postgre
         expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
         expect(r.headers['ratelimit-remaining']).toBe('0');
       }
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('snapshot writes: token lookups and write rate limits batched, answers as the pipeline gives them', async () => {
+    const limited = await startApi(testConfig(db, 'api', { RATE_LIMIT_WRITES_PER_MINUTE: '10' }));
+    try {
+      const t = await createTenant(api.prisma, nodeId);
+      const servers = [t.server];
+      for (let i = 1; i < 16; i++) servers.push(await createServer(api.prisma, t.account.id, nodeId));
+      const auth = { Authorization: `Bearer ${t.token}` };
+      await notNearMinuteEnd();
+      const answers = await Promise.all(
+        servers.map((s, i) =>
+          send('POST', limited.url, '/api/v1/snapshots/', auth, { server_id: s.id, name: `w${i}` }),
+        ),
+      );
+      const ok = answers.filter((a) => a.status === 201);
+      const refused = answers.filter((a) => a.status === 429);
+      expect(ok).toHaveLength(10);
+      expect(refused).toHaveLength(6);
+      expect(ok.map((a) => Number(a.headers['ratelimit-remaining'])).sort((x, y) => x - y)).toEqual([
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+      ]);
+      for (const r of refused) expect(JSON.parse(r.body.toString()).code).toBe('rate_limited');
+      expect(await api.prisma.snapshot.count({ where: { accountId: t.account.id } })).toBe(10);
+
+      // The same create on an instance without the path: the same status, headers (in order) and body.
+      const u = await createTenant(api.prisma, nodeId);
+      const other = await createServer(api.prisma, u.account.id, nodeId);
+      const uAuth = { Authorization: `Bearer ${u.token}`, 'Accept-Language': 'de' };
+      const mine = await send('POST', api.url, '/api/v1/snapshots/', uAuth, {
+        server_id: u.server.id,
+        name: 'x',
+      });
+      const theirs = await send('POST', plain.url, '/api/v1/snapshots/', uAuth, {
+        server_id: other.id,
+        name: 'x',
+      });
+      expect(mine.status).toBe(201);
+      expect(shape(mine)).toEqual(shape(theirs));
+      const strip = (a: Answer) => {
+        const b = JSON.parse(a.body.toString()) as Record<string, unknown>;
+        return {
+          ...b,
+          id: 0,
+          action_id: 0,
+          created_at: '',
+          server: { ...(b.server as object), id: 0, name: '' },
+        };
+      };
+      expect(strip(mine)).toEqual(strip(theirs));
+
+      // Tokens the front does not serve: the pipeline answers (401, 403, validation) as always.
+      const bad = await send(
+        'POST',
+        api.url,
+        '/api/v1/snapshots/',
+        { Authorization: `Bearer vps_${'x'.repeat(40)}` },
+        {
+          server_id: u.server.id,
+          name: 'y',
+        },
+      );
+      expect(bad.status).toBe(401);
+      const reader = await createToken(api.prisma, u.account.id, { scopes: ['read'] });
+      const ro = await send(
+        'POST',
+        api.url,
+        '/api/v1/snapshots/',
+        { Authorization: `Bearer ${reader.token}` },
+        {
+          server_id: u.server.id,
+          name: 'y',
+        },
+      );
+      expect(ro.status).toBe(403);
+      expect(JSON.parse(ro.body.toString()).code).toBe('forbidden');
+      const invalid = await send('POST', api.url, '/api/v1/snapshots/', uAuth, {
+        server_id: 'one',
+        name: '',
+      });
+      const invalidPlain = await send('POST', plain.url, '/api/v1/snapshots/', uAuth, {
+        server_id: 'one',
+        name: '',
+      });
+      expect(invalid.status).toBe(400);
+      expect(shape(invalid)).toEqual(shape(invalidPlain));
+      const noId = (a: Answer) => ({ ...(JSON.parse(a.body.toString()) as object), request_id: '' });
+      expect(noId(invalid)).toEqual(noId(invalidPlain));
+      // A revoked token is refused at once.
+      await api.prisma.apiToken.update({ where: { id: reader.row.id }, data: { revokedAt: new Date() } });
+      const writer = await createToken(api.prisma, u.account.id, { scopes: ['read', 'write'] });
+      await api.prisma.apiToken.update({ where: { id: writer.row.id }, data: { revokedAt: new Date() } });
+      const revoked = await send('DELETE', api.url, '/api/v1/snapshots/1/', {
+        Authorization: `Bearer ${writer.token}`,
+      });
+      expect(revoked.status).toBe(401);
     } finally {
       await limited.close();
     }
