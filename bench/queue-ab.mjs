@@ -2,16 +2,32 @@
 // process's CPU time per operation (from /proc) next to throughput and latency: what a worker-side
 // change costs the queue path.
 //
-//   node bench/queue-ab.mjs --baseline=<ref>[,<ref>…] [--rounds=3] [--quick]
+//   node bench/queue-ab.mjs --baseline=<ref>[,<ref>…] [--rounds=3] [--quick] [--concurrency=N]
+//
+// Postgres and Redis CPU are those of every `postgres` / `redis-server` process of the machine (the
+// services are shared): what the run's statements cost them, plus whatever else ran meanwhile.
 import fs from 'node:fs';
 import os from 'node:os';
-import { RUN_ID, buildApp, buildRef, cleanRedis, createDatabase, dropDatabase, fmt, median, seed, serviceEnv, sleep } from './lib.mjs';
+import {
+  RUN_ID,
+  buildApp,
+  buildRef,
+  cleanRedis,
+  createDatabase,
+  dropDatabase,
+  fmt,
+  median,
+  seed,
+  serviceEnv,
+  sleep,
+} from './lib.mjs';
 import { queueBench } from './queue.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const arg = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const rounds = Number(arg('rounds') ?? 3);
+const concurrency = arg('concurrency') ? Number(arg('concurrency')) : undefined;
 const env = serviceEnv();
 const admin = process.env.DATABASE_ADMIN_URL ?? env.DATABASE_ADMIN_URL;
 const redisUrl = process.env.REDIS_URL ?? env.REDIS_URL;
@@ -52,10 +68,13 @@ function workerCpu() {
 }
 
 const builds = [
-  ...(arg('baseline') ?? '').split(',').filter(Boolean).map((ref) => {
-    const b = buildRef(ref, log);
-    return { name: b.sha, dir: b.dir };
-  }),
+  ...(arg('baseline') ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((ref) => {
+      const b = buildRef(ref, log);
+      return { name: b.sha, dir: b.dir };
+    }),
   { name: 'this build', dir: buildApp(log) },
 ];
 const name = `bench_qab_${RUN_ID}`;
@@ -67,23 +86,49 @@ try {
     for (const b of builds) {
       log(`round ${r + 1}/${rounds}: ${b.name}`);
       const cpu = workerCpu();
-      const q = await queueBench({ databaseUrl: db, redisUrl, seed: s, quick, dir: b.dir, log });
+      const q = await queueBench({ databaseUrl: db, redisUrl, seed: s, quick, dir: b.dir, log, concurrency });
       const cpuSeconds = await cpu();
       runs.push({ build: b.name, q, cpuSeconds });
+      const c = q.cpuMsPerOperation;
+      log(
+        `  ${fmt(q.opsPerSecond)} ops/s; CPU ms/op worker ${fmt((cpuSeconds * 1000) / q.operations, 2)}, postgres ${fmt(c.postgres, 2)}, redis ${fmt(c.redis, 2)}, api ${fmt(c.api, 2)}`,
+      );
     }
   }
-  console.log(`\n### Queue path side by side: ${runs[0].q.operations} creates per run, ${rounds} rounds, ${os.cpus().length} CPUs, medians\n`);
-  console.log('| build | operations/s | accept→completed p50 / p99 (DB) | POST p50 | worker CPU ms / operation | worker RSS max | failed / refused (all runs) |');
+  console.log(
+    `\n### Queue path side by side: ${runs[0].q.operations} creates per run, ${rounds} rounds, ${os.cpus().length} CPUs, medians\n`,
+  );
+  console.log(
+    '| build | operations/s | accept→completed p50 / p99 (DB) | POST p50 | CPU ms / operation: worker · Postgres · Redis · API | worker RSS max | failed / refused (all runs) |',
+  );
   console.log('|---|---|---|---|---|---|---|');
   for (const b of builds) {
     const mine = runs.filter((x) => x.build === b.name);
     const m = (f) => median(mine.map(f));
     console.log(
-      `| ${b.name} | ${fmt(m((x) => x.q.opsPerSecond))} | ${fmt(m((x) => x.q.serverSide.p50))} / ${fmt(m((x) => x.q.serverSide.p99))} ms | ${fmt(m((x) => x.q.clientSide.postP50))} ms | ${fmt(m((x) => (x.cpuSeconds * 1000) / x.q.operations), 2)} | ${fmt(m((x) => x.q.rssMB.workerMax), 0)} MB | ${mine.reduce((a, x) => a + x.q.failures, 0)} / ${mine.reduce((a, x) => a + x.q.refused, 0)} |`,
+      `| ${b.name} | ${fmt(m((x) => x.q.opsPerSecond))} | ${fmt(m((x) => x.q.serverSide.p50))} / ${fmt(m((x) => x.q.serverSide.p99))} ms | ${fmt(m((x) => x.q.clientSide.postP50))} ms | ${fmt(
+        m((x) => (x.cpuSeconds * 1000) / x.q.operations),
+        2,
+      )} · ${fmt(
+        m((x) => x.q.cpuMsPerOperation.postgres),
+        2,
+      )} · ${fmt(
+        m((x) => x.q.cpuMsPerOperation.redis),
+        2,
+      )} · ${fmt(
+        m((x) => x.q.cpuMsPerOperation.api),
+        2,
+      )} | ${fmt(
+        m((x) => x.q.rssMB.workerMax),
+        0,
+      )} MB | ${mine.reduce((a, x) => a + x.q.failures, 0)} / ${mine.reduce((a, x) => a + x.q.refused, 0)} |`,
     );
   }
   fs.mkdirSync('bench/results', { recursive: true });
-  fs.writeFileSync(`bench/results/queue-ab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, JSON.stringify(runs, null, 2));
+  fs.writeFileSync(
+    `bench/results/queue-ab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+    JSON.stringify(runs, null, 2),
+  );
 } finally {
   await dropDatabase(admin, name).catch(() => undefined);
   await cleanRedis(redisUrl).catch(() => undefined);
