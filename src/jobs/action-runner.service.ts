@@ -10,6 +10,7 @@ import {
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
+import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
 export interface AttemptInfo {
@@ -70,6 +71,7 @@ export class ActionRunner {
 
   constructor(
     private readonly store: ActionStore,
+    private readonly heartbeats: Heartbeats,
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
@@ -93,8 +95,7 @@ export class ActionRunner {
       this.writeProgress(action, pct),
     );
     // Proof of life for the reaper while the copy runs, whatever the progress does.
-    const heartbeat = setInterval(() => void this.beat(action.id), this.config.heartbeatIntervalMs);
-    heartbeat.unref();
+    const stopBeating = this.heartbeats.track(action.id);
     // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     try {
@@ -134,7 +135,7 @@ export class ActionRunner {
       if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
       return this.fail(action, code, text);
     } finally {
-      clearInterval(heartbeat);
+      stopBeating();
       dispose();
     }
   }
@@ -159,10 +160,6 @@ export class ActionRunner {
     if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
     const outcome = await this.fail(action, 'interrupted', message);
     return outcome === 'failed' ? 'failed' : 'skipped';
-  }
-
-  private async beat(actionId: number): Promise<void> {
-    await this.store.heartbeat(actionId, this.clock.now()).catch(() => undefined);
   }
 
   private async restore(

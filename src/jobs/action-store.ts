@@ -131,7 +131,13 @@ const PROGRESS = `
   UPDATE snapshots SET progress = $2::smallint
   WHERE id = $4::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
 
-const HEARTBEAT = `UPDATE actions SET heartbeat_at = $2::timestamptz WHERE id = $1::int AND status = 'running'`;
+/**
+ * Stamps running actions. A row another statement holds locked is skipped, not waited for: that is an
+ * outcome being written (or a claim), and a stamp must never wait on, or deadlock with, a batch.
+ */
+const HEARTBEAT = `
+  UPDATE actions SET heartbeat_at = $2::timestamptz
+  WHERE id IN (SELECT id FROM actions WHERE id = ANY($1::int[]) AND status = 'running' FOR UPDATE SKIP LOCKED)`;
 
 /** The statement that ends one action as `f` says, with its name (one prepared statement per shape). */
 function finishStatement(f: Finish): pg.QueryConfig {
@@ -279,9 +285,9 @@ export class ActionStore implements OnModuleDestroy {
     });
   }
 
-  /** Proof of life of a running action. */
-  async heartbeat(actionId: number, at: Date): Promise<void> {
-    await this.pool.query({ name: 'action-heartbeat', text: HEARTBEAT, values: [actionId, at] });
+  /** Proof of life of running actions, in one statement. */
+  async heartbeat(actionIds: number[], at: Date): Promise<void> {
+    await this.pool.query({ name: 'action-heartbeat', text: HEARTBEAT, values: [actionIds, at] });
   }
 
   async onModuleDestroy(): Promise<void> {

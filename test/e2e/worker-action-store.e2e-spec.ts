@@ -5,12 +5,14 @@
  * applies twice, one bad row does not fail the others of its batch. Also the runner over it: many
  * jobs at once, one of them failing.
  */
+import { Client } from 'pg';
 import { Clock } from '../../src/common/clock';
 import { AppConfig } from '../../src/config/app-config';
 import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HypervisorError } from '../../src/hypervisor/hypervisor-driver';
 import { ActionRunner } from '../../src/jobs/action-runner.service';
 import { ActionStore, Consistency } from '../../src/jobs/action-store';
+import { Heartbeats } from '../../src/jobs/heartbeats';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { createAccount, createNode, createServer } from '../factories';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
@@ -270,7 +272,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     ).toBe(true);
     const later = new Date('2026-11-28T08:00:00.000Z');
     await store.progress(t.action.id, t.snapshot.id, 80, later);
-    await store.heartbeat(t.action.id, later);
+    await store.heartbeat([t.action.id], later);
     expect(await actionRow(t.action.id)).toMatchObject({
       status: 'failed',
       progress: 42,
@@ -283,6 +285,37 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
       progress: 42,
       error: 'Copying the disk failed.',
     });
+  });
+
+  it('heartbeats: one statement stamps every running action; finished ones and rows locked elsewhere are left alone', async () => {
+    const ts = [await pendingCreate(), await pendingCreate(), await pendingCreate()];
+    for (const t of ts) await store.claim(t.action.id, new Date('2026-11-28T06:00:00.000Z'));
+    const finished = await pendingCreate('succeeded');
+    const heartbeats = new Heartbeats(store, config, { now: () => at } as Clock);
+    const at = new Date('2026-11-28T09:00:00.000Z');
+    const stops = [...ts, finished].map((t) => heartbeats.track(t.action.id));
+    const statements = jest.spyOn(store, 'heartbeat');
+    // Another transaction holds the third action's row (an outcome being written): not waited for.
+    const other = new Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT id FROM actions WHERE id = $1 FOR UPDATE', [ts[2].action.id]);
+      await heartbeats.beat();
+      expect(statements).toHaveBeenCalledTimes(1);
+      await other.query('ROLLBACK');
+    } finally {
+      await other.end();
+    }
+    expect((await actionRow(ts[0].action.id)).heartbeatAt).toEqual(at);
+    expect((await actionRow(ts[1].action.id)).heartbeatAt).toEqual(at);
+    expect((await actionRow(ts[2].action.id)).heartbeatAt).not.toEqual(at);
+    expect((await actionRow(finished.action.id)).heartbeatAt).toBeNull();
+    // Once none runs, nothing is stamped (and the timer is gone).
+    for (const stop of stops) stop();
+    await heartbeats.beat();
+    expect(statements).toHaveBeenCalledTimes(1);
+    heartbeats.onModuleDestroy();
   });
 
   it('a finished restore returns its server to the status it had, once', async () => {
@@ -323,7 +356,13 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
 
   it('the runner: eight creates at once end each on their own, one failing without touching the others', async () => {
     const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
-    const runner = new ActionRunner(store, config, new Clock(), driver);
+    const runner = new ActionRunner(
+      store,
+      new Heartbeats(store, config, new Clock()),
+      config,
+      new Clock(),
+      driver,
+    );
     const ts = await Promise.all(Array.from({ length: 8 }, () => pendingCreate()));
     const original = driver.createSnapshot.bind(driver);
     // Only the fourth server's copy fails (for good: not retryable).
@@ -354,7 +393,13 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
   it('the runner: a copy that outlives OPERATION_TIMEOUT_MS is aborted and the action fails', async () => {
     const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
     const short = testConfig(db, 'worker', { WORKER_NODE: 'node-a', OPERATION_TIMEOUT_MS: '1000' });
-    const runner = new ActionRunner(store, short, new Clock(), driver);
+    const runner = new ActionRunner(
+      store,
+      new Heartbeats(store, short, new Clock()),
+      short,
+      new Clock(),
+      driver,
+    );
     const t = await pendingCreate();
     driver.injectFailure({ method: 'createSnapshot', mode: 'hang' });
     const started = Date.now();
