@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
-import { ActionKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import {
   HYPERVISOR_DRIVER,
   HypervisorDriver,
@@ -10,7 +9,8 @@ import {
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
-import { PrismaService } from '../prisma/prisma.service';
+import { ActionStore, Consistency, LoadedAction } from './action-store';
+import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
 export interface AttemptInfo {
@@ -31,35 +31,31 @@ export class RetryLaterError extends Error {
   }
 }
 
-interface LoadedAction {
-  id: number;
-  kind: ActionKind;
-  status: string;
-  startedAt: Date | null;
-  serverStatusBefore: ServerStatus | null;
-  server: {
-    id: number;
-    domain: string;
-    diskPath: string;
-    status: ServerStatus;
-    node: { snapshotDir: string };
+/**
+ * The signal a run passes to the driver: aborted when the queue aborts the job (`outer`) or after
+ * `timeoutMs`. One controller and one timer, both let go by `dispose` when the run ends (unlike
+ * `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, whose timer and links outlive the run).
+ */
+export function operationSignal(
+  outer: AbortSignal | undefined,
+  timeoutMs: number,
+): { signal: AbortSignal; dispose: () => void } {
+  const abort = new AbortController();
+  const deadline = setTimeout(
+    () => abort.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    timeoutMs,
+  );
+  deadline.unref();
+  const onOuterAbort = () => abort.abort(outer?.reason);
+  if (outer?.aborted) onOuterAbort();
+  else outer?.addEventListener('abort', onOuterAbort, { once: true });
+  return {
+    signal: abort.signal,
+    dispose: () => {
+      clearTimeout(deadline);
+      outer?.removeEventListener('abort', onOuterAbort);
+    },
   };
-  snapshot: { id: number; status: string } | null;
-}
-
-/** A row of the claim statement. */
-interface ClaimRow {
-  id: number;
-  kind: ActionKind;
-  started_at: Date | null;
-  server_status_before: ServerStatus | null;
-  server_id: number;
-  domain: string;
-  disk_path: string;
-  server_status: ServerStatus;
-  snapshot_dir: string;
-  snap_id: number | null;
-  snap_status: string | null;
 }
 
 const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
@@ -74,7 +70,8 @@ export class ActionRunner {
   private readonly logger = new Logger(ActionRunner.name);
 
   constructor(
-    private readonly prisma: PrismaService,
+    private readonly store: ActionStore,
+    private readonly heartbeats: Heartbeats,
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
@@ -98,11 +95,9 @@ export class ActionRunner {
       this.writeProgress(action, pct),
     );
     // Proof of life for the reaper while the copy runs, whatever the progress does.
-    const heartbeat = setInterval(() => void this.beat(action.id), this.config.heartbeatIntervalMs);
-    heartbeat.unref();
+    const stopBeating = this.heartbeats.track(action.id);
     // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
-    const deadline = AbortSignal.timeout(this.config.operationTimeoutMs);
-    const signal = attempt.signal ? AbortSignal.any([attempt.signal, deadline]) : deadline;
+    const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     try {
       switch (action.kind) {
         case 'create_snapshot': {
@@ -140,7 +135,8 @@ export class ActionRunner {
       if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
       return this.fail(action, code, text);
     } finally {
-      clearInterval(heartbeat);
+      stopBeating();
+      dispose();
     }
   }
 
@@ -149,7 +145,7 @@ export class ActionRunner {
    * server back to how it was, and records a readable error. Does nothing to a finished action.
    */
   async abandon(actionId: number, message: string): Promise<'failed' | 'skipped'> {
-    const action = await this.loadAction(actionId);
+    const action = await this.store.load(actionId);
     if (!action || action.status !== 'running') return 'skipped';
     const server: ServerRef = {
       id: action.server.id,
@@ -164,12 +160,6 @@ export class ActionRunner {
     if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
     const outcome = await this.fail(action, 'interrupted', message);
     return outcome === 'failed' ? 'failed' : 'skipped';
-  }
-
-  private async beat(actionId: number): Promise<void> {
-    await this.prisma.$executeRaw`
-      UPDATE actions SET heartbeat_at = ${this.clock.now()}::timestamptz
-      WHERE id = ${actionId}::int AND status = 'running'`.catch(() => undefined);
   }
 
   private async restore(
@@ -205,106 +195,31 @@ export class ActionRunner {
     }
   }
 
-  private loadAction(actionId: number): Promise<LoadedAction | null> {
-    return this.prisma.action.findUnique({
-      where: { id: actionId },
-      select: {
-        id: true,
-        kind: true,
-        status: true,
-        startedAt: true,
-        serverStatusBefore: true,
-        server: {
-          select: {
-            id: true,
-            domain: true,
-            diskPath: true,
-            status: true,
-            node: { select: { snapshotDir: true } },
-          },
-        },
-        snapshot: { select: { id: true, status: true } },
-      },
-    });
-  }
-
-  /**
-   * Takes the action (pending, or running again after a retry or a stalled job) and loads what the run
-   * needs, in one statement: the conditional UPDATE is the claim, its RETURNING joined to server, node
-   * and snapshot is the load. A finished or missing action yields no row.
-   */
-  private async claim(actionId: number): Promise<LoadedAction | null> {
-    const now = this.clock.now();
-    const rows = await this.prisma.$queryRaw<ClaimRow[]>`
-      WITH c AS (
-        UPDATE actions a
-        SET status = 'running', started_at = COALESCE(a.started_at, ${now}::timestamptz),
-            heartbeat_at = ${now}::timestamptz, attempts = a.attempts + 1
-        WHERE a.id = ${actionId}::int AND a.status IN ('pending', 'running')
-        RETURNING a.id, a.kind::text AS kind, a.started_at, a.server_status_before::text AS server_status_before,
-                  a.server_id, a.snapshot_id
-      )
-      SELECT c.id, c.kind, c.started_at, c.server_status_before, v.id AS server_id, v.domain, v.disk_path,
-             v.status::text AS server_status, n.snapshot_dir, sn.id AS snap_id, sn.status::text AS snap_status
-      FROM c
-      JOIN servers v ON v.id = c.server_id
-      JOIN nodes n ON n.id = v.node_id
-      LEFT JOIN snapshots sn ON sn.id = c.snapshot_id`;
-    const r = rows[0];
-    if (!r) return null;
-    return {
-      id: r.id,
-      kind: r.kind,
-      status: 'running',
-      startedAt: r.started_at,
-      serverStatusBefore: r.server_status_before,
-      server: {
-        id: r.server_id,
-        domain: r.domain,
-        diskPath: r.disk_path,
-        status: r.server_status,
-        node: { snapshotDir: r.snapshot_dir },
-      },
-      snapshot: r.snap_id !== null ? { id: r.snap_id, status: r.snap_status! } : null,
-    };
+  /** Takes the action (pending, or running again after a retry or a stalled job) and loads it. */
+  private claim(actionId: number): Promise<LoadedAction | null> {
+    return this.store.claim(actionId, this.clock.now());
   }
 
   /** Progress of the action and (for a create) of its snapshot, in one statement, while it runs. */
   private async writeProgress(action: LoadedAction, pct: number): Promise<void> {
-    const now = this.clock.now();
     const snapshotId = action.kind === 'create_snapshot' && action.snapshot ? action.snapshot.id : null;
-    await this.prisma.$executeRaw`
-      WITH a AS (
-        UPDATE actions SET progress = ${pct}::smallint, heartbeat_at = ${now}::timestamptz
-        WHERE id = ${action.id}::int AND status = 'running'
-        RETURNING id
-      )
-      UPDATE snapshots SET progress = ${pct}::smallint
-      WHERE id = ${snapshotId}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
+    await this.store.progress(action.id, snapshotId, pct, this.clock.now());
   }
 
-  /** Action succeeded and snapshot completed, atomically, in one statement; only from `running`. */
+  /** Action succeeded and snapshot completed, atomically; only from `running`. */
   private async succeedCreate(
     action: LoadedAction,
     sizeBytes: number,
-    consistency: 'stopped' | 'quiesced' | 'crash_consistent',
+    consistency: Consistency,
   ): Promise<'succeeded' | 'skipped'> {
-    const now = this.clock.now();
-    const [r] = await this.prisma.$queryRaw<{ done: number }[]>`
-      WITH a AS (
-        UPDATE actions
-        SET status = 'succeeded', progress = 100, finished_at = ${now}::timestamptz, heartbeat_at = ${now}::timestamptz
-        WHERE id = ${action.id}::int AND status = 'running'
-        RETURNING id
-      ), s AS (
-        UPDATE snapshots
-        SET status = 'completed', progress = 100, size_bytes = ${BigInt(sizeBytes)}::bigint,
-            consistency = ${consistency}::snapshot_consistency, completed_at = ${now}::timestamptz
-        WHERE id = ${action.snapshot!.id}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
-        RETURNING id
-      )
-      SELECT (SELECT count(*) FROM a)::int AS done, (SELECT count(*) FROM s)::int AS snapshots`;
-    return r?.done === 1 ? 'succeeded' : 'skipped';
+    const done = await this.store.succeedCreate({
+      actionId: action.id,
+      snapshotId: action.snapshot!.id,
+      sizeBytes,
+      consistency,
+      at: this.clock.now(),
+    });
+    return done ? 'succeeded' : 'skipped';
   }
 
   private succeedRestore(action: LoadedAction) {
@@ -320,36 +235,22 @@ export class ActionRunner {
     outcome: 'succeeded' | 'failed',
     error?: { code: string; message: string },
   ): Promise<'succeeded' | 'failed' | 'skipped'> {
-    const now = this.clock.now();
-    const restoreServer =
-      action.kind === 'restore_snapshot'
-        ? Prisma.sql`, srv AS (
-            UPDATE servers SET status = ${action.serverStatusBefore === 'stopped' ? 'stopped' : 'running'}::server_status
-            WHERE id = ${action.server.id}::int AND status = 'restoring' AND EXISTS (SELECT 1 FROM a)
-            RETURNING id)`
-        : Prisma.empty;
-    const failSnapshot =
-      outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
-        ? Prisma.sql`, snap AS (
-            UPDATE snapshots
-            SET status = 'failed', error = ${error?.message.slice(0, 1000) ?? GENERIC_FAILURE}::varchar,
-                completed_at = ${now}::timestamptz
-            WHERE id = ${action.snapshot.id}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
-            RETURNING id)`
-        : Prisma.empty;
-    const errorColumns = error
-      ? Prisma.sql`, error_code = ${error.code}::varchar, error_message = ${error.message.slice(0, 1000)}::varchar`
-      : Prisma.empty;
-    const [r] = await this.prisma.$queryRaw<{ done: number }[]>`
-      WITH a AS (
-        UPDATE actions
-        SET status = ${outcome}::action_status, finished_at = ${now}::timestamptz,
-            heartbeat_at = ${now}::timestamptz${outcome === 'succeeded' ? Prisma.sql`, progress = 100` : Prisma.empty}${errorColumns}
-        WHERE id = ${action.id}::int AND status = 'running'
-        RETURNING id
-      )${restoreServer}${failSnapshot}
-      SELECT count(*)::int AS done FROM a`;
-    return r?.done === 1 ? outcome : 'skipped';
+    const done = await this.store.finish({
+      actionId: action.id,
+      kind: action.kind,
+      outcome,
+      at: this.clock.now(),
+      error,
+      restoreServer:
+        action.kind === 'restore_snapshot'
+          ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+          : undefined,
+      failSnapshot:
+        outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
+          ? { id: action.snapshot.id, error: error?.message ?? GENERIC_FAILURE }
+          : undefined,
+    });
+    return done ? outcome : 'skipped';
   }
 
   private fail(action: LoadedAction, code: string, message: string) {

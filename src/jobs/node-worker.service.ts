@@ -50,7 +50,10 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     this.connection = this.redis.newBullConnection();
     this.worker = new Worker<ActionJobData>(
       nodeQueueName(this.node.id),
-      (job, _token, signal) => this.process(job, signal),
+      // A processor of one parameter: BullMQ then makes no AbortController per job. Its signal would
+      // abort only through Worker.cancelJob/cancelAllJobs, which nothing calls (shutdown lets jobs finish);
+      // the runner has its own deadline (OPERATION_TIMEOUT_MS).
+      (job) => this.process(job),
       {
         connection: this.connection,
         prefix: this.config.queuePrefix,
@@ -90,7 +93,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   /** Thin: the job names a kind and an action; the runner does the work. */
-  async process(job: Job<ActionJobData>, signal?: AbortSignal): Promise<string> {
+  async process(job: Job<ActionJobData>): Promise<string> {
     if (!(JOB_NAMES as readonly string[]).includes(job.name))
       throw new UnrecoverableError(`unknown job ${job.name}`);
     // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
@@ -99,7 +102,6 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       this.runner.run(job.data.actionId, {
         attempt: job.attemptsMade + 1,
         maxAttempts: job.opts.attempts ?? 1,
-        signal,
       }),
     );
   }

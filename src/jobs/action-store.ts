@@ -1,0 +1,360 @@
+import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import pg from 'pg';
+import { AppConfig } from '../config/app-config';
+import { ActionKind, ServerStatus } from '../generated/prisma/client';
+import { MicroBatcher } from '../read-path/micro-batcher';
+
+/** An action as the runner needs it: its server, the server's node, its snapshot. */
+export interface LoadedAction {
+  id: number;
+  kind: ActionKind;
+  status: string;
+  startedAt: Date | null;
+  serverStatusBefore: ServerStatus | null;
+  server: {
+    id: number;
+    domain: string;
+    diskPath: string;
+    status: ServerStatus;
+    node: { snapshotDir: string };
+  };
+  snapshot: { id: number; status: string } | null;
+}
+
+export type Consistency = 'stopped' | 'quiesced' | 'crash_consistent';
+
+/** What a finished create writes. */
+export interface CreateResult {
+  actionId: number;
+  snapshotId: number;
+  sizeBytes: number;
+  consistency: Consistency;
+  at: Date;
+}
+
+/** How an action ends (other than a successful create, see `succeedCreate`). */
+export interface Finish {
+  actionId: number;
+  kind: ActionKind;
+  outcome: 'succeeded' | 'failed';
+  at: Date;
+  error?: { code: string; message: string };
+  /** A restore: the server returns to this status (from `restoring`). */
+  restoreServer?: { id: number; status: 'running' | 'stopped' };
+  /** A failed create: its snapshot fails too (from `in_progress`), with this text. */
+  failSnapshot?: { id: number; error: string };
+}
+
+interface ActionRow {
+  id: number;
+  kind: ActionKind;
+  status: string;
+  started_at: Date | null;
+  server_status_before: ServerStatus | null;
+  server_id: number;
+  domain: string;
+  disk_path: string;
+  server_status: ServerStatus;
+  snapshot_dir: string;
+  snap_id: number | null;
+  snap_status: string | null;
+}
+
+/** One call's own outcome inside a batch: a batch never fails a call because of another one. */
+type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown };
+
+const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.disk_path, v.status::text AS server_status, n.snapshot_dir,
+  sn.id AS snap_id, sn.status::text AS snap_status`;
+
+/**
+ * The claim of any number of actions (pending, or running again after a retry or a stalled job) and
+ * the load of what their runs need, in one statement: the conditional UPDATE is the claim (a finished
+ * or missing action yields no row), its RETURNING joined to server, node and snapshot is the load.
+ * Each action keeps its own claim time.
+ */
+const CLAIM = `
+  WITH k AS (SELECT * FROM unnest($1::int[], $2::timestamptz[]) AS k(id, at)),
+  c AS (
+    UPDATE actions a
+    SET status = 'running', started_at = COALESCE(a.started_at, k.at), heartbeat_at = k.at, attempts = a.attempts + 1
+    FROM k
+    WHERE a.id = k.id AND a.status IN ('pending', 'running')
+    RETURNING a.id, a.kind::text AS kind, a.status::text AS status, a.started_at,
+              a.server_status_before::text AS server_status_before, a.server_id, a.snapshot_id
+  )
+  SELECT c.id, c.kind, c.status, c.started_at, c.server_status_before, ${ACTION_COLUMNS}
+  FROM c
+  JOIN servers v ON v.id = c.server_id
+  JOIN nodes n ON n.id = v.node_id
+  LEFT JOIN snapshots sn ON sn.id = c.snapshot_id`;
+
+const LOAD = `
+  SELECT a.id, a.kind::text AS kind, a.status::text AS status, a.started_at,
+         a.server_status_before::text AS server_status_before, ${ACTION_COLUMNS}
+  FROM actions a
+  JOIN servers v ON v.id = a.server_id
+  JOIN nodes n ON n.id = v.node_id
+  LEFT JOIN snapshots sn ON sn.id = a.snapshot_id
+  WHERE a.id = $1`;
+
+/**
+ * Successful creates, any number at once: each action succeeds and its snapshot completes, only from
+ * `running` / `in_progress`, and a snapshot only together with its own action (atomically: one
+ * statement). Returns the ids of the actions this statement ended.
+ */
+const SUCCEED_CREATES = `
+  WITH k AS (
+    SELECT * FROM unnest($1::int[], $2::int[], $3::bigint[], $4::text[], $5::timestamptz[])
+      AS k(action_id, snapshot_id, size_bytes, consistency, at)
+  ), a AS (
+    UPDATE actions x
+    SET status = 'succeeded', progress = 100, finished_at = k.at, heartbeat_at = k.at
+    FROM k
+    WHERE x.id = k.action_id AND x.status = 'running'
+    RETURNING x.id
+  ), s AS (
+    UPDATE snapshots sn
+    SET status = 'completed', progress = 100, size_bytes = k.size_bytes,
+        consistency = k.consistency::snapshot_consistency, completed_at = k.at
+    FROM k JOIN a ON a.id = k.action_id
+    WHERE sn.id = k.snapshot_id AND sn.status = 'in_progress'
+    RETURNING sn.id
+  )
+  SELECT a.id FROM a`;
+
+const PROGRESS = `
+  WITH a AS (
+    UPDATE actions SET progress = $2::smallint, heartbeat_at = $3::timestamptz
+    WHERE id = $1::int AND status = 'running'
+    RETURNING id
+  )
+  UPDATE snapshots SET progress = $2::smallint
+  WHERE id = $4::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
+
+/**
+ * Stamps running actions. A row another statement holds locked is skipped, not waited for: that is an
+ * outcome being written (or a claim), and a stamp must never wait on, or deadlock with, a batch.
+ */
+const HEARTBEAT = `
+  UPDATE actions SET heartbeat_at = $2::timestamptz
+  WHERE id IN (SELECT id FROM actions WHERE id = ANY($1::int[]) AND status = 'running' FOR UPDATE SKIP LOCKED)`;
+
+/** The statement that ends one action as `f` says, with its name (one prepared statement per shape). */
+function finishStatement(f: Finish): pg.QueryConfig {
+  const values: unknown[] = [f.actionId, f.at];
+  const p = (v: unknown) => `$${values.push(v)}`;
+  let set = `status = '${f.outcome}', finished_at = $2::timestamptz, heartbeat_at = $2::timestamptz`;
+  if (f.outcome === 'succeeded') set += ', progress = 100';
+  if (f.error) {
+    set += `, error_code = ${p(f.error.code)}::varchar, error_message = ${p(f.error.message.slice(0, 1000))}::varchar`;
+  }
+  let more = '';
+  if (f.restoreServer) {
+    more += `, srv AS (
+      UPDATE servers SET status = ${p(f.restoreServer.status)}::server_status
+      WHERE id = ${p(f.restoreServer.id)}::int AND status = 'restoring' AND EXISTS (SELECT 1 FROM a)
+      RETURNING id)`;
+  }
+  if (f.failSnapshot) {
+    more += `, snap AS (
+      UPDATE snapshots SET status = 'failed', error = ${p(f.failSnapshot.error.slice(0, 1000))}::varchar,
+             completed_at = $2::timestamptz
+      WHERE id = ${p(f.failSnapshot.id)}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+      RETURNING id)`;
+  }
+  return {
+    name: `action-finish-${f.outcome}${f.error ? '-e' : ''}${f.restoreServer ? '-srv' : ''}${f.failSnapshot ? '-snap' : ''}`,
+    text: `WITH a AS (UPDATE actions SET ${set} WHERE id = $1::int AND status = 'running' RETURNING id)${more}
+      SELECT count(*)::int AS done FROM a`,
+    values,
+  };
+}
+
+function toAction(r: ActionRow): LoadedAction {
+  return {
+    id: r.id,
+    kind: r.kind,
+    status: r.status,
+    startedAt: r.started_at,
+    serverStatusBefore: r.server_status_before,
+    server: {
+      id: r.server_id,
+      domain: r.domain,
+      diskPath: r.disk_path,
+      status: r.server_status,
+      node: { snapshotDir: r.snapshot_dir },
+    },
+    snapshot: r.snap_id !== null ? { id: r.snap_id, status: r.snap_status! } : null,
+  };
+}
+
+/**
+ * Splits `keys` into rounds in which no id appears twice, keeping their order: a statement over a
+ * batch touches each row once, so a second call for the same action goes into a later statement and
+ * sees what the first one did, exactly as if the two had been sent one after the other.
+ */
+function rounds<K>(keys: K[], id: (k: K) => number): { key: K; index: number }[][] {
+  const out: { key: K; index: number }[][] = [];
+  const seen: Set<number>[] = [];
+  keys.forEach((key, index) => {
+    let r = 0;
+    while (seen[r]?.has(id(key))) r++;
+    (seen[r] ??= new Set()).add(id(key));
+    (out[r] ??= []).push({ key, index });
+  });
+  return out;
+}
+
+/**
+ * The worker's writes to actions (claim, progress, heartbeat, outcome), on a small pool of its own
+ * with named prepared statements (parsed and planned once per connection), off the ORM: they are
+ * most of the worker's queries. Claims and successful creates of jobs running at the same time are
+ * gathered into one statement each (a micro-batch per turn of the event loop): fewer round trips
+ * and commits, every condition of the single-row statements kept per row. If a batch statement
+ * fails, each of its calls is tried again alone, so one bad row cannot fail the others.
+ */
+@Injectable()
+export class ActionStore implements OnModuleDestroy {
+  private current: pg.Pool | null = null;
+  private readonly claims = new MicroBatcher<{ id: number; at: Date }, Settled<LoadedAction | null>>((keys) =>
+    this.settleEach(
+      keys,
+      (k) => k.id,
+      (ks) => this.claimMany(ks),
+    ),
+  );
+  private readonly creates = new MicroBatcher<CreateResult, Settled<boolean>>((keys) =>
+    this.settleEach(
+      keys,
+      (k) => k.actionId,
+      (ks) => this.succeedCreates(ks),
+    ),
+  );
+
+  constructor(private readonly config: AppConfig) {}
+
+  /**
+   * Opened on first use, and again if used after close (as Prisma's client does). Four connections:
+   * a claim batch and a finish batch in flight, with room for progress and heartbeat writes.
+   */
+  private get pool(): pg.Pool {
+    if (!this.current) {
+      this.current = new pg.Pool({
+        connectionString: this.config.databaseUrl,
+        max: 4,
+        connectionTimeoutMillis: 5000,
+      });
+      // An idle connection that breaks is dropped by the pool; the next query opens a new one.
+      this.current.on('error', () => undefined);
+    }
+    return this.current;
+  }
+
+  /** Claims the action and loads it (null: finished or missing — nothing to run). */
+  async claim(actionId: number, at: Date): Promise<LoadedAction | null> {
+    return unwrap(await this.claims.load({ id: actionId, at }));
+  }
+
+  /** The action as it is (for the reaper), or null. */
+  async load(actionId: number): Promise<LoadedAction | null> {
+    const { rows } = await this.pool.query<ActionRow>({
+      name: 'action-load',
+      text: LOAD,
+      values: [actionId],
+    });
+    return rows[0] ? toAction(rows[0]) : null;
+  }
+
+  /** Whether this call ended the action (false: it was not running — a duplicate, or finished already). */
+  async succeedCreate(result: CreateResult): Promise<boolean> {
+    return unwrap(await this.creates.load(result));
+  }
+
+  /** Ends the action as `f` says, atomically; only from `running`. Whether this call ended it. */
+  async finish(f: Finish): Promise<boolean> {
+    const { rows } = await this.pool.query<{ done: number }>(finishStatement(f));
+    return rows[0]?.done === 1;
+  }
+
+  /** Progress of a running action and (for a create) of its snapshot, in one statement. */
+  async progress(actionId: number, snapshotId: number | null, pct: number, at: Date): Promise<void> {
+    await this.pool.query({
+      name: 'action-progress',
+      text: PROGRESS,
+      values: [actionId, pct, at, snapshotId],
+    });
+  }
+
+  /** Proof of life of running actions, in one statement. */
+  async heartbeat(actionIds: number[], at: Date): Promise<void> {
+    await this.pool.query({ name: 'action-heartbeat', text: HEARTBEAT, values: [actionIds, at] });
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    const pool = this.current;
+    this.current = null;
+    await pool?.end();
+  }
+
+  private async claimMany(keys: { id: number; at: Date }[]): Promise<(LoadedAction | null)[]> {
+    const { rows } = await this.pool.query<ActionRow>({
+      name: 'action-claim',
+      text: CLAIM,
+      values: [keys.map((k) => k.id), keys.map((k) => k.at)],
+    });
+    const byId = new Map(rows.map((r) => [r.id, toAction(r)]));
+    return keys.map((k) => byId.get(k.id) ?? null);
+  }
+
+  private async succeedCreates(keys: CreateResult[]): Promise<boolean[]> {
+    const { rows } = await this.pool.query<{ id: number }>({
+      name: 'action-succeed-creates',
+      text: SUCCEED_CREATES,
+      values: [
+        keys.map((k) => k.actionId),
+        keys.map((k) => k.snapshotId),
+        keys.map((k) => String(k.sizeBytes)),
+        keys.map((k) => k.consistency),
+        keys.map((k) => k.at),
+      ],
+    });
+    const done = new Set(rows.map((r) => r.id));
+    return keys.map((k) => done.has(k.actionId));
+  }
+
+  /**
+   * Runs `many` over the batch (in rounds without repeated ids); if a statement fails and it held more
+   * than one call, each of them is tried alone, and only a call that fails alone gets an error.
+   */
+  private async settleEach<K, V>(
+    keys: K[],
+    id: (k: K) => number,
+    many: (ks: K[]) => Promise<V[]>,
+  ): Promise<Settled<V>[]> {
+    const out = new Array<Settled<V>>(keys.length);
+    for (const round of rounds(keys, id)) {
+      try {
+        const values = await many(round.map((r) => r.key));
+        round.forEach((r, i) => (out[r.index] = { ok: true, value: values[i] }));
+      } catch (e) {
+        if (round.length === 1) {
+          out[round[0].index] = { ok: false, error: e };
+          continue;
+        }
+        for (const r of round) {
+          try {
+            out[r.index] = { ok: true, value: (await many([r.key]))[0] };
+          } catch (err) {
+            out[r.index] = { ok: false, error: err };
+          }
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function unwrap<V>(s: Settled<V>): V {
+  if (s.ok) return s.value;
+  throw s.error;
+}
