@@ -26,7 +26,13 @@ export class AppConfig {
   readonly maxPageSize!: number;
   /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
   readonly workerNode!: string | null;
+  /** Hypervisor operations (creates, restores, deletes) a worker runs at once. */
   readonly workerConcurrency!: number;
+  /**
+   * Jobs a worker holds from the queue at once (≥ workerConcurrency): the queue's own round trips of
+   * the next jobs overlap the running ones; those beyond workerConcurrency wait, their actions pending.
+   */
+  readonly workerJobsInFlight!: number;
   readonly jobAttempts!: number;
   readonly jobBackoffMs!: number;
   readonly stopGraceSeconds!: number;
@@ -173,6 +179,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     maxPageSize: r.int('MAX_PAGE_SIZE', 100, 1, 1000),
     workerNode,
     workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
+    workerJobsInFlight: r.int('WORKER_JOBS_IN_FLIGHT', 32, 1, 512),
     jobAttempts: r.int('JOB_ATTEMPTS', 3, 1, 20),
     jobBackoffMs: r.int('JOB_BACKOFF_MS', 5000, 0, 3_600_000),
     stopGraceSeconds: r.int('STOP_GRACE_SECONDS', 60, 0, 3600),

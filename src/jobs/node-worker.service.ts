@@ -6,10 +6,11 @@ import {
   OnApplicationShutdown,
   Optional,
 } from '@nestjs/common';
-import { Job, UnrecoverableError, Worker } from 'bullmq';
+import { Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
+import { Semaphore } from '../hypervisor/libvirt/semaphore';
 import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
@@ -27,6 +28,10 @@ import { WORKER_NODE, WorkerNode } from './worker-node';
 export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(NodeWorkerService.name);
   private worker?: Worker<ActionJobData>;
+  /** Hypervisor operations at once (WORKER_CONCURRENCY); the other jobs held wait for a slot here. */
+  private readonly slots: Semaphore;
+  /** Aborted by stop(): jobs still waiting for a slot go back to the queue. */
+  private readonly stopping = new AbortController();
   private connection?: Redis;
   private dispatchTimer?: NodeJS.Timeout;
   private reaperTimer?: NodeJS.Timeout;
@@ -43,7 +48,9 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
-  ) {}
+  ) {
+    this.slots = new Semaphore(config.workerConcurrency);
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     await this.cleanupInterrupted();
@@ -53,11 +60,13 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       // A processor of one parameter: BullMQ then makes no AbortController per job. Its signal would
       // abort only through Worker.cancelJob/cancelAllJobs, which nothing calls (shutdown lets jobs finish);
       // the runner has its own deadline (OPERATION_TIMEOUT_MS).
-      (job) => this.process(job),
+      (job, token) => this.process(job, token),
       {
         connection: this.connection,
         prefix: this.config.queuePrefix,
-        concurrency: this.config.workerConcurrency,
+        // More jobs than hypervisor slots: fetching and finishing jobs in the queue (round trips to
+        // Redis) overlaps the operations running; a job beyond WORKER_CONCURRENCY waits for a slot.
+        concurrency: Math.max(this.config.workerJobsInFlight, this.config.workerConcurrency),
         // A worker that dies stops renewing its job locks; after JOB_LOCK_MS another worker's stalled
         // check puts the job back in the queue (at most twice, then it fails).
         lockDuration: this.config.jobLockMs,
@@ -85,6 +94,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   async stop(): Promise<void> {
     clearInterval(this.dispatchTimer);
     clearInterval(this.reaperTimer);
+    this.stopping.abort(); // jobs waiting for a slot go back to the queue, no attempt used
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
     this.worker = undefined;
@@ -92,18 +102,33 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     this.connection?.disconnect();
   }
 
-  /** Thin: the job names a kind and an action; the runner does the work. */
-  async process(job: Job<ActionJobData>): Promise<string> {
+  /**
+   * Thin: the job names a kind and an action; the runner does the work once a slot is free. A job
+   * still waiting for a slot when the worker stops goes back to the queue untouched (its action is still
+   * pending and no attempt is used), for this worker's successor.
+   */
+  async process(job: Job<ActionJobData>, token?: string): Promise<string> {
     if (!(JOB_NAMES as readonly string[]).includes(job.name))
       throw new UnrecoverableError(`unknown job ${job.name}`);
-    // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
-    // recorded on the action by the runner and the job itself completes.
-    return this.metrics.track(job.name, () =>
-      this.runner.run(job.data.actionId, {
-        attempt: job.attemptsMade + 1,
-        maxAttempts: job.opts.attempts ?? 1,
-      }),
-    );
+    let release: () => void;
+    try {
+      release = await this.slots.acquire(this.stopping.signal);
+    } catch {
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+    try {
+      // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
+      // recorded on the action by the runner and the job itself completes.
+      return await this.metrics.track(job.name, () =>
+        this.runner.run(job.data.actionId, {
+          attempt: job.attemptsMade + 1,
+          maxAttempts: job.opts.attempts ?? 1,
+        }),
+      );
+    } finally {
+      release();
+    }
   }
 
   /** Enqueues committed pending actions of this node that the queue does not hold. Safe to repeat. */

@@ -101,6 +101,68 @@ describe('graceful shutdown (SIGTERM to real worker and API processes)', () => {
     });
   });
 
+  it('worker holding more jobs than hypervisor slots: only WORKER_CONCURRENCY run, the rest wait pending; SIGTERM puts those back, no attempt used', async () => {
+    const started = Date.now();
+    const env = {
+      FAKE_DRIVER_DELAY_MS: '3000',
+      SHUTDOWN_TIMEOUT_MS: '20000',
+      WORKER_CONCURRENCY: '2',
+      WORKER_JOBS_IN_FLIGHT: '8',
+    };
+    const worker = await lab.startWorker(env);
+    const t = await lab.tenant();
+    const servers = [t.serverId];
+    for (let i = 1; i < 5; i++) servers.push(await lab.addServer(t));
+    const actions: number[] = [];
+    for (const serverId of servers) {
+      const res = await createSnapshot(api, t, serverId, { name: 'slots' });
+      expect(shown(res)).toMatchObject({ status: 201 });
+      actions.push(res.body.action_id as number);
+    }
+    const statuses = async () => Promise.all(actions.map((id) => lab.actionStatus(id)));
+    // All five jobs are held by the worker (active in the queue), two run, three wait pending.
+    await eventually(async () => {
+      const active = await lab.nodeQueue().getActiveCount();
+      const s = await statuses();
+      return active === 5 && s.filter((x) => x === 'running').length === 2;
+    }, 10_000);
+    await sleep(500);
+    expect((await statuses()).filter((x) => x === 'pending')).toHaveLength(3);
+    worker.signal('SIGTERM');
+    const exit = await worker.waitExit(25_000);
+    expect({ exit, output: exit.code === 0 ? '' : worker.tail() }).toEqual({
+      exit: { code: 0, signal: null },
+      output: '',
+    });
+    // The two that ran were recorded; the three that waited are back in the queue, untouched.
+    const after = await statuses();
+    expect(after.filter((x) => x === 'succeeded')).toHaveLength(2);
+    expect(after.filter((x) => x === 'pending')).toHaveLength(3);
+    for (const [i, id] of actions.entries()) {
+      if (after[i] !== 'pending') continue;
+      const job = await lab.nodeQueue().getJob(`action-${id}`);
+      expect({ state: await job?.getState(), attemptsMade: job?.attemptsMade }).toEqual({
+        state: 'waiting',
+        attemptsMade: 0,
+      });
+    }
+    // The next worker runs them.
+    const next = await lab.startWorker({ ...env, FAKE_DRIVER_DELAY_MS: '0' });
+    for (const id of actions) expect((await lab.finishedAction(id, 20_000)).status).toBe('succeeded');
+    next.signal('SIGTERM');
+    await next.waitExit(15_000);
+    recordFigures({
+      guarantee: 'Worker SIGTERM returns jobs waiting for a hypervisor slot to the queue',
+      file: FILE,
+      test: 'worker holding more jobs than hypervisor slots …',
+      faults: 1,
+      checked: actions.length,
+      lost: 0,
+      ms: Date.now() - started,
+      note: '2 of 5 ran, 3 back in the queue with no attempt used, then done by the next worker',
+    });
+  });
+
   it('API SIGTERM while a slow request is in flight: the request completes (201), then the process exits 0', async () => {
     const started = Date.now();
     const t = await lab.tenant();
