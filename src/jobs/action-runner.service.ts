@@ -18,6 +18,11 @@ export interface AttemptInfo {
   attempt: number;
   maxAttempts: number;
   signal?: AbortSignal;
+  /**
+   * Called once the hypervisor work of the run is over, before its outcome is written: the caller's
+   * hypervisor slot is free for the next job while this one records (see NodeWorkerService).
+   */
+  hypervisorDone?: () => void;
 }
 
 /** Thrown to ask the queue to try the job again later (transient failure, attempts left). */
@@ -98,23 +103,23 @@ export class ActionRunner {
     const stopBeating = this.heartbeats.track(action.id);
     // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
+    let done: { sizeBytes: number; consistency: Consistency } | null = null;
     try {
       switch (action.kind) {
         case 'create_snapshot': {
           const result = await this.driver.createSnapshot(server, snap, progress.report, { signal });
           await progress.flush();
           this.metrics.copied(result.sizeBytes);
-          return this.succeedCreate(action, result.sizeBytes, result.consistency);
+          done = { sizeBytes: result.sizeBytes, consistency: result.consistency };
+          break;
         }
-        case 'restore_snapshot': {
+        case 'restore_snapshot':
           await this.restore(action, server, snap, progress.report, signal);
           await progress.flush();
-          return this.succeedRestore(action);
-        }
-        case 'delete_snapshot': {
+          break;
+        case 'delete_snapshot':
           await this.driver.deleteSnapshot(server, snap);
-          return this.finish(action, 'succeeded');
-        }
+          break;
       }
     } catch (e) {
       await progress.flush();
@@ -133,10 +138,24 @@ export class ActionRunner {
         await this.driver.deleteSnapshot(server, snap).catch(() => undefined);
       }
       if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+      attempt.hypervisorDone?.();
       return this.fail(action, code, text);
     } finally {
       stopBeating();
       dispose();
+    }
+    // The hypervisor work succeeded. Its outcome is written outside the try above: should the write
+    // fail (database gone), the job is retried and the next attempt finds the action either finished
+    // (the write did commit: skipped, the snapshot kept) or still running (done again) — a failed write
+    // is never taken for a failed copy whose storage must go.
+    attempt.hypervisorDone?.();
+    switch (action.kind) {
+      case 'create_snapshot':
+        return this.succeedCreate(action, done!.sizeBytes, done!.consistency);
+      case 'restore_snapshot':
+        return this.succeedRestore(action);
+      case 'delete_snapshot':
+        return this.finish(action, 'succeeded');
     }
   }
 

@@ -124,6 +124,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
         this.runner.run(job.data.actionId, {
           attempt: job.attemptsMade + 1,
           maxAttempts: job.opts.attempts ?? 1,
+          hypervisorDone: release, // the slot is free while the outcome is written
         }),
       );
     } finally {

@@ -408,4 +408,39 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     expect(await actionRow(t.action.id)).toMatchObject({ status: 'failed' });
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ status: 'failed' });
   });
+
+  it('the runner: a success that cannot be recorded is not taken for a failed copy; the slot is freed before the write', async () => {
+    const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
+    const runner = new ActionRunner(
+      store,
+      new Heartbeats(store, config, new Clock()),
+      config,
+      new Clock(),
+      driver,
+    );
+    const t = await pendingCreate();
+    const order: string[] = [];
+    const original = store.succeedCreate.bind(store);
+    // The database refuses the write of the outcome (once), after the copy succeeded.
+    store.succeedCreate = async () => {
+      order.push('write');
+      throw new Error('Connection terminated unexpectedly');
+    };
+    try {
+      await expect(
+        runner.run(t.action.id, {
+          attempt: 3,
+          maxAttempts: 3,
+          hypervisorDone: () => order.push('slot freed'),
+        }),
+      ).rejects.toThrow('Connection terminated unexpectedly');
+    } finally {
+      store.succeedCreate = original;
+    }
+    expect(order).toEqual(['slot freed', 'write']);
+    // Last attempt, yet the copy was kept (no delete) and nothing recorded it as failed.
+    expect(driver.callCount('deleteSnapshot')).toBe(0);
+    expect(await actionRow(t.action.id)).toMatchObject({ status: 'running' });
+    expect(await snapshotRow(t.snapshot.id)).toMatchObject({ status: 'in_progress' });
+  });
 });
