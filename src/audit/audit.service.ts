@@ -3,7 +3,7 @@ import { Clock } from '../common/clock';
 import { PageRequest, skipTake } from '../common/pagination';
 import { Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
-import { MicroBatcher } from '../read-path/micro-batcher';
+import { MicroBatcher } from '../common/micro-batcher';
 
 export interface AuditRecord {
   accountId: number | null;

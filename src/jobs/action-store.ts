@@ -2,7 +2,7 @@ import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import pg from 'pg';
 import { AppConfig } from '../config/app-config';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
-import { MicroBatcher } from '../read-path/micro-batcher';
+import { MicroBatcher } from '../common/micro-batcher';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
 export interface LoadedAction {

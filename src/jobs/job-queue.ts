@@ -1,7 +1,7 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { AppConfig } from '../config/app-config';
-import { MicroBatcher } from '../read-path/micro-batcher';
+import { MicroBatcher } from '../common/micro-batcher';
 import { RedisService } from '../redis/redis.service';
 
 export const JOB_NAMES = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;

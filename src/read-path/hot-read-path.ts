@@ -13,7 +13,7 @@ import { routeTemplate } from '../metrics/http-metrics.middleware';
 import { MetricsService } from '../metrics/metrics.service';
 import { RateLimiter, RateVerdict } from '../rate-limit/rate-limiter';
 import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
-import { MicroBatcher } from './micro-batcher';
+import { MicroBatcher } from '../common/micro-batcher';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
 const RECENT_READER_MS = 60_000;

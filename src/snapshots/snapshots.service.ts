@@ -7,7 +7,7 @@ import { ProblemException } from '../common/problem';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
-import { MicroBatcher } from '../read-path/micro-batcher';
+import { MicroBatcher } from '../common/micro-batcher';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
