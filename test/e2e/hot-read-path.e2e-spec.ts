@@ -263,6 +263,13 @@ describe('hot read path: batched checks, shared and cached answers (real Postgre
       ]);
       for (const r of refused) expect(JSON.parse(r.body.toString()).code).toBe('rate_limited');
       expect(await api.prisma.snapshot.count({ where: { accountId: t.account.id } })).toBe(10);
+      // Their audit rows, written together, one per accepted create, each with its own request id.
+      const audited = await api.prisma.auditEvent.findMany({
+        where: { accountId: t.account.id, action: 'snapshot.create', outcome: 'accepted' },
+      });
+      expect(audited).toHaveLength(10);
+      expect(new Set(audited.map((a) => a.requestId)).size).toBe(10);
+      expect(new Set(audited.map((a) => a.targetId)).size).toBe(10);
 
       // The same create on an instance without the path: the same status, headers (in order) and body.
       const u = await createTenant(api.prisma, nodeId);
