@@ -1,4 +1,4 @@
-/* global performance */
+/* global performance, Buffer */
 // Target 2: the queue path. create (POST) → action `succeeded` with the fake driver at zero delay, over
 // N servers × R sequential rounds (one create per server at a time is a rule of the API). One API and
 // one worker process, production build. Accept→completed is measured twice: by the database's own
