@@ -1,6 +1,6 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
-import pg from 'pg';
 import { AppConfig } from '../config/app-config';
+import { StatementPool } from '../prisma/statement-pool';
 
 export interface TokenRow {
   hash: string;
@@ -29,26 +29,10 @@ const BY_HASH_WITH_VERSION = `SELECT ${COLUMNS},
  */
 @Injectable()
 export class TokenStore implements OnModuleDestroy {
-  private current: pg.Pool | null = null;
+  private readonly pool: StatementPool;
 
-  constructor(private readonly config: AppConfig) {}
-
-  /**
-   * Opened on first use, and again if used after close — as Prisma's client does; passport keeps one
-   * strategy per name for the whole process, so an application can be handed another's (tests run
-   * several in one process).
-   */
-  private get pool(): pg.Pool {
-    if (!this.current) {
-      this.current = new pg.Pool({
-        connectionString: this.config.databaseUrl,
-        max: 4,
-        connectionTimeoutMillis: 5000,
-      });
-      // An idle connection that breaks is dropped by the pool; the next query opens a new one.
-      this.current.on('error', () => undefined);
-    }
-    return this.current;
+  constructor(config: AppConfig) {
+    this.pool = new StatementPool(config.databaseUrl, 4);
   }
 
   async findByHashes(hashes: string[], withListingVersion: boolean): Promise<TokenRow[]> {
@@ -69,8 +53,6 @@ export class TokenStore implements OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    const pool = this.current;
-    this.current = null;
-    await pool?.end();
+    await this.pool.close();
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import pg from 'pg';
 import { AppConfig } from '../config/app-config';
+import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
 
@@ -215,7 +216,6 @@ function rounds<K>(keys: K[], id: (k: K) => number): { key: K; index: number }[]
  */
 @Injectable()
 export class ActionStore implements OnModuleDestroy {
-  private current: pg.Pool | null = null;
   private readonly claims = new MicroBatcher<{ id: number; at: Date }, Settled<LoadedAction | null>>((keys) =>
     this.settleEach(
       keys,
@@ -231,23 +231,11 @@ export class ActionStore implements OnModuleDestroy {
     ),
   );
 
-  constructor(private readonly config: AppConfig) {}
+  private readonly pool: StatementPool;
 
-  /**
-   * Opened on first use, and again if used after close (as Prisma's client does). Four connections:
-   * a claim batch and a finish batch in flight, with room for progress and heartbeat writes.
-   */
-  private get pool(): pg.Pool {
-    if (!this.current) {
-      this.current = new pg.Pool({
-        connectionString: this.config.databaseUrl,
-        max: 4,
-        connectionTimeoutMillis: 5000,
-      });
-      // An idle connection that breaks is dropped by the pool; the next query opens a new one.
-      this.current.on('error', () => undefined);
-    }
-    return this.current;
+  constructor(config: AppConfig) {
+    // Four connections: a claim batch and a finish batch in flight, with room for progress and heartbeats.
+    this.pool = new StatementPool(config.databaseUrl, 4);
   }
 
   /** Claims the action and loads it (null: finished or missing — nothing to run). */
@@ -291,9 +279,7 @@ export class ActionStore implements OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    const pool = this.current;
-    this.current = null;
-    await pool?.end();
+    await this.pool.close();
   }
 
   private async claimMany(keys: { id: number; at: Date }[]): Promise<(LoadedAction | null)[]> {
