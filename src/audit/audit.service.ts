@@ -29,19 +29,43 @@ export class AuditService {
     private readonly clock: Clock,
   ) {}
 
-  /** Audit events recorded in the same turn of the event loop: one INSERT for all of them. */
-  private readonly batcher = new MicroBatcher<AuditRecord, void>((rs) => this.insert(rs), 2, 256);
+  /**
+   * Audit events recorded in the same turn of the event loop: one INSERT for all of them; should it
+   * fail, each is inserted alone, so one bad row cannot lose the others. Each call gets its own error.
+   */
+  private readonly batcher = new MicroBatcher<AuditRecord, unknown>(
+    async (rs) => {
+      try {
+        await this.insert(rs);
+        return rs.map(() => null);
+      } catch (err) {
+        if (rs.length === 1) return [err];
+        return Promise.all(
+          rs.map((r) =>
+            this.insert([r]).then(
+              () => null,
+              (e: unknown) => e,
+            ),
+          ),
+        );
+      }
+    },
+    2,
+    256,
+  );
 
   async record(r: AuditRecord): Promise<void> {
+    let err: unknown;
     try {
-      await this.batcher.load(r);
-    } catch (err) {
-      this.logger.error({ err, audit: r }, 'could not write audit event');
+      err = await this.batcher.load(r);
+    } catch (e) {
+      err = e;
     }
+    if (err) this.logger.error({ err, audit: r }, 'could not write audit event');
   }
 
   /** Plain SQL: one INSERT of every row, without a pass through the query compiler. */
-  private async insert(rs: AuditRecord[]): Promise<void[]> {
+  private async insert(rs: AuditRecord[]): Promise<void> {
     const at = this.clock.now().toISOString();
     const col = <T>(f: (r: AuditRecord) => T) => rs.map(f);
     await this.prisma.$executeRaw`
@@ -58,7 +82,6 @@ export class AuditService {
            WITH ORDINALITY AS t(account_id, token_id, actor, action, target_type, target_id, outcome,
                                 status_code, ip, request_id, detail, ord)
       ORDER BY t.ord`;
-    return rs.map(() => undefined);
   }
 
   async list(filter: { accountId?: number; action?: string }, page: PageRequest) {

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { INestApplicationContext } from '@nestjs/common';
 import request from 'supertest';
 import { createNode, createTenant, createToken } from '../factories';
+import { AuditService } from '../../src/audit/audit.service';
 import {
   createTestDatabase,
   eventually,
@@ -225,6 +226,32 @@ describe('hardening (real Postgres + Redis)', () => {
       expect(create.actor).toMatch(/^token:\d+$/);
       expect(create.ip).toBeTruthy();
       expect(JSON.stringify(res.body)).not.toContain(tok.body.token);
+    });
+
+    it('events recorded together are one INSERT, and one bad event does not lose the others', async () => {
+      const audit = api.app.get(AuditService);
+      const t = await createTenant(api.prisma, nodeId);
+      const base = { accountId: t.account.id, tokenId: null, actor: 'test', targetType: 'snapshot' };
+      // In one turn: one batch. The middle one cannot be stored (ip longer than its column).
+      await Promise.all([
+        audit.record({ ...base, action: 'batch.one', outcome: 'accepted', requestId: 'b-1' }),
+        audit.record({ ...base, action: 'batch.bad', outcome: 'accepted', ip: 'x'.repeat(200) }),
+        audit.record({
+          ...base,
+          action: 'batch.two',
+          outcome: 'refused',
+          requestId: 'b-2',
+          detail: { n: 2 },
+        }),
+      ]);
+      const rows = await api.prisma.auditEvent.findMany({
+        where: { accountId: t.account.id, action: { startsWith: 'batch.' } },
+        orderBy: { id: 'asc' },
+      });
+      expect(rows.map((r) => [r.action, r.outcome, r.requestId, r.detail])).toEqual([
+        ['batch.one', 'accepted', 'b-1', null],
+        ['batch.two', 'refused', 'b-2', { n: 2 }],
+      ]);
     });
   });
 
