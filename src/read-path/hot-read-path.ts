@@ -56,6 +56,9 @@ interface Flight {
  *    a group whose leader has not yet been handed to the pipeline, i.e. before the leader reads anything:
  *    every answer reflects the database as it was after its request arrived (read-your-writes holds).
  *
+ * Snapshot creates, restores and deletes get only (1) and (2), with the write limit, and then go through
+ * the whole pipeline (see authenticateWrite).
+ *
  * Anything else — other routes, HEAD, bodies, unusual or invalid credentials, admin tokens, a leader
  * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=off`.
  */
