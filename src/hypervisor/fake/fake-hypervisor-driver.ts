@@ -150,18 +150,25 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw cancelled();
 }
 
-/** Waits `ms` (a macrotask even for 0); rejects `cancelled` as soon as `signal` aborts. */
+/**
+ * Waits `ms`; rejects `cancelled` as soon as `signal` aborts. Still a macrotask for 0, but the next
+ * turn of the event loop (setImmediate), not a timer: Node turns `setTimeout(0)` into 1 ms and runs
+ * timers only once per loop, so a "zero-delay" copy of four progress steps took 4–8 ms.
+ */
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(cancelled());
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(cancelled());
-    };
-    const timer = setTimeout(() => {
+    const done = (): void => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
-    }, ms);
+    };
+    const timer = ms > 0 ? setTimeout(done, ms) : null;
+    const immediate = ms > 0 ? null : setImmediate(done);
+    const onAbort = (): void => {
+      if (timer) clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+      reject(cancelled());
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
