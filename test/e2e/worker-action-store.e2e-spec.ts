@@ -26,6 +26,10 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
   let nodeId: number;
   let snapshotDir: string;
 
+  /** The runner as the worker builds it, over the store under test and `driver`. */
+  const runnerOver = (driver: FakeHypervisorDriver, cfg: AppConfig = config) =>
+    new ActionRunner(store, new Heartbeats(store, cfg, new Clock()), cfg, new Clock(), driver);
+
   beforeAll(async () => {
     db = await createTestDatabase();
     config = testConfig(db, 'worker', { WORKER_NODE: 'node-a' });
@@ -356,13 +360,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
 
   it('the runner: eight creates at once end each on their own, one failing without touching the others', async () => {
     const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
-    const runner = new ActionRunner(
-      store,
-      new Heartbeats(store, config, new Clock()),
-      config,
-      new Clock(),
-      driver,
-    );
+    const runner = runnerOver(driver);
     const ts = await Promise.all(Array.from({ length: 8 }, () => pendingCreate()));
     const original = driver.createSnapshot.bind(driver);
     // Only the fourth server's copy fails (for good: not retryable).
@@ -393,13 +391,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
   it('the runner: a copy that outlives OPERATION_TIMEOUT_MS is aborted and the action fails', async () => {
     const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
     const short = testConfig(db, 'worker', { WORKER_NODE: 'node-a', OPERATION_TIMEOUT_MS: '1000' });
-    const runner = new ActionRunner(
-      store,
-      new Heartbeats(store, short, new Clock()),
-      short,
-      new Clock(),
-      driver,
-    );
+    const runner = runnerOver(driver, short);
     const t = await pendingCreate();
     driver.injectFailure({ method: 'createSnapshot', mode: 'hang' });
     const started = Date.now();
@@ -411,13 +403,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
 
   it('the runner: a success that cannot be recorded is not taken for a failed copy; the slot is freed before the write', async () => {
     const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
-    const runner = new ActionRunner(
-      store,
-      new Heartbeats(store, config, new Clock()),
-      config,
-      new Clock(),
-      driver,
-    );
+    const runner = runnerOver(driver);
     const t = await pendingCreate();
     const order: string[] = [];
     const original = store.succeedCreate.bind(store);
