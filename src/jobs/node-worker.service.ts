@@ -10,7 +10,7 @@ import { Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
-import { Semaphore } from '../hypervisor/libvirt/semaphore';
+import { Semaphore } from '../common/semaphore';
 import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';

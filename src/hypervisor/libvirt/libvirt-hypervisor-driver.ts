@@ -45,7 +45,7 @@ import {
   QemuImgProgressParser,
 } from './parsers';
 import { ProcessRunner, RunResult } from './process-runner';
-import { Semaphore } from './semaphore';
+import { Semaphore } from '../../common/semaphore';
 import { allInOrder, childController, together } from './together';
 import {
   MANIFEST_KIND,

@@ -9,7 +9,7 @@ import {
   QemuImgProgressParser,
 } from './parsers';
 import { ProcessRunError } from './process-runner';
-import { Semaphore } from './semaphore';
+import { Semaphore } from '../../common/semaphore';
 import { parseManifest, serializeManifest, SnapshotManifest } from './snapshot-manifest';
 
 describe('qemu-img progress', () => {
