@@ -31,7 +31,7 @@ export class AuditService {
 
   /**
    * Audit events recorded in the same turn of the event loop: one INSERT for all of them; should it
-   * fail, each is inserted alone, so one bad row cannot lose the others. Each call gets its own error.
+   * fail, each is inserted alone and in order, so one bad row cannot lose the others. Each call gets its own error.
    */
   private readonly batcher = new MicroBatcher<AuditRecord, unknown>(
     async (rs) => {
@@ -40,14 +40,18 @@ export class AuditService {
         return rs.map(() => null);
       } catch (err) {
         if (rs.length === 1) return [err];
-        return Promise.all(
-          rs.map((r) =>
-            this.insert([r]).then(
+        // One at a time, in the order they were recorded: ids (and so the log's order) follow the
+        // events, which parallel inserts racing for the sequence would not promise.
+        const errors: unknown[] = [];
+        for (const r of rs) {
+          errors.push(
+            await this.insert([r]).then(
               () => null,
               (e: unknown) => e,
             ),
-          ),
-        );
+          );
+        }
+        return errors;
       }
     },
     2,
