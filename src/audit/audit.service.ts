@@ -4,6 +4,7 @@ import { PageRequest, skipTake } from '../common/pagination';
 import { Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
 import { MicroBatcher } from '../common/micro-batcher';
+import { isDatabaseBusy, isDatabaseUnavailable } from '../common/problem-details.filter';
 
 export interface AuditRecord {
   accountId: number | null;
@@ -39,17 +40,22 @@ export class AuditService {
         await this.insert(rs);
         return rs.map(() => null);
       } catch (err) {
-        if (rs.length === 1) return [err];
+        // A busy or unreachable database would only fail each row the same way, later (and the
+        // requests waiting for their audit event would wait once per row): all fail now.
+        if (rs.length === 1 || isDatabaseBusy(err) || isDatabaseUnavailable(err)) return rs.map(() => err);
         // One at a time, in the order they were recorded: ids (and so the log's order) follow the
         // events, which parallel inserts racing for the sequence would not promise.
         const errors: unknown[] = [];
         for (const r of rs) {
-          errors.push(
-            await this.insert([r]).then(
-              () => null,
-              (e: unknown) => e,
-            ),
+          const e = await this.insert([r]).then(
+            () => null,
+            (e: unknown) => e,
           );
+          if (e && (isDatabaseBusy(e) || isDatabaseUnavailable(e))) {
+            while (errors.length < rs.length) errors.push(e);
+            break;
+          }
+          errors.push(e);
         }
         return errors;
       }
