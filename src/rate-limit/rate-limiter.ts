@@ -1,8 +1,26 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
+import type { Redis } from 'ioredis';
 import { RedisService } from '../redis/redis.service';
 
 export const RATE_LIMIT_WINDOW_SECONDS = 60;
+
+/**
+ * INCRBY ARGV[1] on every key, each (re)set to expire after ARGV[2] seconds; returns the new counts in
+ * key order. One EVALSHA instead of MULTI/INCRBY/EXPIRE/EXEC: one command for Redis to parse and one
+ * reply for the client (docs/benchmarks.md, target 1).
+ */
+const COUNT_SCRIPT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('INCRBY', key, ARGV[1])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return out`;
+
+type CountingClient = Redis & {
+  rateLimitCount(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+};
 
 /** What one request's count says: the tightest limit that applies, how much of it is used, and when it resets. */
 export interface RateVerdict {
@@ -20,10 +38,17 @@ export interface RateVerdict {
  */
 @Injectable()
 export class RateLimiter {
+  private readonly client: CountingClient;
+
   constructor(
-    private readonly redis: RedisService,
+    redis: RedisService,
     private readonly config: AppConfig,
-  ) {}
+  ) {
+    // ioredis sends EVALSHA and falls back to EVAL when Redis does not know the script (NOSCRIPT).
+    if (!('rateLimitCount' in redis.client))
+      redis.client.defineCommand('rateLimitCount', { lua: COUNT_SCRIPT });
+    this.client = redis.client as CountingClient;
+  }
 
   /**
    * Counts `n` requests of one token at once (one round trip) and returns each request's verdict, in
@@ -39,14 +64,10 @@ export class RateLimiter {
     const writeKey = `${prefix}:write:${tokenId}:${window}`;
     let totals: number[];
     try {
-      const multi = this.redis.client
-        .multi()
-        .incrby(allKey, n)
-        .expire(allKey, RATE_LIMIT_WINDOW_SECONDS * 2);
-      if (isWrite) multi.incrby(writeKey, n).expire(writeKey, RATE_LIMIT_WINDOW_SECONDS * 2);
-      const results = await multi.exec();
-      if (!results) return null;
-      totals = results.filter((_, i) => i % 2 === 0).map(([err, v]) => (err ? 0 : Number(v)));
+      const keys = isWrite ? [allKey, writeKey] : [allKey];
+      totals = (await this.client.rateLimitCount(keys.length, ...keys, n, RATE_LIMIT_WINDOW_SECONDS * 2)).map(
+        Number,
+      );
     } catch {
       return null;
     }
