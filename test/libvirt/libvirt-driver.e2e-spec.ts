@@ -291,89 +291,72 @@ describeLibvirt('libvirt driver on real images', () => {
     return { s, snap, restoring: `${s.diskPath}.restoring`, diskSha: await sha256OfFile(s.diskPath) };
   }
 
-  /** Hashing of one file held back until `gate` resolves (other files are hashed at once). */
-  class GatedHasher extends FileHasher {
-    constructor(
-      private readonly file: string,
-      private readonly gate: Promise<void>,
-    ) {
-      super();
-    }
-    override async sha256(
-      file: string,
-      opts: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
-    ): Promise<{ sha256: string; bytes: number }> {
-      if (file === this.file) await this.gate;
-      return super.sha256(file, opts);
-    }
-  }
-
-  it('restore: a byte flipped mid-snapshot is refused even when the copy finished first; the disk is untouched, no .restoring remains', async () => {
+  it('restore: an uncompressed snapshot is copied byte for byte (cp), a zstd one decompressed by qemu-img convert; both restore the content', async () => {
     const runner = new ScriptedRunner();
-    let copyDone!: () => void;
-    const gate = new Promise<void>((r) => (copyDone = r));
+    const plain = await serverWithSnapshot(driverWith());
+    const zstd = await serverWithSnapshot(driverWith({ compression: 'zstd' }));
+    const copier = (restoring: string): string[] =>
+      runner.calls
+        .filter((c) => c.args.at(-1) === restoring && isCopy(c.cmd, c.args))
+        .map((c) => `${c.cmd.split('/').pop()} ${subcommand(c.args)}`);
+
+    await driverWith({ runner }).restoreSnapshot(plain.s, plain.snap, noProgress);
+    expect(copier(plain.restoring)).toEqual(['cp ' + snapFile(plain.snap)]);
+    // The restored disk is the snapshot file itself, byte for byte.
+    expect(await sha256OfFile(plain.s.diskPath)).toBe(await sha256OfFile(snapFile(plain.snap)));
+    await qemuImgCompare(snapFile(plain.snap), plain.s.diskPath);
+
+    await driverWith({ runner }).restoreSnapshot(zstd.s, zstd.snap, noProgress);
+    expect(copier(zstd.restoring)).toEqual(['qemu-img convert']);
+    await qemuImgCompare(snapFile(zstd.snap), zstd.s.diskPath);
+    const info = await run('qemu-img', ['info', zstd.s.diskPath]);
+    expect(info).not.toMatch(/compressed/i); // decompressed: the disk's own writes stay plain
+  });
+
+  it('restore: a byte flipped mid-snapshot is refused after the copy; the disk is untouched, no .restoring remains', async () => {
+    const runner = new ScriptedRunner();
     const copies: Array<number | null> = [];
-    const base = driverWith();
-    const { s, snap, restoring } = await serverWithSnapshot(base);
-    runner.intercept((_cmd, args, _opts, real) => {
-      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
+    const { s, snap, restoring, diskSha } = await serverWithSnapshot(driverWith());
+    runner.intercept((cmd, args, _opts, real) => {
+      if (args.at(-1) !== restoring || !isCopy(cmd, args)) return undefined;
       return real().then((r) => {
         copies.push(r.code);
-        copyDone(); // only now may the hash of the snapshot start
         return r;
       });
     });
-    const driver = driverWith({ runner, hasher: new GatedHasher(snapFile(snap), gate) });
-
-    // Untouched, this ordering restores fine.
-    await driver.restoreSnapshot(s, snap, noProgress);
-    expect(copies).toEqual([0]);
-    await qemuImgCompare(snapFile(snap), s.diskPath);
-    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x66 0 3M', s.diskPath]);
-    const changedSha = await sha256OfFile(s.diskPath);
-
     await flipMiddleByte(snapFile(snap));
-    let copyDone2!: () => void;
-    const gate2 = new Promise<void>((r) => (copyDone2 = r));
-    runner.clear();
-    runner.intercept((_cmd, args, _opts, real) => {
-      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
-      return real().then((r) => {
-        copies.push(r.code);
-        copyDone2();
-        return r;
-      });
-    });
-    const driver2 = driverWith({ runner, hasher: new GatedHasher(snapFile(snap), gate2) });
-    const e = await expectCode(driver2.restoreSnapshot(s, snap, noProgress), 'verification_failed');
-    expect(e.detail).toMatch(/sha256 .* does not match its manifest/);
-    expect(copies).toEqual([0, 0]); // the copy itself had succeeded: only the hash refused it
-    expect(await sha256OfFile(s.diskPath)).toBe(changedSha);
+    const e = await expectCode(
+      driverWith({ runner }).restoreSnapshot(s, snap, noProgress),
+      'verification_failed',
+    );
+    expect(e.detail).toMatch(/sha256 of .* does not match the snapshot's manifest/);
+    expect(copies).toEqual([0]); // the copy itself had succeeded: only the hash refused it
+    expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
     expect(await exists(restoring)).toBe(false);
   });
 
-  it('restore: a hash mismatch stops a copy that is still running, and nothing is left', async () => {
+  it('restore: a hash mismatch stops the steps still running beside it, and the call ends after them', async () => {
     const runner = new ScriptedRunner();
-    const driver = driverWith({ runner });
-    const { s, snap, restoring, diskSha } = await serverWithSnapshot(driver);
+    const { s, snap, restoring, diskSha } = await serverWithSnapshot(driverWith());
     await flipMiddleByte(snapFile(snap));
-    let stopped = false;
-    // A copy that never ends by itself: it has written a first block and waits for its signal.
+    const events: string[] = [];
+    // The check of the copy never ends by itself: it waits for its signal.
     runner.intercept((_cmd, args, opts) => {
-      if (subcommand(args) !== 'convert' || args.at(-1) !== restoring) return undefined;
-      return fsp.writeFile(restoring, Buffer.alloc(65536, 1)).then(
-        () =>
-          new Promise((_resolve, reject) => {
-            opts.signal?.addEventListener('abort', () => {
-              stopped = true;
-              reject(new ProcessRunError('aborted', 'qemu-img convert', 'qemu-img was aborted'));
-            });
-          }),
-      );
+      if (subcommand(args) !== 'check' || args.at(-1) !== restoring) return undefined;
+      return new Promise((_resolve, reject) => {
+        opts.signal?.addEventListener('abort', () => {
+          events.push('check stopped');
+          reject(new ProcessRunError('aborted', 'qemu-img check', 'qemu-img was aborted'));
+        });
+      });
     });
-    const e = await expectCode(driver.restoreSnapshot(s, snap, noProgress), 'verification_failed');
-    expect(e.detail).toMatch(/does not match its manifest/);
-    expect(stopped).toBe(true);
+    const e = await expectCode(
+      driverWith({ runner }).restoreSnapshot(s, snap, noProgress),
+      'verification_failed',
+    );
+    events.push('call ended');
+    expect(e.detail).toMatch(/does not match the snapshot's manifest/);
+    expect(events).toEqual(['check stopped', 'call ended']);
     expect(await exists(restoring)).toBe(false);
     expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
   });
@@ -384,10 +367,10 @@ describeLibvirt('libvirt driver on real images', () => {
     const damaged = await serverWithSnapshot(driver);
     const intact = await serverWithSnapshot(driver);
     await flipMiddleByte(snapFile(damaged.snap));
-    // The copy fails at once (as qemu-img would on a damaged compressed cluster), long before the hash ends.
-    runner.intercept((_cmd, args) =>
-      subcommand(args) === 'convert' && args.at(-1)?.endsWith('.restoring')
-        ? Promise.resolve(fakeResult(1, '', 'qemu-img: error while reading at byte 0: Input/output error'))
+    // The copy fails at once (as it would on an unreadable block of the snapshot).
+    runner.intercept((cmd, args) =>
+      args.at(-1)?.endsWith('.restoring') && isCopy(cmd, args)
+        ? Promise.resolve(fakeResult(1, '', "cp: error reading 'x.qcow2': Input/output error"))
         : undefined,
     );
     await expectCode(driver.restoreSnapshot(damaged.s, damaged.snap, noProgress), 'verification_failed');
@@ -399,43 +382,37 @@ describeLibvirt('libvirt driver on real images', () => {
     }
   });
 
-  it('restore: aborting mid-copy stops qemu-img and the hash, keeps the disk and leaves no .restoring', async () => {
-    const hashes: Array<'aborted' | 'finished'> = [];
+  it('restore: aborting mid-copy stops the copy, keeps the disk and leaves no .restoring', async () => {
+    const hashes: string[] = [];
     class WatchingHasher extends FileHasher {
       override async sha256(
         file: string,
         opts: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
       ): Promise<{ sha256: string; bytes: number }> {
-        try {
-          const r = await super.sha256(file, opts);
-          hashes.push('finished');
-          return r;
-        } catch (e) {
-          hashes.push('aborted');
-          throw e;
-        }
+        hashes.push(file);
+        return super.sha256(file, opts);
       }
     }
-    const driver = driverWith({ hasher: new WatchingHasher() });
+    const runner = new ScriptedRunner();
+    const driver = driverWith({ runner, hasher: new WatchingHasher() });
     const { s, snap, restoring, diskSha } = await serverWithSnapshot(driver, { sizeMiB: 512, dataMiB: 384 });
     hashes.length = 0;
     const ac = new AbortController();
     let running: number | null = null;
-    const call = driver.restoreSnapshot(
-      s,
-      snap,
-      (pct) => {
-        if (pct > 0 && !ac.signal.aborted) {
-          running = qemuImgWriting(restoring);
-          ac.abort();
-        }
-      },
-      { signal: ac.signal },
-    );
-    await expectCode(call, 'cancelled');
+    // Abort as soon as the copy's process exists.
+    runner.intercept((cmd, args, _opts, real) => {
+      if (args.at(-1) !== restoring || !isCopy(cmd, args)) return undefined;
+      const p = real();
+      setImmediate(() => {
+        running = copierWriting(restoring);
+        ac.abort();
+      });
+      return p;
+    });
+    await expectCode(driver.restoreSnapshot(s, snap, noProgress, { signal: ac.signal }), 'cancelled');
     expect(running).not.toBeNull(); // the copy was running when the abort came
-    expect(qemuImgWriting(restoring)).toBeNull();
-    expect(hashes).toHaveLength(1); // settled (stopped or, if it was that quick, finished) before the call ended
+    expect(copierWriting(restoring)).toBeNull();
+    expect(hashes).toEqual([]); // the hash runs after the copy: it never started
     expect(await exists(restoring)).toBe(false);
     expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
   });
@@ -597,7 +574,13 @@ function killQemuImgWriting(partial: string): number | null {
 }
 
 /** The pid of a qemu-img process whose command line names `file`, or null. */
-function qemuImgWriting(file: string): number | null {
+/** A restore's copy: `cp` or `qemu-img convert`. */
+function isCopy(cmd: string, args: readonly string[]): boolean {
+  return cmd.endsWith('cp') || subcommand(args) === 'convert';
+}
+
+/** The pid of a qemu-img or cp process that has `file` among its arguments. */
+function copierWriting(file: string): number | null {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   for (const entry of fs.readdirSync('/proc')) {
@@ -609,7 +592,7 @@ function qemuImgWriting(file: string): number | null {
       continue;
     }
     const argv = cmdline.split('\0');
-    if (argv[0].endsWith('qemu-img') && argv.includes(file)) return Number(entry);
+    if ((argv[0].endsWith('qemu-img') || argv[0].endsWith('cp')) && argv.includes(file)) return Number(entry);
   }
   return null;
 }

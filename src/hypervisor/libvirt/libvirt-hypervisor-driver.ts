@@ -69,6 +69,8 @@ export interface LibvirtDriverOptions {
   readonly hasher?: FileHasher;
   readonly virshPath?: string;
   readonly qemuImgPath?: string;
+  /** GNU coreutils `cp`, the byte copy of a restore from a standalone uncompressed snapshot. */
+  readonly cpPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
   readonly commandTimeoutMs?: number;
   /** A disk copy or check fails with `timeout` when slower than this (bytes/s of virtual size). Default 16 MiB/s. */
@@ -129,6 +131,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private readonly hasher: FileHasher;
   private readonly virshPath: string;
   private readonly qemuImgPath: string;
+  private readonly cpPath: string;
   private readonly compression: 'none' | 'zstd';
   private readonly stopGraceSeconds: number;
   private readonly commandTimeoutMs: number;
@@ -144,6 +147,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.hasher = options.hasher ?? new FileHasher();
     this.virshPath = options.virshPath ?? 'virsh';
     this.qemuImgPath = options.qemuImgPath ?? 'qemu-img';
+    this.cpPath = options.cpPath ?? 'cp';
     this.compression = options.compression ?? 'none';
     this.stopGraceSeconds = options.stopGraceSeconds ?? 60;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 60_000;
@@ -331,7 +335,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
     // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
     // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
-    const [, { manifest, measured }] = await allInOrder([
+    const [, { manifest, measured, byteCopy }] = await allInOrder([
       this.requireShutOff(server.domain),
       (async () => {
         const present = await isFile(files.final).catch((e: unknown) => {
@@ -340,11 +344,15 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         // Present without its manifest: not ours to trust; readSnapshotManifest refuses it.
         if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
         const m = await this.readSnapshotManifest(snap, files);
-        const [, required] = await allInOrder([
+        const [check, required] = await allInOrder([
           this.verifyImage(files.final, m.virtualSize, signal, 'verification_failed', true),
           this.measureRequired(files.final, signal),
         ] as const);
-        return { manifest: m, measured: required };
+        // A byte copy of the snapshot is a valid disk only when the snapshot stands alone and is
+        // clean; a compressed one is decompressed by qemu-img convert instead.
+        const byteCopy =
+          m.compression === 'none' && check.standalone && check.compressedClusters === 0 && !check.leaks;
+        return { manifest: m, measured: required, byteCopy };
       })(),
     ] as const);
     const { release, waited } = await this.acquireCopySlotNoting(signal);
@@ -354,7 +362,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       const required = waited ? await this.measureRequired(files.final, signal) : measured;
       await this.requireSpace(path.dirname(server.diskPath), required, 1);
 
-      await this.copyWhileVerifying(server, files, manifest, restoring, signal, scaled(report, 0, 95));
+      await this.copyThenVerify(server, files, manifest, restoring, byteCopy, signal, scaled(report, 0, 95));
 
       // Renaming over the disk of a running VM "succeeds" and silently loses the restore: domstate was
       // looked at again after the copy; now let qemu-img try to take the disk's write lock, which fails
@@ -671,7 +679,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async imageInfo(
     file: string,
     forceShare: boolean,
-  ): Promise<{ virtualSize: number; actualSize: number; clusterSize: number }> {
+  ): Promise<{ virtualSize: number; actualSize: number; clusterSize: number; standalone: boolean }> {
     const args = ['info', ...(forceShare ? ['-U'] : []), '-f', 'qcow2', '--output=json', file];
     const r = await this.qemuImg(args, 'hypervisor_error');
     const o = parseJsonObject(r.stdout);
@@ -683,7 +691,22 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `unexpected qemu-img info output for ${file}: ${r.stdout.slice(0, 500)}`,
       );
     }
-    return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536 };
+    // Standalone: no backing file, no external data file, not marked dirty.
+    const specific = o?.['format-specific'];
+    const data =
+      specific && typeof specific === 'object' && !Array.isArray(specific)
+        ? (specific as Record<string, unknown>).data
+        : undefined;
+    const dataFile =
+      data && typeof data === 'object' && !Array.isArray(data)
+        ? (data as Record<string, unknown>)['data-file']
+        : undefined;
+    const standalone =
+      o?.['backing-filename'] === undefined &&
+      o?.['full-backing-filename'] === undefined &&
+      dataFile === undefined &&
+      o?.['dirty-flag'] !== true;
+    return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536, standalone };
   }
 
   /**
@@ -696,7 +719,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     signal: AbortSignal | undefined,
     failCode: 'verification_failed' | 'copy_failed',
     allowLeaks = false,
-  ): Promise<{ fileBytes: number }> {
+  ): Promise<{ fileBytes: number; standalone: boolean; compressedClusters: number; leaks: boolean }> {
     const args = ['check', '-f', 'qcow2', '--output=json', file];
     let r: RunResult;
     try {
@@ -731,7 +754,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (info.virtualSize !== virtualSize) {
       throw hvError(failCode, `virtual size ${info.virtualSize} != expected ${virtualSize} for ${file}`);
     }
-    return { fileBytes: bytes };
+    return { fileBytes: bytes, standalone: info.standalone, compressedClusters, leaks: r.code === 3 };
   }
 
   /** The snapshot's manifest, refused unless it describes this snapshot file and its byte length. */
@@ -752,66 +775,124 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   /**
-   * Restore's copy of the snapshot into `restoring` (convert; then check, owner, fsync and domstate
-   * at once) while the sha256 pass checks the snapshot against its manifest. Both read the snapshot;
-   * whichever is ahead brings it into the page cache for the other. Resolves only when both have
-   * succeeded — the caller's rename is the commit point, so a mismatch found at any moment still
-   * refuses the snapshot. A mismatch (or a failed hash) stops the copy at once; a failed copy waits
-   * for the hash, so a damaged snapshot is `verification_failed` (as when the hash came first), not a
-   * retryable copy failure. Settles only when nothing of either is still running.
+   * Restore's copy of the snapshot into `restoring`, then — at once — the sha256 check against the
+   * manifest, `qemu-img check` of the copy, owner/mode + fsync, and `domstate` again.
+   *
+   * - A standalone, clean, uncompressed snapshot is copied byte for byte (`cp --sparse=always`): a
+   *   qcow2 file is position-independent, so the copy is the same disk, and the sha256 pass then
+   *   reads the copy itself (just written, still in the page cache) — what the rename will commit is
+   *   what the manifest describes. Otherwise (`zstd` snapshots: the restored disk is uncompressed)
+   *   `qemu-img convert` copies it and the snapshot is hashed (its pages cached by the convert's read).
+   * - The hash runs after the copy, beside the fsync: hashing during a cold copy made both read the
+   *   disk and was slower (docs/benchmarks.md, *3*).
+   * - The hash's verdict wins: a mismatch is `verification_failed` whatever else failed, and a failed
+   *   copy is `verification_failed` when the snapshot no longer matches its manifest, `copy_failed`
+   *   (retryable) only when it does.
+   * Resolves only when everything succeeded; settles only when nothing of it is still running.
    */
-  private async copyWhileVerifying(
+  private async copyThenVerify(
     server: ServerRef,
     files: SnapshotFiles,
     manifest: SnapshotManifest,
     restoring: string,
+    byteCopy: boolean,
     signal: AbortSignal | undefined,
     onPct: (pct: number) => void,
   ): Promise<void> {
-    const { controller, dispose } = childController(signal);
-    let copyPct = 0;
-    let hashPct = 0;
-    const progress = (): void => onPct(Math.min(copyPct, hashPct));
     try {
-      const verified = this.hash(files.final, manifest.bytes, controller.signal, (p) => {
-        hashPct = p;
-        progress();
-      })
-        .then((h) => {
-          if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
-            throw hvError('verification_failed', `sha256 of ${files.final} does not match its manifest`);
-          }
-        })
-        .catch((e: unknown) => {
-          controller.abort();
-          throw e;
+      if (byteCopy) {
+        await this.byteCopy(files.final, restoring, {
+          signal,
+          virtualSize: manifest.virtualSize,
+          bytes: manifest.bytes,
+          onPct: scaled(onPct, 0, 85),
         });
-      const copied = (async () => {
+      } else {
         await this.convert(files.final, restoring, {
           compress: false,
-          signal: controller.signal,
+          signal,
           virtualSize: manifest.virtualSize,
-          onPct: (p) => {
-            copyPct = p;
-            progress();
-          },
+          onPct: scaled(onPct, 0, 85),
           fallback: 'copy_failed',
         });
-        await together(controller.signal, [
-          (s) => this.verifyImage(restoring, manifest.virtualSize, s, 'copy_failed'),
-          async () => {
-            await this.copyOwnership(server.diskPath, restoring);
-            await fsyncFile(restoring);
-          },
-          () => this.requireShutOff(server.domain),
-        ] as const);
-      })();
-      const [v, c] = await Promise.allSettled([verified, copied]);
+      }
+    } catch (e) {
+      this.throwIfAborted(signal);
+      // A damaged snapshot that breaks the copy is refused as such, not retried as a copy failure.
+      await this.requireManifestHash(files.final, manifest, signal, () => undefined);
+      throw e;
+    }
+    const { controller, dispose } = childController(signal);
+    try {
+      const verified = this.requireManifestHash(
+        byteCopy ? restoring : files.final,
+        manifest,
+        controller.signal,
+        scaled(onPct, 85, 100),
+      ).catch((e: unknown) => {
+        controller.abort();
+        throw e;
+      });
+      const rest = together(controller.signal, [
+        (s) => this.verifyImage(restoring, manifest.virtualSize, s, 'copy_failed'),
+        async () => {
+          await this.copyOwnership(server.diskPath, restoring);
+          await fsyncFile(restoring);
+        },
+        () => this.requireShutOff(server.domain),
+      ] as const);
+      const [v, r] = await Promise.allSettled([verified, rest]);
       if (v.status === 'rejected') throw v.reason;
-      if (c.status === 'rejected') throw c.reason;
+      if (r.status === 'rejected') throw r.reason;
     } finally {
       dispose();
     }
+  }
+
+  /** sha256 and length of `file` against the manifest; a mismatch is `verification_failed`. */
+  private async requireManifestHash(
+    file: string,
+    manifest: SnapshotManifest,
+    signal: AbortSignal | undefined,
+    onPct: (pct: number) => void,
+  ): Promise<void> {
+    const h = await this.hash(file, manifest.bytes, signal, onPct);
+    if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
+      throw hvError('verification_failed', `sha256 of ${file} does not match the snapshot's manifest`);
+    }
+  }
+
+  /**
+   * Byte copy with GNU `cp` (argument array, no shell): holes kept and zero runs made holes
+   * (`--sparse=always`), a reflink where the file system offers one (cp's default). Progress is the
+   * target's length against the source's, polled.
+   */
+  private async byteCopy(
+    source: string,
+    dest: string,
+    o: { signal?: AbortSignal; virtualSize: number; bytes: number; onPct: (pct: number) => void },
+  ): Promise<void> {
+    const args = ['--sparse=always', '--no-target-directory', '--', source, dest];
+    const poll = setInterval(() => {
+      fsp.stat(dest).then(
+        (st) => o.onPct(o.bytes > 0 ? (st.size / o.bytes) * 100 : 0),
+        () => undefined,
+      );
+    }, this.pollIntervalMs);
+    let r: RunResult;
+    try {
+      r = await this.runner.run(this.cpPath, args, {
+        timeoutMs: this.copyTimeoutMs(o.virtualSize),
+        signal: o.signal,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw toHypervisorError(e, 'copy_failed', 'cp');
+    } finally {
+      clearInterval(poll);
+    }
+    if (r.code !== 0) throw classifyToolFailure(this.cpPath, args, r, 'copy_failed');
+    o.onPct(100);
   }
 
   private async hash(
