@@ -144,14 +144,22 @@ export interface HypervisorDriver {
 
   /**
    * Remove what interrupted operations left behind: partial snapshot files in `snapshotDir` and
-   * half-written restore files next to the given disks. Called when a worker starts, before it takes
-   * jobs. Never touches a complete snapshot or a disk. Returns the snapshot ids whose partial files were
-   * removed (so the caller can fail their still-open actions). Idempotent.
+   * half-written restore files (and second names of replaced disks) next to the given disks. Called
+   * when a worker starts, before it takes jobs. Never touches a complete snapshot or a disk. Returns the
+   * snapshot ids whose partial files were removed (so the caller can fail their still-open actions).
+   * Idempotent.
    */
   cleanupInterrupted(
     snapshotDir: string,
     diskPaths: readonly string[],
   ): Promise<{ partialSnapshotIds: number[] }>;
+
+  /**
+   * Optional. Resolves when housekeeping that calls left running after they returned is done (the
+   * libvirt driver frees a replaced disk after its restore has returned). A worker awaits it when it
+   * stops. Never rejects.
+   */
+  idle?(): Promise<void>;
 }
 
 export type HypervisorErrorCode =

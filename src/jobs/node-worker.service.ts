@@ -98,6 +98,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
     this.worker = undefined;
+    await this.driver.idle?.(); // e.g. the unlink of a disk a restore replaced
     // BullMQ does not close a connection it was given: without this the process never exits.
     this.connection?.disconnect();
   }

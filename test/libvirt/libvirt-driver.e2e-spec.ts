@@ -313,6 +313,24 @@ describeLibvirt('libvirt driver on real images', () => {
     expect(info).not.toMatch(/compressed/i); // decompressed: the disk's own writes stay plain
   });
 
+  it('restore: the replaced disk is unlinked after the call returns; idle() waits for it, no .replaced remains', async () => {
+    const driver = driverWith();
+    const { s, snap } = await serverWithSnapshot(driver);
+    const replaced = `${s.diskPath}.replaced`;
+    await fsp.writeFile(replaced, 'left by a crash'); // a leftover second name does not stop a restore
+    const oldDisk = await fsp.open(s.diskPath, 'r');
+    try {
+      await driver.restoreSnapshot(s, snap, noProgress);
+      await driver.idle();
+      expect((await oldDisk.stat()).nlink).toBe(0); // the old disk has no name left
+      expect(await exists(replaced)).toBe(false);
+      expect(await sha256OfFile(s.diskPath)).toBe(await sha256OfFile(snapFile(snap)));
+      await driver.idle(); // nothing pending: resolves at once
+    } finally {
+      await oldDisk.close();
+    }
+  });
+
   it('restore: a byte flipped mid-snapshot is refused after the copy; the disk is untouched, no .restoring remains', async () => {
     const runner = new ScriptedRunner();
     const copies: Array<number | null> = [];
@@ -527,7 +545,7 @@ describeLibvirt('libvirt driver on real images', () => {
     );
   });
 
-  it('cleanupInterrupted removes .partial/.stage/orphan manifests and .restoring files only', async () => {
+  it('cleanupInterrupted removes .partial/.stage/orphan manifests and .restoring/.replaced files only', async () => {
     const driver = driverWith();
     const s = await server({ dataMiB: 1 });
     const dir = await snapDir('cleanup');
@@ -539,12 +557,15 @@ describeLibvirt('libvirt driver on real images', () => {
     await fsp.writeFile(path.join(dir, `${ids[2]}.qcow2.stage`), 'x');
     await fsp.writeFile(path.join(dir, 'unrelated.txt'), 'keep');
     await fsp.writeFile(`${s.diskPath}.restoring`, 'x');
+    await fsp.link(s.diskPath, `${s.diskPath}.replaced`); // a crash between link and rename
+    const diskSha = await sha256OfFile(s.diskPath);
 
     const r = await driver.cleanupInterrupted(dir, [s.diskPath]);
     expect(r.partialSnapshotIds).toEqual(ids);
     expect(await listDir(dir)).toEqual([`${good.id}.qcow2`, `${good.id}.qcow2.json`, 'unrelated.txt'].sort());
     expect(await exists(`${s.diskPath}.restoring`)).toBe(false);
-    expect(await exists(s.diskPath)).toBe(true);
+    expect(await exists(`${s.diskPath}.replaced`)).toBe(false);
+    expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
     expect(await driver.cleanupInterrupted(path.join(dir, 'missing'), [])).toEqual({
       partialSnapshotIds: [],
     });

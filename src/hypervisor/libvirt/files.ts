@@ -23,6 +23,17 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Gives `file` the second name `link` (a hard link); a missing `file` is fine. Returns whether it linked. */
+export async function linkIfExists(file: string, link: string): Promise<boolean> {
+  try {
+    await fsp.link(file, link);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
 /** Removes a file; a missing file is fine. Returns whether something was removed. */
 export async function removeIfExists(file: string): Promise<boolean> {
   try {

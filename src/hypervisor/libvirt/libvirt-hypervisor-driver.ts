@@ -30,6 +30,7 @@ import {
   fsyncDir,
   fsyncFile,
   isFile,
+  linkIfExists,
   removeIfExists,
   removeQuietly,
   writeFileDurably,
@@ -139,6 +140,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private readonly copyTimeoutFloorMs: number;
   private readonly pollIntervalMs: number;
   private readonly copies: Semaphore;
+  /** Unlinks still running after the call that started them returned (the replaced disks). */
+  private readonly removals = new Map<string, Promise<void>>();
 
   constructor(options: LibvirtDriverOptions) {
     if (!options.uri) throw new Error('LibvirtHypervisorDriver: uri is required');
@@ -331,6 +334,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const signal = opts.signal;
     const report = progressReporter(onProgress);
     const restoring = `${server.diskPath}.restoring`;
+    const replaced = `${server.diskPath}.replaced`;
     this.throwIfAborted(signal);
 
     // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
@@ -370,13 +374,22 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       this.throwIfAborted(signal);
       await this.requireDiskNotInUse(server.diskPath);
       this.throwIfAborted(signal);
+      // The old disk keeps a second name across the rename, so the rename does not free its blocks:
+      // freeing them is the unlink of the last name, which took 0.37-0.39 s for an 871 MiB disk on
+      // these hosts (ext4 mounted with online discard) — a quarter of the restore. That unlink runs
+      // after the restore has returned (removeLater); a crash before it leaves `<disk>.replaced`,
+      // which cleanupInterrupted removes.
+      await this.removals.get(replaced);
+      await removeIfExists(replaced);
+      await linkIfExists(server.diskPath, replaced);
       await fsp.rename(restoring, server.diskPath);
       // The disk is replaced from here on; a failing directory fsync cannot undo that, so it is not
       // reported as a failed restore.
       await fsyncDir(path.dirname(server.diskPath)).catch(() => undefined);
+      this.removeLater(replaced);
       report(100);
     } catch (e) {
-      await removeQuietly(restoring);
+      await removeQuietly(restoring, replaced);
       throw await this.finalError(e, signal, 'copy_failed', path.dirname(server.diskPath));
     } finally {
       release();
@@ -430,7 +443,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           ids.add(Number(manifest[1]));
         }
       }
-      for (const disk of diskPaths) await removeIfExists(`${disk}.restoring`);
+      for (const disk of diskPaths) {
+        await removeIfExists(`${disk}.restoring`);
+        await removeIfExists(`${disk}.replaced`); // a second name of a disk, never the disk itself
+      }
       if (names.length > 0) await fsyncDir(snapshotDir).catch(() => undefined);
     } catch (e) {
       throw toHypervisorError(e, 'hypervisor_error', 'cleanup interrupted');
@@ -1061,6 +1077,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // ------------------------------------------------------------------------------------------------
   // Helpers
   // ------------------------------------------------------------------------------------------------
+
+  /** Resolves when the unlinks started by earlier calls (the disks that restores replaced) are done. */
+  async idle(): Promise<void> {
+    while (this.removals.size > 0) await Promise.all(this.removals.values());
+  }
+
+  /** Unlinks `file` without waiting for it (never rejects); `idle()` waits for it. */
+  private removeLater(file: string): void {
+    const done = removeQuietly(file).finally(() => {
+      if (this.removals.get(file) === done) this.removals.delete(file);
+    });
+    this.removals.set(file, done);
+  }
 
   private copyTimeoutMs(virtualBytes: number): number {
     return Math.max(this.copyTimeoutFloorMs, Math.ceil((virtualBytes / this.copyMinBytesPerSecond) * 1000));
