@@ -147,7 +147,7 @@ function printDisk(d) {
   console.log(`| driver create (convert; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
   console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
   console.log(`| reference: sha256 pass over the fresh copy (page cache warm), alone | ${fmt(s.sha256WarmMiBps, 0)} MiB/s |`);
-  console.log(`| driver restore (convert ∥ sha256 of the snapshot; fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
+  console.log(`| driver restore (cp; sha256 of the copy ∥ check ∥ fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
   console.log(`| sparse ${fmt(s.sparseVirtualGiB, 0)} GiB disk (${fmt(s.sparseActualMiB, 0)} MiB allocated): create time / dense create time | ${fmt(s.sparseCreateVsDenseCreate, 2)}×, snapshot ${fmt(s.sparseSnapshotMiB, 0)} MiB |`);
   console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
   console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);
