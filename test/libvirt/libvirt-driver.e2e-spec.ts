@@ -198,10 +198,18 @@ describeLibvirt('libvirt driver on real images', () => {
     const driver = driverWith({ runner });
     const small = await lab.mountTmpfs(`tmpfs-full-${nextId}`, 24);
     const s = await server({ dataMiB: 48 });
+    // ... and for the byte copy of a shut-off disk, which also counts the disk file's allocated bytes.
+    runner.intercept((cmd, args, _opts, real) =>
+      subcommand(args) === 'info' && args.at(-1) === s.diskPath
+        ? real().then((r) => ({ ...r, stdout: r.stdout.replace(/"actual-size": \d+/, '"actual-size": 0') }))
+        : undefined,
+    );
+    const copies = countCopies(runner);
 
     const offline = newSnap(small);
     const e1 = await expectCode(driver.createSnapshot(s, offline, noProgress), 'insufficient_storage');
     expect(e1.detail).toMatch(/No space left on device/i);
+    expect(copies.started()).toBe(1); // cp ran into the full file system
     expect(await listDir(small)).toEqual([]);
 
     await driver.start(s);
@@ -435,6 +443,118 @@ describeLibvirt('libvirt driver on real images', () => {
     expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
   });
 
+  /** A qemu-io that opens `disk` for writing and writes 64 KiB: its exit code and stderr. */
+  const tryWrite = (disk: string): Promise<{ code: number | null; stderr: string }> =>
+    new ProcessRunner().run('qemu-io', ['-f', 'qcow2', '-c', 'write -q 0 64k', disk], { timeoutMs: 30_000 });
+
+  it('create: a plain shut-off disk is copied byte for byte (cp) while qemu-io holds its image lock', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 24 });
+    const diskSha = await sha256OfFile(s.diskPath);
+    const whileCopying: Array<{ code: number | null; stderr: string }> = [];
+    runner.intercept((cmd, args, _opts, real) => {
+      if (!isCopy(cmd, args)) return undefined;
+      return tryWrite(s.diskPath).then((w) => {
+        whileCopying.push(w);
+        return real();
+      });
+    });
+    const snap = newSnap(await snapDir('create-cp'));
+
+    const res = await driverWith({ runner }).createSnapshot(s, snap, noProgress);
+    expect(res.consistency).toBe('stopped');
+    const copies = runner.calls.filter((c) => isCopy(c.cmd, c.args));
+    expect(copies.map((c) => c.cmd)).toEqual(['cp']);
+    expect(copies[0].args.slice(-2)).toEqual([s.diskPath, `${snapFile(snap)}.partial`]);
+    // While cp ran, nothing could open the disk for writing (a domain start included).
+    expect(whileCopying).toHaveLength(1);
+    expect(whileCopying[0].code).not.toBe(0);
+    expect(whileCopying[0].stderr).toMatch(/Failed to get "write" lock/);
+    // The snapshot is the disk file, byte for byte; the lock is gone afterwards.
+    expect(await sha256OfFile(snapFile(snap))).toBe(diskSha);
+    await qemuImgCompare(snapFile(snap), s.diskPath);
+    expect((await tryWrite(s.diskPath)).code).toBe(0);
+  });
+
+  it('create: a disk with an internal snapshot or a bitmap, or zstd, goes through qemu-img convert', async () => {
+    const runner = new ScriptedRunner();
+    const withSnapshot = await server({ dataMiB: 8 });
+    await run('qemu-img', ['snapshot', '-c', 'kept-by-someone', withSnapshot.diskPath]);
+    const withBitmap = await server({ dataMiB: 8 });
+    await run('qemu-img', ['bitmap', '--add', withBitmap.diskPath, 'b1']);
+    const plain = await server({ dataMiB: 8 });
+    const dir = await snapDir('create-convert');
+    const copier = (): string[] => runner.calls.filter((c) => isCopy(c.cmd, c.args)).map((c) => c.cmd);
+
+    for (const [s, driver] of [
+      [withSnapshot, driverWith({ runner })],
+      [withBitmap, driverWith({ runner })],
+      [plain, driverWith({ runner, compression: 'zstd' })],
+    ] as const) {
+      runner.calls.length = 0;
+      const snap = newSnap(dir);
+      await driver.createSnapshot(s, snap, noProgress);
+      expect(copier()).toEqual(['qemu-img']);
+      await qemuImgCompare(snapFile(snap), s.diskPath);
+      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', snapFile(snap)])) as Record<
+        string,
+        unknown
+      > & { 'format-specific': { data: Record<string, unknown> } };
+      expect(info.snapshots).toBeUndefined(); // what convert leaves out stays out
+      expect(info['format-specific'].data.bitmaps).toBeUndefined();
+    }
+  });
+
+  it('create: a shut-off disk that another qemu has open for writing is invalid_power_state, nothing written', async () => {
+    const s = await server({ dataMiB: 8 });
+    const dir = await snapDir('create-held');
+    const holder = new AbortController();
+    const holding = new ProcessRunner()
+      .run('stdbuf', ['-oL', 'qemu-io', '-f', 'qcow2', '-c', 'length', '-c', 'sleep 60000', s.diskPath], {
+        timeoutMs: 90_000,
+        signal: holder.signal,
+        onStdout: () => undefined,
+      })
+      .catch(() => undefined);
+    try {
+      // Wait until the holder has the disk open (a write then fails on the lock).
+      for (let i = 0; i < 100 && (await tryWrite(s.diskPath)).code === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await expectCode(driverWith().createSnapshot(s, newSnap(dir), noProgress), 'invalid_power_state');
+      expect(await listDir(dir)).toEqual([]);
+    } finally {
+      holder.abort();
+      await holding;
+    }
+  });
+
+  it('create: aborting the byte copy stops cp, releases the image lock and leaves nothing', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ sizeMiB: 512, dataMiB: 384 });
+    const snap = newSnap(await snapDir('create-abort'));
+    const partial = `${snapFile(snap)}.partial`;
+    const ac = new AbortController();
+    let running: number | null = null;
+    runner.intercept((cmd, args, _opts, real) => {
+      if (args.at(-1) !== partial || !isCopy(cmd, args)) return undefined;
+      const p = real();
+      setImmediate(() => {
+        running = copierWriting(partial);
+        ac.abort();
+      });
+      return p;
+    });
+    await expectCode(
+      driverWith({ runner }).createSnapshot(s, snap, noProgress, { signal: ac.signal }),
+      'cancelled',
+    );
+    expect(running).not.toBeNull();
+    expect(copierWriting(partial)).toBeNull();
+    expect(await listDir(snap.snapshotDir)).toEqual([]);
+    expect((await tryWrite(s.diskPath)).code).toBe(0); // the lock holder is gone too
+  });
+
   it('create: a check failing while the sha256 pass runs stops the pass, and the call ends after it', async () => {
     const runner = new ScriptedRunner();
     const s = await server({ dataMiB: 16 });
@@ -471,27 +591,34 @@ describeLibvirt('libvirt driver on real images', () => {
     expect(await driver.snapshotExists(snap)).toBe(false);
   });
 
-  it('a qemu-img killed mid-copy leaves no partial file and a failed, repeatable snapshot', async () => {
-    const driver = driverWith();
-    const s = await server({ sizeMiB: 512, dataMiB: 384 });
-    const dir = await snapDir('killed');
-    const snap = newSnap(dir);
-    const partial = `${snapFile(snap)}.partial`;
-    let killed: number | null = null;
+  it.each([
+    ['cp', 'none'],
+    ['qemu-img convert', 'zstd'],
+  ] as const)(
+    'a %s killed mid-copy leaves no partial file and a failed, repeatable snapshot',
+    async (_copier, compression) => {
+      const driver = driverWith({ compression });
+      const s = await server({ sizeMiB: 512, dataMiB: 384 });
+      const dir = await snapDir('killed');
+      const snap = newSnap(dir);
+      const partial = `${snapFile(snap)}.partial`;
+      let killed: number | null = null;
 
-    const call = driver.createSnapshot(s, snap, (pct) => {
-      if (killed === null && pct > 0 && pct < 90) killed = killQemuImgWriting(partial);
-    });
-    const e = await expectCode(call, 'copy_failed');
-    expect(killed).not.toBeNull();
-    expect(e.retryable).toBe(true);
-    expect(await exists(partial)).toBe(false);
-    expect(await listDir(dir)).toEqual([]);
-    expect(await driver.snapshotExists(snap)).toBe(false);
+      const call = driver.createSnapshot(s, snap, (pct) => {
+        if (killed === null && pct > 0 && pct < 90) killed = killCopierWriting(partial);
+      });
+      const e = await expectCode(call, 'copy_failed');
+      expect(killed).not.toBeNull();
+      expect(e.retryable).toBe(true);
+      expect(await exists(partial)).toBe(false);
+      expect(await listDir(dir)).toEqual([]);
+      expect(await driver.snapshotExists(snap)).toBe(false);
 
-    await driver.createSnapshot(s, snap, noProgress);
-    await qemuImgCompare(snapFile(snap), s.diskPath);
-  });
+      await driver.createSnapshot(s, snap, noProgress);
+      await qemuImgCompare(snapFile(snap), s.diskPath);
+      await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q 0 64k', s.diskPath]); // no lock left behind
+    },
+  );
 
   it('aborting a live copy aborts the libvirt backup job and leaves nothing', async () => {
     const driver = driverWith();
@@ -524,13 +651,17 @@ describeLibvirt('libvirt driver on real images', () => {
       server({ dataMiB: 32 }),
       server({ dataMiB: 32 }),
     ]);
+    const copies = countCopies(runner);
     await Promise.all(servers.map((s) => driver.createSnapshot(s, newSnap(dir), noProgress)));
-    expect(runner.maxActive.get('qemu-img convert')).toBe(1);
+    expect(copies.started()).toBe(3);
+    expect(copies.maxAtOnce()).toBe(1);
 
     const runner2 = new ScriptedRunner();
+    const copies2 = countCopies(runner2);
     const driver2 = driverWith({ runner: runner2, maxConcurrentCopies: 2 });
     await Promise.all(servers.map((s) => driver2.createSnapshot(s, newSnap(dir), noProgress)));
-    expect(runner2.maxActive.get('qemu-img convert')).toBeLessThanOrEqual(2);
+    expect(copies2.started()).toBe(3);
+    expect(copies2.maxAtOnce()).toBeLessThanOrEqual(2);
   });
 
   it('readDomainDisk reads the disk of a defined domain; unknown domains are domain_not_found', async () => {
@@ -572,30 +703,29 @@ describeLibvirt('libvirt driver on real images', () => {
   });
 });
 
-/** Finds the qemu-img process writing `partial` (through /proc) and SIGKILLs it; returns its pid. */
-function killQemuImgWriting(partial: string): number | null {
+/** Finds the cp or qemu-img process writing `partial` (through /proc) and SIGKILLs it; returns its pid. */
+function killCopierWriting(partial: string): number | null {
   // Synchronous on purpose: called from a progress callback while the copy runs.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const fs = require('node:fs') as typeof import('node:fs');
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let cmdline: string;
-    try {
-      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    const argv = cmdline.split('\0');
-    if (argv[0].endsWith('qemu-img') && argv.includes(partial)) {
-      process.kill(Number(entry), 'SIGKILL');
-      return Number(entry);
-    }
-  }
-  return null;
+  const pid = copierWriting(partial);
+  if (pid !== null) process.kill(pid, 'SIGKILL');
+  return pid;
 }
 
-/** The pid of a qemu-img process whose command line names `file`, or null. */
-/** A restore's copy: `cp` or `qemu-img convert`. */
+/** Counts the disk copies (cp, qemu-img convert) a runner starts, and how many ran at once. */
+function countCopies(runner: ScriptedRunner): { started: () => number; maxAtOnce: () => number } {
+  let active = 0;
+  let started = 0;
+  let max = 0;
+  runner.intercept((cmd, args, _opts, real) => {
+    if (!isCopy(cmd, args)) return undefined;
+    started++;
+    max = Math.max(max, ++active);
+    return real().finally(() => active--);
+  });
+  return { started: () => started, maxAtOnce: () => max };
+}
+
+/** A disk copy: `cp` or `qemu-img convert`. */
 function isCopy(cmd: string, args: readonly string[]): boolean {
   return cmd.endsWith('cp') || subcommand(args) === 'convert';
 }

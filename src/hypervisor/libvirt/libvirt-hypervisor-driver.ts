@@ -70,8 +70,12 @@ export interface LibvirtDriverOptions {
   readonly hasher?: FileHasher;
   readonly virshPath?: string;
   readonly qemuImgPath?: string;
-  /** GNU coreutils `cp`, the byte copy of a restore from a standalone uncompressed snapshot. */
+  /** GNU coreutils `cp`: the byte copy of a plain disk (create) or a plain snapshot (restore). */
   readonly cpPath?: string;
+  /** `qemu-io` (qemu-utils): holds a shut-off disk's image lock while `cp` copies it. */
+  readonly qemuIoPath?: string;
+  /** GNU coreutils `stdbuf`: makes qemu-io say at once that it holds the lock. */
+  readonly stdbufPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
   readonly commandTimeoutMs?: number;
   /** A disk copy or check fails with `timeout` when slower than this (bytes/s of virtual size). Default 16 MiB/s. */
@@ -133,6 +137,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private readonly virshPath: string;
   private readonly qemuImgPath: string;
   private readonly cpPath: string;
+  private readonly qemuIoPath: string;
+  private readonly stdbufPath: string;
   private readonly compression: 'none' | 'zstd';
   private readonly stopGraceSeconds: number;
   private readonly commandTimeoutMs: number;
@@ -151,6 +157,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.virshPath = options.virshPath ?? 'virsh';
     this.qemuImgPath = options.qemuImgPath ?? 'qemu-img';
     this.cpPath = options.cpPath ?? 'cp';
+    this.qemuIoPath = options.qemuIoPath ?? 'qemu-io';
+    this.stdbufPath = options.stdbufPath ?? 'stdbuf';
     this.compression = options.compression ?? 'none';
     this.stopGraceSeconds = options.stopGraceSeconds ?? 60;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 60_000;
@@ -239,17 +247,21 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       report(0);
       // A zstd live copy holds the uncompressed backup and the compressed copy at once.
       const twoPass = state !== 'shut off' && this.compression === 'zstd';
-      const required = waited ? await this.measureRequired(server.diskPath, signal) : measured;
+      // A byte copy of a plain disk (see copyShutOffDisk) is as large as the disk file, which can
+      // exceed what a convert would write (clusters the guest freed are still in the file).
+      const byteCopy = state === 'shut off' && this.compression === 'none' && src.plain;
+      const measuredNow = waited ? await this.measureRequired(server.diskPath, signal) : measured;
+      const required = byteCopy ? Math.max(measuredNow, src.actualSize) : measuredNow;
       await this.requireSpace(snap.snapshotDir, required, twoPass ? 2 : 1);
 
       let consistency: SnapshotConsistency;
+      let leaksCopied = false;
       if (state === 'shut off') {
-        await this.convert(server.diskPath, files.partial, {
-          compress: this.compression === 'zstd',
+        leaksCopied = await this.copyShutOffDisk(server.diskPath, files.partial, byteCopy, {
           signal,
           virtualSize: src.virtualSize,
+          bytes: src.actualSize,
           onPct: scaled(report, 0, 90),
-          fallback: 'copy_failed',
         });
         consistency = 'stopped';
       } else {
@@ -279,7 +291,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       // CPU). Any failure stops the others; nothing is committed before all three succeeded.
       const expectedBytes = await fileSize(files.partial);
       const [check, actualSize, hashed] = await together(signal, [
-        (s) => this.verifyImage(files.partial, src.virtualSize, s, 'verification_failed'),
+        (s) => this.verifyImage(files.partial, src.virtualSize, s, 'verification_failed', leaksCopied),
         async () => {
           await fsp.chmod(files.partial, 0o600);
           await fsyncFile(files.partial);
@@ -662,6 +674,95 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // qemu-img
   // ------------------------------------------------------------------------------------------------
 
+  /**
+   * The copy of a shut-off disk. A plain disk (`imageInfo().plain`) is copied byte for byte with `cp`
+   * while a read-only `qemu-io` holds qemu's image lock on it — the lock `qemu-img convert` would take:
+   * no domain can start on the disk and no qemu-img can write it until the copy is done, and a disk
+   * some qemu has open for writing is refused (`invalid_power_state`). Anything else (or a disk that
+   * stopped being plain before the lock was held) is copied by `qemu-img convert`. Returns whether the
+   * copy may carry the disk's leaked clusters (a byte copy: harmless, `qemu-img check` exit 3).
+   */
+  private async copyShutOffDisk(
+    disk: string,
+    dest: string,
+    byteCopy: boolean,
+    o: { signal?: AbortSignal; virtualSize: number; bytes: number; onPct: (pct: number) => void },
+  ): Promise<boolean> {
+    if (byteCopy) {
+      const lock = await this.holdImageLock(disk, o.virtualSize, o.signal);
+      try {
+        // Looked at again under the lock: nothing can change the disk from here on.
+        const now = await this.imageInfo(disk, true);
+        if (now.plain && now.virtualSize === o.virtualSize) {
+          const length = (await fileSize(disk)) ?? now.actualSize;
+          await this.byteCopy(disk, dest, { ...o, bytes: length });
+          if (!lock.held()) {
+            throw hvError('copy_failed', `the image lock on ${disk} ended before its copy did`);
+          }
+          return true;
+        }
+      } finally {
+        await lock.release();
+      }
+    }
+    await this.convert(disk, dest, {
+      compress: this.compression === 'zstd',
+      signal: o.signal,
+      virtualSize: o.virtualSize,
+      onPct: o.onPct,
+      fallback: 'copy_failed',
+    });
+    return false;
+  }
+
+  /**
+   * Opens `disk` read-only in `qemu-io` and keeps it open — holding qemu's image lock, which shuts
+   * out every writer — until `release()` (or the copy deadline). Resolves once the lock is held:
+   * qemu-io prints the image length only after it has opened the image with its locks (`stdbuf -oL`
+   * so that line arrives at once, not when qemu-io exits). A disk that a qemu process has open for
+   * writing is `invalid_power_state`.
+   */
+  private async holdImageLock(
+    disk: string,
+    virtualSize: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ held: () => boolean; release: () => Promise<void> }> {
+    const timeoutMs = this.copyTimeoutMs(virtualSize);
+    const qemuIoArgs = ['-r', '-f', 'qcow2', '-c', 'length', '-c', `sleep ${timeoutMs}`, disk];
+    const args = ['-oL', this.qemuIoPath, ...qemuIoArgs];
+    const { controller, dispose } = childController(signal);
+    let announceHeld = (): void => undefined;
+    const heldNow = new Promise<'held'>((resolve) => (announceHeld = () => resolve('held')));
+    let running = true;
+    const ended = this.runner
+      .run(this.stdbufPath, args, {
+        timeoutMs: timeoutMs + this.commandTimeoutMs,
+        signal: controller.signal,
+        onStdout: () => announceHeld(),
+        env: { LC_ALL: 'C' },
+      })
+      .then(
+        (r) => ({ r }),
+        (e: unknown) => ({ e }),
+      )
+      .finally(() => {
+        running = false;
+        dispose();
+      });
+    const first = await Promise.race([heldNow, ended]);
+    if (first !== 'held') {
+      if ('e' in first) throw toHypervisorError(first.e, 'hypervisor_error', 'qemu-io (image lock)');
+      throw classifyToolFailure(this.qemuIoPath, qemuIoArgs, first.r, 'copy_failed');
+    }
+    return {
+      held: () => running,
+      release: async () => {
+        controller.abort();
+        await ended;
+      },
+    };
+  }
+
   private async convert(
     source: string,
     dest: string,
@@ -695,7 +796,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async imageInfo(
     file: string,
     forceShare: boolean,
-  ): Promise<{ virtualSize: number; actualSize: number; clusterSize: number; standalone: boolean }> {
+  ): Promise<{
+    virtualSize: number;
+    actualSize: number;
+    clusterSize: number;
+    standalone: boolean;
+    plain: boolean;
+  }> {
     const args = ['info', ...(forceShare ? ['-U'] : []), '-f', 'qcow2', '--output=json', file];
     const r = await this.qemuImg(args, 'hypervisor_error');
     const o = parseJsonObject(r.stdout);
@@ -722,7 +829,20 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       o?.['full-backing-filename'] === undefined &&
       dataFile === undefined &&
       o?.['dirty-flag'] !== true;
-    return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536, standalone };
+    // Plain: standalone, and nothing a convert would leave out or fail on — internal snapshots,
+    // persistent bitmaps, encryption — nor marked corrupt. A byte copy of a plain image is the same
+    // disk as a convert of it.
+    const d =
+      data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
+    const snapshots = o?.snapshots;
+    const plain =
+      standalone &&
+      (snapshots === undefined || (Array.isArray(snapshots) && snapshots.length === 0)) &&
+      (d.bitmaps === undefined || (Array.isArray(d.bitmaps) && d.bitmaps.length === 0)) &&
+      d.encrypt === undefined &&
+      d.corrupt !== true &&
+      o?.['encrypted'] !== true;
+    return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536, standalone, plain };
   }
 
   /**
