@@ -144,7 +144,7 @@ function printDisk(d) {
   console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, page cache dropped: ${s.cacheDropped}\n`);
   console.log('| measure | figure |\n|---|---|');
   console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
-  console.log(`| driver create (convert; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
+  console.log(`| driver create (cp under the image lock; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
   console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
   console.log(`| reference: sha256 pass over the fresh copy (page cache warm), alone | ${fmt(s.sha256WarmMiBps, 0)} MiB/s |`);
   console.log(`| driver restore (cp; sha256 of the copy ∥ check ∥ fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
