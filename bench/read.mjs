@@ -37,23 +37,27 @@ async function withWriter(databaseUrl, serverId, perSecond, fn) {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   let n = 0;
+  let last = Promise.resolve();
   const timer = setInterval(() => {
     n++;
-    client
+    const text = `nightly backup, touched ${n}`;
+    // One statement at a time on the connection (pg refuses to queue them itself from pg@9 on).
+    last = last.then(() => client
       .query(
         // The oldest snapshot of the account, on a server no case reads: the answers stay the same bytes,
         // but the account's listing version moves with every write.
         `UPDATE snapshots SET description = $1 WHERE id = (
            SELECT id FROM snapshots WHERE account_id = 1 AND deleted_at IS NULL
              AND server_id NOT BETWEEN $2 AND $2 + 31 ORDER BY created_at, id LIMIT 1)`,
-        [`nightly backup, touched ${n}`, serverId],
+        [text, serverId],
       )
-      .catch(() => undefined);
+      .then(() => undefined, () => undefined));
   }, 1000 / perSecond);
   try {
     return await fn();
   } finally {
     clearInterval(timer);
+    await last;
     await client.end();
   }
 }
