@@ -424,19 +424,9 @@ describeLibvirt('libvirt driver on real images', () => {
     const { s, snap, restoring, diskSha } = await serverWithSnapshot(driver, { sizeMiB: 512, dataMiB: 384 });
     hashes.length = 0;
     const ac = new AbortController();
-    let running: number | null = null;
-    // Abort as soon as the copy's process exists.
-    runner.intercept((cmd, args, _opts, real) => {
-      if (args.at(-1) !== restoring || !isCopy(cmd, args)) return undefined;
-      const p = real();
-      setImmediate(() => {
-        running = copierWriting(restoring);
-        ac.abort();
-      });
-      return p;
-    });
+    const copy = abortOnceCopying(runner, restoring, ac);
     await expectCode(driver.restoreSnapshot(s, snap, noProgress, { signal: ac.signal }), 'cancelled');
-    expect(running).not.toBeNull(); // the copy was running when the abort came
+    expect(copy.pidAtAbort()).not.toBeNull(); // the copy was running when the abort came
     expect(copierWriting(restoring)).toBeNull();
     expect(hashes).toEqual([]); // the hash runs after the copy: it never started
     expect(await exists(restoring)).toBe(false);
@@ -535,21 +525,12 @@ describeLibvirt('libvirt driver on real images', () => {
     const snap = newSnap(await snapDir('create-abort'));
     const partial = `${snapFile(snap)}.partial`;
     const ac = new AbortController();
-    let running: number | null = null;
-    runner.intercept((cmd, args, _opts, real) => {
-      if (args.at(-1) !== partial || !isCopy(cmd, args)) return undefined;
-      const p = real();
-      setImmediate(() => {
-        running = copierWriting(partial);
-        ac.abort();
-      });
-      return p;
-    });
+    const copy = abortOnceCopying(runner, partial, ac);
     await expectCode(
       driverWith({ runner }).createSnapshot(s, snap, noProgress, { signal: ac.signal }),
       'cancelled',
     );
-    expect(running).not.toBeNull();
+    expect(copy.pidAtAbort()).not.toBeNull();
     expect(copierWriting(partial)).toBeNull();
     expect(await listDir(snap.snapshotDir)).toEqual([]);
     expect((await tryWrite(s.diskPath)).code).toBe(0); // the lock holder is gone too
@@ -723,6 +704,25 @@ function countCopies(runner: ScriptedRunner): { started: () => number; maxAtOnce
     return real().finally(() => active--);
   });
   return { started: () => started, maxAtOnce: () => max };
+}
+
+/** Aborts `ac` as soon as the copy (cp / qemu-img convert) into `target` exists as a process. */
+function abortOnceCopying(
+  runner: ScriptedRunner,
+  target: string,
+  ac: AbortController,
+): { pidAtAbort: () => number | null } {
+  let pid: number | null = null;
+  runner.intercept((cmd, args, _opts, real) => {
+    if (args.at(-1) !== target || !isCopy(cmd, args)) return undefined;
+    const p = real();
+    setImmediate(() => {
+      pid = copierWriting(target);
+      ac.abort();
+    });
+    return p;
+  });
+  return { pidAtAbort: () => pid };
 }
 
 /** A disk copy: `cp` or `qemu-img convert`. */
