@@ -151,20 +151,20 @@ function printDisk(d) {
   console.log(`| sparse ${fmt(s.sparseVirtualGiB, 0)} GiB disk (${fmt(s.sparseActualMiB, 0)} MiB allocated): create time / dense create time | ${fmt(s.sparseCreateVsDenseCreate, 2)}×, snapshot ${fmt(s.sparseSnapshotMiB, 0)} MiB |`);
   console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
   console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);
-  console.log(`| driver process RSS (min → max while copying) / qemu-img RSS max | ${fmt(s.driverNodeRssMinMB, 0)} → ${fmt(s.driverNodeRssMaxMB, 0)} MB / ${fmt(s.qemuImgRssMaxMB, 0)} MB |`);
+  console.log(`| driver process RSS (min → max while copying) / its tools' RSS max (cp, qemu-io, qemu-img) | ${fmt(s.driverNodeRssMinMB, 0)} → ${fmt(s.driverNodeRssMaxMB, 0)} MB / ${fmt(s.qemuImgRssMaxMB, 0)} MB |`);
   if (d.worker) {
     const w = d.worker;
-    console.log(`| worker process, real create of a ${fmt(d.big.actual / 2 ** 30, 2)} GiB image (${w.status}, ${fmt(w.seconds, 1)} s): RSS after start-up → max | ${fmt(w.rssStartMB, 0)} → ${fmt(w.rssMaxMB, 0)} MB (qemu-img ${fmt(w.qemuImgRssMaxMB, 0)} MB) |`);
+    console.log(`| worker process, real create of a ${fmt(d.big.actual / 2 ** 30, 2)} GiB image (${w.status}, ${fmt(w.seconds, 1)} s): RSS after start-up → max | ${fmt(w.rssStartMB, 0)} → ${fmt(w.rssMaxMB, 0)} MB (its tools ${fmt(w.qemuImgRssMaxMB, 0)} MB) |`);
   }
 }
 
 function printMemory(m) {
   const what =
     m.driver === 'libvirt'
-      ? `real libvirt create of a ${fmt(m.imageBytes / 2 ** 30, 2)} GiB qcow2 (qemu-img copies)`
+      ? `real libvirt create of a ${fmt(m.imageBytes / 2 ** 30, 2)} GiB qcow2 (cp under qemu-io's image lock copies it)`
       : 'FAKE driver (no libvirt here): a simulated 40 s copy, no bytes copied';
   console.log(`\n### Worker RSS: \`node dist/main.js worker\`, idle ${m.idleSeconds} s then a ${what}; ${m.rounds} rounds, A B A B, medians\n`);
-  console.log('| build | idle (last 3 s) | idle max | during the job: median | max | job s | qemu-img max |');
+  console.log('| build | idle (last 3 s) | idle max | during the job: median | max | job s | its tools max (cp, qemu-io, qemu-img) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const s of m.summary) {
     console.log(`| ${s.variant} | ${fmt(s.idleMB, 0)} MB | ${fmt(s.idleMaxMB, 0)} MB | ${fmt(s.jobMedianMB, 0)} MB | ${fmt(s.jobMaxMB, 0)} MB | ${fmt(s.jobSeconds, 1)} | ${fmt(s.qemuImgMaxMB, 0)} MB |`);

@@ -164,15 +164,16 @@ async function runOnce({ dir, databaseUrl, redisUrl, driver, disk, domain, snapD
 /** variants: [{ name, dir }] — builds measured side by side, in alternation, `rounds` times each. */
 export async function workerMemoryBench({ databaseUrl, redisUrl, quick, variants, log = () => undefined }) {
   const driver = libvirtUsable() ? 'libvirt' : 'fake';
-  const rounds = quick ? 2 : 4;
-  const idleMs = 8000;
+  // --quick: one round when there is nothing to alternate with, and a shorter idle phase (under 2 min in all).
+  const rounds = quick ? (variants.length > 1 ? 2 : 1) : 4;
+  const idleMs = quick ? 5000 : 8000;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-wmem-'));
   const domain = `bench-wmem-${RUN_ID}`;
   const disk = path.join(work, 'big.qcow2');
   const res = { driver, rounds, idleSeconds: idleMs / 1000, runs: [], imageBytes: null };
   try {
     if (driver === 'libvirt') {
-      const data = (quick ? 2 : 3) * GiB;
+      const data = (quick ? 1 : 3) * GiB;
       log(`memory: writing a ${data / GiB} GiB qcow2 of mixed data`);
       res.imageBytes = makeImage(disk, data);
       defineDomain(domain, disk);
