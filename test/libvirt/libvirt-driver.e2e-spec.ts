@@ -495,6 +495,35 @@ describeLibvirt('libvirt driver on real images', () => {
     }
   });
 
+  it('create: a disk with leaked clusters is still byte-copied (leaks are harmless); its snapshot restores through convert', async () => {
+    const runner = new ScriptedRunner();
+    const driver = driverWith({ runner });
+    const s = await server({ dataMiB: 8 });
+    // Leaks without damage: an internal snapshot raises every cluster's refcount, then the header's
+    // snapshot count (4 bytes at offset 60) is zeroed — the clusters stay counted but unreferenced.
+    await run('qemu-img', ['snapshot', '-c', 'forgotten', s.diskPath]);
+    const header = await fsp.open(s.diskPath, 'r+');
+    await header.write(Buffer.alloc(4), 0, 4, 60);
+    await header.close();
+    await expect(run('qemu-img', ['check', '-f', 'qcow2', s.diskPath])).rejects.toThrow(
+      /failed \(3\): Leaked cluster/,
+    ); // exit 3: leaks only
+    const diskSha = await sha256OfFile(s.diskPath);
+    const snap = newSnap(await snapDir('create-leaks'));
+    const copiers = (): string[] => runner.calls.filter((c) => isCopy(c.cmd, c.args)).map((c) => c.cmd);
+
+    await driver.createSnapshot(s, snap, noProgress);
+    expect(copiers()).toEqual(['cp']);
+    expect(await sha256OfFile(snapFile(snap))).toBe(diskSha);
+
+    runner.calls.length = 0;
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x66 0 3M', s.diskPath]);
+    await driver.restoreSnapshot(s, snap, noProgress);
+    expect(copiers()).toEqual(['qemu-img']); // a snapshot with leaks is not byte-copied into a disk
+    await qemuImgCompare(snapFile(snap), s.diskPath);
+    await run('qemu-img', ['check', '-f', 'qcow2', s.diskPath]); // the restored disk has no leaks
+  });
+
   it('create: a shut-off disk that another qemu has open for writing is invalid_power_state, nothing written', async () => {
     const s = await server({ dataMiB: 8 });
     const dir = await snapDir('create-held');
