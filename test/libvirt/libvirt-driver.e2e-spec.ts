@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
@@ -546,6 +547,40 @@ describeLibvirt('libvirt driver on real images', () => {
       holder.abort();
       await holding;
     }
+  });
+
+  it('create: a worker killed during the byte copy does not leave the disk locked', async () => {
+    const s = await server({ dataMiB: 8 });
+    const dir = await snapDir('create-die');
+    const worker = spawn(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        path.join(__dirname, 'support', 'create-then-die.ts'),
+        LIBVIRT_URI,
+        s.domain,
+        s.diskPath,
+        dir,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.stdout.on('data', (d: Buffer) => String(d).includes('copying') && resolve());
+        worker.on('exit', (code) => reject(new Error(`the worker exited (${code}) before copying`)));
+      });
+      expect((await tryWrite(s.diskPath)).stderr).toMatch(/Failed to get "write" lock/); // held
+    } finally {
+      worker.kill('SIGKILL');
+    }
+    // The lock holder reads its commands from the dead worker's pipe: it ends with it.
+    let w = await tryWrite(s.diskPath);
+    for (let i = 0; i < 50 && w.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      w = await tryWrite(s.diskPath);
+    }
+    expect(w).toMatchObject({ code: 0 });
   });
 
   it('create: aborting the byte copy stops cp, releases the image lock and leaves nothing', async () => {

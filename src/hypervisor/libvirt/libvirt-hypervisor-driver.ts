@@ -717,28 +717,34 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   /**
    * Opens `disk` read-only in `qemu-io` and keeps it open — holding qemu's image lock, which shuts
-   * out every writer — until `release()` (or the copy deadline). Resolves once the lock is held:
-   * qemu-io prints the image length only after it has opened the image with its locks (`stdbuf -oL`
-   * so that line arrives at once, not when qemu-io exits). A disk that a qemu process has open for
-   * writing is `invalid_power_state`.
+   * out every writer — until `release()` (or the copy deadline). qemu-io reads its commands from a
+   * pipe this process keeps open, so it also exits (and the lock goes) the moment this process dies:
+   * a crashed worker never leaves a disk locked. Resolves once the lock is held: qemu-io answers the
+   * `length` command only after it has opened the image with its locks (`stdbuf -oL` so the answer
+   * is not held back in a buffer). A disk that a qemu process has open for writing is
+   * `invalid_power_state`.
    */
   private async holdImageLock(
     disk: string,
     virtualSize: number,
     signal: AbortSignal | undefined,
   ): Promise<{ held: () => boolean; release: () => Promise<void> }> {
-    const timeoutMs = this.copyTimeoutMs(virtualSize);
-    const qemuIoArgs = ['-r', '-f', 'qcow2', '-c', 'length', '-c', `sleep ${timeoutMs}`, disk];
+    const qemuIoArgs = ['-r', '-f', 'qcow2', disk];
     const args = ['-oL', this.qemuIoPath, ...qemuIoArgs];
     const { controller, dispose } = childController(signal);
     let announceHeld = (): void => undefined;
     const heldNow = new Promise<'held'>((resolve) => (announceHeld = () => resolve('held')));
+    let output = '';
     let running = true;
     const ended = this.runner
       .run(this.stdbufPath, args, {
-        timeoutMs: timeoutMs + this.commandTimeoutMs,
+        timeoutMs: this.copyTimeoutMs(virtualSize) + this.commandTimeoutMs,
         signal: controller.signal,
-        onStdout: () => announceHeld(),
+        stdin: 'length\n',
+        onStdout: (chunk) => {
+          output += chunk;
+          if (output.includes('\n')) announceHeld(); // the answer to `length`
+        },
         env: { LC_ALL: 'C' },
       })
       .then(

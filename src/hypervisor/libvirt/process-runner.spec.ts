@@ -120,6 +120,33 @@ describe('ProcessRunner', () => {
     expect(alive(pid)).toBe(false);
   });
 
+  // The child echoes what it reads, and says `eof` when its input ends.
+  const echo =
+    'process.stdin.on("data", (d) => process.stdout.write(d)); process.stdin.on("end", () => console.log("eof"));';
+
+  it('without stdin the child reads end of input at once', async () => {
+    const r = await runner.run(node, ['-e', echo], { timeoutMs: 10_000 });
+    expect(r).toMatchObject({ code: 0, stdout: 'eof\n' });
+  });
+
+  it('writes stdin and keeps it open until the child is stopped', async () => {
+    const ac = new AbortController();
+    let seen = '';
+    const p = runner.run(node, ['-e', echo], {
+      timeoutMs: 30_000,
+      signal: ac.signal,
+      stdin: 'length\n',
+      onStdout: (c) => {
+        seen += c;
+      },
+    });
+    while (!seen.includes('length\n')) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen).toBe('length\n'); // no end of input while this process holds the pipe
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ kind: 'aborted' });
+  });
+
   it('rejects at once when the signal is already aborted', async () => {
     const ac = new AbortController();
     ac.abort();

@@ -24,6 +24,12 @@ export interface RunOptions {
   readonly killGraceMs?: number;
   /** Extra environment (merged over the current one). */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Written to the child's standard input, which then stays open until the child ends: the child
+   * reads end-of-input only when it is stopped or when this process dies (e.g. a qemu-io reading its
+   * commands). Without it the child's stdin is at its end from the start.
+   */
+  readonly stdin?: string;
 }
 
 export interface RunResult {
@@ -111,7 +117,7 @@ export class ProcessRunner {
       let killTimer: NodeJS.Timeout | undefined;
 
       const child = spawn(cmd, [...args], {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['pipe', 'pipe', 'pipe'],
         shell: false,
         env: opts.env ? { ...process.env, ...opts.env } : process.env,
       });
@@ -140,6 +146,7 @@ export class ProcessRunner {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
 
       const cleanup = (): void => {
+        child.stdin.destroy();
         clearTimeout(timer);
         if (killTimer) clearTimeout(killTimer);
         opts.signal?.removeEventListener('abort', onAbort);
@@ -156,6 +163,10 @@ export class ProcessRunner {
         }
       });
       child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+      child.stdin.on('error', () => undefined); // EPIPE when the child exits first
+      if (opts.stdin === undefined)
+        child.stdin.end(); // end of input at once, as /dev/null
+      else child.stdin.write(opts.stdin);
 
       child.on('error', (e: NodeJS.ErrnoException) => {
         // spawn failure (ENOENT, EACCES); 'close' may not follow.
