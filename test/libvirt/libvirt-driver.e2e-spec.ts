@@ -529,24 +529,48 @@ describeLibvirt('libvirt driver on real images', () => {
     const s = await server({ dataMiB: 8 });
     const dir = await snapDir('create-held');
     const holder = new AbortController();
+    let opened: () => void = () => undefined;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    // A qemu-io with the disk open for writing: it prints the length once it holds the lock.
     const holding = new ProcessRunner()
       .run('stdbuf', ['-oL', 'qemu-io', '-f', 'qcow2', '-c', 'length', '-c', 'sleep 60000', s.diskPath], {
         timeoutMs: 90_000,
         signal: holder.signal,
-        onStdout: () => undefined,
+        onStdout: () => opened(),
       })
-      .catch(() => undefined);
+      .then(
+        (r) => r,
+        () => undefined,
+      );
     try {
-      // Wait until the holder has the disk open (a write then fails on the lock).
-      for (let i = 0; i < 100 && (await tryWrite(s.diskPath)).code === 0; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const r = await Promise.race([open.then(() => 'open' as const), holding]);
+      expect(r).toBe('open'); // not ended before it held the disk
       await expectCode(driverWith().createSnapshot(s, newSnap(dir), noProgress), 'invalid_power_state');
       expect(await listDir(dir)).toEqual([]);
     } finally {
       holder.abort();
       await holding;
     }
+  });
+
+  it('create: a lock holder that dies during the byte copy fails the copy (copy_failed), nothing kept', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 8 });
+    const dir = await snapDir('create-lost-lock');
+    let killed: number | null = null;
+    runner.intercept((cmd, args, _opts, real) => {
+      if (!isCopy(cmd, args)) return undefined;
+      killed = processWith('qemu-io', s.diskPath);
+      if (killed !== null) process.kill(killed, 'SIGKILL'); // a writer could start from here on
+      return real();
+    });
+    const e = await expectCode(
+      driverWith({ runner }).createSnapshot(s, newSnap(dir), noProgress),
+      'copy_failed',
+    );
+    expect(killed).not.toBeNull();
+    expect(e.detail).toMatch(/image lock .* ended before its copy did/);
+    expect(await listDir(dir)).toEqual([]);
   });
 
   it('create: a worker killed during the byte copy does not leave the disk locked', async () => {
@@ -796,6 +820,11 @@ function isCopy(cmd: string, args: readonly string[]): boolean {
 
 /** The pid of a qemu-img or cp process that has `file` among its arguments. */
 function copierWriting(file: string): number | null {
+  return processWith('qemu-img', file) ?? processWith('cp', file);
+}
+
+/** The pid of a process whose program name ends with `program` and that has `file` among its arguments. */
+function processWith(program: string, file: string): number | null {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   for (const entry of fs.readdirSync('/proc')) {
@@ -807,7 +836,7 @@ function copierWriting(file: string): number | null {
       continue;
     }
     const argv = cmdline.split('\0');
-    if ((argv[0].endsWith('qemu-img') || argv[0].endsWith('cp')) && argv.includes(file)) return Number(entry);
+    if (argv[0].endsWith(program) && argv.includes(file)) return Number(entry);
   }
   return null;
 }

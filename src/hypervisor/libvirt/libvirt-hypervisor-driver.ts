@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
 import {
   CreateSnapshotResult,
   DriverCapabilities,
@@ -696,7 +697,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         if (now.plain && now.virtualSize === o.virtualSize) {
           const length = (await fileSize(disk)) ?? now.actualSize;
           await this.byteCopy(disk, dest, { ...o, bytes: length });
-          if (!lock.held()) {
+          if (!(await lock.stillHeld())) {
             throw hvError('copy_failed', `the image lock on ${disk} ended before its copy did`);
           }
           return true;
@@ -719,31 +720,32 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
    * Opens `disk` read-only in `qemu-io` and keeps it open — holding qemu's image lock, which shuts
    * out every writer — until `release()` (or the copy deadline). qemu-io reads its commands from a
    * pipe this process keeps open, so it also exits (and the lock goes) the moment this process dies:
-   * a crashed worker never leaves a disk locked. Resolves once the lock is held: qemu-io answers the
-   * `length` command only after it has opened the image with its locks (`stdbuf -oL` so the answer
-   * is not held back in a buffer). A disk that a qemu process has open for writing is
-   * `invalid_power_state`.
+   * a crashed worker never leaves a disk locked. Resolves once the lock is held: qemu-io answers a
+   * `length` command only while it has the image open with its locks (`stdbuf -oL` so the answer is
+   * not held back in a buffer). `stillHeld()` asks again: true on an answer, false when qemu-io has
+   * ended instead — a holder killed a moment ago is not mistaken for a live one. A disk that a qemu
+   * process has open for writing is `invalid_power_state`.
    */
   private async holdImageLock(
     disk: string,
     virtualSize: number,
     signal: AbortSignal | undefined,
-  ): Promise<{ held: () => boolean; release: () => Promise<void> }> {
+  ): Promise<{ stillHeld: () => Promise<boolean>; release: () => Promise<void> }> {
     const qemuIoArgs = ['-r', '-f', 'qcow2', disk];
     const args = ['-oL', this.qemuIoPath, ...qemuIoArgs];
     const { controller, dispose } = childController(signal);
-    let announceHeld = (): void => undefined;
-    const heldNow = new Promise<'held'>((resolve) => (announceHeld = () => resolve('held')));
-    let output = '';
-    let running = true;
+    const commands = new PassThrough();
+    let answers = 0; // qemu-io's prompt has no newline: each line is the answer to one `length`
+    let waiting: Array<{ answers: number; resolve: () => void }> = [];
     const ended = this.runner
       .run(this.stdbufPath, args, {
         timeoutMs: this.copyTimeoutMs(virtualSize) + this.commandTimeoutMs,
         signal: controller.signal,
-        stdin: 'length\n',
+        stdin: commands,
         onStdout: (chunk) => {
-          output += chunk;
-          if (output.includes('\n')) announceHeld(); // the answer to `length`
+          answers += chunk.split('\n').length - 1;
+          for (const w of waiting.filter((x) => answers >= x.answers)) w.resolve();
+          waiting = waiting.filter((x) => answers < x.answers);
         },
         env: { LC_ALL: 'C' },
       })
@@ -751,22 +753,26 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         (r) => ({ r }),
         (e: unknown) => ({ e }),
       )
-      .finally(() => {
-        running = false;
-        dispose();
-      });
-    const first = await Promise.race([heldNow, ended]);
-    if (first !== 'held') {
+      .finally(dispose);
+    const ask = (): Promise<boolean> => {
+      const answered = new Promise<boolean>((resolve) =>
+        waiting.push({ answers: answers + 1, resolve: () => resolve(true) }),
+      );
+      commands.write('length\n');
+      return Promise.race([answered, ended.then(() => false)]);
+    };
+    const release = async (): Promise<void> => {
+      controller.abort();
+      await ended;
+      commands.end();
+    };
+    if (!(await ask())) {
+      const first = await ended;
+      commands.end();
       if ('e' in first) throw toHypervisorError(first.e, 'hypervisor_error', 'qemu-io (image lock)');
       throw classifyToolFailure(this.qemuIoPath, qemuIoArgs, first.r, 'copy_failed');
     }
-    return {
-      held: () => running,
-      release: async () => {
-        controller.abort();
-        await ended;
-      },
-    };
+    return { stillHeld: ask, release };
   }
 
   private async convert(

@@ -1,3 +1,5 @@
+import { PassThrough } from 'node:stream';
+
 import { ProcessRunError, ProcessRunner } from './process-runner';
 
 const node = process.execPath;
@@ -145,6 +147,27 @@ describe('ProcessRunner', () => {
     expect(seen).toBe('length\n'); // no end of input while this process holds the pipe
     ac.abort();
     await expect(p).rejects.toMatchObject({ kind: 'aborted' });
+  });
+
+  it('pipes a stream into stdin: what is written later reaches the child too', async () => {
+    const ac = new AbortController();
+    const input = new PassThrough();
+    let seen = '';
+    const p = runner.run(node, ['-e', echo], {
+      timeoutMs: 30_000,
+      signal: ac.signal,
+      stdin: input,
+      onStdout: (c) => {
+        seen += c;
+      },
+    });
+    input.write('one\n');
+    while (!seen.includes('one\n')) await new Promise((r) => setTimeout(r, 10));
+    input.write('two\n');
+    while (!seen.includes('two\n')) await new Promise((r) => setTimeout(r, 10));
+    input.end(); // the stream's end is the child's end of input
+    await expect(p).resolves.toMatchObject({ code: 0, stdout: 'one\ntwo\neof\n' });
+    expect(ac.signal.aborted).toBe(false);
   });
 
   it('rejects at once when the signal is already aborted', async () => {

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 /**
  * Runs one external program (never through a shell) with a deadline, optional cancellation and
@@ -25,11 +26,12 @@ export interface RunOptions {
   /** Extra environment (merged over the current one). */
   readonly env?: NodeJS.ProcessEnv;
   /**
-   * Written to the child's standard input, which then stays open until the child ends: the child
-   * reads end-of-input only when it is stopped or when this process dies (e.g. a qemu-io reading its
-   * commands). Without it the child's stdin is at its end from the start.
+   * The child's standard input: a text written to it, or a stream piped into it (what the caller
+   * writes later arrives too). Either way it stays open until the child ends (or the stream ends):
+   * the child reads end-of-input only when it is stopped or when this process dies (e.g. a qemu-io
+   * reading its commands). Without it the child's stdin is at its end from the start.
    */
-  readonly stdin?: string;
+  readonly stdin?: string | Readable;
 }
 
 export interface RunResult {
@@ -166,7 +168,8 @@ export class ProcessRunner {
       child.stdin.on('error', () => undefined); // EPIPE when the child exits first
       if (opts.stdin === undefined)
         child.stdin.end(); // end of input at once, as /dev/null
-      else child.stdin.write(opts.stdin);
+      else if (typeof opts.stdin === 'string') child.stdin.write(opts.stdin);
+      else opts.stdin.pipe(child.stdin);
 
       child.on('error', (e: NodeJS.ErrnoException) => {
         // spawn failure (ENOENT, EACCES); 'close' may not follow.
