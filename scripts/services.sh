@@ -617,13 +617,13 @@ mounts_under() { # dir
 
 # Defined libvirt domains whose XML names a file under DIR (disk, kernel, serial log...).
 domains_using() { # dir
-  local dom
+  local dom xml
   have virsh && timeout 10 virsh -c "$LIBVIRT_URI" uri >/dev/null 2>&1 || return 0
   while IFS= read -r dom; do
     [ -n "$dom" ] || continue
-    if timeout 10 virsh -c "$LIBVIRT_URI" dumpxml --inactive -- "$dom" 2>/dev/null | grep -qF "$1/"; then
-      printf '%s\n' "$dom"
-    fi
+    # Read whole, then searched: `virsh | grep -q` would fail under pipefail when grep stops early.
+    xml="$(timeout 10 virsh -c "$LIBVIRT_URI" dumpxml --inactive -- "$dom" 2>/dev/null || true)"
+    if grep -qF -- "$1/" <<<"$xml"; then printf '%s\n' "$dom"; fi
   done < <(timeout 10 virsh -c "$LIBVIRT_URI" list --all --name 2>/dev/null)
 }
 

@@ -63,7 +63,7 @@ export class LocalStackEnvFile {
 
   /** The stderr line when the file was used: which file, and which database (password hidden). */
   usedNotice(env: Env): string {
-    return `cli: DATABASE_URL is not set; using the local stack's database ${withoutPassword(env.DATABASE_URL ?? '')} (from ${this.file})\n`;
+    return `cli: DATABASE_URL is not set; using the database of \`npm run local\`: ${withoutPassword(env.DATABASE_URL ?? '')} (recorded in ${this.file})\n`;
   }
 
   /** Added to "DATABASE_URL is required but not set" when there is no file to take it from. */

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { describeLibvirt, libvirtAvailability } from '../libvirt/support/lab';
+import { describeLibvirt, libvirtAvailability, virsh } from '../libvirt/support/lab';
 
 jest.setTimeout(240_000);
 
@@ -200,6 +200,26 @@ describe('a clone in a private directory (mode-0700 parent, a space in its path)
 
     const stopped = await services('stop', 'postgres', 'redis');
     expectSuccess('services.sh stop', stopped);
+    if (libvirtAvailability().ok) {
+      // A domain defined on a file in the image folder keeps it (as the demo domain of `npm run local`).
+      const domain = `vpstest-purge-${process.pid}-1`;
+      const xml = path.join(parent, 'tmp', `${domain}.xml`);
+      await fsp.writeFile(
+        xml,
+        `<domain type='qemu'><name>${domain}</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os>` +
+          `<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${paths.IMAGES_DIR}/disks/kept.qcow2'/>` +
+          `<target dev='vda' bus='virtio'/></disk></devices></domain>`,
+      );
+      await virsh('define', xml);
+      try {
+        const kept = await services('purge');
+        expect(kept.code).not.toBe(0);
+        expect(kept.stderr).toContain(domain);
+        expect(existsSync(paths.IMAGES_DIR) && existsSync(paths.LOCAL_STATE_DIR)).toBe(true);
+      } finally {
+        await virsh('undefine', '--domain', domain);
+      }
+    }
     expectSuccess('services.sh purge', await services('purge'));
     expect(existsSync(paths.LOCAL_STATE_DIR)).toBe(false);
     expect(existsSync(paths.IMAGES_DIR)).toBe(false);
