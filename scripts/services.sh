@@ -33,6 +33,7 @@
 #   SERVICES_DIR     state dir (default: scripts/paths.sh, /var/lib/admin-vps/<checkout id>/services
 #                    as root; must be reachable by the `postgres` OS user when running as root, i.e.
 #                    every parent directory needs o+x)
+#   IMAGES_DIR       what QEMU reads (scripts/paths.sh); only purge touches it
 #   PG_PORT          default 55432        REDIS_PORT   default 56379
 #   PG_FSYNC         on|off, default on (off is fine for throw-away test data)
 #   WITH_LIBVIRT     1 = include libvirt in the default service list
@@ -675,8 +676,14 @@ prepare_state_dir() {
   mkdir -p "$STATE_DIR"
 }
 
+# lock_state [existing]: with `existing`, only when the state dir exists (stop and purge must not
+# create what they find absent).
 lock_state() {
-  prepare_state_dir
+  if [ "${1:-}" = existing ]; then
+    [ -d "$STATE_DIR" ] || return 0
+  else
+    prepare_state_dir
+  fi
   exec 9>"$STATE_DIR/.lock"
   flock -w 300 9 || die "timed out waiting for the lock $STATE_DIR/.lock"
 }
@@ -723,7 +730,7 @@ case "$CMD" in
     exit 0
     ;;
   stop)
-    lock_state
+    lock_state existing
     # reverse order: libvirt, redis, postgres
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do "stop_${SERVICES[$i]}"; done
     ;;
@@ -742,11 +749,7 @@ case "$CMD" in
     ;;
   purge)
     [ "$#" -eq 0 ] || { log "purge takes no service names"; usage; }
-    # The lock only when the state exists: purge must not create what it is about to remove.
-    if [ -d "$STATE_DIR" ]; then
-      exec 9>"$STATE_DIR/.lock"
-      flock -w 300 9 || die "timed out waiting for the lock $STATE_DIR/.lock"
-    fi
+    lock_state existing
     cmd_purge
     ;;
   -h | --help | help)
