@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # `npm run local`: everything on this machine, from a fresh Debian as root.
 #  1. installs what is missing (Debian packages, npm packages), builds the production bundle;
-#  2. starts PostgreSQL, Redis and (when it can) libvirtd under .local/services;
+#  2. starts PostgreSQL, Redis and (when it can) libvirtd, their data outside the checkout
+#     (scripts/paths.sh: reachable by the service users even when the checkout is in a private home);
 #  3. migrates, seeds a demo account + token, an admin token, a node and a demo server — a real tiny
-#     Linux guest under libvirt when libvirt runs here, otherwise on the fake driver (said loudly);
+#     Linux guest under libvirt when libvirt runs here (its kernel, disk and snapshots in this
+#     checkout's image folder, which QEMU can read), otherwise on the fake driver (said loudly);
 #  4. runs the API and the worker from dist/ until Ctrl-C, then stops everything it started.
-# Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env.
+# Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env, and
+# .local/local.env, from which the operator CLI (`npm run cli`) takes the database in another terminal.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=paths.sh
+. scripts/paths.sh
 ROOT="$(pwd)"
 LOCAL="$ROOT/.local"
 mkdir -p "$LOCAL"
@@ -50,26 +55,33 @@ if ! psql "$DATABASE_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname='$
 fi
 export DATABASE_URL="${DATABASE_ADMIN_URL%/*}/$DB_NAME" REDIS_URL QUEUE_PREFIX=vps-local
 say "migrate"; npx prisma migrate deploy >/dev/null
+# For the operator CLI in another terminal, with nothing set there.
+node dist/cli/main.js local-env save >/dev/null
 
 cli() { node dist/cli/main.js "$@"; }
 say "seed"
 cli account create demo --if-missing >/dev/null
 cli account create operator --if-missing >/dev/null
-SNAPDIR="$LOCAL/snapshots"; mkdir -p "$SNAPDIR"
 if [ $with_libvirt = 1 ]; then
+  # QEMU (user libvirt-qemu) reads the kernel and the disk and writes live snapshots: all of them in
+  # this checkout's image folder, never under the checkout.
+  ensure_images_dir
+  SNAPDIR="$IMAGES_DIR/snapshots"
+  DEMO_DISK_DIR="$IMAGES_DIR/disks"
+  mkdir -p "$SNAPDIR" "$DEMO_DISK_DIR"
   NODE=local-libvirt
   cli node create "$NODE" --driver libvirt --uri qemu:///system --snapshot-dir "$SNAPDIR" --if-missing >/dev/null
-  GUEST="$LOCAL/guest"; bash scripts/guest/build-tiny-guest.sh "$GUEST" >&2
-  DOMAIN=vps-demo-web-server-01
-  DISK="$LOCAL/disks/web-server-01.qcow2"
+  bash scripts/guest/build-tiny-guest.sh "$GUEST_DIR" >&2
+  # One demo domain per checkout: each checkout's domain boots from its own disk.
+  DOMAIN="vps-demo-$CHECKOUT_ID"
+  DISK="$DEMO_DISK_DIR/web-server-01.qcow2"
   if [ ! -f "$DISK" ]; then
-    mkdir -p "$LOCAL/disks"
-    raw="$LOCAL/disks/.web-server-01.raw"
+    raw="$DEMO_DISK_DIR/.web-server-01.raw"
     truncate -s 256M "$raw" && mkfs.ext4 -q -F -L demo "$raw"
     qemu-img convert -f raw -O qcow2 "$raw" "$DISK" && rm -f "$raw"
   fi
   if ! virsh -q -c qemu:///system dominfo "$DOMAIN" >/dev/null 2>&1; then
-    bash scripts/guest/define-domain.sh "$DOMAIN" "$DISK" "$GUEST" --with-agent >&2
+    bash scripts/guest/define-domain.sh "$DOMAIN" "$DISK" "$GUEST_DIR" --with-agent >&2
   fi
   if virsh -q -c qemu:///system domstate "$DOMAIN" | grep -q 'shut off'; then
     virsh -q -c qemu:///system start "$DOMAIN" >/dev/null && DEMO_DOMAIN_STARTED="$DOMAIN"
@@ -78,6 +90,7 @@ if [ $with_libvirt = 1 ]; then
 else
   printf '\n\033[1;33m!! libvirt cannot run here: the demo uses the FAKE hypervisor driver (in-memory disks).\033[0m\n\n' >&2
   NODE=local-fake
+  SNAPDIR="$LOCAL/snapshots" # a name only: the fake driver keeps snapshots in memory
   cli node create "$NODE" --driver fake --snapshot-dir "$SNAPDIR" --if-missing >/dev/null
   SERVER_ID=$(cli server create --account demo --node "$NODE" --name web-server-01 --domain demo-web-server-01 --if-missing)
 fi
@@ -118,6 +131,8 @@ cat <<MSG
   admin.vps.org API running at $API_URL  (driver: $( [ $with_libvirt = 1 ] && echo libvirt || echo FAKE ), node: $NODE)
   demo token:  $API_TOKEN
   demo server: $SERVER_ID        (also in .local/demo.env; logs in .local/logs/)
+  database:    $DATABASE_URL$( [ $with_libvirt = 1 ] && printf '\n  images:      %s' "$IMAGES_DIR" )
+  operator CLI (any terminal, in this folder):  npm run --silent cli -- account list
 
   curl -H "Authorization: Bearer $API_TOKEN" $API_URL/api/v1/servers/
   curl -X POST $API_URL/api/v1/snapshots/ -H "Authorization: Bearer $API_TOKEN" \\

@@ -14,7 +14,10 @@
 #                     On a hard failure (exit 1) the services started by this same call are stopped
 #                     again, so nothing is left behind.
 #   stop    [svc...]  Stop what this script started, by the pid in its pid file (never by process
-#                     name). No-op when not running or when the instance is not ours.
+#                     name). No-op when not running or when the instance is not ours. Data is kept.
+#   purge             Remove this checkout's data and images (the per-checkout directories of
+#                     scripts/paths.sh that these scripts made): refused while one of this checkout's
+#                     services runs, a libvirt domain uses a file there, or something is mounted there.
 #   status  [svc...]  One line per service on stdout:
 #                       postgres running pid N port P | postgres running external port P | postgres stopped
 #                       redis running pid N port P    | redis running external port P    | redis stopped
@@ -27,8 +30,10 @@
 # libvirt when WITH_LIBVIRT=1.
 #
 # Environment
-#   SERVICES_DIR     state dir (default <repo>/.local/services; must be reachable by the `postgres`
-#                    OS user when running as root, i.e. every parent directory needs o+x)
+#   SERVICES_DIR     state dir (default: scripts/paths.sh, /var/lib/admin-vps/<checkout id>/services
+#                    as root; must be reachable by the `postgres` OS user when running as root, i.e.
+#                    every parent directory needs o+x)
+#   IMAGES_DIR       what QEMU reads (scripts/paths.sh); only purge touches it
 #   PG_PORT          default 55432        REDIS_PORT   default 56379
 #   PG_FSYNC         on|off, default on (off is fine for throw-away test data)
 #   WITH_LIBVIRT     1 = include libvirt in the default service list
@@ -56,8 +61,9 @@ set -euo pipefail
 umask 022
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
-STATE_DIR="${SERVICES_DIR:-$REPO_DIR/.local/services}"
+# shellcheck source=paths.sh
+. "$SCRIPT_DIR/paths.sh"
+STATE_DIR="$SERVICES_DIR"
 PG_PORT="${PG_PORT:-55432}"
 REDIS_PORT="${REDIS_PORT:-56379}"
 PG_FSYNC="${PG_FSYNC:-on}"
@@ -221,9 +227,9 @@ pg_answers() { # port
 }
 
 pg_prepare_dirs() {
-  mkdir -p "$STATE_DIR"
+  prepare_state_dir
   chmod a+x "$STATE_DIR"
-  if [ -z "${SERVICES_DIR:-}" ]; then chmod a+x "$REPO_DIR/.local"; fi
+  if [ "$SERVICES_DIR_IS_LEGACY" = 1 ]; then chmod a+x "$CHECKOUT_DIR/.local"; fi
   mkdir -p "$PG_DIR" "$PG_SOCK"
   if is_root; then
     if ! id -u postgres >/dev/null 2>&1; then
@@ -234,7 +240,7 @@ pg_prepare_dirs() {
     chown postgres:postgres "$PG_DIR" "$PG_SOCK"
     [ -d "$PG_DATA" ] && chown -R postgres:postgres "$PG_DATA"
     if ! runuser -u postgres -- test -w "$PG_DIR" -a -x "$PG_DIR"; then
-      die "the postgres OS user cannot reach $PG_DIR (a parent directory lacks o+x). Fix the permissions or set SERVICES_DIR to a reachable path, e.g. /var/tmp/vps-services"
+      die "the postgres OS user cannot reach $PG_DIR (a parent directory lacks o+x). Fix the permissions or leave SERVICES_DIR unset (default: under $LOCAL_STATE_DIR)"
     fi
   fi
   # 755: clients of other users must reach the socket dir; the data dir itself is 0700 (initdb).
@@ -600,6 +606,58 @@ status_libvirt() {
   fi
 }
 
+# ---------------------------------------------------------------- purge
+# Mount points under DIR (tmpfs of an interrupted test lab): removing DIR must not reach into them.
+mounts_under() { # dir
+  local _src mp _rest
+  while read -r _src mp _rest; do
+    mp="$(printf '%b' "$mp")" # /proc/mounts writes a space as \040
+    case "$mp" in "$1"/*) printf '%s\n' "$mp" ;; esac
+  done </proc/mounts
+}
+
+# Defined libvirt domains whose XML names a file under DIR (disk, kernel, serial log...).
+domains_using() { # dir
+  local dom xml
+  have virsh && timeout 10 virsh -c "$LIBVIRT_URI" uri >/dev/null 2>&1 || return 0
+  while IFS= read -r dom; do
+    [ -n "$dom" ] || continue
+    # Read whole, then searched: `virsh | grep -q` would fail under pipefail when grep stops early.
+    xml="$(timeout 10 virsh -c "$LIBVIRT_URI" dumpxml --inactive -- "$dom" 2>/dev/null || true)"
+    if grep -qF -- "$1/" <<<"$xml"; then printf '%s\n' "$dom"; fi
+  done < <(timeout 10 virsh -c "$LIBVIRT_URI" list --all --name 2>/dev/null)
+}
+
+cmd_purge() {
+  local running=() targets=() d mark found
+  pg_pid >/dev/null && running+=(postgres)
+  redis_pid >/dev/null && running+=(redis)
+  { libvirtd_pid >/dev/null || virtlogd_pid >/dev/null; } && running+=(libvirt)
+  [ "${#running[@]}" -eq 0 ] || die "still running from this checkout: ${running[*]}; first run: $0 stop ${running[*]}"
+  for d in "$LOCAL_STATE_DIR" "$IMAGES_DIR"; do
+    mark="$(head -n 1 "$d/$OWNER_MARK" 2>/dev/null || true)"
+    if [ "$mark" = "$CHECKOUT_DIR" ]; then
+      targets+=("$d")
+    elif [ -e "$d" ]; then
+      log "leaving $d alone (not made by these scripts for this checkout)"
+    fi
+  done
+  if [ "${#targets[@]}" -eq 0 ]; then
+    log "nothing to purge for $CHECKOUT_DIR"
+    return 0
+  fi
+  for d in "${targets[@]}"; do
+    found="$(mounts_under "$d")"
+    [ -z "$found" ] || die "mounted under $d (unmount first): $(echo "$found" | tr '\n' ' ')"
+    found="$(domains_using "$d")"
+    [ -z "$found" ] || die "libvirt domains use files under $d: $(echo "$found" | tr '\n' ' ')(remove them first: virsh -c $LIBVIRT_URI undefine NAME)"
+  done
+  for d in "${targets[@]}"; do
+    rm -rf --one-file-system -- "$d"
+    log "removed $d"
+  done
+}
+
 # ---------------------------------------------------------------- main
 usage() { # [exit code, default 2]
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
@@ -612,8 +670,20 @@ default_services() {
   return 0
 }
 
-lock_state() {
+# The default services dir lives in this checkout's state dir, made traversable for the service users.
+prepare_state_dir() {
+  case "$STATE_DIR" in "$LOCAL_STATE_DIR"/*) ensure_state_dir ;; esac
   mkdir -p "$STATE_DIR"
+}
+
+# lock_state [existing]: with `existing`, only when the state dir exists (stop and purge must not
+# create what they find absent).
+lock_state() {
+  if [ "${1:-}" = existing ]; then
+    [ -d "$STATE_DIR" ] || return 0
+  else
+    prepare_state_dir
+  fi
   exec 9>"$STATE_DIR/.lock"
   flock -w 300 9 || die "timed out waiting for the lock $STATE_DIR/.lock"
 }
@@ -648,6 +718,9 @@ case "$CMD" in
     cmd_install "${SERVICES[@]}"
     ;;
   start)
+    if [ "$SERVICES_DIR_IS_LEGACY" = 1 ]; then
+      log "using $STATE_DIR, where an earlier version kept its data (new checkouts keep it under $LOCAL_STATE_DIR)"
+    fi
     lock_state
     trap 'rc=$?; [ "$rc" -ne 0 ] && rollback; exit "$rc"' EXIT
     for s in "${SERVICES[@]}"; do "start_$s"; done
@@ -657,7 +730,7 @@ case "$CMD" in
     exit 0
     ;;
   stop)
-    lock_state
+    lock_state existing
     # reverse order: libvirt, redis, postgres
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do "stop_${SERVICES[$i]}"; done
     ;;
@@ -673,6 +746,11 @@ case "$CMD" in
     echo "export DATABASE_ADMIN_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
     echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "export LIBVIRT_URI=$LIBVIRT_URI"
+    ;;
+  purge)
+    [ "$#" -eq 0 ] || { log "purge takes no service names"; usage; }
+    lock_state existing
+    cmd_purge
     ;;
   -h | --help | help)
     usage 0

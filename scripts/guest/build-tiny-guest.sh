@@ -5,7 +5,9 @@
 # `apt-get download` and unpacked with `dpkg -x`; qemu-ga's shared libraries are copied from the host
 # (they are there because qemu-system-x86 depends on them).
 #
-# Usage: scripts/guest/build-tiny-guest.sh [OUTDIR]     (default: .local/guest)
+# Usage: scripts/guest/build-tiny-guest.sh [OUTDIR]
+#   (default: this checkout's GUEST_DIR from scripts/paths.sh, which QEMU's user can reach; an OUTDIR
+#   of your own must be reachable by libvirt-qemu too)
 # Output: OUTDIR/vmlinuz, OUTDIR/initrd.img, OUTDIR/BUILD-ID. Cached: does nothing when they exist
 # (set REBUILD=1 to force).
 #
@@ -20,7 +22,14 @@
 #     poweroff -f.
 set -euo pipefail
 
-OUT="${1:-.local/guest}"
+if [[ -n "${1:-}" ]]; then
+  OUT="$1"
+else
+  # shellcheck source=../paths.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/../paths.sh"
+  ensure_images_dir
+  OUT="$GUEST_DIR"
+fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 

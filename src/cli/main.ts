@@ -12,16 +12,30 @@ import { NodesCoreModule } from '../nodes/nodes.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { ServersCoreModule } from '../servers/servers.module';
 import { CliCommands, UsageError, USAGE } from './commands';
+import { LocalStackEnvFile } from './local-stack-env';
 
 @Module({})
 class CliModule {}
+
+const localStack = new LocalStackEnvFile();
+/** Set when neither the environment nor the local stack's file names a database. */
+let noDatabaseUrl = false;
 
 async function main(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help') {
     process.stdout.write(USAGE);
     return argv.length === 0 ? 2 : 0;
   }
-  const config = loadConfig(process.env, 'cli');
+  // `npm run local` records its stack here (no database needed to write the file).
+  if (argv.length === 2 && argv[0] === 'local-env' && argv[1] === 'save') {
+    localStack.save(process.env);
+    process.stdout.write(`${localStack.file}\n`);
+    return 0;
+  }
+  const { env, used } = localStack.fillIn(process.env);
+  if (used) process.stderr.write(localStack.usedNotice(env));
+  noDatabaseUrl = !env.DATABASE_URL?.trim();
+  const config = loadConfig(env, 'cli');
   const app = await NestFactory.createApplicationContext(
     {
       module: CliModule,
@@ -56,7 +70,7 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
+      process.stderr.write(`${e.message}\n${noDatabaseUrl ? `${LocalStackEnvFile.HINT}\n` : ''}`);
       process.exit(78);
     }
     if (e instanceof ProblemException) {

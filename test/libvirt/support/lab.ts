@@ -1,14 +1,15 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
 /**
  * Test support for the libvirt driver's tests: detection of libvirtd / qemu-img (the tests skip, saying
  * why, only when these are absent), temporary qcow2 images, simple test domains and the tiny real guest.
- * Everything is named with the `vpstest-` prefix and removed by `dispose()`.
+ * Everything is named with the `vpstest-` prefix and removed by `dispose()`. Images live in this
+ * checkout's image folder (scripts/paths.sh), never under the checkout or TMPDIR: QEMU runs as
+ * `libvirt-qemu`, which cannot traverse a private home directory or a per-user TMPDIR.
  */
 
 export const LIBVIRT_URI = process.env.LIBVIRT_TEST_URI ?? 'qemu:///system';
@@ -100,11 +101,37 @@ export async function exists(file: string): Promise<boolean> {
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
+let imagePaths: Promise<{ imagesDir: string; guestDir: string }> | undefined;
+
+/** This checkout's image folder (created, and checked reachable by QEMU's user) and tiny-guest folder. */
+export function checkoutImagePaths(): Promise<{ imagesDir: string; guestDir: string }> {
+  imagePaths ??= run('bash', [path.join(REPO_ROOT, 'scripts', 'paths.sh'), 'ensure-images']).then((out) => {
+    const values = new Map(
+      out
+        .split('\n')
+        .filter((line) => line.includes('='))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
+    const imagesDir = values.get('IMAGES_DIR');
+    const guestDir = values.get('GUEST_DIR');
+    if (!imagesDir || !guestDir) throw new Error(`scripts/paths.sh printed no IMAGES_DIR/GUEST_DIR:\n${out}`);
+    return { imagesDir, guestDir };
+  });
+  return imagePaths;
+}
+
 /** Builds (or reuses) the tiny guest; returns its folder. */
 export async function ensureTinyGuest(): Promise<string> {
-  const dir = process.env.TINY_GUEST_DIR ?? path.join(REPO_ROOT, '.local', 'guest');
+  const dir = process.env.TINY_GUEST_DIR ?? (await checkoutImagePaths()).guestDir;
   await run('bash', [path.join(REPO_ROOT, 'scripts', 'guest', 'build-tiny-guest.sh'), dir], 300_000);
   return dir;
+}
+
+/** Where labs are made: traversable by QEMU's user, one folder per lab below it. */
+async function labRoot(): Promise<string> {
+  const root = path.join((await checkoutImagePaths()).imagesDir, 'labs');
+  await fsp.mkdir(root, { recursive: true, mode: 0o711 });
+  return root;
 }
 
 export const DEFINE_DOMAIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'guest', 'define-domain.sh');
@@ -136,10 +163,10 @@ function sweepStale(): Promise<void> {
       await virsh('destroy', '--domain', name).catch(() => undefined);
       await virsh('undefine', '--domain', name).catch(() => undefined);
     }
-    const tmp = os.tmpdir();
-    for (const entry of await fsp.readdir(tmp).catch(() => [] as string[])) {
+    const root = await labRoot();
+    for (const entry of await fsp.readdir(root).catch(() => [] as string[])) {
       if (!entry.startsWith('vpstest-')) continue;
-      const dir = path.join(tmp, entry);
+      const dir = path.join(root, entry);
       const owner = Number(await fsp.readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
       if (!owner || owner === process.pid || processAlive(owner)) continue;
       const mounts = (await fsp.readFile('/proc/mounts', 'utf8').catch(() => ''))
@@ -164,7 +191,7 @@ export class Lab {
 
   static async create(tag: string): Promise<Lab> {
     await sweepStale();
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `vpstest-${tag}-`));
+    const dir = await fsp.mkdtemp(path.join(await labRoot(), `vpstest-${tag}-`));
     // qemu runs as libvirt-qemu: it must reach the disks.
     await fsp.chmod(dir, 0o755);
     await fsp.writeFile(path.join(dir, OWNER_FILE), String(process.pid));
