@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
 import { hasScope, isAdmin, Principal } from '../auth/principal';
-import { AnswerCache } from './answer-cache';
+import { AnswerCache, MAX_KEY_CHARS } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
 import { requestIdFor } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
@@ -14,6 +14,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { RateLimiter, RateVerdict } from '../rate-limit/rate-limiter';
 import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
 import { MicroBatcher } from '../common/micro-batcher';
+import { SNAPSHOT_LIST_PARAMS } from '../snapshots/snapshot-list-params';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
 const RECENT_READER_MS = 60_000;
@@ -23,6 +24,8 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
 const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
+/** The list (the other hot path is one snapshot, which reads no query parameter). */
+const LIST_PATH = /^\/api\/v1\/snapshots\/?(?:\?|$)/;
 /** The snapshot changes automation sends: create, restore, delete (all need the `write` scope). */
 const WRITE_PATHS: Record<string, RegExp> = {
   POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
@@ -86,6 +89,11 @@ export class HotReadPath {
     });
     this.limits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, false));
     this.writeLimits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, true));
+  }
+
+  /** Entries and bytes of the answer cache (null when it is off). */
+  get cacheSize(): { entries: number; bytes: number } | null {
+    return this.cache?.size ?? null;
   }
 
   /** One INCRBY per token of the batch; each request gets the verdict of its own position in the count. */
@@ -222,7 +230,7 @@ export class HotReadPath {
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = principal.listingVersion;
+    const version = this.cacheable(req, key) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, started, 'cached');
@@ -353,6 +361,21 @@ export class HotReadPath {
         'request completed',
       );
     }
+  }
+
+  /**
+   * Whether this request's answer may be cached: a short key, and only the query parameters the
+   * endpoint reads. The endpoint ignores any other, so each new value of one would add an entry that
+   * shows nothing new; and padding (long headers, empty `&&&` parameters) makes keys long.
+   */
+  private cacheable(req: IncomingMessage, key: string): boolean {
+    if (key.length > MAX_KEY_CHARS) return false;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    if (q === -1) return true;
+    const known = LIST_PATH.test(url) ? SNAPSHOT_LIST_PARAMS : [];
+    for (const name of new URLSearchParams(url.slice(q + 1)).keys()) if (!known.includes(name)) return false;
+    return true;
   }
 
   private groupKey(req: IncomingMessage, p: Principal): string {
