@@ -4,6 +4,7 @@ import { PrismaService } from '../prisma/prisma.service';
 import { Principal, Scope, SCOPES } from './principal';
 import { TokenStore } from './token-store';
 import { displayPrefix, generateToken, hashToken, looksLikeToken } from './token-codec';
+import { UnknownTokenCache } from './unknown-token-cache';
 
 /** `last_used_at` is written at most this often per token, so reads do not each cost a write. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -46,12 +47,17 @@ export class ApiTokenService {
     private readonly store: TokenStore,
   ) {}
 
+  /** Hashes that matched no token a moment ago (see UnknownTokenCache). */
+  private readonly unknown = new UnknownTokenCache();
+
   /**
    * The principal of a valid token, or null for a malformed, unknown, expired or revoked one.
    *
-   * Not cached, on purpose: every request reads its token row (one primary-key-sized index lookup on
-   * the unique hash), so a revocation committed by any replica, the CLI or SQL is refused by every
-   * replica on the very next request. A prepared statement on a pool of its own (TokenStore): the query
+   * A token that exists is never cached, on purpose: every request reads its token row (one
+   * primary-key-sized index lookup on the unique hash), so a revocation committed by any replica, the
+   * CLI or SQL is refused by every replica on the very next request. Only a hash that matched no row
+   * is remembered for a few seconds (UnknownTokenCache), so a client repeating a wrong token does not
+   * cost a round trip per request. A prepared statement on a pool of its own (TokenStore): the query
    * compiler of Prisma's Rust-free client cost more CPU than the lookup itself on this hottest of paths
    * (docs/benchmarks.md).
    */
@@ -79,17 +85,24 @@ export class ApiTokenService {
     return found;
   }
 
-  /** `authenticateMany` for tokens already hashed (SHA-256 hex of well-formed tokens), keyed by hash. */
+  /**
+   * `authenticateMany` for tokens already hashed (SHA-256 hex of well-formed tokens), keyed by hash.
+   * Hashes that matched no row a moment ago are not asked again.
+   */
   async authenticateHashes(
     hashes: string[],
     opts: { listingVersion?: boolean } = {},
   ): Promise<Map<string, AuthenticatedToken | null>> {
     const found = new Map<string, AuthenticatedToken | null>(hashes.map((h) => [h, null]));
-    if (hashes.length === 0) return found;
-    const rows = await this.store.findByHashes([...found.keys()], opts.listingVersion === true);
+    const askedAt = this.clock.now().getTime();
+    const asked = [...found.keys()].filter((h) => !this.unknown.has(h, askedAt));
+    if (asked.length === 0) return found;
+    const rows = await this.store.findByHashes(asked, opts.listingVersion === true);
     const now = this.clock.now();
     const touch: number[] = [];
+    const known = new Set<string>();
     for (const row of rows) {
+      known.add(row.hash);
       if (!found.has(row.hash) || row.revoked_at || (row.expires_at && row.expires_at <= now)) continue;
       if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
         touch.push(row.id);
@@ -101,6 +114,7 @@ export class ApiTokenService {
         ...(row.listing_version !== null ? { listingVersion: row.listing_version } : {}),
       });
     }
+    for (const h of asked) if (!known.has(h)) this.unknown.add(h, now.getTime());
     if (touch.length) await this.store.touch(touch, now);
     return found;
   }
@@ -113,12 +127,14 @@ export class ApiTokenService {
     expiresAt: Date | null;
   }): Promise<{ token: string; record: TokenRecord }> {
     const token = generateToken();
+    const hash = hashToken(token);
+    this.unknown.forget(hash);
     const record = await this.prisma.apiToken.create({
       data: {
         accountId: input.accountId,
         name: input.name,
         prefix: displayPrefix(token),
-        hash: hashToken(token),
+        hash,
         scopes: [...new Set(input.scopes)],
         expiresAt: input.expiresAt,
       },

@@ -525,7 +525,8 @@ export const ApiDoc = {
         ApiOperation({
           operationId: 'readyz',
           summary: 'Readiness',
-          description: 'PostgreSQL and Redis answer. No token.',
+          description:
+            'PostgreSQL and Redis answer (asked at most once a second; an answer is up to a second old). No token.',
         }),
         okJson(ReadinessSchema, 'Ready'),
         problemResponses({
