@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
 import { hasScope, isAdmin, Principal } from '../auth/principal';
-import { AnswerCache, MAX_KEY_CHARS } from './answer-cache';
+import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
 import { requestIdFor } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
@@ -233,7 +233,7 @@ export class HotReadPath {
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = this.cacheable(req, key) ? principal.listingVersion : undefined;
+    const version = this.cacheable(req) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, started, 'cached');
@@ -367,12 +367,11 @@ export class HotReadPath {
   }
 
   /**
-   * Whether this request's answer may be cached: a short key, and only the query parameters the
+   * Whether this request's answer may be cached: only if its URL has no query parameter but those the
    * endpoint reads. The endpoint ignores any other, so each new value of one would add an entry that
-   * shows nothing new; and padding (long headers, empty `&&&` parameters) makes keys long.
+   * shows nothing new. (The cache itself refuses long keys: padding with headers or empty `&&&`.)
    */
-  private cacheable(req: IncomingMessage, key: string): boolean {
-    if (key.length > MAX_KEY_CHARS) return false;
+  private cacheable(req: IncomingMessage): boolean {
     const url = req.url ?? '';
     const q = url.indexOf('?');
     if (q === -1) return true;
