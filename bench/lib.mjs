@@ -249,6 +249,8 @@ export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
       LOG_LEVEL: 'warn',
       RATE_LIMIT_PER_MINUTE: '1000000',
       RATE_LIMIT_WRITES_PER_MINUTE: '1000000',
+      RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
+      RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       HOST: '127.0.0.1',
       ...(port ? { PORT: String(port) } : {}),
       ...env,

@@ -10,8 +10,22 @@ import { AuditService } from './audit.service';
 
 const AUDIT = 'audit:event';
 
-/** Records this handler's calls in the audit log as `action` on a `targetType`. */
-export const Audit = (action: string, targetType: string) => SetMetadata(AUDIT, { action, targetType });
+interface AuditMeta {
+  action: string;
+  targetType: string;
+  /** What else an accepted call records, taken from the handler's response body. */
+  detailOf?: (body: never) => Record<string, unknown>;
+}
+
+/**
+ * Records this handler's calls in the audit log as `action` on a `targetType`; `detailOf` adds to an
+ * accepted call's `detail` from the handler's response body.
+ */
+export const Audit = <B>(
+  action: string,
+  targetType: string,
+  detailOf?: (body: B) => Record<string, unknown>,
+) => SetMetadata(AUDIT, { action, targetType, detailOf } as AuditMeta);
 
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
@@ -21,10 +35,7 @@ export class AuditInterceptor implements NestInterceptor {
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const meta = this.reflector.get<{ action: string; targetType: string } | undefined>(
-      AUDIT,
-      context.getHandler(),
-    );
+    const meta = this.reflector.get<AuditMeta | undefined>(AUDIT, context.getHandler());
     if (!meta) return next.handle();
     const req = context.switchToHttp().getRequest<Request & { user?: Principal }>();
     const res = context.switchToHttp().getResponse<Response>();
@@ -57,6 +68,7 @@ export class AuditInterceptor implements NestInterceptor {
                   ? { server_id: (req.body as { server_id: unknown }).server_id }
                   : {}),
                 ...(res.getHeader('Idempotent-Replayed') ? { idempotent_replay: true } : {}),
+                ...(meta.detailOf ? meta.detailOf(body as never) : {}),
               },
             })
             .then(() => body),

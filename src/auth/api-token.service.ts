@@ -1,9 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import { Clock } from '../common/clock';
+import { apiTime, Clock } from '../common/clock';
+import { FieldError, ProblemException, problems } from '../common/problem';
+import { AppConfig } from '../config/app-config';
 import { PrismaService } from '../prisma/prisma.service';
-import { Principal, Scope, SCOPES } from './principal';
+import { isAdmin, Principal, Scope, SCOPES } from './principal';
 import { TokenStore } from './token-store';
 import { displayPrefix, generateToken, hashToken, looksLikeToken } from './token-codec';
+import { UnknownTokenCache } from './unknown-token-cache';
 
 /** `last_used_at` is written at most this often per token, so reads do not each cost a write. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -26,6 +29,26 @@ export interface TokenRecord {
   createdAt: Date;
 }
 
+interface NewToken {
+  accountId: number;
+  name: string;
+  scopes: Scope[];
+  expiresAt: Date | null;
+}
+
+/** The row of `api_token_create_checked`: the live tokens counted, then the new token, if it was made. */
+interface CreatedRow {
+  used: number;
+  id: number | null;
+  name: string | null;
+  prefix: string | null;
+  scopes: string[] | null;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+  created_at: Date | null;
+}
+
 const TOKEN_COLUMNS = {
   id: true,
   accountId: true,
@@ -44,14 +67,20 @@ export class ApiTokenService {
     private readonly prisma: PrismaService,
     private readonly clock: Clock,
     private readonly store: TokenStore,
+    private readonly config: AppConfig,
   ) {}
+
+  /** Hashes that matched no token a moment ago (see UnknownTokenCache). */
+  private readonly unknown = new UnknownTokenCache();
 
   /**
    * The principal of a valid token, or null for a malformed, unknown, expired or revoked one.
    *
-   * Not cached, on purpose: every request reads its token row (one primary-key-sized index lookup on
-   * the unique hash), so a revocation committed by any replica, the CLI or SQL is refused by every
-   * replica on the very next request. A prepared statement on a pool of its own (TokenStore): the query
+   * A token that exists is never cached, on purpose: every request reads its token row (one
+   * primary-key-sized index lookup on the unique hash), so a revocation committed by any replica, the
+   * CLI or SQL is refused by every replica on the very next request. Only a hash that matched no row
+   * is remembered for a few seconds (UnknownTokenCache), so a client repeating a wrong token does not
+   * cost a round trip per request. A prepared statement on a pool of its own (TokenStore): the query
    * compiler of Prisma's Rust-free client cost more CPU than the lookup itself on this hottest of paths
    * (docs/benchmarks.md).
    */
@@ -79,17 +108,24 @@ export class ApiTokenService {
     return found;
   }
 
-  /** `authenticateMany` for tokens already hashed (SHA-256 hex of well-formed tokens), keyed by hash. */
+  /**
+   * `authenticateMany` for tokens already hashed (SHA-256 hex of well-formed tokens), keyed by hash.
+   * Hashes that matched no row a moment ago are not asked again.
+   */
   async authenticateHashes(
     hashes: string[],
     opts: { listingVersion?: boolean } = {},
   ): Promise<Map<string, AuthenticatedToken | null>> {
     const found = new Map<string, AuthenticatedToken | null>(hashes.map((h) => [h, null]));
-    if (hashes.length === 0) return found;
-    const rows = await this.store.findByHashes([...found.keys()], opts.listingVersion === true);
+    const askedAt = this.clock.now().getTime();
+    const asked = [...found.keys()].filter((h) => !this.unknown.has(h, askedAt));
+    if (asked.length === 0) return found;
+    const rows = await this.store.findByHashes(asked, opts.listingVersion === true);
     const now = this.clock.now();
     const touch: number[] = [];
+    const known = new Set<string>();
     for (const row of rows) {
+      known.add(row.hash);
       if (!found.has(row.hash) || row.revoked_at || (row.expires_at && row.expires_at <= now)) continue;
       if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
         touch.push(row.id);
@@ -98,33 +134,106 @@ export class ApiTokenService {
         accountId: row.account_id,
         tokenId: row.id,
         scopes: row.scopes.filter(isScope),
+        expiresAt: row.expires_at,
         ...(row.listing_version !== null ? { listingVersion: row.listing_version } : {}),
       });
     }
+    for (const h of asked) if (!known.has(h)) this.unknown.add(h, now.getTime());
     if (touch.length) await this.store.touch(touch, now);
     return found;
   }
 
-  /** Creates a token; the returned `token` is the only time the secret exists outside its holder. */
-  async create(input: {
-    accountId: number;
-    name: string;
-    scopes: Scope[];
-    expiresAt: Date | null;
-  }): Promise<{ token: string; record: TokenRecord }> {
-    const token = generateToken();
-    const record = await this.prisma.apiToken.create({
-      data: {
-        accountId: input.accountId,
-        name: input.name,
-        prefix: displayPrefix(token),
-        hash: hashToken(token),
-        scopes: [...new Set(input.scopes)],
-        expiresAt: input.expiresAt,
-      },
-      select: TOKEN_COLUMNS,
-    });
+  /**
+   * A token made by a token (`POST /api/v1/tokens/`): never more than its parent. Its scopes are a
+   * subset of the parent's (default: the parent's; an admin parent may give any), it expires no later
+   * than the parent (default: when the parent does), and the account holds at most
+   * `TOKENS_PER_ACCOUNT_MAX` live tokens, counted under a lock of the account row (see `create`).
+   */
+  async createFromToken(
+    parent: Principal,
+    request: { name: string; scopes?: Scope[]; expiresInDays?: number },
+  ): Promise<{ token: string; record: TokenRecord }> {
+    const errors: FieldError[] = [];
+    const scopes = request.scopes ?? parent.scopes;
+    if (!isAdmin(parent) && scopes.some((s) => !parent.scopes.includes(s))) {
+      errors.push({
+        field: 'scopes',
+        message: `scopes must be a subset of this token's scopes (${parent.scopes.join(', ')})`,
+      });
+    }
+    const expiresAt =
+      request.expiresInDays !== undefined
+        ? new Date(this.clock.now().getTime() + request.expiresInDays * 86_400_000)
+        : parent.expiresAt;
+    if (parent.expiresAt && (!expiresAt || expiresAt > parent.expiresAt)) {
+      errors.push({
+        field: 'expires_in_days',
+        message: `expires_in_days must not take the token past this token's expiry (${apiTime(parent.expiresAt)})`,
+      });
+    }
+    if (errors.length) throw problems.validation(errors);
+    const limit = this.config.tokensPerAccountMax;
+    const made = await this.create(
+      { accountId: parent.accountId, name: request.name, scopes, expiresAt },
+      limit,
+    );
+    if (!made.record) {
+      throw new ProblemException({
+        status: 400,
+        code: 'token_limit_reached',
+        params: { limit, used: made.used },
+        extra: { limit, used: made.used },
+      });
+    }
+    return { token: made.token, record: made.record };
+  }
+
+  /**
+   * Creates a token (the operator CLI: any scopes, any expiry, no cap). The returned `token` is the
+   * only time the secret exists outside its holder.
+   */
+  async createAsOperator(input: NewToken): Promise<{ token: string; record: TokenRecord }> {
+    const { token, record } = await this.create(input, null);
+    if (!record) throw new Error('token not created'); // cannot happen: without a cap the insert always runs
     return { token, record };
+  }
+
+  /**
+   * One statement, no interactive transaction: lock the account row (FOR NO KEY UPDATE subquery: token
+   * creations of the account wait for each other, its other writes' foreign-key checks do not), then,
+   * for the locked row, `api_token_create_checked` (migration 20261128050000) counts the live tokens from
+   * a snapshot taken after the lock is held (VOLATILE) and inserts the token only under `limit` (null:
+   * no cap). Concurrent creations therefore never exceed the cap. `record` is null when it was reached;
+   * `used` is the count of live tokens before this one.
+   */
+  private async create(
+    input: NewToken,
+    limit: number | null,
+  ): Promise<{ token: string; record: TokenRecord | null; used: number }> {
+    const token = generateToken();
+    const hash = hashToken(token);
+    this.unknown.forget(hash);
+    const [row] = await this.prisma.$queryRaw<CreatedRow[]>`
+      SELECT c.* FROM (SELECT id FROM accounts WHERE id = ${input.accountId}::int FOR NO KEY UPDATE) a
+      CROSS JOIN LATERAL api_token_create_checked(a.id, ${input.name}::varchar, ${displayPrefix(token)}::varchar,
+        ${hash}::char(64), ${[...new Set(input.scopes)]}::text[], ${input.expiresAt}::timestamptz,
+        ${this.clock.now()}::timestamptz, ${limit}::int) c`;
+    if (!row) throw problems.notFound('account_not_found');
+    const record: TokenRecord | null =
+      row.id === null
+        ? null
+        : {
+            id: row.id,
+            accountId: input.accountId,
+            name: row.name!,
+            prefix: row.prefix!,
+            scopes: row.scopes!,
+            expiresAt: row.expires_at,
+            lastUsedAt: row.last_used_at,
+            revokedAt: row.revoked_at,
+            createdAt: row.created_at!,
+          };
+    return { token, record, used: row.used };
   }
 
   list(accountId: number): Promise<TokenRecord[]> {

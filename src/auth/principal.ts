@@ -1,11 +1,13 @@
 export const SCOPES = ['read', 'write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-/** Who is calling: the account of the token and what the token may do. */
+/** Who is calling: the account of the token, what the token may do, and until when. */
 export interface Principal {
   accountId: number;
   tokenId: number;
   scopes: Scope[];
+  /** Null: the token does not expire. */
+  expiresAt: Date | null;
 }
 
 export function isAdmin(p: Principal): boolean {

@@ -3,6 +3,7 @@ import { AccountsService } from '../accounts/accounts.service';
 import { ApiTokenService } from '../auth/api-token.service';
 import { AuditService } from '../audit/audit.service';
 import { SCOPES, Scope } from '../auth/principal';
+import { tokenAuditDetail, tokenView } from '../auth/token.view';
 import { Clock, apiTime } from '../common/clock';
 import { parseId } from '../common/ids';
 import { NodesService } from '../nodes/nodes.service';
@@ -211,7 +212,12 @@ export class CliCommands {
     const expiresIn = optional(flags, 'expires-in');
     const expiresAt = expiresIn ? new Date(this.clock.now().getTime() + parseDuration(expiresIn)) : null;
     const name = optional(flags, 'name') ?? (flags.admin === true ? 'admin token' : 'cli token');
-    const { token, record } = await this.tokens.create({ accountId: account.id, name, scopes, expiresAt });
+    const { token, record } = await this.tokens.createAsOperator({
+      accountId: account.id,
+      name,
+      scopes,
+      expiresAt,
+    });
     await this.audit.record({
       accountId: account.id,
       tokenId: null,
@@ -220,7 +226,7 @@ export class CliCommands {
       targetType: 'token',
       targetId: record.id,
       outcome: 'accepted',
-      detail: { scopes: record.scopes, expires_at: record.expiresAt?.toISOString() ?? null },
+      detail: tokenAuditDetail(tokenView(record)),
     });
     return token;
   }

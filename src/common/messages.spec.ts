@@ -24,6 +24,20 @@ describe('message catalogue', () => {
     expect(cy).not.toMatch(/undefined/);
   });
 
+  it('names the rate limit that was hit, in both languages', () => {
+    const hit = { limit: 300, retry_after: 5, limit_scope: 'account', limit_kind: 'writes' };
+    expect(message('rate_limited', 'en', hit)).toBe(
+      'Too Many Requests - Rate limit of 300 writes per minute for this account exceeded; retry in 5 s',
+    );
+    expect(message('rate_limited', 'cy', hit)).toBe(
+      'Gormod o Geisiadau - Aethpwyd dros y terfyn o 300 cais ysgrifennu y funud ar gyfer y cyfrif hwn; ' +
+        'rhowch gynnig arall ymhen 5 eiliad',
+    );
+    expect(message('rate_limited', 'en', { ...hit, limit_scope: 'token', limit_kind: 'requests' })).toMatch(
+      /300 requests per minute for this token/,
+    );
+  });
+
   it('uses the published wording in both languages', () => {
     expect(message('unauthorized', 'en')).toBe('Unauthorized - Invalid or missing authentication token');
     expect(message('unauthorized', 'cy')).toBe('Heb awdurdod - Tocyn dilysu annilys neu ar goll');

@@ -75,6 +75,12 @@ export const MESSAGES = {
     (p) =>
       `Cais Gwael - Cyrhaeddwyd terfyn y cipluniau: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} ciplun yn barod`,
   ),
+  token_limit_reached: m(
+    (p) =>
+      `Bad Request - Token limit reached: this account already has ${p.used} of ${p.limit} live tokens; revoke one first`,
+    (p) =>
+      `Cais Gwael - Cyrhaeddwyd terfyn y tocynnau: mae gan y cyfrif hwn ${p.used} o ${p.limit} tocyn dilys yn barod; dirymwch un yn gyntaf`,
+  ),
   invalid_server_state: m(
     (p) =>
       `Bad Request - Server is not in a valid state for ${p.operation}: its status is "${p.status}"` +
@@ -98,9 +104,11 @@ export const MESSAGES = {
   ),
   rate_limited: m(
     (p) =>
-      `Too Many Requests - Rate limit of ${p.limit} requests per minute exceeded; retry in ${p.retry_after} s`,
+      `Too Many Requests - Rate limit of ${p.limit} ${p.limit_kind === 'writes' ? 'writes' : 'requests'} per minute ` +
+      `for this ${p.limit_scope === 'account' ? 'account' : 'token'} exceeded; retry in ${p.retry_after} s`,
     (p) =>
-      `Gormod o Geisiadau - Aethpwyd dros y terfyn o ${p.limit} cais y funud; rhowch gynnig arall ymhen ${p.retry_after} eiliad`,
+      `Gormod o Geisiadau - Aethpwyd dros y terfyn o ${p.limit} ${p.limit_kind === 'writes' ? 'cais ysgrifennu' : 'cais'} y funud ` +
+      `ar gyfer y ${p.limit_scope === 'account' ? 'cyfrif' : 'tocyn'} hwn; rhowch gynnig arall ymhen ${p.retry_after} eiliad`,
   ),
   idempotency_key_reused: m(
     () => 'Bad Request - This Idempotency-Key was already used with a different request',

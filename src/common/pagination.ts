@@ -14,6 +14,9 @@ export interface Page<T> {
   results: T[];
 }
 
+/** The paging query parameters, read by readPageRequest. */
+export const PAGE_PARAMS = ['page', 'page_size'] as const;
+
 /** DRF-style `page` / `page_size` query parameters. Malformed values are 400 with field errors. */
 export function readPageRequest(
   query: Record<string, unknown>,

@@ -19,6 +19,7 @@ export type ProblemCode =
   | 'payload_too_large'
   | 'method_not_allowed'
   | 'snapshot_limit_reached'
+  | 'token_limit_reached'
   | 'invalid_server_state'
   | 'invalid_snapshot_state'
   | 'conflict'

@@ -52,6 +52,11 @@ export class AppConfig {
   readonly operationTimeoutMs!: number;
   /** Requests per token per minute (all methods), and of those, writes (POST/PUT/PATCH/DELETE). */
   readonly rateLimitPerMinute!: number;
+  /** The same, per account: all the account's tokens together. */
+  readonly rateLimitAccountPerMinute!: number;
+  readonly rateLimitAccountWritesPerMinute!: number;
+  /** Live (unrevoked, unexpired) tokens an account may hold when a token creates one (the CLI is not capped). */
+  readonly tokensPerAccountMax!: number;
   readonly hotReadPath!: boolean;
   readonly readCacheMaxBytes!: number;
   readonly listingCompactIntervalMs!: number;
@@ -199,6 +204,9 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     readCacheMaxBytes: r.bytes('READ_CACHE_MAX_BYTES', 8 * 1024 * 1024),
     listingCompactIntervalMs: r.int('LISTING_COMPACT_INTERVAL_MS', 10_000, 0, 3_600_000),
     rateLimitWritesPerMinute: r.int('RATE_LIMIT_WRITES_PER_MINUTE', 120, 1, 1_000_000),
+    rateLimitAccountPerMinute: r.int('RATE_LIMIT_ACCOUNT_PER_MINUTE', 3000, 1, 10_000_000),
+    rateLimitAccountWritesPerMinute: r.int('RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE', 300, 1, 10_000_000),
+    tokensPerAccountMax: r.int('TOKENS_PER_ACCOUNT_MAX', 50, 1, 100_000),
     idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),
     requestTimeoutMs: r.int('REQUEST_TIMEOUT_MS', 30_000, 1000, 3_600_000),
     headersTimeoutMs: r.int('HEADERS_TIMEOUT_MS', 10_000, 1000, 3_600_000),

@@ -2,18 +2,14 @@ import { Controller, Get, HttpCode } from '@nestjs/common';
 import { Public } from '../auth/decorators';
 import { ProblemException } from '../common/problem';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
-import { PrismaService } from '../prisma/prisma.service';
-import { RedisService } from '../redis/redis.service';
+import { Readiness } from './readiness';
 
 /** Liveness and readiness, without a token. */
 @ApiDocs.health()
 @Controller()
 @Public()
 export class HealthController {
-  constructor(
-    private readonly prisma: PrismaService,
-    private readonly redis: RedisService,
-  ) {}
+  constructor(private readonly readiness: Readiness) {}
 
   /** The process is alive and serving HTTP. */
   @Get('healthz')
@@ -23,11 +19,14 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Postgres and Redis answer. 503 problem details naming what is down. */
+  /**
+   * Postgres and Redis answer (asked at most once a second, see Readiness). 503 problem details naming
+   * what is down.
+   */
   @Get('readyz')
   @ApiDoc.health.ready()
   async ready() {
-    const [postgres, redis] = await Promise.all([this.postgresUp(), this.redis.ping()]);
+    const { postgres, redis } = await this.readiness.check();
     const checks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };
     if (!postgres || !redis) {
       const down = Object.entries(checks)
@@ -41,17 +40,5 @@ export class HealthController {
       });
     }
     return { status: 'ready', checks };
-  }
-
-  private async postgresUp(): Promise<boolean> {
-    try {
-      await Promise.race([
-        this.prisma.$queryRaw`SELECT 1`,
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref()),
-      ]);
-      return true;
-    } catch {
-      return false;
-    }
   }
 }

@@ -2,8 +2,7 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { AppConfig } from '../config/app-config';
-import { PrismaService } from '../prisma/prisma.service';
-import { RedisService } from '../redis/redis.service';
+import { Readiness } from '../health/readiness';
 import { credentialOf, matchesSecret } from './metrics-access';
 import { MetricsService } from './metrics.service';
 
@@ -12,7 +11,7 @@ const JSON_TYPE = { 'Content-Type': 'application/json' };
 /**
  * The worker's own small HTTP listener (off unless `WORKER_METRICS_PORT` is set): `GET /metrics` for
  * Prometheus (job metrics of this worker, labelled with its node), `GET /healthz` (alive) and
- * `GET /readyz` (Postgres and Redis answer; 503 otherwise) for probes and compose health checks.
+ * `GET /readyz` (Postgres and Redis answer, see Readiness; 503 otherwise) for probes and compose health checks.
  * `/metrics` needs `Bearer <METRICS_TOKEN>` when a token is configured; without one the configuration
  * only allows a loopback address (checked at start-up).
  */
@@ -24,8 +23,7 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
   constructor(
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
-    private readonly prisma: PrismaService,
-    private readonly redis: RedisService,
+    private readonly readiness: Readiness,
   ) {
     this.metrics.registry.setDefaultLabels({ node: config.workerNode ?? 'unknown' });
   }
@@ -61,7 +59,7 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { Allow: 'GET, HEAD' });
     if (path === '/healthz') return reply(res, 200, JSON_TYPE, '{"status":"ok"}');
     if (path === '/readyz') {
-      const [postgres, redis] = await Promise.all([this.postgresUp(), this.redis.ping()]);
+      const { postgres, redis } = await this.readiness.check();
       const ready = postgres && redis;
       const checks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };
       const body = JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks });
@@ -78,23 +76,6 @@ export class WorkerMetricsServer implements OnApplicationBootstrap, OnApplicatio
     } catch (err) {
       this.logger.error({ err }, 'metrics rendering failed');
       reply(res, 500);
-    }
-  }
-
-  private async postgresUp(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.prisma.$queryRaw`SELECT 1`,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('timeout')), 2000);
-        }),
-      ]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -31,9 +31,11 @@ restore runs on a server at a time; at most 5 live snapshots per server.
 \`code\` and the \`request_id\` that the \`X-Request-Id\` response header also carries. With
 \`Accept-Language: cy\` the \`detail\` and the create/restore \`message\` are in Welsh.
 
-**Rate limits** apply per token: answers carry \`RateLimit-Limit\`, \`RateLimit-Remaining\` and
-\`RateLimit-Reset\`; over the limit is 429 \`rate_limited\` with \`Retry-After\`. **Retries**: create and
-restore accept an \`Idempotency-Key\` header, so a retried request starts nothing twice.
+**Rate limits** apply per token and per account (all its tokens together): answers carry
+\`RateLimit-Limit\`, \`RateLimit-Remaining\` and \`RateLimit-Reset\` of the tightest; over a limit is 429
+\`rate_limited\` with \`Retry-After\`, naming the limit (\`limit_scope\`, \`limit_kind\`).
+**Retries**: create and restore accept an \`Idempotency-Key\` header, so a retried request starts nothing
+twice.
 
 **Timestamps** are UTC, ISO 8601, second precision, with \`Z\`. **Ids** are integers from 1 to 2^31-1; a
 path id that cannot be an id is the resource's own 404.

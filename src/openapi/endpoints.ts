@@ -101,7 +101,7 @@ function problemResponses(errors: Errors): MethodDecorator {
 const AUTHED: Errors = {
   401: { examples: ['unauthorized', 'unauthorized_cy'] },
   403: { examples: ['forbidden'] },
-  429: { examples: ['rate_limited'] },
+  429: { examples: ['rate_limited', 'rate_limited_account'] },
   500: { examples: ['internal_error'] },
 };
 const ADMIN: Errors = {
@@ -417,8 +417,11 @@ export const ApiDoc = {
           operationId: 'createToken',
           summary: 'Create a token',
           description:
-            'A new token of your account, `read` and `write` unless `scopes` says otherwise. Its secret is ' +
-            'in this response only. Only an admin token can create an admin token.',
+            'A new token of your account, never more than the token that creates it: its scopes are some ' +
+            'of the calling token’s (by default all of them; an admin token may give any) and it expires ' +
+            'no later than the calling token (by default when that one does). An account holds a limited ' +
+            'number of live tokens — unrevoked and unexpired; past it, 400 `token_limit_reached`. Its ' +
+            'secret is in this response only.',
         }),
         ApiExtraModels(CreateTokenDto),
         ApiBody({
@@ -432,7 +435,11 @@ export const ApiDoc = {
           },
         }),
         okJson(TokenCreatedSchema, 'Token created', 201),
-        problemResponses({ 400: { examples: ['validation_failed', 'malformed_json'] }, ...BODY, ...AUTHED }),
+        problemResponses({
+          400: { examples: ['validation_failed_scopes', 'token_limit_reached', 'malformed_json'] },
+          ...BODY,
+          ...AUTHED,
+        }),
       ),
     revoke: () =>
       applyDecorators(
@@ -525,7 +532,8 @@ export const ApiDoc = {
         ApiOperation({
           operationId: 'readyz',
           summary: 'Readiness',
-          description: 'PostgreSQL and Redis answer. No token.',
+          description:
+            'PostgreSQL and Redis answer (asked at most once a second; an answer is up to a second old). No token.',
         }),
         okJson(ReadinessSchema, 'Ready'),
         problemResponses({

@@ -168,6 +168,22 @@ export const PROBLEM_EXAMPLES = {
       errors: [{ field: 'name', message: 'name must be 1-64 letters, digits, hyphens or underscores' }],
     }),
   },
+  validation_failed_scopes: {
+    summary: 'A token asking for more than the calling token has',
+    value: problem('validation_failed', 400, 'Bad Request', 'Bad Request - Invalid parameters', {
+      errors: [{ field: 'scopes', message: "scopes must be a subset of this token's scopes (read)" }],
+    }),
+  },
+  token_limit_reached: {
+    summary: 'The account already holds the most live tokens it may',
+    value: problem(
+      'token_limit_reached',
+      400,
+      'Bad Request',
+      'Bad Request - Token limit reached: this account already has 50 of 50 live tokens; revoke one first',
+      { limit: 50, used: 50 },
+    ),
+  },
   malformed_json: {
     summary: 'The body is not valid JSON',
     value: problem('malformed_json', 400, 'Bad Request', 'Bad Request - The request body is not valid JSON'),
@@ -279,13 +295,23 @@ export const PROBLEM_EXAMPLES = {
     ),
   },
   rate_limited: {
-    summary: 'Too many requests for this token',
+    summary: 'Too many writes for this token',
     value: problem(
       'rate_limited',
       429,
       'Too Many Requests',
-      'Too Many Requests - Rate limit of 120 requests per minute exceeded; retry in 12 s',
-      { limit: 120, retry_after: 12 },
+      'Too Many Requests - Rate limit of 120 writes per minute for this token exceeded; retry in 12 s',
+      { limit: 120, retry_after: 12, limit_scope: 'token', limit_kind: 'writes' },
+    ),
+  },
+  rate_limited_account: {
+    summary: 'Too many requests for the account, all its tokens together',
+    value: problem(
+      'rate_limited',
+      429,
+      'Too Many Requests',
+      'Too Many Requests - Rate limit of 3000 requests per minute for this account exceeded; retry in 40 s',
+      { limit: 3000, retry_after: 40, limit_scope: 'account', limit_kind: 'requests' },
     ),
   },
   internal_error: {

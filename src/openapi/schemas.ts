@@ -7,6 +7,7 @@
  * responses but are not `required` here, so that the page's published examples stay valid responses.
  */
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
+import { RATE_LIMIT_KINDS, RATE_LIMIT_SCOPES } from '../rate-limit/rate-limiter';
 
 const DATE_TIME = { type: String, format: 'date-time', example: '2025-01-15T18:30:00Z' } as const;
 const ID = { type: 'integer', format: 'int32', minimum: 1, maximum: 2_147_483_647 } as const;
@@ -36,6 +37,7 @@ export const PROBLEM_CODES = [
   'payload_too_large',
   'method_not_allowed',
   'snapshot_limit_reached',
+  'token_limit_reached',
   'invalid_server_state',
   'invalid_snapshot_state',
   'conflict',
@@ -575,8 +577,9 @@ export class ProblemActionSchema {
   description:
     'RFC 9457 problem details, sent as `application/problem+json` for every error. `code` is stable and ' +
     'machine-readable; `detail` is English, or Welsh with `Accept-Language: cy`. Some codes add members: ' +
-    '`snapshot_limit_reached` carries `limit`, `used` and `server_id`; `rate_limited` carries `limit` and ' +
-    '`retry_after`; `invalid_server_state` carries ' +
+    '`snapshot_limit_reached` carries `limit`, `used` and `server_id`; `token_limit_reached` carries ' +
+    '`limit` and `used`; `rate_limited` carries `limit`, `retry_after`, `limit_scope` and `limit_kind`; ' +
+    '`invalid_server_state` carries ' +
     '`server_status` and the `action` that holds the server; `service_unavailable` (`/readyz`) carries `checks`.',
 })
 export class ProblemSchema {
@@ -608,9 +611,26 @@ export class ProblemSchema {
     type: 'integer',
     format: 'int32',
     example: 5,
-    description: '`snapshot_limit_reached`: snapshots per server; `rate_limited`: requests per minute.',
+    description:
+      '`snapshot_limit_reached`: snapshots per server; `token_limit_reached`: live tokens per account; ' +
+      '`rate_limited`: requests (or writes) per minute.',
   })
   limit?: number;
+
+  @ApiPropertyOptional({
+    enum: RATE_LIMIT_SCOPES,
+    example: 'token',
+    description:
+      '`rate_limited`: whose limit was hit — the token’s own, or the account’s (all its tokens together).',
+  })
+  limit_scope?: string;
+
+  @ApiPropertyOptional({
+    enum: RATE_LIMIT_KINDS,
+    example: 'writes',
+    description: '`rate_limited`: what the limit counts — every request, or writes only.',
+  })
+  limit_kind?: string;
 
   @ApiPropertyOptional({
     type: 'integer',
@@ -624,7 +644,7 @@ export class ProblemSchema {
     type: 'integer',
     format: 'int32',
     example: 5,
-    description: '`snapshot_limit_reached`.',
+    description: '`snapshot_limit_reached`, `token_limit_reached`.',
   })
   used?: number;
 

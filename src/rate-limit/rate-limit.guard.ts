@@ -8,8 +8,9 @@ import { hotReadStateOf } from '../read-path/hot-read-state';
 import { RateLimiter, RateVerdict } from './rate-limiter';
 
 /**
- * Per-token rate limits (see RateLimiter). Answers carry `RateLimit-Limit`, `RateLimit-Remaining`,
- * `RateLimit-Reset` (seconds); over the limit is 429 `rate_limited` with `Retry-After`. If Redis cannot
+ * Per-token and per-account rate limits (see RateLimiter). Answers carry `RateLimit-Limit`,
+ * `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of the tightest limit; over a limit is 429
+ * `rate_limited` with `Retry-After`, naming the limit (`limit_scope`, `limit_kind`). If Redis cannot
  * be reached the request is let through (reads keep working while Redis is down) and the lapse is
  * logged. A request the hot read path has already counted (src/read-path) is not counted twice.
  */
@@ -32,21 +33,22 @@ export class RateLimitGuard implements CanActivate {
     const verdict =
       counted !== undefined
         ? counted
-        : ((await this.limiter.consume(
-            req.user.tokenId,
-            !['GET', 'HEAD', 'OPTIONS'].includes(req.method),
-          )) ?? [null])[0];
+        : ((await this.limiter.consume(req.user, !['GET', 'HEAD', 'OPTIONS'].includes(req.method))) ?? [
+            null,
+          ])[0];
     if (!verdict) {
       this.logger.warn('rate limit store unreachable; request let through');
       return true;
     }
     applyRateLimitHeaders(res, verdict);
     if (verdict.exceeded !== null) {
+      const { limit, scope, kind } = verdict.exceeded;
+      const named = { limit, retry_after: verdict.reset, limit_scope: scope, limit_kind: kind };
       throw new ProblemException({
         status: 429,
         code: 'rate_limited',
-        params: { limit: verdict.exceeded, retry_after: verdict.reset },
-        extra: { limit: verdict.exceeded, retry_after: verdict.reset },
+        params: named,
+        extra: named,
         headers: { 'Retry-After': String(verdict.reset) },
       });
     }

@@ -22,19 +22,40 @@ type CountingClient = Redis & {
   rateLimitCount(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
 };
 
+/** Whose requests a limit counts: one token's, or all the tokens of its account together. */
+export const RATE_LIMIT_SCOPES = ['token', 'account'] as const;
+/** What a limit counts: every request, or writes only. */
+export const RATE_LIMIT_KINDS = ['requests', 'writes'] as const;
+
+/** One limit that applies to a request. */
+export interface RateLimit {
+  limit: number;
+  scope: (typeof RATE_LIMIT_SCOPES)[number];
+  kind: (typeof RATE_LIMIT_KINDS)[number];
+}
+
+/** The token a request carries, and its account. */
+export interface RateSubject {
+  tokenId: number;
+  accountId: number;
+}
+
 /** What one request's count says: the tightest limit that applies, how much of it is used, and when it resets. */
 export interface RateVerdict {
   limit: number;
   used: number;
   /** Seconds until the window resets (≥ 1). */
   reset: number;
-  /** The limit this request went over, if any (the 429's `limit`). */
-  exceeded: number | null;
+  /** The limit this request went over, if any (the 429 names it). */
+  exceeded: RateLimit | null;
 }
 
 /**
- * Per-token request counters in Redis (fixed one-minute windows), shared by every API replica.
- * Every request counts toward `RATE_LIMIT_PER_MINUTE`; writes also toward `RATE_LIMIT_WRITES_PER_MINUTE`.
+ * Request counters in Redis (fixed one-minute windows), shared by every API replica, per token and per
+ * account: every request counts toward `RATE_LIMIT_PER_MINUTE` of its token and
+ * `RATE_LIMIT_ACCOUNT_PER_MINUTE` of its account; writes also toward `RATE_LIMIT_WRITES_PER_MINUTE` and
+ * `RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE`. The account's counters make N tokens of one account share one
+ * allowance instead of getting N of them. Refused requests count too.
  */
 @Injectable()
 export class RateLimiter {
@@ -50,21 +71,61 @@ export class RateLimiter {
     this.client = redis.client as CountingClient;
   }
 
+  /** The limits a request of this kind counts toward, each with its Redis key in this window. */
+  private limitsOf(who: RateSubject, isWrite: boolean, window: number): (RateLimit & { key: string })[] {
+    const prefix = `${this.config.queuePrefix}:ratelimit`;
+    const c = this.config;
+    const limits: (RateLimit & { key: string })[] = [
+      {
+        key: `${prefix}:all:${who.tokenId}:${window}`,
+        limit: c.rateLimitPerMinute,
+        scope: 'token',
+        kind: 'requests',
+      },
+      {
+        key: `${prefix}:account-all:${who.accountId}:${window}`,
+        limit: c.rateLimitAccountPerMinute,
+        scope: 'account',
+        kind: 'requests',
+      },
+    ];
+    if (isWrite) {
+      limits.push(
+        {
+          key: `${prefix}:write:${who.tokenId}:${window}`,
+          limit: c.rateLimitWritesPerMinute,
+          scope: 'token',
+          kind: 'writes',
+        },
+        {
+          key: `${prefix}:account-write:${who.accountId}:${window}`,
+          limit: c.rateLimitAccountWritesPerMinute,
+          scope: 'account',
+          kind: 'writes',
+        },
+      );
+    }
+    return limits;
+  }
+
   /**
-   * Counts `n` requests of one token at once (one round trip) and returns each request's verdict, in
-   * order: request i of n sees the counter as it stood after its own increment. Null when Redis could
-   * not be reached (the caller lets the requests through).
+   * Counts `n` requests of one token at once, on the token's and its account's counters in one round
+   * trip, and returns each request's verdict, in order: request i of n sees every counter as it stood
+   * after its own increment. Null when Redis could not be reached (the caller lets the requests through).
    */
-  async consume(tokenId: number, isWrite: boolean, n = 1, nowMs = Date.now()): Promise<RateVerdict[] | null> {
+  async consume(
+    who: RateSubject,
+    isWrite: boolean,
+    n = 1,
+    nowMs = Date.now(),
+  ): Promise<RateVerdict[] | null> {
     const nowSec = nowMs / 1000;
     const window = Math.floor(nowSec / RATE_LIMIT_WINDOW_SECONDS);
     const reset = Math.max(1, Math.ceil((window + 1) * RATE_LIMIT_WINDOW_SECONDS - nowSec));
-    const prefix = `${this.config.queuePrefix}:ratelimit`;
-    const allKey = `${prefix}:all:${tokenId}:${window}`;
-    const writeKey = `${prefix}:write:${tokenId}:${window}`;
+    const limits = this.limitsOf(who, isWrite, window);
     let totals: number[];
     try {
-      const keys = isWrite ? [allKey, writeKey] : [allKey];
+      const keys = limits.map((l) => l.key);
       totals = (await this.client.rateLimitCount(keys.length, ...keys, n, RATE_LIMIT_WINDOW_SECONDS * 2)).map(
         Number,
       );
@@ -74,12 +135,24 @@ export class RateLimiter {
     const verdicts: RateVerdict[] = [];
     for (let i = 0; i < n; i++) {
       const back = n - 1 - i;
-      const checks = [{ used: totals[0] - back, limit: this.config.rateLimitPerMinute }];
-      if (isWrite) checks.push({ used: totals[1] - back, limit: this.config.rateLimitWritesPerMinute });
-      // Report the tightest limit that applies to this request.
-      const tight = checks.reduce((a, b) => (b.limit - b.used < a.limit - a.used ? b : a));
-      const over = checks.find((c) => c.used > c.limit);
-      verdicts.push({ limit: tight.limit, used: tight.used, reset, exceeded: over ? over.limit : null });
+      const checks = limits.map((l, k) => ({
+        limit: l.limit,
+        scope: l.scope,
+        kind: l.kind,
+        used: totals[k] - back,
+      }));
+      // Report the tightest limit that applies to this request, and the one it went furthest over.
+      const tightest = (a: (typeof checks)[number], b: (typeof checks)[number]) =>
+        b.limit - b.used < a.limit - a.used ? b : a;
+      const tight = checks.reduce(tightest);
+      const over = checks.filter((c) => c.used > c.limit);
+      const exceeded = over.length ? over.reduce(tightest) : null;
+      verdicts.push({
+        limit: tight.limit,
+        used: tight.used,
+        reset,
+        exceeded: exceeded && { limit: exceeded.limit, scope: exceeded.scope, kind: exceeded.kind },
+      });
     }
     return verdicts;
   }

@@ -1,4 +1,4 @@
-import { AnswerCache } from './answer-cache';
+import { AnswerCache, entryBytes, MAX_KEY_CHARS } from './answer-cache';
 import type { CapturedAnswer } from './hot-read-state';
 
 const answer = (bytes: number): CapturedAnswer => ({
@@ -37,5 +37,36 @@ describe('AnswerCache', () => {
     c.set('huge', 'v', answer(8 * 1024));
     expect(c.get('huge', 'v')).toBeNull();
     expect(c.get('a', 'v')).not.toBeNull();
+  });
+
+  it('counts the key, the version and every header, not only the body', () => {
+    const a = answer(100);
+    const small = entryBytes('k', 'v', a);
+    expect(entryBytes('k'.repeat(400), 'v', a) - small).toBe(399);
+    const more = {
+      ...a,
+      headers: [...a.headers, { name: 'X-Pad', value: 'p'.repeat(1000), part: 'as-is' as const }],
+    };
+    expect(entryBytes('k', 'v', more) - small).toBeGreaterThan(1000);
+    // A character beyond Latin-1 makes V8 store the whole string with two bytes a character.
+    expect(entryBytes('ŵ'.repeat(100), 'v', a) - entryBytes('w'.repeat(100), 'v', a)).toBe(100);
+  });
+
+  it('does not cache under a key longer than MAX_KEY_CHARS', () => {
+    const c = new AnswerCache(1024 * 1024);
+    c.set('k'.repeat(MAX_KEY_CHARS + 1), 'v', answer(10));
+    expect(c.size.entries).toBe(0);
+    c.set('k'.repeat(MAX_KEY_CHARS), 'v', answer(10));
+    expect(c.size.entries).toBe(1);
+  });
+
+  it('keeps a pooled body as a copy of its own, not the 8 kB pool it is a slice of', () => {
+    const c = new AnswerCache(1024 * 1024);
+    const pooled = Buffer.from('{"count":0}', 'utf8');
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length); // Node's allocation pool
+    c.set('k', 'v', { ...answer(0), body: pooled });
+    const kept = c.get('k', 'v')!.body;
+    expect(kept.equals(pooled)).toBe(true);
+    expect(kept.buffer.byteLength).toBe(pooled.length);
   });
 });

@@ -6,14 +6,43 @@ interface Entry {
   bytes: number;
 }
 
-/** Header names and values, and the bookkeeping of a Map entry: a fair estimate of an entry's overhead. */
-const ENTRY_OVERHEAD_BYTES = 1024;
+/**
+ * Keys longer than this are not cached. A real poll's key (account, scopes, host, language, a URL with
+ * the list's few parameters) is well under it; a longer one is padding, which would otherwise hold
+ * up to a request line's 16 kB per entry.
+ */
+export const MAX_KEY_CHARS = 512;
+
+/**
+ * What V8 and Node spend around the data of an entry (64-bit, no pointer compression, as Node ships):
+ * a string's header, a header pair's object, and the fixed part of an entry — the Map's slot, the Entry
+ * and CapturedAnswer objects, the headers array, the Buffer and ArrayBuffer objects of the body and its
+ * malloc'd store, the ETag and route strings. Measured against the retained heap and Buffer memory in
+ * test/e2e/answer-cache-memory.e2e-spec.ts; rounded up.
+ */
+const STRING_OVERHEAD_BYTES = 24;
+const HEADER_OVERHEAD_BYTES = 64;
+const ENTRY_OVERHEAD_BYTES = 768;
+
+/** Bytes a string holds; two per character unless every one fits in Latin-1 (V8's one-byte strings). */
+function stringBytes(s: string): number {
+  // eslint-disable-next-line no-control-regex
+  return STRING_OVERHEAD_BYTES + (/^[\u0000-\u00ff]*$/.test(s) ? s.length : 2 * s.length);
+}
+
+/** What an entry costs in memory: its key and version, every header name and value, the body. */
+export function entryBytes(key: string, version: string, answer: CapturedAnswer): number {
+  let bytes = ENTRY_OVERHEAD_BYTES + stringBytes(key) + stringBytes(version);
+  bytes += stringBytes(answer.etag) + stringBytes(answer.route) + answer.body.length;
+  for (const h of answer.headers) bytes += HEADER_OVERHEAD_BYTES + stringBytes(h.name) + stringBytes(h.value);
+  return bytes;
+}
 
 /**
  * Answers of the polled GET endpoints, each stored with the listing version of its account at the
  * moment the answer was computed (read before the data). An answer is served again only to a request
- * that sees the very same version, i.e. when nothing it shows has changed since. Bounded by bytes;
- * least recently used entries go first.
+ * that sees the very same version, i.e. when nothing it shows has changed since. Bounded by the bytes
+ * it holds (keys, headers and bodies: `entryBytes`); least recently used entries go first.
  */
 export class AnswerCache {
   private readonly entries = new Map<string, Entry>();
@@ -35,11 +64,16 @@ export class AnswerCache {
   }
 
   set(key: string, version: string, answer: CapturedAnswer): void {
-    const bytes = answer.body.length + ENTRY_OVERHEAD_BYTES;
+    if (key.length > MAX_KEY_CHARS) return;
+    const bytes = entryBytes(key, version, answer);
     if (bytes > this.maxBytes / 4) return; // one huge page must not flush everything else
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
-    this.entries.set(key, { version, answer, bytes });
+    // A body made by Buffer.from(string) is a slice of an 8 kB pool shared with other allocations;
+    // kept, the slice would keep the whole pool alive. The cache keeps a copy of exactly its size.
+    const body = ownCopy(answer.body);
+    const stored = body === answer.body ? answer : { ...answer, body };
+    this.entries.set(key, { version, answer: stored, bytes });
     this.bytes += bytes;
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
@@ -55,4 +89,11 @@ export class AnswerCache {
     this.entries.delete(key);
     this.bytes -= e.bytes;
   }
+}
+
+function ownCopy(body: Buffer): Buffer {
+  if (body.byteOffset === 0 && body.buffer.byteLength === body.length) return body;
+  const copy = Buffer.allocUnsafeSlow(body.length);
+  body.copy(copy);
+  return copy;
 }

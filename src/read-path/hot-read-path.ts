@@ -11,9 +11,10 @@ import { requestIdFor } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
 import { routeTemplate } from '../metrics/http-metrics.middleware';
 import { MetricsService } from '../metrics/metrics.service';
-import { RateLimiter, RateVerdict } from '../rate-limit/rate-limiter';
+import { RateLimiter, RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
 import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
 import { MicroBatcher } from '../common/micro-batcher';
+import { SNAPSHOT_LIST_PARAMS } from '../snapshots/snapshot-list-params';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
 const RECENT_READER_MS = 60_000;
@@ -23,6 +24,8 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
 const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
+/** The list (the other hot path is one snapshot, which reads no query parameter). */
+const LIST_PATH = /^\/api\/v1\/snapshots\/?(?:\?|$)/;
 /** The snapshot changes automation sends: create, restore, delete (all need the `write` scope). */
 const WRITE_PATHS: Record<string, RegExp> = {
   POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
@@ -48,8 +51,8 @@ interface Flight {
  * 1. **Batches token lookups**: the tokens of all requests that arrived together are looked up in one
  *    statement (ApiTokenService.authenticateMany). Every request is still checked against Postgres after
  *    it arrived, so a revocation is refused at once on every replica.
- * 2. **Batches rate-limit counting**: one Redis INCRBY per token and batch; each request gets its own
- *    count, headers and 429 exactly as one by one.
+ * 2. **Batches rate-limit counting**: one Redis call per token and batch, counting the token's and its
+ *    account's limits; each request gets its own count, headers and 429 exactly as one by one.
  * 3. **Collapses identical requests** (same account, scopes, URL, host and language): one of them (the
  *    leader) goes through the full Nest pipeline; the others wait for its answer and get the same bytes
  *    with their own request id, rate-limit headers and conditional (304) handling. A request only joins
@@ -66,12 +69,12 @@ interface Flight {
 export class HotReadPath {
   private readonly logger = new Logger(HotReadPath.name);
   private readonly tokens: MicroBatcher<string, AuthenticatedToken | null>;
-  private readonly limits: MicroBatcher<number, RateVerdict | null>;
-  private readonly writeLimits: MicroBatcher<number, RateVerdict | null>;
+  private readonly limits: MicroBatcher<RateSubject, RateVerdict | null>;
+  private readonly writeLimits: MicroBatcher<RateSubject, RateVerdict | null>;
   private readonly flights = new Map<string, Flight>();
   private readonly cache: AnswerCache | null;
   /** Tokens (by hash) that took this path within the last minute: their counting need not wait for the lookup. */
-  private readonly recentReaders = new Map<string, { tokenId: number; at: number }>();
+  private readonly recentReaders = new Map<string, RateSubject & { at: number }>();
 
   constructor(
     tokens: ApiTokenService,
@@ -84,23 +87,35 @@ export class HotReadPath {
       const found = await tokens.authenticateHashes(keys, { listingVersion: this.cache !== null });
       return keys.map((k) => found.get(k) ?? null);
     });
-    this.limits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, false));
-    this.writeLimits = new MicroBatcher((tokenIds) => this.count(limiter, tokenIds, true));
+    this.limits = new MicroBatcher((subjects) => this.count(limiter, subjects, false));
+    this.writeLimits = new MicroBatcher((subjects) => this.count(limiter, subjects, true));
   }
 
-  /** One INCRBY per token of the batch; each request gets the verdict of its own position in the count. */
+  /** Entries and bytes of the answer cache (null when it is off). */
+  get cacheSize(): { entries: number; bytes: number } | null {
+    return this.cache?.size ?? null;
+  }
+
+  /**
+   * One count per token of the batch (INCRBY on the token's and its account's counters in one call);
+   * each request gets the verdict of its own position in the count.
+   */
   private async count(
     limiter: RateLimiter,
-    tokenIds: number[],
+    subjects: RateSubject[],
     isWrite: boolean,
   ): Promise<(RateVerdict | null)[]> {
     const now = Date.now();
-    const positions = new Map<number, number[]>();
-    tokenIds.forEach((id, i) => positions.set(id, [...(positions.get(id) ?? []), i]));
-    const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(tokenIds.length).fill(null);
+    const positions = new Map<number, { who: RateSubject; at: number[] }>();
+    subjects.forEach((who, i) => {
+      const seen = positions.get(who.tokenId);
+      if (seen) seen.at.push(i);
+      else positions.set(who.tokenId, { who, at: [i] });
+    });
+    const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(subjects.length).fill(null);
     await Promise.all(
-      [...positions].map(async ([tokenId, at]) => {
-        const verdicts = await limiter.consume(tokenId, isWrite, at.length, now);
+      [...positions.values()].map(async ({ who, at }) => {
+        const verdicts = await limiter.consume(who, isWrite, at.length, now);
         if (!verdicts) this.logger.warn('rate limit store unreachable; request let through');
         at.forEach((pos, j) => (out[pos] = verdicts ? verdicts[j] : null));
       }),
@@ -174,7 +189,7 @@ export class HotReadPath {
       pipeline(req, res);
       return;
     }
-    const rateVerdict = await this.writeLimits.load(principal.tokenId);
+    const rateVerdict = await this.writeLimits.load(principal);
     this.handOn(req, res, pipeline, { principal, rateVerdict });
   }
 
@@ -192,9 +207,7 @@ export class HotReadPath {
     const recent = this.recentReaders.get(hash);
     const now = Date.now();
     const early =
-      recent && now - recent.at < RECENT_READER_MS
-        ? this.limits.load(recent.tokenId).catch(() => null)
-        : null;
+      recent && now - recent.at < RECENT_READER_MS ? this.limits.load(recent).catch(() => null) : null;
     let principal: AuthenticatedToken | null;
     try {
       principal = await this.tokens.load(hash);
@@ -210,19 +223,17 @@ export class HotReadPath {
       return;
     }
     const rateVerdict =
-      early && recent?.tokenId === principal.tokenId
-        ? await early
-        : await this.limits.load(principal.tokenId);
+      early && recent?.tokenId === principal.tokenId ? await early : await this.limits.load(principal);
     if (!recent || recent.tokenId !== principal.tokenId || now - recent.at >= RECENT_READER_MS / 2) {
       if (this.recentReaders.size >= RECENT_READERS_MAX) this.recentReaders.clear();
-      this.recentReaders.set(hash, { tokenId: principal.tokenId, at: now });
+      this.recentReaders.set(hash, { tokenId: principal.tokenId, accountId: principal.accountId, at: now });
     }
     if (rateVerdict?.exceeded != null) {
       this.handOn(req, res, pipeline, { principal, rateVerdict }); // the pipeline's 429
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = principal.listingVersion;
+    const version = this.cacheable(req) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, started, 'cached');
@@ -353,6 +364,20 @@ export class HotReadPath {
         'request completed',
       );
     }
+  }
+
+  /**
+   * Whether this request's answer may be cached: only if its URL has no query parameter but those the
+   * endpoint reads. The endpoint ignores any other, so each new value of one would add an entry that
+   * shows nothing new. (The cache itself refuses long keys: padding with headers or empty `&&&`.)
+   */
+  private cacheable(req: IncomingMessage): boolean {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    if (q === -1) return true;
+    const known = LIST_PATH.test(url) ? SNAPSHOT_LIST_PARAMS : [];
+    for (const name of new URLSearchParams(url.slice(q + 1)).keys()) if (!known.includes(name)) return false;
+    return true;
   }
 
   private groupKey(req: IncomingMessage, p: Principal): string {

@@ -541,7 +541,12 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
       // the other answers. Called in one go on the service, so that they are one batch for sure.
       const t = await tenant();
       const { row: tokenRow } = await createToken(api.prisma, t.account.id);
-      const me = { accountId: t.account.id, tokenId: tokenRow.id, scopes: ['read', 'write'] as Scope[] };
+      const me = {
+        accountId: t.account.id,
+        tokenId: tokenRow.id,
+        scopes: ['read', 'write'] as Scope[],
+        expiresAt: null,
+      };
       const mine = [t.server];
       for (let i = 0; i < 5; i++) mine.push(await createServer(api.prisma, t.account.id, idleNodeId));
       const [locked, ...free] = mine;

@@ -19,6 +19,7 @@ import {
   shown,
   Tenant,
 } from './support/fault-env';
+import { READINESS_REUSE_MS } from '../../src/health/readiness';
 
 const FILE = 'test/faults/dependencies-down.fault-spec.ts';
 
@@ -32,6 +33,24 @@ function expect503(res: HttpResult) {
   });
   // No internals leak out of the failure.
   expect(res.text).not.toMatch(/prisma|ECONNREFUSED|127\.0\.0\.1|\n\s+at /i);
+}
+
+/**
+ * `/readyz` once it shows these checks: the stores are asked at most once a second, so an outage or
+ * a return shows up to READINESS_REUSE_MS late.
+ */
+async function readyzShowing(api: AppProcess, checks: { postgres: string; redis: string }) {
+  let res!: HttpResult;
+  await eventually(
+    async () => {
+      res = await http(`${api.url}/readyz`);
+      const shownChecks = (res.body as { checks?: Record<string, string> }).checks;
+      return shownChecks?.postgres === checks.postgres && shownChecks?.redis === checks.redis;
+    },
+    READINESS_REUSE_MS + 5000,
+    100,
+  );
+  return res;
 }
 
 describe('dependencies down (real API process, Postgres and Redis cut through proxies)', () => {
@@ -65,7 +84,7 @@ describe('dependencies down (real API process, Postgres and Redis cut through pr
     checked += 3;
     // Answered promptly (a client is not left hanging until its own timeout).
     expect(Date.now() - t0).toBeLessThan(20_000);
-    const ready = await http(`${api.url}/readyz`);
+    const ready = await readyzShowing(api, { postgres: 'down', redis: 'up' });
     expect(shown(ready)).toMatchObject({
       status: 503,
       body: { code: 'service_unavailable', checks: { postgres: 'down', redis: 'up' } },
@@ -76,7 +95,7 @@ describe('dependencies down (real API process, Postgres and Redis cut through pr
 
     await lab.pgProxy.restore();
     await eventually(async () => (await listSnapshots(api, t)).status === 200, 15_000, 200);
-    expect(shown(await http(`${api.url}/readyz`))).toMatchObject({
+    expect(shown(await readyzShowing(api, { postgres: 'up', redis: 'up' }))).toMatchObject({
       status: 200,
       body: { checks: { postgres: 'up', redis: 'up' } },
     });
@@ -118,7 +137,7 @@ describe('dependencies down (real API process, Postgres and Redis cut through pr
       status: 'pending',
       snapshotId: create.body.id,
     });
-    const ready = await http(`${api.url}/readyz`);
+    const ready = await readyzShowing(api, { postgres: 'up', redis: 'down' });
     expect(shown(ready)).toMatchObject({
       status: 503,
       body: { code: 'service_unavailable', checks: { postgres: 'up', redis: 'down' } },

@@ -62,6 +62,8 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       // Tests fire many requests from one token; the rate-limit tests set their own limits.
       RATE_LIMIT_PER_MINUTE: '1000000',
       RATE_LIMIT_WRITES_PER_MINUTE: '1000000',
+      RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
+      RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       ...env,
     },
     role,

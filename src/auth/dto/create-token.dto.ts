@@ -22,12 +22,13 @@ export class CreateTokenDto {
     enumName: 'Scope',
     isArray: true,
     uniqueItems: true,
-    default: ['read', 'write'],
-    description: 'What it may do; `admin` only from an admin token.',
+    description:
+      'What it may do: some of the calling token’s own scopes (an admin token may give any). ' +
+      'Omitted: the calling token’s scopes.',
   })
   scopes?: Scope[];
 
-  /** Lifetime in days; omitted = no expiry. */
+  /** Lifetime in days; omitted = the calling token's expiry (none if it has none). */
   @IsOptional()
   @IsInt()
   @Min(1)
@@ -37,7 +38,9 @@ export class CreateTokenDto {
     minimum: 1,
     maximum: 3650,
     example: 90,
-    description: 'Lifetime in days; omitted = no expiry.',
+    description:
+      'Lifetime in days; it must not outlast the calling token. Omitted: the token expires when the ' +
+      'calling token does (never, if that one does not expire).',
   })
   expires_in_days?: number;
 }
