@@ -10,8 +10,40 @@ import { AuditService } from './audit.service';
 
 const AUDIT = 'audit:event';
 
+interface AuditMeta {
+  action: string;
+  targetType: string;
+  /** Request body members copied into `detail` (bounded, see bodyDetail), accepted or refused. */
+  bodyFields?: readonly string[];
+}
+
 /** Records this handler's calls in the audit log as `action` on a `targetType`. */
-export const Audit = (action: string, targetType: string) => SetMetadata(AUDIT, { action, targetType });
+export const Audit = (action: string, targetType: string, options: { bodyFields?: readonly string[] } = {}) =>
+  SetMetadata(AUDIT, { action, targetType, ...options } satisfies AuditMeta);
+
+/** Longest string, and most array items, a body member keeps in an audit row (refused input can be anything). */
+const DETAIL_STRING_MAX = 256;
+const DETAIL_ITEMS_MAX = 16;
+
+function boundedValue(v: unknown): unknown {
+  if (typeof v === 'string') return v.length > DETAIL_STRING_MAX ? `${v.slice(0, DETAIL_STRING_MAX)}…` : v;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return v;
+  if (Array.isArray(v))
+    return v.slice(0, DETAIL_ITEMS_MAX).map((x) => (typeof x === 'object' ? null : boundedValue(x)));
+  return undefined;
+}
+
+/** The named members of the request body, each bounded; absent or structured members are left out. */
+function bodyDetail(body: unknown, fields: readonly string[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!fields || !body || typeof body !== 'object') return out;
+  for (const f of fields) {
+    if (!Object.prototype.hasOwnProperty.call(body, f)) continue;
+    const v = boundedValue((body as Record<string, unknown>)[f]);
+    if (v !== undefined) out[f] = v;
+  }
+  return out;
+}
 
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
@@ -21,10 +53,7 @@ export class AuditInterceptor implements NestInterceptor {
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const meta = this.reflector.get<{ action: string; targetType: string } | undefined>(
-      AUDIT,
-      context.getHandler(),
-    );
+    const meta = this.reflector.get<AuditMeta | undefined>(AUDIT, context.getHandler());
     if (!meta) return next.handle();
     const req = context.switchToHttp().getRequest<Request & { user?: Principal }>();
     const res = context.switchToHttp().getResponse<Response>();
@@ -52,6 +81,7 @@ export class AuditInterceptor implements NestInterceptor {
               detail: {
                 method: req.method,
                 path: req.originalUrl,
+                ...bodyDetail(req.body, meta.bodyFields),
                 ...(typeof b.action_id === 'number' ? { action_id: b.action_id } : {}),
                 ...(req.body && typeof req.body === 'object' && 'server_id' in req.body
                   ? { server_id: (req.body as { server_id: unknown }).server_id }
@@ -73,6 +103,7 @@ export class AuditInterceptor implements NestInterceptor {
             detail: {
               method: req.method,
               path: req.originalUrl,
+              ...bodyDetail(req.body, meta.bodyFields),
               ...(err instanceof ProblemException ? { code: err.spec.code } : {}),
             },
           }),

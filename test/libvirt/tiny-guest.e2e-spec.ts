@@ -1,9 +1,19 @@
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { HypervisorError, ServerRef, SnapshotRef } from '../../src/hypervisor/hypervisor-driver';
 import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
-import { describeLibvirt, domState, ensureTinyGuest, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
+import {
+  describeLibvirt,
+  domainUuid,
+  domState,
+  ensureTinyGuest,
+  Lab,
+  LIBVIRT_URI,
+  run,
+  virsh,
+} from './support/lab';
 import { fakeResult, ScriptedRunner, subcommand } from './support/scripted-runner';
 
 jest.setTimeout(180_000);
@@ -23,7 +33,9 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
   /** A small file system, mounted before the guests start: qemu runs in its own mount namespace. */
   let small: string;
   let nextId = 500 + Math.floor(Math.random() * 1_000_000) * 10;
-  const driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, pollIntervalMs: 100 });
+  // The lab's folders are made under the temporary directory.
+  const imageRoots = [os.tmpdir()];
+  const driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots, pollIntervalMs: 100 });
   const newSnap = (): SnapshotRef => ({ id: nextId++, snapshotDir });
   const snapFile = (s: SnapshotRef): string => path.join(s.snapshotDir, `${s.id}.qcow2`);
 
@@ -39,8 +51,8 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
     const diskB = await lab.makeExt4Disk(`${nameB}.qcow2`, 64);
     serialA = await lab.defineGuestDomain(nameA, diskA, guestDir, { agent: true, writer: 'vda' });
     serialB = await lab.defineGuestDomain(nameB, diskB, guestDir, { agent: false, writer: 'vda' });
-    withAgent = { id: 1, domain: nameA, diskPath: diskA };
-    withoutAgent = { id: 2, domain: nameB, diskPath: diskB };
+    withAgent = { id: 1, domain: nameA, diskPath: diskA, domainUuid: await domainUuid(nameA) };
+    withoutAgent = { id: 2, domain: nameB, diskPath: diskB, domainUuid: await domainUuid(nameB) };
     await Promise.all([driver.start(withAgent), driver.start(withoutAgent)]);
     await Promise.all([
       lab.waitForSerial(serialA, 'TINYGUEST READY', 120_000),
@@ -116,7 +128,12 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
         return fakeResult(1, '', 'error: internal error: injected backup failure\n');
       })();
     });
-    const failing = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, runner, pollIntervalMs: 100 });
+    const failing = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+    });
     const snap = newSnap();
 
     const e = await failing.createSnapshot(withAgent, snap, () => undefined).catch((x: unknown) => x);
@@ -134,7 +151,12 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
     runner.intercept((_cmd, args) =>
       subcommand(args) === 'measure' ? Promise.resolve(fakeResult(0, '{"required": 0}')) : undefined,
     );
-    const failing = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, runner, pollIntervalMs: 100 });
+    const failing = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+    });
     const snap: SnapshotRef = { id: nextId++, snapshotDir: small };
 
     const e = await failing.createSnapshot(withAgent, snap, () => undefined).catch((x: unknown) => x);

@@ -69,6 +69,11 @@ export async function virsh(...args: string[]): Promise<string> {
   return run('virsh', ['-q', '-c', LIBVIRT_URI, ...args]);
 }
 
+/** The UUID of a lab domain (lab names are never read as ids: `vpstest-…`). */
+export async function domainUuid(domain: string): Promise<string> {
+  return (await virsh('domuuid', '--domain', domain)).trim();
+}
+
 export async function domState(domain: string): Promise<string> {
   return (await virsh('domstate', '--domain', domain)).trim();
 }
