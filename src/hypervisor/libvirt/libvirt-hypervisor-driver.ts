@@ -506,7 +506,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }
       for (const disk of diskPaths) {
         // Never remove anything outside the node's image roots, whatever the database says.
-        if (diskPathProblem(disk, this.imageRoots) !== null) continue;
+        if (
+          !(await this.requireDiskInRoots(disk).then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue;
         await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.restoring}`);
         // A second name of a disk, never the disk itself.
         await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.replaced}`);
