@@ -7,29 +7,41 @@ import { ProcessRunner, RunOptions, RunResult } from './process-runner';
 
 const UUID = '4dea22b3-1d52-d8f3-2516-782e98ab3fa0';
 
+const result = (a: Partial<RunResult>): RunResult => ({
+  code: 0,
+  exitSignal: null,
+  stdout: '',
+  stderr: '',
+  truncated: false,
+  ...a,
+});
+
 /**
- * Answers virsh calls from a script; records them. No process is started. `domname` (the driver's
- * check of the UUID's name) answers `name` and is recorded apart, unless `name` is null: then the
- * script answers it too.
+ * Answers virsh calls from a script; records them. No process is started. `dominfo` (how the driver
+ * finds the domain by UUID, checks its name and reads its state) is recorded apart in `infos` and
+ * answered with `name` and the state the script gives `domstate`.
  */
 class FakeVirsh extends ProcessRunner {
   readonly calls: string[] = [];
-  readonly domnames: string[] = [];
+  readonly infos: string[] = [];
   constructor(
     private readonly answer: (cmd: string, args: string[]) => Partial<RunResult>,
-    private readonly name: string | null = 'dom-secret',
+    private readonly name = 'dom-secret',
   ) {
     super();
   }
   override async run(_cmd: string, args: readonly string[], _opts: RunOptions): Promise<RunResult> {
     const rest = args.slice(3); // -q -c URI
-    if (rest[0] === 'domname' && this.name !== null) {
-      this.domnames.push(rest.join(' '));
-      return { code: 0, exitSignal: null, stdout: `${this.name}\n\n`, stderr: '', truncated: false };
+    if (rest[0] === 'dominfo') {
+      this.infos.push(rest.join(' '));
+      const st = result(this.answer('domstate', ['domstate', ...rest.slice(1)]));
+      if (st.code !== 0) return st;
+      return result({
+        stdout: `Id:             -\nName:           ${this.name}\nUUID:           ${rest[2]}\nState:          ${st.stdout.trim()}\n`,
+      });
     }
-    const a = this.answer(rest[0], rest);
     this.calls.push(rest.join(' '));
-    return { code: 0, exitSignal: null, stdout: '', stderr: '', truncated: false, ...a };
+    return result(this.answer(rest[0], rest));
   }
 }
 
@@ -59,10 +71,7 @@ describe('LibvirtHypervisorDriver power (scripted virsh)', () => {
   });
 
   it('domain_not_found with a customer-safe message', async () => {
-    const runner = new FakeVirsh(
-      () => ({ code: 1, stderr: "error: failed to get domain 'dom-secret'\n" }),
-      null,
-    );
+    const runner = new FakeVirsh(() => ({ code: 1, stderr: "error: failed to get domain 'dom-secret'\n" }));
     const d = driver({ runner });
     const e = (await d.getPowerState(server).catch((x: unknown) => x)) as HypervisorError;
     expect(e).toBeInstanceOf(HypervisorError);
@@ -102,10 +111,12 @@ describe('LibvirtHypervisorDriver power (scripted virsh)', () => {
     expect(await driver({ runner: off }).stop(server, { graceSeconds: 1 })).toEqual({
       forced: false,
     });
-    expect(off.calls).toEqual([`domstate --domain ${UUID}`]);
+    expect(off.calls).toEqual([]);
+    expect(off.infos).toEqual([`dominfo --domain ${UUID}`]);
     const on = new FakeVirsh(() => ({ stdout: 'running\n' }));
     await driver({ runner: on }).start(server);
-    expect(on.calls).toEqual([`domstate --domain ${UUID}`]);
+    expect(on.calls).toEqual([]);
+    expect(on.infos).toEqual([`dominfo --domain ${UUID}`]);
   });
 
   it('restore refuses anything but shut off before touching files', async () => {
@@ -115,20 +126,28 @@ describe('LibvirtHypervisorDriver power (scripted virsh)', () => {
       .restoreSnapshot(server, { id: 3, snapshotDir: '/nonexistent/snapshots' }, () => undefined)
       .catch((x: unknown) => x)) as HypervisorError;
     expect(e.code).toBe('invalid_power_state');
-    expect(runner.calls).toEqual([`domstate --domain ${UUID}`]);
+    expect(runner.calls).toEqual([]);
+    expect(runner.infos).toEqual([`dominfo --domain ${UUID}`]);
   });
 });
 
 describe('LibvirtHypervisorDriver addresses domains by UUID (scripted virsh)', () => {
   it('every virsh call of an operation names the UUID, after checking it still has the name', async () => {
-    const runner = new FakeVirsh((cmd) => (cmd === 'domstate' ? { stdout: 'running\n' } : {}));
-    await driver({ runner }).getPowerState(server);
-    expect(runner.domnames).toEqual([`domname --domain ${UUID}`]);
-    expect(runner.calls).toEqual([`domstate --domain ${UUID}`]);
+    let destroyed = false;
+    const runner = new FakeVirsh((cmd) => {
+      if (cmd === 'destroy') destroyed = true;
+      return cmd === 'domstate' ? { stdout: destroyed ? 'shut off\n' : 'running\n' } : {};
+    });
+    const d = driver({ runner, pollIntervalMs: 5 });
+    expect(await d.getPowerState(server)).toBe('running');
+    expect(await d.stop(server, { graceSeconds: 0 })).toEqual({ forced: true });
+    expect(runner.infos).toEqual(Array(2).fill(`dominfo --domain ${UUID}`));
+    expect(runner.calls.length).toBeGreaterThan(0);
+    for (const c of runner.calls) expect(c).toMatch(new RegExp(`^[a-z]+ --domain ${UUID}$`));
   });
 
   it('a domain renamed or redefined under the name is domain_not_found, and nothing else is asked', async () => {
-    const runner = new FakeVirsh(() => ({}), 'someone-else');
+    const runner = new FakeVirsh(() => ({ stdout: 'shut off\n' }), 'someone-else');
     const d = driver({ runner });
     for (const call of [
       d.getPowerState(server),
@@ -143,7 +162,7 @@ describe('LibvirtHypervisorDriver addresses domains by UUID (scripted virsh)', (
       expect(e.detail).toContain('someone-else');
     }
     expect(runner.calls).toEqual([]);
-    expect(runner.domnames).toHaveLength(4);
+    expect(runner.infos).toHaveLength(4);
   });
 
   it('a ref without a UUID (or with a malformed one) is refused without asking virsh', async () => {
@@ -155,7 +174,7 @@ describe('LibvirtHypervisorDriver addresses domains by UUID (scripted virsh)', (
         .catch((x: unknown) => x)) as HypervisorError;
       expect(e.code).toBe('domain_not_found');
     }
-    expect([...runner.calls, ...runner.domnames]).toEqual([]);
+    expect([...runner.calls, ...runner.infos]).toEqual([]);
   });
 
   it('findDomainUuid matches the exact name in the list, an all-digit name included', async () => {
@@ -198,6 +217,6 @@ describe('LibvirtHypervisorDriver addresses domains by UUID (scripted virsh)', (
       expect(e.retryable).toBe(false);
       expect(e.message).not.toContain(diskPath);
     }
-    expect([...runner.calls, ...runner.domnames]).toEqual([]);
+    expect([...runner.calls, ...runner.infos]).toEqual([]);
   });
 });

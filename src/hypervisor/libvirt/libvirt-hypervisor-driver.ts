@@ -44,6 +44,7 @@ import {
   JOB_TYPE,
   jobProgress,
   jsonInt,
+  parseDomInfo,
   parseDomJobInfoRaw,
   parseDomState,
   parseJsonObject,
@@ -203,12 +204,12 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
-    return (await this.domState(await this.domainOf(server))) === 'shut off' ? 'stopped' : 'running';
+    return (await this.domainOf(server)).state === 'shut off' ? 'stopped' : 'running';
   }
 
   async start(server: ServerRef): Promise<void> {
-    const dom = await this.domainOf(server);
-    if ((await this.domState(dom)) !== 'shut off') return;
+    const { uuid: dom, state } = await this.domainOf(server);
+    if (state !== 'shut off') return;
     const r = await this.virshRaw(['start', '--domain', dom]);
     if (r.code === 0) return;
     if (/already (active|running)/i.test(r.stderr)) return;
@@ -216,8 +217,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
-    const dom = await this.domainOf(server);
-    if ((await this.domState(dom)) === 'shut off') return { forced: false };
+    const { uuid: dom, state } = await this.domainOf(server);
+    if (state === 'shut off') return { forced: false };
     const grace =
       typeof opts?.graceSeconds === 'number' && Number.isFinite(opts.graceSeconds) && opts.graceSeconds >= 0
         ? opts.graceSeconds
@@ -260,8 +261,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     // Nothing reads the disk before it is known to lie inside the node's image roots.
     await this.requireDiskInRoots(server.diskPath);
     // Read-only look-ups, at once; their errors in this order (an unknown domain first).
-    const [{ dom, state }, , src, measured] = await allInOrder([
-      this.domainOf(server).then(async (d) => ({ dom: d, state: await this.domState(d) })),
+    const [{ uuid: dom, state }, , src, measured] = await allInOrder([
+      this.domainOf(server),
       this.refuseExisting(files),
       this.imageInfo(server.diskPath, true),
       this.measureRequired(server.diskPath, signal),
@@ -389,9 +390,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
     // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
     const [dom, { manifest, measured, byteCopy }] = await allInOrder([
-      this.domainOf(server).then(async (d) => {
-        await this.requireShutOff(d);
-        return d;
+      this.domainOf(server).then(({ uuid, state }) => {
+        this.requireShutOffState(uuid, state);
+        return uuid;
       }),
       (async () => {
         const present = await isFile(files.final).catch((e: unknown) => {
@@ -1154,7 +1155,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   private async requireShutOff(domain: string): Promise<void> {
-    const state = await this.domState(domain);
+    this.requireShutOffState(domain, await this.domState(domain));
+  }
+
+  private requireShutOffState(domain: string, state: string): void {
     if (state !== 'shut off') {
       throw hvError(
         'invalid_power_state',
@@ -1245,12 +1249,12 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   /**
-   * The domain of `server` as every virsh call here addresses it: its UUID, once libvirt confirmed that
-   * the domain with this UUID still has the server's name (a domain renamed, or undefined and defined
-   * again under the name, is `domain_not_found` — never another VM). Never the name: virsh reads a
-   * name such as `12` as a domain id.
+   * The domain of `server` as every virsh call here addresses it — its UUID, never its name (virsh
+   * reads a name such as `12` as a domain id) — and its state, from one `virsh dominfo`, which also
+   * says the domain's name: a domain with this UUID that no longer has the server's name (renamed, or
+   * undefined and another defined under the name) is `domain_not_found`, never another VM.
    */
-  private async domainOf(server: ServerRef): Promise<string> {
+  private async domainOf(server: ServerRef): Promise<{ uuid: string; state: string }> {
     const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
     if (uuid === null) {
       throw hvError(
@@ -1258,17 +1262,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `server ${server.id} has no valid domain UUID (${server.domainUuid})`,
       );
     }
-    const args = ['domname', '--domain', uuid];
+    const args = ['dominfo', '--domain', uuid];
     const r = await this.virshRaw(args);
     if (r.code !== 0) throw this.virshFailure(args, r);
-    const name = r.stdout.trim();
+    const { name, state } = parseDomInfo(r.stdout);
     if (name !== server.domain) {
       throw hvError(
         'domain_not_found',
         `domain ${uuid} is named "${name}", the server's domain is "${server.domain}" (renamed or redefined)`,
       );
     }
-    return uuid;
+    if (!state) throw hvError('hypervisor_error', `no state in virsh dominfo output for ${uuid}`);
+    return { uuid, state };
   }
 
   /**
