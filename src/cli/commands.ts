@@ -246,14 +246,13 @@ export class CliCommands {
     if (existingNode) return String(existingNode.id);
     const driver = required(flags, 'driver');
     if (driver !== 'libvirt' && driver !== 'fake') throw new UsageError('--driver must be libvirt or fake');
-    const input = {
+    const node = await this.nodes.create({
       name: positional[0],
       driver,
       uri: optional(flags, 'uri'),
       snapshotDir: optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`,
       imageRoots: lists['image-root'],
-    } as const;
-    const node = await this.nodes.create(input);
+    });
     await this.auditCli('node.create', 'node', node.id, {
       name: node.name,
       driver: node.driver,

@@ -10,6 +10,7 @@ import {
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
+import { isUniqueViolation } from '../prisma/unique-violation';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
@@ -205,7 +206,7 @@ export class ActionRunner {
     try {
       held = await this.store.pinDomainUuid(server.id, found);
     } catch (e) {
-      if ((e as { code?: unknown }).code !== '23505') throw e;
+      if (!isUniqueViolation(e)) throw e;
       throw new HypervisorError(
         'domain_not_found',
         "The server's virtual machine could not be identified on its host.",

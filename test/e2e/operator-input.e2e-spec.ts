@@ -527,6 +527,20 @@ describe('operator input (admin API, operator CLI, worker)', () => {
       expect(row.domainUuid).toBe(fakeDomainUuid(domain));
     });
 
+    it('a UUID another server of the node already claims is not pinned a second time', async () => {
+      const domain = unique('claimed');
+      driver.defineDomain(domain, { diskPath: `/var/lib/libvirt/images/${domain}.qcow2` });
+      // Another server was registered (wrongly) with this domain's UUID.
+      expect((await register(unique('claimer'), fakeDomainUuid(domain))).status).toBe(201);
+      const res = await register(domain);
+      expect(await snapshot(res.body.id)).toMatchObject({
+        status: 'failed',
+        error: { code: 'domain_not_found' },
+      });
+      const row = await api.prisma.server.findUniqueOrThrow({ where: { id: res.body.id } });
+      expect(row.domainUuid).toBeNull();
+    });
+
     it("a UUID that is another domain's is refused: the operation fails, neither domain is touched", async () => {
       const mine = unique('mine');
       const theirs = unique('theirs');

@@ -1,9 +1,10 @@
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsOptional, IsString, Matches } from 'class-validator';
+import { IsIn, IsOptional, IsString, Matches } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { SatisfiesRule } from '../../common/rule-validator';
 import {
   DEFAULT_IMAGE_ROOTS,
   hostPathProblem,
+  imageRootsProblems,
   MAX_HOST_PATH_LENGTH,
   MAX_IMAGE_ROOTS,
 } from '../../hypervisor/host-paths';
@@ -50,10 +51,11 @@ export class CreateNodeDto {
   snapshot_dir!: string;
 
   @IsOptional()
-  @IsArray()
-  @ArrayMinSize(1)
-  @ArrayMaxSize(MAX_IMAGE_ROOTS)
-  @IsString({ each: true })
+  @SatisfiesRule((v) =>
+    Array.isArray(v) && v.every((root) => typeof root === 'string')
+      ? (imageRootsProblems(v)[0] ?? null)
+      : 'image_roots must be an array of absolute directories',
+  )
   @ApiPropertyOptional({
     type: [String],
     minItems: 1,
