@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { HypervisorError, ServerRef, SnapshotRef } from '../../src/hypervisor/hypervisor-driver';
@@ -33,15 +32,17 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
   /** A small file system, mounted before the guests start: qemu runs in its own mount namespace. */
   let small: string;
   let nextId = 500 + Math.floor(Math.random() * 1_000_000) * 10;
-  // The lab's folders are made under the temporary directory.
-  const imageRoots = [os.tmpdir()];
-  const driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots, pollIntervalMs: 100 });
+  /** The lab's folder: the disks' image root. */
+  let imageRoots: string[];
+  let driver: LibvirtHypervisorDriver;
   const newSnap = (): SnapshotRef => ({ id: nextId++, snapshotDir });
   const snapFile = (s: SnapshotRef): string => path.join(s.snapshotDir, `${s.id}.qcow2`);
 
   beforeAll(async () => {
     const guestDir = await ensureTinyGuest();
     lab = await Lab.create('guest');
+    imageRoots = [lab.dir];
+    driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots, pollIntervalMs: 100 });
     snapshotDir = await lab.mkdir('snapshots');
     small = await lab.mountTmpfs('tiny-tmpfs', 12);
     const nameA = lab.uniqueName('guest-agent');
