@@ -311,8 +311,9 @@ async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapD
   const nodeName = `bench-lv-${process.pid}`;
   const ids = await withClient(databaseUrl, async (c) => {
     const node = await c.query(
-      `INSERT INTO nodes (name, driver, uri, snapshot_dir) VALUES ($1, 'libvirt', 'qemu:///system', $2) RETURNING id`,
-      [nodeName, snapDir],
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
+       VALUES ($1, 'libvirt', 'qemu:///system', $2, ARRAY[$3::varchar]) RETURNING id`,
+      [nodeName, snapDir, disk.slice(0, disk.lastIndexOf('/'))],
     );
     const server = await c.query(
       `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path) VALUES (1, $1, 'bench-big', 'stopped', $2, $3) RETURNING id`,

@@ -88,7 +88,8 @@ export async function seed(url, { servers, snapshots, benchServers = 1000, fakeS
       1 + otherAccounts + 1,
     ]);
     await c.query(
-      `INSERT INTO nodes (name, driver, uri, snapshot_dir) VALUES ('bench-hv', 'fake', 'fake://', '/tmp/bench-snapshots')`,
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
+       VALUES ('bench-hv', 'fake', 'fake://', '/tmp/bench-snapshots', ARRAY['/var/lib/libvirt/images'])`,
     );
     // Server g: account 1 for the first benchServers, then 10 per account.
     await c.query(
@@ -132,12 +133,13 @@ export async function seed(url, { servers, snapshots, benchServers = 1000, fakeS
     tokens.admin = adminT.token;
     if (fakeServers > 0) {
       const node = await c.query(
-        `INSERT INTO nodes (name, driver, uri, snapshot_dir) VALUES ($1, 'fake', 'fake://', '/tmp/bench-snapshots') RETURNING id`,
+        `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
+         VALUES ($1, 'fake', 'fake://', '/tmp/bench-snapshots', ARRAY['/tmp/bench-disks']) RETURNING id`,
         [`bench-fake-${RUN_ID}`],
       );
       const r = await c.query(
         `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path)
-         SELECT $1, $2, 'q-' || g, 'stopped', 'qdom-' || g, '/tmp/qdisk-' || g || '.qcow2'
+         SELECT $1, $2, 'q-' || g, 'stopped', 'qdom-' || g, '/tmp/bench-disks/qdisk-' || g || '.qcow2'
          FROM generate_series(1, $3) g RETURNING id`,
         [1 + otherAccounts + 1, node.rows[0].id, fakeServers],
       );

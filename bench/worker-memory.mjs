@@ -86,8 +86,8 @@ async function runOnce({ dir, databaseUrl, redisUrl, driver, disk, domain, snapD
   const nodeName = `bench-mem-${RUN_ID}-${tag}`;
   const ids = await withClient(databaseUrl, async (c) => {
     const node = await c.query(
-      `INSERT INTO nodes (name, driver, uri, snapshot_dir) VALUES ($1, $2, $3, $4) RETURNING id`,
-      [nodeName, driver, driver === 'libvirt' ? 'qemu:///system' : 'fake://', snapDir],
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots) VALUES ($1, $2, $3, $4, ARRAY[$5::varchar]) RETURNING id`,
+      [nodeName, driver, driver === 'libvirt' ? 'qemu:///system' : 'fake://', snapDir, disk.slice(0, disk.lastIndexOf('/'))],
     );
     const server = await c.query(
       `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path)

@@ -70,7 +70,7 @@ if [ $with_libvirt = 1 ]; then
   DEMO_DISK_DIR="$IMAGES_DIR/disks"
   mkdir -p "$SNAPDIR" "$DEMO_DISK_DIR"
   NODE=local-libvirt
-  cli node create "$NODE" --driver libvirt --uri qemu:///system --snapshot-dir "$SNAPDIR" --if-missing >/dev/null
+  cli node create "$NODE" --driver libvirt --uri qemu:///system --snapshot-dir "$SNAPDIR" --image-root "$DEMO_DISK_DIR" --if-missing >/dev/null
   bash scripts/guest/build-tiny-guest.sh "$GUEST_DIR" >&2
   # One demo domain per checkout: each checkout's domain boots from its own disk.
   DOMAIN="vps-demo-$CHECKOUT_ID"

@@ -13,19 +13,46 @@ const AUDIT = 'audit:event';
 interface AuditMeta {
   action: string;
   targetType: string;
+  /** Request body members copied into `detail` (bounded, see bodyDetail), accepted or refused. */
+  bodyFields?: readonly string[];
   /** What else an accepted call records, taken from the handler's response body. */
   detailOf?: (body: never) => Record<string, unknown>;
 }
 
+export interface AuditOptions<B> {
+  bodyFields?: readonly string[];
+  detailOf?: (body: B) => Record<string, unknown>;
+}
+
 /**
- * Records this handler's calls in the audit log as `action` on a `targetType`; `detailOf` adds to an
- * accepted call's `detail` from the handler's response body.
+ * Records this handler's calls in the audit log as `action` on a `targetType`; `bodyFields` copies
+ * request members into `detail`, `detailOf` adds to an accepted call's `detail` from its response body.
  */
-export const Audit = <B>(
-  action: string,
-  targetType: string,
-  detailOf?: (body: B) => Record<string, unknown>,
-) => SetMetadata(AUDIT, { action, targetType, detailOf } as AuditMeta);
+export const Audit = <B>(action: string, targetType: string, options: AuditOptions<B> = {}) =>
+  SetMetadata(AUDIT, { action, targetType, ...options } as AuditMeta);
+/** Longest string, and most array items, a body member keeps in an audit row (refused input can be anything). */
+const DETAIL_STRING_MAX = 256;
+const DETAIL_ITEMS_MAX = 16;
+
+function boundedValue(v: unknown): unknown {
+  if (typeof v === 'string') return v.length > DETAIL_STRING_MAX ? `${v.slice(0, DETAIL_STRING_MAX)}…` : v;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return v;
+  if (Array.isArray(v))
+    return v.slice(0, DETAIL_ITEMS_MAX).map((x) => (typeof x === 'object' ? null : boundedValue(x)));
+  return undefined;
+}
+
+/** The named members of the request body, each bounded; absent or structured members are left out. */
+function bodyDetail(body: unknown, fields: readonly string[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!fields || !body || typeof body !== 'object') return out;
+  for (const f of fields) {
+    if (!Object.prototype.hasOwnProperty.call(body, f)) continue;
+    const v = boundedValue((body as Record<string, unknown>)[f]);
+    if (v !== undefined) out[f] = v;
+  }
+  return out;
+}
 
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
@@ -63,6 +90,7 @@ export class AuditInterceptor implements NestInterceptor {
               detail: {
                 method: req.method,
                 path: req.originalUrl,
+                ...bodyDetail(req.body, meta.bodyFields),
                 ...(typeof b.action_id === 'number' ? { action_id: b.action_id } : {}),
                 ...(req.body && typeof req.body === 'object' && 'server_id' in req.body
                   ? { server_id: (req.body as { server_id: unknown }).server_id }
@@ -85,6 +113,7 @@ export class AuditInterceptor implements NestInterceptor {
             detail: {
               method: req.method,
               path: req.originalUrl,
+              ...bodyDetail(req.body, meta.bodyFields),
               ...(err instanceof ProblemException ? { code: err.spec.code } : {}),
             },
           }),

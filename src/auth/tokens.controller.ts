@@ -25,7 +25,7 @@ export class TokensController {
 
   @Post()
   @ApiDoc.tokens.create()
-  @Audit('token.create', 'token', tokenAuditDetail)
+  @Audit('token.create', 'token', { detailOf: tokenAuditDetail })
   async create(@CurrentPrincipal() me: Principal, @Body() dto: CreateTokenDto) {
     const { token, record } = await this.tokens.createFromToken(me, {
       name: dto.name,

@@ -8,7 +8,7 @@ import { Clock, apiTime } from '../common/clock';
 import { parseId } from '../common/ids';
 import { NodesService } from '../nodes/nodes.service';
 import { ServersService } from '../servers/servers.service';
-import { DomainInspector } from './domain-inspector';
+import { DomainInspectors } from './domain-inspector';
 
 export const USAGE = `Operator CLI: npm run --silent cli -- <command>
 
@@ -18,13 +18,21 @@ export const USAGE = `Operator CLI: npm run --silent cli -- <command>
                                                           prints the token (shown only once)
   token revoke <token-id-or-prefix>
   token check <token>                                     exit 0 when the token is valid (prints its account id)
-  node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR] [--if-missing]
-                                                          prints the node id
+  node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR]
+              [--image-root DIR]... [--if-missing]        prints the node id
   node list
-  server create --account <name> --node <name> --name <server-name> [--domain D] [--disk PATH]
-                [--status running|stopped] [--if-missing] prints the server id
+  server create --account <name> --node <name> --name <server-name> [--domain D] [--domain-uuid UUID]
+                [--disk PATH] [--status running|stopped] [--if-missing]
+                                                          prints the server id
   server import --account <name> --node <name> --domain <libvirt-domain> [--name <server-name>] [--if-missing]
-                                                          reads the disk from the domain's XML; prints the id
+                                                          reads the UUID and disk from libvirt; prints the id
+
+  --uri: qemu:///system, qemu:///session, qemu+ssh://[user@]host[:port]/system or
+  qemu+tls://host[:port]/system, without query parameters.
+  --image-root (repeatable): directories the node's disks may live in (default /var/lib/libvirt/images);
+  --snapshot-dir (default /var/lib/admin-vps/snapshots/<node>) must lie apart from them.
+  --domain-uuid: without it, server create looks the domain up on a libvirt node (it must exist with
+  that name); given, it is recorded and the worker checks it before the first operation.
 
   --if-missing: when the account / node / server (same node and domain) exists, print its id instead
   of failing (for idempotent provisioning scripts).
@@ -35,20 +43,36 @@ export class UsageError extends Error {}
 
 type Flags = Record<string, string | true>;
 
-function parseArgs(args: string[], allowed: string[]): { positional: string[]; flags: Flags } {
+/**
+ * Options as `--key value`, `--key=value` or a bare `--key`. An option in `repeatable` may be given
+ * several times: its values are collected in `lists`; any other option given twice is a usage error.
+ */
+function parseArgs(
+  args: string[],
+  allowed: string[],
+  repeatable: string[] = [],
+): { positional: string[]; flags: Flags; lists: Record<string, string[]> } {
   const positional: string[] = [];
   const flags: Flags = {};
+  const lists: Record<string, string[]> = {};
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a.startsWith('--')) {
       const [key, inline] = a.slice(2).split(/=(.*)/s, 2);
-      if (!allowed.includes(key)) throw new UsageError(`unknown option --${key}`);
-      if (inline !== undefined) flags[key] = inline;
-      else if (i + 1 < args.length && !args[i + 1].startsWith('--')) flags[key] = args[++i];
-      else flags[key] = true;
+      if (!allowed.includes(key) && !repeatable.includes(key))
+        throw new UsageError(`unknown option --${key}`);
+      let value: string | true;
+      if (inline !== undefined) value = inline;
+      else if (i + 1 < args.length && !args[i + 1].startsWith('--')) value = args[++i];
+      else value = true;
+      if (repeatable.includes(key)) {
+        if (value === true) throw new UsageError(`--${key} needs a value`);
+        (lists[key] ??= []).push(value);
+      } else if (key in flags) throw new UsageError(`--${key} is given twice`);
+      else flags[key] = value;
     } else positional.push(a);
   }
-  return { positional, flags };
+  return { positional, flags, lists };
 }
 
 function required(flags: Flags, key: string): string {
@@ -93,6 +117,7 @@ export class CliCommands {
     private readonly servers: ServersService,
     private readonly clock: Clock,
     private readonly audit: AuditService,
+    private readonly inspectors: DomainInspectors,
   ) {}
 
   async run(argv: string[]): Promise<string> {
@@ -145,25 +170,8 @@ export class CliCommands {
         if (!principal) throw new Error('token is not valid (unknown, expired or revoked)');
         return String(principal.accountId);
       }
-      case 'node create': {
-        const { positional, flags } = parseArgs(rest, ['driver', 'uri', 'snapshot-dir', 'if-missing']);
-        if (positional.length !== 1) throw new UsageError('node create takes exactly one <name>');
-        const existingNode = flags['if-missing'] ? await this.nodes.findByName(positional[0]) : null;
-        if (existingNode) return String(existingNode.id);
-        const driver = required(flags, 'driver');
-        if (driver !== 'libvirt' && driver !== 'fake')
-          throw new UsageError('--driver must be libvirt or fake');
-        const snapshotDir =
-          optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`;
-        if (!snapshotDir.startsWith('/')) throw new UsageError('--snapshot-dir must be an absolute path');
-        const node = await this.nodes.create({
-          name: positional[0],
-          driver,
-          uri: optional(flags, 'uri'),
-          snapshotDir,
-        });
-        return String(node.id);
-      }
+      case 'node create':
+        return this.nodeCreate(rest);
       case 'node list': {
         const rows = await this.nodes.list();
         return table(
@@ -173,6 +181,7 @@ export class CliCommands {
             driver: n.driver,
             uri: n.uri,
             snapshot_dir: n.snapshotDir,
+            image_roots: n.imageRoots.join(' '),
           })),
         );
       }
@@ -190,6 +199,7 @@ export class CliCommands {
             node: s.node.name,
             status: s.status,
             domain: s.domain,
+            domain_uuid: s.domainUuid ?? '(pinned at first use)',
             disk: s.diskPath,
           })),
         );
@@ -231,12 +241,41 @@ export class CliCommands {
     return token;
   }
 
+  private async nodeCreate(args: string[]): Promise<string> {
+    const { positional, flags, lists } = parseArgs(
+      args,
+      ['driver', 'uri', 'snapshot-dir', 'if-missing'],
+      ['image-root'],
+    );
+    if (positional.length !== 1) throw new UsageError('node create takes exactly one <name>');
+    const existingNode = flags['if-missing'] ? await this.nodes.findByName(positional[0]) : null;
+    if (existingNode) return String(existingNode.id);
+    const driver = required(flags, 'driver');
+    if (driver !== 'libvirt' && driver !== 'fake') throw new UsageError('--driver must be libvirt or fake');
+    const node = await this.nodes.create({
+      name: positional[0],
+      driver,
+      uri: optional(flags, 'uri'),
+      snapshotDir: optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`,
+      imageRoots: lists['image-root'],
+    });
+    await this.auditCli('node.create', 'node', node.id, {
+      name: node.name,
+      driver: node.driver,
+      uri: node.uri,
+      snapshot_dir: node.snapshotDir,
+      image_roots: node.imageRoots,
+    });
+    return String(node.id);
+  }
+
   private async serverCreate(args: string[]): Promise<string> {
     const { positional, flags } = parseArgs(args, [
       'account',
       'node',
       'name',
       'domain',
+      'domain-uuid',
       'disk',
       'status',
       'if-missing',
@@ -251,16 +290,19 @@ export class CliCommands {
     const status = optional(flags, 'status') ?? 'running';
     if (status !== 'running' && status !== 'stopped')
       throw new UsageError('--status must be running or stopped');
-    const diskPath = optional(flags, 'disk') ?? `/var/lib/libvirt/images/${domain}.qcow2`;
-    if (!diskPath.startsWith('/')) throw new UsageError('--disk must be an absolute path');
     const server = await this.servers.create({
       accountId: account.id,
       nodeId: node.id,
       name,
       domain,
-      diskPath,
+      domainUuid: optional(flags, 'domain-uuid'),
+      diskPath: optional(flags, 'disk') ?? `${node.imageRoots[0]}/${domain}.qcow2`,
       status,
+      // A libvirt node is asked which domain has the name (it must exist); a fake node's worker pins it.
+      resolveDomainUuid:
+        node.driver === 'libvirt' ? () => this.inspectors.forNode(node).uuidOf(domain) : undefined,
     });
+    await this.auditServerCreate(server, account.id);
     return String(server.id);
   }
 
@@ -274,15 +316,66 @@ export class CliCommands {
     if (existing) return String(existing.id);
     if (node.driver !== 'libvirt')
       throw new Error(`node "${node.name}" uses the ${node.driver} driver; import needs libvirt`);
-    const found = await new DomainInspector(node.uri).inspect(domain);
+    // A name virsh would misread is refused before libvirt is asked anything about it.
+    this.servers.checkDomainName(domain);
+    const found = await this.inspectors.forNode(node).inspect(domain);
     const server = await this.servers.create({
       accountId: account.id,
       nodeId: node.id,
       name: optional(flags, 'name') ?? domain,
       domain,
+      domainUuid: found.domainUuid,
       diskPath: found.diskPath,
       status: found.status,
     });
+    await this.auditServerCreate(server, account.id);
     return String(server.id);
+  }
+
+  private auditServerCreate(
+    server: {
+      id: number;
+      nodeId: number;
+      name: string;
+      domain: string;
+      domainUuid: string | null;
+      diskPath: string;
+    },
+    accountId: number,
+  ): Promise<void> {
+    return this.auditCli(
+      'server.create',
+      'server',
+      server.id,
+      {
+        account_id: accountId,
+        node_id: server.nodeId,
+        name: server.name,
+        domain: server.domain,
+        domain_uuid: server.domainUuid,
+        disk_path: server.diskPath,
+      },
+      accountId,
+    );
+  }
+
+  /** An operator's change made through the CLI, in the audit log as the API's are. */
+  private auditCli(
+    action: string,
+    targetType: string,
+    targetId: number,
+    detail: Record<string, unknown>,
+    accountId: number | null = null,
+  ): Promise<void> {
+    return this.audit.record({
+      accountId,
+      tokenId: null,
+      actor: 'cli',
+      action,
+      targetType,
+      targetId,
+      outcome: 'accepted',
+      detail,
+    });
   }
 }

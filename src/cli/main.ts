@@ -8,10 +8,12 @@ import { CommonModule } from '../common/common.module';
 import { ProblemException } from '../common/problem';
 import { ConfigError, loadConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
+import { HypervisorError } from '../hypervisor/hypervisor-driver';
 import { NodesCoreModule } from '../nodes/nodes.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { ServersCoreModule } from '../servers/servers.module';
 import { CliCommands, UsageError, USAGE } from './commands';
+import { DomainInspectors } from './domain-inspector';
 import { LocalStackEnvFile } from './local-stack-env';
 
 @Module({})
@@ -49,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
         NodesCoreModule,
         ServersCoreModule,
       ],
-      providers: [CliCommands],
+      providers: [CliCommands, DomainInspectors],
     },
     { logger: false },
   );
@@ -77,6 +79,11 @@ main(process.argv.slice(2)).then(
       const body = e.render('en', 'cli');
       const fields = body.errors?.map((f) => ` (${f.field}: ${f.message})`).join('') ?? '';
       process.stderr.write(`error: ${body.detail}${fields}\n`);
+      process.exit(1);
+    }
+    if (e instanceof HypervisorError) {
+      // The operator sees libvirt's own words too (the message alone is written for customers).
+      process.stderr.write(`error: ${e.message}${e.detail ? ` (${e.detail})` : ''}\n`);
       process.exit(1);
     }
     process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);

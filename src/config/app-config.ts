@@ -72,6 +72,11 @@ export class AppConfig {
   /** Worker role: port of its small metrics/health listener; 0 = off. */
   readonly workerMetricsPort!: number;
   readonly workerMetricsHost!: string;
+  /**
+   * 401/403 refusals: sources (status, IP, token) per minute per API replica whose first refusal is
+   * written to the audit log at once; the rest of a minute's refusals are counted into summary rows.
+   */
+  readonly auditRefusalSourcesPerMinute!: number;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -214,6 +219,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     metricsCacheMs: r.int('METRICS_CACHE_MS', 10_000, 0, 600_000),
     workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
+    auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
   });
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');

@@ -30,8 +30,16 @@ export type SnapshotConsistency = 'stopped' | 'quiesced' | 'crash_consistent';
 export interface ServerRef {
   /** The server's id in this service (for logs and fake bookkeeping only). */
   readonly id: number;
-  /** libvirt domain name. */
+  /** libvirt domain name, as registered (never shown to customers). */
   readonly domain: string;
+  /**
+   * The domain's UUID, recorded when the server was registered (or pinned by the worker before its
+   * first operation). Every call that addresses the domain does so by this UUID and first checks that
+   * the domain still has the name `domain`: a domain redefined or renamed since is `domain_not_found`,
+   * never silently another VM. Null only before the UUID is known: such a ref is refused by every call
+   * that addresses the domain (`domain_not_found`); `deleteSnapshot` does not need it.
+   */
+  readonly domainUuid: string | null;
   /** Absolute path of the server's (single) qcow2 disk on the host. */
   readonly diskPath: string;
 }
@@ -65,6 +73,14 @@ export interface OperationOptions {
 export interface HypervisorDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
+
+  /**
+   * The UUID of the domain whose name is exactly `name` (never read as a domain id or a UUID): how a
+   * server registered without its domain's UUID gets one.
+   * Errors: `domain_not_found` when no domain has that name.
+   * Read-only; always safe to repeat.
+   */
+  findDomainUuid(name: string): Promise<string>;
 
   /**
    * The power state of the server's domain.

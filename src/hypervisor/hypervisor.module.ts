@@ -25,6 +25,7 @@ import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor-driver';
           driver: node.driver,
           uri: node.uri,
           snapshotDir: node.snapshotDir,
+          imageRoots: node.imageRoots,
         };
       },
     },
@@ -37,6 +38,7 @@ import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor-driver';
           libvirt: () =>
             new LibvirtHypervisorDriver({
               uri: node.uri,
+              imageRoots: node.imageRoots,
               maxConcurrentCopies: config.libvirtMaxConcurrentCopies,
               compression: config.snapshotCompression,
               stopGraceSeconds: config.stopGraceSeconds,

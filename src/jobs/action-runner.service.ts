@@ -4,11 +4,13 @@ import { AppConfig } from '../config/app-config';
 import {
   HYPERVISOR_DRIVER,
   HypervisorDriver,
+  HypervisorError,
   isHypervisorError,
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
+import { isUniqueViolation } from '../prisma/unique-violation';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
@@ -87,11 +89,7 @@ export class ActionRunner {
   async run(actionId: number, attempt: AttemptInfo): Promise<'succeeded' | 'failed' | 'skipped'> {
     const action = await this.claim(actionId);
     if (!action) return 'skipped';
-    const server: ServerRef = {
-      id: action.server.id,
-      domain: action.server.domain,
-      diskPath: action.server.diskPath,
-    };
+    let server = serverRefOf(action);
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
@@ -105,6 +103,8 @@ export class ActionRunner {
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     let done: { sizeBytes: number; consistency: Consistency } | null = null;
     try {
+      // A delete needs no domain (its server's VM may be long gone).
+      if (action.kind !== 'delete_snapshot') server = await this.pinDomainUuid(action, server);
       switch (action.kind) {
         case 'create_snapshot': {
           const result = await this.driver.createSnapshot(server, snap, progress.report, { signal });
@@ -166,11 +166,7 @@ export class ActionRunner {
   async abandon(actionId: number, message: string): Promise<'failed' | 'skipped'> {
     const action = await this.store.load(actionId);
     if (!action || action.status !== 'running') return 'skipped';
-    const server: ServerRef = {
-      id: action.server.id,
-      domain: action.server.domain,
-      diskPath: action.server.diskPath,
-    };
+    const server = serverRefOf(action);
     if (action.snapshot && action.kind === 'create_snapshot') {
       await this.driver
         .deleteSnapshot(server, { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir })
@@ -197,8 +193,35 @@ export class ActionRunner {
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
   }
 
+  /**
+   * The ref with the server's domain UUID. A server registered without one (the API cannot reach its
+   * node's libvirt) gets the UUID of the domain that has its name on this node, stored on its row
+   * before its first operation; from then on the driver checks on every call that the domain with
+   * that UUID still has the name. A UUID another server of the node holds already is refused.
+   */
+  private async pinDomainUuid(action: LoadedAction, server: ServerRef): Promise<ServerRef> {
+    if (server.domainUuid !== null) return server;
+    const found = await this.driver.findDomainUuid(server.domain);
+    let held: string | null;
+    try {
+      held = await this.store.pinDomainUuid(server.id, found);
+    } catch (e) {
+      if (!isUniqueViolation(e)) throw e;
+      throw new HypervisorError(
+        'domain_not_found',
+        "The server's virtual machine could not be identified on its host.",
+        `domain ${server.domain} (${found}) is registered to another server of the node`,
+        false,
+      );
+    }
+    this.logger.log({ actionId: action.id, serverId: server.id, domainUuid: held }, 'pinned domain UUID');
+    return { ...server, domainUuid: held };
+  }
+
   /** A failed restore leaves the original disk in place: bring the server back to how it was. */
   private async recoverServerAfterFailedRestore(action: LoadedAction, server: ServerRef): Promise<void> {
+    // Without a UUID nothing was done to the domain (the restore failed before its first call).
+    if (server.domainUuid === null) return;
     try {
       if (
         action.serverStatusBefore === 'running' &&
@@ -275,4 +298,14 @@ export class ActionRunner {
   private fail(action: LoadedAction, code: string, message: string) {
     return this.finish(action, 'failed', { code, message });
   }
+}
+
+/** The driver's view of the action's server (its domain UUID as stored: null until pinned). */
+function serverRefOf(action: LoadedAction): ServerRef {
+  return {
+    id: action.server.id,
+    domain: action.server.domain,
+    domainUuid: action.server.domainUuid,
+    diskPath: action.server.diskPath,
+  };
 }

@@ -15,6 +15,8 @@ export interface LoadedAction {
   server: {
     id: number;
     domain: string;
+    /** The domain's UUID; null until the worker pins it (see ActionRunner). */
+    domainUuid: string | null;
     diskPath: string;
     status: ServerStatus;
     node: { snapshotDir: string };
@@ -54,6 +56,7 @@ interface ActionRow {
   server_status_before: ServerStatus | null;
   server_id: number;
   domain: string;
+  domain_uuid: string | null;
   disk_path: string;
   server_status: ServerStatus;
   snapshot_dir: string;
@@ -61,10 +64,22 @@ interface ActionRow {
   snap_status: string | null;
 }
 
+/**
+ * Stores a server's domain UUID only while it has none; answers the UUID the row holds afterwards
+ * (null when another statement stored one after this statement's snapshot: read it again).
+ */
+const PIN_DOMAIN_UUID = `
+  WITH u AS (
+    UPDATE servers SET domain_uuid = $2::uuid WHERE id = $1::int AND domain_uuid IS NULL
+    RETURNING domain_uuid
+  )
+  SELECT COALESCE((SELECT domain_uuid FROM u), (SELECT domain_uuid FROM servers WHERE id = $1::int))::text
+    AS domain_uuid`;
+
 /** One call's own outcome inside a batch: a batch never fails a call because of another one. */
 type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown };
 
-const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.disk_path, v.status::text AS server_status, n.snapshot_dir,
+const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.domain_uuid::text AS domain_uuid, v.disk_path, v.status::text AS server_status, n.snapshot_dir,
   sn.id AS snap_id, sn.status::text AS snap_status`;
 
 /**
@@ -181,6 +196,7 @@ function toAction(r: ActionRow): LoadedAction {
     server: {
       id: r.server_id,
       domain: r.domain,
+      domainUuid: r.domain_uuid,
       diskPath: r.disk_path,
       status: r.server_status,
       node: { snapshotDir: r.snapshot_dir },
@@ -271,6 +287,21 @@ export class ActionStore implements OnModuleDestroy {
       text: PROGRESS,
       values: [actionId, pct, at, snapshotId],
     });
+  }
+
+  /**
+   * Records `uuid` as the server's domain UUID unless it has one already; returns the one it holds
+   * afterwards. Throws the database's unique violation (23505) when another server of the node holds it.
+   */
+  async pinDomainUuid(serverId: number, uuid: string): Promise<string | null> {
+    const query = () =>
+      this.pool.query<{ domain_uuid: string | null }>({
+        name: 'server-pin-domain-uuid',
+        text: PIN_DOMAIN_UUID,
+        values: [serverId, uuid],
+      });
+    const first = (await query()).rows[0]?.domain_uuid ?? null;
+    return first ?? (await query()).rows[0]?.domain_uuid ?? null;
   }
 
   /** Proof of life of running actions, in one statement. */

@@ -5,6 +5,8 @@ export interface WorkerNode {
   driver: 'libvirt' | 'fake';
   uri: string;
   snapshotDir: string;
+  /** Directories its disks may live in: the libvirt driver touches no disk outside them. */
+  imageRoots: string[];
 }
 
 export const WORKER_NODE = Symbol('WORKER_NODE');

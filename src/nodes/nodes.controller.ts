@@ -1,4 +1,5 @@
-import { Body, Controller, Get, Post } from '@nestjs/common';
+import { Body, Controller, Get, Post, UseInterceptors } from '@nestjs/common';
+import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { RequireScope } from '../auth/decorators';
 import { apiTime } from '../common/clock';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
@@ -13,6 +14,7 @@ const nodeView = (n: NodeRow) => ({
   driver: n.driver,
   uri: n.uri,
   snapshot_dir: n.snapshotDir,
+  image_roots: n.imageRoots,
   created_at: apiTime(n.createdAt),
 });
 
@@ -20,6 +22,7 @@ const nodeView = (n: NodeRow) => ({
 @ApiDocs.admin()
 @Controller('api/v1/admin/nodes')
 @RequireScope('admin')
+@UseInterceptors(AuditInterceptor)
 export class NodesController {
   constructor(private readonly nodes: NodesService) {}
 
@@ -32,6 +35,7 @@ export class NodesController {
 
   @Post()
   @ApiDoc.nodes.create()
+  @Audit('node.create', 'node', { bodyFields: ['name', 'driver', 'uri', 'snapshot_dir', 'image_roots'] })
   async create(@Body() dto: CreateNodeDto) {
     return nodeView(
       await this.nodes.create({
@@ -39,6 +43,7 @@ export class NodesController {
         driver: dto.driver,
         uri: dto.uri,
         snapshotDir: dto.snapshot_dir,
+        imageRoots: dto.image_roots,
       }),
     );
   }

@@ -1,13 +1,18 @@
 import { Injectable } from '@nestjs/common';
-import { ProblemException } from '../common/problem';
+import { FieldError, ProblemException, problems } from '../common/problem';
+import { DEFAULT_IMAGE_ROOTS, nodeLayoutProblems } from '../hypervisor/host-paths';
+import { libvirtUriProblem } from '../hypervisor/libvirt/connection-uri';
+import { isUniqueViolation } from '../prisma/unique-violation';
 import { PrismaService } from '../prisma/prisma.service';
-import { NODE_NAME } from './dto/create-node.dto';
+import { DEFAULT_NODE_URI, NODE_NAME, NODE_NAME_MESSAGE } from './dto/create-node.dto';
 
 export interface NodeInput {
   name: string;
   driver: 'libvirt' | 'fake';
   uri?: string;
   snapshotDir: string;
+  /** Default DEFAULT_IMAGE_ROOTS. */
+  imageRoots?: readonly string[];
 }
 
 /** Hypervisor hosts. Each runs one worker that consumes the queue named after the node. */
@@ -15,30 +20,34 @@ export interface NodeInput {
 export class NodesService {
   constructor(private readonly prisma: PrismaService) {}
 
+  /**
+   * Registers a node (admin API and CLI alike): its name, a connection URI of the accepted forms and a
+   * file layout whose rules are in host-paths.ts. Every problem is one 400 naming its fields.
+   */
   async create(input: NodeInput) {
-    if (!NODE_NAME.test(input.name)) {
-      throw new ProblemException({
-        status: 400,
-        code: 'validation_failed',
-        errors: [{ field: 'name', message: 'name must be 1-63 of a-z, 0-9 and "-"' }],
-      });
-    }
-    const existing = await this.prisma.node.findUnique({ where: { name: input.name } });
-    if (existing) {
-      throw new ProblemException({
+    const uri = input.uri ?? DEFAULT_NODE_URI;
+    const imageRoots = [...(input.imageRoots ?? DEFAULT_IMAGE_ROOTS)];
+    const errors: FieldError[] = [];
+    if (!NODE_NAME.test(input.name)) errors.push({ field: 'name', message: NODE_NAME_MESSAGE });
+    const uriProblem = libvirtUriProblem(uri);
+    if (uriProblem) errors.push({ field: 'uri', message: uriProblem });
+    errors.push(...nodeLayoutProblems({ imageRoots, snapshotDir: input.snapshotDir }));
+    if (errors.length) throw problems.validation(errors);
+    const exists = () =>
+      new ProblemException({
         status: 409,
         code: 'conflict',
         params: { what: `node "${input.name}" exists` },
       });
+    if (await this.prisma.node.findUnique({ where: { name: input.name } })) throw exists();
+    try {
+      return await this.prisma.node.create({
+        data: { name: input.name, driver: input.driver, uri, snapshotDir: input.snapshotDir, imageRoots },
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw exists(); // registered by someone else meanwhile
+      throw e;
     }
-    return this.prisma.node.create({
-      data: {
-        name: input.name,
-        driver: input.driver,
-        uri: input.uri ?? 'qemu:///system',
-        snapshotDir: input.snapshotDir,
-      },
-    });
   }
 
   list() {

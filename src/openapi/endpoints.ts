@@ -368,7 +368,7 @@ export const ApiDoc = {
           operationId: 'adminCreateServer',
           summary: 'Register a server (operators)',
           description:
-            'Registers an existing libvirt domain of a node as a server of an account. Admin tokens only.',
+            "Registers an existing libvirt domain of a node as a server of an account. Admin tokens only. The disk must lie inside one of the node's image roots; `domain_uuid` is optional (the worker records it before the first operation). Recorded in the audit log (`server.create`).",
         }),
         ApiExtraModels(CreateServerDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateServerDto) } }),
@@ -376,7 +376,10 @@ export const ApiDoc = {
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           404: { description: 'No such account or node', examples: ['account_not_found', 'node_not_found'] },
-          409: { description: 'The domain is already registered on this node', examples: ['conflict'] },
+          409: {
+            description: 'The domain, its UUID or the disk is already registered on this node',
+            examples: ['conflict'],
+          },
           ...BODY,
           ...ADMIN,
         }),
@@ -474,7 +477,9 @@ export const ApiDoc = {
           summary: 'Register a hypervisor node (operators)',
           description:
             'A hypervisor host; start a worker on it with `WORKER_NODE=<name>` to add its capacity. Admin ' +
-            'tokens only.',
+            'tokens only. The connection URI is one of the forms the libvirt driver supports, without query ' +
+            "parameters; `image_roots` confine its servers' disks; the snapshot directory lies apart from " +
+            'them. Recorded in the audit log (`node.create`).',
         }),
         ApiExtraModels(CreateNodeDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateNodeDto) } }),

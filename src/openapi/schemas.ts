@@ -298,6 +298,15 @@ export class AdminServerSchema {
   @ApiProperty({ example: 'web-server-01', description: 'libvirt domain name on the node.' })
   domain!: string;
 
+  @ApiProperty({
+    type: String,
+    format: 'uuid',
+    nullable: true,
+    example: '4dea22b3-1d52-d8f3-2516-782e98ab3fa0',
+    description: "The domain's libvirt UUID; null until the worker records it before the first operation.",
+  })
+  domain_uuid!: string | null;
+
   @ApiProperty({ example: '/var/lib/libvirt/images/web-server-01.qcow2' })
   disk_path!: string;
 
@@ -438,6 +447,13 @@ export class NodeSchema {
 
   @ApiProperty({ example: '/var/lib/vps/snapshots' })
   snapshot_dir!: string;
+
+  @ApiProperty({
+    type: [String],
+    example: ['/var/lib/libvirt/images'],
+    description: "Directories the node's disks may live in.",
+  })
+  image_roots!: string[];
 
   @ApiProperty(DATE_TIME)
   created_at!: string;

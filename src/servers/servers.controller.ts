@@ -1,4 +1,5 @@
-import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
+import { Body, Controller, Get, Param, Post, Query, Req, UseInterceptors } from '@nestjs/common';
+import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import type { Request } from 'express';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal, RequireScope } from '../auth/decorators';
@@ -42,17 +43,22 @@ export class ServersController {
 @ApiDocs.admin()
 @Controller('api/v1/admin/servers')
 @RequireScope('admin')
+@UseInterceptors(AuditInterceptor)
 export class AdminServersController {
   constructor(private readonly servers: ServersService) {}
 
   @Post()
   @ApiDoc.servers.adminCreate()
+  @Audit('server.create', 'server', {
+    bodyFields: ['account_id', 'node_id', 'name', 'domain', 'domain_uuid', 'disk_path', 'status'],
+  })
   async create(@Body() dto: CreateServerDto) {
     const s = await this.servers.create({
       accountId: dto.account_id,
       nodeId: dto.node_id,
       name: dto.name,
       domain: dto.domain,
+      domainUuid: dto.domain_uuid,
       diskPath: dto.disk_path,
       status: dto.status,
     });
@@ -63,6 +69,7 @@ export class AdminServersController {
       name: s.name,
       status: s.status,
       domain: s.domain,
+      domain_uuid: s.domainUuid,
       disk_path: s.diskPath,
       created_at: apiTime(s.createdAt),
     };

@@ -2,10 +2,17 @@ import { Injectable } from '@nestjs/common';
 import { accountScope, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest, skipTake } from '../common/pagination';
-import { ProblemException } from '../common/problem';
+import { FieldError, ProblemException, problems } from '../common/problem';
+import { diskPathProblem } from '../hypervisor/host-paths';
+import {
+  canonicalDomainUuid,
+  DOMAIN_UUID_MESSAGE,
+  domainNameProblem,
+} from '../hypervisor/libvirt/domain-identity';
+import { isUniqueViolation } from '../prisma/unique-violation';
 import { PrismaService } from '../prisma/prisma.service';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
-import { SERVER_NAME } from './dto/create-server.dto';
+import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
 
 /** Snapshot statuses that occupy one of a server's slots (failed ones do not). */
 export const SLOT_STATUSES = ['in_progress', 'completed'] as const;
@@ -54,47 +61,94 @@ export class ServersService {
     return summary;
   }
 
+  /**
+   * Registers a server (admin API and CLI alike). Every problem with the input is one 400 naming its
+   * fields: a name, a domain name virsh cannot mistake for an id or a UUID, a well-formed domain UUID
+   * when one is given, a disk inside one of the node's image roots. The node's other servers must not
+   * have the domain, its UUID or the disk (409). Without a UUID, `resolveDomainUuid` (the CLI reaching
+   * the node's libvirt) is asked for it once the input is known to be good; without either, the worker
+   * pins it before the server's first operation.
+   */
   async create(input: {
     accountId: number;
     nodeId: number;
     name: string;
     domain: string;
+    domainUuid?: string;
     diskPath: string;
     status?: 'running' | 'stopped';
+    resolveDomainUuid?: () => Promise<string>;
   }) {
-    if (!SERVER_NAME.test(input.name)) {
-      throw new ProblemException({
-        status: 400,
-        code: 'validation_failed',
-        errors: [{ field: 'name', message: 'name must be 1-64 letters, digits, ".", "_" or "-"' }],
-      });
-    }
+    const errors: FieldError[] = [];
+    if (!SERVER_NAME.test(input.name)) errors.push({ field: 'name', message: SERVER_NAME_MESSAGE });
+    const domainProblem = domainNameProblem(input.domain);
+    if (domainProblem) errors.push({ field: 'domain', message: domainProblem });
+    const givenUuid = input.domainUuid === undefined ? null : canonicalDomainUuid(input.domainUuid);
+    if (input.domainUuid !== undefined && givenUuid === null)
+      errors.push({ field: 'domain_uuid', message: DOMAIN_UUID_MESSAGE });
+    if (errors.length) throw problems.validation(errors);
     const [account, node] = await Promise.all([
       this.prisma.account.findUnique({ where: { id: input.accountId }, select: { id: true } }),
-      this.prisma.node.findUnique({ where: { id: input.nodeId }, select: { id: true } }),
+      this.prisma.node.findUnique({ where: { id: input.nodeId }, select: { id: true, imageRoots: true } }),
     ]);
     if (!account) throw new ProblemException({ status: 404, code: 'account_not_found' });
     if (!node) throw new ProblemException({ status: 404, code: 'node_not_found' });
-    const taken = await this.prisma.server.findFirst({
-      where: { nodeId: input.nodeId, domain: input.domain },
-    });
-    if (taken) {
-      throw new ProblemException({
-        status: 409,
-        code: 'conflict',
-        params: { what: `domain "${input.domain}" is already registered on this node as server ${taken.id}` },
+    const diskProblem = diskPathProblem(input.diskPath, node.imageRoots);
+    if (diskProblem) throw problems.validation([{ field: 'disk_path', message: diskProblem }]);
+    await this.refuseTaken(input.nodeId, { domain: input.domain, diskPath: input.diskPath });
+    const domainUuid = givenUuid ?? (input.resolveDomainUuid ? await input.resolveDomainUuid() : null);
+    if (domainUuid !== null) await this.refuseTaken(input.nodeId, { domainUuid });
+    try {
+      return await this.prisma.server.create({
+        data: {
+          accountId: input.accountId,
+          nodeId: input.nodeId,
+          name: input.name,
+          domain: input.domain,
+          domainUuid,
+          diskPath: input.diskPath,
+          status: input.status ?? 'running',
+        },
       });
+    } catch (e) {
+      // Registered by someone else between the check and the insert: the same answer as the check's.
+      if (isUniqueViolation(e)) {
+        await this.refuseTaken(input.nodeId, { domain: input.domain, diskPath: input.diskPath, domainUuid });
+      }
+      throw e;
     }
-    return this.prisma.server.create({
-      data: {
-        accountId: input.accountId,
-        nodeId: input.nodeId,
-        name: input.name,
-        domain: input.domain,
-        diskPath: input.diskPath,
-        status: input.status ?? 'running',
-      },
-    });
+  }
+
+  /** 400 for a domain name virsh could read as a domain id or UUID (or not a libvirt name at all). */
+  checkDomainName(domain: string): void {
+    const problem = domainNameProblem(domain);
+    if (problem) throw problems.validation([{ field: 'domain', message: problem }]);
+  }
+
+  /** 409 when another server of the node has this domain, domain UUID or disk. */
+  private async refuseTaken(
+    nodeId: number,
+    what: { domain?: string; domainUuid?: string | null; diskPath?: string },
+  ): Promise<void> {
+    const checks = [
+      { key: 'domain', value: what.domain, where: { domain: what.domain } },
+      { key: 'domain UUID', value: what.domainUuid, where: { domainUuid: what.domainUuid } },
+      { key: 'disk', value: what.diskPath, where: { diskPath: what.diskPath } },
+    ] as const;
+    for (const c of checks) {
+      if (c.value === undefined || c.value === null) continue;
+      const taken = await this.prisma.server.findFirst({
+        where: { nodeId, ...c.where },
+        select: { id: true },
+      });
+      if (taken) {
+        throw new ProblemException({
+          status: 409,
+          code: 'conflict',
+          params: { what: `${c.key} "${c.value}" is already registered on this node as server ${taken.id}` },
+        });
+      }
+    }
   }
 
   findByDomain(nodeId: number, domain: string) {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import {
   FakeHypervisorDriver,
   FakeHypervisorDriverOptions,
+  fakeDomainUuid,
 } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { ServerRef } from '../../src/hypervisor/hypervisor-driver';
 import { describeHypervisorDriverContract, DriverHarness } from './hypervisor-driver.contract';
@@ -37,7 +38,7 @@ function fakeHarness(
           diskBytes: Buffer.alloc(sizeMiB * 1024),
           gracefulShutdown,
         });
-        return { id, domain, diskPath };
+        return { id, domain, diskPath, domainUuid: fakeDomainUuid(domain) };
       },
       async writeDisk(server, offset, data) {
         driver.writeDisk(server.domain, data, offset);

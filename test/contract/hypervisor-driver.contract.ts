@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 
 import {
@@ -29,7 +30,8 @@ export interface DriverHarness {
    * A new server (domain + disk) known to the driver, in the requested power state, with a disk of
    * about `sizeMiB` MiB (default: the harness's choice; a fake may scale it down). Its domain name and
    * disk path must be distinctive strings. The guest must not write to its disk while running (test
-   * domains boot no OS, or only read), so that "disk untouched" can be checked by digest.
+   * domains boot no OS, or only read), so that "disk untouched" can be checked by digest. Its
+   * `domainUuid` is the UUID the hypervisor gave the domain, learnt independently of the driver.
    */
   makeServer(opts: { running: boolean; sizeMiB?: number }): Promise<ServerRef>;
   /** Write `data` at byte `offset` of the guest-visible disk. The server is stopped. */
@@ -156,6 +158,7 @@ export function describeHypervisorDriverContract(
       return {
         id,
         domain: `contract-missing-domain-${process.pid}-${id}`,
+        domainUuid: randomUUID(),
         diskPath: path.join(path.dirname(h.snapshotDir), `contract-missing-disk-${process.pid}-${id}.qcow2`),
       };
     };
@@ -203,6 +206,55 @@ export function describeHypervisorDriverContract(
         const result = await driver.stop(server, { graceSeconds: graceSeconds() });
         expect(result).toEqual({ forced: h.expectForcedStop ?? false });
         expect(await driver.getPowerState(server)).toBe('stopped');
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    // ------------------------------------------------------------------ identity
+
+    it(
+      "finds a domain's UUID by its exact name; an unknown name is domain_not_found",
+      async () => {
+        const server = await h.makeServer({ running: false });
+        expect(await driver.findDomainUuid(server.domain)).toBe(server.domainUuid);
+        await expectHypervisorError(driver.findDomainUuid(missingServer().domain), 'domain_not_found');
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    it(
+      "addresses a domain by its UUID: a ref with another domain's, an unknown or no UUID is refused and changes nothing",
+      async () => {
+        const running = await h.makeServer({ running: true });
+        const stopped = await h.makeServer({ running: false });
+        const both = [running, stopped];
+        // The stopped server's name with the running one's UUID: neither domain may be acted on.
+        const crossed: ServerRef = { ...stopped, domainUuid: running.domainUuid };
+        await expectHypervisorError(
+          driver.stop(crossed, { graceSeconds: graceSeconds() }),
+          'domain_not_found',
+          both,
+        );
+        await expectHypervisorError(
+          driver.getPowerState({ ...running, domainUuid: stopped.domainUuid }),
+          'domain_not_found',
+          both,
+        );
+        await expectHypervisorError(driver.start({ ...stopped, domainUuid: null }), 'domain_not_found', both);
+        await expectHypervisorError(
+          driver.start({ ...stopped, domainUuid: missingServer().domainUuid }),
+          'domain_not_found',
+          both,
+        );
+        const snap = newSnap();
+        await expectHypervisorError(
+          driver.createSnapshot(crossed, snap, noProgress),
+          'domain_not_found',
+          both,
+        );
+        expect(await driver.snapshotExists(snap)).toBe(false);
+        expect(await driver.getPowerState(running)).toBe('running');
+        expect(await driver.getPowerState(stopped)).toBe('stopped');
       },
       CASE_TIMEOUT_MS,
     );

@@ -140,7 +140,7 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
           node_id: created.body.id,
           name: 'db-01',
           domain: 'vm-db-01',
-          disk_path: '/var/lib/x.qcow2',
+          disk_path: '/var/lib/libvirt/images/x.qcow2',
         });
       expect(server.status).toBe(201);
       // An admin acts across accounts.

@@ -10,7 +10,7 @@
 import { INestApplicationContext } from '@nestjs/common';
 import { Client } from 'pg';
 import request from 'supertest';
-import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
+import { FakeHypervisorDriver, fakeDomainUuid } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER, HypervisorError } from '../../src/hypervisor/hypervisor-driver';
 import { JobQueue } from '../../src/jobs/job-queue';
 import { createAccount, createNode, createServer, createTenant, createToken } from '../factories';
@@ -531,7 +531,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       expect(driver.readDisk(t.server.domain)).toEqual(A);
       expect(driver.callCount('stop')).toBeGreaterThan(stopsBefore);
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('running');
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
       // The snapshot itself is untouched and can be restored again.
@@ -549,7 +554,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       expect(await waitAction(t.auth, res.body.action_id)).toMatchObject({ status: 'succeeded' });
       expect(driver.readDisk(t.server.domain)).toEqual(A);
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('stopped');
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'stopped', current_action: null });
     });
@@ -706,7 +716,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       ).toBe(2);
       expect(driver.readDisk(t.server.domain).equals(A)).toBe(true);
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('running');
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
     });
@@ -731,7 +746,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       ).toBe(1);
       expect(driver.readDisk(t.server.domain)).toEqual(B);
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('running');
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
     });
@@ -748,7 +768,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       });
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'stopped', current_action: null });
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('stopped');
     });
   });
@@ -969,7 +994,12 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       expect(driver.readDisk(t.server.domain).equals(A)).toBe(true);
       expect(await getServer(t.auth, t.server.id)).toMatchObject({ status: 'running', current_action: null });
       expect(
-        await driver.getPowerState({ id: t.server.id, domain: t.server.domain, diskPath: t.server.diskPath }),
+        await driver.getPowerState({
+          id: t.server.id,
+          domain: t.server.domain,
+          domainUuid: fakeDomainUuid(t.server.domain),
+          diskPath: t.server.diskPath,
+        }),
       ).toBe('running');
     });
   });

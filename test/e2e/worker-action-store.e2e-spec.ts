@@ -110,6 +110,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
       server: {
         id: a.server.id,
         domain: a.server.domain,
+        domainUuid: null,
         diskPath: a.server.diskPath,
         status: 'stopped',
         node: { snapshotDir },

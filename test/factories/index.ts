@@ -2,6 +2,7 @@
 import { hashToken, generateToken, displayPrefix } from '../../src/auth/token-codec';
 import { Scope } from '../../src/auth/principal';
 import { PrismaService } from '../../src/prisma/prisma.service';
+import { DEFAULT_IMAGE_ROOTS } from '../../src/hypervisor/host-paths';
 
 let seq = 0;
 const unique = (p: string) => `${p}-${process.pid}-${++seq}`;
@@ -32,13 +33,14 @@ export async function createToken(
 
 export async function createNode(
   prisma: PrismaService,
-  opts: { name?: string; driver?: 'fake' | 'libvirt'; snapshotDir?: string } = {},
+  opts: { name?: string; driver?: 'fake' | 'libvirt'; snapshotDir?: string; imageRoots?: string[] } = {},
 ) {
   return prisma.node.create({
     data: {
       name: opts.name ?? unique('node'),
       driver: opts.driver ?? 'fake',
       snapshotDir: opts.snapshotDir ?? '/tmp/vps-fake-snapshots',
+      imageRoots: opts.imageRoots ?? [...DEFAULT_IMAGE_ROOTS],
     },
   });
 }
@@ -51,18 +53,22 @@ export async function createServer(
     name?: string;
     status?: 'running' | 'stopped' | 'restoring';
     domain?: string;
+    domainUuid?: string | null;
     diskPath?: string;
   } = {},
 ) {
   const name = opts.name ?? unique('web-server');
+  const domain = opts.domain ?? unique('dom');
   return prisma.server.create({
     data: {
       accountId,
       nodeId,
       name,
       status: opts.status ?? 'running',
-      domain: opts.domain ?? unique('dom'),
-      diskPath: opts.diskPath ?? `/var/lib/libvirt/images/${name}.qcow2`,
+      domain,
+      domainUuid: opts.domainUuid ?? null,
+      // Unique per node, as the database requires: named after the (unique) domain.
+      diskPath: opts.diskPath ?? `${DEFAULT_IMAGE_ROOTS[0]}/${domain}.qcow2`,
     },
   });
 }

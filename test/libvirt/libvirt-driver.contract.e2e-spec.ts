@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ServerRef, SnapshotRef } from '../../src/hypervisor/hypervisor-driver';
 import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
 import { describeHypervisorDriverContract, DriverHarness } from '../contract/hypervisor-driver.contract';
-import { describeLibvirt, Lab, LIBVIRT_URI, virsh } from './support/lab';
+import { describeLibvirt, domainUuid, Lab, LIBVIRT_URI, virsh } from './support/lab';
 
 /**
  * The shared driver contract, run against the real libvirt driver on real qcow2 images and real
@@ -17,6 +17,7 @@ function libvirtHarness(): () => Promise<DriverHarness> {
     const snapshotDir = await lab.mkdir('vpstest-contract-snapshots');
     const driver = new LibvirtHypervisorDriver({
       uri: LIBVIRT_URI,
+      imageRoots: [lab.dir],
       maxConcurrentCopies: 2,
       pollIntervalMs: 100,
     });
@@ -32,7 +33,7 @@ function libvirtHarness(): () => Promise<DriverHarness> {
         const diskPath = await lab.makeDisk(`${domain}-disk.qcow2`, sizeMiB);
         await lab.defineSimpleDomain(domain, diskPath);
         if (running) await virsh('start', '--domain', domain);
-        return { id: ++servers, domain, diskPath };
+        return { id: ++servers, domain, diskPath, domainUuid: await domainUuid(domain) };
       },
       async writeDisk(server, offset, data) {
         await lab.writeDisk(server.diskPath, offset, data);

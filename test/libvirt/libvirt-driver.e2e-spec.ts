@@ -10,7 +10,17 @@ import {
 } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
 import { FileHasher } from '../../src/hypervisor/libvirt/files';
 import { ProcessRunError, ProcessRunner } from '../../src/hypervisor/libvirt/process-runner';
-import { describeLibvirt, domState, exists, Lab, LIBVIRT_URI, run, sha256OfFile, virsh } from './support/lab';
+import {
+  describeLibvirt,
+  domainUuid,
+  domState,
+  exists,
+  Lab,
+  LIBVIRT_URI,
+  run,
+  sha256OfFile,
+  virsh,
+} from './support/lab';
 import { fakeResult, ScriptedRunner, subcommand } from './support/scripted-runner';
 
 /**
@@ -32,7 +42,7 @@ describeLibvirt('libvirt driver on real images', () => {
   });
 
   const driverWith = (o: Partial<LibvirtDriverOptions> = {}): LibvirtHypervisorDriver =>
-    new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, pollIntervalMs: 100, ...o });
+    new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots: [lab.dir], pollIntervalMs: 100, ...o });
 
   /** A stopped domain whose disk holds `dataMiB` MiB of non-zero data (pattern `fill`). */
   async function server(
@@ -45,7 +55,7 @@ describeLibvirt('libvirt driver on real images', () => {
       await run('qemu-io', ['-f', 'qcow2', '-c', `write -q -P ${opts.fill ?? 0x5a} 0 ${dataMiB}M`, diskPath]);
     }
     await lab.defineSimpleDomain(domain, diskPath);
-    return { id: nextId, domain, diskPath };
+    return { id: nextId, domain, diskPath, domainUuid: await domainUuid(domain) };
   }
 
   async function snapDir(name: string): Promise<string> {
@@ -584,6 +594,7 @@ describeLibvirt('libvirt driver on real images', () => {
         path.join(__dirname, 'support', 'create-then-die.ts'),
         LIBVIRT_URI,
         s.domain,
+        s.domainUuid!,
         s.diskPath,
         dir,
       ],

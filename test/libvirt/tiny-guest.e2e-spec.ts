@@ -3,7 +3,16 @@ import * as path from 'node:path';
 
 import { HypervisorError, ServerRef, SnapshotRef } from '../../src/hypervisor/hypervisor-driver';
 import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
-import { describeLibvirt, domState, ensureTinyGuest, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
+import {
+  describeLibvirt,
+  domainUuid,
+  domState,
+  ensureTinyGuest,
+  Lab,
+  LIBVIRT_URI,
+  run,
+  virsh,
+} from './support/lab';
 import { fakeResult, ScriptedRunner, subcommand } from './support/scripted-runner';
 
 jest.setTimeout(180_000);
@@ -23,13 +32,17 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
   /** A small file system, mounted before the guests start: qemu runs in its own mount namespace. */
   let small: string;
   let nextId = 500 + Math.floor(Math.random() * 1_000_000) * 10;
-  const driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, pollIntervalMs: 100 });
+  /** The lab's folder: the disks' image root. */
+  let imageRoots: string[];
+  let driver: LibvirtHypervisorDriver;
   const newSnap = (): SnapshotRef => ({ id: nextId++, snapshotDir });
   const snapFile = (s: SnapshotRef): string => path.join(s.snapshotDir, `${s.id}.qcow2`);
 
   beforeAll(async () => {
     const guestDir = await ensureTinyGuest();
     lab = await Lab.create('guest');
+    imageRoots = [lab.dir];
+    driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots, pollIntervalMs: 100 });
     snapshotDir = await lab.mkdir('snapshots');
     small = await lab.mountTmpfs('tiny-tmpfs', 12);
     const nameA = lab.uniqueName('guest-agent');
@@ -39,8 +52,8 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
     const diskB = await lab.makeExt4Disk(`${nameB}.qcow2`, 64);
     serialA = await lab.defineGuestDomain(nameA, diskA, guestDir, { agent: true, writer: 'vda' });
     serialB = await lab.defineGuestDomain(nameB, diskB, guestDir, { agent: false, writer: 'vda' });
-    withAgent = { id: 1, domain: nameA, diskPath: diskA };
-    withoutAgent = { id: 2, domain: nameB, diskPath: diskB };
+    withAgent = { id: 1, domain: nameA, diskPath: diskA, domainUuid: await domainUuid(nameA) };
+    withoutAgent = { id: 2, domain: nameB, diskPath: diskB, domainUuid: await domainUuid(nameB) };
     await Promise.all([driver.start(withAgent), driver.start(withoutAgent)]);
     await Promise.all([
       lab.waitForSerial(serialA, 'TINYGUEST READY', 120_000),
@@ -116,7 +129,12 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
         return fakeResult(1, '', 'error: internal error: injected backup failure\n');
       })();
     });
-    const failing = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, runner, pollIntervalMs: 100 });
+    const failing = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+    });
     const snap = newSnap();
 
     const e = await failing.createSnapshot(withAgent, snap, () => undefined).catch((x: unknown) => x);
@@ -134,7 +152,12 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
     runner.intercept((_cmd, args) =>
       subcommand(args) === 'measure' ? Promise.resolve(fakeResult(0, '{"required": 0}')) : undefined,
     );
-    const failing = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, runner, pollIntervalMs: 100 });
+    const failing = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+    });
     const snap: SnapshotRef = { id: nextId++, snapshotDir: small };
 
     const e = await failing.createSnapshot(withAgent, snap, () => undefined).catch((x: unknown) => x);

@@ -3,12 +3,18 @@ import {
   FAKE_AUTO_DISK_BYTES,
   FakeHypervisorDriver,
   fakeDiskContent,
+  fakeDomainUuid,
   parseFakeDriverEnv,
   parseFakeDriverFailures,
 } from './fake-hypervisor-driver';
 
 const DIR = '/srv/snapshots';
-const server: ServerRef = { id: 1, domain: 'vm-1', diskPath: '/srv/disks/vm-1.qcow2' };
+const server: ServerRef = {
+  id: 1,
+  domain: 'vm-1',
+  diskPath: '/srv/disks/vm-1.qcow2',
+  domainUuid: fakeDomainUuid('vm-1'),
+};
 const snap = (id: number): SnapshotRef => ({ id, snapshotDir: DIR });
 const noProgress = (): void => undefined;
 
@@ -161,6 +167,37 @@ describe('FakeHypervisorDriver', () => {
       expect(a.readDisk(server.domain)).toEqual(fakeDiskContent(server.domain));
       expect(a.readDisk(server.domain)).toHaveLength(FAKE_AUTO_DISK_BYTES);
       expect(fakeDiskContent('vm-2')).not.toEqual(fakeDiskContent('vm-1'));
+    });
+
+    it('get the same UUID in every process, found by name', async () => {
+      const a = new FakeHypervisorDriver({ autoDefineDomains: true });
+      expect(await a.findDomainUuid('vm-9')).toBe(fakeDomainUuid('vm-9'));
+      expect(fakeDomainUuid('vm-9')).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+      expect(fakeDomainUuid('vm-9')).not.toBe(fakeDomainUuid('vm-8'));
+    });
+  });
+
+  describe('domain UUIDs', () => {
+    it("a ref is refused when its UUID is not its domain's, or missing", async () => {
+      const driver = new FakeHypervisorDriver({ autoDefineDomains: true });
+      driver.defineDomain('vm-2', { running: true });
+      for (const domainUuid of [fakeDomainUuid('vm-2'), null, '00000000-0000-4000-8000-000000000000']) {
+        expect((await rejection(driver.stop({ ...server, domainUuid }, { graceSeconds: 0 }))).code).toBe(
+          'domain_not_found',
+        );
+      }
+      expect(driver.readDisk('vm-2')).toBeDefined();
+      expect(
+        await driver.getPowerState({ ...server, domain: 'vm-2', domainUuid: fakeDomainUuid('vm-2') }),
+      ).toBe('running');
+    });
+
+    it('findDomainUuid of an unknown name is domain_not_found without auto-definition', async () => {
+      expect((await rejection(new FakeHypervisorDriver().findDomainUuid('vm-1'))).code).toBe(
+        'domain_not_found',
+      );
     });
   });
 

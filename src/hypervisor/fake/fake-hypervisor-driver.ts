@@ -76,9 +76,10 @@ export interface FakeHypervisorDriverOptions {
   /** `sizeBytes` reported for every created snapshot. Default: the byte length of the copied disk. */
   readonly snapshotSizeBytes?: number;
   /**
-   * When a `ServerRef` names an unknown domain, define it instead of failing with `domain_not_found`:
-   * stopped, with the ref's disk path and a deterministic 4 KiB disk derived from the domain name
-   * (`fakeDiskContent(domain)`). Default false; `fromEnv()` defaults it to true.
+   * When a `ServerRef` (or `findDomainUuid`) names an unknown domain, define it instead of failing with
+   * `domain_not_found`: stopped, with the ref's disk path, a deterministic 4 KiB disk derived from the
+   * domain name (`fakeDiskContent(domain)`) and the UUID `fakeDomainUuid(domain)`. Default false;
+   * `fromEnv()` defaults it to true.
    */
   readonly autoDefineDomains?: boolean;
   /** Failures active from the start (as if passed to `injectFailure`). */
@@ -86,6 +87,8 @@ export interface FakeHypervisorDriverOptions {
 }
 
 export interface FakeDomainDefinition {
+  /** The domain's UUID. Default: `fakeDomainUuid(name)`. */
+  readonly uuid?: string;
   /** When given, every `ServerRef` for this domain must carry this disk path (else `hypervisor_error`). */
   readonly diskPath?: string;
   /** Default false (stopped). */
@@ -110,6 +113,12 @@ export function fakeDiskContent(domain: string, size: number = FAKE_AUTO_DISK_BY
     blocks.push(createHash('sha256').update(`${domain}:${i}`).digest());
   }
   return Buffer.concat(blocks).subarray(0, size);
+}
+
+/** The deterministic UUID of a fake domain: the same in every process (a test and a worker it started). */
+export function fakeDomainUuid(domain: string): string {
+  const h = createHash('sha256').update(`fake-domain:${domain}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** Customer-safe default messages (no paths, domain or host names). */
@@ -203,6 +212,7 @@ function monotonic(onProgress: (pct: number) => void): (pct: number) => void {
 
 interface FakeDomain {
   readonly name: string;
+  readonly uuid: string;
   readonly diskPath: string | undefined;
   power: PowerState;
   disk: Buffer;
@@ -273,6 +283,16 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   }
 
   // ---------------------------------------------------------------- HypervisorDriver
+
+  async findDomainUuid(name: string): Promise<string> {
+    let domain = this.domains.get(name);
+    if (!domain && this.autoDefineDomains) {
+      this.defineDomain(name, { running: false });
+      domain = this.domains.get(name);
+    }
+    if (!domain) throw fakeError('domain_not_found', `no domain named ${name}`);
+    return domain.uuid;
+  }
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
     await this.intercept('getPowerState', undefined);
@@ -420,6 +440,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   defineDomain(name: string, definition: FakeDomainDefinition = {}): void {
     this.domains.set(name, {
       name,
+      uuid: definition.uuid ?? fakeDomainUuid(name),
       diskPath: definition.diskPath,
       power: definition.running ? 'running' : 'stopped',
       disk: Buffer.from(definition.diskBytes ?? fakeDiskContent(name)),
@@ -580,12 +601,19 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     }
   }
 
+  /** The domain the ref addresses: by its UUID, which must still belong to a domain of the ref's name. */
   private domainOf(server: ServerRef): FakeDomain {
     let domain = this.domains.get(server.domain);
     if (!domain) {
       if (!this.autoDefineDomains) throw fakeError('domain_not_found', `unknown domain ${server.domain}`);
       this.defineDomain(server.domain, { diskPath: server.diskPath, running: false });
       domain = this.domains.get(server.domain) as FakeDomain;
+    }
+    if (server.domainUuid === null || server.domainUuid.toLowerCase() !== domain.uuid) {
+      throw fakeError(
+        'domain_not_found',
+        `domain ${server.domain} has UUID ${domain.uuid}, the request names ${String(server.domainUuid)}`,
+      );
     }
     if (domain.diskPath !== undefined && domain.diskPath !== server.diskPath) {
       throw fakeError(

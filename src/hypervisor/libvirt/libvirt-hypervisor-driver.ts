@@ -13,7 +13,10 @@ import {
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
+import { DISK_SIDE_FILE_SUFFIXES, diskPathProblem, isInside } from '../host-paths';
+import { libvirtUriProblem } from './connection-uri';
 import { DomainDisk, escapeXmlAttr, readDomainDisks } from './domain-inspector';
+import { canonicalDomainUuid } from './domain-identity';
 import {
   classifyToolFailure,
   hvError,
@@ -41,6 +44,7 @@ import {
   JOB_TYPE,
   jobProgress,
   jsonInt,
+  parseDomInfo,
   parseDomJobInfoRaw,
   parseDomState,
   parseJsonObject,
@@ -58,8 +62,14 @@ import {
 } from './snapshot-manifest';
 
 export interface LibvirtDriverOptions {
-  /** libvirt connection URI, e.g. `qemu:///system`. */
+  /** libvirt connection URI, e.g. `qemu:///system` (one of the forms of `connection-uri.ts`). */
   readonly uri: string;
+  /**
+   * The node's image roots: the directories its disks may live in. A create or restore whose disk is
+   * not inside one of them — as written, and as the file system resolves it (symbolic links) — is
+   * refused before the disk is touched.
+   */
+  readonly imageRoots: readonly string[];
   /** Disk copies (snapshot create / restore) allowed at once on this host. Default 2. */
   readonly maxConcurrentCopies?: number;
   /** Store snapshots zstd-compressed (`qemu-img convert -c -o compression_type=zstd`). Default none. */
@@ -133,6 +143,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   readonly capabilities: DriverCapabilities = { liveSnapshot: true, quiesce: true };
 
   private readonly uri: string;
+  private readonly imageRoots: readonly string[];
   private readonly runner: ProcessRunner;
   private readonly hasher: FileHasher;
   private readonly virshPath: string;
@@ -151,8 +162,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private readonly removals = new Map<string, Promise<void>>();
 
   constructor(options: LibvirtDriverOptions) {
-    if (!options.uri) throw new Error('LibvirtHypervisorDriver: uri is required');
+    const uriProblem = libvirtUriProblem(options.uri ?? '');
+    if (uriProblem) throw new Error(`LibvirtHypervisorDriver: ${uriProblem}, got "${options.uri}"`);
     this.uri = options.uri;
+    if (!options.imageRoots?.length) throw new Error('LibvirtHypervisorDriver: imageRoots is required');
+    this.imageRoots = [...options.imageRoots];
     this.runner = options.runner ?? new ProcessRunner();
     this.hasher = options.hasher ?? new FileHasher();
     this.virshPath = options.virshPath ?? 'virsh';
@@ -173,39 +187,57 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // Power
   // ------------------------------------------------------------------------------------------------
 
+  async findDomainUuid(name: string): Promise<string> {
+    // `virsh domuuid <name>` would read an all-digit name as a domain id: the list matches names only.
+    const args = ['list', '--all', '--uuid', '--name'];
+    const r = await this.virshRaw(args);
+    if (r.code !== 0) throw this.virshFailure(args, r);
+    for (const line of r.stdout.split('\n')) {
+      if (line.trim() === '') continue;
+      const m = /^([0-9a-fA-F-]{36}) (.+)$/.exec(line.trim());
+      if (!m || !canonicalDomainUuid(m[1])) {
+        throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${line.slice(0, 200)}`);
+      }
+      if (m[2] === name) return canonicalDomainUuid(m[1])!;
+    }
+    throw hvError('domain_not_found', `no domain named ${name}`);
+  }
+
   async getPowerState(server: ServerRef): Promise<PowerState> {
-    return (await this.domState(server.domain)) === 'shut off' ? 'stopped' : 'running';
+    return (await this.domainOf(server)).state === 'shut off' ? 'stopped' : 'running';
   }
 
   async start(server: ServerRef): Promise<void> {
-    if ((await this.getPowerState(server)) === 'running') return;
-    const r = await this.virshRaw(['start', '--domain', server.domain]);
+    const { uuid: dom, state } = await this.domainOf(server);
+    if (state !== 'shut off') return;
+    const r = await this.virshRaw(['start', '--domain', dom]);
     if (r.code === 0) return;
     if (/already (active|running)/i.test(r.stderr)) return;
-    throw this.virshFailure(['start', '--domain', server.domain], r);
+    throw this.virshFailure(['start', '--domain', dom], r);
   }
 
   async stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
-    if ((await this.domState(server.domain)) === 'shut off') return { forced: false };
+    const { uuid: dom, state } = await this.domainOf(server);
+    if (state === 'shut off') return { forced: false };
     const grace =
       typeof opts?.graceSeconds === 'number' && Number.isFinite(opts.graceSeconds) && opts.graceSeconds >= 0
         ? opts.graceSeconds
         : this.stopGraceSeconds;
 
     // Graceful: libvirt picks the guest agent when it is connected, else ACPI.
-    const r = await this.virshRaw(['shutdown', '--domain', server.domain]);
+    const r = await this.virshRaw(['shutdown', '--domain', dom]);
     if (r.code !== 0 && !isNotRunning(r.stderr)) {
       if (isDomainNotFound(r.stderr)) throw this.virshFailure(['shutdown'], r);
       // Other refusals (agent hung, ...) fall through to the forced path after the grace period.
     }
-    if (await this.waitForState(server.domain, 'shut off', grace * 1000)) return { forced: false };
+    if (await this.waitForState(dom, 'shut off', grace * 1000)) return { forced: false };
 
-    const d = await this.virshRaw(['destroy', '--domain', server.domain]);
+    const d = await this.virshRaw(['destroy', '--domain', dom]);
     if (d.code !== 0) {
       if (isNotRunning(d.stderr)) return { forced: false }; // it went down at the last moment
-      throw this.virshFailure(['destroy', '--domain', server.domain], d);
+      throw this.virshFailure(['destroy', '--domain', dom], d);
     }
-    if (!(await this.waitForState(server.domain, 'shut off', 30_000))) {
+    if (!(await this.waitForState(dom, 'shut off', 30_000))) {
       throw hvError('hypervisor_error', 'domain still not shut off 30 s after virsh destroy');
     }
     return { forced: true };
@@ -226,9 +258,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const report = progressReporter(onProgress);
     this.throwIfAborted(signal);
 
+    // Nothing reads the disk before it is known to lie inside the node's image roots.
+    await this.requireDiskInRoots(server.diskPath);
     // Read-only look-ups, at once; their errors in this order (an unknown domain first).
-    const [state, , src, measured] = await allInOrder([
-      this.domState(server.domain),
+    const [{ uuid: dom, state }, , src, measured] = await allInOrder([
+      this.domainOf(server),
       this.refuseExisting(files),
       this.imageInfo(server.diskPath, true),
       this.measureRequired(server.diskPath, signal),
@@ -269,6 +303,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         const target = twoPass ? files.stage : files.partial;
         consistency = await this.liveBackup(
           server,
+          dom,
           target,
           src.virtualSize,
           signal,
@@ -346,14 +381,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const files = this.snapshotFiles(snap);
     const signal = opts.signal;
     const report = progressReporter(onProgress);
-    const restoring = `${server.diskPath}.restoring`;
-    const replaced = `${server.diskPath}.replaced`;
+    const restoring = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.restoring}`;
+    const replaced = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.replaced}`;
     this.throwIfAborted(signal);
 
+    // Nothing is written next to the disk before it is known to lie inside the node's image roots.
+    await this.requireDiskInRoots(server.diskPath);
     // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
     // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
-    const [, { manifest, measured, byteCopy }] = await allInOrder([
-      this.requireShutOff(server.domain),
+    const [dom, { manifest, measured, byteCopy }] = await allInOrder([
+      this.domainOf(server).then(({ uuid, state }) => {
+        this.requireShutOffState(uuid, state);
+        return uuid;
+      }),
       (async () => {
         const present = await isFile(files.final).catch((e: unknown) => {
           throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
@@ -379,7 +419,16 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       const required = waited ? await this.measureRequired(files.final, signal) : measured;
       await this.requireSpace(path.dirname(server.diskPath), required, 1);
 
-      await this.copyThenVerify(server, files, manifest, restoring, byteCopy, signal, scaled(report, 0, 95));
+      await this.copyThenVerify(
+        server,
+        dom,
+        files,
+        manifest,
+        restoring,
+        byteCopy,
+        signal,
+        scaled(report, 0, 95),
+      );
 
       // Renaming over the disk of a running VM "succeeds" and silently loses the restore: domstate was
       // looked at again after the copy; now let qemu-img try to take the disk's write lock, which fails
@@ -457,8 +506,17 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         }
       }
       for (const disk of diskPaths) {
-        await removeIfExists(`${disk}.restoring`);
-        await removeIfExists(`${disk}.replaced`); // a second name of a disk, never the disk itself
+        // Never remove anything outside the node's image roots, whatever the database says.
+        if (
+          !(await this.requireDiskInRoots(disk).then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue;
+        await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.restoring}`);
+        // A second name of a disk, never the disk itself.
+        await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.replaced}`);
       }
       if (names.length > 0) await fsyncDir(snapshotDir).catch(() => undefined);
     } catch (e) {
@@ -473,12 +531,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   private async liveBackup(
     server: ServerRef,
+    dom: string,
     target: string,
     virtualSize: number,
     signal: AbortSignal | undefined,
     onPct: (pct: number) => void,
   ): Promise<SnapshotConsistency> {
-    const disks = await readDomainDisks(this.runner, this.uri, server.domain, {
+    const disks = await readDomainDisks(this.runner, this.uri, dom, {
       virshPath: this.virshPath,
       timeoutMs: this.commandTimeoutMs,
       signal,
@@ -487,7 +546,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     });
     const ours = await this.findDisk(disks, server.diskPath);
     if (!ours?.target) {
-      throw hvError('hypervisor_error', `disk ${server.diskPath} is not attached to domain ${server.domain}`);
+      throw hvError(
+        'hypervisor_error',
+        `disk ${server.diskPath} is not attached to domain ${server.domain} (${dom})`,
+      );
     }
     const xml = [
       "<domainbackup mode='push'>",
@@ -510,7 +572,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     let consistency: SnapshotConsistency = 'crash_consistent';
     let jobStarted = false;
     try {
-      const agent = await this.agentAnswers(server.domain);
+      const agent = await this.agentAnswers(dom);
       let freezeAttempted = false;
       let frozenCount = 0;
       let thawFailure: string | null = null;
@@ -519,7 +581,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         if (agent) {
           freezeAttempted = true;
           // Bounded: the guest stays frozen at most this long plus the thaw.
-          const fr = await this.virshRaw(['domfsfreeze', '--domain', server.domain], {
+          const fr = await this.virshRaw(['domfsfreeze', '--domain', dom], {
             timeoutMs: Math.min(this.commandTimeoutMs, 30_000),
           });
           if (fr.code === 0) {
@@ -528,7 +590,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           }
           // A failed freeze only lowers the consistency to crash_consistent.
         }
-        const args = ['backup-begin', '--domain', server.domain, '--backupxml', xmlFile];
+        const args = ['backup-begin', '--domain', dom, '--backupxml', xmlFile];
         // Until virsh answers, the job may or may not have started (e.g. virsh timed out): treat it as
         // started so a failure aborts it. A clean refusal (exit 1) started nothing - and must not
         // abort whatever other job the domain runs.
@@ -539,7 +601,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           throw this.virshFailure(args, b, 'copy_failed');
         }
       } finally {
-        if (freezeAttempted) thawFailure = await this.thaw(server.domain);
+        if (freezeAttempted) thawFailure = await this.thaw(dom);
       }
       if (thawFailure !== null) {
         // The copy's start was captured, but a guest left frozen is worse than a failed snapshot.
@@ -547,11 +609,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }
       if (frozenCount > 0) consistency = 'quiesced';
 
-      await this.waitForBackup(server.domain, virtualSize, signal, onPct);
+      await this.waitForBackup(dom, virtualSize, signal, onPct);
       jobStarted = false;
       return consistency;
     } catch (e) {
-      if (jobStarted) await this.abortJob(server.domain);
+      if (jobStarted) await this.abortJob(dom);
       throw e;
     } finally {
       await fsp.rm(tmpDir, { recursive: true, force: true }).catch(() => undefined);
@@ -934,6 +996,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
    */
   private async copyThenVerify(
     server: ServerRef,
+    dom: string,
     files: SnapshotFiles,
     manifest: SnapshotManifest,
     restoring: string,
@@ -981,7 +1044,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           await this.copyOwnership(server.diskPath, restoring);
           await fsyncFile(restoring);
         },
-        () => this.requireShutOff(server.domain),
+        () => this.requireShutOff(dom),
       ] as const);
       const [v, r] = await Promise.allSettled([verified, rest]);
       if (v.status === 'rejected') throw v.reason;
@@ -1092,7 +1155,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   private async requireShutOff(domain: string): Promise<void> {
-    const state = await this.domState(domain);
+    this.requireShutOffState(domain, await this.domState(domain));
+  }
+
+  private requireShutOffState(domain: string, state: string): void {
     if (state !== 'shut off') {
       throw hvError(
         'invalid_power_state',
@@ -1180,6 +1246,65 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       { code: r.code, stderr: virshErrorText(r.stderr) },
       fallback,
     );
+  }
+
+  /**
+   * The domain of `server` as every virsh call here addresses it — its UUID, never its name (virsh
+   * reads a name such as `12` as a domain id) — and its state, from one `virsh dominfo`, which also
+   * says the domain's name: a domain with this UUID that no longer has the server's name (renamed, or
+   * undefined and another defined under the name) is `domain_not_found`, never another VM.
+   */
+  private async domainOf(server: ServerRef): Promise<{ uuid: string; state: string }> {
+    const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
+    if (uuid === null) {
+      throw hvError(
+        'domain_not_found',
+        `server ${server.id} has no valid domain UUID (${server.domainUuid})`,
+      );
+    }
+    const args = ['dominfo', '--domain', uuid];
+    const r = await this.virshRaw(args);
+    if (r.code !== 0) throw this.virshFailure(args, r);
+    const { name, state } = parseDomInfo(r.stdout);
+    if (name !== server.domain) {
+      throw hvError(
+        'domain_not_found',
+        `domain ${uuid} is named "${name}", the server's domain is "${server.domain}" (renamed or redefined)`,
+      );
+    }
+    if (!state) throw hvError('hypervisor_error', `no state in virsh dominfo output for ${uuid}`);
+    return { uuid, state };
+  }
+
+  /**
+   * Refuses (not retryable) a disk that does not lie inside one of the node's image roots: as written
+   * (normal form, inside a root), and as the file system resolves it — the disk's directory, and the
+   * disk itself when it exists, resolved through symbolic links, inside a root resolved the same way.
+   */
+  private async requireDiskInRoots(disk: string): Promise<void> {
+    const refuse = (why: string) =>
+      new HypervisorError(
+        'hypervisor_error',
+        'The server disk is not where it was expected on the host.',
+        `${disk}: ${why}`,
+        false,
+      );
+    const written = diskPathProblem(disk, this.imageRoots);
+    if (written) throw refuse(written);
+    const real = async (p: string) => {
+      try {
+        return await fsp.realpath(p);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw toHypervisorError(e, 'hypervisor_error', `realpath ${p}`);
+      }
+    };
+    const roots = (await Promise.all(this.imageRoots.map(real))).filter((r): r is string => r !== null);
+    const within = (p: string) => roots.some((root) => p === root || isInside(p, root));
+    const dir = await real(path.dirname(disk));
+    if (dir === null || !within(dir)) throw refuse(`its directory resolves to ${dir ?? 'nothing'}`);
+    const file = await real(disk);
+    if (file !== null && !within(file)) throw refuse(`it resolves to ${file}`);
   }
 
   private async domState(domain: string): Promise<string> {

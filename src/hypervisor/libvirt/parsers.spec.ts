@@ -2,6 +2,7 @@ import { HypervisorError } from '../hypervisor-driver';
 import { decodeXmlEntities, escapeXmlAttr, parseDomainDisks } from './domain-inspector';
 import { classifyToolFailure, toHypervisorError, virshErrorText } from './errors';
 import {
+  parseDomInfo,
   jobProgress,
   parseDomJobInfoRaw,
   parseDomState,
@@ -199,5 +200,22 @@ describe('snapshot manifest', () => {
     expect(parseManifest(JSON.stringify({ ...m, bytes: -1 }))).toBeNull();
     expect(parseManifest(JSON.stringify({ ...m, sha256: 'xyz' }))).toBeNull();
     expect(parseManifest(JSON.stringify({ ...m, version: 2 }))).toBeNull();
+  });
+});
+
+describe('parseDomInfo', () => {
+  it('reads the name and the state as domstate words it', () => {
+    const out = [
+      'Id:             3',
+      'Name:           12',
+      'UUID:           453d97c5-a23d-464d-8703-97e020c1d7f5',
+      'OS Type:        hvm',
+      'State:          shut off',
+      'CPU(s):         1',
+      '',
+    ].join('\n');
+    expect(parseDomInfo(out)).toEqual({ name: '12', state: 'shut off' });
+    expect(parseDomInfo('Name: web-1\nState: running\n')).toEqual({ name: 'web-1', state: 'running' });
+    expect(parseDomInfo('garbage')).toEqual({ name: '', state: '' });
   });
 });

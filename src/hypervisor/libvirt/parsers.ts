@@ -34,6 +34,18 @@ export function parseDomState(stdout: string): string {
   return (first ?? '').replace(/\s*\(.*\)$/, '').toLowerCase();
 }
 
+/**
+ * `virsh dominfo` (LC_ALL=C): the domain's name, and its state as `virsh domstate` words it (lower
+ * case, no reason); empty strings when a line is missing.
+ */
+export function parseDomInfo(stdout: string): { name: string; state: string } {
+  const field = (key: string) => {
+    const line = stdout.split('\n').find((l) => l.startsWith(`${key}:`));
+    return line === undefined ? '' : line.slice(key.length + 1).trim();
+  };
+  return { name: field('Name'), state: parseDomState(field('State')) };
+}
+
 /** libvirt's virDomainJobType. */
 export const JOB_TYPE = { none: 0, bounded: 1, unbounded: 2, completed: 3, failed: 4, cancelled: 5 } as const;
 /** libvirt's virDomainJobOperation value for a backup job. */

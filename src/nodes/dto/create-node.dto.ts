@@ -1,11 +1,30 @@
-import { IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsIn, IsOptional, IsString, Matches } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { SatisfiesRule } from '../../common/rule-validator';
+import {
+  DEFAULT_IMAGE_ROOTS,
+  hostPathProblem,
+  imageRootsProblems,
+  MAX_HOST_PATH_LENGTH,
+  MAX_IMAGE_ROOTS,
+} from '../../hypervisor/host-paths';
+import {
+  LIBVIRT_URI_FORMS,
+  libvirtUriProblem,
+  MAX_LIBVIRT_URI_LENGTH,
+} from '../../hypervisor/libvirt/connection-uri';
 
 export const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const NODE_NAME_MESSAGE = 'name must be 1-63 of a-z, 0-9 and "-", starting with a letter or digit';
+
+export const DEFAULT_NODE_URI = 'qemu:///system';
+
+const text = (rule: (v: string) => string | null, what: string) => (v: unknown) =>
+  typeof v === 'string' ? rule(v) : `${what} must be a string`;
 
 export class CreateNodeDto {
   @IsString()
-  @Matches(NODE_NAME, { message: 'name must be 1-63 of a-z, 0-9 and "-", starting with a letter or digit' })
+  @Matches(NODE_NAME, { message: NODE_NAME_MESSAGE })
   @ApiProperty({ pattern: NODE_NAME.source, example: 'hv1', description: 'Workers name it in WORKER_NODE.' })
   name!: string;
 
@@ -14,21 +33,37 @@ export class CreateNodeDto {
   driver!: 'libvirt' | 'fake';
 
   @IsOptional()
-  @IsString()
-  @Length(1, 255)
-  @Matches(/^[a-z0-9+]+:\/\/[^\s]*$/, {
-    message: 'uri must be a libvirt connection URI such as qemu:///system',
+  @SatisfiesRule(text(libvirtUriProblem, 'uri'))
+  @ApiPropertyOptional({
+    maxLength: MAX_LIBVIRT_URI_LENGTH,
+    default: DEFAULT_NODE_URI,
+    description: `libvirt connection URI, one of: ${LIBVIRT_URI_FORMS.join(', ')} (or /session); no query parameters.`,
   })
-  @ApiPropertyOptional({ maxLength: 255, default: 'qemu:///system', description: 'libvirt connection URI.' })
   uri?: string;
 
-  @IsString()
-  @Length(1, 1024)
-  @Matches(/^\/[^\0]*$/, { message: 'snapshot_dir must be an absolute path' })
+  @SatisfiesRule(text((v) => hostPathProblem(v, 'snapshot_dir'), 'snapshot_dir'))
   @ApiProperty({
-    maxLength: 1024,
+    maxLength: MAX_HOST_PATH_LENGTH,
     example: '/var/lib/vps/snapshots',
-    description: 'Absolute directory for snapshot files on the node.',
+    description:
+      'Absolute directory for snapshot files on the node, in normal form (no "..", "//" or trailing "/"), apart from every image root.',
   })
   snapshot_dir!: string;
+
+  @IsOptional()
+  @SatisfiesRule((v) =>
+    Array.isArray(v) && v.every((root) => typeof root === 'string')
+      ? (imageRootsProblems(v)[0] ?? null)
+      : 'image_roots must be an array of absolute directories',
+  )
+  @ApiPropertyOptional({
+    type: [String],
+    minItems: 1,
+    maxItems: MAX_IMAGE_ROOTS,
+    default: DEFAULT_IMAGE_ROOTS,
+    example: ['/var/lib/libvirt/images'],
+    description:
+      "Absolute directories the node's disks may live in (normal form); every server's disk_path must lie inside one.",
+  })
+  image_roots?: string[];
 }

@@ -2,8 +2,9 @@
  * A worker that dies mid-copy: starts a snapshot create of a shut-off disk with the real libvirt
  * driver, and when the byte copy is about to start prints `copying` and never lets it finish — the
  * test then SIGKILLs this process. Run with `node -r ts-node/register/transpile-only`.
- * Arguments: uri domain diskPath snapshotDir
+ * Arguments: uri domain domainUuid diskPath snapshotDir
  */
+import * as path from 'node:path';
 import { LibvirtHypervisorDriver } from '../../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
 import { ProcessRunner, RunOptions, RunResult } from '../../../src/hypervisor/libvirt/process-runner';
 
@@ -17,9 +18,9 @@ class StallingCopy extends ProcessRunner {
   }
 }
 
-const [uri, domain, diskPath, snapshotDir] = process.argv.slice(2);
-void new LibvirtHypervisorDriver({ uri, runner: new StallingCopy() }).createSnapshot(
-  { id: 1, domain, diskPath },
-  { id: 1, snapshotDir },
-  () => undefined,
-);
+const [uri, domain, domainUuid, diskPath, snapshotDir] = process.argv.slice(2);
+void new LibvirtHypervisorDriver({
+  uri,
+  imageRoots: [path.dirname(diskPath)],
+  runner: new StallingCopy(),
+}).createSnapshot({ id: 1, domain, domainUuid, diskPath }, { id: 1, snapshotDir }, () => undefined);

@@ -70,6 +70,21 @@ export async function virsh(...args: string[]): Promise<string> {
   return run('virsh', ['-q', '-c', LIBVIRT_URI, ...args]);
 }
 
+/**
+ * The UUID of the domain with exactly this name, from the list of all domains (`virsh domuuid 12`
+ * would answer for the domain whose id is 12).
+ */
+export async function domainUuidByName(name: string): Promise<string> {
+  const found = (await listDomains()).find((d) => d.name === name);
+  if (!found) throw new Error(`no domain named ${name}`);
+  return found.uuid;
+}
+
+/** The UUID of a lab domain (lab names are never read as ids: `vpstest-…`). */
+export async function domainUuid(domain: string): Promise<string> {
+  return (await virsh('domuuid', '--domain', domain)).trim();
+}
+
 export async function domState(domain: string): Promise<string> {
   return (await virsh('domstate', '--domain', domain)).trim();
 }
@@ -138,6 +153,8 @@ export const DEFINE_DOMAIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'guest', 'de
 
 let labCount = 0;
 const OWNER_FILE = '.vpstest-owner-pid';
+/** `<title>` of every lab domain: its owner, for the sweep of domains whose name carries no pid. */
+const OWNER_TITLE = 'vpstest-owner-';
 let swept: Promise<void> | undefined;
 
 function processAlive(pid: number): boolean {
@@ -149,19 +166,38 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** Every domain's UUID and name (names such as `12` are never passed to virsh: it reads them as ids). */
+async function listDomains(): Promise<{ uuid: string; name: string }[]> {
+  const out = await virsh('list', '--all', '--uuid', '--name').catch(() => '');
+  return out
+    .split('\n')
+    .map((line) => /^(\S+) (.+)$/.exec(line.trim()))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ uuid: m[1], name: m[2] }));
+}
+
+/** The test process that made a domain: from its name, or (all-digit names) its `<title>`. */
+async function domainOwner(d: { uuid: string; name: string }): Promise<number | null> {
+  const m = /^vpstest-[a-z-]+-(\d+)-\d+$/.exec(d.name);
+  if (m) return Number(m[1]);
+  if (!/^\d+$/.test(d.name)) return null;
+  const xml = await virsh('dumpxml', '--domain', d.uuid).catch(() => '');
+  const t = new RegExp(`<title>${OWNER_TITLE}(\\d+)</title>`).exec(xml);
+  return t ? Number(t[1]) : null;
+}
+
 /**
  * Removes what earlier test processes that died without cleaning up (killed runs) left behind: their
- * domains (named `vpstest-<kind>-<pid>-<n>`), tmpfs mounts and temporary folders, only when the
- * owning process is gone. Once per process.
+ * domains (named `vpstest-<kind>-<pid>-<n>`, or titled with their pid), tmpfs mounts and temporary
+ * folders, only when the owning process is gone. Once per process.
  */
 function sweepStale(): Promise<void> {
   swept ??= (async () => {
-    const names = (await virsh('list', '--all', '--name').catch(() => '')).split('\n').map((n) => n.trim());
-    for (const name of names) {
-      const m = /^vpstest-[a-z-]+-(\d+)-\d+$/.exec(name);
-      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
-      await virsh('destroy', '--domain', name).catch(() => undefined);
-      await virsh('undefine', '--domain', name).catch(() => undefined);
+    for (const d of await listDomains()) {
+      const owner = await domainOwner(d);
+      if (owner === null || owner === process.pid || processAlive(owner)) continue;
+      await virsh('destroy', '--domain', d.uuid).catch(() => undefined);
+      await virsh('undefine', '--domain', d.uuid).catch(() => undefined);
     }
     const root = await labRoot();
     for (const entry of await fsp.readdir(root).catch(() => [] as string[])) {
@@ -272,6 +308,7 @@ export class Lab {
   async defineSimpleDomain(name: string, disk: string): Promise<void> {
     const xml = `<domain type='qemu'>
   <name>${name}</name>
+  <title>${OWNER_TITLE}${process.pid}</title>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
@@ -344,13 +381,18 @@ export class Lab {
   }
 
   async destroyDomain(name: string): Promise<void> {
-    await virsh('destroy', '--domain', name).catch(() => undefined);
+    const uuid = await domainUuidByName(name).catch(() => null);
+    if (uuid) await virsh('destroy', '--domain', uuid).catch(() => undefined);
   }
 
   async dispose(): Promise<void> {
+    // By UUID: a lab domain may be named like another domain's id.
+    const uuids = new Map((await listDomains()).map((d) => [d.name, d.uuid]));
     for (const d of this.domains.splice(0)) {
-      await virsh('destroy', '--domain', d).catch(() => undefined);
-      await virsh('undefine', '--domain', d).catch(() => undefined);
+      const uuid = uuids.get(d);
+      if (!uuid) continue;
+      await virsh('destroy', '--domain', uuid).catch(() => undefined);
+      await virsh('undefine', '--domain', uuid).catch(() => undefined);
     }
     for (const m of this.mounts.splice(0)) {
       await run('umount', [m]).catch(() => undefined);
