@@ -65,7 +65,7 @@ interface Flight {
  * the whole pipeline (see authenticateWrite).
  *
  * Anything else — other routes, HEAD, bodies, unusual or invalid credentials, admin tokens, a leader
- * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=off`.
+ * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=false`.
  */
 @Injectable()
 export class HotReadPath {

@@ -21,13 +21,13 @@ interface Shot {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function send(base: string, shot: Shot): Promise<{ status: number; ms: number }> {
+function send(base: string, shot: Shot, via = agent): Promise<{ status: number; ms: number }> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const req = http.request(
       {
-        agent,
+        agent: via,
         host: url.hostname,
         port: url.port,
         method: shot.method ?? 'GET',
@@ -219,7 +219,7 @@ describe('the cost of hostile input (time per request flat in its size)', () => 
       const own = new http.Agent({ keepAlive: true, maxSockets: 1 });
       let sent = 0;
       while (running) {
-        await fetchVia(own, api.url, hostile[i % hostile.length]);
+        await send(api.url, hostile[i % hostile.length], own).catch(() => null);
         sent++;
       }
       own.destroy();
@@ -238,30 +238,3 @@ describe('the cost of hostile input (time per request flat in its size)', () => 
     expect(p50).toBeLessThan(100);
   });
 });
-
-function fetchVia(agent: http.Agent, base: string, shot: Shot): Promise<void> {
-  const url = new URL(base);
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        method: shot.method ?? 'GET',
-        path: shot.path,
-        headers: {
-          ...(shot.body !== undefined
-            ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(shot.body) }
-            : {}),
-          ...shot.headers,
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve());
-      },
-    );
-    req.on('error', () => resolve());
-    req.end(shot.body);
-  });
-}
