@@ -6,6 +6,8 @@ import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
 import { etagMiddleware } from '../common/etag';
+import { parseQuery } from '../common/query-string';
+import { urlLimitMiddleware } from '../common/url-limit';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
 import { mountApiDocs } from '../openapi/setup';
@@ -22,7 +24,9 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   app.set('trust proxy', config.trustProxy);
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('query parser', parseQuery);
   app.use(requestIdMiddleware);
+  app.use(urlLimitMiddleware);
   app.use(securityHeaders());
   app.use(trailingSlashMiddleware);
   app.use(etagMiddleware);

@@ -3,6 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { Observable, from, throwError } from 'rxjs';
 import { catchError, mergeMap } from 'rxjs/operators';
+import { redactTokenParameter } from '../auth/bearer-token';
 import { Principal } from '../auth/principal';
 import { ProblemException } from '../common/problem';
 import { requestIdOf } from '../common/request-context';
@@ -89,7 +90,7 @@ export class AuditInterceptor implements NestInterceptor {
               statusCode: res.statusCode,
               detail: {
                 method: req.method,
-                path: req.originalUrl,
+                path: redactTokenParameter(req.originalUrl),
                 ...bodyDetail(req.body, meta.bodyFields),
                 ...(typeof b.action_id === 'number' ? { action_id: b.action_id } : {}),
                 ...(req.body && typeof req.body === 'object' && 'server_id' in req.body
@@ -112,7 +113,7 @@ export class AuditInterceptor implements NestInterceptor {
             statusCode: status,
             detail: {
               method: req.method,
-              path: req.originalUrl,
+              path: redactTokenParameter(req.originalUrl),
               ...bodyDetail(req.body, meta.bodyFields),
               ...(err instanceof ProblemException ? { code: err.spec.code } : {}),
             },

@@ -1,15 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import type { Request } from 'express';
-import { Strategy } from 'passport-http-bearer';
 import { hotReadStateOf } from '../read-path/hot-read-state';
 import { ApiTokenService } from './api-token.service';
+import { AuthorizationHeaderStrategy } from './authorization-header.strategy';
 import { Principal } from './principal';
 
 @Injectable()
-export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
+export class BearerStrategy extends PassportStrategy(AuthorizationHeaderStrategy, 'bearer') {
   constructor(private readonly tokens: ApiTokenService) {
-    super({ passReqToCallback: true });
+    super();
   }
 
   /** A request the hot read path has already authenticated (in the same instant) is not looked up twice. */

@@ -12,6 +12,21 @@ export function weakEtag(body: string | Buffer): string {
   return `W/"${buf.length.toString(16)}-${hash}"`;
 }
 
+/**
+ * The headers of an answer that carries an ETag: it is one account's (authenticated), so no shared
+ * cache may keep it, and a private cache must revalidate it (If-None-Match) before reuse; it differs by
+ * token and by language. One helper for both pipelines.
+ */
+export const CONDITIONAL_ANSWER_HEADERS = {
+  'Cache-Control': 'private, no-cache',
+  Vary: 'Authorization, Accept-Language',
+} as const;
+
+export function setEtagHeaders(res: { setHeader(name: string, value: string): unknown }, tag: string): void {
+  res.setHeader('ETag', tag);
+  for (const [name, value] of Object.entries(CONDITIONAL_ANSWER_HEADERS)) res.setHeader(name, value);
+}
+
 /** RFC 9110 weak comparison of an If-None-Match header against our tag (`*` matches any). */
 export function ifNoneMatchHits(header: string | undefined, tag: string): boolean {
   if (!header) return false;
@@ -36,7 +51,7 @@ export function etagMiddleware(req: Request, res: Response, next: NextFunction):
     if (this.statusCode === 200 && (typeof body === 'string' || Buffer.isBuffer(body))) {
       const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       const tag = weakEtag(buf);
-      this.setHeader('ETag', tag);
+      setEtagHeaders(this, tag);
       // The hot read path shares this answer with identical requests that waited for it.
       hotReadStateOf(req)?.capture?.(this, buf, tag);
       if (ifNoneMatchHits(req.headers['if-none-match'], tag)) {

@@ -1,5 +1,6 @@
 import { LoggerModule } from 'nestjs-pino';
 import type { Request } from 'express';
+import { redactTokenParameter } from '../auth/bearer-token';
 import { AppConfig } from '../config/app-config';
 import { requestIdOf } from './request-context';
 
@@ -18,7 +19,7 @@ export function loggerModule(role: string) {
           req: (req: { id: string; method: string; url: string }) => ({
             id: req.id,
             method: req.method,
-            url: req.url,
+            url: redactTokenParameter(req.url),
           }),
         },
         autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },

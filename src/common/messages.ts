@@ -13,6 +13,12 @@ export const MESSAGES = {
     () => 'Unauthorized - Invalid or missing authentication token',
     () => 'Heb awdurdod - Tocyn dilysu annilys neu ar goll',
   ),
+  token_outside_header: m(
+    (p) =>
+      `Unauthorized - Send the token in the "Authorization: Bearer <token>" header, never as an access_token ${p.where === 'body' ? 'member of the request body' : 'parameter in the URL'}`,
+    (p) =>
+      `Heb awdurdod - Anfonwch y tocyn ym mhennawd "Authorization: Bearer <token>", byth fel ${p.where === 'body' ? 'aelod access_token o gorff y cais' : 'paramedr access_token yn yr URL'}`,
+  ),
   forbidden: m(
     (p) => `Forbidden - This token lacks the "${p.scope}" scope`,
     (p) => `Gwaharddedig - Nid oes gan y tocyn hwn y cwmpas "${p.scope}"`,
@@ -64,6 +70,10 @@ export const MESSAGES = {
   payload_too_large: m(
     (p) => `Payload Too Large - The request body exceeds ${p.limit} bytes`,
     (p) => `Llwyth yn Rhy Fawr - Mae corff y cais yn fwy na ${p.limit} beit`,
+  ),
+  uri_too_long: m(
+    (p) => `URI Too Long - The request URL exceeds ${p.limit} bytes`,
+    (p) => `URI yn Rhy Hir - Mae URL y cais yn fwy na ${p.limit} beit`,
   ),
   method_not_allowed: m(
     () => 'Method Not Allowed',
@@ -139,11 +149,24 @@ export function message(key: MessageKey, lang: Lang, params: Params = {}): strin
   return MESSAGES[key][lang](params);
 }
 
-/** Picks Welsh when the client prefers it (RFC 9110 Accept-Language, q-values honoured), else English. */
+/** Language ranges read from an Accept-Language header; a browser sends a handful. */
+export const MAX_LANGUAGE_RANGES = 16;
+/** A language range with its weight (`zh-Hant-TW;q=0.85`) is far shorter; longer ones are skipped unread. */
+const MAX_RANGE_LENGTH = 64;
+
+/**
+ * Picks Welsh when the client prefers it (RFC 9110 Accept-Language, q-values honoured), else English.
+ * Reads at most the first MAX_LANGUAGE_RANGES ranges, so its cost is bounded whatever the header's size.
+ */
 export function languageOf(acceptLanguage: string | string[] | undefined): Lang {
   const header = Array.isArray(acceptLanguage) ? acceptLanguage.join(',') : (acceptLanguage ?? '');
   let best: { lang: Lang; q: number } = { lang: 'en', q: 0 };
-  for (const part of header.split(',')) {
+  let start = 0;
+  for (let n = 0; n < MAX_LANGUAGE_RANGES && start <= header.length; n++) {
+    let end = header.indexOf(',', start);
+    if (end === -1) end = header.length;
+    const part = end - start <= MAX_RANGE_LENGTH ? header.slice(start, end) : '';
+    start = end + 1;
     const [tag, ...attrs] = part.trim().toLowerCase().split(';');
     const qAttr = attrs.map((a) => a.trim()).find((a) => a.startsWith('q='));
     const q = qAttr ? Number(qAttr.slice(2)) : 1;

@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import { redactTokenParameter } from '../auth/bearer-token';
 import { FieldError, ProblemException, problems } from './problem';
 import { parseId } from './ids';
 
@@ -44,7 +45,10 @@ export function readPageRequest(
 }
 
 function pageUrl(req: Request, page: number): string {
-  const url = new URL(req.originalUrl, `${req.protocol}://${req.get('host') ?? 'localhost'}`);
+  const url = new URL(
+    redactTokenParameter(req.originalUrl),
+    `${req.protocol}://${req.get('host') ?? 'localhost'}`,
+  );
   if (page === 1) url.searchParams.delete('page');
   else url.searchParams.set('page', String(page));
   return url.toString();

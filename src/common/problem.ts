@@ -17,6 +17,7 @@ export type ProblemCode =
   | 'malformed_json'
   | 'unsupported_media_type'
   | 'payload_too_large'
+  | 'uri_too_long'
   | 'method_not_allowed'
   | 'snapshot_limit_reached'
   | 'token_limit_reached'
@@ -37,6 +38,7 @@ const TITLES: Record<number, string> = {
   405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
@@ -104,6 +106,18 @@ export const problems = {
       status: 401,
       code: 'unauthorized',
       headers: { 'WWW-Authenticate': 'Bearer realm="admin.vps.org"' },
+    }),
+  /** A token sent as an `access_token` query parameter or body member: it goes in the header only. */
+  tokenOutsideHeader: (where: 'query' | 'body') =>
+    new ProblemException({
+      status: 401,
+      code: 'unauthorized',
+      messageKey: 'token_outside_header',
+      params: { where },
+      headers: {
+        'WWW-Authenticate':
+          'Bearer realm="admin.vps.org", error="invalid_request", error_description="send the token in the Authorization header"',
+      },
     }),
   forbidden: (scope: string) => new ProblemException({ status: 403, code: 'forbidden', params: { scope } }),
 };

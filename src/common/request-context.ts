@@ -25,13 +25,22 @@ export function requestIdOf(req: Request): string {
 
 /**
  * Published paths end with a slash; the same path without it works too. Routes are declared without
- * it, and this strips one trailing slash before routing (`req.originalUrl` keeps what the client sent).
+ * it, and this strips the trailing slashes before routing (`req.originalUrl` keeps what the client sent).
  */
 export function trailingSlashMiddleware(req: Request, _res: Response, next: NextFunction): void {
   const q = req.url.indexOf('?');
   const path = q === -1 ? req.url : req.url.slice(0, q);
-  if (path.length > 1 && path.endsWith('/')) {
-    req.url = path.replace(/\/+$/, '') + (q === -1 ? '' : req.url.slice(q));
-  }
+  const stripped = withoutTrailingSlashes(path);
+  if (stripped !== path) req.url = stripped + (q === -1 ? '' : req.url.slice(q));
   next();
+}
+
+/**
+ * A path without its trailing slashes (a lone `/` stays), by a scan from the end: linear in the run
+ * of slashes, where a `/\/+$/` replace costs the square of it.
+ */
+export function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 1 && path.charCodeAt(end - 1) === 0x2f) end--;
+  return end === path.length ? path : path.slice(0, end);
 }

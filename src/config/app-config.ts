@@ -1,3 +1,5 @@
+import { parseTrustProxy, TrustProxy } from './trust-proxy';
+
 /**
  * Typed configuration, read once from environment variables and validated at start-up.
  * A missing or malformed variable stops the process with a message naming it (see README "Configuration").
@@ -18,7 +20,8 @@ export class AppConfig {
   readonly port!: number;
   readonly logLevel!: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly bodyLimitBytes!: number;
-  readonly trustProxy!: boolean;
+  /** Proxies whose X-Forwarded-* headers are believed (client IP, page links); see trust-proxy.ts. */
+  readonly trustProxy!: TrustProxy;
   /** Prefix of every BullMQ key in Redis (lets several deployments or test runs share one Redis). */
   readonly queuePrefix!: string;
   readonly snapshotLimitPerServer!: number;
@@ -146,6 +149,15 @@ class Reader {
     return fallback;
   }
 
+  trustProxy(name: string): TrustProxy {
+    const parsed = parseTrustProxy(this.raw(name));
+    if ('problem' in parsed) {
+      this.problems.push(parsed.problem);
+      return false;
+    }
+    return parsed.value;
+  }
+
   bytes(name: string, fallback: number): number {
     const v = this.raw(name);
     if (v === undefined) return fallback;
@@ -182,7 +194,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
       'info',
     ),
     bodyLimitBytes: r.bytes('BODY_LIMIT', 64 * 1024),
-    trustProxy: r.bool('TRUST_PROXY', false),
+    trustProxy: r.trustProxy('TRUST_PROXY'),
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
     snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
     defaultPageSize: r.int('DEFAULT_PAGE_SIZE', 50, 1, 1000),

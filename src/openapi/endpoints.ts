@@ -63,7 +63,8 @@ const STATUS_TEXT: Record<number, string> = {
   404: 'Not found',
   409: 'Conflict',
   413: 'The request body is too large',
-  415: 'The request body is not JSON',
+  414: 'The URL is longer than the API reads',
+  415: 'The request body is not JSON (UTF-8, a short Content-Type)',
   429: 'Too many requests for this token',
   500: 'A fault on our side',
   503: 'A dependency is down',
@@ -99,8 +100,9 @@ function problemResponses(errors: Errors): MethodDecorator {
 
 /** The errors every authenticated endpoint can answer with. */
 const AUTHED: Errors = {
-  401: { examples: ['unauthorized', 'unauthorized_cy'] },
+  401: { examples: ['unauthorized', 'unauthorized_cy', 'unauthorized_token_outside_header'] },
   403: { examples: ['forbidden'] },
+  414: { examples: ['uri_too_long'] },
   429: { examples: ['rate_limited', 'rate_limited_account'] },
   500: { examples: ['internal_error'] },
 };

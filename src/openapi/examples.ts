@@ -2,6 +2,8 @@
  * Examples of the OpenAPI document. The three `PUBLISHED_*` bodies are the published page's own
  * examples (api-contract.md Part 1), exactly, so that the document shows what clients were promised.
  */
+import { message } from '../common/messages';
+import { MAX_URL_BYTES } from '../common/url-limit';
 
 export const PUBLISHED_LIST_EXAMPLE = {
   count: 2,
@@ -275,6 +277,24 @@ export const PROBLEM_EXAMPLES = {
   conflict: {
     summary: 'The name is taken',
     value: problem('conflict', 409, 'Conflict', 'Conflict - node "hv1" exists'),
+  },
+  unauthorized_token_outside_header: {
+    summary: 'A token sent as an access_token query parameter or body member (header only)',
+    value: problem(
+      'unauthorized',
+      401,
+      'Unauthorized',
+      message('token_outside_header', 'en', { where: 'query' }),
+    ),
+  },
+  uri_too_long: {
+    summary: `A URL over ${MAX_URL_BYTES} bytes`,
+    value: problem(
+      'uri_too_long',
+      414,
+      'URI Too Long',
+      message('uri_too_long', 'en', { limit: MAX_URL_BYTES }),
+    ),
   },
   payload_too_large: {
     summary: 'The body exceeds BODY_LIMIT',

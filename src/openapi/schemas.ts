@@ -34,6 +34,7 @@ export const PROBLEM_CODES = [
   'validation_failed',
   'malformed_json',
   'unsupported_media_type',
+  'uri_too_long',
   'payload_too_large',
   'method_not_allowed',
   'snapshot_limit_reached',

@@ -3,11 +3,14 @@ import type { Request } from 'express';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PinoLogger } from 'nestjs-pino';
 import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
+import { bearerTokenOf, hasTokenParameter, redactTokenParameter } from '../auth/bearer-token';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
 import { hasScope, isAdmin, Principal } from '../auth/principal';
 import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
+import { MAX_QUERY_KEYS, queryOf } from '../common/query-string';
 import { requestIdFor } from '../common/request-context';
+import { urlTooLong } from '../common/url-limit';
 import { AppConfig } from '../config/app-config';
 import { routeTemplate } from '../metrics/http-metrics.middleware';
 import { MetricsService } from '../metrics/metrics.service';
@@ -31,7 +34,6 @@ const WRITE_PATHS: Record<string, RegExp> = {
   POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
   DELETE: /^\/api\/v1\/snapshots\/[0-9]{1,10}\/?(?:\?|$)/,
 };
-const BEARER = /^Bearer ([^\s]+)$/i;
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
 const PER_REQUEST = new Set<HeaderPart>([
   'x-request-id',
@@ -63,7 +65,7 @@ interface Flight {
  * the whole pipeline (see authenticateWrite).
  *
  * Anything else — other routes, HEAD, bodies, unusual or invalid credentials, admin tokens, a leader
- * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=off`.
+ * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=false`.
  */
 @Injectable()
 export class HotReadPath {
@@ -130,6 +132,11 @@ export class HotReadPath {
       throw new Error('the HTTP server has no request listener to put the hot read path in front of');
     server.removeListener('request', pipeline);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // The pipeline refuses what is too long to read, and a token put in the URL (never served here).
+      if (urlTooLong(req.url) || hasTokenParameter(req.url ?? '')) {
+        pipeline(req, res);
+        return;
+      }
       const write = this.eligibleWrite(req);
       if (write !== null) {
         this.authenticateWrite(req, res, write, pipeline).catch((e: unknown) => {
@@ -154,16 +161,19 @@ export class HotReadPath {
     if (req.method !== 'GET' || !HOT_PATH.test(req.url ?? '')) return null;
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
       return null;
-    const m = BEARER.exec(req.headers.authorization ?? '');
-    return m && looksLikeToken(m[1]) ? m[1] : null;
+    return this.wellFormedToken(req);
+  }
+
+  private wellFormedToken(req: IncomingMessage): string | null {
+    const token = bearerTokenOf(req.headers.authorization);
+    return token !== null && looksLikeToken(token) ? token : null;
   }
 
   /** The bearer token of a snapshot create, restore or delete; null for anything else. */
   private eligibleWrite(req: IncomingMessage): string | null {
     const route = WRITE_PATHS[req.method ?? ''];
     if (!route?.test(req.url ?? '')) return null;
-    const m = BEARER.exec(req.headers.authorization ?? '');
-    return m && looksLikeToken(m[1]) ? m[1] : null;
+    return this.wellFormedToken(req);
   }
 
   /**
@@ -355,7 +365,7 @@ export class HotReadPath {
     if (log?.isLevelEnabled('info')) {
       log.info(
         {
-          req: { id: requestId, method: req.method, url: req.url },
+          req: { id: requestId, method: req.method, url: redactTokenParameter(req.url ?? '') },
           res: { statusCode: status },
           responseTime: Math.round(seconds * 1000),
           requestId,
@@ -373,11 +383,11 @@ export class HotReadPath {
    */
   private cacheable(req: IncomingMessage): boolean {
     const url = req.url ?? '';
-    const q = url.indexOf('?');
-    if (q === -1) return true;
+    if (!url.includes('?')) return true;
     const known = LIST_PATH.test(url) ? SNAPSHOT_LIST_PARAMS : [];
-    for (const name of new URLSearchParams(url.slice(q + 1)).keys()) if (!known.includes(name)) return false;
-    return true;
+    const names = Object.keys(queryOf(url));
+    // At the parser's bound, further parameters went unread: not cacheable, they could vary freely.
+    return names.length < MAX_QUERY_KEYS && names.every((name) => known.includes(name));
   }
 
   private groupKey(req: IncomingMessage, p: Principal): string {
@@ -386,7 +396,7 @@ export class HotReadPath {
       p.accountId,
       p.scopes.join(','),
       h.host ?? '',
-      this.config.trustProxy
+      this.config.trustProxy !== false
         ? `${String(h['x-forwarded-proto'] ?? '')};${String(h['x-forwarded-host'] ?? '')}`
         : '',
       h['accept-language'] ?? '',

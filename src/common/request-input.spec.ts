@@ -1,0 +1,95 @@
+import { jsonShapeProblem, MAX_JSON_DEPTH, MAX_JSON_VALUES_PER_CONTAINER } from './body-parsing';
+import { languageOf, MAX_LANGUAGE_RANGES } from './messages';
+import { MAX_QUERY_KEYS, parseQuery, queryOf } from './query-string';
+import { withoutTrailingSlashes } from './request-context';
+import { MAX_URL_BYTES, urlTooLong } from './url-limit';
+
+const bytes = (s: string) => Buffer.from(s, 'utf8');
+
+/** Runs `fn(input)` enough times to measure, and gives the time per input byte (best of three). */
+function nsPerByte(input: string, fn: (s: string) => unknown, rounds = 50): number {
+  let best = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < rounds; i++) fn(input);
+    best = Math.min(best, Number(process.hrtime.bigint() - started) / input.length);
+  }
+  return best;
+}
+
+function expectLinear(make: (bytes: number) => string, fn: (s: string) => unknown): void {
+  nsPerByte(make(1024), fn); // warm-up
+  const small = nsPerByte(make(1024), fn);
+  const large = nsPerByte(make(16 * 1024), fn);
+  expect(large / small).toBeLessThan(2);
+}
+
+describe('request input readers', () => {
+  it.each([
+    ['/', '/'],
+    ['//', '/'],
+    ['/api/v1/snapshots/', '/api/v1/snapshots'],
+    ['/api/v1/snapshots////', '/api/v1/snapshots'],
+    ['/api/v1/snapshots', '/api/v1/snapshots'],
+  ])('withoutTrailingSlashes(%p) = %p', (path, stripped) => {
+    expect(withoutTrailingSlashes(path)).toBe(stripped);
+  });
+
+  it('strips trailing slashes in time linear in their number', () => {
+    expectLinear((n) => `/${'/'.repeat(n - 3)}x/`, withoutTrailingSlashes);
+    expectLinear((n) => `/x${'/'.repeat(n - 2)}`, withoutTrailingSlashes);
+  });
+
+  it('bounds URLs to MAX_URL_BYTES', () => {
+    expect(urlTooLong('/'.repeat(MAX_URL_BYTES))).toBe(false);
+    expect(urlTooLong('/'.repeat(MAX_URL_BYTES + 1))).toBe(true);
+  });
+
+  it('reads queries flat: brackets are part of the name, repeats an array, at most MAX_QUERY_KEYS', () => {
+    expect(queryOf('/x?a[b][c]=1&a=2&a=3')).toEqual({ 'a[b][c]': '1', a: ['2', '3'] });
+    expect(queryOf('/x')).toEqual({});
+    expect(Object.keys(parseQuery(Array.from({ length: 500 }, (_, i) => `k${i}=1`).join('&')))).toHaveLength(
+      MAX_QUERY_KEYS,
+    );
+    expectLinear((n) => 'a[b][c][d]=1&'.repeat(Math.ceil(n / 13)), parseQuery);
+  });
+
+  it.each([
+    ['{"a":1}', null],
+    [`${'['.repeat(MAX_JSON_DEPTH)}${']'.repeat(MAX_JSON_DEPTH)}`, null],
+    [`${'['.repeat(MAX_JSON_DEPTH + 1)}${']'.repeat(MAX_JSON_DEPTH + 1)}`, /deeper/],
+    [`{"a":"${'['.repeat(100)}"}`, null],
+    [`{"a":"\\"${'['.repeat(100)}"}`, null],
+    [`[${Array(MAX_JSON_VALUES_PER_CONTAINER).fill(1).join(',')}]`, null],
+    [
+      `[${Array(MAX_JSON_VALUES_PER_CONTAINER + 1)
+        .fill(1)
+        .join(',')}]`,
+      /more than/,
+    ],
+    [`{"a":"${','.repeat(1000)}"}`, null],
+  ])('jsonShapeProblem(%p)', (text, problem) => {
+    const found = jsonShapeProblem(bytes(text));
+    if (problem === null) expect(found).toBeNull();
+    else expect(found).toMatch(problem);
+  });
+
+  it('scans JSON in time linear in its size', () => {
+    expectLinear(
+      (n) => `{"a":"${'\\"['.repeat(Math.floor(n / 3))}"}`,
+      (s) => jsonShapeProblem(bytes(s)),
+    );
+  });
+
+  it('reads the first MAX_LANGUAGE_RANGES ranges of Accept-Language, in bounded time', () => {
+    const filler = Array(MAX_LANGUAGE_RANGES - 1)
+      .fill('de')
+      .join(',');
+    expect(languageOf(`${filler},cy`)).toBe('cy');
+    expect(languageOf(`${filler},de,cy`)).toBe('en');
+    expect(languageOf(`${'x'.repeat(100)};q=1,cy`)).toBe('cy');
+    const small = nsPerByte('de,'.repeat(340), languageOf, 200) * 340 * 3;
+    const large = nsPerByte('de,'.repeat(5460), languageOf, 200) * 5460 * 3;
+    expect(large / small).toBeLessThan(2); // time per header, not per byte: bounded, not growing
+  });
+});
