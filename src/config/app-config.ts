@@ -36,6 +36,8 @@ export class AppConfig {
    * the next jobs overlap the running ones; those beyond workerConcurrency wait, their actions pending.
    */
   readonly workerJobsInFlight!: number;
+  /** Hypervisor operations of one account a worker runs at once (the rest of the node is for others). */
+  readonly workerAccountConcurrency!: number;
   readonly jobAttempts!: number;
   readonly jobBackoffMs!: number;
   readonly stopGraceSeconds!: number;
@@ -202,6 +204,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerNode,
     workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
     workerJobsInFlight: r.int('WORKER_JOBS_IN_FLIGHT', 32, 1, 512),
+    workerAccountConcurrency: r.int('WORKER_ACCOUNT_CONCURRENCY', 2, 1, 64),
     jobAttempts: r.int('JOB_ATTEMPTS', 3, 1, 20),
     jobBackoffMs: r.int('JOB_BACKOFF_MS', 5000, 0, 3_600_000),
     stopGraceSeconds: r.int('STOP_GRACE_SECONDS', 60, 0, 3600),

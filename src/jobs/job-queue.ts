@@ -3,12 +3,15 @@ import { Queue } from 'bullmq';
 import { AppConfig } from '../config/app-config';
 import { MicroBatcher } from '../common/micro-batcher';
 import { RedisService } from '../redis/redis.service';
+import { jobPriorityOf, OpenOperations } from './open-operations';
 
 export const JOB_NAMES = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;
 export type JobName = (typeof JOB_NAMES)[number];
 
 export interface ActionJobData {
   actionId: number;
+  /** The action's account, for the worker's per-account share (absent on jobs of older versions). */
+  accountId?: number;
 }
 
 /** One queue per hypervisor node; its worker is the only consumer. */
@@ -39,6 +42,7 @@ export class JobQueue implements OnModuleDestroy {
   constructor(
     private readonly redis: RedisService,
     private readonly config: AppConfig,
+    private readonly open: OpenOperations,
   ) {}
 
   queueFor(nodeId: number): Queue<ActionJobData> {
@@ -57,7 +61,8 @@ export class JobQueue implements OnModuleDestroy {
 
   /**
    * Adds the action's job. Jobs enqueued in the same turn of the event loop go to Redis together: one
-   * `addBulk` (one MULTI) per node queue; each call still settles with its own queue's outcome.
+   * `addBulk` (one MULTI) per node queue, after one statement that finds their accounts' places (the
+   * job priority, see `jobPriorityOf`); each call still settles with its own outcome.
    */
   async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
     if (!(JOB_NAMES as readonly string[]).includes(kind)) throw new Error(`unknown job kind ${kind}`);
@@ -66,6 +71,12 @@ export class JobQueue implements OnModuleDestroy {
   }
 
   private async addAll(jobs: QueuedJob[]): Promise<(Error | null)[]> {
+    let places;
+    try {
+      places = await this.open.places(jobs.map((j) => j.actionId));
+    } catch (e) {
+      return jobs.map(() => (e instanceof Error ? e : new Error(String(e))));
+    }
     const byNode = new Map<number, number[]>();
     jobs.forEach((j, k) => byNode.set(j.nodeId, [...(byNode.get(j.nodeId) ?? []), k]));
     const out: (Error | null)[] = new Array<Error | null>(jobs.length).fill(null);
@@ -76,9 +87,11 @@ export class JobQueue implements OnModuleDestroy {
             q.addBulk(
               at.map((k) => ({
                 name: jobs[k].kind,
-                data: { actionId: jobs[k].actionId },
+                data: { actionId: jobs[k].actionId, accountId: places.get(jobs[k].actionId)?.accountId },
                 opts: {
                   jobId: jobIdOf(jobs[k].actionId),
+                  // Every job has a priority: BullMQ takes jobs without one before all prioritized jobs.
+                  priority: jobPriorityOf(places.get(jobs[k].actionId)?.place ?? 1),
                   attempts: this.config.jobAttempts,
                   backoff: { type: 'exponential', delay: this.config.jobBackoffMs },
                   removeOnComplete: { age: 7 * 86_400, count: 10_000 },

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { JobQueue } from './job-queue';
+import { OpenOperations } from './open-operations';
 
-@Module({ providers: [JobQueue], exports: [JobQueue] })
+@Module({ providers: [OpenOperations, JobQueue], exports: [JobQueue, OpenOperations] })
 export class JobsCoreModule {}

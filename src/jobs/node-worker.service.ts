@@ -6,16 +6,17 @@ import {
   OnApplicationShutdown,
   Optional,
 } from '@nestjs/common';
-import { Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { DelayedError, Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppConfig } from '../config/app-config';
 import { HYPERVISOR_DRIVER, HypervisorDriver } from '../hypervisor/hypervisor-driver';
-import { Semaphore } from '../common/semaphore';
 import { JobMetrics } from '../metrics/job-metrics';
 import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
 import { IdempotencyService } from '../idempotency/idempotency.service';
 import { ActionRunner } from './action-runner.service';
+import { FairSlots } from './fair-slots';
+import { OpenOperations } from './open-operations';
 import { ActionJobData, JOB_NAMES, JobQueue, nodeQueueName } from './job-queue';
 import { WORKER_NODE, WorkerNode } from './worker-node';
 
@@ -28,8 +29,13 @@ import { WORKER_NODE, WorkerNode } from './worker-node';
 export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(NodeWorkerService.name);
   private worker?: Worker<ActionJobData>;
-  /** Hypervisor operations at once (WORKER_CONCURRENCY); the other jobs held wait for a slot here. */
-  private readonly slots: Semaphore;
+  /**
+   * Hypervisor operations at once (WORKER_CONCURRENCY), at most WORKER_ACCOUNT_CONCURRENCY of one
+   * account, shared fairly; the other jobs held wait for a slot here.
+   */
+  private readonly slots: FairSlots;
+  /** Jobs this worker handed back for later (their account held its share), oldest first, by account. */
+  private readonly deferred = new Map<number, Map<string, Job<ActionJobData>>>();
   /** Aborted by stop(): jobs still waiting for a slot go back to the queue. */
   private readonly stopping = new AbortController();
   private connection?: Redis;
@@ -45,11 +51,14 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     private readonly queue: JobQueue,
     private readonly runner: ActionRunner,
     private readonly idempotency: IdempotencyService,
+    private readonly open: OpenOperations,
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
   ) {
-    this.slots = new Semaphore(config.workerConcurrency);
+    this.slots = new FairSlots(config.workerConcurrency, config.workerAccountConcurrency, (account) =>
+      this.promoteDeferred(account),
+    );
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -106,14 +115,33 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   /**
    * Thin: the job names a kind and an action; the runner does the work once a slot is free. A job
    * still waiting for a slot when the worker stops goes back to the queue untouched (its action is still
-   * pending and no attempt is used), for this worker's successor.
+   * pending and no attempt is used), for this worker's successor. A job whose account already holds its
+   * share of this worker goes back to the queue for later (delayed, no attempt used, its priority kept),
+   * so the worker's room stays open to other accounts' jobs; it is promoted as soon as one of its
+   * account's operations ends, and comes back on its own after its delay should this worker die.
    */
   async process(job: Job<ActionJobData>, token?: string): Promise<string> {
     if (!(JOB_NAMES as readonly string[]).includes(job.name))
       throw new UnrecoverableError(`unknown job ${job.name}`);
+    const account = await this.accountOf(job);
+    this.deferred.get(account)?.delete(job.id!);
+    let slot = this.slots.tryEnter(account, this.stopping.signal);
+    if (!slot) {
+      try {
+        await job.moveToDelayed(Date.now() + deferralMs(job.opts.priority), token);
+        this.remember(account, job);
+        this.metrics.deferred();
+        throw new DelayedError();
+      } catch (e) {
+        if (e instanceof DelayedError) throw e;
+        // The queue could not take it back: hold it here instead, beyond the account's share.
+        this.logger.warn({ err: e, jobId: job.id }, 'could not defer a job; it waits here');
+        slot = this.slots.enter(account, this.stopping.signal);
+      }
+    }
     let release: () => void;
     try {
-      release = await this.slots.acquire(this.stopping.signal);
+      release = await slot;
     } catch {
       await job.moveToWait(token);
       throw new WaitingError();
@@ -131,6 +159,30 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     } finally {
       release();
     }
+  }
+
+  /** The job's account; jobs enqueued by an older version do not carry it (0: no such action). */
+  private async accountOf(job: Job<ActionJobData>): Promise<number> {
+    if (job.data.accountId !== undefined) return job.data.accountId;
+    return (await this.open.places([job.data.actionId])).get(job.data.actionId)?.accountId ?? 0;
+  }
+
+  private remember(account: number, job: Job<ActionJobData>): void {
+    let jobs = this.deferred.get(account);
+    if (!jobs) this.deferred.set(account, (jobs = new Map()));
+    jobs.set(job.id!, job);
+  }
+
+  /** One of the account's operations ended: its oldest deferred job may come back now. */
+  private promoteDeferred(account: number): void {
+    if (this.stopping.signal.aborted) return;
+    const jobs = this.deferred.get(account);
+    const next = jobs?.values().next().value;
+    if (!jobs || !next) return;
+    jobs.delete(next.id!);
+    if (jobs.size === 0) this.deferred.delete(account);
+    // Already back (its delay ran out) or gone: nothing to do, it is not lost either way.
+    void next.promote().catch(() => undefined);
   }
 
   /** Enqueues committed pending actions of this node that the queue does not hold. Safe to repeat. */
@@ -221,4 +273,13 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       this.logger.warn({ partialSnapshotIds }, 'removed partial snapshot files of interrupted jobs');
     }
   }
+}
+
+/**
+ * How long a deferred job stays away unless promoted: longer the further back it is in its account's
+ * line (its priority is its place), so a long line costs the queue a few fetches a second, not one per
+ * job; bounded, so jobs come back by themselves after a worker died with the list of what it deferred.
+ */
+export function deferralMs(priority: number | undefined): number {
+  return Math.min(250 * Math.max(1, priority ?? 1), 30_000);
 }

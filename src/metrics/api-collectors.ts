@@ -6,6 +6,8 @@ import { PrismaService } from '../prisma/prisma.service';
 import { MetricsService } from './metrics.service';
 
 export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
+/** Every job has a priority (fair order per account), so BullMQ keeps the waiting ones as `prioritized`. */
+const WAITING_STATES = ['waiting', 'prioritized'];
 export const SNAPSHOT_STATUSES = ['in_progress', 'completed', 'failed'] as const;
 const SOURCE_TIMEOUT_MS = 2000;
 
@@ -107,11 +109,16 @@ export class ApiMetricsCollectors implements OnModuleInit {
       Promise.all(
         nodes.map(async (n) => ({
           node: n.name,
-          counts: await this.queue.queueFor(n.id).getJobCounts(...QUEUE_STATES),
+          counts: waitingFolded(await this.queue.queueFor(n.id).getJobCounts(...QUEUE_STATES, 'prioritized')),
         })),
       ),
     );
   }
+}
+
+/** The counts by state, `waiting` being every job not yet taken (plain or prioritized). */
+function waitingFolded(counts: Record<string, number>): Record<string, number> {
+  return { ...counts, waiting: WAITING_STATES.reduce((n, state) => n + (counts[state] ?? 0), 0) };
 }
 
 function withTimeout<T>(p: Promise<T>, ms = SOURCE_TIMEOUT_MS): Promise<T> {

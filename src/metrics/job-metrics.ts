@@ -34,6 +34,11 @@ export class JobMetrics {
     }
   }
 
+  /** A job went back to the queue for later: its account held its share of the worker. */
+  deferred(): void {
+    this.metrics?.jobsDeferred.inc();
+  }
+
   /** A snapshot of `bytes` was written. */
   copied(bytes: number): void {
     if (bytes > 0) this.metrics?.bytesCopied.inc(bytes);

@@ -41,6 +41,12 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly jobsDeferred = new Counter({
+    name: 'vps_jobs_deferred_total',
+    help: "Jobs handed back to the queue for later because their account held its share of the worker's slots",
+    registers: [this.registry],
+  });
+
   readonly bytesCopied = new Counter({
     name: 'vps_snapshot_bytes_copied_total',
     help: 'Bytes written to snapshot storage by successful snapshot creations',

@@ -37,7 +37,8 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
 
   it('worker SIGKILL mid-copy: a new worker takes the jobs up; every snapshot ends completed (with size) or failed, never stuck', async () => {
     const started = Date.now();
-    const env = { FAKE_DRIVER_DELAY_MS: '4000' };
+    // One account's three copies all run at once (its share is not what this test is about).
+    const env = { FAKE_DRIVER_DELAY_MS: '4000', WORKER_ACCOUNT_CONCURRENCY: '3' };
     const first = await lab.startWorker(env);
     const t = await lab.tenant();
     const servers = [t.serverId, await lab.addServer(t), await lab.addServer(t, 'stopped')];
