@@ -1,4 +1,4 @@
-/** Two projects: fast unit tests, and e2e/contract tests on real Postgres, Redis (and libvirt where present). */
+/** Three projects: fast unit tests; e2e tests on real Postgres, Redis (and libvirt where present); real-process fault tests. */
 const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json' }];
 module.exports = {
   // Global (jest reads testTimeout only at the top level): e2e and libvirt tests start real processes.
@@ -18,7 +18,7 @@ module.exports = {
       globalSetup: '<rootDir>/test/support/global-setup.ts',
     },
     {
-      // Real-process fault tests (issue 5): API and worker from dist/, dependencies cut through proxies.
+      // Real-process fault tests: API and worker from dist/, dependencies cut through proxies.
       displayName: 'faults',
       testEnvironment: 'node',
       transform: { '^.+\\.ts$': tsJest },

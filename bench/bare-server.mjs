@@ -22,5 +22,5 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, headers).end(r.buf);
 });
 server.keepAliveTimeout = 5000;
-server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
+server.listen(0, '127.0.0.1', () => process.stdout.write(`${/** @type {import('node:net').AddressInfo} */ (server.address()).port}\n`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

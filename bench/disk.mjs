@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { defineDomain, sh, undefineDomain } from './libvirt-lab.mjs';
-import { GiB, MiB, ROOT, buildRef, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
+import { GiB, MiB, ROOT, buildRef, median, rssOf, sleep, startRole, stop, withClient, quiet } from './lib.mjs';
 
 
 function dropCaches() {
@@ -141,7 +141,7 @@ function timeCp(src, dst) {
   return performance.now() - t0;
 }
 
-export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = () => undefined }) {
+export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = quiet }) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-disk-'));
   const name = `bench-disk-${process.pid}`;
   const dense = path.join(work, 'dense.qcow2');

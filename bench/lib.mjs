@@ -163,11 +163,17 @@ export async function seed(url, { servers, snapshots, benchServers = 1000, fakeS
   });
 }
 
+/** A `log` that says nothing (typed, so that callers may pass a real one). @type {(message: string) => void} */
+export const quiet = () => undefined;
+
+/** @typedef {import('node:child_process').ChildProcess & { stderrTail: () => string, exitedPromise: Promise<unknown> }} BenchChild */
+
+/** @returns {Promise<number>} */
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
+      const { port } = /** @type {import('node:net').AddressInfo} */ (s.address());
       s.close(() => resolve(port));
     });
     s.on('error', reject);
@@ -192,7 +198,7 @@ function newestMtime(dir) {
  * (what `nest build` does: plain tsc, no plugins or assets), so that a concurrent `npm run build` of dist/
  * cannot pull files from under the running processes. Recompiled only when src/ changed.
  */
-export function buildApp(log = () => undefined) {
+export function buildApp(log = quiet) {
   const main = path.join(BUILD_DIR, 'dist/main.js');
   const stale = !fs.existsSync(main) || newestMtime(path.join(ROOT, 'src')) > fs.statSync(main).mtimeMs;
   if (stale) {
@@ -221,7 +227,7 @@ function tsc(projectDir, outDir) {
  * The build of an earlier commit's src/ (with today's generated Prisma client, which the schema did not
  * change), for measuring a code change side by side: .local/bench/build-<ref>/dist. Cached per commit.
  */
-export function buildRef(ref, log = () => undefined) {
+export function buildRef(ref, log = quiet) {
   const sha = execFileSync('git', ['rev-parse', '--short', ref], { cwd: ROOT, encoding: 'utf8' }).trim();
   const dir = path.join(ROOT, `.local/bench/build-${sha}`);
   if (!fs.existsSync(path.join(dir, 'dist/main.js'))) {
@@ -244,7 +250,7 @@ export function buildRef(ref, log = () => undefined) {
 /** Starts `node dist/main.js <role>`; resolves once /readyz answers (api) or after the ready line (worker). */
 export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
   const port = role === 'api' ? await freePort() : undefined;
-  const child = spawn(process.execPath, [...nodeArgs, path.join(dir, 'dist/main.js'), role], {
+  const child = /** @type {BenchChild} */ (spawn(process.execPath, [...nodeArgs, path.join(dir, 'dist/main.js'), role], {
     cwd: dir,
     env: {
       ...process.env,
@@ -258,7 +264,7 @@ export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
       ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  }));
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-4000);
@@ -340,7 +346,7 @@ export const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n))
 
 /** Deletes the Redis keys of this run's private queue prefixes (bench<pid>, benchq<pid>, benchw<pid>, benchs<pid>). */
 export async function cleanRedis(redisUrl) {
-  const { default: Redis } = await import('ioredis');
+  const { Redis } = await import('ioredis');
   const r = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await r.connect();
   try {

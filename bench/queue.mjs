@@ -4,7 +4,7 @@
 // one worker process, production build. Accept→completed is measured twice: by the database's own
 // timestamps (actions.created_at → finished_at, both written by the service) and as the client sees
 // it (POST answered → completion observed by a 5 ms poll of the database).
-import { median, percentile, rssSampler, sleep, startRole, stop, withClient } from './lib.mjs';
+import { median, percentile, rssSampler, sleep, startRole, stop, withClient, quiet } from './lib.mjs';
 import pg from 'pg';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -49,7 +49,7 @@ export async function queueBench({
   quick,
   dir,
   concurrency,
-  log = () => undefined,
+  log = quiet,
   apiNodeArgs = [],
   workerNodeArgs = [],
   extraEnv = {},

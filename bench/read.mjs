@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { ROOT, median, rssOf, rssSampler, startRole, stop } from './lib.mjs';
+import { ROOT, median, rssOf, rssSampler, startRole, stop, quiet } from './lib.mjs';
 
 function cannon(opts) {
   return new Promise((resolve, reject) => {
@@ -18,9 +18,11 @@ function cannon(opts) {
 }
 
 async function startBare(routesFile) {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench/bare-server.mjs'), routesFile], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = /** @type {import('./lib.mjs').BenchChild} */ (
+    spawn(process.execPath, [path.join(ROOT, 'bench/bare-server.mjs'), routesFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+  );
   child.exitedPromise = new Promise((r) => child.once('exit', r));
   const port = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
   return { child, base: `http://127.0.0.1:${port}` };
@@ -67,7 +69,7 @@ async function withWriter(databaseUrl, serverId, perSecond, fn) {
  * Cases: the server_id-filtered list, the account-wide first page, the detail, and conditional polls
  * (If-None-Match) where the API sends ETags.
  */
-export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, log = () => undefined }) {
+export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, log = quiet }) {
   const duration = quick ? 2 : 6;
   const rounds = quick ? 2 : 4;
   const apis = [];
@@ -84,6 +86,8 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
   const firstId = await fetch(`${main.base}/api/v1/snapshots/?page_size=1`, { headers: auth })
     .then((r) => r.json())
     .then((j) => j.results[0].id);
+  /** @typedef {{ name: string, path: string, paths?: string[], writesPerSecond?: number, etag?: string | null, bytes?: number, conditionalStatus?: number, inm?: string, conditional?: boolean }} ReadCase */
+  /** @type {ReadCase[]} */
   const cases = [
     { name: 'filtered list `?server_id=…`', path: `/api/v1/snapshots/?server_id=${seed.benchServerId}` },
     { name: 'account-wide first page', path: `/api/v1/snapshots/` },
@@ -91,6 +95,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
   ];
   // Each connection polls 32 different servers' lists in turn (few identical requests arrive together).
   const spread = Array.from({ length: 32 }, (_, i) => `/api/v1/snapshots/?server_id=${seed.benchServerId + i}`);
+  /** @type {ReadCase[]} */
   const extra = [
     { name: 'filtered list, 32 different servers in turn', path: spread[0], paths: spread },
     // 20 snapshot updates a second in the polled account (what running jobs write): answers change.
@@ -120,6 +125,7 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
       c.conditionalStatus = again.status;
     }
   }
+  /** @type {ReadCase[]} */
   const all = [...cases, ...extra.filter((x) => !quick || !x.paths)];
   for (const c of cases.slice(0, quick ? 1 : 2)) {
     if (c.etag && c.conditionalStatus === 304) {

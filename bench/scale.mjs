@@ -4,9 +4,12 @@
 // and the list's SQL timed directly, plus EXPLAIN (ANALYZE, BUFFERS) plans for the doc.
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { median, startRole, stop } from './lib.mjs';
+import { median, startRole, stop, quiet } from './lib.mjs';
 
-/** The SQL SnapshotsService.list sends (src/snapshots/snapshots.service.ts), default ordering. */
+/**
+ * The SQL SnapshotsService.list sends (src/snapshots/snapshots.service.ts), default ordering.
+ * @param {{ accountId: number, serverId?: number, take?: number, skip?: number }} q
+ */
 export function listSql({ accountId, serverId, take = 50, skip = 0 }) {
   const where = serverId
     ? `s.deleted_at IS NULL AND s.account_id = $1 AND s.server_id = $2`
@@ -33,7 +36,7 @@ function cannon(opts) {
   );
 }
 
-export async function scaleBench({ small, large, redisUrl, quick, dir, log = () => undefined }) {
+export async function scaleBench({ small, large, redisUrl, quick, dir, log = quiet }) {
   const rounds = quick ? 2 : 4;
   const duration = quick ? 2 : 5;
   const sides = [

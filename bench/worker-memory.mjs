@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defineDomain, sh, undefineDomain } from './libvirt-lab.mjs';
-import { GiB, MiB, RUN_ID, median, rssOf, sleep, startRole, stop, withClient } from './lib.mjs';
+import { GiB, MiB, RUN_ID, median, rssOf, sleep, startRole, stop, withClient, quiet } from './lib.mjs';
 
 
 function libvirtUsable() {
@@ -162,7 +162,7 @@ async function runOnce({ dir, databaseUrl, redisUrl, driver, disk, domain, snapD
 }
 
 /** variants: [{ name, dir }] — builds measured side by side, in alternation, `rounds` times each. */
-export async function workerMemoryBench({ databaseUrl, redisUrl, quick, variants, log = () => undefined }) {
+export async function workerMemoryBench({ databaseUrl, redisUrl, quick, variants, log = quiet }) {
   const driver = libvirtUsable() ? 'libvirt' : 'fake';
   // --quick: one round when there is nothing to alternate with, and a shorter idle phase (under 2 min in all).
   const rounds = quick ? (variants.length > 1 ? 2 : 1) : 4;

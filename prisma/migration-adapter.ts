@@ -1,7 +1,7 @@
 /**
  * The driver adapter the Prisma CLI's WASM schema engine uses for migrations (see prisma.config.ts).
  *
- * It mends two upstream problems of `@prisma/adapter-pg` 6.19 on this path:
+ * It mends three upstream problems of `@prisma/adapter-pg` 6.19 on this path:
  * - prisma/orm#27403: Postgres catalog columns of type `name` (oid 19) and `"char"` (oid 18) are
  *   rejected ("Column type 'name' could not be deserialized"). Their text-format values are plain
  *   strings, so we present those columns to the adapter as `text` (oid 25).
@@ -70,7 +70,8 @@ export function makeMigrationAdapterFactory(connectionString: string) {
   const mainPool = new CatalogAsTextPool({ connectionString, max: 4 });
   const main = new PrismaPg(mainPool);
   return {
-    provider: main.provider,
+    // The literal type survives only when restated (an object literal widens it to string).
+    provider: main.provider as PrismaPg['provider'],
     adapterName: main.adapterName,
     connect: async () => wholeScripts(await main.connect(), mainPool),
     async connectToShadowDb() {

@@ -52,6 +52,8 @@ eval "$(bash scripts/services.sh env)"
 export DATABASE_ADMIN_URL REDIS_URL LIBVIRT_URI
 
 npm run --silent build
+# ts-jest only transpiles (isolated modules): the types of src/, test/ and prisma/ are checked here.
+npm run --silent typecheck
 npx eslint . --max-warnings 0
 npx prettier --check "src/**/*.ts" "test/**/*.ts" >/dev/null || { npx prettier --list-different "src/**/*.ts" "test/**/*.ts"; exit 1; }
 npx jest --ci --maxWorkers=2 "$@"

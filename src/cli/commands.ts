@@ -8,6 +8,8 @@ import { Clock, apiTime } from '../common/clock';
 import { parseId } from '../common/ids';
 import { NodesService } from '../nodes/nodes.service';
 import { ServersService } from '../servers/servers.service';
+import { parseCommandLine, UsageError } from '../cli-kit/command-line';
+import { recordTable as table } from '../cli-kit/table';
 import { DomainInspectors } from './domain-inspector';
 
 export const USAGE = `Operator CLI: npm run --silent cli -- <command>
@@ -39,53 +41,16 @@ export const USAGE = `Operator CLI: npm run --silent cli -- <command>
   server list
 `;
 
-export class UsageError extends Error {}
+type Values = Record<string, unknown>;
 
-type Flags = Record<string, string | true>;
-
-/**
- * Options as `--key value`, `--key=value` or a bare `--key`. An option in `repeatable` may be given
- * several times: its values are collected in `lists`; any other option given twice is a usage error.
- */
-function parseArgs(
-  args: string[],
-  allowed: string[],
-  repeatable: string[] = [],
-): { positional: string[]; flags: Flags; lists: Record<string, string[]> } {
-  const positional: string[] = [];
-  const flags: Flags = {};
-  const lists: Record<string, string[]> = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a.startsWith('--')) {
-      const [key, inline] = a.slice(2).split(/=(.*)/s, 2);
-      if (!allowed.includes(key) && !repeatable.includes(key))
-        throw new UsageError(`unknown option --${key}`);
-      let value: string | true;
-      if (inline !== undefined) value = inline;
-      else if (i + 1 < args.length && !args[i + 1].startsWith('--')) value = args[++i];
-      else value = true;
-      if (repeatable.includes(key)) {
-        if (value === true) throw new UsageError(`--${key} needs a value`);
-        (lists[key] ??= []).push(value);
-      } else if (key in flags) throw new UsageError(`--${key} is given twice`);
-      else flags[key] = value;
-    } else positional.push(a);
-  }
-  return { positional, flags, lists };
-}
-
-function required(flags: Flags, key: string): string {
-  const v = flags[key];
+function required(values: Values, key: string): string {
+  const v = values[key];
   if (typeof v !== 'string' || v === '') throw new UsageError(`--${key} <value> is required`);
   return v;
 }
 
-function optional(flags: Flags, key: string): string | undefined {
-  const v = flags[key];
-  if (v === true) throw new UsageError(`--${key} needs a value`);
-  return v;
-}
+const text = { type: 'string' } as const;
+const flag = { type: 'boolean' } as const;
 
 export function parseDuration(text: string): number {
   const m = /^(\d+)([smhdw])$/.exec(text);
@@ -93,19 +58,6 @@ export function parseDuration(text: string): number {
     throw new UsageError(`--expires-in must look like 30d, 12h, 90m or 2w, got "${text}"`);
   const unit = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
   return Number(m[1]) * unit * 1000;
-}
-
-export function table(rows: Record<string, unknown>[]): string {
-  if (rows.length === 0) return '(none)';
-  const cols = Object.keys(rows[0]);
-  const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
-  const line = (vals: string[]) =>
-    vals
-      .map((v, i) => v.padEnd(widths[i]))
-      .join('  ')
-      .trimEnd();
-  return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
 }
 
 @Injectable()
@@ -125,7 +77,7 @@ export class CliCommands {
     const key = `${noun} ${verb ?? ''}`.trim();
     switch (key) {
       case 'account create': {
-        const { positional, flags } = parseArgs(rest, ['if-missing']);
+        const { positionals: positional, values: flags } = parseCommandLine(rest, { 'if-missing': flag });
         if (positional.length !== 1) throw new UsageError('account create takes exactly one <name>');
         const existing = flags['if-missing'] ? await this.accounts.findByName(positional[0]) : null;
         return String((existing ?? (await this.accounts.create(positional[0]))).id);
@@ -145,7 +97,7 @@ export class CliCommands {
       case 'token create':
         return this.tokenCreate(rest);
       case 'token revoke': {
-        const { positional } = parseArgs(rest, []);
+        const { positionals: positional } = parseCommandLine(rest, {});
         if (positional.length !== 1)
           throw new UsageError('token revoke takes exactly one <token-id-or-prefix>');
         const arg = positional[0];
@@ -164,7 +116,7 @@ export class CliCommands {
         return '';
       }
       case 'token check': {
-        const { positional } = parseArgs(rest, []);
+        const { positionals: positional } = parseCommandLine(rest, {});
         if (positional.length !== 1) throw new UsageError('token check takes exactly one <token>');
         const principal = await this.tokens.authenticate(positional[0]);
         if (!principal) throw new Error('token is not valid (unknown, expired or revoked)');
@@ -210,18 +162,23 @@ export class CliCommands {
   }
 
   private async tokenCreate(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, ['account', 'name', 'scopes', 'admin', 'expires-in']);
+    const { positionals: positional, values: flags } = parseCommandLine(args, {
+      account: text,
+      name: text,
+      scopes: text,
+      admin: flag,
+      'expires-in': text,
+    });
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
-    const scopeText = optional(flags, 'scopes') ?? 'read,write';
+    const scopeText = flags.scopes ?? 'read,write';
     const scopes = scopeText.split(',').map((s) => s.trim()) as Scope[];
     for (const s of scopes)
       if (!SCOPES.includes(s)) throw new UsageError(`unknown scope "${s}" (known: ${SCOPES.join(', ')})`);
-    if (flags.admin === true) scopes.push('admin');
-    else if (flags.admin !== undefined) throw new UsageError('--admin takes no value');
-    const expiresIn = optional(flags, 'expires-in');
+    if (flags.admin) scopes.push('admin');
+    const expiresIn = flags['expires-in'];
     const expiresAt = expiresIn ? new Date(this.clock.now().getTime() + parseDuration(expiresIn)) : null;
-    const name = optional(flags, 'name') ?? (flags.admin === true ? 'admin token' : 'cli token');
+    const name = flags.name ?? (flags.admin ? 'admin token' : 'cli token');
     const { token, record } = await this.tokens.createAsOperator({
       accountId: account.id,
       name,
@@ -242,11 +199,13 @@ export class CliCommands {
   }
 
   private async nodeCreate(args: string[]): Promise<string> {
-    const { positional, flags, lists } = parseArgs(
-      args,
-      ['driver', 'uri', 'snapshot-dir', 'if-missing'],
-      ['image-root'],
-    );
+    const { positionals: positional, values: flags } = parseCommandLine(args, {
+      driver: text,
+      uri: text,
+      'snapshot-dir': text,
+      'if-missing': flag,
+      'image-root': { type: 'string', multiple: true },
+    });
     if (positional.length !== 1) throw new UsageError('node create takes exactly one <name>');
     const existingNode = flags['if-missing'] ? await this.nodes.findByName(positional[0]) : null;
     if (existingNode) return String(existingNode.id);
@@ -255,9 +214,9 @@ export class CliCommands {
     const node = await this.nodes.create({
       name: positional[0],
       driver,
-      uri: optional(flags, 'uri'),
-      snapshotDir: optional(flags, 'snapshot-dir') ?? `/var/lib/admin-vps/snapshots/${positional[0]}`,
-      imageRoots: lists['image-root'],
+      uri: flags.uri,
+      snapshotDir: flags['snapshot-dir'] ?? `/var/lib/admin-vps/snapshots/${positional[0]}`,
+      imageRoots: flags['image-root'],
     });
     await this.auditCli('node.create', 'node', node.id, {
       name: node.name,
@@ -270,24 +229,24 @@ export class CliCommands {
   }
 
   private async serverCreate(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, [
-      'account',
-      'node',
-      'name',
-      'domain',
-      'domain-uuid',
-      'disk',
-      'status',
-      'if-missing',
-    ]);
+    const { positionals: positional, values: flags } = parseCommandLine(args, {
+      account: text,
+      node: text,
+      name: text,
+      domain: text,
+      'domain-uuid': text,
+      disk: text,
+      status: text,
+      'if-missing': flag,
+    });
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const node = await this.nodes.requireByName(required(flags, 'node'));
     const name = required(flags, 'name');
-    const domain = optional(flags, 'domain') ?? name;
+    const domain = flags.domain ?? name;
     const existing = flags['if-missing'] ? await this.servers.findByDomain(node.id, domain) : null;
     if (existing) return String(existing.id);
-    const status = optional(flags, 'status') ?? 'running';
+    const status = flags.status ?? 'running';
     if (status !== 'running' && status !== 'stopped')
       throw new UsageError('--status must be running or stopped');
     const server = await this.servers.create({
@@ -295,8 +254,8 @@ export class CliCommands {
       nodeId: node.id,
       name,
       domain,
-      domainUuid: optional(flags, 'domain-uuid'),
-      diskPath: optional(flags, 'disk') ?? `${node.imageRoots[0]}/${domain}.qcow2`,
+      domainUuid: flags['domain-uuid'],
+      diskPath: flags.disk ?? `${node.imageRoots[0]}/${domain}.qcow2`,
       status,
       // A libvirt node is asked which domain has the name (it must exist); a fake node's worker pins it.
       resolveDomainUuid:
@@ -307,7 +266,13 @@ export class CliCommands {
   }
 
   private async serverImport(args: string[]): Promise<string> {
-    const { positional, flags } = parseArgs(args, ['account', 'node', 'domain', 'name', 'if-missing']);
+    const { positionals: positional, values: flags } = parseCommandLine(args, {
+      account: text,
+      node: text,
+      domain: text,
+      name: text,
+      'if-missing': flag,
+    });
     if (positional.length) throw new UsageError(`unexpected argument "${positional[0]}"`);
     const account = await this.accounts.requireByName(required(flags, 'account'));
     const node = await this.nodes.requireByName(required(flags, 'node'));
@@ -322,7 +287,7 @@ export class CliCommands {
     const server = await this.servers.create({
       accountId: account.id,
       nodeId: node.id,
-      name: optional(flags, 'name') ?? domain,
+      name: flags.name ?? domain,
       domain,
       domainUuid: found.domainUuid,
       diskPath: found.diskPath,

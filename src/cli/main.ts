@@ -12,7 +12,8 @@ import { HypervisorError } from '../hypervisor/hypervisor-driver';
 import { NodesCoreModule } from '../nodes/nodes.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { ServersCoreModule } from '../servers/servers.module';
-import { CliCommands, UsageError, USAGE } from './commands';
+import { UsageError } from '../cli-kit/command-line';
+import { CliCommands, USAGE } from './commands';
 import { DomainInspectors } from './domain-inspector';
 import { LocalStackEnvFile } from './local-stack-env';
 

@@ -1,6 +1,6 @@
 /**
  * Message catalogue: every customer-facing sentence, in English and Welsh (`Accept-Language: cy`).
- * The published page's own wording is used where it has one (api-contract.md Part 1).
+ * The published page's own wording is used where it has one.
  */
 export type Lang = 'en' | 'cy';
 type Params = Record<string, string | number | null | undefined>;

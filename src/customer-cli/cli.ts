@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { OptionValues, parseCommandLine, UsageError } from '../cli-kit/command-line';
 import { ApiClient, ApiError, call, createApiClient, Schemas } from './client';
 import { bar, keyValues, mib, table, time } from './format';
 
@@ -43,8 +43,6 @@ environment:
 exit status: 0 done, 1 refused / failed / unreachable, 2 usage error, 130 interrupted
 `;
 
-export class UsageError extends Error {}
-
 /** Where the CLI writes, and what it reads; `main.ts` passes the process's own. */
 export interface Io {
   env: Record<string, string | undefined>;
@@ -65,9 +63,7 @@ const OPTIONS = {
   version: { type: 'boolean' },
 } as const;
 
-type Values = {
-  [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string;
-};
+type Values = OptionValues<typeof OPTIONS>;
 
 interface Ctx {
   io: Io;
@@ -127,14 +123,7 @@ function version(): string {
 /** Runs one invocation; resolves to the exit status. Never throws. */
 export async function run(argv: string[], io: Io): Promise<number> {
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-    } catch (e) {
-      throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
-    }
-    const values = parsed.values as Values;
-    const positionals = parsed.positionals;
+    const { values, positionals } = parseCommandLine(argv, OPTIONS);
     if (values.version) {
       io.stdout.write(`vps ${version()}\n`);
       return 0;

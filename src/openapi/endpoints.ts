@@ -206,7 +206,7 @@ export const ApiDoc = {
         okJson(SnapshotListSchema, 'Snapshot list retrieved', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_LIST_EXAMPLE },
-            full: { summary: 'With this service’s additions (Part 2)', value: FULL_LIST_EXAMPLE },
+            full: { summary: 'With this service’s additions', value: FULL_LIST_EXAMPLE },
           },
         }),
         problemResponses({
@@ -257,7 +257,7 @@ export const ApiDoc = {
         okJson(SnapshotCreatedSchema, 'Snapshot creation started', 201, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_CREATE_EXAMPLE },
-            full: { summary: 'With this service’s additions (Part 2)', value: FULL_CREATE_EXAMPLE },
+            full: { summary: 'With this service’s additions', value: FULL_CREATE_EXAMPLE },
           },
         }),
         problemResponses({
@@ -294,7 +294,7 @@ export const ApiDoc = {
         okJson(RestoreStartedSchema, 'Restoration started', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_RESTORE_EXAMPLE },
-            full: { summary: 'With this service’s additions (Part 2)', value: FULL_RESTORE_EXAMPLE },
+            full: { summary: 'With this service’s additions', value: FULL_RESTORE_EXAMPLE },
           },
         }),
         problemResponses({

@@ -1,6 +1,6 @@
 /**
  * Examples of the OpenAPI document. The three `PUBLISHED_*` bodies are the published page's own
- * examples (api-contract.md Part 1), exactly, so that the document shows what clients were promised.
+ * examples, exactly, so that the document shows what clients were promised.
  */
 import { message } from '../common/messages';
 import { MAX_URL_BYTES } from '../common/url-limit';
@@ -54,7 +54,7 @@ export const PUBLISHED_CREATE_REQUEST = {
   description: 'Snapshot before system update',
 };
 
-/** The same bodies as this service sends them: Part 1's fields, then Part 2's additions. */
+/** The same bodies as this service sends them: the published fields, then this service's additions. */
 export const FULL_LIST_EXAMPLE = {
   count: 2,
   next: null,

@@ -1,8 +1,8 @@
 /**
  * Response bodies as OpenAPI schemas (documentation only: the controllers build plain objects).
  *
- * `required` lists what the published contract (api-contract.md Part 1) guarantees and what every
- * response of a Part 2 resource carries. The fields this service adds to Part 1's bodies (`progress`,
+ * `required` lists what the published contract guarantees and what every
+ * response of a resource this service adds carries. The fields this service adds to the published bodies (`progress`,
  * `consistency`, `completed_at`, `error`, `action_id`, `next`, `previous`) are always present in its
  * responses but are not `required` here, so that the page's published examples stay valid responses.
  */
@@ -95,7 +95,7 @@ export class SnapshotSchema {
     minimum: 0,
     maximum: 100,
     example: 100,
-    description: 'Copy progress in percent (Part 2).',
+    description: 'Copy progress in percent.',
   })
   progress?: number;
 
@@ -105,19 +105,19 @@ export class SnapshotSchema {
     nullable: true,
     example: 'quiesced',
     description:
-      'How the copy was taken (Part 2): `stopped` (server was off), `quiesced` (guest agent froze the ' +
+      'How the copy was taken: `stopped` (server was off), `quiesced` (guest agent froze the ' +
       'filesystems), `crash_consistent` (neither). Null until known.',
   })
   consistency?: string | null;
 
-  @ApiPropertyOptional({ ...DATE_TIME, nullable: true, description: 'When it completed (Part 2).' })
+  @ApiPropertyOptional({ ...DATE_TIME, nullable: true, description: 'When it completed.' })
   completed_at?: string | null;
 
   @ApiPropertyOptional({
     type: String,
     nullable: true,
     example: null,
-    description: 'Why a `failed` snapshot failed (Part 2).',
+    description: 'Why a `failed` snapshot failed.',
   })
   error?: string | null;
 }
@@ -132,7 +132,7 @@ export class SnapshotListSchema {
     format: 'uri',
     nullable: true,
     example: null,
-    description: 'URL of the next page (Part 2).',
+    description: 'URL of the next page.',
   })
   next?: string | null;
 
@@ -141,7 +141,7 @@ export class SnapshotListSchema {
     format: 'uri',
     nullable: true,
     example: null,
-    description: 'URL of the previous page (Part 2).',
+    description: 'URL of the previous page.',
   })
   previous?: string | null;
 
@@ -160,7 +160,7 @@ export class SnapshotCreatedSchema extends SnapshotSchema {
   @ApiPropertyOptional({
     ...ID,
     example: 9001,
-    description: 'The action to poll at `/api/v1/actions/{action_id}/` (Part 2).',
+    description: 'The action to poll at `/api/v1/actions/{action_id}/`.',
   })
   action_id?: number;
 }
@@ -203,7 +203,7 @@ export class RestoreStartedSchema {
   @ApiPropertyOptional({
     ...ID,
     example: 9002,
-    description: 'The action to poll at `/api/v1/actions/{action_id}/` (Part 2).',
+    description: 'The action to poll at `/api/v1/actions/{action_id}/`.',
   })
   action_id?: number;
 }

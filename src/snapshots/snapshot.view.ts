@@ -31,7 +31,7 @@ export const SNAPSHOT_COLUMNS = {
 
 const MIB = 1024 * 1024;
 
-/** Part 1's fields first, in the published order, then Part 2's additions. */
+/** The published fields first, in the published order, then this service's additions. */
 export function snapshotView(s: SnapshotRow) {
   return {
     id: s.id,

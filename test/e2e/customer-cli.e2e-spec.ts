@@ -1,5 +1,5 @@
 /**
- * Issue 6 item 6: the customer CLI `vps` (dist/customer-cli/main.js, as built by `npm run build`)
+ * The customer CLI `vps` (dist/customer-cli/main.js, as built by `npm run build`)
  * against the running service: the API and an in-process worker on a fake hypervisor node, real
  * Postgres + Redis. Each case spawns the built CLI with VPS_API_URL / VPS_API_TOKEN.
  */

@@ -1,5 +1,5 @@
 /**
- * A saturated database connection pool never answers 500 (issue 7, queue path). Under load every
+ * A saturated database connection pool never answers 500. Under load every
  * connection of the API's pool can be busy; a request then waits for one. Two ways that wait ends badly:
  *
  * - Prisma's interactive transaction gets its connection after `maxWait` (2 s): Prisma throws P2028

@@ -72,9 +72,9 @@ const last = (stage: string, op: string) =>
 const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
 
 describe('docker/Dockerfile', () => {
-  it('has the deps → build → api → worker stages on node:20-bookworm-slim', () => {
+  it('has the deps → build → api → worker stages on node:26-trixie-slim', () => {
     expect([...stages.keys()]).toEqual(['deps', 'build', 'api', 'worker']);
-    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:26-trixie-slim$/m);
     expect(stages.get('deps')!.from).toBe('${NODE_IMAGE}');
     expect(stages.get('build')!.from).toBe('deps');
     expect(stages.get('api')!.from).toBe('${NODE_IMAGE}'); // small: no build tools, no dev dependencies

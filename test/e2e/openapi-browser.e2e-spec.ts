@@ -1,5 +1,5 @@
 /**
- * Issue 6 item 1: the interactive docs page at /api/docs, driven in headless Chromium (Debian's
+ * The interactive docs page at /api/docs, driven in headless Chromium (Debian's
  * `chromium` package through playwright-core; no browser is downloaded). It must render the snapshot
  * endpoints from the served document, without a token, and show the published examples.
  * Skipped, loudly, only where /usr/bin/chromium is absent (`apt-get install -y chromium`).

@@ -3,7 +3,7 @@ import { createNode, createServer, createTenant } from '../factories';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 /**
- * The polled read path (issue 7): the one-round-trip list answers as before, ETag / If-None-Match gives
+ * The polled read path: the one-round-trip list answers as before, ETag / If-None-Match gives
  * 304 to pollers, and token revocation takes effect at once on every API replica (tokens are not
  * cached: every request looks its token up in Postgres, which all replicas share).
  */

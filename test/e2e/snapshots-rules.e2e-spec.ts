@@ -1,5 +1,5 @@
 /**
- * Issue 3 item 6, continued (see `snapshots.e2e-spec.ts` for the published examples and lifecycles):
+ * Continued (see `snapshots.e2e-spec.ts` for the published examples and lifecycles):
  * the published list example reproduced byte for byte, paging and ordering, the state rules (one long
  * operation per server, what may be restored or deleted when), tenant isolation on every endpoint, and
  * a table of bad inputs (each a 400 or 404 problem, never a 5xx, never a row written).
@@ -178,7 +178,7 @@ describe('snapshots API rules: paging, states, tenants, bad inputs (real Postgre
         },
       ],
     });
-    // Part 2 only adds: paging links and per-snapshot fields.
+    // This service only adds: paging links and per-snapshot fields.
     expect(res.body).toMatchObject({ next: null, previous: null });
     expect(res.body.results[0]).toMatchObject({
       progress: 100,

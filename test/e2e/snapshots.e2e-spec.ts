@@ -1,5 +1,5 @@
 /**
- * Issue 3 item 6: the snapshots API exactly as published (api-contract.md Part 1) plus Part 2, end to end
+ * The snapshots API exactly as published plus this service's additions, end to end
  * on real Postgres + Redis with an in-process worker on a fake hypervisor node.
  *
  * This file: the published examples (201/200/204/400/401/404, with and without the trailing slash),
@@ -40,7 +40,7 @@ const WELSH = {
   unauthorized: 'Heb awdurdod - Tocyn dilysu annilys neu ar goll',
   snapshotNotFound: "Heb ei Ganfod - Nid yw'r ciplun yn bodoli",
 };
-/** The fields Part 1 publishes for a snapshot, and what Part 2 adds. */
+/** The fields the contract publishes for a snapshot, and what this service adds. */
 const PART1_SNAPSHOT_FIELDS = ['id', 'server', 'name', 'status', 'size_mb', 'created_at', 'description'];
 const PART2_SNAPSHOT_FIELDS = ['progress', 'consistency', 'completed_at', 'error'];
 
@@ -77,7 +77,7 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
 
   // ------------------------------------------------------------------ helpers
 
-  /** Every snapshot representation: exactly Part 1's fields plus Part 2's, with the published types. */
+  /** Every snapshot representation: exactly the published fields plus this service's, with the published types. */
   const expectSnapshotShape = (s: Json) => {
     expect(Object.keys(s).sort()).toEqual([...PART1_SNAPSHOT_FIELDS, ...PART2_SNAPSHOT_FIELDS].sort());
     expect(s.created_at).toMatch(TIME);

@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 2, "crashes", with real processes.
+ * "Crashes", with real processes.
  *
  * - The worker is killed with SIGKILL in the middle of copies: a new worker takes them up (BullMQ
  *   stalled-job recovery) or fails them after their attempts; every snapshot ends `completed` (with its

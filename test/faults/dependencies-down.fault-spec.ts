@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 4, "dependencies down", against a real API process whose Postgres and Redis connections
+ * "Dependencies down", against a real API process whose Postgres and Redis connections
  * go through proxies the test cuts (the shared services keep running).
  *
  * - Postgres down: every API request answers 503 `service_unavailable` problem details (quickly, no

@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 9, "graceful shutdown", with real processes and real signals.
+ * "Graceful shutdown", with real processes and real signals.
  *
  * - SIGTERM to the worker while a copy runs: the copy finishes and is recorded (`completed`), then the
  *   process exits 0.

@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 5, `Idempotency-Key` on create and restore, against two real API processes (replicas
+ * `Idempotency-Key` on create and restore, against two real API processes (replicas
  * behind one load balancer share nothing but Postgres and Redis).
  *
  * - The same key and body replays the first response (same status, same body) without a second

@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 3, "nothing stuck", with real processes.
+ * "Nothing stuck", with real processes.
  *
  * - A long copy on a live worker (longer than ACTION_STALE_MS) is not reaped: heartbeats keep it alive.
  * - A restore whose job vanished (worker killed, queue obliterated: Redis lost its data) is failed by the

@@ -1,5 +1,5 @@
 /**
- * Issue 5 item 6, rate limits per token stored in Redis, against two real API processes sharing one
+ * Rate limits per token stored in Redis, against two real API processes sharing one
  * Redis (`RATE_LIMIT_PER_MINUTE=5`).
  *
  * - Normal responses carry `RateLimit-Limit`, `RateLimit-Remaining` (counting down across both

@@ -1,5 +1,5 @@
 /**
- * The worker process's footprint (issue 7, target 5): it must not load the API's HTTP stack, and the
+ * The worker process's footprint: it must not load the API's HTTP stack, and the
  * V8 settings it applies must be ones this Node's V8 knows (`v8.setFlagsFromString` silently ignores
  * an unknown flag, so a renamed flag would quietly give the memory back).
  */

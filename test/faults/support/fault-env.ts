@@ -1,5 +1,5 @@
 /**
- * Real-process fault tests (issue 5): the API and the worker run as child processes from `dist/`,
+ * Real-process fault tests: the API and the worker run as child processes from `dist/`,
  * exactly as in production, against a private Redis and a private database, and every dependency is
  * reached through a TCP proxy the test controls, so "Postgres down" or "Redis down" is a real refused
  * connection for the application while the shared services (scripts/services.sh) are never touched.
