@@ -1,9 +1,20 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
+import { HypervisorMessageKey } from '../../common/messages';
+import {
+  cancelled,
+  diskMisplaced,
+  hvError,
+  progressGuard,
+  sleep,
+  throwIfAborted,
+  toHypervisorError,
+} from '../driver-errors';
 import {
   CreateSnapshotResult,
   DriverCapabilities,
+  HYPERVISOR_ERROR_CODES,
   HypervisorDriver,
   HypervisorError,
   HypervisorErrorCode,
@@ -121,67 +132,6 @@ export function fakeDomainUuid(domain: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Customer-safe default messages (no paths, domain or host names). */
-const MESSAGES: Record<HypervisorErrorCode, string> = {
-  domain_not_found: 'The server does not exist on its host.',
-  invalid_power_state: 'The server is not in the power state this operation needs.',
-  snapshot_not_found: 'The snapshot does not exist on the host.',
-  snapshot_exists: 'A snapshot with this id is already stored.',
-  insufficient_storage: 'There is not enough storage space on the host.',
-  copy_failed: 'Copying the disk failed.',
-  verification_failed: 'The snapshot is damaged and cannot be used.',
-  cancelled: 'The operation was cancelled.',
-  timeout: 'The hypervisor did not answer in time.',
-  hypervisor_error: 'The hypervisor reported an error.',
-};
-
-export const HYPERVISOR_ERROR_CODES = Object.keys(MESSAGES) as HypervisorErrorCode[];
-
-function fakeError(
-  code: HypervisorErrorCode,
-  detail?: string,
-  message?: string,
-  retryable?: boolean,
-): HypervisorError {
-  return new HypervisorError(
-    code,
-    message ?? MESSAGES[code],
-    detail === undefined ? undefined : `fake: ${detail}`,
-    retryable,
-  );
-}
-
-function cancelled(): HypervisorError {
-  return fakeError('cancelled', 'aborted through signal');
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw cancelled();
-}
-
-/**
- * Waits `ms`; rejects `cancelled` as soon as `signal` aborts. Still a macrotask for 0, but the next
- * turn of the event loop (setImmediate), not a timer: Node turns `setTimeout(0)` into 1 ms and runs
- * timers only once per loop, so a "zero-delay" copy of four progress steps took 4–8 ms.
- */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(cancelled());
-    const done = (): void => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    const timer = ms > 0 ? setTimeout(done, ms) : null;
-    const immediate = ms > 0 ? null : setImmediate(done);
-    const onAbort = (): void => {
-      if (timer) clearTimeout(timer);
-      if (immediate) clearImmediate(immediate);
-      reject(cancelled());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** Never resolves; rejects `cancelled` when `signal` aborts. Holds no timer, so it keeps no process alive. */
 function hang(signal: AbortSignal | undefined): Promise<never> {
   return new Promise((_resolve, reject) => {
@@ -191,23 +141,17 @@ function hang(signal: AbortSignal | undefined): Promise<never> {
   });
 }
 
-function toHypervisorError(e: unknown): HypervisorError {
-  if (e instanceof HypervisorError) return e;
-  return fakeError('hypervisor_error', `unexpected error: ${e instanceof Error ? e.message : String(e)}`);
+/** The fake's errors say in their detail that they come from the fake. */
+function fakeError(
+  code: HypervisorErrorCode,
+  detail: string,
+  messageKey?: HypervisorMessageKey,
+): HypervisorError {
+  return hvError(code, `fake: ${detail}`, messageKey);
 }
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Wraps a progress callback so it only ever sees non-decreasing integers in [0, 100]. */
-function monotonic(onProgress: (pct: number) => void): (pct: number) => void {
-  let last = -1;
-  return (pct) => {
-    const value = Math.max(last, Math.min(100, Math.max(0, Math.round(pct))));
-    last = value;
-    onProgress(value);
-  };
 }
 
 interface FakeDomain {
@@ -328,7 +272,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       throw fakeError(
         'hypervisor_error',
         `snapshot ${snap.id} is being written by another call`,
-        'Another operation on this snapshot is in progress.',
+        'hypervisor_snapshot_busy',
       );
     }
     let consistency: SnapshotConsistency = 'stopped';
@@ -337,7 +281,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
         throw fakeError(
           'invalid_power_state',
           'live snapshots are disabled',
-          'The server must be stopped to take a snapshot.',
+          'hypervisor_server_must_be_stopped',
         );
       }
       consistency = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';
@@ -347,7 +291,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     const owner = {};
     this.partials.set(key, { snapshotDir: normalizeDir(snap.snapshotDir), id: snap.id, owner });
     try {
-      await this.copy('createSnapshot', monotonic(onProgress), signal);
+      await this.copy('createSnapshot', progressGuard(onProgress), signal);
       if (this.partials.get(key)?.owner !== owner) {
         throw fakeError('copy_failed', `partial file of snapshot ${snap.id} was removed during the copy`);
       }
@@ -356,7 +300,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       return { sizeBytes: this.snapshotSizeBytes ?? content.length, consistency };
     } catch (e) {
       if (this.partials.get(key)?.owner === owner) this.partials.delete(key);
-      throw toHypervisorError(e);
+      throw toHypervisorError(e, 'hypervisor_error', 'fake: unexpected error');
     }
   }
 
@@ -371,11 +315,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     throwIfAborted(signal);
     const domain = this.domainOf(server);
     if (domain.power !== 'stopped') {
-      throw fakeError(
-        'invalid_power_state',
-        'domain is running',
-        'The server must be stopped before a snapshot can be restored.',
-      );
+      throw fakeError('invalid_power_state', 'domain is running', 'hypervisor_server_must_be_stopped');
     }
     const stored = this.snapshots.get(snapshotKey(snap.snapshotDir, snap.id));
     if (!stored) throw fakeError('snapshot_not_found', `no complete snapshot ${snap.id}`);
@@ -389,7 +329,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     const owner = {};
     this.restoreFiles.set(server.diskPath, owner);
     try {
-      await this.copy('restoreSnapshot', monotonic(onProgress), signal);
+      await this.copy('restoreSnapshot', progressGuard(onProgress), signal);
       if (this.restoreFiles.get(server.diskPath) !== owner) {
         throw fakeError('copy_failed', 'restore file was removed during the copy');
       }
@@ -397,12 +337,12 @@ export class FakeHypervisorDriver implements HypervisorDriver {
         throw fakeError(
           'invalid_power_state',
           'domain was started during the restore',
-          'The server must be stopped before a snapshot can be restored.',
+          'hypervisor_server_must_be_stopped',
         );
       }
       domain.disk = content;
     } catch (e) {
-      throw toHypervisorError(e);
+      throw toHypervisorError(e, 'hypervisor_error', 'fake: unexpected error');
     } finally {
       if (this.restoreFiles.get(server.diskPath) === owner) this.restoreFiles.delete(server.diskPath);
     }
@@ -616,11 +556,8 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       );
     }
     if (domain.diskPath !== undefined && domain.diskPath !== server.diskPath) {
-      throw fakeError(
-        'hypervisor_error',
-        `domain ${server.domain} has disk ${domain.diskPath}, the request names ${server.diskPath}`,
-        'The server disk is not where it was expected on the host.',
-        false,
+      throw diskMisplaced(
+        `fake: domain ${server.domain} has disk ${domain.diskPath}, the request names ${server.diskPath}`,
       );
     }
     return domain;

@@ -1,4 +1,5 @@
-import { classifyToolFailure, hvError, toHypervisorError } from './errors';
+import { hvError } from '../driver-errors';
+import { classifyToolFailure, stepError } from './errors';
 import { ProcessRunner } from './process-runner';
 
 /**
@@ -145,7 +146,7 @@ export async function dumpDomainXml(
       env: { LC_ALL: 'C' },
     });
   } catch (e) {
-    throw toHypervisorError(e, 'hypervisor_error', 'virsh dumpxml');
+    throw stepError(e, 'hypervisor_error', 'virsh dumpxml');
   }
   if (r.code !== 0) throw classifyToolFailure(cmd, args, r, 'hypervisor_error');
   if (r.truncated) throw hvError('hypervisor_error', `virsh dumpxml output exceeded 4 MiB for ${uuid}`);
@@ -178,7 +179,7 @@ export async function readDomainDisk(
     throw hvError(
       'hypervisor_error',
       `domain ${uuid} has no file-backed disk`,
-      'The virtual machine has no file-backed disk.',
+      'hypervisor_no_file_backed_disk',
     );
   }
   return { diskPath: disk.source, format: disk.format ?? 'raw' };

@@ -13,18 +13,18 @@ import {
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
+import { diskMisplaced, hvError, progressGuard, scaled, sleep, throwIfAborted } from '../driver-errors';
 import { DISK_SIDE_FILE_SUFFIXES, diskPathProblem, isInside } from '../host-paths';
 import { libvirtUriProblem } from './connection-uri';
 import { DomainDisk, escapeXmlAttr, readDomainDisks } from './domain-inspector';
 import { canonicalDomainUuid } from './domain-identity';
 import {
   classifyToolFailure,
-  hvError,
   isDomainNotFound,
   isImageInUse,
   isNoSpace,
   isNotRunning,
-  toHypervisorError,
+  stepError,
   virshErrorText,
 } from './errors';
 import {
@@ -100,38 +100,6 @@ export interface LibvirtDriverOptions {
 /** Extra space demanded beyond `qemu-img measure`'s requirement (metadata, manifest, rounding). */
 const SPACE_MARGIN_BYTES = 8 * 1024 * 1024;
 const MIB = 1024 * 1024;
-
-/** Progress reporter: clamps to [0, 100], integers, never decreasing, listener errors swallowed. */
-function progressReporter(onProgress: (pct: number) => void): (pct: number) => void {
-  let last = -1;
-  return (pct: number) => {
-    const v = Math.max(0, Math.min(100, Math.floor(pct)));
-    if (v <= last) return;
-    last = v;
-    try {
-      onProgress(v);
-    } catch {
-      /* the caller's problem, not the copy's */
-    }
-  };
-}
-
-/** Maps a sub-step's 0..100 into [from, to] of the whole operation. */
-function scaled(report: (pct: number) => void, from: number, to: number): (pct: number) => void {
-  return (pct) => report(from + ((to - from) * Math.max(0, Math.min(100, pct))) / 100);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** Escapes a value for qemu's `--image-opts` key=value,key=value syntax. */
 function imageOptValue(v: string): string {
@@ -255,8 +223,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   ): Promise<CreateSnapshotResult> {
     const files = this.snapshotFiles(snap);
     const signal = opts.signal;
-    const report = progressReporter(onProgress);
-    this.throwIfAborted(signal);
+    const report = progressGuard(onProgress);
+    throwIfAborted(signal);
 
     // Nothing reads the disk before it is known to lie inside the node's image roots.
     await this.requireDiskInRoots(server.diskPath);
@@ -321,7 +289,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         }
       }
 
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       // The copy is complete in the page cache. Three independent steps at once: the check (metadata
       // reads), the fsync (waits on the disk) and the sha256 pass (reads the cached file, waits on the
       // CPU). Any failure stops the others; nothing is committed before all three succeeded.
@@ -354,9 +322,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         consistency,
         createdAt: new Date().toISOString(),
       };
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       await writeFileDurably(files.manifest, serializeManifest(manifest));
-      this.throwIfAborted(signal); // the last moment an abort can still win: before the commit
+      throwIfAborted(signal); // the last moment an abort can still win: before the commit
       // Commit point: the rename, made durable by the directory fsync (a failure of either undoes it).
       await fsp.rename(files.partial, files.final);
       renamed = true;
@@ -380,10 +348,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   ): Promise<void> {
     const files = this.snapshotFiles(snap);
     const signal = opts.signal;
-    const report = progressReporter(onProgress);
+    const report = progressGuard(onProgress);
     const restoring = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.restoring}`;
     const replaced = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.replaced}`;
-    this.throwIfAborted(signal);
+    throwIfAborted(signal);
 
     // Nothing is written next to the disk before it is known to lie inside the node's image roots.
     await this.requireDiskInRoots(server.diskPath);
@@ -396,7 +364,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }),
       (async () => {
         const present = await isFile(files.final).catch((e: unknown) => {
-          throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+          throw stepError(e, 'hypervisor_error', 'stat snapshot');
         });
         // Present without its manifest: not ours to trust; readSnapshotManifest refuses it.
         if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
@@ -433,9 +401,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       // Renaming over the disk of a running VM "succeeds" and silently loses the restore: domstate was
       // looked at again after the copy; now let qemu-img try to take the disk's write lock, which fails
       // while any qemu has it open.
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       await this.requireDiskNotInUse(server.diskPath);
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       // The old disk keeps a second name across the rename, so the rename does not free its blocks:
       // freeing them is the unlink of the last name, which took 0.37-0.39 s for an 871 MiB disk on
       // these hosts (ext4 mounted with online discard) — a quarter of the restore. That unlink runs
@@ -467,7 +435,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }
       await fsyncDir(snap.snapshotDir).catch(() => undefined);
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'delete snapshot');
+      throw stepError(e, 'hypervisor_error', 'delete snapshot');
     }
   }
 
@@ -476,7 +444,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       return (await isFile(files.final)) && (await isFile(files.manifest));
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'snapshot exists');
+      throw stepError(e, 'hypervisor_error', 'snapshot exists');
     }
   }
 
@@ -520,7 +488,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       }
       if (names.length > 0) await fsyncDir(snapshotDir).catch(() => undefined);
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'cleanup interrupted');
+      throw stepError(e, 'hypervisor_error', 'cleanup interrupted');
     }
     return { partialSnapshotIds: [...ids].sort((a, b) => a - b) };
   }
@@ -542,7 +510,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       timeoutMs: this.commandTimeoutMs,
       signal,
     }).catch((e: unknown) => {
-      throw toHypervisorError(e, 'hypervisor_error', 'dumpxml');
+      throw stepError(e, 'hypervisor_error', 'dumpxml');
     });
     const ours = await this.findDisk(disks, server.diskPath);
     if (!ours?.target) {
@@ -577,7 +545,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       let frozenCount = 0;
       let thawFailure: string | null = null;
       try {
-        this.throwIfAborted(signal);
+        throwIfAborted(signal);
         if (agent) {
           freezeAttempted = true;
           // Bounded: the guest stays frozen at most this long plus the thaw.
@@ -676,7 +644,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   ): Promise<void> {
     const deadline = Date.now() + this.copyTimeoutMs(virtualSize);
     for (;;) {
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       if (Date.now() > deadline) throw hvError('timeout', `backup of ${domain} exceeded its deadline`);
       const r = await this.virshRaw(['domjobinfo', '--domain', domain, '--rawstats'], { signal });
       if (r.code !== 0) throw this.virshFailure(['domjobinfo', '--domain', domain], r, 'copy_failed');
@@ -831,7 +799,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (!(await ask())) {
       const first = await ended;
       commands.end();
-      if ('e' in first) throw toHypervisorError(first.e, 'hypervisor_error', 'qemu-io (image lock)');
+      if ('e' in first) throw stepError(first.e, 'hypervisor_error', 'qemu-io (image lock)');
       throw classifyToolFailure(this.qemuIoPath, qemuIoArgs, first.r, 'copy_failed');
     }
     return { stillHeld: ask, release };
@@ -861,7 +829,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         env: { LC_ALL: 'C' },
       });
     } catch (e) {
-      throw toHypervisorError(e, o.fallback, 'qemu-img convert');
+      throw stepError(e, o.fallback, 'qemu-img convert');
     }
     if (r.code !== 0) throw classifyToolFailure(this.qemuImgPath, args, r, o.fallback);
     o.onPct(100);
@@ -931,7 +899,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         env: { LC_ALL: 'C' },
       });
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'qemu-img check');
+      throw stepError(e, 'hypervisor_error', 'qemu-img check');
     }
     const ok = r.code === 0 || (allowLeaks && r.code === 3);
     if (!ok) {
@@ -1022,7 +990,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         });
       }
     } catch (e) {
-      this.throwIfAborted(signal);
+      throwIfAborted(signal);
       // A damaged snapshot that breaks the copy is refused as such, not retried as a copy failure.
       await this.requireManifestHash(files.final, manifest, signal, () => undefined);
       throw e;
@@ -1092,7 +1060,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         env: { LC_ALL: 'C' },
       });
     } catch (e) {
-      throw toHypervisorError(e, 'copy_failed', 'cp');
+      throw stepError(e, 'copy_failed', 'cp');
     } finally {
       clearInterval(poll);
     }
@@ -1136,7 +1104,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       free = await freeBytes(dir);
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', `statfs ${dir}`);
+      throw stepError(e, 'hypervisor_error', `statfs ${dir}`);
     }
     if (free < need) {
       throw hvError(
@@ -1163,7 +1131,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       throw hvError(
         'invalid_power_state',
         `domain ${domain} is ${state}`,
-        'The server must be stopped for this operation.',
+        'hypervisor_server_must_be_stopped',
       );
     }
   }
@@ -1177,7 +1145,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       throw hvError(
         'invalid_power_state',
         `disk in use: ${r.stderr.trim()}`,
-        'The server must be stopped for this operation.',
+        'hypervisor_server_must_be_stopped',
       );
     }
     // A disk that cannot be opened at all (missing, damaged) is replaced by the restore anyway.
@@ -1201,7 +1169,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         env: { LC_ALL: 'C' },
       });
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'qemu-img');
+      throw stepError(e, 'hypervisor_error', 'qemu-img');
     }
   }
 
@@ -1231,7 +1199,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         env: { LC_ALL: 'C' },
       });
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', `virsh ${args[0]}`);
+      throw stepError(e, 'hypervisor_error', `virsh ${args[0]}`);
     }
   }
 
@@ -1282,13 +1250,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
    * disk itself when it exists, resolved through symbolic links, inside a root resolved the same way.
    */
   private async requireDiskInRoots(disk: string): Promise<void> {
-    const refuse = (why: string) =>
-      new HypervisorError(
-        'hypervisor_error',
-        'The server disk is not where it was expected on the host.',
-        `${disk}: ${why}`,
-        false,
-      );
+    const refuse = (why: string) => diskMisplaced(`${disk}: ${why}`);
     const written = diskPathProblem(disk, this.imageRoots);
     if (written) throw refuse(written);
     const real = async (p: string) => {
@@ -1296,7 +1258,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         return await fsp.realpath(p);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw toHypervisorError(e, 'hypervisor_error', `realpath ${p}`);
+        throw stepError(e, 'hypervisor_error', `realpath ${p}`);
       }
     };
     const roots = (await Promise.all(this.imageRoots.map(real))).filter((r): r is string => r !== null);
@@ -1368,7 +1330,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       exists = await isFile(files.final);
     } catch (e) {
-      throw toHypervisorError(e, 'hypervisor_error', 'stat snapshot');
+      throw stepError(e, 'hypervisor_error', 'stat snapshot');
     }
     if (exists) throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
   }
@@ -1384,12 +1346,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       return await this.copies.acquire(signal);
     } catch (e) {
-      throw toHypervisorError(e, 'cancelled');
+      throw stepError(e, 'cancelled');
     }
-  }
-
-  private throwIfAborted(signal?: AbortSignal): void {
-    if (signal?.aborted) throw hvError('cancelled', 'aborted by caller');
   }
 
   /** The error a failed create/restore rejects with: cancellation wins; ENOSPC-like failures are storage. */
@@ -1399,7 +1357,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     fallback: 'copy_failed',
     dir: string,
   ): Promise<HypervisorError> {
-    const err = toHypervisorError(e, fallback);
+    const err = stepError(e, fallback);
     if (signal?.aborted && err.code !== 'cancelled')
       return hvError('cancelled', `aborted by caller; ${err.detail ?? ''}`);
     if (err.code === 'copy_failed') {

@@ -1,6 +1,6 @@
 import { HypervisorError } from '../hypervisor-driver';
 import { decodeXmlEntities, escapeXmlAttr, parseDomainDisks } from './domain-inspector';
-import { classifyToolFailure, toHypervisorError, virshErrorText } from './errors';
+import { classifyToolFailure, stepError, virshErrorText } from './errors';
 import {
   parseDomInfo,
   jobProgress,
@@ -82,11 +82,11 @@ describe('error classification', () => {
   });
 
   it('maps process and fs failures', () => {
-    expect(toHypervisorError(new ProcessRunError('aborted', 'x', 'm'), 'copy_failed').code).toBe('cancelled');
-    expect(toHypervisorError(new ProcessRunError('timeout', 'x', 'm'), 'copy_failed').code).toBe('timeout');
+    expect(stepError(new ProcessRunError('aborted', 'x', 'm'), 'copy_failed').code).toBe('cancelled');
+    expect(stepError(new ProcessRunError('timeout', 'x', 'm'), 'copy_failed').code).toBe('timeout');
     const enospc = Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC' });
-    expect(toHypervisorError(enospc, 'copy_failed').code).toBe('insufficient_storage');
-    expect(toHypervisorError(new Error('boom'), 'copy_failed').code).toBe('copy_failed');
+    expect(stepError(enospc, 'copy_failed').code).toBe('insufficient_storage');
+    expect(stepError(new Error('boom'), 'copy_failed').code).toBe('copy_failed');
   });
 });
 
