@@ -16,7 +16,8 @@ import {
 import { diskMisplaced, hvError, progressGuard, scaled, sleep, throwIfAborted } from '../driver-errors';
 import { DISK_SIDE_FILE_SUFFIXES, diskPathProblem, isInside } from '../host-paths';
 import { libvirtUriProblem } from './connection-uri';
-import { DomainDisk, escapeXmlAttr, readDomainDisks } from './domain-inspector';
+import { readDomainDisks } from './domain-inspector';
+import { DomainDisk, pushBackupXml } from './domain-xml';
 import { canonicalDomainUuid } from './domain-identity';
 import {
   classifyToolFailure,
@@ -519,20 +520,11 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `disk ${server.diskPath} is not attached to domain ${server.domain} (${dom})`,
       );
     }
-    const xml = [
-      "<domainbackup mode='push'>",
-      '  <disks>',
-      ...disks
-        .filter((d) => d.target)
-        .map((d) =>
-          d === ours
-            ? `    <disk name='${escapeXmlAttr(d.target!)}' type='file'><target file='${escapeXmlAttr(target)}'/><driver type='qcow2'/></disk>`
-            : `    <disk name='${escapeXmlAttr(d.target!)}' backup='no'/>`,
-        ),
-      '  </disks>',
-      '</domainbackup>',
-      '',
-    ].join('\n');
+    const xml = pushBackupXml(
+      disks.flatMap((d) => (d.target ? [d.target] : [])),
+      ours.target,
+      target,
+    );
     const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-backup-'));
     const xmlFile = path.join(tmpDir, 'backup.xml');
     await fsp.writeFile(xmlFile, xml, 'utf8');

@@ -1,5 +1,5 @@
 import { HypervisorError } from '../hypervisor-driver';
-import { decodeXmlEntities, escapeXmlAttr, parseDomainDisks } from './domain-inspector';
+import { parseDomainDisks, pushBackupXml } from './domain-xml';
 import { classifyToolFailure, stepError, virshErrorText } from './errors';
 import {
   parseDomInfo,
@@ -134,10 +134,22 @@ describe('domain XML', () => {
     ]);
   });
 
-  it('entities round-trip', () => {
-    const s = `a&b<c>"d"'e'`;
-    expect(decodeXmlEntities(escapeXmlAttr(s))).toBe(s);
-    expect(decodeXmlEntities('&#65;&#x42;')).toBe('AB');
+  it("decodes numeric character references and ignores a mirror's source", () => {
+    const mirrored = `<domain><devices><disk type='file' device='disk'>
+      <mirror type='file' job='copy'><source file='/elsewhere/copy.qcow2'/></mirror>
+      <source file='/var/lib/vps/&#65;&#x42;.qcow2'/><target dev='vda'/></disk></devices></domain>`;
+    expect(parseDomainDisks(mirrored)).toEqual([
+      { type: 'file', device: 'disk', source: '/var/lib/vps/AB.qcow2', format: null, target: 'vda' },
+    ]);
+    expect(parseDomainDisks('<domain><devices/></domain>')).toEqual([]);
+  });
+
+  it('writes the push backup XML with its attribute values escaped', () => {
+    const xml = pushBackupXml(['vda', 'sda'], 'vda', `/x/a&b<c>"d"'e'.qcow2`);
+    expect(xml).toContain(`<domainbackup mode="push">`);
+    expect(xml).toContain(`<target file="/x/a&amp;b&lt;c&gt;&quot;d&quot;&apos;e&apos;.qcow2"/>`);
+    expect(xml).toContain(`<driver type="qcow2"/>`);
+    expect(xml).toContain(`<disk name="sda" backup="no"/>`);
   });
 });
 
