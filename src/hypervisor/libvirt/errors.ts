@@ -7,16 +7,6 @@ import { isProcessRunError, RunResult } from './process-runner';
  * Messages come from the code (driver-errors.ts); the tool's own words go to `detail`.
  */
 
-/** The `error: …` lines virsh prints on stderr (exit 1), or the whole stderr when there are none. */
-export function virshErrorText(stderr: string): string {
-  const lines = stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith('error:'))
-    .map((l) => l.slice('error:'.length).trim());
-  return lines.length > 0 ? lines.join(' | ') : stderr.trim();
-}
-
 const NOT_FOUND = [/failed to get domain/i, /domain not found/i, /no domain with matching (name|uuid|id)/i];
 const NO_SPACE = [/no space left on device/i, /\bENOSPC\b/, /disk quota exceeded/i, /\bEDQUOT\b/];
 const NOT_RUNNING = [/domain is not running/i, /requested operation is not valid: domain is not running/i];

@@ -1,6 +1,7 @@
 import { HypervisorError } from '../hypervisor-driver';
 import { parseDomainDisks, pushBackupXml } from './domain-xml';
-import { classifyToolFailure, stepError, virshErrorText } from './errors';
+import { classifyToolFailure, stepError } from './errors';
+import { virshErrorText } from './tools/virsh';
 import {
   parseDomInfo,
   jobProgress,
