@@ -11,11 +11,10 @@ import {
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
-import { diskMisplaced, hvError, progressGuard, scaled, sleep, throwIfAborted } from '../driver-errors';
-import { DISK_SIDE_FILE_SUFFIXES, diskPathProblem, isInside } from '../host-paths';
+import { hvError, progressGuard, scaled, throwIfAborted } from '../driver-errors';
+import { DISK_SIDE_FILE_SUFFIXES } from '../host-paths';
 import { libvirtUriProblem } from './connection-uri';
-import { canonicalDomainUuid } from './domain-identity';
-import { isDomainNotFound, isNotRunning, stepError } from './errors';
+import { stepError } from './errors';
 import {
   fileSize,
   freeBytes,
@@ -27,20 +26,17 @@ import {
   removeQuietly,
   writeFileDurably,
 } from './files';
-import { parseDomInfo } from './parsers';
 import { byteCopy } from './copy/byte-copy';
 import { convert } from './copy/convert';
 import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
+import { requireDiskInRoots } from './disk-roots';
+import { domainOf, findDomainUuid, startDomain, stopDomain } from './domain-power';
+import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
+import { readSnapshotManifest, refuseExisting, removeLeftovers, snapshotFiles } from './snapshot-files';
 import { Semaphore } from '../../common/semaphore';
-import { allInOrder, childController, together } from './together';
-import {
-  MANIFEST_KIND,
-  MANIFEST_VERSION,
-  readManifest,
-  serializeManifest,
-  SnapshotManifest,
-} from './snapshot-manifest';
+import { allInOrder, together } from './together';
+import { MANIFEST_KIND, MANIFEST_VERSION, serializeManifest, SnapshotManifest } from './snapshot-manifest';
 
 export interface LibvirtDriverOptions extends ToolboxOptions {
   /** libvirt connection URI, e.g. `qemu:///system` (one of the forms of `connection-uri.ts`). */
@@ -90,59 +86,21 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // ------------------------------------------------------------------------------------------------
 
   async findDomainUuid(name: string): Promise<string> {
-    // `virsh domuuid <name>` would read an all-digit name as a domain id: the list matches names only.
-    const args = ['list', '--all', '--uuid', '--name'];
-    const r = await this.tools.virsh.raw(args);
-    if (r.code !== 0) throw this.tools.virsh.failure(args, r);
-    for (const line of r.stdout.split('\n')) {
-      if (line.trim() === '') continue;
-      const m = /^([0-9a-fA-F-]{36}) (.+)$/.exec(line.trim());
-      if (!m || !canonicalDomainUuid(m[1])) {
-        throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${line.slice(0, 200)}`);
-      }
-      if (m[2] === name) return canonicalDomainUuid(m[1])!;
-    }
-    throw hvError('domain_not_found', `no domain named ${name}`);
+    return findDomainUuid(this.tools, name);
   }
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
-    return (await this.domainOf(server)).state === 'shut off' ? 'stopped' : 'running';
+    return (await domainOf(this.tools, server)).state === 'shut off' ? 'stopped' : 'running';
   }
 
   async start(server: ServerRef): Promise<void> {
-    const { uuid: dom, state } = await this.domainOf(server);
-    if (state !== 'shut off') return;
-    const r = await this.tools.virsh.raw(['start', '--domain', dom]);
-    if (r.code === 0) return;
-    if (/already (active|running)/i.test(r.stderr)) return;
-    throw this.tools.virsh.failure(['start', '--domain', dom], r);
+    return startDomain(this.tools, server);
   }
 
   async stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
-    const { uuid: dom, state } = await this.domainOf(server);
-    if (state === 'shut off') return { forced: false };
-    const grace =
-      typeof opts?.graceSeconds === 'number' && Number.isFinite(opts.graceSeconds) && opts.graceSeconds >= 0
-        ? opts.graceSeconds
-        : this.stopGraceSeconds;
-
-    // Graceful: libvirt picks the guest agent when it is connected, else ACPI.
-    const r = await this.tools.virsh.raw(['shutdown', '--domain', dom]);
-    if (r.code !== 0 && !isNotRunning(r.stderr)) {
-      if (isDomainNotFound(r.stderr)) throw this.tools.virsh.failure(['shutdown'], r);
-      // Other refusals (agent hung, ...) fall through to the forced path after the grace period.
-    }
-    if (await this.waitForState(dom, 'shut off', grace * 1000)) return { forced: false };
-
-    const d = await this.tools.virsh.raw(['destroy', '--domain', dom]);
-    if (d.code !== 0) {
-      if (isNotRunning(d.stderr)) return { forced: false }; // it went down at the last moment
-      throw this.tools.virsh.failure(['destroy', '--domain', dom], d);
-    }
-    if (!(await this.waitForState(dom, 'shut off', 30_000))) {
-      throw hvError('hypervisor_error', 'domain still not shut off 30 s after virsh destroy');
-    }
-    return { forced: true };
+    const grace = opts?.graceSeconds;
+    const usable = typeof grace === 'number' && Number.isFinite(grace) && grace >= 0;
+    return stopDomain(this.tools, server, usable ? grace : this.stopGraceSeconds);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -155,23 +113,23 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     onProgress: (pct: number) => void,
     opts: OperationOptions = {},
   ): Promise<CreateSnapshotResult> {
-    const files = this.snapshotFiles(snap);
+    const files = snapshotFiles(snap);
     const signal = opts.signal;
     const report = progressGuard(onProgress);
     throwIfAborted(signal);
 
     // Nothing reads the disk before it is known to lie inside the node's image roots.
-    await this.requireDiskInRoots(server.diskPath);
+    await requireDiskInRoots(server.diskPath, this.imageRoots);
     // Read-only look-ups, at once; their errors in this order (an unknown domain first).
     const [{ uuid: dom, state }, , src, measured] = await allInOrder([
-      this.domainOf(server),
-      this.refuseExisting(files),
+      domainOf(this.tools, server),
+      refuseExisting(files),
       this.tools.qemuImg.info(server.diskPath, true),
       this.tools.qemuImg.measure(server.diskPath, signal),
     ] as const);
     const { release, waited } = await this.acquireCopySlotNoting(signal);
     try {
-      await this.refuseExisting(files); // it may have appeared while this call waited for a copy slot
+      await refuseExisting(files); // it may have appeared while this call waited for a copy slot
     } catch (e) {
       release();
       throw e;
@@ -180,7 +138,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       // qemu (user libvirt-qemu) must be able to reach a live backup's target: traverse-only for others.
       await fsp.mkdir(snap.snapshotDir, { recursive: true, mode: 0o711 });
-      await this.removeLeftovers(files);
+      await removeLeftovers(files);
       report(0);
       // A zstd live copy holds the uncompressed backup and the compressed copy at once.
       const twoPass = state !== 'shut off' && this.compression === 'zstd';
@@ -237,7 +195,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           await fsyncFile(files.partial);
           return (await this.tools.qemuImg.info(files.partial, true)).actualSize;
         },
-        (s) => this.hash(files.partial, expectedBytes ?? 0, s, scaled(report, 90, 99)),
+        (s) => hashFile(this.tools, files.partial, expectedBytes ?? 0, s, scaled(report, 90, 99)),
       ] as const);
       if (hashed.bytes !== check.fileBytes) {
         throw hvError(
@@ -282,7 +240,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     onProgress: (pct: number) => void,
     opts: OperationOptions = {},
   ): Promise<void> {
-    const files = this.snapshotFiles(snap);
+    const files = snapshotFiles(snap);
     const signal = opts.signal;
     const report = progressGuard(onProgress);
     const restoring = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.restoring}`;
@@ -290,12 +248,12 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     throwIfAborted(signal);
 
     // Nothing is written next to the disk before it is known to lie inside the node's image roots.
-    await this.requireDiskInRoots(server.diskPath);
+    await requireDiskInRoots(server.diskPath, this.imageRoots);
     // Read-only look-ups, at once; their errors in this order (a domain that is not shut off first,
     // then a missing snapshot, a manifest that does not describe it, a damaged image, the space).
     const [dom, { manifest, measured, plainCopy }] = await allInOrder([
-      this.domainOf(server).then(({ uuid, state }) => {
-        this.requireShutOffState(uuid, state);
+      domainOf(this.tools, server).then(({ uuid, state }) => {
+        requireShutOffState(uuid, state);
         return uuid;
       }),
       (async () => {
@@ -304,7 +262,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         });
         // Present without its manifest: not ours to trust; readSnapshotManifest refuses it.
         if (!present) throw hvError('snapshot_not_found', `no snapshot file ${files.final}`);
-        const m = await this.readSnapshotManifest(snap, files);
+        const m = await readSnapshotManifest(snap, files);
         const [check, required] = await allInOrder([
           this.tools.qemuImg.verify(files.final, m.virtualSize, signal, 'verification_failed', true),
           this.tools.qemuImg.measure(files.final, signal),
@@ -323,7 +281,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       const required = waited ? await this.tools.qemuImg.measure(files.final, signal) : measured;
       await this.requireSpace(path.dirname(server.diskPath), required, 1);
 
-      await this.copyThenVerify(
+      await copyThenVerify(
+        this.tools,
         server,
         dom,
         files,
@@ -363,7 +322,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async deleteSnapshot(_server: ServerRef, snap: SnapshotRef): Promise<void> {
-    const files = this.snapshotFiles(snap);
+    const files = snapshotFiles(snap);
     try {
       // The snapshot file first: while it exists its manifest must exist too.
       for (const f of [files.final, files.partial, files.stage, files.manifest, files.manifestTmp]) {
@@ -376,7 +335,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async snapshotExists(snap: SnapshotRef): Promise<boolean> {
-    const files = this.snapshotFiles(snap);
+    const files = snapshotFiles(snap);
     try {
       return (await isFile(files.final)) && (await isFile(files.manifest));
     } catch (e) {
@@ -412,7 +371,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       for (const disk of diskPaths) {
         // Never remove anything outside the node's image roots, whatever the database says.
         if (
-          !(await this.requireDiskInRoots(disk).then(
+          !(await requireDiskInRoots(disk, this.imageRoots).then(
             () => true,
             () => false,
           ))
@@ -449,123 +408,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     return false;
   }
 
-  /** The snapshot's manifest, refused unless it describes this snapshot file and its byte length. */
-  private async readSnapshotManifest(snap: SnapshotRef, files: SnapshotFiles): Promise<SnapshotManifest> {
-    const manifest = await readManifest(files.manifest);
-    if (!manifest) throw hvError('verification_failed', `missing or invalid manifest ${files.manifest}`);
-    if (manifest.snapshotId !== snap.id || manifest.file !== path.basename(files.final)) {
-      throw hvError('verification_failed', `manifest ${files.manifest} describes another snapshot`);
-    }
-    const bytes = await fileSize(files.final);
-    if (bytes !== manifest.bytes) {
-      throw hvError(
-        'verification_failed',
-        `snapshot ${files.final} is ${bytes} bytes, manifest says ${manifest.bytes}`,
-      );
-    }
-    return manifest;
-  }
-
-  /**
-   * Restore's copy of the snapshot into `restoring`, then — at once — the sha256 check against the
-   * manifest, `qemu-img check` of the copy, owner/mode + fsync, and `domstate` again.
-   *
-   * - A standalone, clean, uncompressed snapshot is copied byte for byte (`cp --sparse=always`): a
-   *   qcow2 file is position-independent, so the copy is the same disk, and the sha256 pass then
-   *   reads the copy itself (just written, still in the page cache) — what the rename will commit is
-   *   what the manifest describes. Otherwise (`zstd` snapshots: the restored disk is uncompressed)
-   *   `qemu-img convert` copies it and the snapshot is hashed (its pages cached by the convert's read).
-   * - The hash runs after the copy, beside the fsync: hashing during a cold copy made both read the
-   *   disk and was slower (docs/benchmarks.md, *3*).
-   * - The hash's verdict wins: a mismatch is `verification_failed` whatever else failed, and a failed
-   *   copy is `verification_failed` when the snapshot no longer matches its manifest, `copy_failed`
-   *   (retryable) only when it does.
-   * Resolves only when everything succeeded; settles only when nothing of it is still running.
-   */
-  private async copyThenVerify(
-    server: ServerRef,
-    dom: string,
-    files: SnapshotFiles,
-    manifest: SnapshotManifest,
-    restoring: string,
-    plainCopy: boolean,
-    signal: AbortSignal | undefined,
-    onPct: (pct: number) => void,
-  ): Promise<void> {
-    try {
-      if (plainCopy) {
-        await byteCopy(this.tools, files.final, restoring, {
-          signal,
-          virtualSize: manifest.virtualSize,
-          bytes: manifest.bytes,
-          onPct: scaled(onPct, 0, 85),
-        });
-      } else {
-        await convert(this.tools, files.final, restoring, {
-          compress: false,
-          signal,
-          virtualSize: manifest.virtualSize,
-          onPct: scaled(onPct, 0, 85),
-        });
-      }
-    } catch (e) {
-      throwIfAborted(signal);
-      // A damaged snapshot that breaks the copy is refused as such, not retried as a copy failure.
-      await this.requireManifestHash(files.final, manifest, signal, () => undefined);
-      throw e;
-    }
-    const { controller, dispose } = childController(signal);
-    try {
-      const verified = this.requireManifestHash(
-        plainCopy ? restoring : files.final,
-        manifest,
-        controller.signal,
-        scaled(onPct, 85, 100),
-      ).catch((e: unknown) => {
-        controller.abort();
-        throw e;
-      });
-      const rest = together(controller.signal, [
-        (s) => this.tools.qemuImg.verify(restoring, manifest.virtualSize, s, 'copy_failed'),
-        async () => {
-          await this.copyOwnership(server.diskPath, restoring);
-          await fsyncFile(restoring);
-        },
-        () => this.requireShutOff(dom),
-      ] as const);
-      const [v, r] = await Promise.allSettled([verified, rest]);
-      if (v.status === 'rejected') throw v.reason;
-      if (r.status === 'rejected') throw r.reason;
-    } finally {
-      dispose();
-    }
-  }
-
-  /** sha256 and length of `file` against the manifest; a mismatch is `verification_failed`. */
-  private async requireManifestHash(
-    file: string,
-    manifest: SnapshotManifest,
-    signal: AbortSignal | undefined,
-    onPct: (pct: number) => void,
-  ): Promise<void> {
-    const h = await this.hash(file, manifest.bytes, signal, onPct);
-    if (h.sha256 !== manifest.sha256 || h.bytes !== manifest.bytes) {
-      throw hvError('verification_failed', `sha256 of ${file} does not match the snapshot's manifest`);
-    }
-  }
-
-  private async hash(
-    file: string,
-    expectedBytes: number,
-    signal: AbortSignal | undefined,
-    onPct: (pct: number) => void,
-  ): Promise<{ sha256: string; bytes: number }> {
-    return this.tools.hasher.sha256(file, {
-      signal,
-      onBytes: (n) => onPct(expectedBytes > 0 ? (n / expectedBytes) * 100 : 100),
-    });
-  }
-
   /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
   private async requireSpace(dir: string, required: number, copies: number): Promise<void> {
     const need = required * copies + SPACE_MARGIN_BYTES;
@@ -591,95 +433,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     return { release: await this.acquireCopySlot(signal), waited };
   }
 
-  private async requireShutOff(domain: string): Promise<void> {
-    this.requireShutOffState(domain, await this.tools.virsh.domState(domain));
-  }
-
-  private requireShutOffState(domain: string, state: string): void {
-    if (state !== 'shut off') {
-      throw hvError(
-        'invalid_power_state',
-        `domain ${domain} is ${state}`,
-        'hypervisor_server_must_be_stopped',
-      );
-    }
-  }
-
-  private async copyOwnership(from: string, to: string): Promise<void> {
-    try {
-      const st = await fsp.stat(from);
-      await fsp.chown(to, st.uid, st.gid);
-      await fsp.chmod(to, st.mode & 0o7777);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-
   // ------------------------------------------------------------------------------------------------
   // virsh
   // ------------------------------------------------------------------------------------------------
-
-  /**
-   * The domain of `server` as every virsh call here addresses it — its UUID, never its name (virsh
-   * reads a name such as `12` as a domain id) — and its state, from one `virsh dominfo`, which also
-   * says the domain's name: a domain with this UUID that no longer has the server's name (renamed, or
-   * undefined and another defined under the name) is `domain_not_found`, never another VM.
-   */
-  private async domainOf(server: ServerRef): Promise<{ uuid: string; state: string }> {
-    const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
-    if (uuid === null) {
-      throw hvError(
-        'domain_not_found',
-        `server ${server.id} has no valid domain UUID (${server.domainUuid})`,
-      );
-    }
-    const args = ['dominfo', '--domain', uuid];
-    const r = await this.tools.virsh.raw(args);
-    if (r.code !== 0) throw this.tools.virsh.failure(args, r);
-    const { name, state } = parseDomInfo(r.stdout);
-    if (name !== server.domain) {
-      throw hvError(
-        'domain_not_found',
-        `domain ${uuid} is named "${name}", the server's domain is "${server.domain}" (renamed or redefined)`,
-      );
-    }
-    if (!state) throw hvError('hypervisor_error', `no state in virsh dominfo output for ${uuid}`);
-    return { uuid, state };
-  }
-
-  /**
-   * Refuses (not retryable) a disk that does not lie inside one of the node's image roots: as written
-   * (normal form, inside a root), and as the file system resolves it — the disk's directory, and the
-   * disk itself when it exists, resolved through symbolic links, inside a root resolved the same way.
-   */
-  private async requireDiskInRoots(disk: string): Promise<void> {
-    const refuse = (why: string) => diskMisplaced(`${disk}: ${why}`);
-    const written = diskPathProblem(disk, this.imageRoots);
-    if (written) throw refuse(written);
-    const real = async (p: string) => {
-      try {
-        return await fsp.realpath(p);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw stepError(e, 'hypervisor_error', `realpath ${p}`);
-      }
-    };
-    const roots = (await Promise.all(this.imageRoots.map(real))).filter((r): r is string => r !== null);
-    const within = (p: string) => roots.some((root) => p === root || isInside(p, root));
-    const dir = await real(path.dirname(disk));
-    if (dir === null || !within(dir)) throw refuse(`its directory resolves to ${dir ?? 'nothing'}`);
-    const file = await real(disk);
-    if (file !== null && !within(file)) throw refuse(`it resolves to ${file}`);
-  }
-
-  private async waitForState(domain: string, want: string, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if ((await this.tools.virsh.domState(domain)) === want) return true;
-      if (Date.now() >= deadline) return false;
-      await sleep(Math.min(this.tools.pollIntervalMs, Math.max(1, deadline - Date.now())));
-    }
-  }
 
   // ------------------------------------------------------------------------------------------------
   // Helpers
@@ -696,40 +452,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       if (this.removals.get(file) === done) this.removals.delete(file);
     });
     this.removals.set(file, done);
-  }
-
-  private snapshotFiles(snap: SnapshotRef): SnapshotFiles {
-    if (!Number.isSafeInteger(snap.id) || snap.id <= 0) {
-      throw hvError('hypervisor_error', `invalid snapshot id ${String(snap.id)}`);
-    }
-    if (!snap.snapshotDir || !path.isAbsolute(snap.snapshotDir)) {
-      throw hvError('hypervisor_error', `snapshot directory must be absolute: ${snap.snapshotDir}`);
-    }
-    const final = path.join(snap.snapshotDir, `${snap.id}.qcow2`);
-    return {
-      final,
-      partial: `${final}.partial`,
-      stage: `${final}.stage`,
-      manifest: `${final}.json`,
-      manifestTmp: `${final}.json.partial`,
-    };
-  }
-
-  private async refuseExisting(files: SnapshotFiles): Promise<void> {
-    let exists: boolean;
-    try {
-      exists = await isFile(files.final);
-    } catch (e) {
-      throw stepError(e, 'hypervisor_error', 'stat snapshot');
-    }
-    if (exists) throw hvError('snapshot_exists', `snapshot file already exists: ${files.final}`);
-  }
-
-  private async removeLeftovers(files: SnapshotFiles): Promise<void> {
-    await removeIfExists(files.partial);
-    await removeIfExists(files.stage);
-    await removeIfExists(files.manifestTmp);
-    await removeIfExists(files.manifest); // no snapshot file: an orphan of an interrupted create
   }
 
   private async acquireCopySlot(signal?: AbortSignal): Promise<() => void> {
@@ -758,16 +480,4 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     }
     return err;
   }
-}
-
-interface SnapshotFiles {
-  /** `<dir>/<id>.qcow2`: the stored, verified snapshot (its presence is the commit point). */
-  readonly final: string;
-  /** `<id>.qcow2.partial`: being written. */
-  readonly partial: string;
-  /** `<id>.qcow2.stage`: uncompressed live backup before zstd compression. */
-  readonly stage: string;
-  /** `<id>.qcow2.json`: the manifest (byte length, sha256). */
-  readonly manifest: string;
-  readonly manifestTmp: string;
 }
