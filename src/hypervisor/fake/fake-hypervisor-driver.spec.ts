@@ -4,9 +4,8 @@ import {
   FakeHypervisorDriver,
   fakeDiskContent,
   fakeDomainUuid,
-  parseFakeDriverEnv,
-  parseFakeDriverFailures,
 } from './fake-hypervisor-driver';
+import { parseFakeDriverEnv, parseFakeDriverFailures } from './fake-driver-env';
 
 const DIR = '/srv/snapshots';
 const server: ServerRef = {
