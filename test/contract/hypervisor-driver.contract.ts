@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import {
   HypervisorDriver,
   HypervisorError,
+  HYPERVISOR_ERROR_CODES,
   HypervisorErrorCode,
   ServerRef,
   SnapshotRef,
@@ -61,19 +62,6 @@ export interface DriverHarness {
 
 /** Per-case timeout: the real driver boots domains and copies images. */
 const CASE_TIMEOUT_MS = 180_000;
-
-const KNOWN_CODES: readonly HypervisorErrorCode[] = [
-  'domain_not_found',
-  'invalid_power_state',
-  'snapshot_not_found',
-  'snapshot_exists',
-  'insufficient_storage',
-  'copy_failed',
-  'verification_failed',
-  'cancelled',
-  'timeout',
-  'hypervisor_error',
-];
 
 /** Snapshot ids: unique within a run, and unlikely to collide with leftovers of an earlier run. */
 let nextSnapshotId = 1 + Math.floor(Math.random() * 1_000_000) * 1000;
@@ -154,7 +142,7 @@ export function describeHypervisorDriverContract(
         }
       }
       expect(error.messageIn('en')).toBe(error.message);
-      expect(KNOWN_CODES).toContain(error.code);
+      expect(HYPERVISOR_ERROR_CODES).toContain(error.code);
       expect(typeof error.retryable).toBe('boolean');
     };
 
