@@ -134,8 +134,8 @@ export const MESSAGES = {
   // The hypervisor driver's customer-safe sentences (src/hypervisor/driver-errors.ts): one per error
   // code (`hypervisor_<code>`), and the few sharper ones a driver gives for a particular cause.
   hypervisor_domain_not_found: m(
-    () => 'The server does not exist on its host.',
-    () => "Nid yw'r gweinydd yn bodoli ar ei westeiwr.",
+    () => "The server's virtual machine was not found on its host.",
+    () => 'Ni chafwyd hyd i beiriant rhithwir y gweinydd ar ei westeiwr.',
   ),
   hypervisor_invalid_power_state: m(
     () => 'The server is not in the power state this operation needs.',
