@@ -141,9 +141,77 @@ export const MESSAGES = {
     () => 'Server is being restored from snapshot. This may take 5-15 minutes.',
     () => "Mae'r gweinydd yn cael ei adfer o'r ciplun. Gall hyn gymryd 5-15 munud.",
   ),
+  // The hypervisor driver's customer-safe sentences (src/hypervisor/driver-errors.ts): one per error
+  // code (`hypervisor_<code>`), and the few sharper ones a driver gives for a particular cause.
+  hypervisor_domain_not_found: m(
+    () => "The server's virtual machine was not found on its host.",
+    () => 'Ni chafwyd hyd i beiriant rhithwir y gweinydd ar ei westeiwr.',
+  ),
+  hypervisor_invalid_power_state: m(
+    () => 'The server is not in the power state this operation needs.',
+    () => "Nid yw'r gweinydd yn y cyflwr pŵer sydd ei angen ar gyfer y weithred hon.",
+  ),
+  hypervisor_snapshot_not_found: m(
+    () => 'The snapshot does not exist on the host.',
+    () => "Nid yw'r ciplun yn bodoli ar y gwesteiwr.",
+  ),
+  hypervisor_snapshot_exists: m(
+    () => 'A snapshot with this id is already stored.',
+    () => "Mae ciplun gyda'r rhif adnabod hwn wedi'i storio eisoes.",
+  ),
+  hypervisor_insufficient_storage: m(
+    () => 'There is not enough storage space on the host.',
+    () => 'Nid oes digon o le storio ar y gwesteiwr.',
+  ),
+  hypervisor_copy_failed: m(
+    () => 'Copying the disk failed.',
+    () => "Methodd copïo'r ddisg.",
+  ),
+  hypervisor_verification_failed: m(
+    () => 'The snapshot is damaged and cannot be used.',
+    () => "Mae'r ciplun wedi'i ddifrodi ac ni ellir ei ddefnyddio.",
+  ),
+  hypervisor_cancelled: m(
+    () => 'The operation was cancelled.',
+    () => 'Cafodd y weithred ei chanslo.',
+  ),
+  hypervisor_timeout: m(
+    () => 'The operation took too long and was stopped.',
+    () => 'Cymerodd y weithred ormod o amser a chafodd ei hatal.',
+  ),
+  hypervisor_hypervisor_error: m(
+    () => 'The hypervisor reported an error.',
+    () => 'Adroddodd yr hypervisor wall.',
+  ),
+  hypervisor_server_must_be_stopped: m(
+    () => 'The server must be stopped for this operation.',
+    () => "Rhaid i'r gweinydd fod wedi'i stopio ar gyfer y weithred hon.",
+  ),
+  hypervisor_disk_in_use: m(
+    () => 'The server disk is in use by a running virtual machine.',
+    () => "Mae disg y gweinydd yn cael ei defnyddio gan beiriant rhithwir sy'n rhedeg.",
+  ),
+  hypervisor_disk_misplaced: m(
+    () => 'The server disk is not where it was expected on the host.',
+    () => "Nid yw disg y gweinydd lle'r oedd disgwyl iddi fod ar y gwesteiwr.",
+  ),
+  hypervisor_no_file_backed_disk: m(
+    () => 'The virtual machine has no file-backed disk.',
+    () => "Nid oes gan y peiriant rhithwir ddisg sy'n seiliedig ar ffeil.",
+  ),
+  hypervisor_snapshot_busy: m(
+    () => 'Another operation on this snapshot is in progress.',
+    () => 'Mae gweithred arall ar y ciplun hwn ar y gweill.',
+  ),
+  hypervisor_domain_unidentified: m(
+    () => "The server's virtual machine could not be identified on its host.",
+    () => 'Nid oedd modd adnabod peiriant rhithwir y gweinydd ar ei westeiwr.',
+  ),
 } satisfies Record<string, Message>;
 
 export type MessageKey = keyof typeof MESSAGES;
+/** The hypervisor driver's sentences (see `HypervisorError`). */
+export type HypervisorMessageKey = Extract<MessageKey, `hypervisor_${string}`>;
 
 export function message(key: MessageKey, lang: Lang, params: Params = {}): string {
   return MESSAGES[key][lang](params);

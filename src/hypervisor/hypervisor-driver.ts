@@ -15,13 +15,16 @@
  * - A `message` is safe to show to a customer: it never holds file paths, domain names or host names.
  *   The tool's own output (stderr of `qemu-img`, `virsh`, ...) goes into `detail`, for logs only.
  * - Progress callbacks receive integer-ish percentages in [0, 100], never decreasing within one call.
- *   They may be called often; the caller throttles what it persists.
+ *   They may be called often; the caller throttles what it persists. A callback that throws does not
+ *   fail the call: its error is dropped.
  * - `signal`, when given and aborted, makes the method stop as soon as it can, kill any child process,
  *   remove anything it had partially written, and reject with code `cancelled`. An abort that happens
  *   before the result is committed (already aborted on entry, or during a progress callback, up to the
  *   final rename) always ends in `cancelled`, never in success: check the signal again just before
  *   committing.
  */
+
+import { HypervisorMessageKey, Lang, message } from '../common/messages';
 
 export type PowerState = 'running' | 'stopped';
 export type SnapshotConsistency = 'stopped' | 'quiesced' | 'crash_consistent';
@@ -178,35 +181,51 @@ export interface HypervisorDriver {
   idle?(): Promise<void>;
 }
 
-export type HypervisorErrorCode =
-  | 'domain_not_found'
-  | 'invalid_power_state'
-  | 'snapshot_not_found'
-  | 'snapshot_exists'
-  | 'insufficient_storage'
-  | 'copy_failed'
-  | 'verification_failed'
-  | 'cancelled'
-  | 'timeout'
-  | 'hypervisor_error';
+/** Every error code a driver may reject with. */
+export const HYPERVISOR_ERROR_CODES = [
+  'domain_not_found',
+  'invalid_power_state',
+  'snapshot_not_found',
+  'snapshot_exists',
+  'insufficient_storage',
+  'copy_failed',
+  'verification_failed',
+  'cancelled',
+  'timeout',
+  'hypervisor_error',
+] as const;
+
+export type HypervisorErrorCode = (typeof HYPERVISOR_ERROR_CODES)[number];
 
 /** Codes for which the same call may succeed if tried again later. */
 const RETRYABLE: ReadonlySet<HypervisorErrorCode> = new Set(['hypervisor_error', 'timeout', 'copy_failed']);
 
+/**
+ * A driver's error. It stores its code and the key of its customer-safe sentence, and renders that
+ * sentence from the one message catalogue (src/common/messages.ts) when read: `message` in English,
+ * `messageIn(lang)` in any language the catalogue has. Build one with `hvError` (driver-errors.ts).
+ */
 export class HypervisorError extends Error {
   readonly retryable: boolean;
+  /** The catalogue key of the customer-safe sentence: `hypervisor_<code>` unless a sharper one fits. */
+  readonly messageKey: HypervisorMessageKey;
 
   constructor(
     readonly code: HypervisorErrorCode,
-    /** Customer-safe sentence: no paths, domain or host names. */
-    message: string,
     /** Operator detail (tool output, paths) for logs only. */
     readonly detail?: string,
-    retryable?: boolean,
+    options: { readonly messageKey?: HypervisorMessageKey; readonly retryable?: boolean } = {},
   ) {
-    super(message);
+    const key = options.messageKey ?? (`hypervisor_${code}` as const);
+    super(message(key, 'en'));
     this.name = 'HypervisorError';
-    this.retryable = retryable ?? RETRYABLE.has(code);
+    this.messageKey = key;
+    this.retryable = options.retryable ?? RETRYABLE.has(code);
+  }
+
+  /** The customer-safe sentence in `lang`: no paths, domain or host names. */
+  messageIn(lang: Lang): string {
+    return message(this.messageKey, lang);
   }
 }
 

@@ -209,9 +209,8 @@ export class ActionRunner {
       if (!isUniqueViolation(e)) throw e;
       throw new HypervisorError(
         'domain_not_found',
-        "The server's virtual machine could not be identified on its host.",
         `domain ${server.domain} (${found}) is registered to another server of the node`,
-        false,
+        { messageKey: 'hypervisor_domain_unidentified' },
       );
     }
     this.logger.log({ actionId: action.id, serverId: server.id, domainUuid: held }, 'pinned domain UUID');

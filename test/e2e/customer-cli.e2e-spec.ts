@@ -354,7 +354,7 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     driver.injectFailure({
       method: 'createSnapshot',
       mode: 'fail_always',
-      error: new HypervisorError('insufficient_storage', 'There is not enough storage space on the host.'),
+      error: new HypervisorError('insufficient_storage'),
     });
     const r = await vps(
       ['snapshots', 'create', '--server', String(t.server.id), '--name', 'doomed', '--wait'],

@@ -655,7 +655,7 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
       driver.injectFailure({
         method: 'createSnapshot',
         mode: 'fail_always',
-        error: new HypervisorError('insufficient_storage', 'There is not enough storage space on the host.'),
+        error: new HypervisorError('insufficient_storage'),
       });
       for (let i = 0; i < 2; i++) {
         const failed = await snapshotDone(t.auth, t.server.id, `fail-${i}`);

@@ -366,8 +366,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     const original = driver.createSnapshot.bind(driver);
     // Only the fourth server's copy fails (for good: not retryable).
     driver.createSnapshot = async (server, snap, onProgress, opts) => {
-      if (server.id === ts[3].server.id)
-        throw new HypervisorError('insufficient_storage', 'There is not enough storage space on the host.');
+      if (server.id === ts[3].server.id) throw new HypervisorError('insufficient_storage');
       return original(server, snap, onProgress, opts);
     };
     const outcomes = await Promise.all(

@@ -4,9 +4,8 @@ import {
   FakeHypervisorDriver,
   fakeDiskContent,
   fakeDomainUuid,
-  parseFakeDriverEnv,
-  parseFakeDriverFailures,
 } from './fake-hypervisor-driver';
+import { parseFakeDriverEnv, parseFakeDriverFailures } from './fake-driver-env';
 
 const DIR = '/srv/snapshots';
 const server: ServerRef = {
@@ -127,16 +126,17 @@ describe('FakeHypervisorDriver', () => {
       expect(driver.hasPartial('/srv/other-snapshots', 7)).toBe(true);
     });
 
-    it('wraps an exception thrown by the progress callback into a HypervisorError and leaves no partial', async () => {
+    it('a progress callback that throws does not fail the copy (the shared progress guard drops it)', async () => {
       const driver = withDomain();
-      const err = await rejection(
-        driver.createSnapshot(server, snap(1), () => {
-          throw new Error('callback bug');
-        }),
-      );
-      expect(err.code).toBe('hypervisor_error');
-      expect(err.detail).toContain('callback bug');
+      const seen: number[] = [];
+      const result = await driver.createSnapshot(server, snap(1), (pct) => {
+        seen.push(pct);
+        throw new Error('callback bug');
+      });
+      expect(result.consistency).toBe('stopped');
+      expect(seen).toEqual([0, 25, 50, 75, 100]);
       expect(driver.hasPartial(DIR, 1)).toBe(false);
+      expect(driver.readSnapshot(DIR, 1)).toBeDefined();
     });
 
     it('test helpers throw a plain Error for an undefined domain', () => {
@@ -231,7 +231,7 @@ describe('FakeHypervisorDriver', () => {
 
     it('fail_always with a custom error, on any method with "*"; clearFailures removes it', async () => {
       const driver = withDomain();
-      const error = new HypervisorError('insufficient_storage', 'Not enough space.');
+      const error = new HypervisorError('insufficient_storage');
       driver.injectFailure({ method: '*', mode: 'fail_always', error });
       expect(await rejection(driver.getPowerState(server))).toBe(error);
       expect(await rejection(driver.start(server))).toBe(error);

@@ -1,18 +1,25 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
+import { diskMisplaced, progressGuard, sleep, throwIfAborted, toHypervisorError } from '../driver-errors';
 import {
   CreateSnapshotResult,
   DriverCapabilities,
   HypervisorDriver,
-  HypervisorError,
-  HypervisorErrorCode,
   OperationOptions,
   PowerState,
   ServerRef,
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
+import { parseFakeDriverEnv } from './fake-driver-env';
+import {
+  FailureInjection,
+  FakeInjectableMethod,
+  fakeError,
+  FaultInjector,
+  nonNegativeInteger,
+} from './fault-injection';
 
 /**
  * The in-memory hypervisor driver used by tests and by local/e2e runs without libvirt.
@@ -27,44 +34,6 @@ import {
  * those, build the driver with `FakeHypervisorDriver.fromEnv()`, which auto-defines unknown domains
  * (see `autoDefineDomains`) and reads fault injection from the environment.
  */
-
-/** Driver methods that failure injection can target. */
-export type FakeInjectableMethod =
-  'createSnapshot' | 'restoreSnapshot' | 'deleteSnapshot' | 'stop' | 'start' | 'getPowerState';
-
-export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
-  'createSnapshot',
-  'restoreSnapshot',
-  'deleteSnapshot',
-  'stop',
-  'start',
-  'getPowerState',
-];
-
-/**
- * A fault to inject. `method: '*'` matches every injectable method.
- * - `fail_nth`: the `n`-th matching call (1-based, counted from the injection) fails, once.
- * - `fail_always`: every matching call fails.
- * - `delay`: every matching call waits `ms` first (abortable through `signal`), then proceeds.
- * - `hang`: every matching call waits until its `signal` aborts (then rejects `cancelled`), or forever
- *   when it has none.
- * A failing call rejects with `error`, or by default `copy_failed` (createSnapshot, restoreSnapshot) or
- * `hypervisor_error` (the others); both are retryable.
- */
-export type FailureInjection =
-  | {
-      readonly method: FakeInjectableMethod | '*';
-      readonly mode: 'fail_nth';
-      readonly n: number;
-      readonly error?: HypervisorError;
-    }
-  | {
-      readonly method: FakeInjectableMethod | '*';
-      readonly mode: 'fail_always';
-      readonly error?: HypervisorError;
-    }
-  | { readonly method: FakeInjectableMethod | '*'; readonly mode: 'delay'; readonly ms: number }
-  | { readonly method: FakeInjectableMethod | '*'; readonly mode: 'hang' };
 
 export interface FakeHypervisorDriverOptions {
   /** Defaults to `{ liveSnapshot: true, quiesce: false }`: running servers are copied crash-consistent. */
@@ -121,93 +90,8 @@ export function fakeDomainUuid(domain: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Customer-safe default messages (no paths, domain or host names). */
-const MESSAGES: Record<HypervisorErrorCode, string> = {
-  domain_not_found: 'The server does not exist on its host.',
-  invalid_power_state: 'The server is not in the power state this operation needs.',
-  snapshot_not_found: 'The snapshot does not exist on the host.',
-  snapshot_exists: 'A snapshot with this id is already stored.',
-  insufficient_storage: 'There is not enough storage space on the host.',
-  copy_failed: 'Copying the disk failed.',
-  verification_failed: 'The snapshot is damaged and cannot be used.',
-  cancelled: 'The operation was cancelled.',
-  timeout: 'The hypervisor did not answer in time.',
-  hypervisor_error: 'The hypervisor reported an error.',
-};
-
-export const HYPERVISOR_ERROR_CODES = Object.keys(MESSAGES) as HypervisorErrorCode[];
-
-function fakeError(
-  code: HypervisorErrorCode,
-  detail?: string,
-  message?: string,
-  retryable?: boolean,
-): HypervisorError {
-  return new HypervisorError(
-    code,
-    message ?? MESSAGES[code],
-    detail === undefined ? undefined : `fake: ${detail}`,
-    retryable,
-  );
-}
-
-function cancelled(): HypervisorError {
-  return fakeError('cancelled', 'aborted through signal');
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw cancelled();
-}
-
-/**
- * Waits `ms`; rejects `cancelled` as soon as `signal` aborts. Still a macrotask for 0, but the next
- * turn of the event loop (setImmediate), not a timer: Node turns `setTimeout(0)` into 1 ms and runs
- * timers only once per loop, so a "zero-delay" copy of four progress steps took 4–8 ms.
- */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(cancelled());
-    const done = (): void => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    const timer = ms > 0 ? setTimeout(done, ms) : null;
-    const immediate = ms > 0 ? null : setImmediate(done);
-    const onAbort = (): void => {
-      if (timer) clearTimeout(timer);
-      if (immediate) clearImmediate(immediate);
-      reject(cancelled());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Never resolves; rejects `cancelled` when `signal` aborts. Holds no timer, so it keeps no process alive. */
-function hang(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_resolve, reject) => {
-    if (!signal) return;
-    if (signal.aborted) return reject(cancelled());
-    signal.addEventListener('abort', () => reject(cancelled()), { once: true });
-  });
-}
-
-function toHypervisorError(e: unknown): HypervisorError {
-  if (e instanceof HypervisorError) return e;
-  return fakeError('hypervisor_error', `unexpected error: ${e instanceof Error ? e.message : String(e)}`);
-}
-
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Wraps a progress callback so it only ever sees non-decreasing integers in [0, 100]. */
-function monotonic(onProgress: (pct: number) => void): (pct: number) => void {
-  let last = -1;
-  return (pct) => {
-    const value = Math.max(last, Math.min(100, Math.max(0, Math.round(pct))));
-    last = value;
-    onProgress(value);
-  };
 }
 
 interface FakeDomain {
@@ -232,11 +116,6 @@ interface PartialSnapshot {
   readonly owner: object | undefined;
 }
 
-interface ActiveInjection {
-  readonly spec: FailureInjection;
-  calls: number;
-}
-
 export class FakeHypervisorDriver implements HypervisorDriver {
   readonly name = 'fake';
   readonly capabilities: DriverCapabilities;
@@ -251,8 +130,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   private readonly partials = new Map<string, PartialSnapshot>();
   /** Half-written restore files, by disk path (value: the restore that writes it, or undefined for a leftover). */
   private readonly restoreFiles = new Map<string, object | undefined>();
-  private injections: ActiveInjection[] = [];
-  private readonly calls = new Map<FakeInjectableMethod, number>();
+  private readonly faults = new FaultInjector();
 
   constructor(options: FakeHypervisorDriverOptions = {}) {
     this.capabilities = {
@@ -328,7 +206,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       throw fakeError(
         'hypervisor_error',
         `snapshot ${snap.id} is being written by another call`,
-        'Another operation on this snapshot is in progress.',
+        'hypervisor_snapshot_busy',
       );
     }
     let consistency: SnapshotConsistency = 'stopped';
@@ -337,7 +215,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
         throw fakeError(
           'invalid_power_state',
           'live snapshots are disabled',
-          'The server must be stopped to take a snapshot.',
+          'hypervisor_server_must_be_stopped',
         );
       }
       consistency = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';
@@ -347,7 +225,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     const owner = {};
     this.partials.set(key, { snapshotDir: normalizeDir(snap.snapshotDir), id: snap.id, owner });
     try {
-      await this.copy('createSnapshot', monotonic(onProgress), signal);
+      await this.copy('createSnapshot', progressGuard(onProgress), signal);
       if (this.partials.get(key)?.owner !== owner) {
         throw fakeError('copy_failed', `partial file of snapshot ${snap.id} was removed during the copy`);
       }
@@ -356,7 +234,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       return { sizeBytes: this.snapshotSizeBytes ?? content.length, consistency };
     } catch (e) {
       if (this.partials.get(key)?.owner === owner) this.partials.delete(key);
-      throw toHypervisorError(e);
+      throw toHypervisorError(e, 'hypervisor_error', 'fake: unexpected error');
     }
   }
 
@@ -371,11 +249,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     throwIfAborted(signal);
     const domain = this.domainOf(server);
     if (domain.power !== 'stopped') {
-      throw fakeError(
-        'invalid_power_state',
-        'domain is running',
-        'The server must be stopped before a snapshot can be restored.',
-      );
+      throw fakeError('invalid_power_state', 'domain is running', 'hypervisor_server_must_be_stopped');
     }
     const stored = this.snapshots.get(snapshotKey(snap.snapshotDir, snap.id));
     if (!stored) throw fakeError('snapshot_not_found', `no complete snapshot ${snap.id}`);
@@ -389,7 +263,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     const owner = {};
     this.restoreFiles.set(server.diskPath, owner);
     try {
-      await this.copy('restoreSnapshot', monotonic(onProgress), signal);
+      await this.copy('restoreSnapshot', progressGuard(onProgress), signal);
       if (this.restoreFiles.get(server.diskPath) !== owner) {
         throw fakeError('copy_failed', 'restore file was removed during the copy');
       }
@@ -397,12 +271,12 @@ export class FakeHypervisorDriver implements HypervisorDriver {
         throw fakeError(
           'invalid_power_state',
           'domain was started during the restore',
-          'The server must be stopped before a snapshot can be restored.',
+          'hypervisor_server_must_be_stopped',
         );
       }
       domain.disk = content;
     } catch (e) {
-      throw toHypervisorError(e);
+      throw toHypervisorError(e, 'hypervisor_error', 'fake: unexpected error');
     } finally {
       if (this.restoreFiles.get(server.diskPath) === owner) this.restoreFiles.delete(server.diskPath);
     }
@@ -522,61 +396,29 @@ export class FakeHypervisorDriver implements HypervisorDriver {
 
   /** Test helper: add a fault (see `FailureInjection`). Faults stack; they apply in the order added. */
   injectFailure(failure: FailureInjection): void {
-    validateInjection(failure);
-    this.injections.push({ spec: failure, calls: 0 });
+    this.faults.inject(failure);
   }
 
   /** Test helper: remove every injected fault. Calls already delayed or hanging stay so. */
   clearFailures(): void {
-    this.injections = [];
+    this.faults.clear();
   }
 
   /** Test helper: how many times `method` was called on this instance (whatever the outcome). */
   callCount(method: FakeInjectableMethod): number {
-    return this.calls.get(method) ?? 0;
+    return this.faults.callCount(method);
   }
 
   // ---------------------------------------------------------------- internals
 
   private count(method: FakeInjectableMethod): void {
-    this.calls.set(method, this.callCount(method) + 1);
+    this.faults.count(method);
   }
 
   /** Counts the call, then applies the injected faults (the injection point of the non-copy methods). */
   private async intercept(method: FakeInjectableMethod, signal: AbortSignal | undefined): Promise<void> {
     this.count(method);
-    await this.applyInjections(method, signal);
-  }
-
-  private async applyInjections(
-    method: FakeInjectableMethod,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    for (const injection of [...this.injections]) {
-      const { spec } = injection;
-      if (spec.method !== '*' && spec.method !== method) continue;
-      switch (spec.mode) {
-        case 'delay':
-          await sleep(spec.ms, signal);
-          break;
-        case 'hang':
-          await hang(signal);
-          break;
-        case 'fail_always':
-          throw spec.error ?? this.injectedError(method, 'fail_always');
-        case 'fail_nth':
-          injection.calls += 1;
-          if (injection.calls === spec.n)
-            throw spec.error ?? this.injectedError(method, `fail_nth:${spec.n}`);
-          break;
-      }
-    }
-  }
-
-  private injectedError(method: FakeInjectableMethod, what: string): HypervisorError {
-    const code: HypervisorErrorCode =
-      method === 'createSnapshot' || method === 'restoreSnapshot' ? 'copy_failed' : 'hypervisor_error';
-    return fakeError(code, `injected failure (${what}) in ${method}`);
+    await this.faults.apply(method, signal);
   }
 
   /**
@@ -592,7 +434,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   ): Promise<void> {
     report(0);
     throwIfAborted(signal);
-    await this.applyInjections(method, signal);
+    await this.faults.apply(method, signal);
     const stepMs = this.copyDelayMs / this.progressSteps;
     for (let step = 1; step <= this.progressSteps; step++) {
       await sleep(stepMs, signal);
@@ -616,11 +458,8 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       );
     }
     if (domain.diskPath !== undefined && domain.diskPath !== server.diskPath) {
-      throw fakeError(
-        'hypervisor_error',
-        `domain ${server.domain} has disk ${domain.diskPath}, the request names ${server.diskPath}`,
-        'The server disk is not where it was expected on the host.',
-        false,
+      throw diskMisplaced(
+        `fake: domain ${server.domain} has disk ${domain.diskPath}, the request names ${server.diskPath}`,
       );
     }
     return domain;
@@ -639,192 +478,4 @@ function normalizeDir(dir: string): string {
 
 function snapshotKey(snapshotDir: string, id: number): string {
   return `${normalizeDir(snapshotDir)}\u0000${id}`;
-}
-
-function nonNegativeInteger(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new Error(`FakeHypervisorDriver: ${what} must be a non-negative integer, got ${String(value)}`);
-  }
-  return value;
-}
-
-function validateInjection(failure: FailureInjection): void {
-  if (failure.method !== '*' && !FAKE_INJECTABLE_METHODS.includes(failure.method)) {
-    throw new Error(`FakeHypervisorDriver.injectFailure: unknown method "${String(failure.method)}"`);
-  }
-  switch (failure.mode) {
-    case 'fail_nth':
-      if (!Number.isSafeInteger(failure.n) || failure.n < 1) {
-        throw new Error(
-          `FakeHypervisorDriver.injectFailure: n must be a positive integer, got ${String(failure.n)}`,
-        );
-      }
-      return;
-    case 'delay':
-      nonNegativeInteger(failure.ms, 'delay ms');
-      return;
-    case 'fail_always':
-    case 'hang':
-      return;
-    default:
-      throw new Error(
-        `FakeHypervisorDriver.injectFailure: unknown mode "${String((failure as { mode: unknown }).mode)}"`,
-      );
-  }
-}
-
-// -------------------------------------------------------------------- environment
-
-/** Environment variables read by `FakeHypervisorDriver.fromEnv`. */
-export const FAKE_DRIVER_ENV = {
-  /** Total simulated copy time in ms (non-negative integer). */
-  delayMs: 'FAKE_DRIVER_DELAY_MS',
-  /** Comma-separated faults, `method:mode[:arg][:code]` (see `parseFakeDriverFailures`). */
-  fail: 'FAKE_DRIVER_FAIL',
-  /** `true|false|1|0`: `capabilities.liveSnapshot` (default true). */
-  liveSnapshot: 'FAKE_DRIVER_LIVE_SNAPSHOT',
-  /** `true|false|1|0`: `capabilities.quiesce` (default false). */
-  quiesce: 'FAKE_DRIVER_QUIESCE',
-  /** `true|false|1|0`: `autoDefineDomains` (default true when built from the environment). */
-  autoDefine: 'FAKE_DRIVER_AUTO_DEFINE',
-} as const;
-
-const KNOWN_ENV: readonly string[] = Object.values(FAKE_DRIVER_ENV);
-
-/**
- * Reads the `FAKE_DRIVER_*` variables into options. Unset or blank variables are ignored; a malformed
- * value, or an unknown `FAKE_DRIVER_*` name (a typo would otherwise silently disable a fault), throws an
- * `Error` that names the variable.
- */
-export function parseFakeDriverEnv(
-  env: Readonly<Record<string, string | undefined>>,
-): FakeHypervisorDriverOptions {
-  const unknown = Object.keys(env).filter((k) => k.startsWith('FAKE_DRIVER_') && !KNOWN_ENV.includes(k));
-  if (unknown.length > 0) {
-    throw new Error(
-      `Unknown environment variable ${unknown.sort().join(', ')} (known: ${KNOWN_ENV.join(', ')})`,
-    );
-  }
-  const value = (name: string): string | undefined => {
-    const raw = env[name]?.trim();
-    return raw ? raw : undefined;
-  };
-  const options: {
-    copyDelayMs?: number;
-    failures?: FailureInjection[];
-    capabilities?: Partial<DriverCapabilities>;
-    autoDefineDomains?: boolean;
-  } = {};
-
-  const delay = value(FAKE_DRIVER_ENV.delayMs);
-  if (delay !== undefined) {
-    if (!/^\d+$/.test(delay) || !Number.isSafeInteger(Number(delay))) {
-      throw new Error(
-        `Invalid ${FAKE_DRIVER_ENV.delayMs}="${delay}": expected a non-negative integer (milliseconds)`,
-      );
-    }
-    options.copyDelayMs = Number(delay);
-  }
-
-  const fail = value(FAKE_DRIVER_ENV.fail);
-  if (fail !== undefined) {
-    try {
-      options.failures = parseFakeDriverFailures(fail);
-    } catch (e) {
-      throw new Error(`Invalid ${FAKE_DRIVER_ENV.fail}="${fail}": ${(e as Error).message}`);
-    }
-  }
-
-  const live = parseBoolean(FAKE_DRIVER_ENV.liveSnapshot, value(FAKE_DRIVER_ENV.liveSnapshot));
-  const quiesce = parseBoolean(FAKE_DRIVER_ENV.quiesce, value(FAKE_DRIVER_ENV.quiesce));
-  if (live !== undefined || quiesce !== undefined) {
-    options.capabilities = {
-      ...(live === undefined ? {} : { liveSnapshot: live }),
-      ...(quiesce === undefined ? {} : { quiesce }),
-    };
-  }
-  const autoDefine = parseBoolean(FAKE_DRIVER_ENV.autoDefine, value(FAKE_DRIVER_ENV.autoDefine));
-  if (autoDefine !== undefined) options.autoDefineDomains = autoDefine;
-  return options;
-}
-
-function parseBoolean(name: string, raw: string | undefined): boolean | undefined {
-  if (raw === undefined) return undefined;
-  if (raw === 'true' || raw === '1') return true;
-  if (raw === 'false' || raw === '0') return false;
-  throw new Error(`Invalid ${name}="${raw}": expected true, false, 1 or 0`);
-}
-
-/**
- * Parses a fault list: comma-separated entries `method:mode[:arg][:code]`, where
- * - `method` is one of `FAKE_INJECTABLE_METHODS` or `*`;
- * - `mode` is `fail_nth:<n>` (n ≥ 1), `fail_always`, `delay:<ms>` (ms ≥ 0) or `hang`;
- * - `code` (failing modes only) is a `HypervisorErrorCode` for the injected error (default as in
- *   `FailureInjection`).
- * Examples: `createSnapshot:fail_nth:2`, `createSnapshot:fail_always:insufficient_storage`,
- * `*:delay:200,restoreSnapshot:hang`. Throws an `Error` describing the first malformed entry.
- */
-export function parseFakeDriverFailures(spec: string): FailureInjection[] {
-  const entries = spec.split(',').map((e) => e.trim());
-  return entries.map((entry) => {
-    if (entry === '') throw new Error('empty entry');
-    const parts = entry.split(':');
-    const [method, mode, ...rest] = parts;
-    if (method !== '*' && !FAKE_INJECTABLE_METHODS.includes(method as FakeInjectableMethod)) {
-      throw new Error(
-        `entry "${entry}": unknown method "${method}" (known: ${FAKE_INJECTABLE_METHODS.join(', ')}, *)`,
-      );
-    }
-    const m = method as FakeInjectableMethod | '*';
-    const integerArg = (min: number): number => {
-      const raw = rest.shift();
-      if (
-        raw === undefined ||
-        !/^\d+$/.test(raw) ||
-        !Number.isSafeInteger(Number(raw)) ||
-        Number(raw) < min
-      ) {
-        throw new Error(
-          `entry "${entry}": ${mode} needs an integer ≥ ${min}, got ${raw === undefined ? 'nothing' : `"${raw}"`}`,
-        );
-      }
-      return Number(raw);
-    };
-    const errorArg = (): HypervisorError | undefined => {
-      const raw = rest.shift();
-      if (raw === undefined) return undefined;
-      if (!HYPERVISOR_ERROR_CODES.includes(raw as HypervisorErrorCode)) {
-        throw new Error(
-          `entry "${entry}": unknown error code "${raw}" (known: ${HYPERVISOR_ERROR_CODES.join(', ')})`,
-        );
-      }
-      return fakeError(raw as HypervisorErrorCode, `injected failure (${entry})`);
-    };
-    let failure: FailureInjection;
-    switch (mode) {
-      case 'fail_nth': {
-        const n = integerArg(1);
-        const error = errorArg();
-        failure = error ? { method: m, mode, n, error } : { method: m, mode, n };
-        break;
-      }
-      case 'fail_always': {
-        const error = errorArg();
-        failure = error ? { method: m, mode, error } : { method: m, mode };
-        break;
-      }
-      case 'delay':
-        failure = { method: m, mode, ms: integerArg(0) };
-        break;
-      case 'hang':
-        failure = { method: m, mode };
-        break;
-      default:
-        throw new Error(
-          `entry "${entry}": unknown mode "${mode ?? ''}" (known: fail_nth:<n>, fail_always, delay:<ms>, hang)`,
-        );
-    }
-    if (rest.length > 0) throw new Error(`entry "${entry}": unexpected "${rest.join(':')}"`);
-    return failure;
-  });
 }

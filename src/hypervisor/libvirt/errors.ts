@@ -1,37 +1,11 @@
+import { hvError, toHypervisorError } from '../driver-errors';
 import { HypervisorError, HypervisorErrorCode } from '../hypervisor-driver';
 import { isProcessRunError, RunResult } from './process-runner';
 
 /**
  * Classification of failures of `virsh`, `qemu-img` and the file system into `HypervisorError`s.
- * Messages are customer-safe (no paths, domain or host names); the tool's own words go to `detail`.
+ * Messages come from the code (driver-errors.ts); the tool's own words go to `detail`.
  */
-
-export const SAFE_MESSAGES: Record<HypervisorErrorCode, string> = {
-  domain_not_found: "The server's virtual machine was not found on its host.",
-  invalid_power_state: 'The server is not in the power state this operation requires.',
-  snapshot_not_found: 'The snapshot was not found on the host.',
-  snapshot_exists: 'A stored copy of this snapshot already exists.',
-  insufficient_storage: 'There is not enough storage space on the host for this operation.',
-  copy_failed: 'Copying the disk failed.',
-  verification_failed: 'The snapshot failed verification and cannot be used.',
-  cancelled: 'The operation was cancelled.',
-  timeout: 'The operation took too long and was stopped.',
-  hypervisor_error: 'The hypervisor reported an error.',
-};
-
-export function hvError(code: HypervisorErrorCode, detail?: string, message?: string): HypervisorError {
-  return new HypervisorError(code, message ?? SAFE_MESSAGES[code], detail);
-}
-
-/** The `error: …` lines virsh prints on stderr (exit 1), or the whole stderr when there are none. */
-export function virshErrorText(stderr: string): string {
-  const lines = stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith('error:'))
-    .map((l) => l.slice('error:'.length).trim());
-  return lines.length > 0 ? lines.join(' | ') : stderr.trim();
-}
 
 const NOT_FOUND = [/failed to get domain/i, /domain not found/i, /no domain with matching (name|uuid|id)/i];
 const NO_SPACE = [/no space left on device/i, /\bENOSPC\b/, /disk quota exceeded/i, /\bEDQUOT\b/];
@@ -79,26 +53,20 @@ export function classifyToolFailure(
   if (isDomainNotFound(text)) return hvError('domain_not_found', detail);
   if (isNoSpace(text)) return hvError('insufficient_storage', detail);
   if (isImageInUse(text)) {
-    return hvError('invalid_power_state', detail, 'The server disk is in use by a running virtual machine.');
+    return hvError('invalid_power_state', detail, 'hypervisor_disk_in_use');
   }
-  if (matchesAny(text, TIMED_OUT))
-    return new HypervisorError('hypervisor_error', SAFE_MESSAGES.hypervisor_error, detail, true);
+  // A libvirt lock or call that timed out: worth another try (hypervisor_error is retryable).
+  if (matchesAny(text, TIMED_OUT)) return hvError('hypervisor_error', detail);
   return hvError(fallback, detail);
 }
 
-/** Anything thrown while running a step: a ProcessRunError, a Node fs error, or already a HypervisorError. */
-export function toHypervisorError(e: unknown, fallback: HypervisorErrorCode, context = ''): HypervisorError {
-  if (e instanceof HypervisorError) return e;
-  const prefix = context ? `${context}: ` : '';
+/** Anything thrown while running a step: a ProcessRunError, or what `toHypervisorError` converts. */
+export function stepError(e: unknown, fallback: HypervisorErrorCode, context = ''): HypervisorError {
   if (isProcessRunError(e)) {
+    const prefix = context ? `${context}: ` : '';
     if (e.kind === 'aborted') return hvError('cancelled', `${prefix}${e.command}`);
     if (e.kind === 'timeout') return hvError('timeout', `${prefix}${e.message}; stderr: ${e.stderr.trim()}`);
     return hvError('hypervisor_error', `${prefix}${e.message}`);
   }
-  const err = e as NodeJS.ErrnoException;
-  const msg = err && typeof err.message === 'string' ? err.message : String(e);
-  if (err && (err.code === 'ENOSPC' || err.code === 'EDQUOT'))
-    return hvError('insufficient_storage', prefix + msg);
-  if (err && err.name === 'AbortError') return hvError('cancelled', prefix + msg);
-  return hvError(fallback, prefix + msg);
+  return toHypervisorError(e, fallback, context);
 }

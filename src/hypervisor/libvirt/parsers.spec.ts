@@ -1,6 +1,7 @@
 import { HypervisorError } from '../hypervisor-driver';
-import { decodeXmlEntities, escapeXmlAttr, parseDomainDisks } from './domain-inspector';
-import { classifyToolFailure, toHypervisorError, virshErrorText } from './errors';
+import { parseDomainDisks, pushBackupXml } from './domain-xml';
+import { classifyToolFailure, stepError } from './errors';
+import { virshErrorText } from './tools/virsh';
 import {
   parseDomInfo,
   jobProgress,
@@ -82,11 +83,11 @@ describe('error classification', () => {
   });
 
   it('maps process and fs failures', () => {
-    expect(toHypervisorError(new ProcessRunError('aborted', 'x', 'm'), 'copy_failed').code).toBe('cancelled');
-    expect(toHypervisorError(new ProcessRunError('timeout', 'x', 'm'), 'copy_failed').code).toBe('timeout');
+    expect(stepError(new ProcessRunError('aborted', 'x', 'm'), 'copy_failed').code).toBe('cancelled');
+    expect(stepError(new ProcessRunError('timeout', 'x', 'm'), 'copy_failed').code).toBe('timeout');
     const enospc = Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC' });
-    expect(toHypervisorError(enospc, 'copy_failed').code).toBe('insufficient_storage');
-    expect(toHypervisorError(new Error('boom'), 'copy_failed').code).toBe('copy_failed');
+    expect(stepError(enospc, 'copy_failed').code).toBe('insufficient_storage');
+    expect(stepError(new Error('boom'), 'copy_failed').code).toBe('copy_failed');
   });
 });
 
@@ -134,10 +135,22 @@ describe('domain XML', () => {
     ]);
   });
 
-  it('entities round-trip', () => {
-    const s = `a&b<c>"d"'e'`;
-    expect(decodeXmlEntities(escapeXmlAttr(s))).toBe(s);
-    expect(decodeXmlEntities('&#65;&#x42;')).toBe('AB');
+  it("decodes numeric character references and ignores a mirror's source", () => {
+    const mirrored = `<domain><devices><disk type='file' device='disk'>
+      <mirror type='file' job='copy'><source file='/elsewhere/copy.qcow2'/></mirror>
+      <source file='/var/lib/vps/&#65;&#x42;.qcow2'/><target dev='vda'/></disk></devices></domain>`;
+    expect(parseDomainDisks(mirrored)).toEqual([
+      { type: 'file', device: 'disk', source: '/var/lib/vps/AB.qcow2', format: null, target: 'vda' },
+    ]);
+    expect(parseDomainDisks('<domain><devices/></domain>')).toEqual([]);
+  });
+
+  it('writes the push backup XML with its attribute values escaped', () => {
+    const xml = pushBackupXml(['vda', 'sda'], 'vda', `/x/a&b<c>"d"'e'.qcow2`);
+    expect(xml).toContain(`<domainbackup mode="push">`);
+    expect(xml).toContain(`<target file="/x/a&amp;b&lt;c&gt;&quot;d&quot;&apos;e&apos;.qcow2"/>`);
+    expect(xml).toContain(`<driver type="qcow2"/>`);
+    expect(xml).toContain(`<disk name="sda" backup="no"/>`);
   });
 });
 

@@ -1,0 +1,98 @@
+import { hvError, sleep } from '../driver-errors';
+import { ServerRef } from '../hypervisor-driver';
+import { canonicalDomainUuid } from './domain-identity';
+import { isDomainNotFound, isNotRunning } from './errors';
+import { Toolbox } from './tools/toolbox';
+
+/** The power side of the driver: a server's domain found by UUID and name, started and stopped. */
+
+/** The UUID of the domain named exactly `name`. */
+export async function findDomainUuid(tools: Toolbox, name: string): Promise<string> {
+  // `virsh domuuid <name>` would read an all-digit name as a domain id: the list matches names only.
+  const args = ['list', '--all', '--uuid', '--name'];
+  const r = await tools.virsh.raw(args);
+  if (r.code !== 0) throw tools.virsh.failure(args, r);
+  for (const line of r.stdout.split('\n')) {
+    if (line.trim() === '') continue;
+    const m = /^([0-9a-fA-F-]{36}) (.+)$/.exec(line.trim());
+    if (!m || !canonicalDomainUuid(m[1])) {
+      throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${line.slice(0, 200)}`);
+    }
+    if (m[2] === name) return canonicalDomainUuid(m[1])!;
+  }
+  throw hvError('domain_not_found', `no domain named ${name}`);
+}
+
+/** Starts the server's domain unless it runs. */
+export async function startDomain(tools: Toolbox, server: ServerRef): Promise<void> {
+  const { uuid: dom, state } = await domainOf(tools, server);
+  if (state !== 'shut off') return;
+  const r = await tools.virsh.raw(['start', '--domain', dom]);
+  if (r.code === 0) return;
+  if (/already (active|running)/i.test(r.stderr)) return;
+  throw tools.virsh.failure(['start', '--domain', dom], r);
+}
+
+/** Shuts the server's domain down gracefully, powering it off after `graceSeconds`. */
+export async function stopDomain(
+  tools: Toolbox,
+  server: ServerRef,
+  graceSeconds: number,
+): Promise<{ forced: boolean }> {
+  const { uuid: dom, state } = await domainOf(tools, server);
+  if (state === 'shut off') return { forced: false };
+
+  // Graceful: libvirt picks the guest agent when it is connected, else ACPI.
+  const r = await tools.virsh.raw(['shutdown', '--domain', dom]);
+  if (r.code !== 0 && !isNotRunning(r.stderr)) {
+    if (isDomainNotFound(r.stderr)) throw tools.virsh.failure(['shutdown'], r);
+    // Other refusals (agent hung, ...) fall through to the forced path after the grace period.
+  }
+  if (await waitForState(tools, dom, 'shut off', graceSeconds * 1000)) return { forced: false };
+
+  const d = await tools.virsh.raw(['destroy', '--domain', dom]);
+  if (d.code !== 0) {
+    if (isNotRunning(d.stderr)) return { forced: false }; // it went down at the last moment
+    throw tools.virsh.failure(['destroy', '--domain', dom], d);
+  }
+  if (!(await waitForState(tools, dom, 'shut off', 30_000))) {
+    throw hvError('hypervisor_error', 'domain still not shut off 30 s after virsh destroy');
+  }
+  return { forced: true };
+}
+
+/**
+ * The domain of `server` as every virsh call here addresses it — its UUID, never its name (virsh
+ * reads a name such as `12` as a domain id) — and its state, from one `virsh dominfo`, which also
+ * says the domain's name: a domain with this UUID that no longer has the server's name (renamed, or
+ * undefined and another defined under the name) is `domain_not_found`, never another VM.
+ */
+export async function domainOf(tools: Toolbox, server: ServerRef): Promise<{ uuid: string; state: string }> {
+  const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
+  if (uuid === null) {
+    throw hvError('domain_not_found', `server ${server.id} has no valid domain UUID (${server.domainUuid})`);
+  }
+  const { name, state } = await tools.virsh.domInfo(uuid);
+  if (name !== server.domain) {
+    throw hvError(
+      'domain_not_found',
+      `domain ${uuid} is named "${name}", the server's domain is "${server.domain}" (renamed or redefined)`,
+    );
+  }
+  if (!state) throw hvError('hypervisor_error', `no state in virsh dominfo output for ${uuid}`);
+  return { uuid, state };
+}
+
+async function waitForState(
+  tools: Toolbox,
+  domain: string,
+  want: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await tools.virsh.domState(domain)) === want) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(Math.min(tools.pollIntervalMs, Math.max(1, deadline - Date.now())));
+  }
+}

@@ -1,0 +1,81 @@
+import { hvError } from '../../driver-errors';
+import { HypervisorError } from '../../hypervisor-driver';
+import { readDomainDisks } from '../domain-inspector';
+import { DomainDisk } from '../domain-xml';
+import { classifyToolFailure, stepError } from '../errors';
+import { parseDomInfo, parseDomState } from '../parsers';
+import { ProcessRunner, RunResult } from '../process-runner';
+
+/** The `error: …` lines virsh prints on stderr (exit 1), or the whole stderr when there are none. */
+export function virshErrorText(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('error:'))
+    .map((l) => l.slice('error:'.length).trim());
+  return lines.length > 0 ? lines.join(' | ') : stderr.trim();
+}
+
+/**
+ * `virsh -q -c <uri> …`: every call with a deadline, `LC_ALL=C` (the classification reads English),
+ * failures classified by `classifyToolFailure` from virsh's own `error:` lines.
+ */
+export class Virsh {
+  constructor(
+    private readonly runner: ProcessRunner,
+    readonly path: string,
+    readonly uri: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Runs virsh; a run that could not finish is a HypervisorError, an exit code the caller's to read. */
+  async raw(args: string[], o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RunResult> {
+    const full = ['-q', '-c', this.uri, ...args];
+    try {
+      return await this.runner.run(this.path, full, {
+        timeoutMs: o.timeoutMs ?? this.timeoutMs,
+        signal: o.signal,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw stepError(e, 'hypervisor_error', `virsh ${args[0]}`);
+    }
+  }
+
+  /** Runs virsh, failing (classified) unless it exits 0. */
+  async run(args: string[]): Promise<RunResult> {
+    const r = await this.raw(args);
+    if (r.code !== 0) throw this.failure(args, r);
+    return r;
+  }
+
+  failure(
+    args: string[],
+    r: RunResult,
+    fallback: 'hypervisor_error' | 'copy_failed' = 'hypervisor_error',
+  ): HypervisorError {
+    return classifyToolFailure(this.path, args, { code: r.code, stderr: virshErrorText(r.stderr) }, fallback);
+  }
+
+  /** `virsh dominfo`: the domain's name and state (a `uuid` names it: never read as an id). */
+  async domInfo(uuid: string): Promise<{ name: string; state: string }> {
+    return parseDomInfo((await this.run(['dominfo', '--domain', uuid])).stdout);
+  }
+
+  async domState(domain: string): Promise<string> {
+    const state = parseDomState((await this.run(['domstate', '--domain', domain])).stdout);
+    if (!state) throw hvError('hypervisor_error', `empty virsh domstate output for ${domain}`);
+    return state;
+  }
+
+  /** The domain's disks, from its XML (`virsh dumpxml`). */
+  async disks(uuid: string, signal?: AbortSignal): Promise<DomainDisk[]> {
+    return readDomainDisks(this.runner, this.uri, uuid, {
+      virshPath: this.path,
+      timeoutMs: this.timeoutMs,
+      signal,
+    }).catch((e: unknown) => {
+      throw stepError(e, 'hypervisor_error', 'dumpxml');
+    });
+  }
+}
