@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest, skipTake } from '../common/pagination';
-import { isDatabaseBusy, isDatabaseUnavailable } from '../common/problem-details.filter';
+import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 import { ProblemException } from '../common/problem';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { JobQueue } from '../jobs/job-queue';
