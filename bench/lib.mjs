@@ -48,14 +48,14 @@ export async function createDatabase(adminUrl, name) {
   const url = dbUrl(adminUrl, name);
   // Asynchronous, so two databases migrate at once (migrate deploy is mostly an ~11 s idle timer).
   await new Promise((resolve, reject) => {
-    const p = spawn(path.join(ROOT, 'node_modules/.bin/prisma'), ['migrate', 'deploy'], {
+    const p = spawn(process.execPath, [path.join(ROOT, 'prisma/migrate.mjs')], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: url },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';
     p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`migrate deploy ${name}: ${err}`))));
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`migrate ${name}: ${err}`))));
   });
   return url;
 }
@@ -217,10 +217,14 @@ function linkPackageJson(dir) {
 }
 
 function tsc(projectDir, outDir) {
-  execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['-p', path.join(projectDir, 'tsconfig.json'), '--outDir', outDir], {
-    cwd: projectDir,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  execFileSync(
+    path.join(ROOT, 'node_modules/.bin/tsc'),
+    ['-p', path.join(projectDir, 'tsconfig.json'), '--outDir', outDir],
+    {
+      cwd: projectDir,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
 }
 
 /**

@@ -54,7 +54,7 @@ if ! psql "$DATABASE_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname='$
   psql "$DATABASE_ADMIN_URL" -qc "CREATE DATABASE $DB_NAME"
 fi
 export DATABASE_URL="${DATABASE_ADMIN_URL%/*}/$DB_NAME" REDIS_URL QUEUE_PREFIX=vps-local
-say "migrate"; npx prisma migrate deploy >/dev/null
+say "migrate"; node prisma/migrate.mjs >/dev/null
 # For the operator CLI in another terminal, with nothing set there.
 node dist/cli/main.js local-env save >/dev/null
 

@@ -4,7 +4,7 @@ import { PageRequest, skipTake } from '../common/pagination';
 import { Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
 import { MicroBatcher } from '../common/micro-batcher';
-import { isDatabaseBusy, isDatabaseUnavailable } from '../common/problem-details.filter';
+import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 
 export interface AuditRecord {
   accountId: number | null;

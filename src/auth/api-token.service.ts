@@ -201,7 +201,7 @@ export class ApiTokenService {
   /**
    * One statement, no interactive transaction: lock the account row (FOR NO KEY UPDATE subquery: token
    * creations of the account wait for each other, its other writes' foreign-key checks do not), then,
-   * for the locked row, `api_token_create_checked` (migration 20261128050000) counts the live tokens from
+   * for the locked row, `api_token_create_checked` (prisma/sql/functions) counts the live tokens from
    * a snapshot taken after the lock is held (VOLATILE) and inserts the token only under `limit` (null:
    * no cap). Concurrent creations therefore never exceed the cap. `record` is null when it was reached;
    * `used` is the count of live tokens before this one.

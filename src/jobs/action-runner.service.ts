@@ -10,7 +10,7 @@ import {
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
-import { isUniqueViolation } from '../prisma/unique-violation';
+import { isUniqueViolation } from '../prisma/database-errors';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { FieldError, ProblemException, problems } from '../common/problem';
 import { DEFAULT_IMAGE_ROOTS, nodeLayoutProblems } from '../hypervisor/host-paths';
 import { libvirtUriProblem } from '../hypervisor/libvirt/connection-uri';
-import { isUniqueViolation } from '../prisma/unique-violation';
+import { isUniqueViolation } from '../prisma/database-errors';
 import { PrismaService } from '../prisma/prisma.service';
 import { DEFAULT_NODE_URI, NODE_NAME, NODE_NAME_MESSAGE } from './dto/create-node.dto';
 

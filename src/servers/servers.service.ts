@@ -9,7 +9,7 @@ import {
   DOMAIN_UUID_MESSAGE,
   domainNameProblem,
 } from '../hypervisor/libvirt/domain-identity';
-import { isUniqueViolation } from '../prisma/unique-violation';
+import { isUniqueViolation } from '../prisma/database-errors';
 import { PrismaService } from '../prisma/prisma.service';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';

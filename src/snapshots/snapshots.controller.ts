@@ -24,7 +24,8 @@ import { AppConfig } from '../config/app-config';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
 import { CreateSnapshotDto } from './dto/create-snapshot.dto';
 import { snapshotView } from './snapshot.view';
-import { SNAPSHOT_ORDERINGS, SnapshotOrdering, SnapshotsService } from './snapshots.service';
+import { SNAPSHOT_ORDERINGS, SnapshotOrdering } from './snapshot.repository';
+import { SnapshotsService } from './snapshots.service';
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 

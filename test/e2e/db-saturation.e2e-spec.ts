@@ -16,7 +16,8 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Client } from 'pg';
 import request from 'supertest';
-import { isDatabaseBusy, toProblem } from '../../src/common/problem-details.filter';
+import { toProblem } from '../../src/common/problem-details.filter';
+import { isDatabaseBusy } from '../../src/prisma/database-errors';
 import { PrismaClient } from '../../src/generated/prisma/client';
 import { createNode, createTenant } from '../factories';
 import { expectProblem } from '../support/problem-assertions';

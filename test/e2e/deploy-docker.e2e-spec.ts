@@ -2,7 +2,7 @@
  * docker/: what can be checked without a Docker engine. The compose file is parsed and its services,
  * health checks and start order asserted; the Dockerfile's stages are parsed and every RUN/CMD held to
  * the commands the project's own scripts run. Then those very commands run here, as the containers
- * would run them: `npx prisma migrate deploy` on an empty database, `node dist/main.js api|worker`
+ * would run them: `node prisma/migrate.mjs` on an empty database, `node dist/main.js api|worker`
  * with the compose environment, and the compose/Dockerfile health-check commands themselves (exit 0).
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -142,8 +142,8 @@ describe('docker/compose.yaml', () => {
     expect(services.redis.image).toMatch(/^redis:7/);
     expect(services.redis.command?.join(' ')).toMatch(/--appendonly yes/);
     expect(services.redis.command?.join(' ')).toMatch(/--maxmemory-policy noeviction/);
-    expect(services.migrate.command).toEqual(['npx', 'prisma', 'migrate', 'deploy']);
-    expect(pkg.scripts.migrate).toBe('prisma migrate deploy');
+    expect(services.migrate.command).toEqual(['node', 'prisma/migrate.mjs']);
+    expect(pkg.scripts.migrate).toBe('node prisma/migrate.mjs');
     expect(services.migrate.restart).toBe('no');
     expect(services.api.command).toEqual(['node', 'dist/main.js', 'api']);
     expect(services.worker.command).toEqual(['node', 'dist/main.js', 'worker']);
@@ -242,7 +242,7 @@ describe('the containers’ commands, run here as the containers run them (real 
     await db?.drop();
   });
 
-  it('migrate: `npx prisma migrate deploy` migrates an empty database', async () => {
+  it('migrate: `node prisma/migrate.mjs` migrates an empty database, its SQL functions included', async () => {
     const admin = new Client({ connectionString: process.env.DATABASE_ADMIN_URL });
     await admin.connect();
     const name = `${db.name}_empty`;
@@ -263,6 +263,10 @@ describe('the containers’ commands, run here as the containers run them (real 
       try {
         const t = await c.query("SELECT to_regclass('public.snapshots') AS t");
         expect(t.rows[0].t).toBe('snapshots');
+        const f = await c.query(
+          "SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'snapshot_create_checked'",
+        );
+        expect(f.rows[0].n).toBe(1);
       } finally {
         await c.end();
       }

@@ -138,11 +138,11 @@ describe('a clone in a private directory (mode-0700 parent, a space in its path)
       await admin.end();
     }
     const dbUrl = `postgresql://postgres@127.0.0.1:${pgPort}/newcomer`;
-    const migrated = await run(path.join(clone, 'node_modules/.bin/prisma'), ['migrate', 'deploy'], clone, {
+    const migrated = await run(process.execPath, [path.join(clone, 'prisma/migrate.mjs')], clone, {
       ...env,
       DATABASE_URL: dbUrl,
     });
-    expectSuccess('prisma migrate deploy', migrated);
+    expectSuccess('node prisma/migrate.mjs', migrated);
     const migrations = (await fsp.readdir(path.join(clone, 'prisma/migrations'))).filter(
       (n) => !n.endsWith('.toml'),
     );

@@ -1,7 +1,7 @@
 /**
  * Once per `jest` run (e2e project): make sure PostgreSQL and Redis answer, and migrate a template
- * database once. Each test file then gets its own copy (`CREATE DATABASE … TEMPLATE …`), because
- * `prisma migrate deploy` costs ~11 s and a copy well under a second.
+ * database once (prisma/migrate.mjs, as every deployment migrates). Each test file then gets its own copy
+ * (`CREATE DATABASE … TEMPLATE …`), because migrating costs ~11 s and a copy well under a second.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -11,13 +11,18 @@ import { Client } from 'pg';
 
 const ROOT = path.resolve(__dirname, '../..');
 
+/** What the template is built from: the migrations, the SQL functions and the step that applies them. */
 function migrationsHash(): string {
-  const dir = path.join(ROOT, 'prisma/migrations');
   const h = createHash('sha256');
-  for (const name of readdirSync(dir).sort()) {
+  const migrations = path.join(ROOT, 'prisma/migrations');
+  for (const name of readdirSync(migrations).sort()) {
     if (name.endsWith('.toml')) continue;
-    h.update(name).update(readFileSync(path.join(dir, name, 'migration.sql')));
+    h.update(name).update(readFileSync(path.join(migrations, name, 'migration.sql')));
   }
+  const functions = path.join(ROOT, 'prisma/sql/functions');
+  for (const name of readdirSync(functions).sort())
+    h.update(name).update(readFileSync(path.join(functions, name)));
+  h.update(readFileSync(path.join(ROOT, 'prisma/migrate.mjs')));
   return h.digest('hex').slice(0, 12);
 }
 
@@ -43,7 +48,7 @@ export default async function globalSetup(): Promise<void> {
       await admin.query(`CREATE DATABASE "${building}"`);
       const url = new URL(adminUrl);
       url.pathname = `/${building}`;
-      execFileSync(path.join(ROOT, 'node_modules/.bin/prisma'), ['migrate', 'deploy'], {
+      execFileSync(process.execPath, [path.join(ROOT, 'prisma/migrate.mjs')], {
         cwd: ROOT,
         env: { ...process.env, DATABASE_URL: url.toString() },
         stdio: ['ignore', 'ignore', 'inherit'],

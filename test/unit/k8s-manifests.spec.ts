@@ -172,10 +172,10 @@ describe('k8s/examples/secret.example.yaml', () => {
     expect(pdb.spec.minAvailable).toBeLessThan(hpa.spec.minReplicas);
   });
 
-  it('migration Job runs `npx prisma migrate deploy` once, non-root', () => {
+  it('migration Job runs `node prisma/migrate.mjs` once, non-root', () => {
     const job = one('Job', 'vps-migrate');
     const pod = job.spec.template.spec;
-    expect(pod.containers[0].command).toEqual(['npx', 'prisma', 'migrate', 'deploy']);
+    expect(pod.containers[0].command).toEqual(['node', 'prisma/migrate.mjs']);
     expect(['Never', 'OnFailure']).toContain(pod.restartPolicy);
     expect(job.spec.backoffLimit).toBeGreaterThan(0);
     expect(pod.securityContext.runAsNonRoot).toBe(true);
