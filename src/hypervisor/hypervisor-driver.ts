@@ -181,6 +181,93 @@ export interface HypervisorDriver {
   idle?(): Promise<void>;
 }
 
+/** A byte range of a disk's guest-visible content. */
+export interface DiskExtent {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Why a backup read the whole disk instead of only what changed since the previous backup. */
+export const FULL_READ_REASONS = [
+  /** The server has no previous backup (or the caller asked for no base). */
+  'no_previous_backup',
+  /** The previous backup's checkpoint is not on the disk any more (deleted, disk replaced or restored). */
+  'checkpoint_missing',
+  /** The checkpoint's bitmap cannot be trusted (left in use by a crash, inconsistent). */
+  'bitmap_inconsistent',
+] as const;
+export type FullReadReason = (typeof FULL_READ_REASONS)[number];
+
+/**
+ * A point-in-time, read-only view of a server's disk, opened for one backup. Data read through it is
+ * the disk as it was when the view was opened, whatever the guest writes afterwards.
+ */
+export interface BackupReadSession {
+  /** Guest-visible size of the disk in bytes. */
+  readonly virtualSizeBytes: number;
+  /** `incremental` when `extents` lists everything written since the base checkpoint; else `full`. */
+  readonly mode: 'full' | 'incremental';
+  /** Why the read is full; null for an incremental read. */
+  readonly fullReason: FullReadReason | null;
+  /**
+   * The extents that may hold data, sorted, non-overlapping, aligned to 64 KiB: for an incremental
+   * read the changed ones, for a full read the allocated ones. Everything outside them reads as zero
+   * (full) or as it was in the base backup (incremental).
+   */
+  readonly extents: readonly DiskExtent[];
+  readonly consistency: SnapshotConsistency;
+  /** The checkpoint this read created: the base of the next incremental backup. */
+  readonly checkpoint: string;
+  /** Bytes of the view at `offset` (within `virtualSizeBytes`). */
+  read(offset: number, length: number, opts?: OperationOptions): Promise<Buffer>;
+  /**
+   * Release the view. `keepCheckpoint: true` once the backup is stored, so the next backup can be
+   * incremental from it (older checkpoints of this server are dropped then); `false` drops the new
+   * checkpoint, leaving the previous one the base. Idempotent; never rejects.
+   */
+  close(opts: { readonly keepCheckpoint: boolean }): Promise<void>;
+}
+
+/** Where a rebuilt disk is written: the caller writes data, holes stay sparse (read as zero). */
+export interface DiskImageWriter {
+  write(offset: number, data: Buffer): Promise<void>;
+}
+
+/**
+ * The part of the driver that backups use. Every driver implements it (it joins `HypervisorDriver`).
+ */
+export interface BackupCapableDriver {
+  /**
+   * Open a point-in-time view of the server's disk for a backup, and create checkpoint `checkpoint`
+   * on it. With `since` (the previous backup's checkpoint) the view is incremental when that
+   * checkpoint is present and trustworthy, else full with the reason. A running server is read live
+   * (quiesced through the guest agent when possible), a stopped one offline.
+   * Errors: `domain_not_found`, `hypervisor_error`, `cancelled`.
+   */
+  openBackupRead(
+    server: ServerRef,
+    opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
+  ): Promise<BackupReadSession>;
+
+  /**
+   * Replace the server's disk with a new one of `virtualSizeBytes` whose content `fill` writes, with
+   * the same atomic steps as `restoreSnapshot`: the server must be stopped; the new disk is built in a
+   * temporary file next to it and renamed over it only when `fill` resolves; when `fill` rejects or
+   * the call is cancelled the original disk is untouched and the temporary file is removed (a rejection
+   * of `fill` is passed through unchanged). Every checkpoint of the old disk is dropped: the next backup
+   * of this server reads the whole disk.
+   * Errors: `domain_not_found`, `invalid_power_state`, `insufficient_storage`, `cancelled`,
+   * `hypervisor_error`, and whatever `fill` rejects with.
+   */
+  restoreDiskFrom(
+    server: ServerRef,
+    virtualSizeBytes: number,
+    fill: (disk: DiskImageWriter) => Promise<void>,
+    onProgress: (pct: number) => void,
+    opts?: OperationOptions,
+  ): Promise<void>;
+}
+
 /** Every error code a driver may reject with. */
 export const HYPERVISOR_ERROR_CODES = [
   'domain_not_found',
