@@ -25,6 +25,8 @@ export class AppConfig {
   /** Prefix of every BullMQ key in Redis (lets several deployments or test runs share one Redis). */
   readonly queuePrefix!: string;
   readonly snapshotLimitPerServer!: number;
+  /** Manual backups per server (automatic ones do not count). */
+  readonly backupLimitPerServer!: number;
   readonly defaultPageSize!: number;
   readonly maxPageSize!: number;
   /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
@@ -199,6 +201,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     trustProxy: r.trustProxy('TRUST_PROXY'),
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
     snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
+    backupLimitPerServer: r.int('BACKUP_LIMIT_PER_SERVER', 10, 1, 1000),
     defaultPageSize: r.int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
     maxPageSize: r.int('MAX_PAGE_SIZE', 100, 1, 1000),
     workerNode,

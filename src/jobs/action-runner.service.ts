@@ -11,6 +11,7 @@ import {
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
+import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
@@ -66,6 +67,13 @@ export function operationSignal(
 }
 
 const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
+const NO_BACKUP_STORAGE =
+  'Backup storage is not available on this node; please try again later or contact support.';
+
+/** Kinds that restore a server's disk (the server shows `restoring` meanwhile). */
+const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
+/** Kinds that need no domain (their server's VM may be long gone). */
+const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup']);
 
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
@@ -83,6 +91,8 @@ export class ActionRunner {
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
+    // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
+    @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -93,7 +103,9 @@ export class ActionRunner {
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
-    if (!snap) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    const backup = backupRefOf(action);
+    if (!snap && !backup) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    if (backup && !this.backups) return this.fail(action, 'backup_storage_unavailable', NO_BACKUP_STORAGE);
     const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) =>
       this.writeProgress(action, pct),
     );
@@ -102,23 +114,50 @@ export class ActionRunner {
     // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     let done: { sizeBytes: number; consistency: Consistency } | null = null;
+    let written: WriteBackupResult | null = null;
     try {
-      // A delete needs no domain (its server's VM may be long gone).
-      if (action.kind !== 'delete_snapshot') server = await this.pinDomainUuid(action, server);
+      if (!DOMAINLESS_KINDS.has(action.kind)) server = await this.pinDomainUuid(action, server);
       switch (action.kind) {
         case 'create_snapshot': {
-          const result = await this.driver.createSnapshot(server, snap, progress.report, { signal });
+          const result = await this.driver.createSnapshot(server, snap!, progress.report, { signal });
           await progress.flush();
           this.metrics.copied(result.sizeBytes);
           done = { sizeBytes: result.sizeBytes, consistency: result.consistency };
           break;
         }
         case 'restore_snapshot':
-          await this.restore(action, server, snap, progress.report, signal);
+          await this.restore(action, server, () =>
+            this.driver.restoreSnapshot(server, snap!, progress.report, { signal }),
+          );
           await progress.flush();
           break;
         case 'delete_snapshot':
-          await this.driver.deleteSnapshot(server, snap);
+          await this.driver.deleteSnapshot(server, snap!);
+          break;
+        case 'create_backup': {
+          const base = await this.store.backupBase(server.id, backup!.id);
+          written = await this.backups!.writeBackup(
+            {
+              backup: backup!,
+              server,
+              base: base ? { backup: base, checkpoint: base.checkpoint } : null,
+              checkpoint: `vps-backup-${backup!.id}`,
+            },
+            progress.report,
+            { signal },
+          );
+          await progress.flush();
+          this.metrics.copied(written.sizeBytes);
+          break;
+        }
+        case 'restore_backup':
+          await this.restore(action, server, () =>
+            this.backups!.restoreBackup(backup!, server, progress.report, { signal }),
+          );
+          await progress.flush();
+          break;
+        case 'delete_backup':
+          await this.backups!.deleteBackup(backup!);
           break;
       }
     } catch (e) {
@@ -135,9 +174,10 @@ export class ActionRunner {
       const code = isHypervisorError(e) ? e.code : 'internal_error';
       const text = isHypervisorError(e) ? e.message : GENERIC_FAILURE;
       if (action.kind === 'create_snapshot') {
-        await this.driver.deleteSnapshot(server, snap).catch(() => undefined);
+        await this.driver.deleteSnapshot(server, snap!).catch(() => undefined);
       }
-      if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+      // (A failed backup write leaves nothing behind: the data path releases what it stored.)
+      if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
       attempt.hypervisorDone?.();
       return this.fail(action, code, text);
     } finally {
@@ -152,9 +192,13 @@ export class ActionRunner {
     switch (action.kind) {
       case 'create_snapshot':
         return this.succeedCreate(action, done!.sizeBytes, done!.consistency);
+      case 'create_backup':
+        return this.succeedBackupCreate(action, written!);
       case 'restore_snapshot':
+      case 'restore_backup':
         return this.succeedRestore(action);
       case 'delete_snapshot':
+      case 'delete_backup':
         return this.finish(action, 'succeeded');
     }
   }
@@ -172,24 +216,23 @@ export class ActionRunner {
         .deleteSnapshot(server, { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir })
         .catch(() => undefined);
     }
-    if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+    if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
     const outcome = await this.fail(action, 'interrupted', message);
     return outcome === 'failed' ? 'failed' : 'skipped';
   }
 
+  /** Stops a running server, rewrites its disk (`rewrite`), and starts it again if it was running. */
   private async restore(
     action: LoadedAction,
     server: ServerRef,
-    snap: SnapshotRef,
-    onProgress: (pct: number) => void,
-    signal?: AbortSignal,
+    rewrite: () => Promise<void>,
   ): Promise<void> {
     if ((await this.driver.getPowerState(server)) === 'running') {
       const { forced } = await this.driver.stop(server, { graceSeconds: this.config.stopGraceSeconds });
       if (forced)
         this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
     }
-    await this.driver.restoreSnapshot(server, snap, onProgress, { signal });
+    await rewrite();
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
   }
 
@@ -241,10 +284,30 @@ export class ActionRunner {
     return this.store.claim(actionId, this.clock.now());
   }
 
-  /** Progress of the action and (for a create) of its snapshot, in one statement, while it runs. */
+  /** Progress of the action and (for a create) of its snapshot or backup, in one statement, while it runs. */
   private async writeProgress(action: LoadedAction, pct: number): Promise<void> {
     const snapshotId = action.kind === 'create_snapshot' && action.snapshot ? action.snapshot.id : null;
-    await this.store.progress(action.id, snapshotId, pct, this.clock.now());
+    const backupId = action.kind === 'create_backup' && action.backup ? action.backup.id : null;
+    await this.store.progress(action.id, { snapshotId, backupId }, pct, this.clock.now());
+  }
+
+  /** Action succeeded and backup completed with what the write reported, atomically; only from `running`. */
+  private async succeedBackupCreate(
+    action: LoadedAction,
+    w: WriteBackupResult,
+  ): Promise<'succeeded' | 'skipped'> {
+    const done = await this.store.succeedBackupCreate({
+      actionId: action.id,
+      backupId: action.backup!.id,
+      sizeBytes: w.sizeBytes,
+      storedBytes: w.storedBytes,
+      mode: w.mode,
+      modeReason: w.modeReason,
+      consistency: w.consistency,
+      checkpoint: w.checkpoint,
+      at: this.clock.now(),
+    });
+    return done ? 'succeeded' : 'skipped';
   }
 
   /** Action succeeded and snapshot completed, atomically; only from `running`. */
@@ -282,13 +345,20 @@ export class ActionRunner {
       outcome,
       at: this.clock.now(),
       error,
-      restoreServer:
-        action.kind === 'restore_snapshot'
-          ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
-          : undefined,
+      restoreServer: RESTORE_KINDS.has(action.kind)
+        ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+        : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
           ? { id: action.snapshot.id, error: error?.message ?? GENERIC_FAILURE }
+          : undefined,
+      failBackup:
+        outcome === 'failed' && action.kind === 'create_backup' && action.backup
+          ? {
+              id: action.backup.id,
+              code: error?.code ?? 'internal_error',
+              error: error?.message ?? GENERIC_FAILURE,
+            }
           : undefined,
     });
     return done ? outcome : 'skipped';
@@ -297,6 +367,13 @@ export class ActionRunner {
   private fail(action: LoadedAction, code: string, message: string) {
     return this.finish(action, 'failed', { code, message });
   }
+}
+
+/** The data path's view of the action's backup, if it has one. */
+function backupRefOf(action: LoadedAction): BackupRef | null {
+  return action.backup
+    ? { id: action.backup.id, accountId: action.backup.accountId, storeNodeId: action.backup.storeNodeId }
+    : null;
 }
 
 /** The driver's view of the action's server (its domain UUID as stored: null until pinned). */

@@ -9,5 +9,8 @@ export function serverView(s: ServerSummary) {
     created_at: apiTime(s.createdAt),
     snapshot_quota: s.snapshotQuota,
     current_action: s.currentAction,
+    backup_quota: s.backupQuota,
+    // next_run_at stays null until automatic backups are scheduled.
+    backup_policy: { enabled: s.backupPolicyEnabled, next_run_at: null },
   };
 }

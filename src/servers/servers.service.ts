@@ -12,10 +12,13 @@ import {
 import { isUniqueViolation } from '../prisma/database-errors';
 import { PrismaService } from '../prisma/prisma.service';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
+import { BACKGROUND_KINDS } from './server-hold';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
 
 /** Snapshot statuses that occupy one of a server's slots (failed ones do not). */
 export const SLOT_STATUSES = ['in_progress', 'completed'] as const;
+/** Backup statuses that occupy one of a server's manual slots (failed ones do not). */
+export const BACKUP_SLOT_STATUSES = ['in_progress', 'completed', 'corrupt'] as const;
 export const OPEN_ACTION_STATUSES: ActionStatus[] = ['pending', 'running'];
 
 export interface ServerSummary {
@@ -24,6 +27,8 @@ export interface ServerSummary {
   status: ServerStatus;
   createdAt: Date;
   snapshotQuota: { limit: number; used: number };
+  backupQuota: { limit: number; used: number };
+  backupPolicyEnabled: boolean;
   currentAction: { id: number; kind: ActionKind; status: ActionStatus; progress: number } | null;
 }
 
@@ -166,7 +171,7 @@ export class ServersService {
   private async summarise(rows: { id: number; name: string; status: ServerStatus; createdAt: Date }[]) {
     if (rows.length === 0) return [];
     const ids = rows.map((r) => r.id);
-    const [used, open] = await Promise.all([
+    const [used, open, backupsUsed, policies] = await Promise.all([
       this.prisma.snapshot.groupBy({
         by: ['serverId'],
         where: { serverId: { in: ids }, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
@@ -177,13 +182,29 @@ export class ServersService {
         orderBy: { id: 'asc' },
         select: { id: true, serverId: true, kind: true, status: true, progress: true },
       }),
+      this.prisma.backup.groupBy({
+        by: ['serverId'],
+        where: {
+          serverId: { in: ids },
+          deletedAt: null,
+          kind: 'manual',
+          status: { in: [...BACKUP_SLOT_STATUSES] },
+        },
+        _count: { _all: true },
+      }),
+      this.prisma.backupPolicy.findMany({
+        where: { serverId: { in: ids }, enabled: true },
+        select: { serverId: true },
+      }),
     ]);
+    const backupsUsedBy = new Map(backupsUsed.map((u) => [u.serverId, u._count._all]));
+    const enabled = new Set(policies.map((p) => p.serverId));
     const usedBy = new Map(used.map((u) => [u.serverId, u._count._all]));
     const actionBy = new Map<number, (typeof open)[number]>();
     for (const a of open) {
       // Prefer a create/restore (which holds the server) over a background delete.
       const held = actionBy.get(a.serverId);
-      if (!held || (held.kind === 'delete_snapshot' && a.kind !== 'delete_snapshot'))
+      if (!held || (BACKGROUND_KINDS.includes(held.kind) && !BACKGROUND_KINDS.includes(a.kind)))
         actionBy.set(a.serverId, a);
     }
     return rows.map((r) => {
@@ -191,6 +212,8 @@ export class ServersService {
       return {
         ...r,
         snapshotQuota: { limit: this.config.snapshotLimitPerServer, used: usedBy.get(r.id) ?? 0 },
+        backupQuota: { limit: this.config.backupLimitPerServer, used: backupsUsedBy.get(r.id) ?? 0 },
+        backupPolicyEnabled: enabled.has(r.id),
         currentAction: a ? { id: a.id, kind: a.kind, status: a.status, progress: a.progress } : null,
       };
     });

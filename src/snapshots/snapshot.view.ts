@@ -31,6 +31,11 @@ export const SNAPSHOT_COLUMNS = {
 
 const MIB = 1024 * 1024;
 
+/** Bytes as whole MiB, rounded up (null stays null). */
+export function mebibytes(bytes: bigint | null): number | null {
+  return bytes === null ? null : Math.ceil(Number(bytes) / MIB);
+}
+
 /** The published fields first, in the published order, then this service's additions. */
 export function snapshotView(s: SnapshotRow) {
   return {
@@ -38,7 +43,7 @@ export function snapshotView(s: SnapshotRow) {
     server: { id: s.server.id, name: s.server.name },
     name: s.name,
     status: s.status,
-    size_mb: s.status === 'completed' && s.sizeBytes !== null ? Math.ceil(Number(s.sizeBytes) / MIB) : null,
+    size_mb: s.status === 'completed' ? mebibytes(s.sizeBytes) : null,
     created_at: apiTime(s.createdAt),
     description: s.description,
     progress: s.progress,

@@ -15,16 +15,15 @@ import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal } from '../auth/decorators';
 import { Principal } from '../auth/principal';
 import { apiTime } from '../common/clock';
-import { parseId, PathIdPipe } from '../common/ids';
+import { PathIdPipe } from '../common/ids';
 import { languageOf, message } from '../common/messages';
 import { buildPage, readPageRequest } from '../common/pagination';
-import { FieldError, problems } from '../common/problem';
+import { readListQuery } from '../common/list-query';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { AppConfig } from '../config/app-config';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
 import { CreateSnapshotDto } from './dto/create-snapshot.dto';
 import { snapshotView } from './snapshot.view';
-import { SNAPSHOT_ORDERINGS, SnapshotOrdering } from './snapshot.repository';
 import { SnapshotsService } from './snapshots.service';
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
@@ -45,18 +44,7 @@ export class SnapshotsController {
     @Req() req: Request,
     @Query() query: Record<string, unknown>,
   ) {
-    const errors: FieldError[] = [];
-    let serverId: number | undefined;
-    if (query.server_id !== undefined) {
-      const id = parseId(query.server_id);
-      if (id === null) errors.push({ field: 'server_id', message: 'server_id must be a positive integer' });
-      else serverId = id;
-    }
-    const ordering = (query.ordering ?? '-created_at') as SnapshotOrdering;
-    if (!SNAPSHOT_ORDERINGS.includes(ordering)) {
-      errors.push({ field: 'ordering', message: `ordering must be one of ${SNAPSHOT_ORDERINGS.join(', ')}` });
-    }
-    if (errors.length) throw problems.validation(errors);
+    const { serverId, ordering } = readListQuery(query);
     const page = readPageRequest(query, this.config);
     const { count, rows } = await this.snapshots.list(me, { serverId, ordering }, page);
     return buildPage(req, page, count, rows.map(snapshotView));

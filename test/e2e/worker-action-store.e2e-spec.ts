@@ -262,7 +262,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     const t = await pendingCreate();
     await store.claim(t.action.id, new Date());
     const at = new Date('2026-11-28T07:00:00.000Z');
-    await store.progress(t.action.id, t.snapshot.id, 42, at);
+    await store.progress(t.action.id, { snapshotId: t.snapshot.id, backupId: null }, 42, at);
     expect(await actionRow(t.action.id)).toMatchObject({ progress: 42, heartbeatAt: at });
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ progress: 42 });
     expect(
@@ -276,7 +276,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
       }),
     ).toBe(true);
     const later = new Date('2026-11-28T08:00:00.000Z');
-    await store.progress(t.action.id, t.snapshot.id, 80, later);
+    await store.progress(t.action.id, { snapshotId: t.snapshot.id, backupId: null }, 80, later);
     await store.heartbeat([t.action.id], later);
     expect(await actionRow(t.action.id)).toMatchObject({
       status: 'failed',

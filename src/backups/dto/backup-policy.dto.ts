@@ -1,0 +1,77 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  IsBoolean,
+  IsDefined,
+  IsIn,
+  IsInt,
+  IsObject,
+  Max,
+  Min,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
+
+/** Most backups of each retention class one policy may keep. */
+export const RETENTION_MAX = 100;
+
+const int = (field: string, min: number, max: number) => [
+  IsInt({ message: `${field} must be an integer from ${min} to ${max}` }),
+  Min(min, { message: `${field} must be an integer from ${min} to ${max}` }),
+  Max(max, { message: `${field} must be an integer from ${min} to ${max}` }),
+];
+
+function IntField(field: string, min: number, max: number, example: number, description: string) {
+  return (target: object, key: string) => {
+    for (const d of int(field, min, max)) d(target, key);
+    ApiProperty({ type: 'integer', minimum: min, maximum: max, example, description })(target, key);
+  };
+}
+
+export class BackupScheduleDto {
+  @IsIn(['daily', 'weekly'], { message: 'schedule.frequency must be "daily" or "weekly"' })
+  @ApiProperty({ enum: ['daily', 'weekly'], example: 'daily' })
+  frequency!: 'daily' | 'weekly';
+
+  // Required by a weekly schedule; a daily one has none (absent or null).
+  @ValidateIf(
+    (o: BackupScheduleDto) => o.frequency === 'weekly' || (o.weekday !== undefined && o.weekday !== null),
+  )
+  @IntField('schedule.weekday', 0, 6, 0, 'Day of a weekly backup: 0 = Sunday … 6 = Saturday.')
+  weekday?: number | null;
+
+  @IntField('schedule.hour', 0, 23, 2, 'UTC start of the 4-hour window the backup runs in.')
+  hour!: number;
+}
+
+export class BackupRetentionDto {
+  @IntField('retention.daily', 0, RETENTION_MAX, 7, 'Daily automatic backups kept.')
+  daily!: number;
+
+  @IntField('retention.weekly', 0, RETENTION_MAX, 4, 'Weekly automatic backups kept.')
+  weekly!: number;
+
+  @IntField('retention.monthly', 0, RETENTION_MAX, 0, 'Monthly automatic backups kept.')
+  monthly!: number;
+}
+
+/** `PUT /api/v1/servers/{id}/backup-policy/`: the whole policy (every field is required). */
+export class BackupPolicyDto {
+  @IsBoolean({ message: 'enabled must be true or false' })
+  @ApiProperty({ example: true })
+  enabled!: boolean;
+
+  @IsDefined({ message: 'schedule is required' })
+  @IsObject({ message: 'schedule must be an object' })
+  @ValidateNested()
+  @Type(() => BackupScheduleDto)
+  @ApiProperty({ type: BackupScheduleDto })
+  schedule!: BackupScheduleDto;
+
+  @IsDefined({ message: 'retention is required' })
+  @IsObject({ message: 'retention must be an object' })
+  @ValidateNested()
+  @Type(() => BackupRetentionDto)
+  @ApiProperty({ type: BackupRetentionDto })
+  retention!: BackupRetentionDto;
+}
