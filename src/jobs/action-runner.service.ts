@@ -140,7 +140,7 @@ export class ActionRunner {
             {
               backup: backup!,
               server,
-              base: base ? { backup: base, checkpoint: base.checkpoint } : null,
+              base: base ? { backup: base.backup, checkpoint: base.checkpoint } : null,
               checkpoint: `vps-backup-${backup!.id}`,
             },
             progress.report,

@@ -4,6 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
+import { BackupRef } from '../backups/backup-data-path';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
 export interface LoadedAction {
@@ -391,7 +392,7 @@ export class ActionStore implements OnModuleDestroy {
   async backupBase(
     serverId: number,
     backupId: number,
-  ): Promise<{ id: number; accountId: number; storeNodeId: number; checkpoint: string } | null> {
+  ): Promise<{ backup: BackupRef; checkpoint: string } | null> {
     const { rows } = await this.pool.query<{
       id: number;
       account_id: number;
@@ -400,7 +401,10 @@ export class ActionStore implements OnModuleDestroy {
     }>({ name: 'backup-base', text: BACKUP_BASE, values: [serverId, backupId] });
     const r = rows[0];
     return r
-      ? { id: r.id, accountId: r.account_id, storeNodeId: r.store_node_id, checkpoint: r.checkpoint }
+      ? {
+          backup: { id: r.id, accountId: r.account_id, storeNodeId: r.store_node_id },
+          checkpoint: r.checkpoint,
+        }
       : null;
   }
 

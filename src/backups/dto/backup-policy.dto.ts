@@ -1,31 +1,22 @@
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
+import { SatisfiesRule } from '../../common/rule-validator';
 import { Type } from 'class-transformer';
-import {
-  IsBoolean,
-  IsDefined,
-  IsIn,
-  IsInt,
-  IsObject,
-  Max,
-  Min,
-  ValidateIf,
-  ValidateNested,
-} from 'class-validator';
+import { IsBoolean, IsDefined, IsIn, IsObject, ValidateIf, ValidateNested } from 'class-validator';
 
 /** Most backups of each retention class one policy may keep. */
 export const RETENTION_MAX = 100;
 
-const int = (field: string, min: number, max: number) => [
-  IsInt({ message: `${field} must be an integer from ${min} to ${max}` }),
-  Min(min, { message: `${field} must be an integer from ${min} to ${max}` }),
-  Max(max, { message: `${field} must be an integer from ${min} to ${max}` }),
-];
-
+/** An integer field from `min` to `max`, with one message naming its whole path. */
 function IntField(field: string, min: number, max: number, example: number, description: string) {
-  return (target: object, key: string) => {
-    for (const d of int(field, min, max)) d(target, key);
-    ApiProperty({ type: 'integer', minimum: min, maximum: max, example, description })(target, key);
-  };
+  const problem = (v: unknown) =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max
+      ? null
+      : `${field} must be an integer from ${min} to ${max}`;
+  return applyDecorators(
+    SatisfiesRule(problem),
+    ApiProperty({ type: 'integer', minimum: min, maximum: max, example, description }),
+  );
 }
 
 export class BackupScheduleDto {
