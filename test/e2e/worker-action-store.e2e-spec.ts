@@ -116,6 +116,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
         node: { snapshotDir },
       },
       snapshot: { id: a.snapshot.id, status: 'in_progress' },
+      backup: null,
     });
     for (const t of [a, b, again])
       expect(await actionRow(t.action.id)).toMatchObject({ status: 'running', attempts: 1, heartbeatAt: at });
