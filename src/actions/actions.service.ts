@@ -23,6 +23,7 @@ export class ActionsService {
         finishedAt: true,
         server: { select: { id: true, name: true } },
         snapshot: { select: { id: true, name: true } },
+        backup: { select: { id: true, name: true } },
       },
     });
     if (!a) throw new ProblemException({ status: 404, code: 'action_not_found' });
@@ -33,6 +34,7 @@ export class ActionsService {
       progress: a.progress,
       server: a.server,
       snapshot: a.snapshot,
+      backup: a.backup,
       error: a.errorCode ? { code: a.errorCode, message: a.errorMessage } : null,
       created_at: apiTime(a.createdAt),
       started_at: apiTime(a.startedAt),

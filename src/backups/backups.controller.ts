@@ -23,7 +23,7 @@ import { buildPage, readPageRequest } from '../common/pagination';
 import { AppConfig } from '../config/app-config';
 import { BackupKind } from '../generated/prisma/client';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
-import { BackupsDoc } from './backups.openapi';
+import { BackupsDoc } from '../openapi/backups';
 import { BackupsService } from './backups.service';
 import { backupView } from './backup.view';
 import { BackupPolicyDto } from './dto/backup-policy.dto';
@@ -33,7 +33,7 @@ const BackupId = () => new PathIdPipe('backup_not_found');
 const ServerId = () => new PathIdPipe('server_not_found');
 const KINDS: readonly BackupKind[] = ['manual', 'automatic'];
 
-@BackupsDoc.controller()
+@BackupsDoc.backups()
 @Controller('api/v1/backups')
 @UseInterceptors(AuditInterceptor)
 export class BackupsController {
@@ -120,7 +120,7 @@ export class BackupsController {
 }
 
 /** `servers/{id}/backup-policy/`: the server's automatic backups. */
-@BackupsDoc.controller()
+@BackupsDoc.backups()
 @Controller('api/v1/servers')
 @UseInterceptors(AuditInterceptor)
 export class BackupPolicyController {

@@ -131,9 +131,9 @@ export const MESSAGES = {
   ),
   invalid_backup_state: m(
     (p) =>
-      `Bad Request - Backup ${p.backup_id} cannot be ${p.operation} while ${BACKUP_STATE_REASONS_EN[p.reason as BackupStateReason]}`,
+      `Bad Request - Backup ${p.backup_id} cannot be ${p.operation} while ${BACKUP_STATE_REASONS_EN[p.reason as BackupStateReason] ?? p.reason}`,
     (p) =>
-      `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason]}`,
+      `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,

@@ -78,10 +78,10 @@ const RATE_LIMIT_HEADERS = {
   'RateLimit-Reset': { description: 'Seconds until the window resets.', schema: { type: 'integer' } },
 };
 
-type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
+export type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
 
 /** Problem-details responses (`application/problem+json`), one per status, with named examples. */
-function problemResponses(errors: Errors): MethodDecorator {
+export function problemResponses(errors: Errors): MethodDecorator {
   const decorators = Object.entries(errors).map(([status, spec]) =>
     ApiResponse({
       status: Number(status),
@@ -99,7 +99,7 @@ function problemResponses(errors: Errors): MethodDecorator {
 }
 
 /** The errors every authenticated endpoint can answer with. */
-const AUTHED: Errors = {
+export const AUTHED: Errors = {
   401: { examples: ['unauthorized', 'unauthorized_cy', 'unauthorized_token_outside_header'] },
   403: { examples: ['forbidden'] },
   414: { examples: ['uri_too_long'] },
@@ -110,20 +110,20 @@ const ADMIN: Errors = {
   ...AUTHED,
   403: { description: 'Not an admin token', examples: ['forbidden_admin'] },
 };
-const IDEMPOTENCY_IN_USE = {
+export const IDEMPOTENCY_IN_USE = {
   description: 'A request with the same Idempotency-Key is still being processed',
   examples: ['idempotency_key_in_use'] as ProblemExampleKey[],
 };
 /** A JSON request body can fail to parse, be too large, or not be JSON. */
-const BODY: Errors = {
+export const BODY: Errors = {
   413: { examples: ['payload_too_large'] },
   415: { examples: ['unsupported_media_type'] },
 };
 
-const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
+export const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
 
-const pathId = (description: string) =>
+export const pathId = (description: string) =>
   ApiParam({
     name: 'id',
     description,
@@ -131,7 +131,7 @@ const pathId = (description: string) =>
     example: 801,
   });
 
-const pageQueries = () =>
+export const pageQueries = () =>
   applyDecorators(
     ApiQuery({
       name: 'page',
@@ -147,7 +147,7 @@ const pageQueries = () =>
     }),
   );
 
-const acceptLanguage = () =>
+export const acceptLanguage = () =>
   ApiHeader({
     name: 'Accept-Language',
     required: false,
@@ -155,7 +155,7 @@ const acceptLanguage = () =>
     schema: { type: 'string', example: 'cy' },
   });
 
-const idempotencyKey = () =>
+export const idempotencyKey = () =>
   ApiHeader({
     name: 'Idempotency-Key',
     required: false,

@@ -97,6 +97,8 @@ export const SERVER_EXAMPLE = {
   created_at: '2024-11-02T09:12:44Z',
   snapshot_quota: { limit: 5, used: 2 },
   current_action: { id: 9001, kind: 'create_snapshot', status: 'running', progress: 40 },
+  backup_quota: { limit: 10, used: 3 },
+  backup_policy: { enabled: true, next_run_at: null },
 };
 
 export const ACTION_EXAMPLES = {
@@ -109,6 +111,7 @@ export const ACTION_EXAMPLES = {
       progress: 40,
       server: { id: 12345, name: 'web-server-01' },
       snapshot: { id: 802, name: 'before-update-snapshot' },
+      backup: null,
       error: null,
       created_at: '2025-01-16T16:15:00Z',
       started_at: '2025-01-16T16:15:01Z',
@@ -124,6 +127,7 @@ export const ACTION_EXAMPLES = {
       progress: 35,
       server: { id: 12345, name: 'web-server-01' },
       snapshot: { id: 801, name: 'pre-migration-snapshot' },
+      backup: null,
       error: { code: 'disk_copy_failed', message: 'qemu-img convert exited with status 1' },
       created_at: '2025-01-16T17:00:00Z',
       started_at: '2025-01-16T17:00:01Z',
@@ -241,6 +245,34 @@ export const PROBLEM_EXAMPLES = {
       'Conflict',
       'Conflict - A request with this Idempotency-Key is still being processed; retry shortly',
     ),
+  },
+  backup_limit_reached: {
+    summary: 'The server already has 10 live manual backups',
+    value: problem(
+      'backup_limit_reached',
+      400,
+      'Bad Request',
+      'Bad Request - Backup limit reached: server 12345 already has 10 of 10 manual backups',
+      { limit: 10, used: 10, server_id: 12345 },
+    ),
+  },
+  invalid_backup_state: {
+    summary: 'The backup is not completed, or is being restored from',
+    value: problem(
+      'invalid_backup_state',
+      400,
+      'Bad Request',
+      'Bad Request - Backup 3101 cannot be restored while it is still being created',
+      { backup_status: 'in_progress' },
+    ),
+  },
+  backup_not_found: {
+    summary: 'Absent, deleted, another account’s, or not an id',
+    value: problem('backup_not_found', 404, 'Not Found', 'Not Found - Backup does not exist'),
+  },
+  backup_not_found_cy: {
+    summary: 'The same with Accept-Language: cy',
+    value: problem('backup_not_found', 404, 'Not Found', "Heb ei Ganfod - Nid yw'r copi wrth gefn yn bodoli"),
   },
   snapshot_not_found: {
     summary: 'Absent, deleted, another account’s, or not an id',

@@ -15,7 +15,14 @@ const ID = { type: 'integer', format: 'int32', minimum: 1, maximum: 2_147_483_64
 export const SNAPSHOT_STATUSES = ['in_progress', 'completed', 'failed'] as const;
 export const SNAPSHOT_CONSISTENCIES = ['stopped', 'quiesced', 'crash_consistent'] as const;
 export const SERVER_STATUSES = ['running', 'stopped', 'restoring'] as const;
-export const ACTION_KINDS = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;
+export const ACTION_KINDS = [
+  'create_snapshot',
+  'restore_snapshot',
+  'delete_snapshot',
+  'create_backup',
+  'restore_backup',
+  'delete_backup',
+] as const;
 export const ACTION_STATUSES = ['pending', 'running', 'succeeded', 'failed'] as const;
 export const SCOPES = ['read', 'write', 'admin'] as const;
 
@@ -26,6 +33,7 @@ export const PROBLEM_CODES = [
   'not_found',
   'page_not_found',
   'snapshot_not_found',
+  'backup_not_found',
   'server_not_found',
   'action_not_found',
   'token_not_found',
@@ -38,9 +46,11 @@ export const PROBLEM_CODES = [
   'payload_too_large',
   'method_not_allowed',
   'snapshot_limit_reached',
+  'backup_limit_reached',
   'token_limit_reached',
   'invalid_server_state',
   'invalid_snapshot_state',
+  'invalid_backup_state',
   'conflict',
   'rate_limited',
   'idempotency_key_reused',
@@ -224,6 +234,34 @@ export class SnapshotQuotaSchema {
   used!: number;
 }
 
+@ApiSchema({ name: 'BackupQuota', description: 'Live manual backups of the server against the limit.' })
+export class BackupQuotaSchema {
+  @ApiProperty({ type: 'integer', format: 'int32', example: 10 })
+  limit!: number;
+
+  @ApiProperty({
+    type: 'integer',
+    format: 'int32',
+    example: 3,
+    description:
+      'Manual backups `in_progress`, `completed` or `corrupt`; failed, deleted and automatic ones do not count.',
+  })
+  used!: number;
+}
+
+@ApiSchema({ name: 'BackupPolicySummary', description: "The server's automatic backups at a glance." })
+export class BackupPolicySummarySchema {
+  @ApiProperty({ example: false })
+  enabled!: boolean;
+
+  @ApiProperty({
+    ...DATE_TIME,
+    nullable: true,
+    description: 'The next automatic backup; null while none is scheduled.',
+  })
+  next_run_at!: string | null;
+}
+
 @ApiSchema({ name: 'ActionSummary', description: 'The long operation running on a server.' })
 export class ActionSummarySchema {
   @ApiProperty({ ...ID, example: 9001 })
@@ -262,6 +300,12 @@ export class ServerSchema {
     description: 'The pending or running create/restore on this server, if any.',
   })
   current_action!: ActionSummarySchema | null;
+
+  @ApiProperty({ type: BackupQuotaSchema })
+  backup_quota!: BackupQuotaSchema;
+
+  @ApiProperty({ type: BackupPolicySummarySchema })
+  backup_policy!: BackupPolicySummarySchema;
 }
 
 @ApiSchema({ name: 'ServerList', description: 'A page of servers, by id.' })
@@ -326,6 +370,15 @@ export class SnapshotRefSchema {
   name!: string;
 }
 
+@ApiSchema({ name: 'BackupRef', description: 'The backup an action works on.' })
+export class BackupRefSchema {
+  @ApiProperty({ ...ID, example: 3101 })
+  id!: number;
+
+  @ApiProperty({ example: 'nightly-2025-01-15' })
+  name!: string;
+}
+
 @ApiSchema({ name: 'ActionError', description: 'Why an action failed.' })
 export class ActionErrorSchema {
   @ApiProperty({ example: 'disk_copy_failed' })
@@ -338,7 +391,7 @@ export class ActionErrorSchema {
 @ApiSchema({
   name: 'Action',
   description:
-    'A long operation (create, restore or delete of a snapshot): `pending` → `running` → ' +
+    'A long operation (create, restore or delete of a snapshot or a backup): `pending` → `running` → ' +
     '`succeeded` | `failed`.',
 })
 export class ActionSchema {
@@ -359,6 +412,9 @@ export class ActionSchema {
 
   @ApiProperty({ type: SnapshotRefSchema, nullable: true })
   snapshot!: SnapshotRefSchema | null;
+
+  @ApiProperty({ type: BackupRefSchema, nullable: true })
+  backup!: BackupRefSchema | null;
 
   @ApiProperty({ type: ActionErrorSchema, nullable: true, description: 'Set when `status` is `failed`.' })
   error!: ActionErrorSchema | null;
