@@ -57,6 +57,7 @@ const TAGS: [string, string][] = [
 /** Path parameter names as the published page writes them (`{snapshot_id}`); routes declare `:id`. */
 const PATH_PARAM_NAMES: [prefix: string, name: string][] = [
   ['/api/v1/snapshots/', 'snapshot_id'],
+  ['/api/v1/backups/', 'backup_id'],
   ['/api/v1/servers/', 'server_id'],
   ['/api/v1/actions/', 'action_id'],
   ['/api/v1/tokens/', 'token_id'],

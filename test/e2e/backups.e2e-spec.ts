@@ -7,8 +7,7 @@
  * double recording what the jobs ask; the data path itself is tested on its own), and an "idle" node
  * without a worker, whose actions stay pending so states can be held deterministically.
  */
-import { Global, INestApplicationContext, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { INestApplicationContext } from '@nestjs/common';
 import request from 'supertest';
 import { createAccount, createNode, createServer, createToken } from '../factories';
 import {
@@ -20,59 +19,12 @@ import {
   testConfig,
 } from '../support/test-env';
 import { expectProblem } from '../support/problem-assertions';
-import { WorkerModule } from '../../src/app/worker.module';
-import {
-  BACKUP_DATA_PATH,
-  BackupDataPath,
-  BackupRef,
-  WriteBackupInput,
-  WriteBackupResult,
-} from '../../src/backups/backup-data-path';
-import { ServerRef } from '../../src/hypervisor/hypervisor-driver';
+import { RecordingDataPath, startWorkerWithDataPath } from '../support/backup-data-path-double';
 
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const MIB = 1024 * 1024;
 type Auth = Record<string, string>;
 type Json = Record<string, unknown>;
-
-/** Records the jobs' calls and answers as a data path would: the first write full, later ones incremental. */
-class RecordingDataPath implements BackupDataPath {
-  writes: WriteBackupInput[] = [];
-  restores: { backup: BackupRef; target: ServerRef }[] = [];
-  deletes: BackupRef[] = [];
-  failNextWrite = false;
-
-  writeBackup(input: WriteBackupInput, onProgress: (pct: number) => void): Promise<WriteBackupResult> {
-    this.writes.push(input);
-    onProgress(50);
-    if (this.failNextWrite) {
-      this.failNextWrite = false;
-      return Promise.reject(new Error('store unreachable'));
-    }
-    return Promise.resolve({
-      sizeBytes: 8 * MIB,
-      storedBytes: input.base ? 1 * MIB : 8 * MIB,
-      mode: input.base ? 'incremental' : 'full',
-      modeReason: input.base ? null : 'no_previous_backup',
-      consistency: 'crash_consistent',
-      checkpoint: input.checkpoint,
-    });
-  }
-
-  restoreBackup(backup: BackupRef, target: ServerRef): Promise<void> {
-    this.restores.push({ backup, target });
-    return Promise.resolve();
-  }
-
-  deleteBackup(backup: BackupRef): Promise<{ freedBytes: number }> {
-    this.deletes.push(backup);
-    return Promise.resolve({ freedBytes: 0 });
-  }
-
-  verifyBackup(): Promise<{ ok: true }> {
-    return Promise.resolve({ ok: true });
-  }
-}
 
 describe('backups API (real Postgres + Redis + worker)', () => {
   let db: TestDatabase;
@@ -88,18 +40,10 @@ describe('backups API (real Postgres + Redis + worker)', () => {
     const node = await createNode(api.prisma);
     workerNodeId = node.id;
     idleNodeId = (await createNode(api.prisma)).id;
-    @Global()
-    @Module({ providers: [{ provide: BACKUP_DATA_PATH, useValue: dataPath }], exports: [BACKUP_DATA_PATH] })
-    class TestDataPathModule {}
-    @Module({
-      imports: [
-        WorkerModule.forConfig(testConfig(db, 'worker', { WORKER_NODE: node.name, JOB_ATTEMPTS: '1' })),
-        TestDataPathModule,
-      ],
-    })
-    class TestWorker {}
-    worker = await NestFactory.createApplicationContext(TestWorker, { logger: false });
-    await worker.init();
+    worker = await startWorkerWithDataPath(
+      testConfig(db, 'worker', { WORKER_NODE: node.name, JOB_ATTEMPTS: '1' }),
+      dataPath,
+    );
   });
   afterAll(async () => {
     await worker?.close();

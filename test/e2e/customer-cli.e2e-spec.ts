@@ -181,9 +181,9 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     const table = await vps(['servers', 'list']);
     expect(table.code).toBe(0);
     const [header, row] = table.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+CURRENT ACTION\s+CREATED$/);
+    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+BACKUPS\s+CURRENT ACTION\s+CREATED$/);
     expect(row).toMatch(
-      new RegExp(`^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+-\\s+\\d{4}-`),
+      new RegExp(`^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+0/10\\s+-\\s+\\d{4}-`),
     );
     const json = await vps(['servers', 'list', '--json']);
     expect(json.code).toBe(0);
