@@ -20,6 +20,7 @@ import {
 } from '../support/test-env';
 import { expectProblem } from '../support/problem-assertions';
 import { RecordingDataPath, startWorkerWithDataPath } from '../support/backup-data-path-double';
+import { NodeWorkerService } from '../../src/jobs/node-worker.service';
 
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 const MIB = 1024 * 1024;
@@ -391,6 +392,53 @@ describe('backups API (real Postgres + Redis + worker)', () => {
       'backup_not_found',
     );
     expect((await http().delete(`/api/v1/backups/${failed.id}/`).set(t.auth)).status).toBe(204);
+  });
+
+  it('after a worker died mid-job, the reaper fails the backup create and brings a restore target back', async () => {
+    const t = await tenant({ node: 'worker' });
+    const target = await createServer(api.prisma, t.account.id, workerNodeId, { status: 'restoring' });
+    const stale = new Date(Date.now() - 86_400_000);
+    const running = {
+      status: 'running' as const,
+      accountId: t.account.id,
+      heartbeatAt: stale,
+      startedAt: stale,
+    };
+    const writing = await insertBackup(t, { status: 'in_progress' });
+    const source = await insertBackup(t);
+    const create = await api.prisma.action.create({
+      data: {
+        ...running,
+        kind: 'create_backup',
+        serverId: t.server.id,
+        backupId: writing.id,
+        serverStatusBefore: 'running',
+      },
+    });
+    const restore = await api.prisma.action.create({
+      data: {
+        ...running,
+        kind: 'restore_backup',
+        serverId: target.id,
+        backupId: source.id,
+        serverStatusBefore: 'stopped',
+      },
+    });
+    expect(await worker.get(NodeWorkerService).reap()).toBeGreaterThanOrEqual(2);
+    for (const a of [create, restore]) {
+      expect(await api.prisma.action.findUniqueOrThrow({ where: { id: a.id } })).toMatchObject({
+        status: 'failed',
+        errorCode: 'interrupted',
+      });
+    }
+    expect(await api.prisma.backup.findUniqueOrThrow({ where: { id: writing.id } })).toMatchObject({
+      status: 'failed',
+      errorCode: 'interrupted',
+    });
+    expect((await api.prisma.server.findUniqueOrThrow({ where: { id: target.id } })).status).toBe('stopped');
+    expect((await api.prisma.backup.findUniqueOrThrow({ where: { id: source.id } })).status).toBe(
+      'completed',
+    );
   });
 
   it('records audit events for create, restore and delete', async () => {
