@@ -3,6 +3,7 @@ import { ListOrdering } from '../common/list-query';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ActionKind, ActionStatus, BackupKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { lockServerSql } from '../servers/server-hold';
 import { BACKUP_COLUMNS, BackupRow } from './backup.view';
 
 /** The locked server of a create or restore statement. */
@@ -123,11 +124,7 @@ export class BackupRepository {
   ): Promise<CreateRow | undefined> {
     const [r] = await this.prisma.$queryRaw<CreateRow[]>`
       SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (
-        SELECT id, account_id, node_id, status, name FROM servers
-        WHERE id = ${i.serverId}::int AND (${i.scope}::int IS NULL OR account_id = ${i.scope}::int)
-        FOR UPDATE
-      ) v
+      FROM (${lockServerSql(i.serverId, i.scope)}) v
       CROSS JOIN LATERAL backup_create_checked(v.id, v.account_id, v.status, v.node_id, ${i.name}::varchar,
         ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
     return r;

@@ -4,16 +4,11 @@ import { AppConfig } from '../config/app-config';
 import { MicroBatcher } from '../common/micro-batcher';
 import { RedisService } from '../redis/redis.service';
 import { jobPriorityOf, OpenOperations } from './open-operations';
+import { ActionKind } from '../generated/prisma/enums';
 
-export const JOB_NAMES = [
-  'create_snapshot',
-  'restore_snapshot',
-  'delete_snapshot',
-  'create_backup',
-  'restore_backup',
-  'delete_backup',
-] as const;
-export type JobName = (typeof JOB_NAMES)[number];
+/** A job is named after its action's kind (the database's enum, the one list of them). */
+export const JOB_NAMES: readonly ActionKind[] = Object.values(ActionKind);
+export type JobName = ActionKind;
 
 export interface ActionJobData {
   actionId: number;

@@ -8,6 +8,7 @@
  */
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { RATE_LIMIT_KINDS, RATE_LIMIT_SCOPES } from '../rate-limit/rate-limiter';
+import { ActionKind } from '../generated/prisma/enums';
 
 const DATE_TIME = { type: String, format: 'date-time', example: '2025-01-15T18:30:00Z' } as const;
 const ID = { type: 'integer', format: 'int32', minimum: 1, maximum: 2_147_483_647 } as const;
@@ -15,14 +16,7 @@ const ID = { type: 'integer', format: 'int32', minimum: 1, maximum: 2_147_483_64
 export const SNAPSHOT_STATUSES = ['in_progress', 'completed', 'failed'] as const;
 export const SNAPSHOT_CONSISTENCIES = ['stopped', 'quiesced', 'crash_consistent'] as const;
 export const SERVER_STATUSES = ['running', 'stopped', 'restoring'] as const;
-export const ACTION_KINDS = [
-  'create_snapshot',
-  'restore_snapshot',
-  'delete_snapshot',
-  'create_backup',
-  'restore_backup',
-  'delete_backup',
-] as const;
+export const ACTION_KINDS = Object.values(ActionKind);
 export const ACTION_STATUSES = ['pending', 'running', 'succeeded', 'failed'] as const;
 export const SCOPES = ['read', 'write', 'admin'] as const;
 

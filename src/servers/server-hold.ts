@@ -1,4 +1,4 @@
-import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
+import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { ProblemException } from '../common/problem';
 
 /**
@@ -51,4 +51,15 @@ export function refuseIfHeld(
       action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
     },
   });
+}
+
+/**
+ * The subquery that locks a server row (FOR UPDATE) before a create checks its rules: the server, if it
+ * is there and of the account `scope` (null: any, for an admin). Its columns are what the checks read.
+ */
+export function lockServerSql(serverId: number, scope: number | null): Prisma.Sql {
+  return Prisma.sql`
+    SELECT id, account_id, node_id, status, name FROM servers
+    WHERE id = ${serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+    FOR UPDATE`;
 }

@@ -3,6 +3,7 @@ import { PageRequest, skipTake } from '../common/pagination';
 import { ListOrdering, orderingSql } from '../common/list-query';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { lockServerSql } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 /** A snapshot's columns as the statements return them. */
@@ -230,11 +231,7 @@ export class SnapshotRepository {
   ): Promise<CreateRow | undefined> {
     const [r] = await this.prisma.$queryRaw<CreateRow[]>`
       SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (
-        SELECT id, account_id, node_id, status, name FROM servers
-        WHERE id = ${i.serverId}::int AND (${i.scope}::int IS NULL OR account_id = ${i.scope}::int)
-        FOR UPDATE
-      ) v
+      FROM (${lockServerSql(i.serverId, i.scope)}) v
       CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
         ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
     return r;

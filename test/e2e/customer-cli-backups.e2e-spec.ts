@@ -3,34 +3,15 @@
  * the API and an in-process worker whose BACKUP_DATA_PATH is the recording double, real Postgres + Redis.
  */
 import { INestApplicationContext } from '@nestjs/common';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createNode, createServer, createTenant } from '../factories';
 import { RecordingDataPath, startWorkerWithDataPath } from '../support/backup-data-path-double';
+import { runProcess } from '../support/run-process';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/customer-cli/main.js');
-
-function run(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('customer CLI `vps backups` against the running service', () => {
   let db: TestDatabase;
@@ -39,7 +20,12 @@ describe('customer CLI `vps backups` against the running service', () => {
   let tenant: Awaited<ReturnType<typeof createTenant>>;
   const dataPath = new RecordingDataPath();
   const vps = (args: string[]) =>
-    run(args, { VPS_API_URL: api.url, VPS_API_TOKEN: tenant.token, VPS_POLL_INTERVAL_MS: '100' });
+    runProcess(
+      process.execPath,
+      [CLI, ...args],
+      { VPS_API_URL: api.url, VPS_API_TOKEN: tenant.token, VPS_POLL_INTERVAL_MS: '100' },
+      ROOT,
+    );
 
   beforeAll(async () => {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);

@@ -19,33 +19,15 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
+import { runProcess } from '../support/run-process';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/customer-cli/main.js');
 const CREATE_MESSAGE = 'Snapshot is being created. This may take 3-10 minutes depending on server size.';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built CLI (asynchronously: the API and worker run in this process). */
-function run(command: string, args: string[], env: Record<string, string | undefined>): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (command: string, args: string[], env: Record<string, string | undefined>) =>
+  runProcess(command, args, env, ROOT);
 
 describe('customer CLI `vps` against the running service (fake node, real Postgres + Redis)', () => {
   let db: TestDatabase;
