@@ -25,8 +25,6 @@ export class AppConfig {
   /** Prefix of every BullMQ key in Redis (lets several deployments or test runs share one Redis). */
   readonly queuePrefix!: string;
   readonly snapshotLimitPerServer!: number;
-  readonly defaultPageSize!: number;
-  readonly maxPageSize!: number;
   /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
   readonly workerNode!: string | null;
   /** Hypervisor operations (creates, restores, deletes) a worker runs at once. */
@@ -199,8 +197,6 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     trustProxy: r.trustProxy('TRUST_PROXY'),
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
     snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
-    defaultPageSize: r.int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
-    maxPageSize: r.int('MAX_PAGE_SIZE', 100, 1, 1000),
     workerNode,
     workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
     workerJobsInFlight: r.int('WORKER_JOBS_IN_FLIGHT', 32, 1, 512),
@@ -246,9 +242,6 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     !['127.0.0.1', '::1', 'localhost'].includes(config.workerMetricsHost)
   ) {
     r.problems.push('WORKER_METRICS_HOST other than loopback needs METRICS_TOKEN (it protects the listener)');
-  }
-  if (config.defaultPageSize > config.maxPageSize) {
-    r.problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
   }
   if (r.problems.length) throw new ConfigError(r.problems);
   return config;
