@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../../prisma/prisma.service';
+import { forEachLimited } from './backup-objects';
 
 /**
  * Which backups hold which chunks, in Postgres, and the one garbage collector that removes chunks no
@@ -83,6 +84,8 @@ const DELETE_UNREFERENCED = `
 
 /** Chunks removed per collector transaction: bounds its locks, its time and its memory. */
 const COLLECT_BATCH = 256;
+/** Object deletes a collector has in flight. */
+const COLLECT_DELETES_IN_FLIGHT = 8;
 /** A collector transaction holds its rows while it deletes their objects: room for a slow store. */
 const COLLECT_TRANSACTION_MS = 10 * 60_000;
 
@@ -140,7 +143,7 @@ export class ChunkReferences {
             space.accountId,
             COLLECT_BATCH,
           );
-          for (const r of rows) await deleteObject(r.chunk_id);
+          await forEachLimited(rows, COLLECT_DELETES_IN_FLIGHT, (r) => deleteObject(r.chunk_id));
           const deleted = await tx.$queryRawUnsafe<{ size_bytes: bigint }[]>(
             DELETE_UNREFERENCED,
             space.store,
