@@ -8,16 +8,21 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BackupRef } from '../../src/backups/backup-data-path';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { BACKUP_DATA_PATH, BackupRef } from '../../src/backups/backup-data-path';
+import { BackupDataModule } from '../../src/backups/data/backup-data.module';
 import { AccountKeys, BackupMasterKey } from '../../src/backups/data/account-keys';
 import { BackupDataError } from '../../src/backups/data/backup-data-errors';
 import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
-import { BackupStores } from '../../src/backups/data/backup-stores';
+import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
 import { AppConfig } from '../../src/config/app-config';
+import { ConfigModule } from '../../src/config/config.module';
+import { PrismaModule } from '../../src/prisma/prisma.module';
 import { PrismaService } from '../../src/prisma/prisma.service';
-import { createAccount } from '../factories';
+import { createAccount, createNode } from '../factories';
 import { BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
 
@@ -310,4 +315,23 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const files = await chunkFiles();
     expect(files.sort()).toEqual(rows.map((r) => chunkKey(accountId, r.chunk_id)).sort());
   }, 240_000);
+
+  it('is provided as BACKUP_DATA_PATH in a worker context, over its driver and the stores module given', async () => {
+    const node = await createNode(prisma);
+    const cfg = testConfig(db, 'worker', { WORKER_NODE: node.name, BACKUP_MASTER_KEY: masterKey });
+    @Module({ providers: [{ provide: BACKUP_STORES, useValue: stores }], exports: [BACKUP_STORES] })
+    class StoresModule {}
+    const ctx = await NestFactory.createApplicationContext(
+      {
+        module: class Root {},
+        imports: [ConfigModule.forConfig(cfg), PrismaModule, BackupDataModule.withStores(StoresModule)],
+      },
+      { logger: false },
+    );
+    try {
+      expect(ctx.get(BACKUP_DATA_PATH)).toBeInstanceOf(ChunkedBackupDataPath);
+    } finally {
+      await ctx.close();
+    }
+  });
 });
