@@ -12,6 +12,16 @@ describe('BACKUP_MASTER_KEY', () => {
     expect(loadConfig(env, 'api').backupMasterKey).toBeNull();
   });
 
+  it('is required by the worker, which reads and writes backup data, and by no other role', () => {
+    const worker = { ...env, WORKER_NODE: 'hv1' };
+    expect(() => loadConfig(worker, 'worker')).toThrow(/BACKUP_MASTER_KEY is required/);
+    expect(loadConfig(env, 'cli').backupMasterKey).toBeNull();
+    const key = randomBytes(32).toString('base64');
+    expect(
+      loadConfig({ ...worker, BACKUP_MASTER_KEY: key }, 'worker').backupMasterKey?.toString('base64'),
+    ).toBe(key);
+  });
+
   it.each([
     ['too short', randomBytes(16).toString('base64')],
     ['too long', randomBytes(33).toString('base64')],
