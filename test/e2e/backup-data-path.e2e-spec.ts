@@ -198,6 +198,25 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect(await chunkRows()).toEqual([]);
   });
 
+  it('an incremental write whose base lost its chunks meanwhile fails retryably and leaves nothing', async () => {
+    driver.createDisk(1, sampleDisk());
+    const first = ref();
+    await write(first, 1);
+    driver.guestWrite(1, 0, randomBytes(64 * 1024));
+    // The base's chunks go (as when it is deleted) after its manifest was read.
+    const refs = new ChunkReferences(prisma);
+    await refs.release(first.id);
+    await refs.collect({ store: 'default', accountId }, (id) => store.delete(chunkKey(accountId, id)));
+    const second = ref();
+    await expect(write(second, 1, first)).rejects.toMatchObject({
+      code: 'backup_base_unavailable',
+      retryable: true,
+    });
+    expect(await store.head(manifestKey(accountId, second.id))).toBeNull();
+    expect(await chunkRows()).toEqual([]);
+    expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([`vps-backup-${first.id}`]);
+  });
+
   it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {
     driver.createDisk(1, sampleDisk());
     const b = ref();

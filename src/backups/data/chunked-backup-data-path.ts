@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
+import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
   BackupReadSession,
@@ -202,6 +202,12 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
       throwIfAborted(signal);
       const data = await session.read(chunkOffset(i), chunkLength(i, size), { signal });
+      if (data.length !== chunkLength(i, size)) {
+        throw hvError(
+          'hypervisor_error',
+          `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
+        );
+      }
       chunks[i] = null;
       if (!data.equals(ZEROS.subarray(0, data.length))) {
         const chunkId = sha256Hex(data);
