@@ -80,6 +80,11 @@ export class AppConfig {
    * written to the audit log at once; the rest of a minute's refusals are counted into summary rows.
    */
   readonly auditRefusalSourcesPerMinute!: number;
+  /**
+   * The key (32 bytes) that wraps every account's backup data key (`BACKUP_MASTER_KEY`, base64).
+   * Required by the worker, which reads and writes backup data; null in the other roles when unset.
+   */
+  readonly backupMasterKey!: Buffer | null;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -158,6 +163,22 @@ class Reader {
     return parsed.value;
   }
 
+  /** A secret of exactly `size` bytes written in base64; null when unset (and not `required`). */
+  base64Key(name: string, size: number, required: boolean): Buffer | null {
+    const v = this.raw(name);
+    if (v === undefined) {
+      if (required) this.problems.push(`${name} is required but not set (e.g. openssl rand -base64 ${size})`);
+      return null;
+    }
+    const key = /^[A-Za-z0-9+/]+={0,2}$/.test(v) ? Buffer.from(v, 'base64') : null;
+    if (!key || key.length !== size || key.toString('base64') !== v) {
+      // Never echo the value: it is a secret.
+      this.problems.push(`${name} must be ${size} bytes in base64 (e.g. openssl rand -base64 ${size})`);
+      return null;
+    }
+    return key;
+  }
+
   bytes(name: string, fallback: number): number {
     const v = this.raw(name);
     if (v === undefined) return fallback;
@@ -231,6 +252,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
+    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
   });
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');
