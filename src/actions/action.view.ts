@@ -3,7 +3,7 @@ import { ApiProperty, ApiSchema } from '@nestjs/swagger';
 import { apiTime } from '../common/clock';
 import { message } from '../common/messages';
 import { ActionKind, ActionStatus } from '../generated/prisma/enums';
-import { ACTION_ERROR_CODES, ActionErrorCode } from '../jobs/action-store';
+import { ACTION_ERROR_CODES, ActionErrorCode } from '../jobs/operation-failure';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { ServerRef } from '../snapshots/snapshot.view';
 

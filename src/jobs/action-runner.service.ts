@@ -5,13 +5,13 @@ import {
   HYPERVISOR_DRIVER,
   HypervisorDriver,
   HypervisorError,
-  isHypervisorError,
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
-import { ActionErrorCode, ActionStore, Consistency, LoadedAction } from './action-store';
+import { ActionStore, Consistency, LoadedAction } from './action-store';
+import { ActionErrorCode, GENERIC_FAILURE, operationFailureOf } from './operation-failure';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
@@ -64,8 +64,6 @@ export function operationSignal(
     },
   };
 }
-
-const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
 
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
@@ -123,23 +121,18 @@ export class ActionRunner {
       }
     } catch (e) {
       await progress.flush();
-      const retryable = isHypervisorError(e) ? e.retryable : true;
-      if (retryable && attempt.attempt < attempt.maxAttempts) {
+      const failure = operationFailureOf(e);
+      if (failure.retryable && attempt.attempt < attempt.maxAttempts) {
         this.logger.warn({ actionId, attempt: attempt.attempt, err: e }, 'transient failure; will retry');
         throw new RetryLaterError(e instanceof Error ? e.message : String(e), e);
       }
-      this.logger.error(
-        { actionId, err: e, detail: isHypervisorError(e) ? e.detail : undefined },
-        'action failed',
-      );
-      const code = isHypervisorError(e) ? e.code : 'internal_error';
-      const text = isHypervisorError(e) ? e.message : GENERIC_FAILURE;
+      this.logger.error({ actionId, err: e, detail: failure.detail }, 'action failed');
       if (action.kind === 'create_snapshot') {
         await this.driver.deleteSnapshot(server, snap).catch(() => undefined);
       }
       if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
       attempt.hypervisorDone?.();
-      return this.fail(action, code, text);
+      return this.fail(action, failure.code, failure.message);
     } finally {
       stopBeating();
       dispose();

@@ -4,11 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
-import { HYPERVISOR_ERROR_CODES } from '../hypervisor/hypervisor-driver';
-
-/** Every `error.code` a failed action records: a driver's, or the runner's own two. */
-export const ACTION_ERROR_CODES = [...HYPERVISOR_ERROR_CODES, 'internal_error', 'interrupted'] as const;
-export type ActionErrorCode = (typeof ACTION_ERROR_CODES)[number];
+import { ActionErrorCode } from './operation-failure';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
 export interface LoadedAction {
