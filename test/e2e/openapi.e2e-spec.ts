@@ -18,7 +18,7 @@ import request from 'supertest';
 import { SCOPES } from '../../src/auth/principal';
 import { PROBLEM_CODES } from '../../src/common/problem';
 import { SnapshotStatus } from '../../src/generated/prisma/enums';
-import { ACTION_ERROR_CODES } from '../../src/jobs/action-store';
+import { ACTION_ERROR_CODES } from '../../src/jobs/operation-failure';
 import { createNode, createTenant, createToken } from '../factories';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
