@@ -73,7 +73,7 @@ export interface OperationOptions {
   readonly signal?: AbortSignal;
 }
 
-export interface HypervisorDriver {
+export interface HypervisorDriver extends BackupCapableDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
 
@@ -234,7 +234,7 @@ export interface DiskImageWriter {
 }
 
 /**
- * The part of the driver that backups use. Every driver implements it (it joins `HypervisorDriver`).
+ * The part of the driver that backups use. Every driver implements it (`HypervisorDriver` extends it).
  */
 export interface BackupCapableDriver {
   /**
