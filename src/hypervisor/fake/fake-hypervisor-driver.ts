@@ -17,7 +17,6 @@ import {
 import { FakeCheckpoints, fakeRestoreDiskFrom, openFakeBackupRead } from './fake-backup';
 import { parseFakeDriverEnv } from './fake-driver-env';
 import {
-  FAKE_AUTO_DISK_BYTES,
   fakeDiskContent,
   FakeDomainDefinition,
   fakeDomainUuid,
