@@ -1,5 +1,6 @@
 import { cancelled, progressGuard, throwIfAborted } from '../driver-errors';
 import {
+  BackupReadOptions,
   BackupReadSession,
   DiskExtent,
   DiskImageWriter,
@@ -107,7 +108,7 @@ function allocatedClusters(disk: Buffer): number[] {
  */
 export function openFakeBackupRead(
   d: FakeBackupDisk,
-  opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
+  opts: BackupReadOptions,
   consistency: SnapshotConsistency,
 ): BackupReadSession {
   throwIfAborted(opts.signal);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 
 import { diskMisplaced, progressGuard, sleep, throwIfAborted, toHypervisorError } from '../driver-errors';
 import {
+  BackupReadOptions,
   BackupReadSession,
   CreateSnapshotResult,
   DiskImageWriter,
@@ -267,10 +268,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     return { partialSnapshotIds: partialSnapshotIds.sort((a, b) => a - b) };
   }
 
-  async openBackupRead(
-    server: ServerRef,
-    opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
-  ): Promise<BackupReadSession> {
+  async openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession> {
     await this.intercept('openBackupRead', opts.signal);
     const domain = this.domainOf(server);
     const live = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  BackupReadOptions,
   BackupReadSession,
   CreateSnapshotResult,
   DiskImageWriter,
@@ -341,10 +342,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // Backups (backup/)
   // ------------------------------------------------------------------------------------------------
 
-  async openBackupRead(
-    server: ServerRef,
-    opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
-  ): Promise<BackupReadSession> {
+  async openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession> {
     throwIfAborted(opts.signal);
     await requireDiskInRoots(server.diskPath, this.imageRoots);
     const { uuid: dom, state } = await domainOf(this.tools, server);

@@ -1,5 +1,11 @@
 import { throwIfAborted } from '../../driver-errors';
-import { BackupReadSession, FullReadReason, isHypervisorError, ServerRef } from '../../hypervisor-driver';
+import {
+  BackupReadOptions,
+  BackupReadSession,
+  FullReadReason,
+  isHypervisorError,
+  ServerRef,
+} from '../../hypervisor-driver';
 import { pushBackup } from '../copy/push-backup';
 import { removeIfExists, removeQuietly } from '../files';
 import { Toolbox } from '../tools/toolbox';
@@ -22,7 +28,7 @@ export async function openLiveRead(
   server: ServerRef,
   dom: string,
   target: string,
-  opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
+  opts: BackupReadOptions,
 ): Promise<BackupReadSession> {
   const { signal } = opts;
   const records = await tools.virsh.checkpointNames(dom);

@@ -1,5 +1,5 @@
 import { throwIfAborted } from '../../driver-errors';
-import { BackupReadSession, DiskExtent, ServerRef } from '../../hypervisor-driver';
+import { BackupReadOptions, BackupReadSession, DiskExtent, ServerRef } from '../../hypervisor-driver';
 import { ImageLock } from '../tools/qemu-io';
 import { Toolbox } from '../tools/toolbox';
 import { addOffline, dropCheckpointsExcept, dropOffline, offlineFullReason } from './checkpoints';
@@ -21,7 +21,7 @@ export async function openOfflineRead(
   tools: Toolbox,
   server: ServerRef,
   dom: string,
-  opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
+  opts: BackupReadOptions,
 ): Promise<BackupReadSession> {
   const { signal } = opts;
   const disk = server.diskPath;
