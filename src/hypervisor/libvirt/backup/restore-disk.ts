@@ -35,6 +35,7 @@ export async function rebuildDisk(
   await removeQuietly(raw, restoring);
   report(0);
   let fillFailed = false;
+  let written = 0;
   try {
     const fh = await fsp.open(raw, 'wx', 0o600);
     try {
@@ -48,6 +49,8 @@ export async function rebuildDisk(
             }
             const { bytesWritten } = await fh.write(data, 0, data.length, offset);
             if (bytesWritten !== data.length) throw hvError('copy_failed', `short write at ${offset}`);
+            written += bytesWritten;
+            report(Math.min(50, (written / size) * 50)); // holes are never written: a lower bound
           },
         });
       } catch (e) {
