@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { BackupStore, BackupStoreError, BackupStoreErrorCode, StoreCallOptions, StoredObject } from './backup-store';
+import {
+  BackupStore,
+  BackupStoreError,
+  BackupStoreErrorCode,
+  StoreCallOptions,
+  StoredObject,
+} from './backup-store';
 import { assertValidKey, assertValidPrefix, isKeySegment, throwIfCancelled } from './store-key';
 
 /**
@@ -90,7 +96,10 @@ export class DirectoryStore implements BackupStore {
       if (!renamed) await fs.rm(temp, { force: true }).catch(() => undefined);
       if (opts.signal?.aborted && !renamed) throw new BackupStoreError('cancelled');
       // A key that is another key's directory (or the reverse): only a caller can make this.
-      if (['EISDIR', 'ENOTDIR', 'ENOTEMPTY', 'EEXIST', 'ENAMETOOLONG'].includes(errnoCode(e) ?? '') && !renamed)
+      if (
+        ['EISDIR', 'ENOTDIR', 'ENOTEMPTY', 'EEXIST', 'ENAMETOOLONG'].includes(errnoCode(e) ?? '') &&
+        !renamed
+      )
         throw new BackupStoreError('invalid_key', `put ${key}: ${(e as Error).message}`);
       throw mapError(e, `put ${key}`);
     }
@@ -163,7 +172,11 @@ export class DirectoryStore implements BackupStore {
     try {
       entries = (await fs.readdir(dir, { withFileTypes: true }))
         .filter((d) => isKeySegment(d.name) && d.name.startsWith(partial) && (d.isFile() || d.isDirectory()))
-        .map((d) => ({ name: d.name, dir: d.isDirectory(), sortKey: d.isDirectory() ? `${d.name}/` : d.name }))
+        .map((d) => ({
+          name: d.name,
+          dir: d.isDirectory(),
+          sortKey: d.isDirectory() ? `${d.name}/` : d.name,
+        }))
         .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
     } catch (e) {
       if (['ENOENT', 'ENOTDIR'].includes(errnoCode(e) ?? '')) return;

@@ -8,9 +8,16 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  S3ClientConfig,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { BackupStore, BackupStoreError, BackupStoreErrorCode, StoreCallOptions, StoredObject } from './backup-store';
+import {
+  BackupStore,
+  BackupStoreError,
+  BackupStoreErrorCode,
+  StoreCallOptions,
+  StoredObject,
+} from './backup-store';
 import { assertValidKey, assertValidPrefix, throwIfCancelled } from './store-key';
 
 export interface S3StoreOptions {
@@ -21,7 +28,7 @@ export interface S3StoreOptions {
   /** Prepended to every key (`""` or ending in "/"): several deployments can share one bucket. */
   readonly prefix: string;
   /** Omitted: the SDK's default chain (AWS_* variables, instance or pod role). */
-  readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+  readonly credentials?: S3ClientConfig['credentials'];
   /** Bodies larger than this go up as a multipart upload (default 64 MiB). */
   readonly multipartThresholdBytes?: number;
   /** Multipart part size (default 16 MiB; S3 needs ≥ 5 MiB for every part but the last). */
@@ -57,13 +64,22 @@ const BY_NAME: Record<string, BackupStoreErrorCode> = {
 function mapError(e: unknown, what: string, signal?: AbortSignal): BackupStoreError {
   if (e instanceof BackupStoreError) return e;
   if (signal?.aborted) return new BackupStoreError('cancelled', what);
-  const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const err = e as {
+    name?: string;
+    code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
   const status = err.$metadata?.httpStatusCode;
   const detail = `${what}: ${err.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${err.message ?? String(e)}`;
   const code =
     BY_NAME[err.name ?? ''] ??
     BY_NAME[err.code ?? ''] ??
-    (status === 404 ? 'not_found' : status === 503 || status === 429 || (status ?? 0) >= 500 ? 'unavailable' : undefined) ??
+    (status === 404
+      ? 'not_found'
+      : status === 503 || status === 429 || (status ?? 0) >= 500
+        ? 'unavailable'
+        : undefined) ??
     (status === undefined ? 'unavailable' : 'storage_error'); // no HTTP answer at all: the network
   return new BackupStoreError(code, detail);
 }

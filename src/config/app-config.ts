@@ -1,3 +1,4 @@
+import { BackupStoreSpec, parseBackupStores } from './backup-stores';
 import { parseTrustProxy, TrustProxy } from './trust-proxy';
 
 /**
@@ -82,6 +83,8 @@ export class AppConfig {
    * written to the audit log at once; the rest of a minute's refusals are counted into summary rows.
    */
   readonly auditRefusalSourcesPerMinute!: number;
+  /** Backup stores by name (BACKUP_DIR is `default`, BACKUP_STORES the others); see backup-stores.ts. */
+  readonly backupStores!: ReadonlyMap<string, BackupStoreSpec>;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -235,6 +238,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
+    backupStores: parseBackupStores(env, r.problems),
   });
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');

@@ -15,6 +15,7 @@ const nodeView = (n: NodeRow) => ({
   uri: n.uri,
   snapshot_dir: n.snapshotDir,
   image_roots: n.imageRoots,
+  backup_store: n.backupStore,
   created_at: apiTime(n.createdAt),
 });
 
@@ -35,7 +36,9 @@ export class NodesController {
 
   @Post()
   @ApiDoc.nodes.create()
-  @Audit('node.create', 'node', { bodyFields: ['name', 'driver', 'uri', 'snapshot_dir', 'image_roots'] })
+  @Audit('node.create', 'node', {
+    bodyFields: ['name', 'driver', 'uri', 'snapshot_dir', 'image_roots', 'backup_store'],
+  })
   async create(@Body() dto: CreateNodeDto) {
     return nodeView(
       await this.nodes.create({
@@ -44,6 +47,7 @@ export class NodesController {
         uri: dto.uri,
         snapshotDir: dto.snapshot_dir,
         imageRoots: dto.image_roots,
+        backupStore: dto.backup_store,
       }),
     );
   }

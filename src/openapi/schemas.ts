@@ -456,6 +456,9 @@ export class NodeSchema {
   })
   image_roots!: string[];
 
+  @ApiProperty({ example: 'default', description: 'The configured backup store its backups go to.' })
+  backup_store!: string;
+
   @ApiProperty(DATE_TIME)
   created_at!: string;
 }

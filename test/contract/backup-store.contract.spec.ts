@@ -21,7 +21,8 @@ describeBackupStoreContract('directory', async () => {
   return {
     store,
     storeWithSmallParts: store,
-    leftovers: async () => (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
+    leftovers: async () =>
+      (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
     unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
     dispose: () => rm(root, { recursive: true, force: true }),
   };
@@ -77,7 +78,8 @@ describe('DirectoryStore temporary files', () => {
       let token: string | undefined;
       do {
         const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-        for (const o of page.Contents ?? []) await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
+        for (const o of page.Contents ?? [])
+          await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
         token = page.NextContinuationToken;
       } while (token);
       await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
@@ -103,7 +105,11 @@ describe('DirectoryStore temporary files', () => {
     const prefix = `h${++harnesses}/`;
     return {
       store: make({ prefix }),
-      storeWithSmallParts: make({ prefix, multipartThresholdBytes: 8 * 1024 * 1024, partSizeBytes: 5 * 1024 * 1024 }),
+      storeWithSmallParts: make({
+        prefix,
+        multipartThresholdBytes: 8 * 1024 * 1024,
+        partSizeBytes: 5 * 1024 * 1024,
+      }),
       async leftovers() {
         const out = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
         return (out.Uploads ?? []).map((u) => `upload ${u.Key}`);

@@ -150,9 +150,13 @@ export function describeBackupStoreContract(name: string, makeHarness: () => Pro
       expect(all.map((o) => o.key)).toEqual(expected);
       expect(all.find((o) => o.key === 'p/a-b')!.sizeBytes).toBe(5);
       // A partial last segment matches keys and "directories" alike.
-      expect((await collect(h.store.list('p/a'))).map((o) => o.key)).toEqual(
-        ['p/a-b', 'p/a.d', 'p/a/c', 'p/a0', 'p/a_e'],
-      );
+      expect((await collect(h.store.list('p/a'))).map((o) => o.key)).toEqual([
+        'p/a-b',
+        'p/a.d',
+        'p/a/c',
+        'p/a0',
+        'p/a_e',
+      ]);
       expect((await collect(h.store.list('p/n/099'))).map((o) => o.key)).toEqual(
         Array.from({ length: 10 }, (_, i) => `p/n/099${i}`),
       );
