@@ -124,6 +124,19 @@ wait_pid_gone() {
   return 1
 }
 
+# term_then_kill PID NAME GRACE [WAIT_FN]: SIGTERM, and SIGKILL when still there after GRACE seconds.
+# WAIT_FN PID NAME SECONDS (default wait_pid_gone) says when the process is gone.
+term_then_kill() {
+  local pid="$1" name="$2" grace="$3" wait_fn="${4:-wait_pid_gone}"
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! "$wait_fn" "$pid" "$name" "$grace"; then
+    log "$name still alive after ${grace}s, sending SIGKILL to pid $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    "$wait_fn" "$pid" "$name" 5 || die "$name pid $pid did not exit"
+  fi
+}
+
 # Unix socket PATH exists here and is bound by a live process (no socat needed). /proc/net/unix is
 # per network namespace, the -S test keeps a private mount namespace from seeing the host's sockets.
 unix_listening() {
@@ -408,13 +421,7 @@ stop_redis() {
     log "redis not running (nothing of ours to stop)"
     return 0
   fi
-  log "stopping redis (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" redis-server "$TIMEOUT"; then
-    log "redis still alive after ${TIMEOUT}s, sending SIGKILL to pid $pid"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" redis-server 5 || die "redis pid $pid did not exit"
-  fi
+  term_then_kill "$pid" redis-server "$TIMEOUT"
   rm -f "$REDIS_PID"
   log "redis stopped"
 }
@@ -563,15 +570,7 @@ stop_libvirt_daemons() {
     file="$LV_LIBVIRTD_PID"
     [ "$name" = virtlogd ] && file="$LV_VIRTLOGD_PID"
     pid="$(read_pid "$file")"
-    if pid_alive "$pid" "$name"; then
-      log "stopping $name (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      if ! wait_pid_gone "$pid" "$name" 30; then
-        log "$name still alive after 30s, sending SIGKILL to pid $pid"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_pid_gone "$pid" "$name" 5 || die "$name pid $pid did not exit"
-      fi
-    fi
+    if pid_alive "$pid" "$name"; then term_then_kill "$pid" "$name" 30; fi
     rm -f "$file"
   done
 }
@@ -635,10 +634,10 @@ ceph_daemon_pid() { # daemon -> pid when alive (a zombie is not alive)
 }
 
 # A killed daemon may stay a zombie of PID 1 for a while: gone for our purposes.
-ceph_wait_gone() { # daemon pid seconds
+ceph_wait_gone() { # pid daemon seconds
   local i
   for ((i = 0; i < $3 * 10; i++)); do
-    ceph_daemon_pid "$1" >/dev/null || return 0
+    ceph_daemon_pid "$2" >/dev/null || return 0
     sleep 0.1
   done
   return 1
@@ -748,14 +747,8 @@ stop_ceph_daemons() {
   local name pid
   for name in "${CEPH_DAEMONS[@]}"; do
     pid="$(ceph_daemon_pid "$name")" || { rm -f "$(ceph_pidfile "$name")"; continue; }
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
     # radosgw usually needs ~4.5 s on SIGTERM, sometimes more than 10 s.
-    if ! ceph_wait_gone "$name" "$pid" 10; then
-      log "$name still alive after 10s, sending SIGKILL to pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-      ceph_wait_gone "$name" "$pid" 5 || die "$name pid $pid did not exit"
-    fi
+    term_then_kill "$pid" "$name" 10 ceph_wait_gone
     rm -f "$(ceph_pidfile "$name")"
   done
 }
