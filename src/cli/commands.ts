@@ -130,8 +130,7 @@ export class CliCommands {
         return this.nodeCreate(rest);
       case 'node set-backup-store': {
         if (rest.length !== 2) throw new UsageError('node set-backup-store takes <name> <store>');
-        const before = await this.nodes.requireByName(rest[0]);
-        const node = await this.nodes.setBackupStore(rest[0], rest[1]);
+        const { before, node } = await this.nodes.setBackupStore({ name: rest[0] }, rest[1]);
         await this.auditCli('node.update', 'node', node.id, {
           name: node.name,
           backup_store: { from: before.backupStore, to: node.backupStore },

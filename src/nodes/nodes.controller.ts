@@ -1,9 +1,10 @@
-import { Body, Controller, Get, Post, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Get, Param, Patch, Post, UseInterceptors } from '@nestjs/common';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { RequireScope } from '../auth/decorators';
 import { apiTime } from '../common/clock';
+import { PathIdPipe } from '../common/ids';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
-import { CreateNodeDto } from './dto/create-node.dto';
+import { CreateNodeDto, UpdateNodeDto } from './dto/create-node.dto';
 import { NodesService } from './nodes.service';
 
 type NodeRow = Awaited<ReturnType<NodesService['list']>>[number];
@@ -50,5 +51,13 @@ export class NodesController {
         backupStore: dto.backup_store,
       }),
     );
+  }
+
+  /** Where the node's next backups go; those already written stay in their store. */
+  @Patch(':id')
+  @ApiDoc.nodes.update()
+  @Audit('node.update', 'node', { bodyFields: ['backup_store'] })
+  async update(@Param('id', new PathIdPipe('node_not_found')) id: number, @Body() dto: UpdateNodeDto) {
+    return nodeView((await this.nodes.setBackupStore({ id }, dto.backup_store)).node);
   }
 }

@@ -80,11 +80,13 @@ export class NodesService {
    * Point a node's future backups at another configured store. Backups already written stay where they
    * are (each backup records its store), so this never moves or loses data.
    */
-  async setBackupStore(name: string, backupStore: string) {
+  async setBackupStore(node: { id: number } | { name: string }, backupStore: string) {
     const problem = this.backupStoreProblem(backupStore);
     if (problem) throw problems.validation([problem]);
-    await this.requireByName(name);
-    return this.prisma.node.update({ where: { name }, data: { backupStore } });
+    const found = await this.prisma.node.findUnique({ where: node });
+    if (!found) throw new ProblemException({ status: 404, code: 'node_not_found' });
+    const updated = await this.prisma.node.update({ where: { id: found.id }, data: { backupStore } });
+    return { before: found, node: updated };
   }
 
   list() {

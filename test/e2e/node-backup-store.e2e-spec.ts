@@ -71,6 +71,31 @@ describe('node backup stores', () => {
     expect(await api.prisma.node.count()).toBe(before);
   });
 
+  it("PATCH backup_store moves a node's next backups to another configured store, audited", async () => {
+    const created = await postNode({});
+    const patch = (id: unknown, body: unknown) =>
+      request(api.url)
+        .patch(`/api/v1/admin/nodes/${String(id)}/`)
+        .set(admin)
+        .send(body as object);
+    const moved = await patch(created.body.id, { backup_store: 'nfs' });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ id: created.body.id, backup_store: 'nfs' });
+    expectProblem(await patch(created.body.id, { backup_store: 'offsite' }), 400, 'validation_failed');
+    expectProblem(await patch(created.body.id, {}), 400, 'validation_failed');
+    expectProblem(await patch(created.body.id, { backup_store: 'nfs', name: 'x' }), 400, 'validation_failed');
+    expectProblem(await patch(2_000_000_000, { backup_store: 'nfs' }), 404, 'node_not_found');
+    expect((await api.prisma.node.findUniqueOrThrow({ where: { id: created.body.id } })).backupStore).toBe(
+      'nfs',
+    );
+    const audit = await api.prisma.auditEvent.findMany({
+      where: { action: 'node.update', targetId: created.body.id },
+      orderBy: { id: 'asc' },
+    });
+    expect(audit.map((a) => a.outcome)).toEqual(['accepted', 'refused', 'refused', 'refused']);
+    expect(audit[0].detail).toMatchObject({ backup_store: 'nfs' });
+  });
+
   it('the registry gives a node its configured store, by id or row; an unconfigured one is unavailable', async () => {
     const registry = api.app.get(BackupStoreRegistry);
     const nfs = await postNode({ backup_store: 'nfs' });

@@ -21,6 +21,21 @@ export const NODE_NAME_MESSAGE = 'name must be 1-63 of a-z, 0-9 and "-", startin
 export const DEFAULT_NODE_URI = 'qemu:///system';
 export const BACKUP_STORE_NAME_MESSAGE = 'backup_store must be 1-63 of a-z, 0-9 and "-"';
 
+/** `backup_store`: the name's form here; whether the configuration has it, in NodesService. */
+const BackupStoreName = (required: boolean) => (target: object, key: string) => {
+  SatisfiesRule((v) =>
+    typeof v === 'string' && BACKUP_STORE_NAME.test(v) ? null : BACKUP_STORE_NAME_MESSAGE,
+  )(target, key);
+  const doc = {
+    pattern: BACKUP_STORE_NAME.source,
+    example: DEFAULT_BACKUP_STORE,
+    description:
+      "The configured backup store (by name: BACKUP_DIR is `default`, BACKUP_STORES the others) this node's backups go to.",
+  };
+  if (required) ApiProperty(doc)(target, key);
+  else ApiPropertyOptional({ ...doc, default: DEFAULT_BACKUP_STORE })(target, key);
+};
+
 const text = (rule: (v: string) => string | null, what: string) => (v: unknown) =>
   typeof v === 'string' ? rule(v) : `${what} must be a string`;
 
@@ -70,15 +85,11 @@ export class CreateNodeDto {
   image_roots?: string[];
 
   @IsOptional()
-  @SatisfiesRule((v) =>
-    typeof v === 'string' && BACKUP_STORE_NAME.test(v) ? null : BACKUP_STORE_NAME_MESSAGE,
-  )
-  @ApiPropertyOptional({
-    pattern: BACKUP_STORE_NAME.source,
-    default: DEFAULT_BACKUP_STORE,
-    example: DEFAULT_BACKUP_STORE,
-    description:
-      "The configured backup store (by name: BACKUP_DIR is `default`, BACKUP_STORES the others) this node's backups go to.",
-  })
+  @BackupStoreName(false)
   backup_store?: string;
+}
+
+export class UpdateNodeDto {
+  @BackupStoreName(true)
+  backup_store!: string;
 }
