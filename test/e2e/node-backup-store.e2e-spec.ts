@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
 import { BackupStoreRegistry } from '../../src/backup-store/backup-store.registry';
-import { DirectoryStore } from '../../src/backup-store/directory-store';
+import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
 import { createAccount, createToken } from '../factories';
 import { expectProblem } from '../support/problem-assertions';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
@@ -105,6 +105,23 @@ describe('node backup stores', () => {
     expect(await registry.forNode({ backupStore: 'nfs' })).toBe(store);
     // A name the configuration lost since (another process' configuration): unavailable, never a guess.
     await expect(registry.forNode({ backupStore: 'gone' })).rejects.toMatchObject({ code: 'unavailable' });
+  });
+
+  it('a worker sweeps stale temporary files of its directory stores at start-up; the API does not', async () => {
+    const { mkdir, readdir, utimes, writeFile } = await import('node:fs/promises');
+    const temp = path.join(root, 'nfs', TEMP_DIR);
+    await mkdir(temp, { recursive: true });
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    for (const name of ['stale', 'fresh']) await writeFile(path.join(temp, name), 'half-written');
+    await utimes(path.join(temp, 'stale'), old, old);
+    await new BackupStoreRegistry(testConfig(db, 'api', storesEnv()), api.prisma).onApplicationBootstrap();
+    expect((await readdir(temp)).sort()).toEqual(['fresh', 'stale']);
+    const worker = new BackupStoreRegistry(
+      testConfig(db, 'worker', { ...storesEnv(), WORKER_NODE: 'hv-sweep' }),
+      api.prisma,
+    );
+    await worker.onApplicationBootstrap();
+    expect(await readdir(temp)).toEqual(['fresh']);
   });
 
   describe('operator CLI', () => {
