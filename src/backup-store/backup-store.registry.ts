@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { BackupStoreSpec, DEFAULT_BACKUP_STORE } from '../config/backup-stores';
+import { BackupStores, NamedBackupStore } from '../backups/data/backup-stores';
 import { PrismaService } from '../prisma/prisma.service';
 import { BackupStore, BackupStoreError } from './backup-store';
 import { DirectoryStore } from './directory-store';
@@ -19,7 +20,7 @@ export function createBackupStore(spec: BackupStoreSpec): BackupStore {
  * any node that names the same store: that is how a backup restores onto another host.
  */
 @Injectable()
-export class BackupStoreRegistry implements OnApplicationBootstrap, OnModuleDestroy {
+export class BackupStoreRegistry implements BackupStores, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(BackupStoreRegistry.name);
   private readonly stores = new Map<string, BackupStore>();
 
@@ -55,12 +56,20 @@ export class BackupStoreRegistry implements OnApplicationBootstrap, OnModuleDest
     return store;
   }
 
-  /** The store a node's backups go to and come from (by node id, or its row). */
-  async forNode(node: number | { readonly backupStore: string }): Promise<BackupStore> {
-    if (typeof node !== 'number') return this.byName(node.backupStore);
-    const row = await this.prisma.node.findUnique({ where: { id: node }, select: { backupStore: true } });
-    if (!row) throw new BackupStoreError('storage_error', `node ${node} does not exist`);
-    return this.byName(row.backupStore);
+  /**
+   * The store a node's backups go to and come from (by node id, or its row), with the name chunks are
+   * shared under (the data path's `BACKUP_STORES`).
+   */
+  async forNode(node: number | { readonly backupStore: string }): Promise<NamedBackupStore> {
+    let name: string;
+    if (typeof node === 'number') {
+      const row = await this.prisma.node.findUnique({ where: { id: node }, select: { backupStore: true } });
+      if (!row) throw new BackupStoreError('storage_error', `node ${node} does not exist`);
+      name = row.backupStore;
+    } else {
+      name = node.backupStore;
+    }
+    return { name, store: this.byName(name) };
   }
 
   /** A worker clears what crashed writers left in its directory stores (one directory read each). */

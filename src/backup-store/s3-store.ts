@@ -59,6 +59,8 @@ const BY_NAME: Record<string, BackupStoreErrorCode> = {
   QuotaExceeded: 'insufficient_storage',
   EntityTooLarge: 'insufficient_storage',
   AbortError: 'cancelled',
+  // No credentials to sign with: configuration, not the network.
+  CredentialsProviderError: 'storage_error',
 };
 
 function mapError(e: unknown, what: string, signal?: AbortSignal): BackupStoreError {

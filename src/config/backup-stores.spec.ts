@@ -84,6 +84,23 @@ describe('backup stores configuration', () => {
       'both accessKeyIdEnv and secretAccessKeyEnv',
     ],
     [{ BACKUP_STORES: s3(), S3_SECRET: ' ' }, 'names S3_SECRET, which is not set'],
+    [
+      { BACKUP_DIR: '/mnt/b', BACKUP_STORES: '{"two":{"kind":"directory","path":"/mnt/b"}}' },
+      'backup stores "default" and "two" share a location',
+    ],
+    [
+      { BACKUP_DIR: '/mnt/b', BACKUP_STORES: '{"inner":{"kind":"directory","path":"/mnt/b/inner"}}' },
+      'share a location',
+    ],
+    [
+      {
+        BACKUP_STORES: JSON.stringify({
+          a: { kind: 's3', bucket: 'bk1', prefix: 'p/' },
+          b: { kind: 's3', bucket: 'bk1', prefix: 'p/q/' },
+        }),
+      },
+      'backup stores "a" and "b" share a location',
+    ],
   ])('refuses %j: %s', (env, message) => {
     const { problems } = parse({ S3_KEY: 'k', S3_SECRET: 's', ...(env as Record<string, string>) });
     expect(problems).toHaveLength(1);

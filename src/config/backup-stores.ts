@@ -101,6 +101,26 @@ function s3Spec(
   return { kind: 's3', endpoint, region, bucket: bucket!, prefix, credentials };
 }
 
+/** Where a store's objects live, as a string one location's keys all start with. */
+function locationOf(spec: BackupStoreSpec): string {
+  if (spec.kind === 'directory') return `directory:${spec.path}/`;
+  return `s3:${spec.endpoint ?? `aws:${spec.region}`}/${spec.bucket}/${spec.prefix}`;
+}
+
+/**
+ * Chunks are shared and collected per store name, so two names over one location (or one inside the
+ * other) would let one name's collector delete objects the other's backups hold.
+ */
+function overlapProblems(stores: ReadonlyMap<string, BackupStoreSpec>, problems: string[]): void {
+  const named = [...stores].map(([name, spec]) => ({ name, at: locationOf(spec) }));
+  for (let i = 0; i < named.length; i++)
+    for (let j = i + 1; j < named.length; j++) {
+      const [a, b] = [named[i], named[j]];
+      if (a.at.startsWith(b.at) || b.at.startsWith(a.at))
+        problems.push(`backup stores "${a.name}" and "${b.name}" share a location: give each its own`);
+    }
+}
+
 /** Every configured store by name; problems go to `problems` (the caller exits 78). */
 export function parseBackupStores(env: Env, problems: string[]): ReadonlyMap<string, BackupStoreSpec> {
   const stores = new Map<string, BackupStoreSpec>();
@@ -156,5 +176,6 @@ export function parseBackupStores(env: Env, problems: string[]): ReadonlyMap<str
       o.kind === 'directory' ? directorySpec(where, o.path, problems) : s3Spec(where, o, env, problems);
     if (spec) stores.set(name, spec);
   }
+  overlapProblems(stores, problems);
   return stores;
 }

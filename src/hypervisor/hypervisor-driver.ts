@@ -156,7 +156,8 @@ export interface HypervisorDriver {
   deleteSnapshot(server: ServerRef, snap: SnapshotRef): Promise<void>;
 
   /**
-   * Whether a complete stored copy of `snap` exists. Used by recovery after a crash.
+   * Whether a complete stored copy of `snap` exists: how a caller (the contract suite, an operator's
+   * check) sees what a call left behind. Crash recovery does not need it: `cleanupInterrupted` does that.
    * Read-only; always safe to repeat.
    */
   snapshotExists(snap: SnapshotRef): Promise<boolean>;

@@ -11,7 +11,7 @@ import {
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
-import { ActionStore, Consistency, LoadedAction } from './action-store';
+import { ActionErrorCode, ActionStore, Consistency, LoadedAction } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
@@ -274,7 +274,7 @@ export class ActionRunner {
   private async finish(
     action: LoadedAction,
     outcome: 'succeeded' | 'failed',
-    error?: { code: string; message: string },
+    error?: { code: ActionErrorCode; message: string },
   ): Promise<'succeeded' | 'failed' | 'skipped'> {
     const done = await this.store.finish({
       actionId: action.id,
@@ -294,7 +294,7 @@ export class ActionRunner {
     return done ? outcome : 'skipped';
   }
 
-  private fail(action: LoadedAction, code: string, message: string) {
+  private fail(action: LoadedAction, code: ActionErrorCode, message: string) {
     return this.finish(action, 'failed', { code, message });
   }
 }

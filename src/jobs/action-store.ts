@@ -4,6 +4,11 @@ import { AppConfig } from '../config/app-config';
 import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
+import { HYPERVISOR_ERROR_CODES } from '../hypervisor/hypervisor-driver';
+
+/** Every `error.code` a failed action records: a driver's, or the runner's own two. */
+export const ACTION_ERROR_CODES = [...HYPERVISOR_ERROR_CODES, 'internal_error', 'interrupted'] as const;
+export type ActionErrorCode = (typeof ACTION_ERROR_CODES)[number];
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
 export interface LoadedAction {
@@ -41,7 +46,7 @@ export interface Finish {
   kind: ActionKind;
   outcome: 'succeeded' | 'failed';
   at: Date;
-  error?: { code: string; message: string };
+  error?: { code: ActionErrorCode; message: string };
   /** A restore: the server returns to this status (from `restoring`). */
   restoreServer?: { id: number; status: 'running' | 'stopped' };
   /** A failed create: its snapshot fails too (from `in_progress`), with this text. */

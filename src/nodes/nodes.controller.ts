@@ -1,24 +1,12 @@
 import { Body, Controller, Get, Param, Patch, Post, UseInterceptors } from '@nestjs/common';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { RequireScope } from '../auth/decorators';
-import { apiTime } from '../common/clock';
 import { PathIdPipe } from '../common/ids';
+import { wholePage } from '../common/pagination';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CreateNodeDto, UpdateNodeDto } from './dto/create-node.dto';
+import { nodeView } from './node.view';
 import { NodesService } from './nodes.service';
-
-type NodeRow = Awaited<ReturnType<NodesService['list']>>[number];
-
-const nodeView = (n: NodeRow) => ({
-  id: n.id,
-  name: n.name,
-  driver: n.driver,
-  uri: n.uri,
-  snapshot_dir: n.snapshotDir,
-  image_roots: n.imageRoots,
-  backup_store: n.backupStore,
-  created_at: apiTime(n.createdAt),
-});
 
 /** Operators register hypervisor hosts (admin tokens only). */
 @ApiDocs.admin()
@@ -32,7 +20,7 @@ export class NodesController {
   @ApiDoc.nodes.list()
   async list() {
     const rows = await this.nodes.list();
-    return { count: rows.length, next: null, previous: null, results: rows.map(nodeView) };
+    return wholePage(rows.map(nodeView));
   }
 
   @Post()

@@ -11,7 +11,6 @@ import {
   ApiHeader,
   ApiOperation,
   ApiParam,
-  ApiQuery,
   ApiResponse,
   ApiTags,
   getSchemaPath,
@@ -34,24 +33,19 @@ import {
   SERVER_EXAMPLE,
   SNAPSHOT_EXAMPLE,
 } from './examples';
+import { ActionView } from '../actions/action.view';
+import { AuditEventPage } from '../audit/audit-event.view';
+import { NodePage, NodeView } from '../nodes/node.view';
+import { HealthView, ReadinessView } from '../health/health.view';
+import { AdminServerView, ServerPage, ServerView } from '../servers/server.view';
 import {
-  ActionSchema,
-  AdminServerSchema,
-  AuditEventListSchema,
-  HealthSchema,
-  NodeListSchema,
-  NodeSchema,
-  ProblemSchema,
-  ReadinessSchema,
-  RestoreStartedSchema,
-  ServerListSchema,
-  ServerSchema,
-  SnapshotCreatedSchema,
-  SnapshotListSchema,
-  SnapshotSchema,
-  TokenCreatedSchema,
-  TokenListSchema,
-} from './schemas';
+  RestoreStartedView,
+  SnapshotCreatedView,
+  SnapshotPage,
+  SnapshotView,
+} from '../snapshots/snapshot.view';
+import { TokenCreatedView, TokenPage } from '../auth/token.view';
+import { ProblemSchema } from './schemas';
 
 export const BEARER = 'bearer';
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
@@ -131,22 +125,6 @@ const pathId = (description: string) =>
     example: 801,
   });
 
-const pageQueries = () =>
-  applyDecorators(
-    ApiQuery({
-      name: 'page',
-      required: false,
-      description: 'Page number (1-based). A page past the last one is 404 `page_not_found`.',
-      schema: { type: 'integer', minimum: 1, default: 1 },
-    }),
-    ApiQuery({
-      name: 'page_size',
-      required: false,
-      description: 'Results per page: 50 by default, at most 100 (`DEFAULT_PAGE_SIZE`, `MAX_PAGE_SIZE`).',
-      schema: { type: 'integer', minimum: 1, maximum: 1000 },
-    }),
-  );
-
 const acceptLanguage = () =>
   ApiHeader({
     name: 'Accept-Language',
@@ -186,31 +164,14 @@ export const ApiDoc = {
           description:
             'Retrieve a list of all snapshots across your servers, newest first. Deleted snapshots never appear.',
         }),
-        ApiQuery({
-          name: 'server_id',
-          required: false,
-          description: 'Filter snapshots by server id.',
-          schema: { type: 'integer', format: 'int32', minimum: 1, example: 12345 },
-        }),
-        pageQueries(),
-        ApiQuery({
-          name: 'ordering',
-          required: false,
-          description: 'Sort order; `-` means descending.',
-          schema: {
-            type: 'string',
-            enum: ['-created_at', 'created_at', 'id', '-id', 'name', '-name'],
-            default: '-created_at',
-          },
-        }),
-        okJson(SnapshotListSchema, 'Snapshot list retrieved', 200, {
+        okJson(SnapshotPage, 'Snapshot list retrieved', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_LIST_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_LIST_EXAMPLE },
           },
         }),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),
@@ -223,7 +184,7 @@ export const ApiDoc = {
           description: 'One snapshot of yours, with its progress while it is being created.',
         }),
         pathId('Snapshot id.'),
-        okJson(SnapshotSchema, 'The snapshot', 200, { example: SNAPSHOT_EXAMPLE }),
+        okJson(SnapshotView, 'The snapshot', 200, { example: SNAPSHOT_EXAMPLE }),
         problemResponses({
           404: {
             description: 'Not Found - Snapshot does not exist',
@@ -254,7 +215,7 @@ export const ApiDoc = {
           schema: { $ref: getSchemaPath(CreateSnapshotDto) },
           examples: { published: { summary: 'As published', value: PUBLISHED_CREATE_REQUEST } },
         }),
-        okJson(SnapshotCreatedSchema, 'Snapshot creation started', 201, {
+        okJson(SnapshotCreatedView, 'Snapshot creation started', 201, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_CREATE_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_CREATE_EXAMPLE },
@@ -291,7 +252,7 @@ export const ApiDoc = {
         pathId('Snapshot id.'),
         acceptLanguage(),
         idempotencyKey(),
-        okJson(RestoreStartedSchema, 'Restoration started', 200, {
+        okJson(RestoreStartedView, 'Restoration started', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_RESTORE_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_RESTORE_EXAMPLE },
@@ -340,12 +301,11 @@ export const ApiDoc = {
           summary: 'List your servers',
           description: 'Your servers by id, each with its snapshot quota and the operation running on it.',
         }),
-        pageQueries(),
-        okJson(ServerListSchema, 'Server list', 200, {
+        okJson(ServerPage, 'Server list', 200, {
           example: { count: 1, next: null, previous: null, results: [SERVER_EXAMPLE] },
         }),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),
@@ -358,7 +318,7 @@ export const ApiDoc = {
           description: 'One server of yours, with its snapshot quota and the operation running on it.',
         }),
         pathId('Server id.'),
-        okJson(ServerSchema, 'The server', 200, { example: SERVER_EXAMPLE }),
+        okJson(ServerView, 'The server', 200, { example: SERVER_EXAMPLE }),
         problemResponses({
           404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
           ...AUTHED,
@@ -374,7 +334,7 @@ export const ApiDoc = {
         }),
         ApiExtraModels(CreateServerDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateServerDto) } }),
-        okJson(AdminServerSchema, 'Server registered', 201),
+        okJson(AdminServerView, 'Server registered', 201),
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           404: { description: 'No such account or node', examples: ['account_not_found', 'node_not_found'] },
@@ -398,7 +358,7 @@ export const ApiDoc = {
             '`failed`, with `progress` (0–100) and, when it failed, `error`. Poll it after a create or restore.',
         }),
         pathId('Action id (`action_id` of a create or restore response).'),
-        okJson(ActionSchema, 'The action', 200, { examples: ACTION_EXAMPLES }),
+        okJson(ActionView, 'The action', 200, { examples: ACTION_EXAMPLES }),
         problemResponses({
           404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
           ...AUTHED,
@@ -413,7 +373,7 @@ export const ApiDoc = {
           summary: 'List your tokens',
           description: 'The account’s API tokens, revoked ones included. Secrets are never shown again.',
         }),
-        okJson(TokenListSchema, 'Token list'),
+        okJson(TokenPage, 'Token list'),
         problemResponses(AUTHED),
       ),
     create: () =>
@@ -439,7 +399,7 @@ export const ApiDoc = {
             },
           },
         }),
-        okJson(TokenCreatedSchema, 'Token created', 201),
+        okJson(TokenCreatedView, 'Token created', 201),
         problemResponses({
           400: { examples: ['validation_failed_scopes', 'token_limit_reached', 'malformed_json'] },
           ...BODY,
@@ -469,7 +429,7 @@ export const ApiDoc = {
           summary: 'List hypervisor nodes (operators)',
           description: 'Every registered hypervisor host. Admin tokens only.',
         }),
-        okJson(NodeListSchema, 'Node list'),
+        okJson(NodePage, 'Node list'),
         problemResponses(ADMIN),
       ),
     create: () =>
@@ -485,7 +445,7 @@ export const ApiDoc = {
         }),
         ApiExtraModels(CreateNodeDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateNodeDto) } }),
-        okJson(NodeSchema, 'Node registered', 201),
+        okJson(NodeView, 'Node registered', 201),
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           409: { description: 'The name is taken', examples: ['conflict'] },
@@ -506,7 +466,7 @@ export const ApiDoc = {
         pathId('Node id.'),
         ApiExtraModels(UpdateNodeDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(UpdateNodeDto) } }),
-        okJson(NodeSchema, 'Node updated'),
+        okJson(NodeView, 'Node updated'),
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           404: { description: 'Not Found - Node does not exist', examples: ['node_not_found'] },
@@ -524,22 +484,9 @@ export const ApiDoc = {
           description:
             'Token changes and every snapshot create, restore and delete, newest first. Admin tokens only.',
         }),
-        ApiQuery({
-          name: 'account_id',
-          required: false,
-          description: 'Only this account’s events.',
-          schema: { type: 'integer', format: 'int32', minimum: 1 },
-        }),
-        ApiQuery({
-          name: 'action',
-          required: false,
-          description: 'Only this action, such as `snapshot.create`.',
-          schema: { type: 'string', pattern: '^[a-z._]{1,64}$' },
-        }),
-        pageQueries(),
-        okJson(AuditEventListSchema, 'Audit events'),
+        okJson(AuditEventPage, 'Audit events'),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...ADMIN,
         }),
@@ -553,7 +500,7 @@ export const ApiDoc = {
           summary: 'Liveness',
           description: 'The process is alive and serving HTTP. No token.',
         }),
-        okJson(HealthSchema, 'Alive'),
+        okJson(HealthView, 'Alive'),
       ),
     ready: () =>
       applyDecorators(
@@ -563,7 +510,7 @@ export const ApiDoc = {
           description:
             'PostgreSQL and Redis answer (asked at most once a second; an answer is up to a second old). No token.',
         }),
-        okJson(ReadinessSchema, 'Ready'),
+        okJson(ReadinessView, 'Ready'),
         problemResponses({
           503: { description: 'Service Unavailable, naming what is down', examples: ['service_unavailable'] },
         }),

@@ -1,7 +1,89 @@
+/** What the server endpoints answer: response classes (the OpenAPI document's source) and their builders. */
+import { ApiProperty, ApiSchema } from '@nestjs/swagger';
 import { apiTime } from '../common/clock';
-import { ServerSummary } from './servers.service';
+import { PageOf } from '../common/pagination';
+import { ActionSummary } from '../actions/action.view';
+import { ServerStatus } from '../generated/prisma/enums';
+import { COUNT, DATE_TIME, ID } from '../openapi/properties';
+import type { ServerSummary } from './servers.service';
 
-export function serverView(s: ServerSummary) {
+@ApiSchema({ name: 'SnapshotQuota', description: 'Live snapshots of the server against the limit.' })
+export class SnapshotQuota {
+  @ApiProperty({ ...COUNT, example: 5 })
+  limit!: number;
+
+  @ApiProperty({
+    ...COUNT,
+    example: 2,
+    description: '`in_progress` and `completed` snapshots count; failed and deleted ones do not.',
+  })
+  used!: number;
+}
+
+@ApiSchema({ name: 'Server', description: 'One of the account’s servers.' })
+export class ServerView {
+  @ApiProperty({ ...ID, example: 12345 })
+  id!: number;
+
+  @ApiProperty({ example: 'web-server-01' })
+  name!: string;
+
+  @ApiProperty({ enum: ServerStatus, enumName: 'ServerStatus', example: 'running' })
+  status!: ServerStatus;
+
+  @ApiProperty(DATE_TIME)
+  created_at!: string;
+
+  @ApiProperty({ type: SnapshotQuota })
+  snapshot_quota!: SnapshotQuota;
+
+  @ApiProperty({
+    type: ActionSummary,
+    nullable: true,
+    description: 'The pending or running create/restore on this server, if any.',
+  })
+  current_action!: ActionSummary | null;
+}
+
+export const ServerPage = PageOf(ServerView, { description: 'A page of servers, by id.' });
+
+@ApiSchema({ name: 'AdminServer', description: 'A server as an operator registered it.' })
+export class AdminServerView {
+  @ApiProperty({ ...ID, example: 12345 })
+  id!: number;
+
+  @ApiProperty({ ...ID, example: 7 })
+  account_id!: number;
+
+  @ApiProperty({ ...ID, example: 1 })
+  node_id!: number;
+
+  @ApiProperty({ example: 'web-server-01' })
+  name!: string;
+
+  @ApiProperty({ enum: ServerStatus, enumName: 'ServerStatus', example: 'running' })
+  status!: ServerStatus;
+
+  @ApiProperty({ example: 'web-server-01', description: 'libvirt domain name on the node.' })
+  domain!: string;
+
+  @ApiProperty({
+    type: String,
+    format: 'uuid',
+    nullable: true,
+    example: '4dea22b3-1d52-d8f3-2516-782e98ab3fa0',
+    description: "The domain's libvirt UUID; null until the worker records it before the first operation.",
+  })
+  domain_uuid!: string | null;
+
+  @ApiProperty({ example: '/var/lib/libvirt/images/web-server-01.qcow2' })
+  disk_path!: string;
+
+  @ApiProperty(DATE_TIME)
+  created_at!: string;
+}
+
+export function serverView(s: ServerSummary): ServerView {
   return {
     id: s.id,
     name: s.name,
@@ -9,5 +91,29 @@ export function serverView(s: ServerSummary) {
     created_at: apiTime(s.createdAt),
     snapshot_quota: s.snapshotQuota,
     current_action: s.currentAction,
+  };
+}
+
+export function adminServerView(s: {
+  id: number;
+  accountId: number;
+  nodeId: number;
+  name: string;
+  status: ServerStatus;
+  domain: string;
+  domainUuid: string | null;
+  diskPath: string;
+  createdAt: Date;
+}): AdminServerView {
+  return {
+    id: s.id,
+    account_id: s.accountId,
+    node_id: s.nodeId,
+    name: s.name,
+    status: s.status,
+    domain: s.domain,
+    domain_uuid: s.domainUuid,
+    disk_path: s.diskPath,
+    created_at: apiTime(s.createdAt),
   };
 }

@@ -19,8 +19,8 @@ import {
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
 
-/** 400 invalid_server_state: a create or restore holds the server, or it is being restored. */
-function serverBusy(
+/** 400 invalid_server_state: a create or restore holds the server, or it is being restored (also the document's example). */
+export function serverBusy(
   server: Pick<LockedServer, 'id' | 'status'>,
   operation: 'snapshot' | 'restoration',
   holding: HoldingAction | null,

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import request from 'supertest';
 import { BackupStoreRegistry } from '../../src/backup-store/backup-store.registry';
 import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
+import { BACKUP_STORES } from '../../src/backups/data/backup-stores';
 import { createAccount, createToken } from '../factories';
 import { expectProblem } from '../support/problem-assertions';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
@@ -99,10 +100,13 @@ describe('node backup stores', () => {
   it('the registry gives a node its configured store, by id or row; an unconfigured one is unavailable', async () => {
     const registry = api.app.get(BackupStoreRegistry);
     const nfs = await postNode({ backup_store: 'nfs' });
-    const store = await registry.forNode(nfs.body.id as number);
+    const { name, store } = await registry.forNode(nfs.body.id as number);
+    expect(name).toBe('nfs');
     expect(store).toBeInstanceOf(DirectoryStore);
     expect((store as DirectoryStore).root).toBe(path.join(root, 'nfs'));
-    expect(await registry.forNode({ backupStore: 'nfs' })).toBe(store);
+    expect((await registry.forNode({ backupStore: 'nfs' })).store).toBe(store);
+    // The data path's BACKUP_STORES is the registry.
+    expect(api.app.get(BACKUP_STORES)).toBe(registry);
     // A name the configuration lost since (another process' configuration): unavailable, never a guess.
     await expect(registry.forNode({ backupStore: 'gone' })).rejects.toMatchObject({ code: 'unavailable' });
   });

@@ -2,7 +2,9 @@ import { IsInt, IsString, Matches, Max, Min, ValidateIf } from 'class-validator'
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { MAX_ID } from '../../common/ids';
 
-export const SNAPSHOT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const SNAPSHOT_NAME_MAX = 64;
+export const SNAPSHOT_NAME = new RegExp(`^[A-Za-z0-9_-]{1,${SNAPSHOT_NAME_MAX}}$`);
+export const SNAPSHOT_NAME_MESSAGE = `name must be 1-${SNAPSHOT_NAME_MAX} letters, digits, hyphens or underscores`;
 export const DESCRIPTION_MAX = 1000;
 
 export class CreateSnapshotDto {
@@ -20,11 +22,11 @@ export class CreateSnapshotDto {
   server_id!: number;
 
   @IsString({ message: 'name must be a string' })
-  @Matches(SNAPSHOT_NAME, { message: 'name must be 1-64 letters, digits, hyphens or underscores' })
+  @Matches(SNAPSHOT_NAME, { message: SNAPSHOT_NAME_MESSAGE })
   @ApiProperty({
     pattern: SNAPSHOT_NAME.source,
     minLength: 1,
-    maxLength: 64,
+    maxLength: SNAPSHOT_NAME_MAX,
     example: 'before-update-snapshot',
     description: 'Name for the snapshot (letters, digits, hyphens, underscores; need not be unique).',
   })
