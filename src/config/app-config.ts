@@ -1,3 +1,4 @@
+import { BackupStoreSpec, parseBackupStores } from './backup-stores';
 import { parseTrustProxy, TrustProxy } from './trust-proxy';
 
 /**
@@ -80,6 +81,8 @@ export class AppConfig {
    * written to the audit log at once; the rest of a minute's refusals are counted into summary rows.
    */
   readonly auditRefusalSourcesPerMinute!: number;
+  /** Backup stores by name (BACKUP_DIR is `default`, BACKUP_STORES the others); see backup-stores.ts. */
+  readonly backupStores!: ReadonlyMap<string, BackupStoreSpec>;
   /**
    * The key (32 bytes) that wraps every account's backup data key (`BACKUP_MASTER_KEY`, base64).
    * Required by the worker, which reads and writes backup data; null in the other roles when unset.
@@ -252,6 +255,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
+    backupStores: parseBackupStores(env, r.problems),
     backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
   });
   if (config.metricsToken !== null && config.metricsToken.length < 16) {

@@ -29,6 +29,9 @@ export class NodeView {
   })
   image_roots!: string[];
 
+  @ApiProperty({ example: 'default', description: 'The configured backup store its backups go to.' })
+  backup_store!: string;
+
   @ApiProperty(DATE_TIME)
   created_at!: string;
 }
@@ -42,6 +45,7 @@ export function nodeView(n: {
   uri: string | null;
   snapshotDir: string;
   imageRoots: string[];
+  backupStore: string;
   createdAt: Date;
 }): NodeView {
   return {
@@ -51,6 +55,7 @@ export function nodeView(n: {
     uri: n.uri,
     snapshot_dir: n.snapshotDir,
     image_roots: n.imageRoots,
+    backup_store: n.backupStore,
     created_at: apiTime(n.createdAt),
   };
 }

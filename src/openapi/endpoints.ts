@@ -16,7 +16,7 @@ import {
   getSchemaPath,
 } from '@nestjs/swagger';
 import { CreateTokenDto } from '../auth/dto/create-token.dto';
-import { CreateNodeDto } from '../nodes/dto/create-node.dto';
+import { CreateNodeDto, UpdateNodeDto } from '../nodes/dto/create-node.dto';
 import { CreateServerDto } from '../servers/dto/create-server.dto';
 import { CreateSnapshotDto } from '../snapshots/dto/create-snapshot.dto';
 import {
@@ -449,6 +449,27 @@ export const ApiDoc = {
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           409: { description: 'The name is taken', examples: ['conflict'] },
+          ...BODY,
+          ...ADMIN,
+        }),
+      ),
+    update: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminUpdateNode',
+          summary: "Change a node's backup store (operators)",
+          description:
+            "Points the node's next backups at another configured store (`backup_store`); backups already " +
+            'written stay in the store they were written to. Admin tokens only. Recorded in the audit log ' +
+            '(`node.update`).',
+        }),
+        pathId('Node id.'),
+        ApiExtraModels(UpdateNodeDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(UpdateNodeDto) } }),
+        okJson(NodeView, 'Node updated'),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          404: { description: 'Not Found - Node does not exist', examples: ['node_not_found'] },
           ...BODY,
           ...ADMIN,
         }),

@@ -572,6 +572,21 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       'adminCreateNode',
       await request(api.url).post('/api/v1/admin/nodes/').set(adminAuth).send({ name: 'Bad Name!' }),
     );
+    const moved = await request(api.url)
+      .patch(`/api/v1/admin/nodes/${node.body.id}/`)
+      .set(adminAuth)
+      .send({ backup_store: 'default' });
+    expect(moved.status).toBe(200);
+    expectDocumented(doc, validator, 'adminUpdateNode', moved);
+    expectDocumented(
+      doc,
+      validator,
+      'adminUpdateNode',
+      await request(api.url)
+        .patch('/api/v1/admin/nodes/2000000000/')
+        .set(adminAuth)
+        .send({ backup_store: 'default' }),
+    );
     const server = await request(api.url)
       .post('/api/v1/admin/servers/')
       .set(adminAuth)
