@@ -264,6 +264,8 @@ export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
       RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       HOST: '127.0.0.1',
+      // The worker needs one; benchmarks write no backups, so any key will do.
+      BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
       ...(port ? { PORT: String(port) } : {}),
       ...env,
     },

@@ -3,12 +3,13 @@
 #  1. installs what is missing (Debian packages, npm packages), builds the production bundle;
 #  2. starts PostgreSQL, Redis and (when it can) libvirtd, their data outside the checkout
 #     (scripts/paths.sh: reachable by the service users even when the checkout is in a private home);
-#  3. migrates, seeds a demo account + token, an admin token, a node and a demo server — a real tiny
+#  3. makes the default backup directory, migrates, seeds a demo account + token, an admin token, a node and a demo server — a real tiny
 #     Linux guest under libvirt when libvirt runs here (its kernel, disk and snapshots in this
 #     checkout's image folder, which QEMU can read), otherwise on the fake driver (said loudly);
 #  4. runs the API and the worker from dist/ until Ctrl-C, then stops everything it started.
 # Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env, and
-# .local/local.env, from which the operator CLI (`npm run cli`) takes the database in another terminal.
+# .local/local.env, from which the operator CLI (`npm run cli`) takes the database in another terminal,
+# and once .local/backup-master-key.env (BACKUP_MASTER_KEY for the worker's backups).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=paths.sh
@@ -54,9 +55,20 @@ if ! psql "$DATABASE_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname='$
   psql "$DATABASE_ADMIN_URL" -qc "CREATE DATABASE $DB_NAME"
 fi
 export DATABASE_URL="${DATABASE_ADMIN_URL%/*}/$DB_NAME" REDIS_URL QUEUE_PREFIX=vps-local
+# The default backup store: a directory in this checkout's state dir (reachable by the service users;
+# in production a separate disk, an NFS mount or S3: docs/backups.md). An operator's BACKUP_DIR wins.
+export BACKUP_DIR="${BACKUP_DIR:-$LOCAL_STATE_DIR/backups}"
+mkdir -p "$BACKUP_DIR"
 say "migrate"; node prisma/migrate.mjs >/dev/null
 # For the operator CLI in another terminal, with nothing set there.
 node dist/cli/main.js local-env save >/dev/null
+# The key that wraps every account's backup key: made once, kept beside this checkout's local data
+# (mode 0600). Without it the backups it protected cannot be read, so it is never regenerated.
+BACKUP_KEY_FILE="$LOCAL/backup-master-key.env"
+if [ ! -s "$BACKUP_KEY_FILE" ]; then
+  (umask 077 && node -e 'console.log(`BACKUP_MASTER_KEY=${require("node:crypto").randomBytes(32).toString("base64")}`)' >"$BACKUP_KEY_FILE")
+fi
+export BACKUP_MASTER_KEY="${BACKUP_MASTER_KEY:-$(sed -n 's/^BACKUP_MASTER_KEY=//p' "$BACKUP_KEY_FILE")}"
 
 cli() { node dist/cli/main.js "$@"; }
 say "seed"

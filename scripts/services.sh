@@ -124,6 +124,19 @@ wait_pid_gone() {
   return 1
 }
 
+# term_then_kill PID NAME GRACE [WAIT_FN]: SIGTERM, and SIGKILL when still there after GRACE seconds.
+# WAIT_FN PID NAME SECONDS (default wait_pid_gone) says when the process is gone.
+term_then_kill() {
+  local pid="$1" name="$2" grace="$3" wait_fn="${4:-wait_pid_gone}"
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! "$wait_fn" "$pid" "$name" "$grace"; then
+    log "$name still alive after ${grace}s, sending SIGKILL to pid $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    "$wait_fn" "$pid" "$name" 5 || die "$name pid $pid did not exit"
+  fi
+}
+
 # Unix socket PATH exists here and is bound by a live process (no socat needed). /proc/net/unix is
 # per network namespace, the -S test keeps a private mount namespace from seeing the host's sockets.
 unix_listening() {
@@ -136,6 +149,7 @@ pkgs_for() {
     postgres) echo "postgresql" ;;
     redis) echo "redis-server" ;;
     libvirt) echo "qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients" ;;
+    ceph) echo "ceph-mon ceph-osd radosgw" ;;
   esac
 }
 
@@ -407,13 +421,7 @@ stop_redis() {
     log "redis not running (nothing of ours to stop)"
     return 0
   fi
-  log "stopping redis (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" redis-server "$TIMEOUT"; then
-    log "redis still alive after ${TIMEOUT}s, sending SIGKILL to pid $pid"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" redis-server 5 || die "redis pid $pid did not exit"
-  fi
+  term_then_kill "$pid" redis-server "$TIMEOUT"
   rm -f "$REDIS_PID"
   log "redis stopped"
 }
@@ -562,15 +570,7 @@ stop_libvirt_daemons() {
     file="$LV_LIBVIRTD_PID"
     [ "$name" = virtlogd ] && file="$LV_VIRTLOGD_PID"
     pid="$(read_pid "$file")"
-    if pid_alive "$pid" "$name"; then
-      log "stopping $name (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      if ! wait_pid_gone "$pid" "$name" 30; then
-        log "$name still alive after 30s, sending SIGKILL to pid $pid"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_pid_gone "$pid" "$name" 5 || die "$name pid $pid did not exit"
-      fi
-    fi
+    if pid_alive "$pid" "$name"; then term_then_kill "$pid" "$name" 30; fi
     rm -f "$file"
   done
 }
@@ -606,6 +606,176 @@ status_libvirt() {
   fi
 }
 
+# ---------------------------------------------------------------- ceph (S3 for the backup-store tests)
+# A throw-away single-node Ceph cluster (one mon, one osd, one radosgw) on 127.0.0.1, for the tests of
+# the S3 backup store only. Every start builds a fresh cluster: the OSD uses memstore (objects in RAM),
+# which starts in ~2.5 s instead of ~8.5 s with bluestore, and a test server has no data worth keeping.
+# Production talks to a real Ceph RGW cluster or AWS S3 (docs/backups.md); nothing here is for that.
+CEPH_DIR="$STATE_DIR/ceph"
+CEPH_CONF="$CEPH_DIR/ceph.conf"
+CEPH_RGW_PORT="${CEPH_RGW_PORT:-57480}"
+CEPH_MON_PORT="${CEPH_MON_PORT:-56789}"
+CEPH_MON_V2_PORT="${CEPH_MON_V2_PORT:-53300}"
+# Credentials of the test user: a loopback-only test cluster, so fixed values are fine (and let a
+# second checkout use an instance this one started).
+CEPH_S3_ACCESS_KEY="${CEPH_S3_ACCESS_KEY:-vpstestaccesskey0001}"
+CEPH_S3_SECRET_KEY="${CEPH_S3_SECRET_KEY:-vpstestsecretkey000000000000000000000001}"
+CEPH_DAEMONS=(radosgw ceph-osd ceph-mon) # stop order
+
+ceph_pidfile() { printf '%s/%s.pid' "$CEPH_DIR" "$1"; }
+
+ceph_daemon_pid() { # daemon -> pid when alive (a zombie is not alive)
+  local pid state
+  pid="$(read_pid "$(ceph_pidfile "$1")")"
+  pid_alive "$pid" "$1" || return 1
+  state="$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ "$state" != Z ] || return 1
+  printf '%s' "$pid"
+}
+
+# A killed daemon may stay a zombie of PID 1 for a while: gone for our purposes.
+ceph_wait_gone() { # pid daemon seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    ceph_daemon_pid "$2" >/dev/null || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+ceph_rgw_answers() { # an HTTP answer on the S3 port (no curl needed)
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "GET / HTTP/1.0\r\n\r\n" >&3 &&
+    head -c 12 <&3 | grep -q "^HTTP/1\.[01] "' _ "$CEPH_RGW_PORT" 2>/dev/null
+}
+
+ceph_cli() { timeout 20 ceph -c "$CEPH_CONF" "$@" </dev/null 2>>"$CEPH_DIR/cli.log"; }
+
+ceph_spawn() { # daemon args... : run in the foreground mode (-f) in the background, pid to its file
+  local name="$1"
+  shift
+  setsid "$name" -c "$CEPH_CONF" -f "$@" </dev/null >>"$CEPH_DIR/log/$name.out" 2>&1 9>&- &
+  echo "$!" >"$(ceph_pidfile "$name")"
+}
+
+ceph_write_conf() { # fsid
+  cat >"$CEPH_CONF" <<CONF
+[global]
+fsid = $1
+mon host = [v2:127.0.0.1:$CEPH_MON_V2_PORT,v1:127.0.0.1:$CEPH_MON_PORT]
+mon initial members = a
+public addr = 127.0.0.1
+ms bind port min = 57500
+ms bind port max = 57600
+# No cephx on a loopback test cluster; radosgw's monitor client must then use crc (secure mode
+# cannot work without cephx).
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms mon client mode = crc
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd crush chooseleaf type = 0
+osd objectstore = memstore
+memstore device bytes = 4294967296
+paxos propose interval = 0.1
+run dir = $CEPH_DIR/run
+admin socket = $CEPH_DIR/run/\$cluster-\$name.asok
+log file = $CEPH_DIR/log/\$name.log
+mon data = $CEPH_DIR/mon/\$cluster-\$id
+osd data = $CEPH_DIR/osd/\$cluster-\$id
+keyring = $CEPH_DIR/keyring
+[client.rgw]
+rgw frontends = beast endpoint=127.0.0.1:$CEPH_RGW_PORT
+rgw data = $CEPH_DIR/rgw
+CONF
+}
+
+start_ceph() {
+  local d pid fsid osd_uuid i
+  if pid="$(ceph_daemon_pid radosgw)" && ceph_rgw_answers; then
+    log "ceph already running (radosgw pid $pid, port $CEPH_RGW_PORT)"
+    return 0
+  fi
+  if ceph_rgw_answers; then
+    log "ceph already running (external: port $CEPH_RGW_PORT answers, not started by this script; using it)"
+    return 0
+  fi
+  for d in ceph-mon ceph-osd radosgw monmaptool ceph radosgw-admin; do
+    have "$d" || die "$d not found; run: $0 install ceph"
+  done
+  prepare_state_dir
+  stop_ceph_daemons # leftovers of a half-started cluster of ours
+  rm -rf --one-file-system -- "$CEPH_DIR"
+  mkdir -p "$CEPH_DIR"/{run,log,mon,osd/ceph-0,rgw}
+  fsid="$(cat /proc/sys/kernel/random/uuid)"
+  osd_uuid="$(cat /proc/sys/kernel/random/uuid)"
+  ceph_write_conf "$fsid"
+  log "starting ceph (mon, osd on memstore, radosgw on 127.0.0.1:$CEPH_RGW_PORT)"
+  STARTED+=(ceph) # from here on a failure stops what was started
+  ceph-authtool --create-keyring "$CEPH_DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$CEPH_MON_V2_PORT,v1:127.0.0.1:$CEPH_MON_PORT]" \
+    "$CEPH_DIR/monmap" >/dev/null
+  ceph-mon -c "$CEPH_CONF" --mkfs -i a --monmap "$CEPH_DIR/monmap" --keyring "$CEPH_DIR/keyring" \
+    >>"$CEPH_DIR/log/mkfs.log" 2>&1 || { tail_log "$CEPH_DIR/log/mkfs.log"; die "ceph-mon --mkfs failed"; }
+  ceph_spawn ceph-mon -i a
+  ceph_cli osd new "$osd_uuid" >/dev/null || { tail_log "$CEPH_DIR/log/mon.a.log"; die "ceph monitor did not answer"; }
+  ceph-osd -c "$CEPH_CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$CEPH_DIR/log/mkfs.log" 2>&1 \
+    || { tail_log "$CEPH_DIR/log/mkfs.log"; die "ceph-osd --mkfs failed"; }
+  ceph_spawn ceph-osd -i 0
+  ceph_spawn radosgw -n client.rgw
+  # The user is written through RADOS, so it only needs the OSD up (radosgw may still be starting).
+  radosgw-admin -c "$CEPH_CONF" user create --uid vps-test --display-name "vps test" \
+    --access-key "$CEPH_S3_ACCESS_KEY" --secret "$CEPH_S3_SECRET_KEY" </dev/null >/dev/null \
+    2>>"$CEPH_DIR/cli.log" || { tail_log "$CEPH_DIR/cli.log"; die "radosgw-admin user create failed"; }
+  for ((i = 0; i < TIMEOUT * 10; i++)); do
+    ceph_rgw_answers && break
+    ceph_daemon_pid radosgw >/dev/null || break
+    sleep 0.1
+  done
+  if ! ceph_rgw_answers; then
+    tail_log "$CEPH_DIR/log/client.rgw.log"
+    die "radosgw does not answer on 127.0.0.1:$CEPH_RGW_PORT"
+  fi
+  log "ceph ready (radosgw pid $(ceph_daemon_pid radosgw || echo '?'), http://127.0.0.1:$CEPH_RGW_PORT)"
+}
+
+stop_ceph_daemons() {
+  local name pid
+  for name in "${CEPH_DAEMONS[@]}"; do
+    pid="$(ceph_daemon_pid "$name")" || { rm -f "$(ceph_pidfile "$name")"; continue; }
+    # radosgw usually needs ~4.5 s on SIGTERM, sometimes more than 10 s.
+    term_then_kill "$pid" "$name" 10 ceph_wait_gone
+    rm -f "$(ceph_pidfile "$name")"
+  done
+}
+
+stop_ceph() {
+  local name any=0
+  for name in "${CEPH_DAEMONS[@]}"; do ceph_daemon_pid "$name" >/dev/null && any=1; done
+  if [ "$any" = 0 ]; then
+    log "ceph not running (nothing of ours to stop)"
+    return 0
+  fi
+  stop_ceph_daemons
+  log "ceph stopped"
+}
+
+status_ceph() {
+  local pid
+  if pid="$(ceph_daemon_pid radosgw)" && ceph_rgw_answers; then
+    echo "ceph running pid $pid port $CEPH_RGW_PORT"
+  elif ceph_rgw_answers; then
+    echo "ceph running external port $CEPH_RGW_PORT"
+  else
+    echo "ceph stopped"
+    return 1
+  fi
+}
+
 # ---------------------------------------------------------------- purge
 # Mount points under DIR (tmpfs of an interrupted test lab): removing DIR must not reach into them.
 mounts_under() { # dir
@@ -633,6 +803,7 @@ cmd_purge() {
   pg_pid >/dev/null && running+=(postgres)
   redis_pid >/dev/null && running+=(redis)
   { libvirtd_pid >/dev/null || virtlogd_pid >/dev/null; } && running+=(libvirt)
+  for d in "${CEPH_DAEMONS[@]}"; do ceph_daemon_pid "$d" >/dev/null && { running+=(ceph); break; }; done
   [ "${#running[@]}" -eq 0 ] || die "still running from this checkout: ${running[*]}; first run: $0 stop ${running[*]}"
   for d in "$LOCAL_STATE_DIR" "$IMAGES_DIR"; do
     mark="$(head -n 1 "$d/$OWNER_MARK" 2>/dev/null || true)"
@@ -697,8 +868,8 @@ if [ "${#SERVICES[@]}" -eq 0 ]; then
 fi
 for s in "${SERVICES[@]}"; do
   case "$s" in
-    postgres | redis | libvirt) ;;
-    *) log "unknown service: $s (expected postgres, redis, libvirt)"; usage ;;
+    postgres | redis | libvirt | ceph) ;;
+    *) log "unknown service: $s (expected postgres, redis, libvirt, ceph)"; usage ;;
   esac
 done
 
@@ -746,6 +917,9 @@ case "$CMD" in
     echo "export DATABASE_ADMIN_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
     echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "export LIBVIRT_URI=$LIBVIRT_URI"
+    echo "export CEPH_S3_ENDPOINT=http://127.0.0.1:$CEPH_RGW_PORT"
+    echo "export CEPH_S3_ACCESS_KEY=$CEPH_S3_ACCESS_KEY"
+    echo "export CEPH_S3_SECRET_KEY=$CEPH_S3_SECRET_KEY"
     ;;
   purge)
     [ "$#" -eq 0 ] || { log "purge takes no service names"; usage; }

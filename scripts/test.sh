@@ -12,6 +12,15 @@ services=(postgres redis)
 if [ "$(id -u)" = 0 ] && [ "${SKIP_LIBVIRT:-0}" != 1 ]; then services+=(libvirt); fi
 bash scripts/services.sh install "${services[@]}"
 
+# The S3 backup-store tests run against a real single-node Ceph (radosgw), which their suite starts and
+# stops itself (test/support/ceph.ts): only its packages are needed here.
+if [ "$(id -u)" = 0 ] && [ "${CEPH_TESTS:-1}" != 0 ]; then
+  bash scripts/services.sh install ceph
+elif ! command -v radosgw >/dev/null 2>&1; then
+  echo "!! Ceph is not installed (as root: bash scripts/services.sh install ceph): the S3 backup-store tests will be skipped" >&2
+  export CEPH_TESTS=0
+fi
+
 # k8s/ render check: Debian's kubectl (package kubernetes-client) when none is installed.
 if ! command -v kubectl >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { accountScope, Principal } from '../auth/principal';
-import { apiTime } from '../common/clock';
 import { ProblemException } from '../common/problem';
 import { PrismaService } from '../prisma/prisma.service';
+import { actionView } from './action.view';
 
 @Injectable()
 export class ActionsService {
@@ -27,18 +27,6 @@ export class ActionsService {
       },
     });
     if (!a) throw new ProblemException({ status: 404, code: 'action_not_found' });
-    return {
-      id: a.id,
-      kind: a.kind,
-      status: a.status,
-      progress: a.progress,
-      server: a.server,
-      snapshot: a.snapshot,
-      backup: a.backup,
-      error: a.errorCode ? { code: a.errorCode, message: a.errorMessage } : null,
-      created_at: apiTime(a.createdAt),
-      started_at: apiTime(a.startedAt),
-      finished_at: apiTime(a.finishedAt),
-    };
+    return actionView(a);
   }
 }

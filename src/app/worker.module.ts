@@ -1,4 +1,5 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BackupStoreModule } from '../backup-store/backup-store.module';
 import { CommonModule } from '../common/common.module';
 import { loggerModule } from '../common/logging';
 import { AppConfig } from '../config/app-config';
@@ -36,6 +37,8 @@ export class WorkerModule {
         WorkerIdempotencyModule,
         JobsWorkerModule,
         WorkerMetricsModule,
+        // The node's backup store; at start-up it sweeps what crashed writers left in directory stores.
+        BackupStoreModule,
       ],
     };
   }

@@ -6,6 +6,10 @@ import { PrismaService } from '../prisma/prisma.service';
 import { MicroBatcher } from '../common/micro-batcher';
 import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 
+/** How an audited request ended. */
+export const AUDIT_OUTCOMES = ['accepted', 'refused', 'error'] as const;
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+
 export interface AuditRecord {
   accountId: number | null;
   tokenId: number | null;
@@ -13,7 +17,7 @@ export interface AuditRecord {
   action: string;
   targetType?: string;
   targetId?: number | null;
-  outcome: 'accepted' | 'refused' | 'error';
+  outcome: AuditOutcome;
   statusCode?: number;
   ip?: string | null;
   requestId?: string | null;

@@ -17,6 +17,12 @@ export interface AuthenticatedToken extends Principal {
   listingVersion?: string;
 }
 
+/** The field error of a new token asking for scopes its creator lacks. */
+export const scopesNotHeld = (held: readonly string[]): FieldError => ({
+  field: 'scopes',
+  message: `scopes must be a subset of this token's scopes (${held.join(', ')})`,
+});
+
 export interface TokenRecord {
   id: number;
   accountId: number;
@@ -156,10 +162,7 @@ export class ApiTokenService {
     const errors: FieldError[] = [];
     const scopes = request.scopes ?? parent.scopes;
     if (!isAdmin(parent) && scopes.some((s) => !parent.scopes.includes(s))) {
-      errors.push({
-        field: 'scopes',
-        message: `scopes must be a subset of this token's scopes (${parent.scopes.join(', ')})`,
-      });
+      errors.push(scopesNotHeld(parent.scopes));
     }
     const expiresAt =
       request.expiresInDays !== undefined

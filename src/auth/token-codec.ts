@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 export const TOKEN_PREFIX = 'vps_';
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const RANDOM_LENGTH = 40;
-const TOKEN_SHAPE = /^vps_[0-9A-Za-z]{40}$/;
+export const TOKEN_SHAPE = new RegExp(`^${TOKEN_PREFIX}[0-9A-Za-z]{${RANDOM_LENGTH}}$`);
 
 export function generateToken(): string {
   let out = '';

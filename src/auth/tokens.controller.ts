@@ -2,12 +2,13 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseInterceptors }
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { PathIdPipe } from '../common/ids';
+import { wholePage } from '../common/pagination';
 import { ProblemException } from '../common/problem';
 import { ApiTokenService } from './api-token.service';
 import { CurrentPrincipal } from './decorators';
 import { CreateTokenDto } from './dto/create-token.dto';
 import { Principal } from './principal';
-import { tokenAuditDetail, tokenView } from './token.view';
+import { tokenAuditDetail, tokenCreatedView, tokenView } from './token.view';
 
 /** An account's own API tokens. */
 @ApiDocs.tokens()
@@ -20,7 +21,7 @@ export class TokensController {
   @ApiDoc.tokens.list()
   async list(@CurrentPrincipal() me: Principal) {
     const rows = await this.tokens.list(me.accountId);
-    return { count: rows.length, next: null, previous: null, results: rows.map(tokenView) };
+    return wholePage(rows.map(tokenView));
   }
 
   @Post()
@@ -32,7 +33,7 @@ export class TokensController {
       scopes: dto.scopes,
       expiresInDays: dto.expires_in_days,
     });
-    return { ...tokenView(record), token };
+    return tokenCreatedView(record, token);
   }
 
   @Delete(':id')

@@ -15,59 +15,43 @@ import type { Request } from 'express';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { CurrentPrincipal } from '../auth/decorators';
 import { Principal } from '../auth/principal';
-import { apiTime } from '../common/clock';
 import { PathIdPipe } from '../common/ids';
-import { readListQuery } from '../common/list-query';
-import { languageOf, message } from '../common/messages';
-import { buildPage, readPageRequest } from '../common/pagination';
-import { AppConfig } from '../config/app-config';
-import { BackupKind } from '../generated/prisma/client';
+import { languageOf } from '../common/messages';
+import { buildPage, pageRequestOf } from '../common/pagination';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
-import { BackupsDoc } from '../openapi/backups';
+import { ApiDoc, ApiDocs } from '../openapi/endpoints';
+import { BackupListQuery } from './backup-list-params';
 import { BackupsService } from './backups.service';
-import { backupView } from './backup.view';
+import { backupCreatedView, backupRestoreStartedView, backupView } from './backup.view';
 import { BackupPolicyDto } from './dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from './dto/create-backup.dto';
 
 const BackupId = () => new PathIdPipe('backup_not_found');
 const ServerId = () => new PathIdPipe('server_not_found');
-const KINDS: readonly BackupKind[] = ['manual', 'automatic'];
 
-@BackupsDoc.backups()
+@ApiDocs.backups()
 @Controller('api/v1/backups')
 @UseInterceptors(AuditInterceptor)
 export class BackupsController {
-  constructor(
-    private readonly backups: BackupsService,
-    private readonly config: AppConfig,
-  ) {}
+  constructor(private readonly backups: BackupsService) {}
 
   @Get()
-  @BackupsDoc.list()
-  async list(
-    @CurrentPrincipal() me: Principal,
-    @Req() req: Request,
-    @Query() query: Record<string, unknown>,
-  ) {
-    const filter = readListQuery(query, (errors) => {
-      const kind = query.kind as BackupKind | undefined;
-      if (kind !== undefined && !KINDS.includes(kind))
-        errors.push({ field: 'kind', message: `kind must be one of ${KINDS.join(', ')}` });
-      return { kind };
-    });
-    const page = readPageRequest(query, this.config);
+  @ApiDoc.backups.list()
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: BackupListQuery) {
+    const page = pageRequestOf(query);
+    const filter = { serverId: query.server_id, ordering: query.ordering, kind: query.kind };
     const { count, rows } = await this.backups.list(me, filter, page);
     return buildPage(req, page, count, rows.map(backupView));
   }
 
   @Get(':id')
-  @BackupsDoc.get()
+  @ApiDoc.backups.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', BackupId()) id: number) {
     return backupView(await this.backups.get(me, id));
   }
 
   @Post()
-  @BackupsDoc.create()
+  @ApiDoc.backups.create()
   @Audit('backup.create', 'backup')
   @UseInterceptors(IdempotencyInterceptor)
   async create(
@@ -81,15 +65,11 @@ export class BackupsController {
       { serverId: dto.server_id, name: dto.name, description: dto.description },
       idempotencyKeyId,
     );
-    return {
-      ...backupView(backup),
-      message: message('backup_create_started', languageOf(req.headers['accept-language'])),
-      action_id: actionId,
-    };
+    return backupCreatedView(backup, actionId, languageOf(req.headers['accept-language']));
   }
 
   @Post(':id/restore')
-  @BackupsDoc.restore()
+  @ApiDoc.backups.restore()
   @HttpCode(200)
   @Audit('backup.restore', 'backup', { bodyFields: ['server_id'] })
   @UseInterceptors(IdempotencyInterceptor)
@@ -101,17 +81,11 @@ export class BackupsController {
     @IdempotencyKeyId() idempotencyKeyId?: number,
   ) {
     const { backup, server, actionId } = await this.backups.restore(me, id, dto?.server_id, idempotencyKeyId);
-    return {
-      status: 'success',
-      message: message('backup_restore_started', languageOf(req.headers['accept-language'])),
-      backup: { id: backup.id, name: backup.name, created_at: apiTime(backup.createdAt) },
-      server: { id: server.id, name: server.name, status: 'restoring' },
-      action_id: actionId,
-    };
+    return backupRestoreStartedView(backup, server, actionId, languageOf(req.headers['accept-language']));
   }
 
   @Delete(':id')
-  @BackupsDoc.delete()
+  @ApiDoc.backups.delete()
   @HttpCode(204)
   @Audit('backup.delete', 'backup')
   async delete(@CurrentPrincipal() me: Principal, @Param('id', BackupId()) id: number): Promise<void> {
@@ -120,20 +94,20 @@ export class BackupsController {
 }
 
 /** `servers/{id}/backup-policy/`: the server's automatic backups. */
-@BackupsDoc.backups()
+@ApiDocs.backups()
 @Controller('api/v1/servers')
 @UseInterceptors(AuditInterceptor)
 export class BackupPolicyController {
   constructor(private readonly backups: BackupsService) {}
 
   @Get(':id/backup-policy')
-  @BackupsDoc.getPolicy()
+  @ApiDoc.backups.getPolicy()
   getPolicy(@CurrentPrincipal() me: Principal, @Param('id', ServerId()) id: number) {
     return this.backups.getPolicy(me, id);
   }
 
   @Put(':id/backup-policy')
-  @BackupsDoc.putPolicy()
+  @ApiDoc.backups.putPolicy()
   @Audit('backup_policy.update', 'server', { bodyFields: ['enabled'] })
   putPolicy(
     @CurrentPrincipal() me: Principal,

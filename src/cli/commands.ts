@@ -21,7 +21,9 @@ export const USAGE = `Operator CLI: npm run --silent cli -- <command>
   token revoke <token-id-or-prefix>
   token check <token>                                     exit 0 when the token is valid (prints its account id)
   node create <name> --driver libvirt|fake [--uri qemu:///system] [--snapshot-dir DIR]
-              [--image-root DIR]... [--if-missing]        prints the node id
+              [--image-root DIR]... [--backup-store NAME] [--if-missing]
+                                                          prints the node id
+  node set-backup-store <name> <store>                    where the node's next backups go
   node list
   server create --account <name> --node <name> --name <server-name> [--domain D] [--domain-uuid UUID]
                 [--disk PATH] [--status running|stopped] [--if-missing]
@@ -33,6 +35,8 @@ export const USAGE = `Operator CLI: npm run --silent cli -- <command>
   qemu+tls://host[:port]/system, without query parameters.
   --image-root (repeatable): directories the node's disks may live in (default /var/lib/libvirt/images);
   --snapshot-dir (default /var/lib/admin-vps/snapshots/<node>) must lie apart from them.
+  --backup-store: a store of the configuration (BACKUP_DIR is "default", BACKUP_STORES the others).
+  Backups already written stay in the store they were written to.
   --domain-uuid: without it, server create looks the domain up on a libvirt node (it must exist with
   that name); given, it is recorded and the worker checks it before the first operation.
 
@@ -124,6 +128,15 @@ export class CliCommands {
       }
       case 'node create':
         return this.nodeCreate(rest);
+      case 'node set-backup-store': {
+        if (rest.length !== 2) throw new UsageError('node set-backup-store takes <name> <store>');
+        const { before, node } = await this.nodes.setBackupStore({ name: rest[0] }, rest[1]);
+        await this.auditCli('node.update', 'node', node.id, {
+          name: node.name,
+          backup_store: { from: before.backupStore, to: node.backupStore },
+        });
+        return node.backupStore;
+      }
       case 'node list': {
         const rows = await this.nodes.list();
         return table(
@@ -134,6 +147,7 @@ export class CliCommands {
             uri: n.uri,
             snapshot_dir: n.snapshotDir,
             image_roots: n.imageRoots.join(' '),
+            backup_store: n.backupStore,
           })),
         );
       }
@@ -203,6 +217,7 @@ export class CliCommands {
       driver: text,
       uri: text,
       'snapshot-dir': text,
+      'backup-store': text,
       'if-missing': flag,
       'image-root': { type: 'string', multiple: true },
     });
@@ -217,6 +232,7 @@ export class CliCommands {
       uri: flags.uri,
       snapshotDir: flags['snapshot-dir'] ?? `/var/lib/admin-vps/snapshots/${positional[0]}`,
       imageRoots: flags['image-root'],
+      backupStore: flags['backup-store'],
     });
     await this.auditCli('node.create', 'node', node.id, {
       name: node.name,
@@ -224,6 +240,7 @@ export class CliCommands {
       uri: node.uri,
       snapshot_dir: node.snapshotDir,
       image_roots: node.imageRoots,
+      backup_store: node.backupStore,
     });
     return String(node.id);
   }

@@ -7,7 +7,7 @@ import path from 'node:path';
  * CLI takes them from there whenever DATABASE_URL is unset, each one only where the environment
  * leaves it unset (explicit settings always win).
  */
-export const LOCAL_STACK_KEYS = ['DATABASE_URL', 'REDIS_URL', 'QUEUE_PREFIX'] as const;
+export const LOCAL_STACK_KEYS = ['DATABASE_URL', 'REDIS_URL', 'QUEUE_PREFIX', 'BACKUP_DIR'] as const;
 
 type Env = Record<string, string | undefined>;
 

@@ -1,33 +1,31 @@
-import { parseId } from './ids';
-import { FieldError, problems } from './problem';
 import { Prisma } from '../generated/prisma/client';
+import { MAX_ID } from './ids';
+import { PageQuery } from './pagination';
+import { QueryInteger, QueryOneOf } from './query-params';
 
 /** The orderings of the snapshot and backup lists (`-` = descending). */
 export const LIST_ORDERINGS = ['created_at', '-created_at', 'id', '-id', 'name', '-name'] as const;
 export type ListOrdering = (typeof LIST_ORDERINGS)[number];
 
 /**
- * The `server_id` filter and `ordering` of a list query, plus the caller's own filters (`more` pushes
- * its field errors): every problem is one 400 naming its fields.
+ * The query string the snapshot and backup lists share: paging, a `server_id` filter and an ordering.
+ * Any other parameter is ignored.
  */
-export function readListQuery<T extends object>(
-  query: Record<string, unknown>,
-  more: (errors: FieldError[]) => T = () => ({}) as T,
-): { serverId?: number; ordering: ListOrdering } & T {
-  const errors: FieldError[] = [];
-  let serverId: number | undefined;
-  if (query.server_id !== undefined) {
-    const id = parseId(query.server_id);
-    if (id === null) errors.push({ field: 'server_id', message: 'server_id must be a positive integer' });
-    else serverId = id;
-  }
-  const ordering = (query.ordering ?? '-created_at') as ListOrdering;
-  if (!LIST_ORDERINGS.includes(ordering)) {
-    errors.push({ field: 'ordering', message: `ordering must be one of ${LIST_ORDERINGS.join(', ')}` });
-  }
-  const extra = more(errors);
-  if (errors.length) throw problems.validation(errors);
-  return { serverId, ordering, ...extra };
+export class ServerResourceListQuery extends PageQuery {
+  @QueryInteger({
+    max: MAX_ID,
+    message: 'server_id must be a positive integer',
+    description: 'Only those of this server.',
+    example: 12345,
+  })
+  server_id?: number;
+
+  @QueryOneOf(LIST_ORDERINGS, {
+    message: `ordering must be one of ${LIST_ORDERINGS.join(', ')}`,
+    description: 'Sort order; `-` means descending.',
+    default: '-created_at',
+  })
+  ordering: ListOrdering = '-created_at';
 }
 
 /**

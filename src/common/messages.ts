@@ -248,11 +248,28 @@ export const MESSAGES = {
     () => "The server's virtual machine could not be identified on its host.",
     () => 'Nid oedd modd adnabod peiriant rhithwir y gweinydd ar ei westeiwr.',
   ),
+  // The backup data path's customer-safe sentences (src/backups/data/backup-data-errors.ts): one per
+  // error code (`backup_data_<code>`).
+  backup_data_backup_corrupt: m(
+    () => 'The backup is damaged and cannot be used.',
+    () => "Mae'r copi wrth gefn wedi'i ddifrodi ac ni ellir ei ddefnyddio.",
+  ),
+  backup_data_backup_key_unavailable: m(
+    () => "The backup's encryption key is not available.",
+    () => "Nid yw allwedd amgryptio'r copi wrth gefn ar gael.",
+  ),
+  backup_data_backup_base_unavailable: m(
+    () => 'The previous backup this one builds on is no longer available. Please try again.',
+    () =>
+      "Nid yw'r copi wrth gefn blaenorol y mae hwn yn adeiladu arno ar gael mwyach. Rhowch gynnig arall arni.",
+  ),
 } satisfies Record<string, Message>;
 
 export type MessageKey = keyof typeof MESSAGES;
 /** The hypervisor driver's sentences (see `HypervisorError`). */
 export type HypervisorMessageKey = Extract<MessageKey, `hypervisor_${string}`>;
+/** The backup data path's sentences (see `BackupDataError`). */
+export type BackupDataMessageKey = Extract<MessageKey, `backup_data_${string}`>;
 
 export function message(key: MessageKey, lang: Lang, params: Params = {}): string {
   return MESSAGES[key][lang](params);

@@ -2,36 +2,39 @@ import { HttpException } from '@nestjs/common';
 import { Lang, message, MessageKey } from './messages';
 
 /** Stable machine-readable codes of every error this API returns (RFC 9457 `code` member). */
-export type ProblemCode =
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'page_not_found'
-  | 'snapshot_not_found'
-  | 'backup_not_found'
-  | 'server_not_found'
-  | 'action_not_found'
-  | 'token_not_found'
-  | 'node_not_found'
-  | 'account_not_found'
-  | 'validation_failed'
-  | 'malformed_json'
-  | 'unsupported_media_type'
-  | 'payload_too_large'
-  | 'uri_too_long'
-  | 'method_not_allowed'
-  | 'snapshot_limit_reached'
-  | 'backup_limit_reached'
-  | 'token_limit_reached'
-  | 'invalid_server_state'
-  | 'invalid_snapshot_state'
-  | 'invalid_backup_state'
-  | 'conflict'
-  | 'rate_limited'
-  | 'idempotency_key_reused'
-  | 'idempotency_key_in_use'
-  | 'service_unavailable'
-  | 'internal_error';
+export const PROBLEM_CODES = [
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'page_not_found',
+  'snapshot_not_found',
+  'backup_not_found',
+  'server_not_found',
+  'action_not_found',
+  'token_not_found',
+  'node_not_found',
+  'account_not_found',
+  'validation_failed',
+  'malformed_json',
+  'unsupported_media_type',
+  'payload_too_large',
+  'uri_too_long',
+  'method_not_allowed',
+  'snapshot_limit_reached',
+  'backup_limit_reached',
+  'token_limit_reached',
+  'invalid_server_state',
+  'invalid_snapshot_state',
+  'invalid_backup_state',
+  'conflict',
+  'rate_limited',
+  'idempotency_key_reused',
+  'idempotency_key_in_use',
+  'service_unavailable',
+  'internal_error',
+] as const;
+
+export type ProblemCode = (typeof PROBLEM_CODES)[number];
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',

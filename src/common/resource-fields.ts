@@ -8,7 +8,9 @@ import { MAX_ID } from './ids';
  * and description rules and a server id.
  */
 
-export const RESOURCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const RESOURCE_NAME_MAX = 64;
+export const RESOURCE_NAME = new RegExp(`^[A-Za-z0-9_-]{1,${RESOURCE_NAME_MAX}}$`);
+export const RESOURCE_NAME_MESSAGE = `name must be 1-${RESOURCE_NAME_MAX} letters, digits, hyphens or underscores`;
 export const DESCRIPTION_MAX = 1000;
 
 /** A server id; `optional`: absent is allowed (null is a wrong type, as is any non-integer). */
@@ -34,8 +36,14 @@ export function ServerIdField(description: string, opts: { optional?: boolean; e
 export function NameField(example: string, description: string) {
   return applyDecorators(
     IsString({ message: 'name must be a string' }),
-    Matches(RESOURCE_NAME, { message: 'name must be 1-64 letters, digits, hyphens or underscores' }),
-    ApiProperty({ pattern: RESOURCE_NAME.source, minLength: 1, maxLength: 64, example, description }),
+    Matches(RESOURCE_NAME, { message: RESOURCE_NAME_MESSAGE }),
+    ApiProperty({
+      pattern: RESOURCE_NAME.source,
+      minLength: 1,
+      maxLength: RESOURCE_NAME_MAX,
+      example,
+      description,
+    }),
   );
 }
 

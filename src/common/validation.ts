@@ -11,25 +11,30 @@ function flatten(errors: ValidationError[], parent = ''): FieldError[] {
   return out;
 }
 
+const COMMON = {
+  transform: true,
+  transformOptions: { enableImplicitConversion: false },
+  validationError: { target: false, value: false },
+  exceptionFactory: (errors: ValidationError[]) => problems.validation(flatten(errors)),
+} as const;
+
 /**
- * Body DTOs only. Path parameters reach their own pipes (`PathIdPipe`) as the raw text the client sent:
- * the stock pipe would turn "0x10" into 16 and "1e3" into 1000 before they could be refused.
+ * Bodies and query strings, each by its DTO class. A body member the DTO does not know is refused; a
+ * query parameter it does not know is ignored (links and caches add their own). Path parameters reach
+ * their own pipes (`PathIdPipe`) as the raw text the client sent: the stock pipe would turn "0x10" into
+ * 16 and "1e3" into 1000 before they could be refused.
  */
-class BodyValidationPipe extends ValidationPipe {
+class RequestValidationPipe extends ValidationPipe {
+  private readonly queries = new ValidationPipe({ ...COMMON, whitelist: true, forbidNonWhitelisted: false });
+
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
-    if (metadata.type === 'param' || metadata.type === 'query') return value;
+    if (metadata.type === 'param') return value;
+    if (metadata.type === 'query') return this.queries.transform(value, metadata);
     return super.transform(value, metadata);
   }
 }
 
 /** Whitelisting, transforming validation whose failures are 400 `validation_failed` with field errors. */
 export function createValidationPipe(): ValidationPipe {
-  return new BodyValidationPipe({
-    whitelist: true,
-    forbidNonWhitelisted: true,
-    transform: true,
-    transformOptions: { enableImplicitConversion: false },
-    validationError: { target: false, value: false },
-    exceptionFactory: (errors) => problems.validation(flatten(errors)),
-  });
+  return new RequestValidationPipe({ ...COMMON, whitelist: true, forbidNonWhitelisted: true });
 }

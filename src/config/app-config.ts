@@ -1,3 +1,4 @@
+import { BackupStoreSpec, parseBackupStores } from './backup-stores';
 import { parseTrustProxy, TrustProxy } from './trust-proxy';
 
 /**
@@ -27,8 +28,6 @@ export class AppConfig {
   readonly snapshotLimitPerServer!: number;
   /** Manual backups per server (automatic ones do not count). */
   readonly backupLimitPerServer!: number;
-  readonly defaultPageSize!: number;
-  readonly maxPageSize!: number;
   /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
   readonly workerNode!: string | null;
   /** Hypervisor operations (creates, restores, deletes) a worker runs at once. */
@@ -84,6 +83,13 @@ export class AppConfig {
    * written to the audit log at once; the rest of a minute's refusals are counted into summary rows.
    */
   readonly auditRefusalSourcesPerMinute!: number;
+  /** Backup stores by name (BACKUP_DIR is `default`, BACKUP_STORES the others); see backup-stores.ts. */
+  readonly backupStores!: ReadonlyMap<string, BackupStoreSpec>;
+  /**
+   * The key (32 bytes) that wraps every account's backup data key (`BACKUP_MASTER_KEY`, base64).
+   * Required by the worker, which reads and writes backup data; null in the other roles when unset.
+   */
+  readonly backupMasterKey!: Buffer | null;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -162,6 +168,22 @@ class Reader {
     return parsed.value;
   }
 
+  /** A secret of exactly `size` bytes written in base64; null when unset (and not `required`). */
+  base64Key(name: string, size: number, required: boolean): Buffer | null {
+    const v = this.raw(name);
+    if (v === undefined) {
+      if (required) this.problems.push(`${name} is required but not set (e.g. openssl rand -base64 ${size})`);
+      return null;
+    }
+    const key = /^[A-Za-z0-9+/]+={0,2}$/.test(v) ? Buffer.from(v, 'base64') : null;
+    if (!key || key.length !== size || key.toString('base64') !== v) {
+      // Never echo the value: it is a secret.
+      this.problems.push(`${name} must be ${size} bytes in base64 (e.g. openssl rand -base64 ${size})`);
+      return null;
+    }
+    return key;
+  }
+
   bytes(name: string, fallback: number): number {
     const v = this.raw(name);
     if (v === undefined) return fallback;
@@ -202,8 +224,6 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
     snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
     backupLimitPerServer: r.int('BACKUP_LIMIT_PER_SERVER', 10, 1, 1000),
-    defaultPageSize: r.int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
-    maxPageSize: r.int('MAX_PAGE_SIZE', 100, 1, 1000),
     workerNode,
     workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
     workerJobsInFlight: r.int('WORKER_JOBS_IN_FLIGHT', 32, 1, 512),
@@ -238,6 +258,8 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsPort: r.int('WORKER_METRICS_PORT', 0, 0, 65535),
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
+    backupStores: parseBackupStores(env, r.problems),
+    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
   });
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');
@@ -249,9 +271,6 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     !['127.0.0.1', '::1', 'localhost'].includes(config.workerMetricsHost)
   ) {
     r.problems.push('WORKER_METRICS_HOST other than loopback needs METRICS_TOKEN (it protects the listener)');
-  }
-  if (config.defaultPageSize > config.maxPageSize) {
-    r.problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
   }
   if (r.problems.length) throw new ConfigError(r.problems);
   return config;

@@ -207,7 +207,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
 const MAX_PAGES = 10_000;
 
-/** Follows the pages (at the server's default page size, which any MAX_PAGE_SIZE allows) to the end. */
+/** Follows the pages (at the server's default page size, always allowed) to the end. */
 async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; next?: string | null }>) {
   const all: T[] = [];
   for (let page = 1; page <= MAX_PAGES; page++) {

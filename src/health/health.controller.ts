@@ -2,6 +2,7 @@ import { Controller, Get, HttpCode } from '@nestjs/common';
 import { Public } from '../auth/decorators';
 import { ProblemException } from '../common/problem';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
+import { HealthView, ReadinessChecks, ReadinessView } from './health.view';
 import { Readiness } from './readiness';
 
 /** Liveness and readiness, without a token. */
@@ -15,7 +16,7 @@ export class HealthController {
   @Get('healthz')
   @ApiDoc.health.live()
   @HttpCode(200)
-  live() {
+  live(): HealthView {
     return { status: 'ok' };
   }
 
@@ -25,9 +26,9 @@ export class HealthController {
    */
   @Get('readyz')
   @ApiDoc.health.ready()
-  async ready() {
+  async ready(): Promise<ReadinessView> {
     const { postgres, redis } = await this.readiness.check();
-    const checks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };
+    const checks: ReadinessChecks = { postgres: postgres ? 'up' : 'down', redis: redis ? 'up' : 'down' };
     if (!postgres || !redis) {
       const down = Object.entries(checks)
         .filter(([, v]) => v === 'down')

@@ -1,6 +1,6 @@
 import { HypervisorDriver } from './hypervisor-driver';
 
-/** Builds one driver. Lazy, so only the configured driver is constructed (and its module loaded). */
+/** Builds one driver. Lazy, so only the configured driver is constructed (and so touches its host). */
 export type HypervisorDriverBuilder = () => HypervisorDriver;
 
 /**

@@ -17,10 +17,17 @@ export const MAX_IMAGE_ROOTS = 16;
 
 /**
  * Files the libvirt driver keeps next to a disk while it restores one (`<disk>.restoring`, the new
- * content; `<disk>.replaced`, the old disk's second name). A disk path must not end with one: another
- * server's restore would write over it, and a worker's start-up cleanup would remove it.
+ * content; `<disk>.replaced`, the old disk's second name; `<disk>.rebuilding`, a disk rebuilt from a
+ * backup before it is converted) or reads one for a backup (`<disk>.backup-read`, a running disk's
+ * copy). A disk path must not end with one: another server's restore would write over it, and a
+ * worker's start-up cleanup would remove it.
  */
-export const DISK_SIDE_FILE_SUFFIXES = { restoring: '.restoring', replaced: '.replaced' } as const;
+export const DISK_SIDE_FILE_SUFFIXES = {
+  restoring: '.restoring',
+  replaced: '.replaced',
+  rebuilding: '.rebuilding',
+  backupRead: '.backup-read',
+} as const;
 
 // eslint-disable-next-line no-control-regex -- control characters are what these look for
 const CONTROL = /[\u0000-\u001f\u007f]/;

@@ -73,7 +73,7 @@ export interface OperationOptions {
   readonly signal?: AbortSignal;
 }
 
-export interface HypervisorDriver {
+export interface HypervisorDriver extends BackupCapableDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
 
@@ -156,7 +156,8 @@ export interface HypervisorDriver {
   deleteSnapshot(server: ServerRef, snap: SnapshotRef): Promise<void>;
 
   /**
-   * Whether a complete stored copy of `snap` exists. Used by recovery after a crash.
+   * Whether a complete stored copy of `snap` exists: how a caller (the contract suite, an operator's
+   * check) sees what a call left behind. Crash recovery does not need it: `cleanupInterrupted` does that.
    * Read-only; always safe to repeat.
    */
   snapshotExists(snap: SnapshotRef): Promise<boolean>;
@@ -228,13 +229,22 @@ export interface BackupReadSession {
   close(opts: { readonly keepCheckpoint: boolean }): Promise<void>;
 }
 
+/** What a backup read is asked for (see `openBackupRead`). */
+export interface BackupReadOptions {
+  /** The previous backup's checkpoint: the base of an incremental read; null for none. */
+  readonly since: string | null;
+  /** The checkpoint this read creates. */
+  readonly checkpoint: string;
+  readonly signal?: AbortSignal;
+}
+
 /** Where a rebuilt disk is written: the caller writes data, holes stay sparse (read as zero). */
 export interface DiskImageWriter {
   write(offset: number, data: Buffer): Promise<void>;
 }
 
 /**
- * The part of the driver that backups use. Every driver implements it (it joins `HypervisorDriver`).
+ * The part of the driver that backups use. Every driver implements it (`HypervisorDriver` extends it).
  */
 export interface BackupCapableDriver {
   /**
@@ -244,10 +254,7 @@ export interface BackupCapableDriver {
    * (quiesced through the guest agent when possible), a stopped one offline.
    * Errors: `domain_not_found`, `hypervisor_error`, `cancelled`.
    */
-  openBackupRead(
-    server: ServerRef,
-    opts: { readonly since: string | null; readonly checkpoint: string; readonly signal?: AbortSignal },
-  ): Promise<BackupReadSession>;
+  openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession>;
 
   /**
    * Replace the server's disk with a new one of `virtualSizeBytes` whose content `fill` writes, with

@@ -5,7 +5,6 @@ import {
   HYPERVISOR_DRIVER,
   HypervisorDriver,
   HypervisorError,
-  isHypervisorError,
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
@@ -13,6 +12,7 @@ import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
 import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
+import { ActionErrorCode, GENERIC_FAILURE, NO_BACKUP_STORAGE, operationFailureOf } from './operation-failure';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
@@ -65,10 +65,6 @@ export function operationSignal(
     },
   };
 }
-
-const GENERIC_FAILURE = 'The operation failed on the hypervisor host; please try again or contact support.';
-const NO_BACKUP_STORAGE =
-  'Backup storage is not available on this node; please try again later or contact support.';
 
 /** Kinds that restore a server's disk (the server shows `restoring` meanwhile). */
 const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
@@ -162,24 +158,19 @@ export class ActionRunner {
       }
     } catch (e) {
       await progress.flush();
-      const retryable = isHypervisorError(e) ? e.retryable : true;
-      if (retryable && attempt.attempt < attempt.maxAttempts) {
+      const failure = operationFailureOf(e);
+      if (failure.retryable && attempt.attempt < attempt.maxAttempts) {
         this.logger.warn({ actionId, attempt: attempt.attempt, err: e }, 'transient failure; will retry');
         throw new RetryLaterError(e instanceof Error ? e.message : String(e), e);
       }
-      this.logger.error(
-        { actionId, err: e, detail: isHypervisorError(e) ? e.detail : undefined },
-        'action failed',
-      );
-      const code = isHypervisorError(e) ? e.code : 'internal_error';
-      const text = isHypervisorError(e) ? e.message : GENERIC_FAILURE;
+      this.logger.error({ actionId, err: e, detail: failure.detail }, 'action failed');
       if (action.kind === 'create_snapshot') {
         await this.driver.deleteSnapshot(server, snap!).catch(() => undefined);
       }
       // (A failed backup write leaves nothing behind: the data path releases what it stored.)
       if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
       attempt.hypervisorDone?.();
-      return this.fail(action, code, text);
+      return this.fail(action, failure.code, failure.message);
     } finally {
       stopBeating();
       dispose();
@@ -337,7 +328,7 @@ export class ActionRunner {
   private async finish(
     action: LoadedAction,
     outcome: 'succeeded' | 'failed',
-    error?: { code: string; message: string },
+    error?: { code: ActionErrorCode; message: string },
   ): Promise<'succeeded' | 'failed' | 'skipped'> {
     const done = await this.store.finish({
       actionId: action.id,
@@ -364,7 +355,7 @@ export class ActionRunner {
     return done ? outcome : 'skipped';
   }
 
-  private fail(action: LoadedAction, code: string, message: string) {
+  private fail(action: LoadedAction, code: ActionErrorCode, message: string) {
     return this.finish(action, 'failed', { code, message });
   }
 }

@@ -5,6 +5,7 @@ import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
 import { BackupRef } from '../backups/backup-data-path';
+import { ActionErrorCode } from './operation-failure';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
 export interface LoadedAction {
@@ -57,7 +58,7 @@ export interface Finish {
   kind: ActionKind;
   outcome: 'succeeded' | 'failed';
   at: Date;
-  error?: { code: string; message: string };
+  error?: { code: ActionErrorCode; message: string };
   /** A restore: the server returns to this status (from `restoring`). */
   restoreServer?: { id: number; status: 'running' | 'stopped' };
   /** A failed create: its snapshot fails too (from `in_progress`), with this text. */

@@ -259,7 +259,10 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     return reaped;
   }
 
-  /** Removes partial files of interrupted operations and fails their still-open actions. */
+  /**
+   * Removes partial files of interrupted operations and logs whose they were; their still-open actions
+   * are failed by `reap`, once BullMQ no longer holds their jobs.
+   */
   private async cleanupInterrupted(): Promise<void> {
     const servers = await this.prisma.server.findMany({
       where: { nodeId: this.node.id },

@@ -1,22 +1,12 @@
-import { Body, Controller, Get, Post, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Get, Param, Patch, Post, UseInterceptors } from '@nestjs/common';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { RequireScope } from '../auth/decorators';
-import { apiTime } from '../common/clock';
+import { PathIdPipe } from '../common/ids';
+import { wholePage } from '../common/pagination';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
-import { CreateNodeDto } from './dto/create-node.dto';
+import { CreateNodeDto, UpdateNodeDto } from './dto/create-node.dto';
+import { nodeView } from './node.view';
 import { NodesService } from './nodes.service';
-
-type NodeRow = Awaited<ReturnType<NodesService['list']>>[number];
-
-const nodeView = (n: NodeRow) => ({
-  id: n.id,
-  name: n.name,
-  driver: n.driver,
-  uri: n.uri,
-  snapshot_dir: n.snapshotDir,
-  image_roots: n.imageRoots,
-  created_at: apiTime(n.createdAt),
-});
 
 /** Operators register hypervisor hosts (admin tokens only). */
 @ApiDocs.admin()
@@ -30,12 +20,14 @@ export class NodesController {
   @ApiDoc.nodes.list()
   async list() {
     const rows = await this.nodes.list();
-    return { count: rows.length, next: null, previous: null, results: rows.map(nodeView) };
+    return wholePage(rows.map(nodeView));
   }
 
   @Post()
   @ApiDoc.nodes.create()
-  @Audit('node.create', 'node', { bodyFields: ['name', 'driver', 'uri', 'snapshot_dir', 'image_roots'] })
+  @Audit('node.create', 'node', {
+    bodyFields: ['name', 'driver', 'uri', 'snapshot_dir', 'image_roots', 'backup_store'],
+  })
   async create(@Body() dto: CreateNodeDto) {
     return nodeView(
       await this.nodes.create({
@@ -44,7 +36,16 @@ export class NodesController {
         uri: dto.uri,
         snapshotDir: dto.snapshot_dir,
         imageRoots: dto.image_roots,
+        backupStore: dto.backup_store,
       }),
     );
+  }
+
+  /** Where the node's next backups go; those already written stay in their store. */
+  @Patch(':id')
+  @ApiDoc.nodes.update()
+  @Audit('node.update', 'node', { bodyFields: ['backup_store'] })
+  async update(@Param('id', new PathIdPipe('node_not_found')) id: number, @Body() dto: UpdateNodeDto) {
+    return nodeView((await this.nodes.setBackupStore({ id }, dto.backup_store)).node);
   }
 }

@@ -1,8 +1,9 @@
 import { Module } from '@nestjs/common';
+import { BackupStoreModule } from '../backup-store/backup-store.module';
 import { NodesController } from './nodes.controller';
 import { NodesService } from './nodes.service';
 
-@Module({ providers: [NodesService], exports: [NodesService] })
+@Module({ imports: [BackupStoreModule], providers: [NodesService], exports: [NodesService] })
 export class NodesCoreModule {}
 
 @Module({ imports: [NodesCoreModule], controllers: [NodesController] })

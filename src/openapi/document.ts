@@ -47,6 +47,10 @@ published; this service only adds (\`progress\`, \`consistency\`, \`completed_at
 
 const TAGS: [string, string][] = [
   ['snapshots', 'Point-in-time copies of a server (the published snapshots API, plus a detail endpoint).'],
+  [
+    'backups',
+    'Incremental, deduplicated copies of a server in backup storage apart from its host, restorable onto any node.',
+  ],
   ['servers', 'Your servers, with their snapshot quota and current operation.'],
   ['actions', 'Long operations (create, restore, delete) to poll.'],
   ['tokens', 'Your account’s API tokens.'],

@@ -11,13 +11,12 @@ import {
   ApiHeader,
   ApiOperation,
   ApiParam,
-  ApiQuery,
   ApiResponse,
   ApiTags,
   getSchemaPath,
 } from '@nestjs/swagger';
 import { CreateTokenDto } from '../auth/dto/create-token.dto';
-import { CreateNodeDto } from '../nodes/dto/create-node.dto';
+import { CreateNodeDto, UpdateNodeDto } from '../nodes/dto/create-node.dto';
 import { CreateServerDto } from '../servers/dto/create-server.dto';
 import { CreateSnapshotDto } from '../snapshots/dto/create-snapshot.dto';
 import {
@@ -33,25 +32,25 @@ import {
   PUBLISHED_RESTORE_EXAMPLE,
   SERVER_EXAMPLE,
   SNAPSHOT_EXAMPLE,
+  BACKUP_EXAMPLE,
+  BACKUP_POLICY_EXAMPLE,
 } from './examples';
+import { ActionView } from '../actions/action.view';
+import { AuditEventPage } from '../audit/audit-event.view';
+import { NodePage, NodeView } from '../nodes/node.view';
+import { HealthView, ReadinessView } from '../health/health.view';
+import { AdminServerView, ServerPage, ServerView } from '../servers/server.view';
 import {
-  ActionSchema,
-  AdminServerSchema,
-  AuditEventListSchema,
-  HealthSchema,
-  NodeListSchema,
-  NodeSchema,
-  ProblemSchema,
-  ReadinessSchema,
-  RestoreStartedSchema,
-  ServerListSchema,
-  ServerSchema,
-  SnapshotCreatedSchema,
-  SnapshotListSchema,
-  SnapshotSchema,
-  TokenCreatedSchema,
-  TokenListSchema,
-} from './schemas';
+  RestoreStartedView,
+  SnapshotCreatedView,
+  SnapshotPage,
+  SnapshotView,
+} from '../snapshots/snapshot.view';
+import { TokenCreatedView, TokenPage } from '../auth/token.view';
+import { BackupCreatedView, BackupPage, BackupRestoreStartedView, BackupView } from '../backups/backup.view';
+import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
+import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
+import { ProblemSchema } from './schemas';
 
 export const BEARER = 'bearer';
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
@@ -78,10 +77,10 @@ const RATE_LIMIT_HEADERS = {
   'RateLimit-Reset': { description: 'Seconds until the window resets.', schema: { type: 'integer' } },
 };
 
-export type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
+type Errors = Partial<Record<number, { description?: string; examples: ProblemExampleKey[] }>>;
 
 /** Problem-details responses (`application/problem+json`), one per status, with named examples. */
-export function problemResponses(errors: Errors): MethodDecorator {
+function problemResponses(errors: Errors): MethodDecorator {
   const decorators = Object.entries(errors).map(([status, spec]) =>
     ApiResponse({
       status: Number(status),
@@ -99,7 +98,7 @@ export function problemResponses(errors: Errors): MethodDecorator {
 }
 
 /** The errors every authenticated endpoint can answer with. */
-export const AUTHED: Errors = {
+const AUTHED: Errors = {
   401: { examples: ['unauthorized', 'unauthorized_cy', 'unauthorized_token_outside_header'] },
   403: { examples: ['forbidden'] },
   414: { examples: ['uri_too_long'] },
@@ -110,20 +109,25 @@ const ADMIN: Errors = {
   ...AUTHED,
   403: { description: 'Not an admin token', examples: ['forbidden_admin'] },
 };
-export const IDEMPOTENCY_IN_USE = {
+const IDEMPOTENCY_IN_USE = {
   description: 'A request with the same Idempotency-Key is still being processed',
   examples: ['idempotency_key_in_use'] as ProblemExampleKey[],
 };
 /** A JSON request body can fail to parse, be too large, or not be JSON. */
-export const BODY: Errors = {
+const BODY: Errors = {
   413: { examples: ['payload_too_large'] },
   415: { examples: ['unsupported_media_type'] },
 };
 
-export const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
+const BACKUP_NOT_FOUND = {
+  description: 'Not Found - Backup does not exist',
+  examples: ['backup_not_found', 'backup_not_found_cy'] as ProblemExampleKey[],
+};
+
+const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
 
-export const pathId = (description: string) =>
+const pathId = (description: string) =>
   ApiParam({
     name: 'id',
     description,
@@ -131,23 +135,7 @@ export const pathId = (description: string) =>
     example: 801,
   });
 
-export const pageQueries = () =>
-  applyDecorators(
-    ApiQuery({
-      name: 'page',
-      required: false,
-      description: 'Page number (1-based). A page past the last one is 404 `page_not_found`.',
-      schema: { type: 'integer', minimum: 1, default: 1 },
-    }),
-    ApiQuery({
-      name: 'page_size',
-      required: false,
-      description: 'Results per page: 50 by default, at most 100 (`DEFAULT_PAGE_SIZE`, `MAX_PAGE_SIZE`).',
-      schema: { type: 'integer', minimum: 1, maximum: 1000 },
-    }),
-  );
-
-export const acceptLanguage = () =>
+const acceptLanguage = () =>
   ApiHeader({
     name: 'Accept-Language',
     required: false,
@@ -155,7 +143,7 @@ export const acceptLanguage = () =>
     schema: { type: 'string', example: 'cy' },
   });
 
-export const idempotencyKey = () =>
+const idempotencyKey = () =>
   ApiHeader({
     name: 'Idempotency-Key',
     required: false,
@@ -168,6 +156,7 @@ export const idempotencyKey = () =>
 /** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
 export const ApiDocs = {
   snapshots: () => applyDecorators(ApiTags('snapshots'), ApiBearerAuth(BEARER)),
+  backups: () => applyDecorators(ApiTags('backups'), ApiBearerAuth(BEARER)),
   servers: () => applyDecorators(ApiTags('servers'), ApiBearerAuth(BEARER)),
   actions: () => applyDecorators(ApiTags('actions'), ApiBearerAuth(BEARER)),
   tokens: () => applyDecorators(ApiTags('tokens'), ApiBearerAuth(BEARER)),
@@ -186,31 +175,14 @@ export const ApiDoc = {
           description:
             'Retrieve a list of all snapshots across your servers, newest first. Deleted snapshots never appear.',
         }),
-        ApiQuery({
-          name: 'server_id',
-          required: false,
-          description: 'Filter snapshots by server id.',
-          schema: { type: 'integer', format: 'int32', minimum: 1, example: 12345 },
-        }),
-        pageQueries(),
-        ApiQuery({
-          name: 'ordering',
-          required: false,
-          description: 'Sort order; `-` means descending.',
-          schema: {
-            type: 'string',
-            enum: ['-created_at', 'created_at', 'id', '-id', 'name', '-name'],
-            default: '-created_at',
-          },
-        }),
-        okJson(SnapshotListSchema, 'Snapshot list retrieved', 200, {
+        okJson(SnapshotPage, 'Snapshot list retrieved', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_LIST_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_LIST_EXAMPLE },
           },
         }),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),
@@ -223,7 +195,7 @@ export const ApiDoc = {
           description: 'One snapshot of yours, with its progress while it is being created.',
         }),
         pathId('Snapshot id.'),
-        okJson(SnapshotSchema, 'The snapshot', 200, { example: SNAPSHOT_EXAMPLE }),
+        okJson(SnapshotView, 'The snapshot', 200, { example: SNAPSHOT_EXAMPLE }),
         problemResponses({
           404: {
             description: 'Not Found - Snapshot does not exist',
@@ -254,7 +226,7 @@ export const ApiDoc = {
           schema: { $ref: getSchemaPath(CreateSnapshotDto) },
           examples: { published: { summary: 'As published', value: PUBLISHED_CREATE_REQUEST } },
         }),
-        okJson(SnapshotCreatedSchema, 'Snapshot creation started', 201, {
+        okJson(SnapshotCreatedView, 'Snapshot creation started', 201, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_CREATE_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_CREATE_EXAMPLE },
@@ -291,7 +263,7 @@ export const ApiDoc = {
         pathId('Snapshot id.'),
         acceptLanguage(),
         idempotencyKey(),
-        okJson(RestoreStartedSchema, 'Restoration started', 200, {
+        okJson(RestoreStartedView, 'Restoration started', 200, {
           examples: {
             published: { summary: 'As published', value: PUBLISHED_RESTORE_EXAMPLE },
             full: { summary: 'With this service’s additions', value: FULL_RESTORE_EXAMPLE },
@@ -332,6 +304,158 @@ export const ApiDoc = {
         }),
       ),
   },
+  backups: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listBackups',
+          summary: 'List backups',
+          description: 'Your live backups across your servers, newest first. Deleted backups never appear.',
+        }),
+        okJson(BackupPage, 'Backup list retrieved', 200, {
+          example: { count: 1, next: null, previous: null, results: [BACKUP_EXAMPLE] },
+        }),
+        problemResponses({
+          400: { examples: ['validation_failed_query'] },
+          404: {
+            description: 'A page past the last one, or a server not yours',
+            examples: ['page_not_found', 'server_not_found'],
+          },
+          ...AUTHED,
+        }),
+      ),
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getBackup',
+          summary: 'Show one backup',
+          description: 'One backup of yours.',
+        }),
+        pathId('Backup id.'),
+        okJson(BackupView, 'The backup', 200, { example: BACKUP_EXAMPLE }),
+        problemResponses({ 404: BACKUP_NOT_FOUND, ...AUTHED }),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'createBackup',
+          summary: 'Create a backup',
+          description:
+            'Back a server up to backup storage, which does not share a failure with its host. Only what changed ' +
+            'since its last completed backup is read when possible (`mode`). Poll the returned `action_id`.\n\n' +
+            '**Note:** at most **10 manual backups per server**; automatic ones do not count. Only one create or ' +
+            'restore (of a snapshot or a backup) runs on a server at a time.',
+        }),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(CreateBackupDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateBackupDto) } }),
+        okJson(BackupCreatedView, 'Backup creation started', 201),
+        problemResponses({
+          400: {
+            description: 'Invalid parameters, or the backup limit is reached, or the server is busy',
+            examples: [
+              'validation_failed',
+              'malformed_json',
+              'backup_limit_reached',
+              'invalid_server_state',
+              'idempotency_key_reused',
+            ],
+          },
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          409: IDEMPOTENCY_IN_USE,
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    restore: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'restoreBackup',
+          summary: 'Restore from a backup',
+          description:
+            "Overwrite a server's disk with a backup: its own server, or `server_id`, another server of yours on " +
+            'any node. **This cannot be undone.** The server is stopped first and started again afterwards if it ' +
+            'was running. The backup must be `completed`; poll the returned `action_id`.',
+        }),
+        pathId('Backup id.'),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(RestoreBackupDto),
+        ApiBody({ required: false, schema: { $ref: getSchemaPath(RestoreBackupDto) } }),
+        okJson(BackupRestoreStartedView, 'Restoration started', 200),
+        problemResponses({
+          400: {
+            description: 'The target is busy, or the backup cannot be restored',
+            examples: [
+              'validation_failed',
+              'invalid_server_state',
+              'invalid_backup_state',
+              'idempotency_key_reused',
+            ],
+          },
+          404: {
+            description: 'The backup, or the target server, is not yours',
+            examples: ['backup_not_found', 'server_not_found'],
+          },
+          409: IDEMPOTENCY_IN_USE,
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    delete: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'deleteBackup',
+          summary: 'Delete a backup',
+          description:
+            'Permanently delete a backup; it leaves every list at once and frees its slot, and its data is released ' +
+            'in the background. A backup still being created, or being restored from, cannot be deleted.',
+        }),
+        pathId('Backup id.'),
+        ApiResponse({ status: 204, description: 'Backup deleted' }),
+        problemResponses({
+          400: { description: 'The backup is busy', examples: ['invalid_backup_state'] },
+          404: BACKUP_NOT_FOUND,
+          ...AUTHED,
+        }),
+      ),
+    getPolicy: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getBackupPolicy',
+          summary: "A server's backup policy",
+          description: 'Its automatic backups: schedule (a 4-hour UTC window) and retention. Off by default.',
+        }),
+        pathId('Server id.'),
+        okJson(BackupPolicyDto, 'The policy', 200, { example: BACKUP_POLICY_EXAMPLE }),
+        problemResponses({
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    putPolicy: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'putBackupPolicy',
+          summary: "Set a server's backup policy",
+          description: 'The whole policy; every invalid field is named in `errors` (e.g. `schedule.hour`).',
+        }),
+        pathId('Server id.'),
+        ApiBody({
+          required: true,
+          type: BackupPolicyDto,
+          examples: { weekly: { value: BACKUP_POLICY_EXAMPLE } },
+        }),
+        okJson(BackupPolicyDto, 'The policy as stored', 200, { example: BACKUP_POLICY_EXAMPLE }),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+  },
   servers: {
     list: () =>
       applyDecorators(
@@ -340,12 +464,11 @@ export const ApiDoc = {
           summary: 'List your servers',
           description: 'Your servers by id, each with its snapshot quota and the operation running on it.',
         }),
-        pageQueries(),
-        okJson(ServerListSchema, 'Server list', 200, {
+        okJson(ServerPage, 'Server list', 200, {
           example: { count: 1, next: null, previous: null, results: [SERVER_EXAMPLE] },
         }),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),
@@ -358,7 +481,7 @@ export const ApiDoc = {
           description: 'One server of yours, with its snapshot quota and the operation running on it.',
         }),
         pathId('Server id.'),
-        okJson(ServerSchema, 'The server', 200, { example: SERVER_EXAMPLE }),
+        okJson(ServerView, 'The server', 200, { example: SERVER_EXAMPLE }),
         problemResponses({
           404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
           ...AUTHED,
@@ -374,7 +497,7 @@ export const ApiDoc = {
         }),
         ApiExtraModels(CreateServerDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateServerDto) } }),
-        okJson(AdminServerSchema, 'Server registered', 201),
+        okJson(AdminServerView, 'Server registered', 201),
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           404: { description: 'No such account or node', examples: ['account_not_found', 'node_not_found'] },
@@ -398,7 +521,7 @@ export const ApiDoc = {
             '`failed`, with `progress` (0–100) and, when it failed, `error`. Poll it after a create or restore.',
         }),
         pathId('Action id (`action_id` of a create or restore response).'),
-        okJson(ActionSchema, 'The action', 200, { examples: ACTION_EXAMPLES }),
+        okJson(ActionView, 'The action', 200, { examples: ACTION_EXAMPLES }),
         problemResponses({
           404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
           ...AUTHED,
@@ -413,7 +536,7 @@ export const ApiDoc = {
           summary: 'List your tokens',
           description: 'The account’s API tokens, revoked ones included. Secrets are never shown again.',
         }),
-        okJson(TokenListSchema, 'Token list'),
+        okJson(TokenPage, 'Token list'),
         problemResponses(AUTHED),
       ),
     create: () =>
@@ -439,7 +562,7 @@ export const ApiDoc = {
             },
           },
         }),
-        okJson(TokenCreatedSchema, 'Token created', 201),
+        okJson(TokenCreatedView, 'Token created', 201),
         problemResponses({
           400: { examples: ['validation_failed_scopes', 'token_limit_reached', 'malformed_json'] },
           ...BODY,
@@ -469,7 +592,7 @@ export const ApiDoc = {
           summary: 'List hypervisor nodes (operators)',
           description: 'Every registered hypervisor host. Admin tokens only.',
         }),
-        okJson(NodeListSchema, 'Node list'),
+        okJson(NodePage, 'Node list'),
         problemResponses(ADMIN),
       ),
     create: () =>
@@ -485,10 +608,31 @@ export const ApiDoc = {
         }),
         ApiExtraModels(CreateNodeDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateNodeDto) } }),
-        okJson(NodeSchema, 'Node registered', 201),
+        okJson(NodeView, 'Node registered', 201),
         problemResponses({
           400: { examples: ['validation_failed', 'malformed_json'] },
           409: { description: 'The name is taken', examples: ['conflict'] },
+          ...BODY,
+          ...ADMIN,
+        }),
+      ),
+    update: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'adminUpdateNode',
+          summary: "Change a node's backup store (operators)",
+          description:
+            "Points the node's next backups at another configured store (`backup_store`); backups already " +
+            'written stay in the store they were written to. Admin tokens only. Recorded in the audit log ' +
+            '(`node.update`).',
+        }),
+        pathId('Node id.'),
+        ApiExtraModels(UpdateNodeDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(UpdateNodeDto) } }),
+        okJson(NodeView, 'Node updated'),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          404: { description: 'Not Found - Node does not exist', examples: ['node_not_found'] },
           ...BODY,
           ...ADMIN,
         }),
@@ -503,22 +647,9 @@ export const ApiDoc = {
           description:
             'Token changes and every snapshot create, restore and delete, newest first. Admin tokens only.',
         }),
-        ApiQuery({
-          name: 'account_id',
-          required: false,
-          description: 'Only this account’s events.',
-          schema: { type: 'integer', format: 'int32', minimum: 1 },
-        }),
-        ApiQuery({
-          name: 'action',
-          required: false,
-          description: 'Only this action, such as `snapshot.create`.',
-          schema: { type: 'string', pattern: '^[a-z._]{1,64}$' },
-        }),
-        pageQueries(),
-        okJson(AuditEventListSchema, 'Audit events'),
+        okJson(AuditEventPage, 'Audit events'),
         problemResponses({
-          400: { examples: ['validation_failed'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...ADMIN,
         }),
@@ -532,7 +663,7 @@ export const ApiDoc = {
           summary: 'Liveness',
           description: 'The process is alive and serving HTTP. No token.',
         }),
-        okJson(HealthSchema, 'Alive'),
+        okJson(HealthView, 'Alive'),
       ),
     ready: () =>
       applyDecorators(
@@ -542,7 +673,7 @@ export const ApiDoc = {
           description:
             'PostgreSQL and Redis answer (asked at most once a second; an answer is up to a second old). No token.',
         }),
-        okJson(ReadinessSchema, 'Ready'),
+        okJson(ReadinessView, 'Ready'),
         problemResponses({
           503: { description: 'Service Unavailable, naming what is down', examples: ['service_unavailable'] },
         }),

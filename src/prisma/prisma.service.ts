@@ -3,7 +3,10 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '../generated/prisma/client';
 import { AppConfig } from '../config/app-config';
 
-/** The database. Every query of the service goes through this client (Rust-free, over node-postgres). */
+/**
+ * The database through Prisma (Rust-free, over node-postgres). A few hot paths use named prepared
+ * statements on a small pg pool of their own instead (StatementPool).
+ */
 @Injectable()
 export class PrismaService extends PrismaClient implements OnModuleDestroy {
   constructor(config: AppConfig) {

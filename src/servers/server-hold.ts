@@ -28,14 +28,25 @@ export function holdingOf(r: {
 /** Kinds that run in the background and hold no server. */
 export const BACKGROUND_KINDS: readonly ActionKind[] = ['delete_snapshot', 'delete_backup'];
 
+type HeldOperation = 'snapshot' | 'backup' | 'restoration';
+
 /** 400 invalid_server_state when a create or restore holds the server or it is being restored. */
 export function refuseIfHeld(
   server: { id: number; status: ServerStatus },
-  operation: 'snapshot' | 'backup' | 'restoration',
+  operation: HeldOperation,
   holding: HoldingAction | null,
 ): void {
   if (!holding && server.status !== 'restoring') return;
-  throw new ProblemException({
+  throw serverBusy(server, operation, holding);
+}
+
+/** The invalid_server_state problem (also the document's example). */
+export function serverBusy(
+  server: { id: number; status: ServerStatus },
+  operation: HeldOperation,
+  holding: HoldingAction | null,
+): ProblemException {
+  return new ProblemException({
     status: 400,
     code: 'invalid_server_state',
     params: {

@@ -4,30 +4,21 @@ import type { Request } from 'express';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal, RequireScope } from '../auth/decorators';
 import { Principal } from '../auth/principal';
-import { AppConfig } from '../config/app-config';
-import { apiTime } from '../common/clock';
 import { PathIdPipe } from '../common/ids';
-import { buildPage, readPageRequest } from '../common/pagination';
+import { buildPage, pageRequestOf, PageQuery } from '../common/pagination';
 import { CreateServerDto } from './dto/create-server.dto';
-import { serverView } from './server.view';
+import { adminServerView, serverView } from './server.view';
 import { ServersService } from './servers.service';
 
 @ApiDocs.servers()
 @Controller('api/v1/servers')
 export class ServersController {
-  constructor(
-    private readonly servers: ServersService,
-    private readonly config: AppConfig,
-  ) {}
+  constructor(private readonly servers: ServersService) {}
 
   @Get()
   @ApiDoc.servers.list()
-  async list(
-    @CurrentPrincipal() me: Principal,
-    @Req() req: Request,
-    @Query() query: Record<string, unknown>,
-  ) {
-    const page = readPageRequest(query, this.config);
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: PageQuery) {
+    const page = pageRequestOf(query);
     const { count, rows } = await this.servers.list(me, page);
     return buildPage(req, page, count, rows.map(serverView));
   }
@@ -62,16 +53,6 @@ export class AdminServersController {
       diskPath: dto.disk_path,
       status: dto.status,
     });
-    return {
-      id: s.id,
-      account_id: s.accountId,
-      node_id: s.nodeId,
-      name: s.name,
-      status: s.status,
-      domain: s.domain,
-      domain_uuid: s.domainUuid,
-      disk_path: s.diskPath,
-      created_at: apiTime(s.createdAt),
-    };
+    return adminServerView(s);
   }
 }

@@ -1,7 +1,8 @@
-import { PAGE_PARAMS } from '../common/pagination';
+import { ServerResourceListQuery } from '../common/list-query';
+import { queryParamsOf } from '../common/query-params';
 
-/**
- * The query parameters `GET /api/v1/snapshots/` reads (SnapshotsController.list, readPageRequest); it
- * ignores any other. The hot read path caches answers only for URLs made of these.
- */
-export const SNAPSHOT_LIST_PARAMS: readonly string[] = ['server_id', 'ordering', ...PAGE_PARAMS];
+/** The query string of `GET /api/v1/snapshots/` (SnapshotsController.list); any other parameter is ignored. */
+export class SnapshotListQuery extends ServerResourceListQuery {}
+
+/** The parameters SnapshotListQuery reads. The hot read path caches answers only for URLs made of these. */
+export const SNAPSHOT_LIST_PARAMS: readonly string[] = queryParamsOf(SnapshotListQuery);

@@ -14,16 +14,14 @@ import type { Request } from 'express';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal } from '../auth/decorators';
 import { Principal } from '../auth/principal';
-import { apiTime } from '../common/clock';
 import { PathIdPipe } from '../common/ids';
-import { languageOf, message } from '../common/messages';
-import { buildPage, readPageRequest } from '../common/pagination';
-import { readListQuery } from '../common/list-query';
+import { languageOf } from '../common/messages';
+import { buildPage, pageRequestOf } from '../common/pagination';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
-import { AppConfig } from '../config/app-config';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
 import { CreateSnapshotDto } from './dto/create-snapshot.dto';
-import { snapshotView } from './snapshot.view';
+import { SnapshotListQuery } from './snapshot-list-params';
+import { restoreStartedView, snapshotCreatedView, snapshotView } from './snapshot.view';
 import { SnapshotsService } from './snapshots.service';
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
@@ -32,21 +30,14 @@ const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 @Controller('api/v1/snapshots')
 @UseInterceptors(AuditInterceptor)
 export class SnapshotsController {
-  constructor(
-    private readonly snapshots: SnapshotsService,
-    private readonly config: AppConfig,
-  ) {}
+  constructor(private readonly snapshots: SnapshotsService) {}
 
   @Get()
   @ApiDoc.snapshots.list()
-  async list(
-    @CurrentPrincipal() me: Principal,
-    @Req() req: Request,
-    @Query() query: Record<string, unknown>,
-  ) {
-    const { serverId, ordering } = readListQuery(query);
-    const page = readPageRequest(query, this.config);
-    const { count, rows } = await this.snapshots.list(me, { serverId, ordering }, page);
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: SnapshotListQuery) {
+    const page = pageRequestOf(query);
+    const filter = { serverId: query.server_id, ordering: query.ordering };
+    const { count, rows } = await this.snapshots.list(me, filter, page);
     return buildPage(req, page, count, rows.map(snapshotView));
   }
 
@@ -71,11 +62,7 @@ export class SnapshotsController {
       { serverId: dto.server_id, name: dto.name, description: dto.description },
       idempotencyKeyId,
     );
-    return {
-      ...snapshotView(snapshot),
-      message: message('snapshot_create_started', languageOf(req.headers['accept-language'])),
-      action_id: actionId,
-    };
+    return snapshotCreatedView(snapshot, actionId, languageOf(req.headers['accept-language']));
   }
 
   @Post(':id/restore')
@@ -90,13 +77,7 @@ export class SnapshotsController {
     @IdempotencyKeyId() idempotencyKeyId?: number,
   ) {
     const { snap, server, actionId } = await this.snapshots.restore(me, id, idempotencyKeyId);
-    return {
-      status: 'success',
-      message: message('restore_started', languageOf(req.headers['accept-language'])),
-      snapshot: { id: snap.id, name: snap.name, created_at: apiTime(snap.createdAt) },
-      server: { id: server.id, name: server.name, status: 'restoring' },
-      action_id: actionId,
-    };
+    return restoreStartedView(snap, server, actionId, languageOf(req.headers['accept-language']));
   }
 
   @Delete(':id')

@@ -6,18 +6,21 @@ import {
   fakeDomainUuid,
 } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { ServerRef } from '../../src/hypervisor/hypervisor-driver';
-import { describeHypervisorDriverContract, DriverHarness } from './hypervisor-driver.contract';
+import { BackupDriverHarness, describeBackupDriverContract } from './backup-driver.contract';
+import { describeHypervisorDriverContract } from './hypervisor-driver.contract';
 
 let harnessCount = 0;
 
 /**
- * A harness around one fresh fake. Disks are scaled down: `sizeMiB` MiB become `sizeMiB` KiB.
+ * A harness around one fresh fake. Disks are scaled down: `sizeMiB` MiB become `sizeMiB` KiB (unless
+ * `bytesPerMiB` says otherwise: the backup contract needs real 64 KiB clusters).
  * Names carry a distinctive prefix so the suite's "message reveals no platform detail" check is meaningful.
  */
 function fakeHarness(
   options: FakeHypervisorDriverOptions,
   gracefulShutdown = true,
-): () => Promise<DriverHarness> {
+  bytesPerMiB = 1024,
+): () => Promise<BackupDriverHarness> {
   return async () => {
     const n = ++harnessCount;
     const driver = new FakeHypervisorDriver({ copyDelayMs: 8, ...options });
@@ -35,7 +38,7 @@ function fakeHarness(
         driver.defineDomain(domain, {
           diskPath,
           running,
-          diskBytes: Buffer.alloc(sizeMiB * 1024),
+          diskBytes: Buffer.alloc(sizeMiB * bytesPerMiB),
           gracefulShutdown,
         });
         return { id, domain, diskPath, domainUuid: fakeDomainUuid(domain) };
@@ -57,6 +60,10 @@ function fakeHarness(
       async leavePartial(snap) {
         driver.markPartial(snap.snapshotDir, snap.id);
       },
+      async crashHypervisor(server) {
+        driver.crashCheckpoints(server.domain);
+        driver.setPowerState(server.domain, 'stopped');
+      },
       async dispose() {
         driver.clearFailures();
       },
@@ -72,4 +79,9 @@ describeHypervisorDriverContract(
 describeHypervisorDriverContract(
   'fake (quiesce, uncooperative guest, no copy delay)',
   fakeHarness({ capabilities: { liveSnapshot: true, quiesce: true }, copyDelayMs: 0 }, false),
+);
+describeBackupDriverContract('fake', fakeHarness({}, true, 1024 * 1024));
+describeBackupDriverContract(
+  'fake (quiesce, no copy delay)',
+  fakeHarness({ capabilities: { liveSnapshot: true, quiesce: true }, copyDelayMs: 0 }, true, 1024 * 1024),
 );

@@ -4,6 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { createNode, createTenant } from '../factories';
 import { HotReadPath } from '../../src/read-path/hot-read-path';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
+import { MAX_URL_BYTES } from '../../src/common/url-limit';
 
 /**
  * The hot read path's answer cache stays within READ_CACHE_MAX_BYTES, measured as what the process
@@ -98,12 +99,16 @@ describe('answer cache memory (real Postgres + Redis, the API in this process)',
     const before = retained();
     const pad = (i: number, n: number) => `${i}-`.padEnd(n, 'x');
     const n = 1500;
-    // Unknown parameters: every URL a new entry on the old code, each holding a 12 kB key.
+    // As long as a URL may be (longer ones are 414 before the cache sees them).
+    const long = MAX_URL_BYTES - 100;
+    // Unknown parameters: every URL a new entry on the old code, each holding a ~4 kB key.
     await flood(api!.url, auth, n, (i) => ({
-      path: `/api/v1/snapshots/?server_id=${serverId}&pad=${pad(i, 12_000)}`,
+      path: `/api/v1/snapshots/?server_id=${serverId}&pad=${pad(i, long - 40)}`,
     }));
     // Only known parameters, padded with empty ones.
-    await flood(api!.url, auth, n, (i) => ({ path: `/api/v1/snapshots/?${'&'.repeat(12_000 + i)}page=1` }));
+    await flood(api!.url, auth, n, (i) => ({
+      path: `/api/v1/snapshots/?${'&'.repeat(long - 1040 + (i % 1000))}page=1`,
+    }));
     // Long request headers that are part of the key.
     await flood(api!.url, auth, n, (i) => ({
       path: '/api/v1/snapshots/',

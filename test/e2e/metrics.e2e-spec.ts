@@ -10,6 +10,7 @@ import {
   eventually,
   startApi,
   startWorker,
+  TEST_BACKUP_MASTER_KEY,
   TestApi,
   TestDatabase,
   testConfig,
@@ -201,7 +202,12 @@ describe('metrics, and the admin queue dashboard (real Postgres + Redis)', () =>
     });
 
     it('refuses a non-loopback listener without a token, and is off by default', () => {
-      const env = { DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:6379', WORKER_NODE: 'hv1' };
+      const env = {
+        DATABASE_URL: db.url,
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        WORKER_NODE: 'hv1',
+        BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      };
       expect(() =>
         loadConfig({ ...env, WORKER_METRICS_PORT: '9464', WORKER_METRICS_HOST: '0.0.0.0' }, 'worker'),
       ).toThrow(ConfigError);

@@ -48,6 +48,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/** The workers' backup master key in tests (one per test process). */
+export const TEST_BACKUP_MASTER_KEY = randomBytes(32).toString('base64');
+
 export function testConfig(db: TestDatabase, role: Role, env: Record<string, string> = {}): AppConfig {
   return loadConfig(
     {
@@ -64,6 +67,7 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       RATE_LIMIT_WRITES_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
+      BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
       ...env,
     },
     role,

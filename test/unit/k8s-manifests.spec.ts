@@ -36,8 +36,16 @@ const example = load(readFileSync(path.join(ROOT, 'k8s/examples/secret.example.y
 describe('k8s/examples/secret.example.yaml', () => {
   it('is a clearly marked placeholder Secret named as the pods expect', () => {
     expect(example).toMatchObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vps-secrets' } });
-    expect(Object.keys(example.stringData).sort()).toEqual(['DATABASE_URL', 'METRICS_TOKEN', 'REDIS_URL']);
-    for (const v of Object.values(example.stringData)) expect(v).toMatch(/PLACEHOLDER/);
+    expect(Object.keys(example.stringData).sort()).toEqual([
+      'BACKUP_MASTER_KEY',
+      'DATABASE_URL',
+      'METRICS_TOKEN',
+      'REDIS_URL',
+    ]);
+    // The master key must parse as a key, so its placeholder is the base64 of a placeholder text.
+    const { BACKUP_MASTER_KEY, ...others } = example.stringData as Record<string, string>;
+    expect(Buffer.from(BACKUP_MASTER_KEY, 'base64').toString('latin1')).toMatch(/PLACEHOLDER/);
+    for (const v of Object.values(others)) expect(v).toMatch(/PLACEHOLDER/);
     expect(readFileSync(path.join(ROOT, 'k8s/examples/secret.example.yaml'), 'utf8')).toMatch(
       /EXAMPLE ONLY - PLACEHOLDER VALUES/,
     );

@@ -2,12 +2,15 @@ import { ArrayUnique, IsArray, IsIn, IsInt, IsOptional, IsString, Length, Max, M
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { SCOPES, Scope } from '../principal';
 
+export const TOKEN_NAME_MAX = 100;
+export const TOKEN_DAYS_MAX = 3650;
+
 export class CreateTokenDto {
   @IsString()
-  @Length(1, 100)
+  @Length(1, TOKEN_NAME_MAX)
   @ApiProperty({
     minLength: 1,
-    maxLength: 100,
+    maxLength: TOKEN_NAME_MAX,
     example: 'deploy pipeline',
     description: 'What the token is for.',
   })
@@ -32,11 +35,11 @@ export class CreateTokenDto {
   @IsOptional()
   @IsInt()
   @Min(1)
-  @Max(3650)
+  @Max(TOKEN_DAYS_MAX)
   @ApiPropertyOptional({
     type: 'integer',
     minimum: 1,
-    maximum: 3650,
+    maximum: TOKEN_DAYS_MAX,
     example: 90,
     description:
       'Lifetime in days; it must not outlast the calling token. Omitted: the token expires when the ' +

@@ -303,6 +303,48 @@ describe('FakeHypervisorDriver', () => {
         driver.injectFailure({ method: 'snapshotExists' as 'start', mode: 'fail_always' }),
       ).toThrow('unknown method');
     });
+    it('backup reads and disk rebuilds can be made to fail: nothing is read, written or checkpointed', async () => {
+      const driver = withDomain();
+      driver.injectFailure({ method: 'openBackupRead', mode: 'fail_nth', n: 1 });
+      driver.injectFailure({ method: 'restoreDiskFrom', mode: 'fail_always' });
+      const read = await rejection(
+        driver.openBackupRead(server, { since: null, checkpoint: 'vps-backup-1' }),
+      );
+      expect(read.code).toBe('hypervisor_error');
+      expect(driver.checkpointNames(server.domain)).toEqual([]);
+      let filled = false;
+      const rebuild = await rejection(
+        driver.restoreDiskFrom(server, 4096, async () => void (filled = true), noProgress),
+      );
+      expect(rebuild.code).toBe('copy_failed');
+      expect(filled).toBe(false);
+      expect(driver.readDisk(server.domain).toString()).toBe('disk-A');
+      expect(driver.callCount('openBackupRead')).toBe(1);
+      const session = await driver.openBackupRead(server, { since: null, checkpoint: 'vps-backup-2' });
+      await session.close({ keepCheckpoint: true });
+      expect(driver.checkpointNames(server.domain)).toEqual(['vps-backup-2']);
+    });
+
+    it('a crash makes every checkpoint untrustworthy; a restore from a backup drops them', async () => {
+      const driver = withDomain();
+      const first = await driver.openBackupRead(server, { since: null, checkpoint: 'vps-backup-1' });
+      await first.close({ keepCheckpoint: true });
+      driver.crashCheckpoints(server.domain);
+      const after = await driver.openBackupRead(server, {
+        since: 'vps-backup-1',
+        checkpoint: 'vps-backup-2',
+      });
+      expect(after.fullReason).toBe('bitmap_inconsistent');
+      await after.close({ keepCheckpoint: true });
+      await driver.restoreDiskFrom(
+        server,
+        8,
+        async (disk) => disk.write(0, Buffer.from('rebuilt!')),
+        noProgress,
+      );
+      expect(driver.readDisk(server.domain).toString()).toBe('rebuilt!');
+      expect(driver.checkpointNames(server.domain)).toEqual([]);
+    });
   });
 
   describe('environment', () => {

@@ -3,7 +3,10 @@ import * as path from 'node:path';
 
 import { diskMisplaced, progressGuard, sleep, throwIfAborted, toHypervisorError } from '../driver-errors';
 import {
+  BackupReadOptions,
+  BackupReadSession,
   CreateSnapshotResult,
+  DiskImageWriter,
   DriverCapabilities,
   HypervisorDriver,
   OperationOptions,
@@ -12,7 +15,14 @@ import {
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
+import { FakeCheckpoints, fakeRestoreDiskFrom, openFakeBackupRead } from './fake-backup';
 import { parseFakeDriverEnv } from './fake-driver-env';
+import {
+  fakeDiskContent,
+  FakeDomainDefinition,
+  fakeDomainUuid,
+  FakeHypervisorDriverOptions,
+} from './fake-definitions';
 import {
   FailureInjection,
   FakeInjectableMethod,
@@ -35,60 +45,8 @@ import {
  * (see `autoDefineDomains`) and reads fault injection from the environment.
  */
 
-export interface FakeHypervisorDriverOptions {
-  /** Defaults to `{ liveSnapshot: true, quiesce: false }`: running servers are copied crash-consistent. */
-  readonly capabilities?: Partial<DriverCapabilities>;
-  /** Total simulated duration of one copy (create or restore), spread over the progress steps. Default 0. */
-  readonly copyDelayMs?: number;
-  /** Number of progress reports after the initial 0 (the last one is 100). Default 4. */
-  readonly progressSteps?: number;
-  /** `sizeBytes` reported for every created snapshot. Default: the byte length of the copied disk. */
-  readonly snapshotSizeBytes?: number;
-  /**
-   * When a `ServerRef` (or `findDomainUuid`) names an unknown domain, define it instead of failing with
-   * `domain_not_found`: stopped, with the ref's disk path, a deterministic 4 KiB disk derived from the
-   * domain name (`fakeDiskContent(domain)`) and the UUID `fakeDomainUuid(domain)`. Default false;
-   * `fromEnv()` defaults it to true.
-   */
-  readonly autoDefineDomains?: boolean;
-  /** Failures active from the start (as if passed to `injectFailure`). */
-  readonly failures?: readonly FailureInjection[];
-}
-
-export interface FakeDomainDefinition {
-  /** The domain's UUID. Default: `fakeDomainUuid(name)`. */
-  readonly uuid?: string;
-  /** When given, every `ServerRef` for this domain must carry this disk path (else `hypervisor_error`). */
-  readonly diskPath?: string;
-  /** Default false (stopped). */
-  readonly running?: boolean;
-  /** Initial disk content. Default: `fakeDiskContent(name)`. */
-  readonly diskBytes?: Buffer;
-  /**
-   * Whether the guest obeys a graceful shutdown. Default true (`stop` returns `forced: false`); false
-   * simulates a guest without ACPI/agent (`stop` returns `forced: true`). The fake never waits
-   * `graceSeconds`.
-   */
-  readonly gracefulShutdown?: boolean;
-}
-
-/** Size of the disk of an auto-defined domain. */
-export const FAKE_AUTO_DISK_BYTES = 4096;
-
-/** The deterministic disk content of an auto-defined domain: SHA-256 blocks of `<domain>:<i>`, concatenated. */
-export function fakeDiskContent(domain: string, size: number = FAKE_AUTO_DISK_BYTES): Buffer {
-  const blocks: Buffer[] = [];
-  for (let i = 0, total = 0; total < size; i++, total += 32) {
-    blocks.push(createHash('sha256').update(`${domain}:${i}`).digest());
-  }
-  return Buffer.concat(blocks).subarray(0, size);
-}
-
-/** The deterministic UUID of a fake domain: the same in every process (a test and a worker it started). */
-export function fakeDomainUuid(domain: string): string {
-  const h = createHash('sha256').update(`fake-domain:${domain}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
+export { FAKE_AUTO_DISK_BYTES, fakeDiskContent, fakeDomainUuid } from './fake-definitions';
+export type { FakeDomainDefinition, FakeHypervisorDriverOptions } from './fake-definitions';
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -101,6 +59,7 @@ interface FakeDomain {
   power: PowerState;
   disk: Buffer;
   readonly gracefulShutdown: boolean;
+  readonly checkpoints: FakeCheckpoints;
 }
 
 interface StoredSnapshot {
@@ -275,6 +234,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
         );
       }
       domain.disk = content;
+      domain.checkpoints.clear(); // the restored disk carries none of the old disk's bitmaps
     } catch (e) {
       throw toHypervisorError(e, 'hypervisor_error', 'fake: unexpected error');
     } finally {
@@ -308,7 +268,45 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     return { partialSnapshotIds: partialSnapshotIds.sort((a, b) => a - b) };
   }
 
+  async openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession> {
+    await this.intercept('openBackupRead', opts.signal);
+    const domain = this.domainOf(server);
+    const live = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';
+    return openFakeBackupRead(domain, opts, domain.power === 'running' ? live : 'stopped');
+  }
+
+  async restoreDiskFrom(
+    server: ServerRef,
+    virtualSizeBytes: number,
+    fill: (disk: DiskImageWriter) => Promise<void>,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<void> {
+    await this.intercept('restoreDiskFrom', opts.signal);
+    const domain = this.domainOf(server);
+    const files = this.restoreFiles;
+    await fakeRestoreDiskFrom(domain, virtualSizeBytes, fill, onProgress, opts.signal, {
+      open: () => {
+        const owner = {};
+        files.set(server.diskPath, owner);
+        return owner;
+      },
+      isOurs: (owner) => files.get(server.diskPath) === owner,
+      remove: (owner) => void (files.get(server.diskPath) === owner && files.delete(server.diskPath)),
+    });
+  }
+
   // ---------------------------------------------------------------- test helpers
+
+  /** Test helper: the names of the checkpoints on a domain's disk. */
+  checkpointNames(domain: string): string[] {
+    return this.knownDomain(domain).checkpoints.names();
+  }
+
+  /** Test helper: a hypervisor crash (qemu killed): every checkpoint's bitmap is left inconsistent. */
+  crashCheckpoints(domain: string): void {
+    this.knownDomain(domain).checkpoints.breakAll();
+  }
 
   /** Test helper: define (or redefine, replacing all its state) a domain. */
   defineDomain(name: string, definition: FakeDomainDefinition = {}): void {
@@ -319,6 +317,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       power: definition.running ? 'running' : 'stopped',
       disk: Buffer.from(definition.diskBytes ?? fakeDiskContent(name)),
       gracefulShutdown: definition.gracefulShutdown ?? true,
+      checkpoints: new FakeCheckpoints(),
     });
   }
 
@@ -333,6 +332,10 @@ export class FakeHypervisorDriver implements HypervisorDriver {
    */
   writeDisk(domain: string, bytes: Buffer, offset?: number): void {
     const d = this.knownDomain(domain);
+    d.checkpoints.recordWrite(
+      offset ?? 0,
+      offset === undefined ? Math.max(d.disk.length, bytes.length) : bytes.length,
+    );
     if (offset === undefined) {
       d.disk = Buffer.from(bytes);
       return;

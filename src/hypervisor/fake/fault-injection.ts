@@ -6,7 +6,14 @@ import { HypervisorError, HypervisorErrorCode } from '../hypervisor-driver';
 
 /** Driver methods that failure injection can target. */
 export type FakeInjectableMethod =
-  'createSnapshot' | 'restoreSnapshot' | 'deleteSnapshot' | 'stop' | 'start' | 'getPowerState';
+  | 'createSnapshot'
+  | 'restoreSnapshot'
+  | 'deleteSnapshot'
+  | 'stop'
+  | 'start'
+  | 'getPowerState'
+  | 'openBackupRead'
+  | 'restoreDiskFrom';
 
 export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
   'createSnapshot',
@@ -15,6 +22,8 @@ export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
   'stop',
   'start',
   'getPowerState',
+  'openBackupRead',
+  'restoreDiskFrom',
 ];
 
 /**
@@ -24,8 +33,8 @@ export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
  * - `delay`: every matching call waits `ms` first (abortable through `signal`), then proceeds.
  * - `hang`: every matching call waits until its `signal` aborts (then rejects `cancelled`), or forever
  *   when it has none.
- * A failing call rejects with `error`, or by default `copy_failed` (createSnapshot, restoreSnapshot) or
- * `hypervisor_error` (the others); both are retryable.
+ * A failing call rejects with `error`, or by default `copy_failed` (createSnapshot, restoreSnapshot,
+ * restoreDiskFrom) or `hypervisor_error` (the others); both are retryable.
  */
 export type FailureInjection =
   | {
@@ -112,8 +121,8 @@ export class FaultInjector {
 }
 
 function injectedError(method: FakeInjectableMethod, what: string): HypervisorError {
-  const code: HypervisorErrorCode =
-    method === 'createSnapshot' || method === 'restoreSnapshot' ? 'copy_failed' : 'hypervisor_error';
+  const copies: readonly FakeInjectableMethod[] = ['createSnapshot', 'restoreSnapshot', 'restoreDiskFrom'];
+  const code: HypervisorErrorCode = copies.includes(method) ? 'copy_failed' : 'hypervisor_error';
   return fakeError(code, `injected failure (${what}) in ${method}`);
 }
 

@@ -82,10 +82,15 @@ export function parseDomainDisks(xml: string): DomainDisk[] {
 }
 
 /**
- * The push-mode backup XML of a full backup of the disk `target` into the qcow2 file `file`, every
- * other disk of `targets` left out of the backup.
+ * The push-mode backup XML of a backup of the disk `target` into the qcow2 file `file`, every other
+ * disk of `targets` left out of the backup: full, or only what changed since checkpoint `incremental`.
  */
-export function pushBackupXml(targets: readonly string[], target: string, file: string): string {
+export function pushBackupXml(
+  targets: readonly string[],
+  target: string,
+  file: string,
+  incremental: string | null = null,
+): string {
   const disk = (name: string): XmlNode =>
     name === target
       ? {
@@ -96,6 +101,39 @@ export function pushBackupXml(targets: readonly string[], target: string, file: 
         }
       : { [`${ATTR}name`]: name, [`${ATTR}backup`]: 'no' };
   return builder.build({
-    domainbackup: { [`${ATTR}mode`]: 'push', disks: { disk: targets.map(disk) } },
+    domainbackup: {
+      [`${ATTR}mode`]: 'push',
+      ...(incremental === null ? {} : { incremental }),
+      disks: { disk: targets.map(disk) },
+    },
+  }) as string;
+}
+
+/**
+ * The XML of checkpoint `name` on the disk `target` (every other disk of `targets` left out): for
+ * `backup-begin`, or — with the bitmap `qemu-img bitmap --add` made and its time — for
+ * `checkpoint-create --redefine`.
+ */
+export function checkpointXml(
+  targets: readonly string[],
+  target: string,
+  name: string,
+  redefine: { readonly parent: string | null; readonly creationTime: number } | null = null,
+): string {
+  const disk = (dev: string): XmlNode =>
+    dev === target
+      ? {
+          [`${ATTR}name`]: dev,
+          [`${ATTR}checkpoint`]: 'bitmap',
+          ...(redefine ? { [`${ATTR}bitmap`]: name } : {}),
+        }
+      : { [`${ATTR}name`]: dev, [`${ATTR}checkpoint`]: 'no' };
+  return builder.build({
+    domaincheckpoint: {
+      name,
+      ...(redefine?.parent ? { parent: { name: redefine.parent } } : {}),
+      ...(redefine ? { creationTime: String(redefine.creationTime) } : {}),
+      disks: { disk: targets.map(disk) },
+    },
   }) as string;
 }

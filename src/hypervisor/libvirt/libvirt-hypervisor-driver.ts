@@ -1,7 +1,10 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  BackupReadOptions,
+  BackupReadSession,
   CreateSnapshotResult,
+  DiskImageWriter,
   DriverCapabilities,
   HypervisorDriver,
   HypervisorError,
@@ -21,7 +24,6 @@ import {
   fsyncDir,
   fsyncFile,
   isFile,
-  linkIfExists,
   removeIfExists,
   removeQuietly,
   writeFileDurably,
@@ -33,6 +35,11 @@ import { Toolbox, ToolboxOptions } from './tools/toolbox';
 import { requireDiskInRoots } from './disk-roots';
 import { domainOf, findDomainUuid, startDomain, stopDomain } from './domain-power';
 import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
+import { DiskSwap } from './disk-swap';
+import { removeInterruptedLeftovers } from './leftovers';
+import { openLiveRead } from './backup/live-read';
+import { openOfflineRead } from './backup/offline-read';
+import { rebuildDisk } from './backup/restore-disk';
 import { readSnapshotManifest, refuseExisting, removeLeftovers, snapshotFiles } from './snapshot-files';
 import { Semaphore } from '../../common/semaphore';
 import { allInOrder, together } from './together';
@@ -67,8 +74,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private readonly compression: 'none' | 'zstd';
   private readonly stopGraceSeconds: number;
   private readonly copies: Semaphore;
-  /** Unlinks still running after the call that started them returned (the replaced disks). */
-  private readonly removals = new Map<string, Promise<void>>();
+  private readonly swap: DiskSwap;
 
   constructor(options: LibvirtDriverOptions) {
     const uriProblem = libvirtUriProblem(options.uri ?? '');
@@ -76,6 +82,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (!options.imageRoots?.length) throw new Error('LibvirtHypervisorDriver: imageRoots is required');
     this.imageRoots = [...options.imageRoots];
     this.tools = new Toolbox(options);
+    this.swap = new DiskSwap(this.tools);
     this.compression = options.compression ?? 'none';
     this.stopGraceSeconds = options.stopGraceSeconds ?? 60;
     this.copies = new Semaphore(options.maxConcurrentCopies ?? 2);
@@ -243,8 +250,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const files = snapshotFiles(snap);
     const signal = opts.signal;
     const report = progressGuard(onProgress);
-    const restoring = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.restoring}`;
-    const replaced = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.replaced}`;
+    const restoring = DiskSwap.restoringFile(server);
     throwIfAborted(signal);
 
     // Nothing is written next to the disk before it is known to lie inside the node's image roots.
@@ -293,28 +299,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         scaled(report, 0, 95),
       );
 
-      // Renaming over the disk of a running VM "succeeds" and silently loses the restore: domstate was
-      // looked at again after the copy; now let qemu-img try to take the disk's write lock, which fails
-      // while any qemu has it open.
-      throwIfAborted(signal);
-      await this.tools.qemuImg.requireNotInUse(server.diskPath);
-      throwIfAborted(signal);
-      // The old disk keeps a second name across the rename, so the rename does not free its blocks:
-      // freeing them is the unlink of the last name, which took 0.37-0.39 s for an 871 MiB disk on
-      // these hosts (ext4 mounted with online discard) — a quarter of the restore. That unlink runs
-      // after the restore has returned (removeLater); a crash before it leaves `<disk>.replaced`,
-      // which cleanupInterrupted removes.
-      await this.removals.get(replaced);
-      await removeIfExists(replaced);
-      await linkIfExists(server.diskPath, replaced);
-      await fsp.rename(restoring, server.diskPath);
-      // The disk is replaced from here on; a failing directory fsync cannot undo that, so it is not
-      // reported as a failed restore.
-      await fsyncDir(path.dirname(server.diskPath)).catch(() => undefined);
-      this.removeLater(replaced);
+      await this.swap.swapIn(server, dom, signal);
       report(100);
     } catch (e) {
-      await removeQuietly(restoring, replaced);
+      await removeQuietly(restoring);
       throw await this.finalError(e, signal, 'copy_failed', path.dirname(server.diskPath));
     } finally {
       release();
@@ -347,45 +335,53 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     snapshotDir: string,
     diskPaths: readonly string[],
   ): Promise<{ partialSnapshotIds: number[] }> {
-    const ids = new Set<number>();
+    return removeInterruptedLeftovers(snapshotDir, diskPaths, this.imageRoots);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Backups (backup/)
+  // ------------------------------------------------------------------------------------------------
+
+  async openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession> {
+    throwIfAborted(opts.signal);
+    await requireDiskInRoots(server.diskPath, this.imageRoots);
+    const { uuid: dom, state } = await domainOf(this.tools, server);
     try {
-      let names: string[] = [];
-      try {
-        names = await fsp.readdir(snapshotDir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
-      const present = new Set(names);
-      for (const name of names) {
-        const partial = /^(\d+)\.qcow2\.(partial|stage|json\.partial)$/.exec(name);
-        const manifest = /^(\d+)\.qcow2\.json$/.exec(name);
-        if (partial) {
-          await removeIfExists(path.join(snapshotDir, name));
-          ids.add(Number(partial[1]));
-        } else if (manifest && !present.has(`${manifest[1]}.qcow2`)) {
-          // A manifest whose snapshot never got renamed into place: the create was interrupted.
-          await removeIfExists(path.join(snapshotDir, name));
-          ids.add(Number(manifest[1]));
-        }
-      }
-      for (const disk of diskPaths) {
-        // Never remove anything outside the node's image roots, whatever the database says.
-        if (
-          !(await requireDiskInRoots(disk, this.imageRoots).then(
-            () => true,
-            () => false,
-          ))
-        )
-          continue;
-        await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.restoring}`);
-        // A second name of a disk, never the disk itself.
-        await removeIfExists(`${disk}${DISK_SIDE_FILE_SUFFIXES.replaced}`);
-      }
-      if (names.length > 0) await fsyncDir(snapshotDir).catch(() => undefined);
+      if (state === 'shut off') return await openOfflineRead(this.tools, server, dom, opts);
+      const target = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.backupRead}`;
+      return await openLiveRead(this.tools, server, dom, target, opts);
     } catch (e) {
-      throw stepError(e, 'hypervisor_error', 'cleanup interrupted');
+      throw stepError(opts.signal?.aborted ? hvError('cancelled', String(e)) : e, 'hypervisor_error');
     }
-    return { partialSnapshotIds: [...ids].sort((a, b) => a - b) };
+  }
+
+  async restoreDiskFrom(
+    server: ServerRef,
+    virtualSizeBytes: number,
+    fill: (disk: DiskImageWriter) => Promise<void>,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<void> {
+    const { signal } = opts;
+    throwIfAborted(signal);
+    await requireDiskInRoots(server.diskPath, this.imageRoots);
+    const { uuid: dom, state } = await domainOf(this.tools, server);
+    requireShutOffState(dom, state);
+    const release = await this.acquireCopySlot(signal);
+    try {
+      await rebuildDisk(
+        this.tools,
+        this.swap,
+        server,
+        dom,
+        virtualSizeBytes,
+        fill,
+        progressGuard(onProgress),
+        signal,
+      );
+    } finally {
+      release();
+    }
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -443,15 +439,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   /** Resolves when the unlinks started by earlier calls (the disks that restores replaced) are done. */
   async idle(): Promise<void> {
-    while (this.removals.size > 0) await Promise.all(this.removals.values());
-  }
-
-  /** Unlinks `file` without waiting for it (never rejects); `idle()` waits for it. */
-  private removeLater(file: string): void {
-    const done = removeQuietly(file).finally(() => {
-      if (this.removals.get(file) === done) this.removals.delete(file);
-    });
-    this.removals.set(file, done);
+    await this.swap.idle();
   }
 
   private async acquireCopySlot(signal?: AbortSignal): Promise<() => void> {

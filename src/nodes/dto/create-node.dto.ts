@@ -13,11 +13,28 @@ import {
   libvirtUriProblem,
   MAX_LIBVIRT_URI_LENGTH,
 } from '../../hypervisor/libvirt/connection-uri';
+import { BACKUP_STORE_NAME, DEFAULT_BACKUP_STORE } from '../../config/backup-stores';
 
 export const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const NODE_NAME_MESSAGE = 'name must be 1-63 of a-z, 0-9 and "-", starting with a letter or digit';
 
 export const DEFAULT_NODE_URI = 'qemu:///system';
+export const BACKUP_STORE_NAME_MESSAGE = 'backup_store must be 1-63 of a-z, 0-9 and "-"';
+
+/** `backup_store`: the name's form here; whether the configuration has it, in NodesService. */
+const BackupStoreName = (required: boolean) => (target: object, key: string) => {
+  SatisfiesRule((v) =>
+    typeof v === 'string' && BACKUP_STORE_NAME.test(v) ? null : BACKUP_STORE_NAME_MESSAGE,
+  )(target, key);
+  const doc = {
+    pattern: BACKUP_STORE_NAME.source,
+    example: DEFAULT_BACKUP_STORE,
+    description:
+      "The configured backup store (by name: BACKUP_DIR is `default`, BACKUP_STORES the others) this node's backups go to.",
+  };
+  if (required) ApiProperty(doc)(target, key);
+  else ApiPropertyOptional({ ...doc, default: DEFAULT_BACKUP_STORE })(target, key);
+};
 
 const text = (rule: (v: string) => string | null, what: string) => (v: unknown) =>
   typeof v === 'string' ? rule(v) : `${what} must be a string`;
@@ -66,4 +83,13 @@ export class CreateNodeDto {
       "Absolute directories the node's disks may live in (normal form); every server's disk_path must lie inside one.",
   })
   image_roots?: string[];
+
+  @IsOptional()
+  @BackupStoreName(false)
+  backup_store?: string;
+}
+
+export class UpdateNodeDto {
+  @BackupStoreName(true)
+  backup_store!: string;
 }

@@ -18,7 +18,13 @@ import { Redis } from 'ioredis';
 import { nodeQueueName } from '../../../src/jobs/job-queue';
 import { PrismaService } from '../../../src/prisma/prisma.service';
 import { createAccount, createNode, createServer, createToken } from '../../factories';
-import { createTestDatabase, eventually, TestDatabase, testConfig } from '../../support/test-env';
+import {
+  createTestDatabase,
+  eventually,
+  TEST_BACKUP_MASTER_KEY,
+  TestDatabase,
+  testConfig,
+} from '../../support/test-env';
 
 export { eventually };
 
@@ -376,6 +382,7 @@ export class FaultLab {
       REDIS_URL: this.appRedisUrl,
       QUEUE_PREFIX: this.queuePrefix,
       LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn',
+      BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
       ...FAST_RECOVERY,
       ...extra,
     };

@@ -197,7 +197,7 @@ function sweepStale(): Promise<void> {
       const owner = await domainOwner(d);
       if (owner === null || owner === process.pid || processAlive(owner)) continue;
       await virsh('destroy', '--domain', d.uuid).catch(() => undefined);
-      await virsh('undefine', '--domain', d.uuid).catch(() => undefined);
+      await virsh('undefine', '--domain', d.uuid, '--checkpoints-metadata').catch(() => undefined);
     }
     const root = await labRoot();
     for (const entry of await fsp.readdir(root).catch(() => [] as string[])) {
@@ -380,6 +380,21 @@ export class Lab {
     return dir;
   }
 
+  /**
+   * Kills the domain's qemu with SIGKILL, as a host crash would (no chance to store its bitmaps), and
+   * waits until libvirt sees the domain shut off.
+   */
+  async killQemu(name: string): Promise<void> {
+    const pid = Number((await fsp.readFile(`/run/libvirt/qemu/${name}.pid`, 'utf8')).trim());
+    if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`no qemu pid for ${name}`);
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 30_000;
+    while ((await domState(name)) !== 'shut off') {
+      if (Date.now() > deadline) throw new Error(`${name} still not shut off after SIGKILL of its qemu`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async destroyDomain(name: string): Promise<void> {
     const uuid = await domainUuidByName(name).catch(() => null);
     if (uuid) await virsh('destroy', '--domain', uuid).catch(() => undefined);
@@ -392,7 +407,7 @@ export class Lab {
       const uuid = uuids.get(d);
       if (!uuid) continue;
       await virsh('destroy', '--domain', uuid).catch(() => undefined);
-      await virsh('undefine', '--domain', uuid).catch(() => undefined);
+      await virsh('undefine', '--domain', uuid, '--checkpoints-metadata').catch(() => undefined);
     }
     for (const m of this.mounts.splice(0)) {
       await run('umount', [m]).catch(() => undefined);

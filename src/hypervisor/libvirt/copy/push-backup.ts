@@ -5,16 +5,25 @@ import * as path from 'node:path';
 import { hvError, sleep, throwIfAborted } from '../../driver-errors';
 import { ServerRef, SnapshotConsistency } from '../../hypervisor-driver';
 import { isDomainNotFound, isNoSpace, isNotRunning } from '../errors';
-import { DomainDisk, pushBackupXml } from '../domain-xml';
+import { checkpointXml, DomainDisk, pushBackupXml } from '../domain-xml';
 import { JOB_OPERATION_BACKUP, JOB_TYPE, jobProgress, parseDomJobInfoRaw } from '../parsers';
 import { Toolbox } from '../tools/toolbox';
 import { virshErrorText } from '../tools/virsh';
 
+/** What a backup read adds to a snapshot's copy: a checkpoint made at the job's start, a base. */
+export interface PushCheckpoints {
+  /** Copy only what changed since this checkpoint (null: everything). */
+  readonly incremental: string | null;
+  /** The checkpoint the job creates, atomically with its start. */
+  readonly create: string;
+}
+
 /**
- * The copy of a running server's disk: a full push-mode backup job (`virsh backup-begin`) into
- * `target`, the guest's filesystems frozen for the job's start when its agent answers (and always
- * thawed afterwards), the job followed to its end through `virsh domjobinfo`. Returns `quiesced`
- * when filesystems were frozen, else `crash_consistent`. A job that fails or is cancelled is aborted.
+ * The copy of a running server's disk: a push-mode backup job (`virsh backup-begin`) into `target`,
+ * the guest's filesystems frozen for the job's start when its agent answers (and always thawed
+ * afterwards), the job followed to its end through `virsh domjobinfo`. Returns `quiesced` when
+ * filesystems were frozen, else `crash_consistent`. A job that fails or is cancelled is aborted.
+ * With `checkpoints` (a backup read) the job also creates a checkpoint and may be incremental.
  */
 export async function pushBackup(
   tools: Toolbox,
@@ -24,6 +33,7 @@ export async function pushBackup(
   virtualSize: number,
   signal: AbortSignal | undefined,
   onPct: (pct: number) => void,
+  checkpoints: PushCheckpoints | null = null,
 ): Promise<SnapshotConsistency> {
   const disks = await tools.virsh.disks(dom, signal);
   const ours = await findDisk(disks, server.diskPath);
@@ -33,14 +43,14 @@ export async function pushBackup(
       `disk ${server.diskPath} is not attached to domain ${server.domain} (${dom})`,
     );
   }
-  const xml = pushBackupXml(
-    disks.flatMap((d) => (d.target ? [d.target] : [])),
-    ours.target,
-    target,
-  );
+  const targets = disks.flatMap((d) => (d.target ? [d.target] : []));
+  const xml = pushBackupXml(targets, ours.target, target, checkpoints?.incremental ?? null);
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-backup-'));
   const xmlFile = path.join(tmpDir, 'backup.xml');
   await fsp.writeFile(xmlFile, xml, 'utf8');
+  const checkpointFile = path.join(tmpDir, 'checkpoint.xml');
+  if (checkpoints)
+    await fsp.writeFile(checkpointFile, checkpointXml(targets, ours.target, checkpoints.create));
 
   let consistency: SnapshotConsistency = 'crash_consistent';
   let jobStarted = false;
@@ -64,6 +74,7 @@ export async function pushBackup(
         // A failed freeze only lowers the consistency to crash_consistent.
       }
       const args = ['backup-begin', '--domain', dom, '--backupxml', xmlFile];
+      if (checkpoints) args.push('--checkpointxml', checkpointFile);
       // Until virsh answers, the job may or may not have started (e.g. virsh timed out): treat it as
       // started so a failure aborts it. A clean refusal (exit 1) started nothing - and must not
       // abort whatever other job the domain runs.
@@ -93,7 +104,8 @@ export async function pushBackup(
   }
 }
 
-async function findDisk(disks: DomainDisk[], diskPath: string): Promise<DomainDisk | undefined> {
+/** The domain's disk whose source is `diskPath` (as written or as resolved). */
+export async function findDisk(disks: DomainDisk[], diskPath: string): Promise<DomainDisk | undefined> {
   const want = path.resolve(diskPath);
   const real = await fsp.realpath(want).catch(() => want);
   for (const d of disks) {

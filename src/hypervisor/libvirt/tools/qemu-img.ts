@@ -19,6 +19,26 @@ export interface ImageInfo {
   readonly plain: boolean;
 }
 
+/** A persistent dirty bitmap of a qcow2 image, as `qemu-img info` lists it. */
+export interface ImageBitmap {
+  readonly name: string;
+  /** `auto` (recording) without `in-use` (left open by a qemu that never closed the image). */
+  readonly consistent: boolean;
+}
+
+/** One entry of `qemu-img map --output=json`. */
+export interface MapEntry {
+  readonly start: number;
+  readonly length: number;
+  readonly depth: number;
+  /** Allocated at this depth (data, or clusters written as zero). */
+  readonly present: boolean;
+  readonly zero: boolean;
+  readonly data: boolean;
+  /** Where the data lies in the image file (absent for holes and compressed clusters). */
+  readonly offset: number | null;
+}
+
 /** What `verify` found of a good image. */
 export interface ImageCheck {
   readonly fileBytes: number;
@@ -118,6 +138,51 @@ export class QemuImg {
       qcow2.corrupt !== true &&
       o?.['encrypted'] !== true;
     return { virtualSize, actualSize, clusterSize: jsonInt(o, 'cluster-size') ?? 65536, standalone, plain };
+  }
+
+  /** The image's persistent bitmaps (`qemu-img info` without -U: fails while a qemu uses it). */
+  async bitmaps(file: string): Promise<ImageBitmap[]> {
+    const r = await this.run(['info', '-f', 'qcow2', '--output=json', file], 'hypervisor_error');
+    const data = (parseJsonObject(r.stdout)?.['format-specific'] as { data?: { bitmaps?: unknown } })?.data;
+    const list = Array.isArray(data?.bitmaps) ? (data.bitmaps as Array<Record<string, unknown>>) : [];
+    return list.map((b) => {
+      const flags = Array.isArray(b.flags) ? (b.flags as unknown[]) : [];
+      return { name: String(b.name), consistent: flags.includes('auto') && !flags.includes('in-use') };
+    });
+  }
+
+  /** `qemu-img bitmap --add|--remove` on a disk no qemu uses. */
+  async bitmap(op: 'add' | 'remove', file: string, name: string): Promise<void> {
+    await this.run(['bitmap', `--${op}`, '-f', 'qcow2', file, name], 'hypervisor_error');
+  }
+
+  /**
+   * `qemu-img map --output=json` of `source` (a file name, or a `json:` / `--image-opts` spec when
+   * `imageOpts`). Its cost is the image's metadata, read once.
+   */
+  async map(source: string, o: { imageOpts?: boolean; signal?: AbortSignal } = {}): Promise<MapEntry[]> {
+    // A `json:` spec names its own driver; a plain file is a qcow2.
+    const how = o.imageOpts ? ['--image-opts'] : source.startsWith('json:') ? [] : ['-f', 'qcow2'];
+    const args = ['map', '--output=json', ...how, source];
+    const r = await this.run(args, 'hypervisor_error', o.signal);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(r.stdout);
+    } catch {
+      parsed = null;
+    }
+    if (!Array.isArray(parsed)) {
+      throw hvError('hypervisor_error', `unexpected qemu-img map output: ${r.stdout.slice(0, 500)}`);
+    }
+    return (parsed as Array<Record<string, unknown>>).map((e) => ({
+      start: Number(e.start),
+      length: Number(e.length),
+      depth: Number(e.depth ?? 0),
+      present: e.present === undefined ? e.data === true || e.zero === true : e.present === true,
+      zero: e.zero === true,
+      data: e.data === true,
+      offset: typeof e.offset === 'number' ? e.offset : null,
+    }));
   }
 
   /** Bytes a qcow2 copy of `source` needs (`qemu-img measure`), readable while a domain runs it. */

@@ -2,6 +2,7 @@ import { FileHasher } from '../files';
 import { ProcessRunner } from '../process-runner';
 import { QemuImg } from './qemu-img';
 import { QemuIo } from './qemu-io';
+import { QemuNbd } from './qemu-nbd';
 import { Virsh } from './virsh';
 
 const MIB = 1024 * 1024;
@@ -18,6 +19,8 @@ export interface ToolboxOptions {
   readonly cpPath?: string;
   /** `qemu-io` (qemu-utils): holds a shut-off disk's image lock while `cp` copies it. */
   readonly qemuIoPath?: string;
+  /** `qemu-nbd` (qemu-utils): lists the dirty extents of a shut-off disk's bitmap. */
+  readonly qemuNbdPath?: string;
   /** GNU coreutils `stdbuf`: makes qemu-io say at once that it holds the lock. */
   readonly stdbufPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
@@ -37,6 +40,7 @@ export class Toolbox {
   readonly virsh: Virsh;
   readonly qemuImg: QemuImg;
   readonly qemuIo: QemuIo;
+  readonly qemuNbd: QemuNbd;
   /** GNU coreutils `cp`: the byte copy. */
   readonly cpPath: string;
   readonly commandTimeoutMs: number;
@@ -56,6 +60,7 @@ export class Toolbox {
     this.qemuImg = new QemuImg(this.runner, o.qemuImgPath ?? 'qemu-img', this.commandTimeoutMs, (v) =>
       this.copyTimeoutMs(v),
     );
+    this.qemuNbd = new QemuNbd(this.runner, o.qemuNbdPath ?? 'qemu-nbd', this.qemuImg, this.commandTimeoutMs);
     this.qemuIo = new QemuIo(this.runner, o.qemuIoPath ?? 'qemu-io', o.stdbufPath ?? 'stdbuf');
   }
 

@@ -78,4 +78,34 @@ export class Virsh {
       throw stepError(e, 'hypervisor_error', 'dumpxml');
     });
   }
+
+  /** The names of the domain's checkpoints (libvirt's records). */
+  async checkpointNames(uuid: string): Promise<string[]> {
+    const r = await this.run(['checkpoint-list', '--domain', uuid, '--name']);
+    return r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+  }
+
+  /**
+   * Records in libvirt a checkpoint whose bitmap `qemu-img bitmap --add` made on the shut-off disk
+   * `target` (`checkpoint-create --redefine`): what lets a later live backup start from it.
+   */
+  async redefineCheckpoint(uuid: string, xmlFile: string): Promise<void> {
+    await this.run(['checkpoint-create', '--domain', uuid, '--xmlfile', xmlFile, '--redefine']);
+  }
+
+  /**
+   * Deletes a checkpoint: with its bitmap (a running domain), or libvirt's record only (`metadata`).
+   * A checkpoint that is not there is success.
+   */
+  async deleteCheckpoint(uuid: string, name: string, metadata: boolean): Promise<void> {
+    const args = ['checkpoint-delete', '--domain', uuid, '--checkpointname', name];
+    if (metadata) args.push('--metadata');
+    const r = await this.raw(args);
+    if (r.code !== 0 && !/checkpoint not found|no domain checkpoint with matching name/i.test(r.stderr)) {
+      throw this.failure(args, r);
+    }
+  }
 }

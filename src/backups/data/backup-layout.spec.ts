@@ -1,0 +1,46 @@
+import {
+  chunkCount,
+  chunkKey,
+  chunkLength,
+  CHUNK_SIZE_BYTES,
+  manifestKey,
+  touchedChunks,
+} from './backup-layout';
+
+const CS = CHUNK_SIZE_BYTES;
+const K64 = 64 * 1024;
+
+describe('backup layout', () => {
+  it('cuts a disk into 4 MiB chunks, the last one short', () => {
+    expect(CS % K64).toBe(0);
+    expect(chunkCount(0)).toBe(0);
+    expect(chunkCount(CS)).toBe(1);
+    expect(chunkCount(CS + 1)).toBe(2);
+    expect(chunkLength(1, CS + 1)).toBe(1);
+    expect(chunkLength(0, CS + 1)).toBe(CS);
+  });
+
+  it('lists each chunk an extent touches once, in order, and ignores what lies beyond the disk', () => {
+    const size = 10 * CS;
+    expect(
+      touchedChunks(
+        [
+          { offset: 0, length: K64 },
+          { offset: CS - K64, length: 2 * K64 }, // straddles chunks 0 and 1
+          { offset: 3 * CS, length: 2 * CS }, // chunks 3 and 4 whole
+          { offset: 5 * CS, length: 0 },
+          { offset: 9 * CS + K64, length: 5 * CS }, // runs past the end
+          { offset: 12 * CS, length: K64 }, // wholly past the end
+        ],
+        size,
+      ),
+    ).toEqual([0, 1, 3, 4, 9]);
+    expect(touchedChunks([], size)).toEqual([]);
+  });
+
+  it('names objects per account, chunks fanned out by their first two hex digits', () => {
+    const id = 'ab'.padEnd(64, '0');
+    expect(chunkKey(7, id)).toBe(`accounts/7/chunks/ab/${id}`);
+    expect(manifestKey(7, 42)).toBe('accounts/7/manifests/42');
+  });
+});

@@ -1,0 +1,162 @@
+import { Injectable } from '@nestjs/common';
+import { PrismaService } from '../../prisma/prisma.service';
+import { forEachLimited } from './backup-objects';
+
+/**
+ * Which backups hold which chunks, in Postgres, and the one garbage collector that removes chunks no
+ * backup holds. The discipline that never loses a chunk a live or in-progress backup needs:
+ *
+ * - A writer first takes its reference (`acquire`: a backup_chunk_refs row and refs + 1 on the chunk
+ *   row, inserting it when missing) and only then uploads, when the row is not yet `stored`.
+ * - The collector locks chunk rows with refs = 0 (FOR UPDATE, rows in chunk-id order), deletes their
+ *   objects, then the rows, in that one transaction. A writer's `acquire` of such a chunk waits for the
+ *   collector's commit, then inserts a new row (not stored) and uploads again; a chunk whose refs went
+ *   above zero before the collector locked it is not selected (the WHERE is rechecked under the lock).
+ * - Releasing (a deleted backup, a failed write) deletes that backup's reference rows and decrements
+ *   exactly the chunks they named, in one statement, so repeating a release changes nothing.
+ *
+ * Rows are locked in chunk-id order everywhere, so concurrent writers, releases and collections do
+ * not deadlock on each other.
+ */
+
+export interface ChunkToAcquire {
+  readonly chunkId: string;
+  /** Bytes the stored object takes (used if this call inserts the row). */
+  readonly sizeBytes: number;
+}
+
+export interface AcquiredChunk {
+  readonly chunkId: string;
+  /** The object is in the store already: nothing to upload. */
+  readonly stored: boolean;
+  /** This call created the chunk's row: the bytes are new to backup storage. */
+  readonly inserted: boolean;
+}
+
+/** Where chunks are shared: one account's chunks in one backup store. */
+export interface ChunkSpace {
+  readonly store: string;
+  readonly accountId: number;
+}
+
+const ACQUIRE = `
+  WITH input AS (
+    SELECT DISTINCT ON (chunk_id) chunk_id, size_bytes
+    FROM unnest($4::text[], $5::bigint[]) AS t(chunk_id, size_bytes)
+  ), ref AS (
+    INSERT INTO backup_chunk_refs (backup_id, store, account_id, chunk_id)
+    SELECT $3, $1, $2, chunk_id FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING chunk_id
+  )
+  INSERT INTO backup_chunks AS c (store, account_id, chunk_id, size_bytes, refs, stored)
+  SELECT $1, $2, i.chunk_id, i.size_bytes, (r.chunk_id IS NOT NULL)::int, false
+  FROM input i LEFT JOIN ref r ON r.chunk_id = i.chunk_id
+  ORDER BY i.chunk_id
+  ON CONFLICT (store, account_id, chunk_id) DO UPDATE SET refs = c.refs + EXCLUDED.refs
+  RETURNING c.chunk_id, c.stored, (c.xmax = 0) AS inserted`;
+
+const MARK_STORED = `UPDATE backup_chunks SET stored = true WHERE store = $1 AND account_id = $2 AND chunk_id = $3`;
+
+const RELEASE = `
+  WITH gone AS (
+    DELETE FROM backup_chunk_refs WHERE backup_id = $1 RETURNING store, account_id, chunk_id
+  ), locked AS (
+    SELECT c.store, c.account_id, c.chunk_id
+    FROM backup_chunks c
+    JOIN gone g ON g.store = c.store AND g.account_id = c.account_id AND g.chunk_id = c.chunk_id
+    ORDER BY c.store, c.account_id, c.chunk_id
+    FOR UPDATE OF c
+  )
+  UPDATE backup_chunks c SET refs = c.refs - 1
+  FROM locked l WHERE c.store = l.store AND c.account_id = l.account_id AND c.chunk_id = l.chunk_id`;
+
+const LOCK_UNREFERENCED = `
+  SELECT chunk_id FROM backup_chunks
+  WHERE store = $1 AND account_id = $2 AND refs = 0
+  ORDER BY chunk_id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED`;
+
+const DELETE_UNREFERENCED = `
+  DELETE FROM backup_chunks WHERE store = $1 AND account_id = $2 AND chunk_id = ANY($3::text[]) AND refs = 0
+  RETURNING size_bytes`;
+
+/** Chunks removed per collector transaction: bounds its locks, its time and its memory. */
+const COLLECT_BATCH = 256;
+/** Object deletes a collector has in flight. */
+const COLLECT_DELETES_IN_FLIGHT = 8;
+/** A collector transaction holds its rows while it deletes their objects: room for a slow store. */
+const COLLECT_TRANSACTION_MS = 10 * 60_000;
+
+@Injectable()
+export class ChunkReferences {
+  constructor(private readonly prisma: PrismaService) {}
+
+  /** Take `backupId`'s reference on each chunk (once per chunk however often listed). */
+  async acquire(
+    space: ChunkSpace,
+    backupId: number,
+    chunks: readonly ChunkToAcquire[],
+  ): Promise<AcquiredChunk[]> {
+    if (!chunks.length) return [];
+    const rows = await this.prisma.$queryRawUnsafe<
+      { chunk_id: string; stored: boolean; inserted: boolean }[]
+    >(
+      ACQUIRE,
+      space.store,
+      space.accountId,
+      backupId,
+      chunks.map((c) => c.chunkId),
+      chunks.map((c) => c.sizeBytes),
+    );
+    return rows.map((r) => ({ chunkId: r.chunk_id, stored: r.stored, inserted: r.inserted }));
+  }
+
+  /** The chunk's object is in the store (called after its upload). */
+  async markStored(space: ChunkSpace, chunkId: string): Promise<void> {
+    await this.prisma.$executeRawUnsafe(MARK_STORED, space.store, space.accountId, chunkId);
+  }
+
+  /** Drop every reference `backupId` holds. Idempotent. Returns how many it dropped. */
+  async release(backupId: number): Promise<number> {
+    return this.prisma.$executeRawUnsafe(RELEASE, backupId);
+  }
+
+  /**
+   * Remove the space's unreferenced chunks: objects first, then rows, per locked batch. Returns the
+   * bytes freed. A failure of the store rolls the batch back: its rows stay, and the next collection
+   * deletes the objects again (deleting is idempotent).
+   */
+  async collect(
+    space: ChunkSpace,
+    deleteObject: (chunkId: string) => Promise<void>,
+  ): Promise<{ freedBytes: number; chunks: number }> {
+    let freedBytes = 0;
+    let chunks = 0;
+    for (;;) {
+      const batch = await this.prisma.$transaction(
+        async (tx) => {
+          const rows = await tx.$queryRawUnsafe<{ chunk_id: string }[]>(
+            LOCK_UNREFERENCED,
+            space.store,
+            space.accountId,
+            COLLECT_BATCH,
+          );
+          await forEachLimited(rows, COLLECT_DELETES_IN_FLIGHT, (r) => deleteObject(r.chunk_id));
+          const deleted = await tx.$queryRawUnsafe<{ size_bytes: bigint }[]>(
+            DELETE_UNREFERENCED,
+            space.store,
+            space.accountId,
+            rows.map((r) => r.chunk_id),
+          );
+          return { locked: rows.length, deleted };
+        },
+        { timeout: COLLECT_TRANSACTION_MS },
+      );
+      chunks += batch.deleted.length;
+      for (const d of batch.deleted) freedBytes += Number(d.size_bytes);
+      if (batch.locked < COLLECT_BATCH) return { freedBytes, chunks };
+    }
+  }
+}

@@ -1,0 +1,299 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
+import {
+  BackupCapableDriver,
+  BackupReadSession,
+  HYPERVISOR_DRIVER,
+  OperationOptions,
+  ServerRef,
+} from '../../hypervisor/hypervisor-driver';
+import { BackupDataPath, BackupRef, WriteBackupInput, WriteBackupResult } from '../backup-data-path';
+import { AccountKeys } from './account-keys';
+import { BackupDataError, isBackupDataError } from './backup-data-errors';
+import { chunkCount, chunkLength, chunkOffset, CHUNK_SIZE_BYTES, touchedChunks } from './backup-layout';
+import { BackupObjects, forEachLimited, sha256Hex, storedChunkBytes } from './backup-objects';
+import { BACKUP_STORES, BackupStores } from './backup-stores';
+import { ChunkReferences, ChunkSpace } from './chunk-references';
+import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
+
+/** Chunks read, hashed, sealed and uploaded (or fetched and written) at once: memory ≈ this × 4 MiB × 2. */
+export const CHUNKS_IN_FLIGHT = 4;
+/** Carried-over chunk references taken per statement in an incremental write. */
+const CARRY_BATCH = 1000;
+const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
+
+interface Opened {
+  readonly space: ChunkSpace;
+  readonly objects: BackupObjects;
+}
+
+/**
+ * The backup data path over fixed-size, content-addressed, encrypted chunks (docs/backups.md "Data
+ * path"): each backup's manifest lists every chunk of the disk, chunks are shared by reference, and
+ * references in Postgres decide when a chunk may go (chunk-references.ts).
+ */
+@Injectable()
+export class ChunkedBackupDataPath implements BackupDataPath {
+  private readonly log = new Logger('BackupDataPath');
+
+  constructor(
+    @Inject(HYPERVISOR_DRIVER) private readonly driver: BackupCapableDriver,
+    @Inject(BACKUP_STORES) private readonly stores: BackupStores,
+    private readonly keys: AccountKeys,
+    private readonly refs: ChunkReferences,
+  ) {}
+
+  async writeBackup(
+    input: WriteBackupInput,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<WriteBackupResult> {
+    const { backup, signal } = { backup: input.backup, signal: opts.signal };
+    throwIfAborted(signal);
+    const progress = progressGuard(onProgress);
+    const { space, objects } = await this.open(backup);
+    const baseManifest = await this.usableBase(input, space, objects, signal);
+    const session = await this.driver.openBackupRead(input.server, {
+      since: baseManifest ? input.base!.checkpoint : null,
+      checkpoint: input.checkpoint,
+      signal,
+    });
+    try {
+      const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
+      throwIfAborted(signal);
+      await objects.putManifest(written.manifest, signal);
+      await session.close({ keepCheckpoint: true });
+      progress(100);
+      return {
+        sizeBytes: written.sizeBytes,
+        storedBytes: written.storedBytes,
+        mode: session.mode,
+        modeReason: session.fullReason,
+        consistency: session.consistency,
+        checkpoint: session.checkpoint,
+      };
+    } catch (e) {
+      await session.close({ keepCheckpoint: false });
+      await this.releaseQuietly(backup, space, objects);
+      throw e;
+    }
+  }
+
+  async restoreBackup(
+    backup: BackupRef,
+    target: ServerRef,
+    onProgress: (pct: number) => void,
+    opts: OperationOptions = {},
+  ): Promise<void> {
+    const signal = opts.signal;
+    throwIfAborted(signal);
+    const progress = progressGuard(onProgress);
+    const { objects } = await this.open(backup);
+    const manifest = await objects.getManifest(backup.id, signal);
+    const present = indicesWithData(manifest);
+    let done = 0;
+    await this.driver.restoreDiskFrom(
+      target,
+      manifest.virtualSizeBytes,
+      (disk) =>
+        forEachLimited(present, CHUNKS_IN_FLIGHT, async (i) => {
+          throwIfAborted(signal);
+          const length = chunkLength(i, manifest.virtualSizeBytes);
+          const data = await objects.getChunk(manifest.chunks[i]!, length, signal);
+          await disk.write(chunkOffset(i), data);
+          progress((++done * 99) / Math.max(1, present.length));
+        }),
+      // The fill's own count is the progress that means something here.
+      () => undefined,
+      opts,
+    );
+    progress(100);
+  }
+
+  async deleteBackup(backup: BackupRef): Promise<{ readonly freedBytes: number }> {
+    const { space, objects } = await this.open(backup);
+    // The manifest first: from then on the backup cannot be restored, so releasing its chunks
+    // cannot take data from under a restore that could still start.
+    await objects.deleteManifest(backup.id);
+    await this.refs.release(backup.id);
+    const { freedBytes } = await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+    return { freedBytes };
+  }
+
+  async verifyBackup(
+    backup: BackupRef,
+    opts: OperationOptions = {},
+  ): Promise<{ readonly ok: true } | { readonly ok: false; readonly problem: string }> {
+    const signal = opts.signal;
+    try {
+      const { objects } = await this.open(backup);
+      const manifest = await objects.getManifest(backup.id, signal);
+      const seen = new Set<string>();
+      const distinct = indicesWithData(manifest).filter((i) => {
+        const id = manifest.chunks[i]!;
+        return seen.has(id) ? false : (seen.add(id), true);
+      });
+      await forEachLimited(distinct, CHUNKS_IN_FLIGHT, async (i) => {
+        throwIfAborted(signal);
+        await objects.getChunk(manifest.chunks[i]!, chunkLength(i, manifest.virtualSizeBytes), signal);
+      });
+      return { ok: true };
+    } catch (e) {
+      if (isBackupDataError(e) && e.code === 'backup_corrupt')
+        return { ok: false, problem: e.detail ?? e.message };
+      throw e;
+    }
+  }
+
+  private async open(backup: BackupRef): Promise<Opened> {
+    const [{ name, store }, key] = await Promise.all([
+      this.stores.forNode(backup.storeNodeId),
+      this.keys.forAccount(backup.accountId),
+    ]);
+    return {
+      space: { store: name, accountId: backup.accountId },
+      objects: new BackupObjects(store, backup.accountId, key),
+    };
+  }
+
+  /**
+   * The base's manifest when an incremental write can build on it: same store (chunks are shared only
+   * within one) and readable. Otherwise null, and the disk is read whole.
+   */
+  private async usableBase(
+    input: WriteBackupInput,
+    space: ChunkSpace,
+    objects: BackupObjects,
+    signal: AbortSignal | undefined,
+  ): Promise<BackupManifest | null> {
+    const base = input.base;
+    if (!base || base.backup.accountId !== input.backup.accountId) return null;
+    const baseSpace = await this.stores.forNode(base.backup.storeNodeId);
+    if (baseSpace.name !== space.store) return null;
+    try {
+      return await objects.getManifest(base.backup.id, signal);
+    } catch (e) {
+      if (isBackupDataError(e) && e.code === 'backup_corrupt') {
+        this.log.warn(
+          `backup ${input.backup.id}: base ${base.backup.id} unusable (${e.detail}); reading the whole disk`,
+        );
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  private async writeChunks(
+    backup: BackupRef,
+    session: BackupReadSession,
+    base: BackupManifest | null,
+    space: ChunkSpace,
+    objects: BackupObjects,
+    progress: (pct: number) => void,
+    signal: AbortSignal | undefined,
+  ): Promise<{ manifest: BackupManifest; sizeBytes: number; storedBytes: number }> {
+    const size = session.virtualSizeBytes;
+    const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
+    const touched = touchedChunks(session.extents, size);
+    if (session.mode === 'incremental')
+      await this.carryFromBase(backup, session, base, chunks, touched, space);
+    let storedBytes = 0;
+    let done = 0;
+    await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
+      throwIfAborted(signal);
+      const data = await session.read(chunkOffset(i), chunkLength(i, size), { signal });
+      if (data.length !== chunkLength(i, size)) {
+        throw hvError(
+          'hypervisor_error',
+          `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
+        );
+      }
+      chunks[i] = null;
+      if (!data.equals(ZEROS.subarray(0, data.length))) {
+        const chunkId = sha256Hex(data);
+        chunks[i] = chunkId;
+        const [held] = await this.refs.acquire(space, backup.id, [
+          { chunkId, sizeBytes: storedChunkBytes(data.length) },
+        ]);
+        if (!held.stored) {
+          const bytes = await objects.putChunk(chunkId, data, signal);
+          await this.refs.markStored(space, chunkId);
+          if (held.inserted) storedBytes += bytes;
+        }
+      }
+      progress((++done * 99) / Math.max(1, touched.length));
+    });
+    const sizeBytes = chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, size) : sum), 0);
+    const manifest: BackupManifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      backupId: backup.id,
+      accountId: backup.accountId,
+      virtualSizeBytes: size,
+      chunkSizeBytes: CHUNK_SIZE_BYTES,
+      mode: session.mode,
+      chunks,
+    };
+    return { manifest, sizeBytes, storedBytes };
+  }
+
+  /**
+   * An incremental read lists only what changed: every other chunk is the base's, and this backup
+   * takes its own reference on it before reading anything. A base chunk no longer stored (its backup
+   * deleted meanwhile) cannot be rebuilt from an incremental view: the write fails, retryably.
+   */
+  private async carryFromBase(
+    backup: BackupRef,
+    session: BackupReadSession,
+    base: BackupManifest | null,
+    chunks: (string | null)[],
+    touched: readonly number[],
+    space: ChunkSpace,
+  ): Promise<void> {
+    if (!base || base.virtualSizeBytes !== session.virtualSizeBytes) {
+      throw new BackupDataError(
+        'backup_base_unavailable',
+        `backup ${backup.id}: incremental read without a base manifest of the same disk size`,
+      );
+    }
+    const isTouched = new Uint8Array(chunks.length);
+    for (const i of touched) isTouched[i] = 1;
+    const carried: { chunkId: string; sizeBytes: number }[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      const id = base.chunks[i];
+      if (isTouched[i] || !id) continue;
+      chunks[i] = id;
+      carried.push({ chunkId: id, sizeBytes: storedChunkBytes(chunkLength(i, base.virtualSizeBytes)) });
+    }
+    for (let from = 0; from < carried.length; from += CARRY_BATCH) {
+      const held = await this.refs.acquire(space, backup.id, carried.slice(from, from + CARRY_BATCH));
+      const gone = held.find((c) => !c.stored);
+      if (gone) {
+        throw new BackupDataError(
+          'backup_base_unavailable',
+          `backup ${backup.id}: base chunk ${gone.chunkId} is no longer stored`,
+        );
+      }
+    }
+  }
+
+  /** A failed write's cleanup: its references released and what they alone held removed. */
+  private async releaseQuietly(backup: BackupRef, space: ChunkSpace, objects: BackupObjects): Promise<void> {
+    try {
+      await this.refs.release(backup.id);
+      await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+    } catch (e) {
+      // Deleting the failed backup later releases them again (idempotent); never hide the first error.
+      this.log.warn(`backup ${backup.id}: releasing a failed write's chunks failed: ${String(e)}`);
+    }
+  }
+}
+
+/** Indices of the manifest's chunks that hold data (the others are zeros: holes in a rebuilt disk). */
+function indicesWithData(manifest: BackupManifest): number[] {
+  const out: number[] = [];
+  manifest.chunks.forEach((id, i) => {
+    if (id) out.push(i);
+  });
+  return out;
+}

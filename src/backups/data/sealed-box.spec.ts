@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import { KEY_ID_BYTES, open, seal, SEAL_OVERHEAD_BYTES, sealedKeyId } from './sealed-box';
+
+const key = () => ({ id: randomBytes(KEY_ID_BYTES), key: randomBytes(32) });
+
+describe('sealed box (AES-256-GCM envelope)', () => {
+  const k = key();
+  const plain = Buffer.from('some backup data');
+
+  it('opens what it sealed, with the same key and AAD, and names the key', () => {
+    const sealed = seal(k, plain, 'chunk:1:x');
+    expect(sealed.length).toBe(plain.length + SEAL_OVERHEAD_BYTES);
+    expect(sealedKeyId(sealed)).toEqual(k.id);
+    expect(open(k, sealed, 'chunk:1:x')).toEqual(plain);
+  });
+
+  it('uses a fresh nonce each time: equal plaintexts seal differently', () => {
+    expect(seal(k, plain, 'a').equals(seal(k, plain, 'a'))).toBe(false);
+  });
+
+  it('refuses another AAD, another key, any flipped bit and anything not an envelope', () => {
+    const sealed = seal(k, plain, 'chunk:1:x');
+    expect(open(k, sealed, 'chunk:2:x')).toBeNull();
+    expect(open({ ...key(), id: k.id }, sealed, 'chunk:1:x')).toBeNull();
+    expect(open(key(), sealed, 'chunk:1:x')).toBeNull();
+    for (let i = 0; i < sealed.length; i += 7) {
+      const bad = Buffer.from(sealed);
+      bad[i] ^= 0x10;
+      expect(open(k, bad, 'chunk:1:x')).toBeNull();
+    }
+    expect(open(k, sealed.subarray(0, SEAL_OVERHEAD_BYTES - 1), 'chunk:1:x')).toBeNull();
+    expect(open(k, Buffer.alloc(100), 'chunk:1:x')).toBeNull();
+  });
+});

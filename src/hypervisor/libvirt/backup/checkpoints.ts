@@ -1,0 +1,116 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { hvError } from '../../driver-errors';
+import { FullReadReason, ServerRef } from '../../hypervisor-driver';
+import { findDisk } from '../copy/push-backup';
+import { checkpointXml } from '../domain-xml';
+import { Toolbox } from '../tools/toolbox';
+
+/**
+ * A disk's checkpoints: libvirt's records of them and the persistent bitmaps of the same names in the
+ * qcow2. A running domain's are changed through libvirt (`checkpoint-delete` drops record and bitmap);
+ * a shut-off domain's with `qemu-img bitmap` and libvirt's records alone (virsh cannot delete the
+ * checkpoints of a shut-off domain). The driver owns every checkpoint of a server's domain: a backup
+ * keeps one, the base of the next.
+ */
+
+/** What libvirt and the bitmaps say of `since` on a shut-off disk: null when it can be trusted. */
+export async function offlineFullReason(
+  tools: Toolbox,
+  dom: string,
+  disk: string,
+  since: string | null,
+): Promise<{ reason: FullReadReason | null; records: string[]; bitmaps: string[] }> {
+  const [records, bitmaps] = await Promise.all([
+    tools.virsh.checkpointNames(dom),
+    tools.qemuImg.bitmaps(disk),
+  ]);
+  const bitmap = bitmaps.find((b) => b.name === since);
+  let reason: FullReadReason | null = null;
+  if (since === null) reason = 'no_previous_backup';
+  else if (!records.includes(since)) reason = 'checkpoint_missing';
+  // A bitmap left `in-use` (qemu killed before it closed the disk) or lost with it.
+  else if (!bitmap?.consistent) reason = 'bitmap_inconsistent';
+  return { reason, records, bitmaps: bitmaps.map((b) => b.name) };
+}
+
+/** Drops checkpoints `names` of a shut-off disk: bitmaps (those present) and libvirt's records. */
+export async function dropOffline(
+  tools: Toolbox,
+  dom: string,
+  disk: string,
+  names: { readonly records: readonly string[]; readonly bitmaps: readonly string[] },
+): Promise<void> {
+  for (const name of names.bitmaps) await tools.qemuImg.bitmap('remove', disk, name);
+  for (const name of names.records) await tools.virsh.deleteCheckpoint(dom, name, true);
+}
+
+/**
+ * Drops the domain's checkpoints other than `keep` (all of them when null), in whatever state the
+ * domain is now: through libvirt while it runs (only the record when libvirt cannot find the bitmap,
+ * as after a crash), else offline.
+ */
+export async function dropCheckpointsExcept(
+  tools: Toolbox,
+  server: ServerRef,
+  dom: string,
+  keep: string | null,
+): Promise<void> {
+  const state = await tools.virsh.domState(dom);
+  if (state === 'shut off') {
+    const [records, bitmaps] = await Promise.all([
+      tools.virsh.checkpointNames(dom),
+      tools.qemuImg.bitmaps(server.diskPath),
+    ]);
+    await dropOffline(tools, dom, server.diskPath, {
+      records: records.filter((n) => n !== keep),
+      bitmaps: bitmaps.map((b) => b.name).filter((n) => n !== keep),
+    });
+    return;
+  }
+  for (const name of (await tools.virsh.checkpointNames(dom)).filter((n) => n !== keep)) {
+    await dropLive(tools, dom, name);
+  }
+}
+
+/** Drops one checkpoint of a running domain; a broken one (no usable bitmap) by its record. */
+export async function dropLive(tools: Toolbox, dom: string, name: string): Promise<void> {
+  await tools.virsh
+    .deleteCheckpoint(dom, name, false)
+    .catch(() => tools.virsh.deleteCheckpoint(dom, name, true));
+}
+
+/**
+ * Makes checkpoint `name` on a shut-off disk: the bitmap (`qemu-img bitmap --add`), then libvirt's
+ * record of it (`checkpoint-create --redefine`), so a later live backup can start from it.
+ */
+export async function addOffline(
+  tools: Toolbox,
+  server: ServerRef,
+  dom: string,
+  name: string,
+  parent: string | null,
+): Promise<void> {
+  const disks = await tools.virsh.disks(dom);
+  const ours = await findDisk(disks, server.diskPath);
+  if (!ours?.target) throw hvError('hypervisor_error', `disk ${server.diskPath} is not attached to ${dom}`);
+  const targets = disks.flatMap((d) => (d.target ? [d.target] : []));
+  const xml = checkpointXml(targets, ours.target, name, {
+    parent,
+    creationTime: Math.floor(Date.now() / 1000),
+  });
+  await tools.qemuImg.bitmap('add', server.diskPath, name);
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-checkpoint-'));
+  try {
+    const file = path.join(dir, 'checkpoint.xml');
+    await fsp.writeFile(file, xml, 'utf8');
+    await tools.virsh.redefineCheckpoint(dom, file);
+  } catch (e) {
+    await tools.qemuImg.bitmap('remove', server.diskPath, name).catch(() => undefined);
+    throw e;
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,92 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { MapEntry } from '../tools/qemu-img';
+import { clusterAligned, MappedImage } from './mapped-image';
+
+const K = 64 * 1024;
+
+const entry = (start: number, length: number, o: Partial<MapEntry> = {}): MapEntry => ({
+  start,
+  length,
+  depth: 0,
+  present: true,
+  zero: false,
+  data: true,
+  offset: null,
+  ...o,
+});
+
+describe('clusterAligned', () => {
+  it('rounds out to 64 KiB clusters, merges touching and overlapping extents, clips to the disk', () => {
+    expect(
+      clusterAligned(
+        [
+          { offset: 3 * K + 100, length: 10 },
+          { offset: 0, length: 1 },
+          { offset: K - 1, length: 2 },
+          { offset: 10 * K, length: 0 },
+          { offset: 5 * K, length: 2 * K },
+          { offset: 11 * K + 7, length: K },
+        ],
+        11 * K + 100,
+      ),
+    ).toEqual([
+      { offset: 0, length: 2 * K },
+      { offset: 3 * K, length: K },
+      { offset: 5 * K, length: 2 * K },
+      { offset: 11 * K, length: 100 },
+    ]);
+  });
+});
+
+describe('MappedImage', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mapped-image-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads guest ranges from their host offsets, zeros elsewhere, across entries', async () => {
+    const file = path.join(dir, 'img');
+    // Host layout: guest [K, 2K) at host 0; guest [3K, 4K) at host K.
+    await fsp.writeFile(file, Buffer.concat([Buffer.alloc(K, 'a'), Buffer.alloc(K, 'b')]));
+    const img = await MappedImage.open(
+      file,
+      [
+        entry(0, K, { data: false, present: false, zero: true }),
+        entry(K, K, { offset: 0 }),
+        entry(2 * K, K, { data: false, zero: true }),
+        entry(3 * K, K, { offset: K }),
+      ],
+      4 * K,
+    );
+    try {
+      const got = await img.read(K - 2, 2 * K + 4);
+      expect(got.subarray(0, 2).equals(Buffer.alloc(2))).toBe(true);
+      expect(got.subarray(2, K + 2).equals(Buffer.alloc(K, 'a'))).toBe(true);
+      expect(got.subarray(K + 2, 2 * K + 2).equals(Buffer.alloc(K))).toBe(true);
+      expect(got.subarray(2 * K + 2).toString()).toBe('bb');
+      expect(img.dataExtents()).toEqual([
+        { offset: K, length: K },
+        { offset: 3 * K, length: K },
+      ]);
+    } finally {
+      await img.close();
+    }
+  });
+
+  it('refuses an image whose data lies in a backing file or in compressed clusters', async () => {
+    const file = path.join(dir, 'img');
+    await fsp.writeFile(file, '');
+    await expect(MappedImage.open(file, [entry(0, K, { depth: 1, offset: 0 })], K)).rejects.toMatchObject({
+      code: 'hypervisor_error',
+    });
+    await expect(MappedImage.open(file, [entry(0, K, { offset: null })], K)).rejects.toMatchObject({
+      code: 'hypervisor_error',
+    });
+  });
+});

@@ -1,0 +1,121 @@
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
+import { S3Store, S3StoreOptions } from '../../src/backup-store/s3-store';
+import { CephS3, cephTestsEnabled, startCeph } from '../support/ceph';
+import { describeBackupStoreContract } from './backup-store.contract';
+
+describeBackupStoreContract('directory', async () => {
+  const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+  const store = new DirectoryStore(root);
+  return {
+    store,
+    storeWithSmallParts: store,
+    leftovers: async () =>
+      (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
+    unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
+    dispose: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
+describe('DirectoryStore temporary files', () => {
+  it('the sweep removes only temporary files older than the grace period', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+    try {
+      const store = new DirectoryStore(root);
+      const cancel = new AbortController();
+      cancel.abort();
+      await store.put('a/b', Buffer.from('x'));
+      const { writeFile, mkdir, utimes } = await import('node:fs/promises');
+      await mkdir(path.join(root, TEMP_DIR), { recursive: true });
+      await writeFile(path.join(root, TEMP_DIR, 'stale'), 'half');
+      await writeFile(path.join(root, TEMP_DIR, 'fresh'), 'half');
+      const old = new Date(Date.now() - 2 * 3_600_000);
+      await utimes(path.join(root, TEMP_DIR, 'stale'), old, old);
+      expect(await store.sweepTemporaryFiles(3_600_000)).toBe(1);
+      expect(await readdir(path.join(root, TEMP_DIR))).toEqual(['fresh']);
+      expect((await store.get('a/b')).toString()).toBe('x');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+(cephTestsEnabled() ? describe : describe.skip)('S3 on Ceph', () => {
+  let ceph: CephS3;
+  let admin: S3Client;
+  const bucket = `vps-contract-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const stores: S3Store[] = [];
+  let harnesses = 0;
+
+  beforeAll(() => {
+    ceph = startCeph();
+    admin = new S3Client({
+      endpoint: ceph.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
+    });
+  }, 120_000);
+
+  beforeAll(async () => {
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const s of stores) s.close();
+    if (admin) {
+      let token: string | undefined;
+      do {
+        const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+        for (const o of page.Contents ?? [])
+          await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
+        token = page.NextContinuationToken;
+      } while (token);
+      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+      admin.destroy();
+    }
+    ceph?.stop();
+  }, 120_000);
+
+  const make = (opts: Partial<S3StoreOptions> & { prefix: string }): S3Store => {
+    const store = new S3Store({
+      endpoint: ceph.endpoint,
+      region: 'us-east-1',
+      bucket,
+      credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
+      ...opts,
+    });
+    stores.push(store);
+    return store;
+  };
+
+  // Each harness has its own key prefix in the one bucket: stores are empty for each case.
+  describeBackupStoreContract('s3 (Ceph RGW)', async () => {
+    const prefix = `h${++harnesses}/`;
+    return {
+      store: make({ prefix }),
+      storeWithSmallParts: make({
+        prefix,
+        multipartThresholdBytes: 8 * 1024 * 1024,
+        partSizeBytes: 5 * 1024 * 1024,
+      }),
+      async leftovers() {
+        const out = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+        return (out.Uploads ?? []).map((u) => `upload ${u.Key}`);
+      },
+      unreachable: () => make({ prefix, endpoint: 'http://127.0.0.1:9' }),
+      dispose: async () => undefined,
+    };
+  });
+});

@@ -1,0 +1,356 @@
+/**
+ * The backup data path (src/backups/data) on real Postgres, a directory store in a temporary folder
+ * and disks held in Buffers: full and incremental writes restore byte for byte, zero chunks are holes,
+ * chunks are stored once, encrypted, and removed exactly when no backup holds them — also while
+ * deletes and writes sharing chunks race.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { BACKUP_DATA_PATH, BackupRef } from '../../src/backups/backup-data-path';
+import { BackupDataModule } from '../../src/backups/data/backup-data.module';
+import { AccountKeys, BackupMasterKey } from '../../src/backups/data/account-keys';
+import { BackupDataError } from '../../src/backups/data/backup-data-errors';
+import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
+import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
+import { ChunkReferences } from '../../src/backups/data/chunk-references';
+import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
+import { AppConfig } from '../../src/config/app-config';
+import { ConfigModule } from '../../src/config/config.module';
+import { PrismaModule } from '../../src/prisma/prisma.module';
+import { PrismaService } from '../../src/prisma/prisma.service';
+import { createAccount, createNode } from '../factories';
+import { BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
+import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
+
+const MiB = 1024 * 1024;
+const CS = CHUNK_SIZE_BYTES;
+
+describe('backup data path (real Postgres, directory store, Buffer disks)', () => {
+  let db: TestDatabase;
+  let config: AppConfig;
+  let prisma: PrismaService;
+  let dir: string;
+  let store: TempDirectoryStore;
+  let driver: BufferDiskDriver;
+  let dataPath: ChunkedBackupDataPath;
+  let accountId: number;
+  let nextBackupId = 1;
+  const masterKey = randomBytes(32).toString('base64');
+
+  const stores: BackupStores = { forNode: () => Promise.resolve({ name: 'default', store }) };
+  const build = (cfg: AppConfig): ChunkedBackupDataPath =>
+    new ChunkedBackupDataPath(
+      driver,
+      stores,
+      new AccountKeys(prisma, new BackupMasterKey(cfg)),
+      new ChunkReferences(prisma),
+    );
+  const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
+    id,
+    accountId: account,
+    storeNodeId: 1,
+  });
+  const write = (backup: BackupRef, serverId: number, base: BackupRef | null = null) =>
+    dataPath.writeBackup(
+      {
+        backup,
+        server: serverRef(serverId),
+        base: base && { backup: base, checkpoint: `vps-backup-${base.id}` },
+        checkpoint: `vps-backup-${backup.id}`,
+      },
+      () => undefined,
+    );
+  const restore = (backup: BackupRef, serverId: number) =>
+    dataPath.restoreBackup(backup, serverRef(serverId), () => undefined);
+  const chunkFiles = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for await (const o of store.list(`accounts/${accountId}/chunks/`)) out.push(o.key);
+    return out;
+  };
+  const chunkRows = () =>
+    prisma.$queryRaw<{ chunk_id: string; refs: number; stored: boolean }[]>`
+      SELECT chunk_id, refs, stored FROM backup_chunks WHERE account_id = ${accountId} ORDER BY chunk_id`;
+
+  /** A disk of `chunks` full chunks plus a 100 KiB tail: chunks 1 and 4 zero, 2 and 5 equal. */
+  const sampleDisk = (): Buffer => {
+    const d = Buffer.alloc(6 * CS + 100 * 1024);
+    for (const i of [0, 2, 3]) randomBytes(CS).copy(d, i * CS);
+    d.copy(d, 5 * CS, 2 * CS, 3 * CS);
+    d.write('the tail of the disk', 6 * CS);
+    return d;
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    config = testConfig(db, 'worker', { WORKER_NODE: 'node-a', BACKUP_MASTER_KEY: masterKey });
+    prisma = new PrismaService(config);
+  });
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+    store = new TempDirectoryStore(dir);
+    driver = new BufferDiskDriver();
+    dataPath = build(config);
+    accountId = (await createAccount(prisma)).id;
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  afterAll(async () => {
+    await prisma.$disconnect();
+    await db.drop();
+  });
+
+  it('a full backup restores byte for byte onto another server; zero chunks are holes; equal chunks are stored once', async () => {
+    const disk = sampleDisk();
+    driver.createDisk(1, disk);
+    driver.createDisk(2, randomBytes(3 * CS));
+    const b = ref();
+    const result = await write(b, 1);
+    expect(result).toMatchObject({
+      mode: 'full',
+      modeReason: 'no_previous_backup',
+      checkpoint: `vps-backup-${b.id}`,
+    });
+    // Chunks 0, 2, 3, 5 and the tail hold data; 5 is 2 again.
+    expect(result.sizeBytes).toBe(4 * CS + 100 * 1024);
+    expect((await chunkFiles()).length).toBe(4);
+    expect(result.storedBytes).toBeGreaterThanOrEqual(3 * CS + 100 * 1024);
+    expect(result.storedBytes).toBeLessThan(3 * CS + 100 * 1024 + 4 * 1024);
+
+    await restore(b, 2);
+    expect(driver.disk(2).equals(disk)).toBe(true);
+    expect(await dataPath.verifyBackup(b)).toEqual({ ok: true });
+  });
+
+  it('stores nothing in clear: chunks and manifests are sealed, the data key only wrapped', async () => {
+    const marker = Buffer.from('plaintext-marker-'.repeat(1000));
+    const disk = Buffer.alloc(CS);
+    marker.copy(disk);
+    driver.createDisk(1, disk);
+    const b = ref();
+    await write(b, 1);
+    const files = await chunkFiles();
+    const stored = await Promise.all(
+      [...files, manifestKey(accountId, b.id)].map((k) => readFile(path.join(dir, k))),
+    );
+    for (const body of stored) {
+      expect(body.includes(Buffer.from('plaintext-marker'))).toBe(false);
+      expect(body.includes(Buffer.from(files[0].split('/').pop()!))).toBe(false); // no chunk id in clear
+    }
+    const [key] = await prisma.$queryRaw<{ wrapped_key: Buffer }[]>`
+      SELECT wrapped_key FROM account_keys WHERE account_id = ${accountId}`;
+    expect(key.wrapped_key.length).toBeGreaterThan(32); // sealed: envelope + tag, never the bare key
+  });
+
+  it('an incremental backup reads only what changed, carries the rest, and each backup restores on its own', async () => {
+    const disk = sampleDisk();
+    driver.createDisk(1, disk);
+    const first = ref();
+    await write(first, 1);
+    const before = Buffer.from(driver.disk(1));
+    driver.guestWrite(1, 3 * CS + 5, Buffer.from('changed'));
+    driver.guestWrite(1, 1 * CS, randomBytes(64 * 1024)); // a zero chunk gains data
+
+    const second = ref();
+    const result = await write(second, 1, first);
+    expect(result).toMatchObject({ mode: 'incremental', modeReason: null });
+    expect(result.sizeBytes).toBe(5 * CS + 100 * 1024);
+    expect(result.storedBytes).toBeGreaterThanOrEqual(2 * CS);
+    expect(result.storedBytes).toBeLessThan(2 * CS + 4096);
+
+    driver.createDisk(2, Buffer.alloc(0));
+    await restore(second, 2);
+    expect(driver.disk(2).equals(driver.disk(1))).toBe(true);
+    await restore(first, 2);
+    expect(driver.disk(2).equals(before)).toBe(true);
+  });
+
+  it('deleting frees exactly the chunks no other backup holds, and is idempotent', async () => {
+    const disk = sampleDisk();
+    driver.createDisk(1, disk);
+    const first = ref();
+    await write(first, 1);
+    driver.guestWrite(1, 0, randomBytes(CS)); // chunk 0 replaced
+    const second = ref();
+    await write(second, 1, first);
+    expect((await chunkFiles()).length).toBe(5);
+
+    const freed = await dataPath.deleteBackup(first);
+    expect(freed.freedBytes).toBeGreaterThanOrEqual(CS);
+    expect(freed.freedBytes).toBeLessThan(CS + 4096); // the old chunk 0 only
+    expect((await chunkFiles()).length).toBe(4);
+    expect(await dataPath.deleteBackup(first)).toEqual({ freedBytes: 0 });
+    expect((await chunkRows()).every((r) => r.refs === 1 && r.stored)).toBe(true);
+
+    driver.createDisk(2, Buffer.alloc(0));
+    await restore(second, 2);
+    expect(driver.disk(2).equals(driver.disk(1))).toBe(true);
+
+    await dataPath.deleteBackup(second);
+    expect(await chunkFiles()).toEqual([]);
+    expect(await chunkRows()).toEqual([]);
+  });
+
+  it('an incremental write whose base lost its chunks meanwhile fails retryably and leaves nothing', async () => {
+    driver.createDisk(1, sampleDisk());
+    const first = ref();
+    await write(first, 1);
+    driver.guestWrite(1, 0, randomBytes(64 * 1024));
+    // The base's chunks go (as when it is deleted) after its manifest was read.
+    const refs = new ChunkReferences(prisma);
+    await refs.release(first.id);
+    await refs.collect({ store: 'default', accountId }, (id) => store.delete(chunkKey(accountId, id)));
+    const second = ref();
+    await expect(write(second, 1, first)).rejects.toMatchObject({
+      code: 'backup_base_unavailable',
+      retryable: true,
+    });
+    expect(await store.head(manifestKey(accountId, second.id))).toBeNull();
+    expect(await chunkRows()).toEqual([]);
+    expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([`vps-backup-${first.id}`]);
+  });
+
+  it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {
+    driver.createDisk(1, sampleDisk());
+    const b = ref();
+    await write(b, 1);
+    const [victim, other] = await chunkFiles();
+    const sealed = await readFile(path.join(dir, victim));
+    sealed[sealed.length - 100] ^= 1;
+    await writeFile(path.join(dir, victim), sealed);
+
+    const target = randomBytes(2 * MiB);
+    driver.createDisk(2, target);
+    await expect(restore(b, 2)).rejects.toMatchObject({ name: 'BackupDataError', code: 'backup_corrupt' });
+    expect(driver.disk(2).equals(target)).toBe(true);
+    expect(await dataPath.verifyBackup(b)).toEqual({ ok: false, problem: expect.stringContaining('chunk') });
+
+    await rm(path.join(dir, other));
+    await writeFile(path.join(dir, victim), (await readFile(path.join(dir, victim))).fill(0));
+    await expect(restore(b, 2)).rejects.toBeInstanceOf(BackupDataError);
+    expect(driver.disk(2).equals(target)).toBe(true);
+  });
+
+  it('a chunk moved under another id does not open: the sealing binds it to its id', async () => {
+    driver.createDisk(1, sampleDisk());
+    const b = ref();
+    await write(b, 1);
+    const [a, c] = await chunkFiles();
+    await writeFile(path.join(dir, a), await readFile(path.join(dir, c)));
+    expect(await dataPath.verifyBackup(b)).toMatchObject({ ok: false });
+  });
+
+  it('another master key cannot read the data: backup_key_unavailable', async () => {
+    driver.createDisk(1, sampleDisk());
+    const b = ref();
+    await write(b, 1);
+    const otherKey = testConfig(db, 'worker', {
+      WORKER_NODE: 'node-a',
+      BACKUP_MASTER_KEY: randomBytes(32).toString('base64'),
+    });
+    driver.createDisk(2, Buffer.alloc(0));
+    await expect(build(otherKey).restoreBackup(b, serverRef(2), () => undefined)).rejects.toMatchObject({
+      code: 'backup_key_unavailable',
+    });
+  });
+
+  it('a cancelled write leaves no backup, no chunk, no reference and no new checkpoint', async () => {
+    driver.createDisk(1, sampleDisk());
+    const abort = new AbortController();
+    const b = ref();
+    await expect(
+      dataPath.writeBackup(
+        { backup: b, server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
+        (pct) => pct >= 40 && abort.abort(),
+        { signal: abort.signal },
+      ),
+    ).rejects.toMatchObject({ code: 'cancelled' });
+    expect(await store.head(manifestKey(accountId, b.id))).toBeNull();
+    expect(await chunkFiles()).toEqual([]);
+    expect(await chunkRows()).toEqual([]);
+    expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([]);
+  });
+
+  it('deletes and writes sharing chunks race without losing a chunk a live backup needs', async () => {
+    // Objects take a moment to put and delete, and each delete and write starts a little apart, so a
+    // collection's locked batch and a writer's references overlap in every order.
+    const slow = new TempDirectoryStore(dir);
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, Math.random() * ms));
+    const racing: BackupStores = {
+      forNode: () =>
+        Promise.resolve({
+          name: 'default',
+          store: Object.assign(Object.create(slow) as TempDirectoryStore, {
+            put: async (k: string, b: Buffer) => (await pause(4), slow.put(k, b)),
+            delete: async (k: string) => (await pause(8), slow.delete(k)),
+          }),
+        }),
+    };
+    const racer = new ChunkedBackupDataPath(
+      driver,
+      racing,
+      new AccountKeys(prisma, new BackupMasterKey(config)),
+      new ChunkReferences(prisma),
+    );
+    const servers = [1, 2];
+    for (const s of servers) {
+      const disk = Buffer.alloc(6 * CS);
+      for (let i = 0; i < 6; i++) randomBytes(64 * 1024).copy(disk, i * CS);
+      driver.createDisk(s, disk);
+    }
+    const writeOn = (b: BackupRef, server: number) =>
+      racer.writeBackup(
+        { backup: b, server: serverRef(server), base: null, checkpoint: `c${b.id}` },
+        () => undefined,
+      );
+
+    let live = servers.map(() => ref());
+    await Promise.all(servers.map((s, k) => writeOn(live[k], s)));
+    for (let round = 0; round < 12; round++) {
+      // Each round a server's previous backup is deleted while its next one (sharing all but one
+      // chunk with it) is written.
+      const next = servers.map(() => ref());
+      await Promise.all(
+        servers.flatMap((s, k) => {
+          driver.guestWrite(s, (round % 6) * CS, randomBytes(64 * 1024));
+          return [
+            pause(30).then(() => racer.deleteBackup(live[k])),
+            pause(30).then(() => writeOn(next[k], s)),
+          ];
+        }),
+      );
+      live = next;
+      for (const b of live) expect(await racer.verifyBackup(b)).toEqual({ ok: true });
+    }
+    const rows = await chunkRows();
+    expect(rows.every((r) => r.stored && r.refs === 1)).toBe(true);
+    const files = await chunkFiles();
+    expect(files.sort()).toEqual(rows.map((r) => chunkKey(accountId, r.chunk_id)).sort());
+  }, 240_000);
+
+  it('is provided as BACKUP_DATA_PATH in a worker context, over its driver and the stores module given', async () => {
+    const node = await createNode(prisma);
+    const cfg = testConfig(db, 'worker', { WORKER_NODE: node.name, BACKUP_MASTER_KEY: masterKey });
+    @Module({ providers: [{ provide: BACKUP_STORES, useValue: stores }], exports: [BACKUP_STORES] })
+    class StoresModule {}
+    const ctx = await NestFactory.createApplicationContext(
+      {
+        module: class Root {},
+        imports: [ConfigModule.forConfig(cfg), PrismaModule, BackupDataModule.withStores(StoresModule)],
+      },
+      { logger: false },
+    );
+    try {
+      expect(ctx.get(BACKUP_DATA_PATH)).toBeInstanceOf(ChunkedBackupDataPath);
+    } finally {
+      await ctx.close();
+    }
+  });
+});

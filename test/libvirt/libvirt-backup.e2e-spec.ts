@@ -1,0 +1,103 @@
+import { ServerRef } from '../../src/hypervisor/hypervisor-driver';
+import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
+import { describeLibvirt, domainUuid, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
+
+/**
+ * Backup reads on real domains, beyond the shared contract: a live incremental read of clusters
+ * written while the domain was off, a crash of a running domain's qemu followed by a restart (libvirt
+ * refuses the incremental job: redone full), the image lock that keeps a stopped domain from starting
+ * while it is read, and the one checkpoint (record and bitmap) a kept read leaves.
+ */
+jest.setTimeout(300_000);
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const CLUSTER = 64 * KIB;
+
+describeLibvirt('libvirt driver: backup reads on real domains', () => {
+  let lab: Lab;
+  let driver: LibvirtHypervisorDriver;
+  let n = 0;
+  const cp = (): string => `vps-backup-${process.pid}${++n}`;
+
+  beforeAll(async () => {
+    lab = await Lab.create('backup');
+    driver = new LibvirtHypervisorDriver({ uri: LIBVIRT_URI, imageRoots: [lab.dir], pollIntervalMs: 100 });
+  });
+  afterAll(async () => {
+    await lab?.dispose();
+  });
+
+  async function server(running: boolean): Promise<ServerRef> {
+    const domain = lab.uniqueName('bkp');
+    const diskPath = await lab.makeDisk(`${domain}.qcow2`, 16);
+    await lab.writeDisk(diskPath, 0, Buffer.alloc(MIB, 0x5a));
+    await lab.defineSimpleDomain(domain, diskPath);
+    if (running) await virsh('start', '--domain', domain);
+    return { id: ++n, domain, diskPath, domainUuid: await domainUuid(domain) };
+  }
+
+  const checkpoints = async (s: ServerRef): Promise<string[]> =>
+    (await virsh('checkpoint-list', '--domain', s.domain, '--name'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+
+  const bitmaps = async (s: ServerRef): Promise<string[]> => {
+    const info = JSON.parse(await run('qemu-img', ['info', '-U', '--output=json', s.diskPath])) as {
+      'format-specific'?: { data?: { bitmaps?: Array<{ name: string }> } };
+    };
+    return (info['format-specific']?.data?.bitmaps ?? []).map((b) => b.name).sort();
+  };
+
+  it('a live incremental read has exactly the clusters written while the domain was off', async () => {
+    const s = await server(true);
+    const cp1 = cp();
+    const full = await driver.openBackupRead(s, { since: null, checkpoint: cp1 });
+    expect(full.extents).toEqual([{ offset: 0, length: MIB }]);
+    await full.close({ keepCheckpoint: true });
+    await virsh('destroy', '--domain', s.domain);
+    await lab.writeDisk(s.diskPath, 9 * MIB + 5, Buffer.from('changed'));
+    await virsh('start', '--domain', s.domain);
+
+    const inc = await driver.openBackupRead(s, { since: cp1, checkpoint: cp() });
+    expect(inc.mode).toBe('incremental');
+    expect(inc.consistency).toBe('crash_consistent');
+    expect(inc.extents).toEqual([{ offset: 9 * MIB, length: CLUSTER }]);
+    expect((await inc.read(9 * MIB + 5, 7)).toString()).toBe('changed');
+    await inc.close({ keepCheckpoint: true });
+    expect(await checkpoints(s)).toEqual([inc.checkpoint]);
+  });
+
+  it('after qemu is killed under a running domain and restarted, the read is full (bitmap_inconsistent) and then incremental again', async () => {
+    const s = await server(true);
+    const cp1 = cp();
+    await (await driver.openBackupRead(s, { since: null, checkpoint: cp1 })).close({ keepCheckpoint: true });
+    await lab.killQemu(s.domain);
+    await virsh('start', '--domain', s.domain);
+
+    const after = await driver.openBackupRead(s, { since: cp1, checkpoint: cp() });
+    expect(after.mode).toBe('full');
+    expect(after.fullReason).toBe('bitmap_inconsistent');
+    expect((await after.read(0, 4)).equals(Buffer.alloc(4, 0x5a))).toBe(true);
+    await after.close({ keepCheckpoint: true });
+    expect(await checkpoints(s)).toEqual([after.checkpoint]);
+
+    const next = await driver.openBackupRead(s, { since: after.checkpoint, checkpoint: cp() });
+    expect(next.mode).toBe('incremental');
+    await next.close({ keepCheckpoint: true });
+  });
+
+  it('a stopped domain cannot start while its disk is read; a kept read leaves one checkpoint and one bitmap', async () => {
+    const s = await server(false);
+    const first = await driver.openBackupRead(s, { since: null, checkpoint: cp() });
+    await expect(virsh('start', '--domain', s.domain)).rejects.toThrow(/lock/i);
+    await first.close({ keepCheckpoint: true });
+    const second = await driver.openBackupRead(s, { since: first.checkpoint, checkpoint: cp() });
+    await second.close({ keepCheckpoint: true });
+    expect(await checkpoints(s)).toEqual([second.checkpoint]);
+    expect(await bitmaps(s)).toEqual([second.checkpoint]);
+    await virsh('start', '--domain', s.domain);
+    expect(await driver.getPowerState(s)).toBe('running');
+  });
+});
