@@ -125,7 +125,7 @@ export class BackupRepository {
     const [r] = await this.prisma.$queryRaw<CreateRow[]>`
       SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
       FROM (${lockServerSql(i.serverId, i.scope)}) v
-      CROSS JOIN LATERAL backup_create_checked(v.id, v.account_id, v.status, v.node_id, ${i.name}::varchar,
+      CROSS JOIN LATERAL backup_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
         ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
     return r;
   }

@@ -99,9 +99,11 @@ export class ActionRunner {
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
-    const backup = backupRefOf(action);
-    if (!snap && !backup) return this.fail(action, 'internal_error', GENERIC_FAILURE);
-    if (backup && !this.backups) return this.fail(action, 'backup_storage_unavailable', NO_BACKUP_STORAGE);
+    if (!snap && !action.backup) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    if (action.backup && !this.backups)
+      return this.fail(action, 'backup_storage_unavailable', NO_BACKUP_STORAGE);
+    // A create records its store first; a restore or delete reads the one recorded.
+    let backup = backupRefOf(action);
     const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) =>
       this.writeProgress(action, pct),
     );
@@ -131,13 +133,16 @@ export class ActionRunner {
           await this.driver.deleteSnapshot(server, snap!);
           break;
         case 'create_backup': {
-          const base = await this.store.backupBase(server.id, backup!.id);
+          const b = action.backup!;
+          const storeName = await this.store.backupStoreOfCreate(b.id, action.server.node.backupStore);
+          backup = { id: b.id, accountId: b.accountId, storeName };
+          const base = await this.store.backupBase(server.id, b.id);
           written = await this.backups!.writeBackup(
             {
-              backup: backup!,
+              backup,
               server,
               base: base ? { backup: base.backup, checkpoint: base.checkpoint } : null,
-              checkpoint: `vps-backup-${backup!.id}`,
+              checkpoint: `vps-backup-${b.id}`,
             },
             progress.report,
             { signal },
@@ -146,14 +151,18 @@ export class ActionRunner {
           this.metrics.copied(written.sizeBytes);
           break;
         }
-        case 'restore_backup':
+        case 'restore_backup': {
+          // Only a completed backup is restored, and it has its store.
+          const stored = backup ?? storeMissing(action);
           await this.restore(action, server, () =>
-            this.backups!.restoreBackup(backup!, server, progress.report, { signal }),
+            this.backups!.restoreBackup(stored, server, progress.report, { signal }),
           );
           await progress.flush();
           break;
+        }
         case 'delete_backup':
-          await this.backups!.deleteBackup(backup!);
+          // No store recorded: its create never started, so nothing of it was stored.
+          if (backup) await this.backups!.deleteBackup(backup);
           break;
       }
     } catch (e) {
@@ -167,7 +176,7 @@ export class ActionRunner {
       if (action.kind === 'create_snapshot') {
         await this.driver.deleteSnapshot(server, snap!).catch(() => undefined);
       }
-      // (A failed backup write leaves nothing behind: the data path releases what it stored.)
+      if (action.kind === 'create_backup' && backup) await this.releaseFailedBackup(action, backup);
       if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
       attempt.hypervisorDone?.();
       return this.fail(action, failure.code, failure.message);
@@ -207,6 +216,9 @@ export class ActionRunner {
         .deleteSnapshot(server, { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir })
         .catch(() => undefined);
     }
+    // A write that died with its process keeps its chunk references until released.
+    const backup = backupRefOf(action);
+    if (action.kind === 'create_backup' && backup) await this.releaseFailedBackup(action, backup);
     if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
     const outcome = await this.fail(action, 'interrupted', message);
     return outcome === 'failed' ? 'failed' : 'skipped';
@@ -249,6 +261,21 @@ export class ActionRunner {
     }
     this.logger.log({ actionId: action.id, serverId: server.id, domainUuid: held }, 'pinned domain UUID');
     return { ...server, domainUuid: held };
+  }
+
+  /**
+   * Releases what a failed backup create referenced (its manifest, if any, and its chunk references)
+   * and collects what no one else holds. The data path does it itself for an error it sees; this covers
+   * the rest (a worker that died mid-write, a failure around the write). Best effort: a backup left
+   * failed is released again when it is deleted.
+   */
+  private async releaseFailedBackup(action: LoadedAction, backup: BackupRef): Promise<void> {
+    if (!this.backups) return;
+    try {
+      await this.backups.deleteBackup(backup);
+    } catch (e) {
+      this.logger.warn({ actionId: action.id, err: e }, 'could not release a failed backup');
+    }
   }
 
   /** A failed restore leaves the original disk in place: bring the server back to how it was. */
@@ -360,11 +387,14 @@ export class ActionRunner {
   }
 }
 
-/** The data path's view of the action's backup, if it has one. */
+/** The data path's view of the action's backup, once it has a store. */
 function backupRefOf(action: LoadedAction): BackupRef | null {
-  return action.backup
-    ? { id: action.backup.id, accountId: action.backup.accountId, storeNodeId: action.backup.storeNodeId }
-    : null;
+  const b = action.backup;
+  return b?.storeName ? { id: b.id, accountId: b.accountId, storeName: b.storeName } : null;
+}
+
+function storeMissing(action: LoadedAction): never {
+  throw new Error(`backup ${action.backup?.id} has no store recorded`);
 }
 
 /** The driver's view of the action's server (its domain UUID as stored: null until pinned). */

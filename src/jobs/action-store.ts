@@ -21,11 +21,18 @@ export interface LoadedAction {
     domainUuid: string | null;
     diskPath: string;
     status: ServerStatus;
-    node: { snapshotDir: string };
+    /** `backupStore`: the store (by name) a backup created now goes to. */
+    node: { snapshotDir: string; backupStore: string };
   };
   snapshot: { id: number; status: string } | null;
   /** The backup a backup action creates, restores from or deletes. */
-  backup: { id: number; status: string; accountId: number; storeNodeId: number } | null;
+  backup: {
+    id: number;
+    status: string;
+    accountId: number;
+    /** Its store's name; null until its create job starts (then nothing of it is stored). */
+    storeName: string | null;
+  } | null;
 }
 
 /** What a finished backup create writes (see BackupDataPath.writeBackup). */
@@ -79,12 +86,13 @@ interface ActionRow {
   disk_path: string;
   server_status: ServerStatus;
   snapshot_dir: string;
+  node_backup_store: string;
   snap_id: number | null;
   snap_status: string | null;
   backup_id: number | null;
   backup_status: string | null;
   backup_account_id: number | null;
-  backup_store_node_id: number | null;
+  backup_store_name: string | null;
 }
 
 /**
@@ -102,10 +110,10 @@ const PIN_DOMAIN_UUID = `
 /** One call's own outcome inside a batch: a batch never fails a call because of another one. */
 type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown };
 
-const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.domain_uuid::text AS domain_uuid, v.disk_path, v.status::text AS server_status, n.snapshot_dir,
+const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.domain_uuid::text AS domain_uuid, v.disk_path, v.status::text AS server_status, n.snapshot_dir, n.backup_store AS node_backup_store,
   sn.id AS snap_id, sn.status::text AS snap_status,
   b.id AS backup_id, b.status::text AS backup_status, b.account_id AS backup_account_id,
-  b.store_node_id AS backup_store_node_id`;
+  b.store AS backup_store_name`;
 
 /**
  * The claim of any number of actions (pending, or running again after a retry or a stalled job) and
@@ -200,11 +208,20 @@ const SUCCEED_BACKUP_CREATE = `
  * deleted) backup older than this one that left a checkpoint.
  */
 const BACKUP_BASE = `
-  SELECT id, account_id, store_node_id, checkpoint FROM backups
+  SELECT id, account_id, store, checkpoint FROM backups
   WHERE server_id = $1::int AND id < $2::int AND status = 'completed' AND deleted_at IS NULL
-    AND checkpoint IS NOT NULL
+    AND checkpoint IS NOT NULL AND store IS NOT NULL
   ORDER BY completed_at DESC, id DESC
   LIMIT 1`;
+
+/**
+ * The store a backup being created goes to: the one recorded on its row by an earlier attempt, else its
+ * node's store now, recorded. Its chunk references live under that name, so a retry keeps it.
+ */
+const BACKUP_STORE_OF_CREATE = `
+  UPDATE backups SET store = COALESCE(store, $2::varchar)
+  WHERE id = $1::int
+  RETURNING store`;
 
 /**
  * Stamps running actions. A row another statement holds locked is skipped, not waited for: that is an
@@ -265,7 +282,7 @@ function toAction(r: ActionRow): LoadedAction {
       domainUuid: r.domain_uuid,
       diskPath: r.disk_path,
       status: r.server_status,
-      node: { snapshotDir: r.snapshot_dir },
+      node: { snapshotDir: r.snapshot_dir, backupStore: r.node_backup_store },
     },
     snapshot: r.snap_id !== null ? { id: r.snap_id, status: r.snap_status! } : null,
     backup:
@@ -274,7 +291,7 @@ function toAction(r: ActionRow): LoadedAction {
             id: r.backup_id,
             status: r.backup_status!,
             accountId: r.backup_account_id!,
-            storeNodeId: r.backup_store_node_id!,
+            storeName: r.backup_store_name,
           }
         : null,
   };
@@ -389,6 +406,16 @@ export class ActionStore implements OnModuleDestroy {
     return rows[0]?.done === 1;
   }
 
+  /** The store a backup create writes to (see BACKUP_STORE_OF_CREATE); `nodeStore`: its node's store. */
+  async backupStoreOfCreate(backupId: number, nodeStore: string): Promise<string> {
+    const { rows } = await this.pool.query<{ store: string }>({
+      name: 'backup-store-of-create',
+      text: BACKUP_STORE_OF_CREATE,
+      values: [backupId, nodeStore],
+    });
+    return rows[0]?.store ?? nodeStore;
+  }
+
   /** The base of the server's next incremental backup (see BACKUP_BASE), or null for a full one. */
   async backupBase(
     serverId: number,
@@ -397,13 +424,13 @@ export class ActionStore implements OnModuleDestroy {
     const { rows } = await this.pool.query<{
       id: number;
       account_id: number;
-      store_node_id: number;
+      store: string;
       checkpoint: string;
     }>({ name: 'backup-base', text: BACKUP_BASE, values: [serverId, backupId] });
     const r = rows[0];
     return r
       ? {
-          backup: { id: r.id, accountId: r.account_id, storeNodeId: r.store_node_id },
+          backup: { id: r.id, accountId: r.account_id, storeName: r.store },
           checkpoint: r.checkpoint,
         }
       : null;

@@ -7,7 +7,7 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { PROBLEM_CODES } from '../common/problem';
 import { ActionRef } from '../actions/action.view';
-import { ServerStatus, SnapshotStatus } from '../generated/prisma/enums';
+import { BackupStatus, ServerStatus, SnapshotStatus } from '../generated/prisma/enums';
 import { ReadinessChecks } from '../health/health.view';
 import { RATE_LIMIT_KINDS, RATE_LIMIT_SCOPES } from '../rate-limit/rate-limiter';
 import { RESOURCE_NAME_MESSAGE } from '../common/resource-fields';
@@ -124,6 +124,13 @@ export class ProblemSchema {
     description: '`invalid_snapshot_state`: the snapshot’s status.',
   })
   snapshot_status?: string;
+
+  @ApiPropertyOptional({
+    enum: BackupStatus,
+    enumName: 'BackupStatus',
+    description: '`invalid_backup_state`: the backup’s status.',
+  })
+  backup_status?: string;
 
   @ApiPropertyOptional({
     type: ReadinessChecks,

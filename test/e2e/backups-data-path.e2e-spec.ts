@@ -1,11 +1,12 @@
 /**
- * Backups through the worker's real BACKUP_DATA_PATH (chunks and manifests in backup storage, the fake
- * driver's disks), end to end through the API: a full backup, an incremental one, a restore onto a
- * server of another node after the first node's worker is gone, a delete. Runs once the worker module
- * provides the data path (the backup data path, stores and driver merged and wired): until then set
- * BACKUPS_REAL_DATA_PATH=1 to run it, which the lead's wiring makes the default.
+ * Backups through the worker's real BACKUP_DATA_PATH (chunks and manifests in the directory store of
+ * BACKUP_DIR, the fake driver's disks), end to end through the API: a full backup, an incremental one,
+ * a restore onto a server of another node after the first node's worker is gone, a delete; and a
+ * backup stays readable from the store it was written to after its node moves to another store.
  */
 import { INestApplicationContext } from '@nestjs/common';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import request from 'supertest';
 import { createAccount, createNode, createServer, createToken } from '../factories';
 import {
@@ -14,14 +15,14 @@ import {
   startApi,
   startWorker,
   TestApi,
+  TEST_BACKUP_DIR,
   TestDatabase,
   testConfig,
 } from '../support/test-env';
 
-const describeWired = process.env.BACKUPS_REAL_DATA_PATH === '1' ? describe : describe.skip;
 type Json = Record<string, unknown>;
 
-describeWired('backups through the real data path (real Postgres + Redis + workers)', () => {
+describe('backups through the real data path (real Postgres + Redis + workers)', () => {
   let db: TestDatabase;
   let api: TestApi;
   const workers: INestApplicationContext[] = [];
@@ -83,6 +84,27 @@ describeWired('backups through the real data path (real Postgres + Redis + worke
     expect(await done(restore.body.action_id)).toMatchObject({ kind: 'restore_backup', status: 'succeeded' });
     expect((await http().get(`/api/v1/servers/${target.id}/`).set(auth)).body.status).toBe('stopped');
 
+    // Each backup recorded the store it went to; its manifest is there.
+    const manifest = (id: number) =>
+      path.join(TEST_BACKUP_DIR, 'accounts', String(account.id), 'manifests', String(id));
+    for (const id of [first.body.id, second.body.id]) {
+      expect((await api.prisma.backup.findUniqueOrThrow({ where: { id } })).store).toBe('default');
+      expect(existsSync(manifest(id))).toBe(true);
+    }
+
+    // The target's node moves to a store this worker does not even configure: its old backups are still
+    // read from the store they were written to.
+    await api.prisma.node.update({ where: { id: nodeB.id }, data: { backupStore: 'elsewhere' } });
+    const again = await http()
+      .post(`/api/v1/backups/${first.body.id}/restore/`)
+      .set(auth)
+      .send({ server_id: target.id });
+    expect(await done(again.body.action_id)).toMatchObject({ kind: 'restore_backup', status: 'succeeded' });
+
+    // A delete runs on the queue of the backup's server's node: node A is back (rebuilt) to run it.
+    workers.push(await startWorker(testConfig(db, 'worker', { WORKER_NODE: nodeA.name })));
     expect((await http().delete(`/api/v1/backups/${first.body.id}/`).set(auth)).status).toBe(204);
+    await eventually(async () => !existsSync(manifest(first.body.id)), 30_000);
+    expect(existsSync(manifest(second.body.id))).toBe(true);
   });
 });

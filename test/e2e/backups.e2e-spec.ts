@@ -83,7 +83,7 @@ describe('backups API (real Postgres + Redis + worker)', () => {
       data: {
         accountId: t.account.id,
         serverId: t.server.id,
-        storeNodeId: t.server.nodeId,
+        store: 'default',
         name: data.name ?? 'seeded',
         kind: data.kind ?? 'manual',
         status: data.status ?? 'completed',
@@ -154,7 +154,7 @@ describe('backups API (real Postgres + Redis + worker)', () => {
     await actionOf(t.auth, cy.body.action_id);
     const write = dataPath.writes.find((w) => w.backup.id === cy.body.id)!;
     expect(write.base).toEqual({
-      backup: { id: res.body.id, accountId: t.account.id, storeNodeId: workerNodeId },
+      backup: { id: res.body.id, accountId: t.account.id, storeName: 'default' },
       checkpoint: `vps-backup-${res.body.id}`,
     });
     expect(write.checkpoint).toBe(`vps-backup-${cy.body.id}`);
@@ -180,6 +180,11 @@ describe('backups API (real Postgres + Redis + worker)', () => {
     expect(await actionOf(t.auth, res.body.action_id)).toMatchObject({ status: 'failed' });
     const failed = await http().get(`/api/v1/backups/${res.body.id}/`).set(t.auth);
     expect(failed.body).toMatchObject({ status: 'failed', size_mb: null, error: expect.any(String) });
+    // Written to its node's store, recorded on its row; the failed create released what it referenced.
+    const doomed = { id: res.body.id, accountId: t.account.id, storeName: 'default' };
+    expect(dataPath.writes.find((w) => w.backup.id === res.body.id)!.backup).toEqual(doomed);
+    expect(dataPath.deletes).toContainEqual(doomed);
+    expect((await api.prisma.backup.findUniqueOrThrow({ where: { id: res.body.id } })).store).toBe('default');
     const server = await http().get(`/api/v1/servers/${t.server.id}/`).set(t.auth);
     expect(server.body.backup_quota).toEqual({ limit: 10, used: 0 });
     const next = await create(t.auth, { server_id: t.server.id, name: 'again' });
@@ -434,6 +439,12 @@ describe('backups API (real Postgres + Redis + worker)', () => {
     expect(await api.prisma.backup.findUniqueOrThrow({ where: { id: writing.id } })).toMatchObject({
       status: 'failed',
       errorCode: 'interrupted',
+    });
+    // The dead write's chunk references are released.
+    expect(dataPath.deletes).toContainEqual({
+      id: writing.id,
+      accountId: t.account.id,
+      storeName: 'default',
     });
     expect((await api.prisma.server.findUniqueOrThrow({ where: { id: target.id } })).status).toBe('stopped');
     expect((await api.prisma.backup.findUniqueOrThrow({ where: { id: source.id } })).status).toBe(

@@ -4,8 +4,8 @@
  * the base they are given). The data path itself is tested on its own; e2e tests that need the real one
  * take the worker's own BACKUP_DATA_PATH.
  */
-import { Global, INestApplicationContext, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { INestApplicationContext } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
 import { WorkerModule } from '../../src/app/worker.module';
 import {
   BACKUP_DATA_PATH,
@@ -63,12 +63,11 @@ export async function startWorkerWithDataPath(
   config: AppConfig,
   dataPath: BackupDataPath,
 ): Promise<INestApplicationContext> {
-  @Global()
-  @Module({ providers: [{ provide: BACKUP_DATA_PATH, useValue: dataPath }], exports: [BACKUP_DATA_PATH] })
-  class DataPathModule {}
-  @Module({ imports: [WorkerModule.forConfig(config), DataPathModule] })
-  class WorkerWithDataPath {}
-  const ctx = await NestFactory.createApplicationContext(WorkerWithDataPath, { logger: false });
+  const ctx = await Test.createTestingModule({ imports: [WorkerModule.forConfig(config)] })
+    .overrideProvider(BACKUP_DATA_PATH)
+    .useValue(dataPath)
+    .compile();
+  ctx.useLogger(false);
   await ctx.init();
   return ctx;
 }

@@ -36,7 +36,7 @@ CREATE TABLE "backups" (
     "mode" "backup_mode",
     "mode_reason" VARCHAR(64),
     "checkpoint" VARCHAR(128),
-    "store_node_id" INTEGER NOT NULL,
+    "store" VARCHAR(64),
     "error_code" VARCHAR(64),
     "error" VARCHAR(1000),
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -73,7 +73,6 @@ ALTER TABLE "backups" ADD CONSTRAINT "backups_account_id_fkey" FOREIGN KEY ("acc
 ALTER TABLE "backups" ADD CONSTRAINT "backups_server_id_fkey" FOREIGN KEY ("server_id") REFERENCES "servers"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
 
 -- AddForeignKey
-ALTER TABLE "backups" ADD CONSTRAINT "backups_store_node_id_fkey" FOREIGN KEY ("store_node_id") REFERENCES "nodes"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
 
 -- AddForeignKey
 ALTER TABLE "backup_policies" ADD CONSTRAINT "backup_policies_server_id_fkey" FOREIGN KEY ("server_id") REFERENCES "servers"("id") ON DELETE CASCADE ON UPDATE CASCADE;

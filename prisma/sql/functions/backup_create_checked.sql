@@ -9,7 +9,6 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     p_server_id INTEGER,
     p_account_id INTEGER,
     p_server_status "server_status",
-    p_store_node_id INTEGER,
     p_name VARCHAR,
     p_description VARCHAR,
     p_token_id INTEGER,
@@ -41,8 +40,8 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
         WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
           AND p_server_status <> 'restoring' AND (SELECT n FROM slots) < p_limit
     ), bk AS (
-        INSERT INTO "backups" ("account_id", "server_id", "name", "description", "store_node_id")
-        SELECT p_account_id, p_server_id, p_name, p_description, p_store_node_id FROM ok
+        INSERT INTO "backups" ("account_id", "server_id", "name", "description")
+        SELECT p_account_id, p_server_id, p_name, p_description FROM ok
         RETURNING "id"
     ), act AS (
         INSERT INTO "actions" ("kind", "account_id", "server_id", "backup_id", "requested_by_token_id",

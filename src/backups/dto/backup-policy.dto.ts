@@ -8,14 +8,21 @@ import { IsBoolean, IsDefined, IsIn, IsObject, ValidateIf, ValidateNested } from
 export const RETENTION_MAX = 100;
 
 /** An integer field from `min` to `max`, with one message naming its whole path. */
-function IntField(field: string, min: number, max: number, example: number, description: string) {
+function IntField(
+  field: string,
+  min: number,
+  max: number,
+  example: number,
+  description: string,
+  nullable = false,
+) {
   const problem = (v: unknown) =>
     Number.isInteger(v) && (v as number) >= min && (v as number) <= max
       ? null
       : `${field} must be an integer from ${min} to ${max}`;
   return applyDecorators(
     SatisfiesRule(problem),
-    ApiProperty({ type: 'integer', minimum: min, maximum: max, example, description }),
+    ApiProperty({ type: 'integer', minimum: min, maximum: max, example, description, nullable }),
   );
 }
 
@@ -28,7 +35,14 @@ export class BackupScheduleDto {
   @ValidateIf(
     (o: BackupScheduleDto) => o.frequency === 'weekly' || (o.weekday !== undefined && o.weekday !== null),
   )
-  @IntField('schedule.weekday', 0, 6, 0, 'Day of a weekly backup: 0 = Sunday … 6 = Saturday.')
+  @IntField(
+    'schedule.weekday',
+    0,
+    6,
+    0,
+    'Day of a weekly backup: 0 = Sunday … 6 = Saturday; null for a daily schedule.',
+    true,
+  )
   weekday?: number | null;
 
   @IntField('schedule.hour', 0, 23, 2, 'UTC start of the 4-hour window the backup runs in.')
