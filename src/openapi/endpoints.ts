@@ -124,6 +124,24 @@ const BACKUP_NOT_FOUND = {
   examples: ['backup_not_found', 'backup_not_found_cy'] as ProblemExampleKey[],
 };
 
+/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
+const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
+  400: {
+    description: `Invalid parameters, or the ${kind} limit is reached, or the server is busy`,
+    examples: [
+      'validation_failed',
+      'malformed_json',
+      `${kind}_limit_reached`,
+      'invalid_server_state',
+      'idempotency_key_reused',
+    ],
+  },
+  404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+  409: IDEMPOTENCY_IN_USE,
+  ...BODY,
+  ...AUTHED,
+});
+
 const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
 
@@ -232,22 +250,7 @@ export const ApiDoc = {
             full: { summary: 'With this service’s additions', value: FULL_CREATE_EXAMPLE },
           },
         }),
-        problemResponses({
-          400: {
-            description: 'Invalid parameters, or the snapshot limit is reached, or the server is busy',
-            examples: [
-              'validation_failed',
-              'malformed_json',
-              'snapshot_limit_reached',
-              'invalid_server_state',
-              'idempotency_key_reused',
-            ],
-          },
-          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
-          409: IDEMPOTENCY_IN_USE,
-          ...BODY,
-          ...AUTHED,
-        }),
+        problemResponses(createProblems('snapshot')),
       ),
     restore: () =>
       applyDecorators(
@@ -351,22 +354,7 @@ export const ApiDoc = {
         ApiExtraModels(CreateBackupDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateBackupDto) } }),
         okJson(BackupCreatedView, 'Backup creation started', 201),
-        problemResponses({
-          400: {
-            description: 'Invalid parameters, or the backup limit is reached, or the server is busy',
-            examples: [
-              'validation_failed',
-              'malformed_json',
-              'backup_limit_reached',
-              'invalid_server_state',
-              'idempotency_key_reused',
-            ],
-          },
-          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
-          409: IDEMPOTENCY_IN_USE,
-          ...BODY,
-          ...AUTHED,
-        }),
+        problemResponses(createProblems('backup')),
       ),
     restore: () =>
       applyDecorators(
