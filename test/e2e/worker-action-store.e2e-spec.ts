@@ -113,7 +113,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
         domainUuid: null,
         diskPath: a.server.diskPath,
         status: 'stopped',
-        node: { snapshotDir },
+        node: { snapshotDir, backupStore: 'default' },
       },
       snapshot: { id: a.snapshot.id, status: 'in_progress' },
       backup: null,
@@ -429,5 +429,14 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     expect(driver.callCount('deleteSnapshot')).toBe(0);
     expect(await actionRow(t.action.id)).toMatchObject({ status: 'running' });
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ status: 'in_progress' });
+  });
+
+  it('a backup create records its node’s store once; a retry after the node changed store keeps it', async () => {
+    const server = await createServer(prisma, accountId, nodeId, { status: 'stopped' });
+    const backup = await prisma.backup.create({ data: { accountId, serverId: server.id, name: 'b' } });
+    expect(backup.store).toBeNull();
+    expect(await store.backupStoreOfCreate(backup.id, 'default')).toBe('default');
+    expect(await store.backupStoreOfCreate(backup.id, 'offsite')).toBe('default');
+    expect((await prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).store).toBe('default');
   });
 });
