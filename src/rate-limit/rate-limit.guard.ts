@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/commo
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { IS_PUBLIC } from '../auth/decorators';
-import { Principal } from '../auth/principal';
+import { isReadMethod, Principal } from '../auth/principal';
 import { ProblemException } from '../common/problem';
 import { hotReadStateOf } from '../read-path/hot-read-state';
 import { RateLimiter, RateVerdict } from './rate-limiter';
@@ -33,9 +33,7 @@ export class RateLimitGuard implements CanActivate {
     const verdict =
       counted !== undefined
         ? counted
-        : ((await this.limiter.consume(req.user, !['GET', 'HEAD', 'OPTIONS'].includes(req.method))) ?? [
-            null,
-          ])[0];
+        : ((await this.limiter.consume(req.user, !isReadMethod(req.method))) ?? [null])[0];
     if (!verdict) {
       this.logger.warn('rate limit store unreachable; request let through');
       return true;

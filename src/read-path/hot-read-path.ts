@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
 import { bearerTokenOf, hasTokenParameter, redactTokenParameter } from '../auth/bearer-token';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
-import { hasScope, isAdmin, Principal } from '../auth/principal';
+import { hasScope, isAdmin, isReadMethod, Principal } from '../auth/principal';
 import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
 import { MAX_QUERY_KEYS, queryOf } from '../common/query-string';
@@ -17,7 +17,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { RateLimiter, RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
 import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
 import { MicroBatcher } from '../common/micro-batcher';
-import { SNAPSHOT_LIST_PARAMS } from '../snapshots/snapshot-list-params';
+import { Route, RouteTable } from '../common/route-table';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
 const RECENT_READER_MS = 60_000;
@@ -25,15 +25,6 @@ const RECENT_READERS_MAX = 10_000;
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
-const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
-/** The list (the other hot path is one snapshot, which reads no query parameter). */
-const LIST_PATH = /^\/api\/v1\/snapshots\/?(?:\?|$)/;
-/** The snapshot changes automation sends: create, restore, delete (all need the `write` scope). */
-const WRITE_PATHS: Record<string, RegExp> = {
-  POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
-  DELETE: /^\/api\/v1\/snapshots\/[0-9]{1,10}\/?(?:\?|$)/,
-};
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
 const PER_REQUEST = new Set<HeaderPart>([
   'x-request-id',
@@ -83,6 +74,7 @@ export class HotReadPath {
     limiter: RateLimiter,
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
+    private readonly routes: RouteTable,
   ) {
     this.cache = config.readCacheMaxBytes > 0 ? new AnswerCache(config.readCacheMaxBytes) : null;
     this.tokens = new MicroBatcher(async (keys) => {
@@ -145,23 +137,27 @@ export class HotReadPath {
         });
         return;
       }
-      const token = this.eligibleToken(req);
-      if (token === null) {
+      const read = this.eligibleRead(req);
+      if (read === null) {
         pipeline(req, res);
         return;
       }
-      this.handle(req, res, token, pipeline).catch((e: unknown) => {
+      this.handle(req, res, read.token, read.route, pipeline).catch((e: unknown) => {
         this.logger.error({ err: e }, 'hot read path failed; request handed to the pipeline');
         if (!res.headersSent) pipeline(req, res);
       });
     });
   }
 
-  private eligibleToken(req: IncomingMessage): string | null {
-    if (req.method !== 'GET' || !HOT_PATH.test(req.url ?? '')) return null;
+  /** A GET of a route that needs the `read` scope, without a body, with a well-formed bearer token. */
+  private eligibleRead(req: IncomingMessage): { token: string; route: Route } | null {
+    if (req.method !== 'GET') return null;
+    const route = this.routes.match('GET', req.url ?? '');
+    if (!route || route.isPublic || route.scope !== 'read') return null;
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
       return null;
-    return this.wellFormedToken(req);
+    const token = this.wellFormedToken(req);
+    return token === null ? null : { token, route };
   }
 
   private wellFormedToken(req: IncomingMessage): string | null {
@@ -169,10 +165,12 @@ export class HotReadPath {
     return token !== null && looksLikeToken(token) ? token : null;
   }
 
-  /** The bearer token of a snapshot create, restore or delete; null for anything else. */
+  /** The bearer token of a change to a route that needs the `write` scope; null for anything else. */
   private eligibleWrite(req: IncomingMessage): string | null {
-    const route = WRITE_PATHS[req.method ?? ''];
-    if (!route?.test(req.url ?? '')) return null;
+    const method = req.method ?? '';
+    if (isReadMethod(method)) return null;
+    const route = this.routes.match(method, req.url ?? '');
+    if (!route || route.isPublic || route.scope !== 'write') return null;
     return this.wellFormedToken(req);
   }
 
@@ -207,6 +205,7 @@ export class HotReadPath {
     req: IncomingMessage,
     res: ServerResponse,
     token: string,
+    route: Route,
     pipeline: Listener,
   ): Promise<void> {
     const started = process.hrtime.bigint();
@@ -243,7 +242,7 @@ export class HotReadPath {
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = this.cacheable(req) ? principal.listingVersion : undefined;
+    const version = this.cacheable(req, route) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, started, 'cached');
@@ -302,7 +301,12 @@ export class HotReadPath {
     pipeline(req, res);
   }
 
-  private capture(req: IncomingMessage, res: ServerResponse, body: Buffer, etag: string): CapturedAnswer {
+  private capture(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    etag: string | null,
+  ): CapturedAnswer {
     const headers: CapturedAnswer['headers'] = [];
     // Node ≥ 15.13 keeps the names as they were set (its type definitions here predate that).
     const raw = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
@@ -328,7 +332,7 @@ export class HotReadPath {
     how: 'shared' | 'cached',
   ): void {
     const requestId = requestIdFor(req);
-    const notModified = ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
+    const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const out: string[] = [];
     for (const { name, value, part } of answer.headers) {
       switch (part) {
@@ -381,10 +385,11 @@ export class HotReadPath {
    * endpoint reads. The endpoint ignores any other, so each new value of one would add an entry that
    * shows nothing new. (The cache itself refuses long keys: padding with headers or empty `&&&`.)
    */
-  private cacheable(req: IncomingMessage): boolean {
+  private cacheable(req: IncomingMessage, route: Route): boolean {
+    if (route.listing === null) return false;
     const url = req.url ?? '';
     if (!url.includes('?')) return true;
-    const known = LIST_PATH.test(url) ? SNAPSHOT_LIST_PARAMS : [];
+    const known = route.listing.params;
     const names = Object.keys(queryOf(url));
     // At the parser's bound, further parameters went unread: not cacheable, they could vary freely.
     return names.length < MAX_QUERY_KEYS && names.every((name) => known.includes(name));

@@ -13,7 +13,8 @@ export interface CapturedAnswer {
   /** Whether the answer carries rate-limit headers (a replay replaces them, never adds or drops them). */
   rateHeaders: boolean;
   body: Buffer;
-  etag: string;
+  /** The answer's ETag; null on routes without conditional answers. */
+  etag: string | null;
   /** The metrics route label (route template) of the answer. */
   route: string;
 }
@@ -27,7 +28,7 @@ export interface CapturedAnswer {
 export interface HotReadState {
   principal: Principal;
   rateVerdict: RateVerdict | null;
-  capture?: (res: ServerResponse, body: Buffer, etag: string) => void;
+  capture?: (res: ServerResponse, body: Buffer, etag: string | null) => void;
 }
 
 const STATE = Symbol('hotRead');

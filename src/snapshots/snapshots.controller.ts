@@ -26,6 +26,8 @@ import { CreateSnapshotDto } from './dto/create-snapshot.dto';
 import { snapshotView } from './snapshot.view';
 import { SNAPSHOT_ORDERINGS, SnapshotOrdering } from './snapshot.repository';
 import { SnapshotsService } from './snapshots.service';
+import { ListingRead } from '../common/route-table';
+import { SNAPSHOT_LIST_PARAMS } from './snapshot-list-params';
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 
@@ -39,6 +41,7 @@ export class SnapshotsController {
   ) {}
 
   @Get()
+  @ListingRead(SNAPSHOT_LIST_PARAMS)
   @ApiDoc.snapshots.list()
   async list(
     @CurrentPrincipal() me: Principal,
@@ -63,6 +66,7 @@ export class SnapshotsController {
   }
 
   @Get(':id')
+  @ListingRead()
   @ApiDoc.snapshots.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number) {
     return snapshotView(await this.snapshots.get(me, id));
