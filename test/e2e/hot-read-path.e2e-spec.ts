@@ -2,6 +2,7 @@ import http from 'node:http';
 import { createNode, createServer, createTenant, createToken } from '../factories';
 import { ListingCompactor } from '../../src/read-path/listing-compactor';
 import { ServersService } from '../../src/servers/servers.service';
+import { TokenStore } from '../../src/auth/token-store';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 /**
@@ -188,6 +189,26 @@ describe('hot read path: batched checks, shared and cached answers (real Postgre
     await api.prisma.action.update({ where: { id: action.id }, data: { progress: 42 } });
     const after = await get(api.url, `/api/v1/actions/${action.id}/`, auth);
     expect((JSON.parse(after.body.toString()) as { progress: number }).progress).toBe(42);
+  });
+
+  it('a request the front hands on is looked up once; the pipeline alone batches its lookups too', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, t.account.id, { scopes: ['admin'] });
+    for (const [instance, n] of [
+      [api, 1],
+      [plain, 8],
+    ] as const) {
+      const lookups = jest.spyOn(instance.app.get(TokenStore), 'findByHashes');
+      // An admin token: the front looks it up, then hands the request to the pipeline.
+      const answers = await many(n, () =>
+        get(instance.url, '/api/v1/snapshots/', { Authorization: `Bearer ${admin.token}` }),
+      );
+      for (const a of answers) expect(a.status).toBe(200);
+      // One request, one lookup; eight at once through the guards alone, fewer lookups than requests.
+      if (n === 1) expect(lookups).toHaveBeenCalledTimes(1);
+      else expect(lookups.mock.calls.length).toBeLessThan(n);
+      lookups.mockRestore();
+    }
   });
 
   it('every answer shows every change committed before its request was sent, on every replica', async () => {
