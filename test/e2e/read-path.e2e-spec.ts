@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { createNode, createServer, createTenant } from '../factories';
+import { createNode, createServer, createTenant, createToken } from '../factories';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 /**
@@ -152,5 +152,71 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
     // The very next request, on the replica that revoked it and on the other one.
     expect((await request(replica.url).get('/api/v1/snapshots/').set(poller)).status).toBe(401);
     expect((await request(api.url).get('/api/v1/snapshots/').set(poller)).status).toBe(401);
+  });
+
+  it('an action answers as published: its server, its snapshot or null, its error; 404 to other accounts', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const other = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, other.account.id, { scopes: ['admin'] });
+    const snap = await api.prisma.snapshot.create({
+      data: {
+        accountId: t.account.id,
+        serverId: t.server.id,
+        name: 'nightly',
+        status: 'failed',
+        consistency: 'stopped',
+      },
+    });
+    const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
+    const failed = await api.prisma.action.create({
+      data: {
+        kind: 'create_snapshot',
+        status: 'failed',
+        progress: 40,
+        accountId: t.account.id,
+        serverId: t.server.id,
+        snapshotId: snap.id,
+        errorCode: 'disk_full',
+        errorMessage: 'The node ran out of space.',
+        createdAt: at,
+        startedAt: at,
+        finishedAt: at,
+      },
+    });
+    const pending = await api.prisma.action.create({
+      data: { kind: 'restore_snapshot', accountId: t.account.id, serverId: t.server.id, createdAt: at },
+    });
+    const time = '2026-01-02T03:04:05Z';
+    const a = await request(api.url).get(`/api/v1/actions/${failed.id}/`).set(t.auth);
+    expect(a.status).toBe(200);
+    expect(a.text).toBe(
+      JSON.stringify({
+        id: failed.id,
+        kind: 'create_snapshot',
+        status: 'failed',
+        progress: 40,
+        server: { id: t.server.id, name: t.server.name },
+        snapshot: { id: snap.id, name: 'nightly' },
+        error: { code: 'disk_full', message: 'The node ran out of space.' },
+        created_at: time,
+        started_at: time,
+        finished_at: time,
+      }),
+    );
+    const p = await request(api.url).get(`/api/v1/actions/${pending.id}/`).set(t.auth);
+    expect(p.body).toMatchObject({
+      status: 'pending',
+      progress: 0,
+      snapshot: null,
+      error: null,
+      started_at: null,
+    });
+    const elsewhere = await request(api.url).get(`/api/v1/actions/${failed.id}/`).set(other.auth);
+    expect(elsewhere.status).toBe(404);
+    expect(elsewhere.body.code).toBe('action_not_found');
+    const asAdmin = await request(api.url)
+      .get(`/api/v1/actions/${failed.id}/`)
+      .set({ Authorization: `Bearer ${admin.token}` });
+    expect(asAdmin.text).toBe(a.text);
   });
 });
