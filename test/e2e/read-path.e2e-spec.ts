@@ -219,4 +219,52 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
       .set({ Authorization: `Bearer ${admin.token}` });
     expect(asAdmin.text).toBe(a.text);
   });
+
+  it('servers: quota used, the action holding the server before a background delete, pages, accounts', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const second = await createServer(api.prisma, t.account.id, nodeId, { name: 'second' });
+    const other = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, other.account.id, { scopes: ['admin'] });
+    for (const [status, deletedAt] of [
+      ['completed', null],
+      ['in_progress', null],
+      ['failed', null],
+      ['completed', new Date()],
+    ] as const) {
+      await api.prisma.snapshot.create({
+        data: {
+          accountId: t.account.id,
+          serverId: t.server.id,
+          name: `s-${status}`,
+          status,
+          consistency: 'stopped',
+          deletedAt,
+        },
+      });
+    }
+    const action = (
+      kind: 'create_snapshot' | 'delete_snapshot',
+      status: 'pending' | 'running' | 'succeeded',
+    ) => api.prisma.action.create({ data: { kind, status, accountId: t.account.id, serverId: t.server.id } });
+    await action('create_snapshot', 'succeeded');
+    await action('delete_snapshot', 'running');
+    const holding = await action('create_snapshot', 'pending');
+    const one = await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(t.auth);
+    expect(one.body).toMatchObject({
+      id: t.server.id,
+      snapshot_quota: { limit: 5, used: 2 },
+      current_action: { id: holding.id, kind: 'create_snapshot', status: 'pending', progress: 0 },
+    });
+    const list = await request(api.url).get('/api/v1/servers/?page_size=1&page=2').set(t.auth);
+    expect(list.body).toMatchObject({ count: 2, results: [{ id: second.id, current_action: null }] });
+    expect(list.body.results[0].snapshot_quota.used).toBe(0);
+    expect((await request(api.url).get('/api/v1/servers/?page=3&page_size=1').set(t.auth)).status).toBe(404);
+    expect((await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(other.auth)).status).toBe(404);
+    const adminAuth = { Authorization: `Bearer ${admin.token}` };
+    expect((await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(adminAuth)).body).toEqual(
+      one.body,
+    );
+    const mine = await request(api.url).get('/api/v1/servers/').set(other.auth);
+    expect(mine.body.count).toBe(1);
+  });
 });
