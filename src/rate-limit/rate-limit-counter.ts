@@ -3,6 +3,10 @@ import type { IncomingMessage } from 'node:http';
 import { MicroBatcher } from '../common/micro-batcher';
 import { RateLimiter, RateSubject, RateVerdict } from './rate-limiter';
 
+/** Where a request keeps its count: on itself (see TokenBatcher). */
+const COUNT = Symbol('rateLimitCount');
+type Counted = IncomingMessage & { [COUNT]?: Promise<RateVerdict | null> };
+
 /**
  * The rate-limit count of every authenticated request, batched: one Redis call per token and turn of
  * the event loop (INCRBY n on the token's and its account's counters), each request getting the verdict
@@ -15,7 +19,6 @@ export class RateLimitCounter {
   private readonly logger = new Logger(RateLimitCounter.name);
   private readonly reads: MicroBatcher<RateSubject, RateVerdict | null>;
   private readonly writes: MicroBatcher<RateSubject, RateVerdict | null>;
-  private readonly byRequest = new WeakMap<IncomingMessage, Promise<RateVerdict | null>>();
 
   constructor(private readonly limiter: RateLimiter) {
     this.reads = new MicroBatcher((subjects) => this.countBatch(subjects, false));
@@ -29,16 +32,16 @@ export class RateLimitCounter {
 
   /** The verdict of this request: counted once, however many parts of the pipeline ask. */
   verdictOf(req: IncomingMessage, who: RateSubject, isWrite: boolean): Promise<RateVerdict | null> {
-    const known = this.byRequest.get(req);
+    const known = (req as Counted)[COUNT];
     if (known) return known;
     const verdict = this.count(who, isWrite);
-    this.byRequest.set(req, verdict);
+    this.remember(req, verdict);
     return verdict;
   }
 
   /** Records a count already made for this request (the front of the pipeline counts before it knows it will hand on). */
   remember(req: IncomingMessage, verdict: Promise<RateVerdict | null>): void {
-    this.byRequest.set(req, verdict);
+    (req as Counted)[COUNT] = verdict;
   }
 
   /** One count per token of the batch; each request gets the verdict of its own position. */
