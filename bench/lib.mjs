@@ -154,9 +154,16 @@ export async function seed(url, { servers, snapshots, benchServers = 1000, fakeS
       `SELECT id AS server_id FROM servers WHERE account_id = 1 ORDER BY id LIMIT 1 OFFSET $1`,
       [Math.floor(benchServers / 2)],
     );
+    // One finished action of the polled account: what `vps --wait` polls.
+    const action = await c.query(
+      `INSERT INTO actions (kind, status, progress, account_id, server_id, started_at, finished_at)
+       VALUES ('create_snapshot', 'succeeded', 100, 1, $1, now(), now()) RETURNING id`,
+      [sample.rows[0].server_id],
+    );
     return {
       tokens,
       benchServerId: sample.rows[0].server_id,
+      benchActionId: action.rows[0].id,
       queueServers: fakeAccountServer,
       fakeNodeName: `bench-fake-${RUN_ID}`,
     };

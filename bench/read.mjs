@@ -92,6 +92,11 @@ export async function readBench({ databaseUrl, redisUrl, seed, quick, variants, 
     { name: 'filtered list `?server_id=…`', path: `/api/v1/snapshots/?server_id=${seed.benchServerId}` },
     { name: 'account-wide first page', path: `/api/v1/snapshots/` },
     { name: 'detail', path: `/api/v1/snapshots/${firstId}/` },
+    // The other authenticated GETs: what a dashboard and `vps --wait` read.
+    { name: 'servers list', path: `/api/v1/servers/` },
+    { name: 'server detail', path: `/api/v1/servers/${seed.benchServerId}/` },
+    { name: 'action detail (`vps --wait`)', path: `/api/v1/actions/${seed.benchActionId}/` },
+    { name: 'tokens list', path: `/api/v1/tokens/` },
   ];
   // Each connection polls 32 different servers' lists in turn (few identical requests arrive together).
   const spread = Array.from({ length: 32 }, (_, i) => `/api/v1/snapshots/?server_id=${seed.benchServerId + i}`);

@@ -19,6 +19,7 @@ import { ActionsModule } from '../actions/actions.module';
 import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
 import { HotReadModule } from '../read-path/hot-read.module';
+import { RouteTableModule } from '../common/route-table';
 
 /** The HTTP API process. */
 @Module({})
@@ -30,6 +31,7 @@ export class ApiModule {
         ConfigModule.forConfig(config),
         loggerModule('api'),
         CommonModule,
+        RouteTableModule,
         PrismaModule,
         RedisModule,
         AuthModule,

@@ -5,7 +5,8 @@ import helmet from 'helmet';
 import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
-import { etagMiddleware } from '../common/etag';
+import { answerMiddleware } from '../common/etag';
+import { RouteTable } from '../common/route-table';
 import { parseQuery } from '../common/query-string';
 import { urlLimitMiddleware } from '../common/url-limit';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
@@ -29,7 +30,7 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   app.use(urlLimitMiddleware);
   app.use(securityHeaders());
   app.use(trailingSlashMiddleware);
-  app.use(etagMiddleware);
+  app.use(answerMiddleware(app.get(RouteTable)));
   app.use(jsonBodyParser(config.bodyLimitBytes));
   mountApiDocs(app);
   // Slow clients: a request must send its headers, and then finish, within these bounds.

@@ -4,7 +4,7 @@ import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { problems } from '../common/problem';
 import { IS_PUBLIC, REQUIRED_SCOPE } from './decorators';
-import { hasScope, Principal, Scope } from './principal';
+import { hasScope, Principal, requiredScope, Scope } from './principal';
 
 /** Every route needs a valid bearer token unless marked @Public(). */
 @Injectable()
@@ -37,9 +37,13 @@ export class ScopeGuard implements CanActivate {
       return true;
     }
     const req = context.switchToHttp().getRequest<Request & { user?: Principal }>();
-    const required =
-      this.reflector.getAllAndOverride<Scope>(REQUIRED_SCOPE, [context.getHandler(), context.getClass()]) ??
-      (['GET', 'HEAD', 'OPTIONS'].includes(req.method) ? 'read' : 'write');
+    const required = requiredScope(
+      req.method,
+      this.reflector.getAllAndOverride<Scope | undefined>(REQUIRED_SCOPE, [
+        context.getHandler(),
+        context.getClass(),
+      ]),
+    );
     if (!req.user || !hasScope(req.user, required)) throw problems.forbidden(required);
     return true;
   }

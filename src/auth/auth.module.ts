@@ -8,6 +8,8 @@ import { TokensController } from './tokens.controller';
 import { TokenStore } from './token-store';
 import { RateLimitGuard } from '../rate-limit/rate-limit.guard';
 import { RateLimiter } from '../rate-limit/rate-limiter';
+import { RateLimitCounter } from '../rate-limit/rate-limit-counter';
+import { TokenBatcher } from './token-batcher';
 
 @Module({
   imports: [PassportModule],
@@ -16,13 +18,15 @@ import { RateLimiter } from '../rate-limit/rate-limiter';
     ApiTokenService,
     TokenStore,
     RateLimiter,
+    RateLimitCounter,
+    TokenBatcher,
     BearerStrategy,
     { provide: APP_GUARD, useClass: BearerAuthGuard },
     { provide: APP_GUARD, useClass: ScopeGuard },
     // After authentication: limits are per token.
     { provide: APP_GUARD, useClass: RateLimitGuard },
   ],
-  exports: [ApiTokenService, RateLimiter],
+  exports: [ApiTokenService, RateLimiter, RateLimitCounter, TokenBatcher],
 })
 export class AuthModule {}
 

@@ -22,3 +22,13 @@ export function hasScope(p: Principal, scope: Scope): boolean {
 export function accountScope(p: Principal): { accountId?: number } {
   return isAdmin(p) ? {} : { accountId: p.accountId };
 }
+
+/** Methods that change nothing: they need the `read` scope and count only toward the request limits. */
+export function isReadMethod(method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
+}
+
+/** The scope a request needs: the one its handler declares (@RequireScope), else by its method. */
+export function requiredScope(method: string, declared: Scope | undefined): Scope {
+  return declared ?? (isReadMethod(method) ? 'read' : 'write');
+}

@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { hotReadStateOf } from '../read-path/hot-read-state';
-
-/** The snapshot list and detail (after the trailing-slash middleware has removed the slash). */
-const CONDITIONAL_PATHS = /^\/api\/v1\/snapshots(?:\/[^/?]+)?(?:\?|$)/;
+import type { RouteTable } from './route-table';
 
 /** A weak validator over the exact response bytes: `W/"<length hex>-<sha1 base64url, 27 chars>"`. */
 export function weakEtag(body: string | Buffer): string {
@@ -36,33 +34,42 @@ export function ifNoneMatchHits(header: string | undefined, tag: string): boolea
 }
 
 /**
- * ETag / If-None-Match for GET (and HEAD) of the snapshot list and detail: pollers that send back the
- * tag get `304 Not Modified` with no body when nothing they would see has changed. The tag is computed
- * over the body the handler produced (so it changes with any field, the count or the links), only for
- * 200 answers; errors and every other route are untouched.
+ * What the pipeline does with a GET (or HEAD) answer's bytes. On the routes that declare @ListingRead()
+ * (the snapshot list and detail): ETag / If-None-Match, so pollers that send back the tag get `304 Not
+ * Modified` with no body when nothing they would see has changed; the tag is computed over the body the
+ * handler produced (so it changes with any field, the count or the links), only for 200 answers. On
+ * every GET: a 200 answer the front of the pipeline asked for is handed to it (src/read-path: shared
+ * with identical requests that waited for it, or cached). Errors are untouched.
  */
-export function etagMiddleware(req: Request, res: Response, next: NextFunction): void {
-  if ((req.method !== 'GET' && req.method !== 'HEAD') || !CONDITIONAL_PATHS.test(req.url)) {
-    next();
-    return;
-  }
-  const send = res.send;
-  res.send = function sendWithEtag(this: Response, body?: unknown) {
-    if (this.statusCode === 200 && (typeof body === 'string' || Buffer.isBuffer(body))) {
-      const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-      const tag = weakEtag(buf);
-      setEtagHeaders(this, tag);
-      // The hot read path shares this answer with identical requests that waited for it.
-      hotReadStateOf(req)?.capture?.(this, buf, tag);
-      if (ifNoneMatchHits(req.headers['if-none-match'], tag)) {
-        this.statusCode = 304;
-        this.removeHeader('Content-Type');
-        this.removeHeader('Content-Length');
-        this.end();
-        return this;
-      }
+export function answerMiddleware(routes: RouteTable) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      next();
+      return;
     }
-    return send.call(this, body);
+    const conditional = routes.match('GET', req.url)?.listing != null;
+    const capture = hotReadStateOf(req)?.capture;
+    if (!conditional && !capture) {
+      next();
+      return;
+    }
+    const send = res.send;
+    res.send = function sendAnswer(this: Response, body?: unknown) {
+      if (this.statusCode === 200 && (typeof body === 'string' || Buffer.isBuffer(body))) {
+        const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+        const tag = conditional ? weakEtag(buf) : null;
+        if (tag !== null) setEtagHeaders(this, tag);
+        capture?.(this, buf, tag);
+        if (tag !== null && ifNoneMatchHits(req.headers['if-none-match'], tag)) {
+          this.statusCode = 304;
+          this.removeHeader('Content-Type');
+          this.removeHeader('Content-Length');
+          this.end();
+          return this;
+        }
+      }
+      return send.call(this, body);
+    };
+    next();
   };
-  next();
 }

@@ -1,26 +1,24 @@
-import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { IS_PUBLIC } from '../auth/decorators';
-import { Principal } from '../auth/principal';
+import { isReadMethod, Principal } from '../auth/principal';
 import { ProblemException } from '../common/problem';
-import { hotReadStateOf } from '../read-path/hot-read-state';
-import { RateLimiter, RateVerdict } from './rate-limiter';
+import { RateLimitCounter } from './rate-limit-counter';
+import { RateVerdict } from './rate-limiter';
 
 /**
  * Per-token and per-account rate limits (see RateLimiter). Answers carry `RateLimit-Limit`,
  * `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of the tightest limit; over a limit is 429
  * `rate_limited` with `Retry-After`, naming the limit (`limit_scope`, `limit_kind`). If Redis cannot
  * be reached the request is let through (reads keep working while Redis is down) and the lapse is
- * logged. A request the hot read path has already counted (src/read-path) is not counted twice.
+ * logged. Counted once per request, batched (RateLimitCounter).
  */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
-  private readonly logger = new Logger(RateLimitGuard.name);
-
   constructor(
     private readonly reflector: Reflector,
-    private readonly limiter: RateLimiter,
+    private readonly counter: RateLimitCounter,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -29,17 +27,8 @@ export class RateLimitGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<Request & { user?: Principal }>();
     const res = context.switchToHttp().getResponse<Response>();
     if (!req.user) return true;
-    const counted = hotReadStateOf(req)?.rateVerdict;
-    const verdict =
-      counted !== undefined
-        ? counted
-        : ((await this.limiter.consume(req.user, !['GET', 'HEAD', 'OPTIONS'].includes(req.method))) ?? [
-            null,
-          ])[0];
-    if (!verdict) {
-      this.logger.warn('rate limit store unreachable; request let through');
-      return true;
-    }
+    const verdict = await this.counter.verdictOf(req, req.user, !isReadMethod(req.method));
+    if (!verdict) return true; // Redis unreachable: let through (the counter logged it)
     applyRateLimitHeaders(res, verdict);
     if (verdict.exceeded !== null) {
       const { limit, scope, kind } = verdict.exceeded;

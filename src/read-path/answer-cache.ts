@@ -33,7 +33,7 @@ function stringBytes(s: string): number {
 /** What an entry costs in memory: its key and version, every header name and value, the body. */
 export function entryBytes(key: string, version: string, answer: CapturedAnswer): number {
   let bytes = ENTRY_OVERHEAD_BYTES + stringBytes(key) + stringBytes(version);
-  bytes += stringBytes(answer.etag) + stringBytes(answer.route) + answer.body.length;
+  bytes += stringBytes(answer.etag ?? '') + stringBytes(answer.route) + answer.body.length;
   for (const h of answer.headers) bytes += HEADER_OVERHEAD_BYTES + stringBytes(h.name) + stringBytes(h.value);
   return bytes;
 }

@@ -2,10 +2,12 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { Request } from 'express';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PinoLogger } from 'nestjs-pino';
-import { ApiTokenService, AuthenticatedToken } from '../auth/api-token.service';
+import { AuthenticatedToken } from '../auth/api-token.service';
+import { TokenBatcher } from '../auth/token-batcher';
+import { RateLimitCounter } from '../rate-limit/rate-limit-counter';
 import { bearerTokenOf, hasTokenParameter, redactTokenParameter } from '../auth/bearer-token';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
-import { hasScope, isAdmin, Principal } from '../auth/principal';
+import { hasScope, isAdmin, isReadMethod, Principal } from '../auth/principal';
 import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
 import { MAX_QUERY_KEYS, queryOf } from '../common/query-string';
@@ -14,10 +16,9 @@ import { urlTooLong } from '../common/url-limit';
 import { AppConfig } from '../config/app-config';
 import { routeTemplate } from '../metrics/http-metrics.middleware';
 import { MetricsService } from '../metrics/metrics.service';
-import { RateLimiter, RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
-import { CapturedAnswer, HeaderPart, HotReadState, setHotReadState } from './hot-read-state';
-import { MicroBatcher } from '../common/micro-batcher';
-import { SNAPSHOT_LIST_PARAMS } from '../snapshots/snapshot-list-params';
+import { RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
+import { CapturedAnswer, HeaderPart, setHotReadState } from './hot-read-state';
+import { Route, RouteTable } from '../common/route-table';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
 const RECENT_READER_MS = 60_000;
@@ -25,15 +26,6 @@ const RECENT_READERS_MAX = 10_000;
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** GET of the snapshot list or of one snapshot: what automation polls while it waits. */
-const HOT_PATH = /^\/api\/v1\/snapshots(?:\/[0-9]{1,10})?\/?(?:\?|$)/;
-/** The list (the other hot path is one snapshot, which reads no query parameter). */
-const LIST_PATH = /^\/api\/v1\/snapshots\/?(?:\?|$)/;
-/** The snapshot changes automation sends: create, restore, delete (all need the `write` scope). */
-const WRITE_PATHS: Record<string, RegExp> = {
-  POST: /^\/api\/v1\/snapshots(?:\/[0-9]{1,10}\/restore)?\/?(?:\?|$)/,
-  DELETE: /^\/api\/v1\/snapshots\/[0-9]{1,10}\/?(?:\?|$)/,
-};
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
 const PER_REQUEST = new Set<HeaderPart>([
   'x-request-id',
@@ -47,82 +39,48 @@ interface Flight {
 }
 
 /**
- * The hot read path: sits in front of the Nest pipeline for `GET /api/v1/snapshots/` and
- * `GET /api/v1/snapshots/:id/`, the endpoints automation polls, and does three things:
+ * The front of the pipeline, for every route of the route table (RouteTable: the controllers' own
+ * declarations) that needs a token: before the request enters Express and Nest, it
  *
- * 1. **Batches token lookups**: the tokens of all requests that arrived together are looked up in one
- *    statement (ApiTokenService.authenticateMany). Every request is still checked against Postgres after
- *    it arrived, so a revocation is refused at once on every replica.
- * 2. **Batches rate-limit counting**: one Redis call per token and batch, counting the token's and its
- *    account's limits; each request gets its own count, headers and 429 exactly as one by one.
- * 3. **Collapses identical requests** (same account, scopes, URL, host and language): one of them (the
- *    leader) goes through the full Nest pipeline; the others wait for its answer and get the same bytes
- *    with their own request id, rate-limit headers and conditional (304) handling. A request only joins
- *    a group whose leader has not yet been handed to the pipeline, i.e. before the leader reads anything:
- *    every answer reflects the database as it was after its request arrived (read-your-writes holds).
+ * 1. **looks the token up** with the tokens of the requests that arrived together (TokenBatcher, the
+ *    lookup the bearer strategy then reuses). Every request is still checked against Postgres after it
+ *    arrived, so a revocation is refused at once on every replica;
+ * 2. **counts the request** against its rate limits with the others of its token (RateLimitCounter, the
+ *    count the rate-limit guard then reuses): each request gets its own count, headers and 429;
+ * 3. for a GET that needs the `read` scope, **answers identical requests once** (same account, scopes,
+ *    URL, host and language): one of them (the leader) goes through the full pipeline; the others wait
+ *    for its answer and get the same bytes with their own request id, rate-limit headers and conditional
+ *    (304) handling. A request only joins a group whose leader has not yet been handed to the pipeline,
+ *    i.e. before the leader reads anything: every answer reflects the database as it was after its
+ *    request arrived (read-your-writes holds). Answers of @ListingRead routes are also cached against
+ *    the account's listing version (AnswerCache).
  *
- * Snapshot creates, restores and deletes get only (1) and (2), with the write limit, and then go through
- * the whole pipeline (see authenticateWrite).
- *
- * Anything else — other routes, HEAD, bodies, unusual or invalid credentials, admin tokens, a leader
- * that did not answer 200 — goes through the Nest pipeline unchanged. Off with `HOT_READ_PATH=false`.
+ * Changes (routes needing the `write` scope) get only (1) and (2) and then go through the whole pipeline.
+ * Anything else — public or admin routes, HEAD, GETs with bodies, unusual or invalid credentials, admin
+ * tokens, a leader that did not answer 200 — goes through the pipeline unchanged, whose guards do (1) and
+ * (2) themselves. Off with `HOT_READ_PATH=false`.
  */
 @Injectable()
 export class HotReadPath {
   private readonly logger = new Logger(HotReadPath.name);
-  private readonly tokens: MicroBatcher<string, AuthenticatedToken | null>;
-  private readonly limits: MicroBatcher<RateSubject, RateVerdict | null>;
-  private readonly writeLimits: MicroBatcher<RateSubject, RateVerdict | null>;
   private readonly flights = new Map<string, Flight>();
   private readonly cache: AnswerCache | null;
   /** Tokens (by hash) that took this path within the last minute: their counting need not wait for the lookup. */
   private readonly recentReaders = new Map<string, RateSubject & { at: number }>();
 
   constructor(
-    tokens: ApiTokenService,
-    limiter: RateLimiter,
+    private readonly tokens: TokenBatcher,
+    private readonly counter: RateLimitCounter,
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
+    private readonly routes: RouteTable,
   ) {
     this.cache = config.readCacheMaxBytes > 0 ? new AnswerCache(config.readCacheMaxBytes) : null;
-    this.tokens = new MicroBatcher(async (keys) => {
-      const found = await tokens.authenticateHashes(keys, { listingVersion: this.cache !== null });
-      return keys.map((k) => found.get(k) ?? null);
-    });
-    this.limits = new MicroBatcher((subjects) => this.count(limiter, subjects, false));
-    this.writeLimits = new MicroBatcher((subjects) => this.count(limiter, subjects, true));
   }
 
   /** Entries and bytes of the answer cache (null when it is off). */
   get cacheSize(): { entries: number; bytes: number } | null {
     return this.cache?.size ?? null;
-  }
-
-  /**
-   * One count per token of the batch (INCRBY on the token's and its account's counters in one call);
-   * each request gets the verdict of its own position in the count.
-   */
-  private async count(
-    limiter: RateLimiter,
-    subjects: RateSubject[],
-    isWrite: boolean,
-  ): Promise<(RateVerdict | null)[]> {
-    const now = Date.now();
-    const positions = new Map<number, { who: RateSubject; at: number[] }>();
-    subjects.forEach((who, i) => {
-      const seen = positions.get(who.tokenId);
-      if (seen) seen.at.push(i);
-      else positions.set(who.tokenId, { who, at: [i] });
-    });
-    const out: (RateVerdict | null)[] = new Array<RateVerdict | null>(subjects.length).fill(null);
-    await Promise.all(
-      [...positions.values()].map(async ({ who, at }) => {
-        const verdicts = await limiter.consume(who, isWrite, at.length, now);
-        if (!verdicts) this.logger.warn('rate limit store unreachable; request let through');
-        at.forEach((pos, j) => (out[pos] = verdicts ? verdicts[j] : null));
-      }),
-    );
-    return out;
   }
 
   /** Puts the hot read path in front of the server's request listener (the Express app). */
@@ -145,23 +103,27 @@ export class HotReadPath {
         });
         return;
       }
-      const token = this.eligibleToken(req);
-      if (token === null) {
+      const read = this.eligibleRead(req);
+      if (read === null) {
         pipeline(req, res);
         return;
       }
-      this.handle(req, res, token, pipeline).catch((e: unknown) => {
+      this.handle(req, res, read.token, read.route, pipeline).catch((e: unknown) => {
         this.logger.error({ err: e }, 'hot read path failed; request handed to the pipeline');
         if (!res.headersSent) pipeline(req, res);
       });
     });
   }
 
-  private eligibleToken(req: IncomingMessage): string | null {
-    if (req.method !== 'GET' || !HOT_PATH.test(req.url ?? '')) return null;
+  /** A GET of a route that needs the `read` scope, without a body, with a well-formed bearer token. */
+  private eligibleRead(req: IncomingMessage): { token: string; route: Route } | null {
+    if (req.method !== 'GET') return null;
+    const route = this.routes.match('GET', req.url ?? '');
+    if (!route || route.isPublic || route.scope !== 'read') return null;
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
       return null;
-    return this.wellFormedToken(req);
+    const token = this.wellFormedToken(req);
+    return token === null ? null : { token, route };
   }
 
   private wellFormedToken(req: IncomingMessage): string | null {
@@ -169,10 +131,12 @@ export class HotReadPath {
     return token !== null && looksLikeToken(token) ? token : null;
   }
 
-  /** The bearer token of a snapshot create, restore or delete; null for anything else. */
+  /** The bearer token of a change to a route that needs the `write` scope; null for anything else. */
   private eligibleWrite(req: IncomingMessage): string | null {
-    const route = WRITE_PATHS[req.method ?? ''];
-    if (!route?.test(req.url ?? '')) return null;
+    const method = req.method ?? '';
+    if (isReadMethod(method)) return null;
+    const route = this.routes.match(method, req.url ?? '');
+    if (!route || route.isPublic || route.scope !== 'write') return null;
     return this.wellFormedToken(req);
   }
 
@@ -190,23 +154,21 @@ export class HotReadPath {
   ): Promise<void> {
     let principal: AuthenticatedToken | null;
     try {
-      principal = await this.tokens.load(hashToken(token));
+      principal = await this.tokens.principalOf(req, token);
     } catch {
       pipeline(req, res);
       return;
     }
-    if (!principal || isAdmin(principal) || !hasScope(principal, 'write')) {
-      pipeline(req, res);
-      return;
-    }
-    const rateVerdict = await this.writeLimits.load(principal);
-    this.handOn(req, res, pipeline, { principal, rateVerdict });
+    if (principal && !isAdmin(principal) && hasScope(principal, 'write'))
+      await this.counter.verdictOf(req, principal, true);
+    pipeline(req, res);
   }
 
   private async handle(
     req: IncomingMessage,
     res: ServerResponse,
     token: string,
+    route: Route,
     pipeline: Listener,
   ): Promise<void> {
     const started = process.hrtime.bigint();
@@ -217,10 +179,12 @@ export class HotReadPath {
     const recent = this.recentReaders.get(hash);
     const now = Date.now();
     const early =
-      recent && now - recent.at < RECENT_READER_MS ? this.limits.load(recent).catch(() => null) : null;
+      recent && now - recent.at < RECENT_READER_MS
+        ? this.counter.count(recent, false).catch(() => null)
+        : null;
     let principal: AuthenticatedToken | null;
     try {
-      principal = await this.tokens.load(hash);
+      principal = await this.tokens.principalOf(req, token);
     } catch {
       pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
       return;
@@ -232,18 +196,20 @@ export class HotReadPath {
       pipeline(req, res);
       return;
     }
-    const rateVerdict =
-      early && recent?.tokenId === principal.tokenId ? await early : await this.limits.load(principal);
+    const counted =
+      early && recent?.tokenId === principal.tokenId ? early : this.counter.count(principal, false);
+    this.counter.remember(req, counted);
+    const rateVerdict = await counted;
     if (!recent || recent.tokenId !== principal.tokenId || now - recent.at >= RECENT_READER_MS / 2) {
       if (this.recentReaders.size >= RECENT_READERS_MAX) this.recentReaders.clear();
       this.recentReaders.set(hash, { tokenId: principal.tokenId, accountId: principal.accountId, at: now });
     }
     if (rateVerdict?.exceeded != null) {
-      this.handOn(req, res, pipeline, { principal, rateVerdict }); // the pipeline's 429
+      pipeline(req, res); // the pipeline's 429
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = this.cacheable(req) ? principal.listingVersion : undefined;
+    const version = this.cacheable(req, route) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, started, 'cached');
@@ -251,12 +217,12 @@ export class HotReadPath {
     }
     const open = this.flights.get(key);
     if (!open) {
-      this.lead(req, res, pipeline, key, { principal, rateVerdict }, version);
+      this.lead(req, res, pipeline, key, version);
       return;
     }
     const answer = await open.answer;
     if (!answer || !this.replayable(answer, rateVerdict)) {
-      this.handOn(req, res, pipeline, { principal, rateVerdict });
+      pipeline(req, res);
       return;
     }
     this.replay(req, res, answer, rateVerdict, started, 'shared');
@@ -276,7 +242,6 @@ export class HotReadPath {
     res: ServerResponse,
     pipeline: Listener,
     key: string,
-    state: HotReadState,
     version: string | undefined,
   ): void {
     let deliver!: (a: CapturedAnswer | null) => void;
@@ -286,23 +251,23 @@ export class HotReadPath {
     setImmediate(() => {
       // Closed to newcomers before the leader reads anything.
       if (this.flights.get(key) === flight) this.flights.delete(key);
-      this.handOn(req, res, pipeline, {
-        ...state,
+      setHotReadState(req, {
         capture: (response, body, etag) => {
           const answer = this.capture(req, response, body, etag);
           if (version !== undefined) this.cache?.set(key, version, answer);
           deliver(answer);
         },
       });
+      pipeline(req, res);
     });
   }
 
-  private handOn(req: IncomingMessage, res: ServerResponse, pipeline: Listener, state: HotReadState): void {
-    setHotReadState(req, state);
-    pipeline(req, res);
-  }
-
-  private capture(req: IncomingMessage, res: ServerResponse, body: Buffer, etag: string): CapturedAnswer {
+  private capture(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    etag: string | null,
+  ): CapturedAnswer {
     const headers: CapturedAnswer['headers'] = [];
     // Node ≥ 15.13 keeps the names as they were set (its type definitions here predate that).
     const raw = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
@@ -328,7 +293,7 @@ export class HotReadPath {
     how: 'shared' | 'cached',
   ): void {
     const requestId = requestIdFor(req);
-    const notModified = ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
+    const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const out: string[] = [];
     for (const { name, value, part } of answer.headers) {
       switch (part) {
@@ -381,10 +346,11 @@ export class HotReadPath {
    * endpoint reads. The endpoint ignores any other, so each new value of one would add an entry that
    * shows nothing new. (The cache itself refuses long keys: padding with headers or empty `&&&`.)
    */
-  private cacheable(req: IncomingMessage): boolean {
+  private cacheable(req: IncomingMessage, route: Route): boolean {
+    if (route.listing === null) return false;
     const url = req.url ?? '';
     if (!url.includes('?')) return true;
-    const known = LIST_PATH.test(url) ? SNAPSHOT_LIST_PARAMS : [];
+    const known = route.listing.params;
     const names = Object.keys(queryOf(url));
     // At the parser's bound, further parameters went unread: not cacheable, they could vary freely.
     return names.length < MAX_QUERY_KEYS && names.every((name) => known.includes(name));

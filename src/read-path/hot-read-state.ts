@@ -1,6 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Principal } from '../auth/principal';
-import type { RateVerdict } from '../rate-limit/rate-limiter';
 
 /** A 200 answer of the Nest pipeline, as the hot read path replays it to the requests that waited for it. */
 /** How a header of a captured answer is replayed: as it was, or filled in from the replaying request. */
@@ -13,21 +11,18 @@ export interface CapturedAnswer {
   /** Whether the answer carries rate-limit headers (a replay replaces them, never adds or drops them). */
   rateHeaders: boolean;
   body: Buffer;
-  etag: string;
+  /** The answer's ETag; null on routes without conditional answers. */
+  etag: string | null;
   /** The metrics route label (route template) of the answer. */
   route: string;
 }
 
 /**
- * What the hot read path (src/read-path/hot-read-path.ts) has already done for a request it hands on to
- * the Nest pipeline: the token is authenticated (`principal`), the request counted against its rate
- * limit (`rateVerdict`; null when Redis was unreachable), and, for the leader of a group of identical
- * requests, where to deliver the answer (`capture`).
+ * The leader of a group of identical requests (src/read-path/hot-read-path.ts): where the pipeline
+ * delivers its 200 answer (answerMiddleware), to be shared with the requests that waited for it.
  */
 export interface HotReadState {
-  principal: Principal;
-  rateVerdict: RateVerdict | null;
-  capture?: (res: ServerResponse, body: Buffer, etag: string) => void;
+  capture: (res: ServerResponse, body: Buffer, etag: string | null) => void;
 }
 
 const STATE = Symbol('hotRead');

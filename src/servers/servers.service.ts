@@ -11,6 +11,7 @@ import {
 } from '../hypervisor/libvirt/domain-identity';
 import { isUniqueViolation } from '../prisma/database-errors';
 import { PrismaService } from '../prisma/prisma.service';
+import { ReadStatements } from '../prisma/read-statements';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
 import { BACKGROUND_KINDS } from './server-hold';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
@@ -32,37 +33,53 @@ export interface ServerSummary {
   currentAction: { id: number; kind: ActionKind; status: ActionStatus; progress: number } | null;
 }
 
-const SERVER_COLUMNS = { id: true, name: true, status: true, createdAt: true } as const;
+/** A row of the summaries statement (columns null on the one row of an empty page). */
+interface SummaryRow {
+  total: number;
+  id: number | null;
+  name: string | null;
+  status: ServerStatus | null;
+  created_at: Date | null;
+  used: number | null;
+  backups_used: number | null;
+  policy_enabled: boolean | null;
+  action_id: number | null;
+  action_kind: ActionKind | null;
+  action_status: ActionStatus | null;
+  action_progress: number | null;
+}
+
+/** Constant names as an SQL list of literals (this file's own constants, never input). */
+const sqlList = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
 
 @Injectable()
 export class ServersService {
   constructor(
     private readonly prisma: PrismaService,
     private readonly config: AppConfig,
+    private readonly reads: ReadStatements,
   ) {}
 
   async list(me: Principal, page: PageRequest): Promise<{ count: number; rows: ServerSummary[] }> {
-    const where = accountScope(me);
-    const [count, rows] = await Promise.all([
-      this.prisma.server.count({ where }),
-      this.prisma.server.findMany({
-        where,
-        orderBy: { id: 'asc' },
-        ...skipTake(page),
-        select: SERVER_COLUMNS,
-      }),
-    ]);
-    return { count, rows: await this.summarise(rows) };
+    const { skip, take } = skipTake(page);
+    const accountId = accountScope(me).accountId;
+    const rows = await this.summaries(
+      accountId === undefined ? 'servers-all' : 'servers-of-account',
+      accountId === undefined ? '$5::int IS NULL' : 'account_id = $5::int',
+      [take, skip, accountId ?? null],
+    );
+    return { count: rows[0]?.total ?? 0, rows: this.present(rows) };
   }
 
   /** The server if `me` may see it; otherwise (absent, or another account's) 404. */
   async get(me: Principal, id: number): Promise<ServerSummary> {
-    const row = await this.prisma.server.findFirst({
-      where: { id, ...accountScope(me) },
-      select: SERVER_COLUMNS,
-    });
-    if (!row) throw new ProblemException({ status: 404, code: 'server_not_found' });
-    const [summary] = await this.summarise([row]);
+    const rows = await this.summaries(
+      'server-by-id',
+      'id = $5::int AND ($6::int IS NULL OR account_id = $6::int)',
+      [1, 0, id, accountScope(me).accountId ?? null],
+    );
+    const [summary] = this.present(rows);
+    if (!summary) throw new ProblemException({ status: 404, code: 'server_not_found' });
     return summary;
   }
 
@@ -168,54 +185,53 @@ export class ServersService {
     });
   }
 
-  private async summarise(rows: { id: number; name: string; status: ServerStatus; createdAt: Date }[]) {
-    if (rows.length === 0) return [];
-    const ids = rows.map((r) => r.id);
-    const [used, open, backupsUsed, policies] = await Promise.all([
-      this.prisma.snapshot.groupBy({
-        by: ['serverId'],
-        where: { serverId: { in: ids }, deletedAt: null, status: { in: [...SLOT_STATUSES] } },
-        _count: { _all: true },
-      }),
-      this.prisma.action.findMany({
-        where: { serverId: { in: ids }, status: { in: OPEN_ACTION_STATUSES } },
-        orderBy: { id: 'asc' },
-        select: { id: true, serverId: true, kind: true, status: true, progress: true },
-      }),
-      this.prisma.backup.groupBy({
-        by: ['serverId'],
-        where: {
-          serverId: { in: ids },
-          deletedAt: null,
-          kind: 'manual',
-          status: { in: [...BACKUP_SLOT_STATUSES] },
-        },
-        _count: { _all: true },
-      }),
-      this.prisma.backupPolicy.findMany({
-        where: { serverId: { in: ids }, enabled: true },
-        select: { serverId: true },
-      }),
-    ]);
-    const backupsUsedBy = new Map(backupsUsed.map((u) => [u.serverId, u._count._all]));
-    const enabled = new Set(policies.map((p) => p.serverId));
-    const usedBy = new Map(used.map((u) => [u.serverId, u._count._all]));
-    const actionBy = new Map<number, (typeof open)[number]>();
-    for (const a of open) {
-      // Prefer a create/restore (which holds the server) over a background delete.
-      const held = actionBy.get(a.serverId);
-      if (!held || (BACKGROUND_KINDS.includes(held.kind) && !BACKGROUND_KINDS.includes(a.kind)))
-        actionBy.set(a.serverId, a);
-    }
-    return rows.map((r) => {
-      const a = actionBy.get(r.id);
-      return {
-        ...r,
-        snapshotQuota: { limit: this.config.snapshotLimitPerServer, used: usedBy.get(r.id) ?? 0 },
-        backupQuota: { limit: this.config.backupLimitPerServer, used: backupsUsedBy.get(r.id) ?? 0 },
-        backupPolicyEnabled: enabled.has(r.id),
-        currentAction: a ? { id: a.id, kind: a.kind, status: a.status, progress: a.progress } : null,
-      };
-    });
+  /**
+   * Servers matching `filter` (ordered by id, `$3` of them from `$4`), each with the snapshots holding
+   * one of its slots and the action holding it — an open create or restore before a background delete —
+   * in one prepared statement; the count of all matching servers on every row, and one row with no
+   * server when the page is empty.
+   */
+  private summaries(name: string, filter: string, values: unknown[]): Promise<SummaryRow[]> {
+    return this.reads.rows<SummaryRow>(
+      name,
+      `WITH matching AS MATERIALIZED (SELECT id, name, status, created_at FROM servers WHERE ${filter}),
+         page AS (SELECT * FROM matching ORDER BY id LIMIT $3 OFFSET $4)
+       SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at,
+         (SELECT count(*) FROM snapshots sn WHERE sn.server_id = p.id AND sn.deleted_at IS NULL
+            AND sn.status = ANY($1::snapshot_status[]))::int AS used,
+         (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
+            AND b.kind = 'manual' AND b.status::text IN (${sqlList(BACKUP_SLOT_STATUSES)}))::int AS backups_used,
+         EXISTS (SELECT 1 FROM backup_policies bp WHERE bp.server_id = p.id AND bp.enabled) AS policy_enabled,
+         a.id AS action_id, a.kind AS action_kind, a.status AS action_status, a.progress AS action_progress
+       FROM (SELECT 1) one LEFT JOIN page p ON true
+       LEFT JOIN LATERAL (SELECT id, kind, status, progress FROM actions
+         WHERE server_id = p.id AND status = ANY($2::action_status[])
+         ORDER BY kind::text IN (${sqlList(BACKGROUND_KINDS)}), id LIMIT 1) a ON true
+       ORDER BY p.id`,
+      [SLOT_STATUSES, OPEN_ACTION_STATUSES, ...values],
+    );
+  }
+
+  private present(rows: SummaryRow[]): ServerSummary[] {
+    return rows
+      .filter((r): r is SummaryRow & { id: number } => r.id !== null)
+      .map((r) => ({
+        id: r.id,
+        name: r.name!,
+        status: r.status!,
+        createdAt: r.created_at!,
+        snapshotQuota: { limit: this.config.snapshotLimitPerServer, used: r.used! },
+        backupQuota: { limit: this.config.backupLimitPerServer, used: r.backups_used! },
+        backupPolicyEnabled: r.policy_enabled!,
+        currentAction:
+          r.action_id === null
+            ? null
+            : {
+                id: r.action_id,
+                kind: r.action_kind!,
+                status: r.action_status!,
+                progress: r.action_progress!,
+              },
+      }));
   }
 }

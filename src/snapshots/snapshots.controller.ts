@@ -23,6 +23,8 @@ import { CreateSnapshotDto } from './dto/create-snapshot.dto';
 import { SnapshotListQuery } from './snapshot-list-params';
 import { restoreStartedView, snapshotCreatedView, snapshotView } from './snapshot.view';
 import { SnapshotsService } from './snapshots.service';
+import { ListingRead } from '../common/route-table';
+import { SNAPSHOT_LIST_PARAMS } from './snapshot-list-params';
 
 const SnapshotId = () => new PathIdPipe('snapshot_not_found');
 
@@ -33,6 +35,7 @@ export class SnapshotsController {
   constructor(private readonly snapshots: SnapshotsService) {}
 
   @Get()
+  @ListingRead(SNAPSHOT_LIST_PARAMS)
   @ApiDoc.snapshots.list()
   async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: SnapshotListQuery) {
     const page = pageRequestOf(query);
@@ -42,6 +45,7 @@ export class SnapshotsController {
   }
 
   @Get(':id')
+  @ListingRead()
   @ApiDoc.snapshots.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number) {
     return snapshotView(await this.snapshots.get(me, id));

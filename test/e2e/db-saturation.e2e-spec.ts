@@ -184,7 +184,9 @@ describe('saturated connection pool: waits, or 503 with Retry-After, never 500 (
     expect(r.body).toMatchObject({ status: 'success', server: { id: other.server.id, status: 'restoring' } });
     const statuses = (await Promise.all(creates)).map((c) => c.status);
     expect(statuses.filter((s) => s === 201)).toHaveLength(1);
-    expect(statuses.every((s) => s === 201 || s === 400)).toBe(true);
+    // On a busy machine some of the queued creates find no connection within the pool's 5 s: 503,
+    // the next test's subject. Never anything else.
+    expect(statuses.filter((s) => s !== 201 && s !== 400 && s !== 503)).toEqual([]);
   });
 
   it('no pool connection within the pool timeout: 503 service_unavailable with Retry-After, never 500', async () => {

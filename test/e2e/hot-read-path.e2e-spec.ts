@@ -1,6 +1,8 @@
 import http from 'node:http';
 import { createNode, createServer, createTenant, createToken } from '../factories';
 import { ListingCompactor } from '../../src/read-path/listing-compactor';
+import { ServersService } from '../../src/servers/servers.service';
+import { TokenStore } from '../../src/auth/token-store';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 /**
@@ -153,6 +155,67 @@ describe('hot read path: batched checks, shared and cached answers (real Postgre
     // Without a request id of the caller's, each answer gets its own.
     const ids = (await many(8, () => get(api.url, paths[0], auth))).map((a) => a.headers['x-request-id']);
     expect(new Set(ids).size).toBe(8);
+  });
+
+  it('every authenticated GET is batched and shared, byte for byte; only listing reads are cached', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const action = await api.prisma.action.create({
+      data: { kind: 'create_snapshot', status: 'running', accountId: t.account.id, serverId: t.server.id },
+    });
+    const paths = [
+      '/api/v1/servers/',
+      `/api/v1/servers/${t.server.id}/`,
+      `/api/v1/actions/${action.id}/`,
+      '/api/v1/tokens/',
+    ];
+    const handled = jest.spyOn(api.app.get(ServersService), 'get');
+    const auth = { Authorization: `Bearer ${t.token}` };
+    for (const path of paths) {
+      const expected = await get(plain.url, path, { ...auth, 'X-Request-Id': 'plain-1' });
+      expect(expected.status).toBe(200);
+      expect(expected.headers.etag).toBeUndefined();
+      const answers = await many(12, (i) => get(api.url, path, { ...auth, 'X-Request-Id': `hot-${i}` }));
+      answers.forEach((a, i) => {
+        expect(shape(a)).toEqual(shape(expected));
+        expect(a.body.equals(expected.body)).toBe(true);
+        expect(a.headers['x-request-id']).toBe(`hot-${i}`);
+      });
+    }
+    // Twelve identical requests that arrived together: the pipeline answered fewer than twelve.
+    expect(handled.mock.calls.length).toBeLessThan(12);
+    handled.mockRestore();
+    // Not a listing read: never answered from the cache. A change the listing version does not
+    // follow (an action's progress) shows at once.
+    await api.prisma.action.update({ where: { id: action.id }, data: { progress: 42 } });
+    const after = await get(api.url, `/api/v1/actions/${action.id}/`, auth);
+    expect((JSON.parse(after.body.toString()) as { progress: number }).progress).toBe(42);
+  });
+
+  it('a request the front hands on is looked up once; the pipeline alone batches its lookups too', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, t.account.id, { scopes: ['admin'] });
+    for (const [instance, n] of [
+      [api, 1],
+      [plain, 8],
+    ] as const) {
+      const store = instance.app.get(TokenStore);
+      const lookup = store.findByHashes.bind(store);
+      // Slow lookups (as under load): requests arriving meanwhile wait and form one batch.
+      const lookups = jest
+        .spyOn(store, 'findByHashes')
+        .mockImplementation((hashes, v) =>
+          new Promise((r) => setTimeout(r, 100)).then(() => lookup(hashes, v)),
+        );
+      // An admin token: the front looks it up, then hands the request to the pipeline.
+      const answers = await many(n, () =>
+        get(instance.url, '/api/v1/snapshots/', { Authorization: `Bearer ${admin.token}` }),
+      );
+      for (const a of answers) expect(a.status).toBe(200);
+      // One request, one lookup; eight at once through the guards alone: at most three batches.
+      if (n === 1) expect(lookups).toHaveBeenCalledTimes(1);
+      else expect(lookups.mock.calls.length).toBeLessThanOrEqual(3);
+      lookups.mockRestore();
+    }
   });
 
   it('every answer shows every change committed before its request was sent, on every replica', async () => {

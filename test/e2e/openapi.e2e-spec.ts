@@ -1,9 +1,9 @@
 /**
- * Issue 6 item 1: the OpenAPI document served by the running API (real Postgres + Redis).
+ * The OpenAPI document served by the running API (real Postgres + Redis).
  *
  * - /api/openapi.json and /api/docs are public; the document is OpenAPI 3.1 with a bearer scheme.
  * - Redocly CLI (from node_modules) lints it with zero errors.
- * - The published examples of api-contract.md Part 1 (list, create 201, restore 200) are in it exactly.
+ * - The examples of the customers' published page (list, create 201, restore 200) are in it exactly.
  * - Every operation is documented (summary, operationId, success and problem-details responses), and
  *   real responses of the running service conform to the documented status codes and schemas.
  * - It is the document `npm run openapi:emit` writes (and the typed client was generated from).
@@ -45,7 +45,7 @@ type Operation = {
   >;
 };
 
-/** Part 1's examples, exactly as published (checked against the contract file when it is at hand). */
+/** The published examples, exactly (checked against the contract file when it is at hand). */
 const PUBLISHED = {
   list: {
     count: 2,
@@ -181,7 +181,7 @@ function expectDocumented(
   });
 }
 
-/** The JSON blocks of api-contract.md Part 1 (list 200, create 201, restore 200, in page order). */
+/** The JSON blocks of the contract file's published part (list 200, create 201, restore 200, in order). */
 function contractExamples(): unknown[] {
   const text = readFileSync(CONTRACT, 'utf8');
   const part1 = text.slice(0, text.indexOf('## Part 2'));

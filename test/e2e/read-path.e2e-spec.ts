@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { createNode, createServer, createTenant } from '../factories';
+import { createNode, createServer, createTenant, createToken } from '../factories';
 import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
 
 /**
@@ -152,5 +152,119 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
     // The very next request, on the replica that revoked it and on the other one.
     expect((await request(replica.url).get('/api/v1/snapshots/').set(poller)).status).toBe(401);
     expect((await request(api.url).get('/api/v1/snapshots/').set(poller)).status).toBe(401);
+  });
+
+  it('an action answers as published: its server, its snapshot or null, its error; 404 to other accounts', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const other = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, other.account.id, { scopes: ['admin'] });
+    const snap = await api.prisma.snapshot.create({
+      data: {
+        accountId: t.account.id,
+        serverId: t.server.id,
+        name: 'nightly',
+        status: 'failed',
+        consistency: 'stopped',
+      },
+    });
+    const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
+    const failed = await api.prisma.action.create({
+      data: {
+        kind: 'create_snapshot',
+        status: 'failed',
+        progress: 40,
+        accountId: t.account.id,
+        serverId: t.server.id,
+        snapshotId: snap.id,
+        errorCode: 'disk_full',
+        errorMessage: 'The node ran out of space.',
+        createdAt: at,
+        startedAt: at,
+        finishedAt: at,
+      },
+    });
+    const pending = await api.prisma.action.create({
+      data: { kind: 'restore_snapshot', accountId: t.account.id, serverId: t.server.id, createdAt: at },
+    });
+    const time = '2026-01-02T03:04:05Z';
+    const a = await request(api.url).get(`/api/v1/actions/${failed.id}/`).set(t.auth);
+    expect(a.status).toBe(200);
+    expect(a.text).toBe(
+      JSON.stringify({
+        id: failed.id,
+        kind: 'create_snapshot',
+        status: 'failed',
+        progress: 40,
+        server: { id: t.server.id, name: t.server.name },
+        snapshot: { id: snap.id, name: 'nightly' },
+        error: { code: 'disk_full', message: 'The node ran out of space.' },
+        created_at: time,
+        started_at: time,
+        finished_at: time,
+      }),
+    );
+    const p = await request(api.url).get(`/api/v1/actions/${pending.id}/`).set(t.auth);
+    expect(p.body).toMatchObject({
+      status: 'pending',
+      progress: 0,
+      snapshot: null,
+      error: null,
+      started_at: null,
+    });
+    const elsewhere = await request(api.url).get(`/api/v1/actions/${failed.id}/`).set(other.auth);
+    expect(elsewhere.status).toBe(404);
+    expect(elsewhere.body.code).toBe('action_not_found');
+    const asAdmin = await request(api.url)
+      .get(`/api/v1/actions/${failed.id}/`)
+      .set({ Authorization: `Bearer ${admin.token}` });
+    expect(asAdmin.text).toBe(a.text);
+  });
+
+  it('servers: quota used, the action holding the server before a background delete, pages, accounts', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const second = await createServer(api.prisma, t.account.id, nodeId, { name: 'second' });
+    const other = await createTenant(api.prisma, nodeId);
+    const admin = await createToken(api.prisma, other.account.id, { scopes: ['admin'] });
+    for (const [status, deletedAt] of [
+      ['completed', null],
+      ['in_progress', null],
+      ['failed', null],
+      ['completed', new Date()],
+    ] as const) {
+      await api.prisma.snapshot.create({
+        data: {
+          accountId: t.account.id,
+          serverId: t.server.id,
+          name: `s-${status}`,
+          status,
+          consistency: 'stopped',
+          deletedAt,
+        },
+      });
+    }
+    const action = (
+      kind: 'create_snapshot' | 'delete_snapshot',
+      status: 'pending' | 'running' | 'succeeded',
+    ) => api.prisma.action.create({ data: { kind, status, accountId: t.account.id, serverId: t.server.id } });
+    await action('create_snapshot', 'succeeded');
+    await action('delete_snapshot', 'running');
+    const holding = await action('create_snapshot', 'pending');
+    const one = await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(t.auth);
+    expect(one.body).toMatchObject({
+      id: t.server.id,
+      snapshot_quota: { limit: 5, used: 2 },
+      current_action: { id: holding.id, kind: 'create_snapshot', status: 'pending', progress: 0 },
+    });
+    const list = await request(api.url).get('/api/v1/servers/?page_size=1&page=2').set(t.auth);
+    expect(list.body).toMatchObject({ count: 2, results: [{ id: second.id, current_action: null }] });
+    expect(list.body.results[0].snapshot_quota.used).toBe(0);
+    expect((await request(api.url).get('/api/v1/servers/?page=3&page_size=1').set(t.auth)).status).toBe(404);
+    expect((await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(other.auth)).status).toBe(404);
+    const adminAuth = { Authorization: `Bearer ${admin.token}` };
+    expect((await request(api.url).get(`/api/v1/servers/${t.server.id}/`).set(adminAuth)).body).toEqual(
+      one.body,
+    );
+    const mine = await request(api.url).get('/api/v1/servers/').set(other.auth);
+    expect(mine.body.count).toBe(1);
   });
 });
