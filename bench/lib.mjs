@@ -259,6 +259,16 @@ export function buildRef(ref, log = quiet) {
 }
 
 /** Starts `node dist/main.js <role>`; resolves once /readyz answers (api) or after the ready line (worker). */
+let backupDir;
+/** The workers' `default` backup store: one empty directory per bench process, removed when it exits. */
+function benchBackupDir() {
+  if (!backupDir) {
+    backupDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vps-bench-backups-'));
+    process.once('exit', () => fs.rmSync(backupDir, { recursive: true, force: true }));
+  }
+  return backupDir;
+}
+
 export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
   const port = role === 'api' ? await freePort() : undefined;
   const child = /** @type {BenchChild} */ (spawn(process.execPath, [...nodeArgs, path.join(dir, 'dist/main.js'), role], {
@@ -271,8 +281,9 @@ export async function startRole(role, env, dir = BUILD_DIR, nodeArgs = []) {
       RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       HOST: '127.0.0.1',
-      // The worker needs one; benchmarks write no backups, so any key will do.
+      // The worker needs one; benchmarks write no backups, so any key and an empty store will do.
       BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+      BACKUP_DIR: benchBackupDir(),
       ...(port ? { PORT: String(port) } : {}),
       ...env,
     },

@@ -73,6 +73,9 @@ async function inTransaction(client, commit, fn) {
   await client.query('BEGIN');
   try {
     await client.query(`SELECT pg_advisory_xact_lock(${LOCK_KEY})`);
+    // The files are applied in name order, and one function's body may call another defined in a later
+    // file (server_holding_action): check bodies when they run, not when they are created (as pg_dump does).
+    await client.query('SET LOCAL check_function_bodies = off');
     const out = await fn();
     await client.query(commit ? 'COMMIT' : 'ROLLBACK');
     return out;

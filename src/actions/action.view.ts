@@ -1,5 +1,5 @@
 /** What `GET /api/v1/actions/{action_id}/` answers: the response class (the OpenAPI document's source) and its builder. */
-import { ApiProperty, ApiSchema } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { apiTime } from '../common/clock';
 import { message } from '../common/messages';
 import { ActionKind, ActionStatus } from '../generated/prisma/enums';
@@ -13,6 +13,15 @@ export class SnapshotRef {
   id!: number;
 
   @ApiProperty({ example: 'before-update-snapshot' })
+  name!: string;
+}
+
+@ApiSchema({ name: 'BackupRef', description: 'The backup an action works on.' })
+export class BackupRef {
+  @ApiProperty({ ...ID, example: 3101 })
+  id!: number;
+
+  @ApiProperty({ example: 'nightly-2025-01-15' })
   name!: string;
 }
 
@@ -46,7 +55,7 @@ export class ActionSummary extends ActionRef {
 @ApiSchema({
   name: 'Action',
   description:
-    'A long operation (create, restore or delete of a snapshot): `pending` → `running` → ' +
+    'A long operation (create, restore or delete of a snapshot or a backup): `pending` → `running` → ' +
     '`succeeded` | `failed`.',
 })
 export class ActionView extends ActionSummary {
@@ -55,6 +64,9 @@ export class ActionView extends ActionSummary {
 
   @ApiProperty({ type: SnapshotRef, nullable: true })
   snapshot!: SnapshotRef | null;
+
+  @ApiPropertyOptional({ type: BackupRef, nullable: true })
+  backup?: BackupRef | null;
 
   @ApiProperty({ type: ActionError, nullable: true, description: 'Set when `status` is `failed`.' })
   error!: ActionError | null;
@@ -81,6 +93,7 @@ export interface ActionRow {
   finishedAt: Date | null;
   server: { id: number; name: string };
   snapshot: { id: number; name: string } | null;
+  backup: { id: number; name: string } | null;
 }
 
 export function actionView(a: ActionRow): ActionView {
@@ -91,6 +104,7 @@ export function actionView(a: ActionRow): ActionView {
     progress: a.progress,
     server: a.server,
     snapshot: a.snapshot,
+    backup: a.backup,
     // The column holds only codes the runner writes (ActionErrorCode).
     error: a.errorCode ? { code: a.errorCode as ActionErrorCode, message: a.errorMessage } : null,
     created_at: apiTime(a.createdAt),

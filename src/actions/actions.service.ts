@@ -19,13 +19,16 @@ interface ActionSqlRow {
   server_name: string;
   snapshot_id: number | null;
   snapshot_name: string | null;
+  backup_id: number | null;
+  backup_name: string | null;
 }
 
-/** One action with its server and snapshot, of the account ($2) or of any account (null, admins). */
+/** One action with its server and snapshot or backup, of the account ($2) or of any account (null, admins). */
 const ACTION_BY_ID = `SELECT a.id, a.kind, a.status, a.progress, a.error_code, a.error_message,
     a.created_at, a.started_at, a.finished_at, s.id AS server_id, s.name AS server_name,
-    sn.id AS snapshot_id, sn.name AS snapshot_name
+    sn.id AS snapshot_id, sn.name AS snapshot_name, b.id AS backup_id, b.name AS backup_name
   FROM actions a JOIN servers s ON s.id = a.server_id LEFT JOIN snapshots sn ON sn.id = a.snapshot_id
+    LEFT JOIN backups b ON b.id = a.backup_id
   WHERE a.id = $1 AND ($2::int IS NULL OR a.account_id = $2::int)`;
 
 @Injectable()
@@ -51,6 +54,7 @@ export class ActionsService {
       finishedAt: a.finished_at,
       server: { id: a.server_id, name: a.server_name },
       snapshot: a.snapshot_id === null ? null : { id: a.snapshot_id, name: a.snapshot_name! },
+      backup: a.backup_id === null ? null : { id: a.backup_id, name: a.backup_name! },
     });
   }
 }

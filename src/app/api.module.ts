@@ -14,6 +14,7 @@ import { PrismaModule } from '../prisma/prisma.module';
 import { RedisModule } from '../redis/redis.module';
 import { ServersModule } from '../servers/servers.module';
 import { SnapshotsModule } from '../snapshots/snapshots.module';
+import { BackupsModule } from '../backups/backups.module';
 import { ActionsModule } from '../actions/actions.module';
 import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
@@ -39,6 +40,7 @@ export class ApiModule {
         NodesModule,
         ServersModule,
         SnapshotsModule,
+        BackupsModule,
         ActionsModule,
         IdempotencyModule,
         AuditModule,

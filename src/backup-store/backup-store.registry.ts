@@ -57,8 +57,8 @@ export class BackupStoreRegistry implements BackupStores, OnApplicationBootstrap
   }
 
   /**
-   * The store a node's backups go to and come from (by node id, or its row), with the name chunks are
-   * shared under (the data path's `BACKUP_STORES`).
+   * The store a node's backups go to now (by node id, or its row), with its name. A backup records the
+   * name when its create starts and is read back through `byName`, whatever the node uses later.
    */
   async forNode(node: number | { readonly backupStore: string }): Promise<NamedBackupStore> {
     let name: string;

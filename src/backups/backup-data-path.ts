@@ -19,8 +19,12 @@ import {
 export interface BackupRef {
   readonly id: number;
   readonly accountId: number;
-  /** The node whose backup store holds (or will hold) the backup. */
-  readonly storeNodeId: number;
+  /**
+   * The backup store (by name) that holds, or will hold, the backup: its node's store when its create
+   * job started, recorded on its row, so it is found there from any node and after the node changes
+   * store.
+   */
+  readonly storeName: string;
 }
 
 export interface WriteBackupInput {

@@ -10,6 +10,7 @@ describe('message catalogue', () => {
     scope: 'write',
     what: 'x',
     snapshot_id: 3,
+    backup_id: 4,
     reason: 'r',
     retry_after: 9,
   };
@@ -22,6 +23,19 @@ describe('message catalogue', () => {
     expect(cy).not.toBe(en);
     expect(en).not.toMatch(/undefined/);
     expect(cy).not.toMatch(/undefined/);
+  });
+
+  it('says why a backup cannot be restored or deleted, in each language', () => {
+    const p = { backup_id: 4, operation: 'deleted', reason: 'restoring' };
+    expect(message('invalid_backup_state', 'en', p)).toBe(
+      'Bad Request - Backup 4 cannot be deleted while a restore from it is in progress',
+    );
+    expect(message('invalid_backup_state', 'cy', p)).toBe(
+      'Cais Gwael - Ni ellir dileu copi wrth gefn 4 tra mae adferiad ohono ar y gweill',
+    );
+    expect(message('invalid_server_state', 'cy', { operation: 'backup', status: 'running' })).toMatch(
+      /ar gyfer copi wrth gefn:/,
+    );
   });
 
   it('names the rate limit that was hit, in both languages', () => {

@@ -6,6 +6,21 @@ export type Lang = 'en' | 'cy';
 type Params = Record<string, string | number | null | undefined>;
 type Message = { en: (p: Params) => string; cy: (p: Params) => string };
 
+/** Why a backup cannot be restored or deleted now (`invalid_backup_state`). */
+export type BackupStateReason = 'in_progress' | 'failed' | 'corrupt' | 'restoring';
+const BACKUP_STATE_REASONS_EN: Record<BackupStateReason, string> = {
+  in_progress: 'it is still being created',
+  failed: 'it failed and holds no data',
+  corrupt: 'verification found it damaged',
+  restoring: 'a restore from it is in progress',
+};
+const BACKUP_STATE_REASONS_CY: Record<BackupStateReason, string> = {
+  in_progress: "mae'n dal i gael ei greu",
+  failed: "mae wedi methu ac nid yw'n dal unrhyw ddata",
+  corrupt: "mae'r gwiriad wedi canfod ei fod wedi'i ddifrodi",
+  restoring: 'mae adferiad ohono ar y gweill',
+};
+
 const m = (en: Message['en'], cy: Message['cy']): Message => ({ en, cy });
 
 export const MESSAGES = {
@@ -26,6 +41,10 @@ export const MESSAGES = {
   snapshot_not_found: m(
     () => 'Not Found - Snapshot does not exist',
     () => "Heb ei Ganfod - Nid yw'r ciplun yn bodoli",
+  ),
+  backup_not_found: m(
+    () => 'Not Found - Backup does not exist',
+    () => "Heb ei Ganfod - Nid yw'r copi wrth gefn yn bodoli",
   ),
   server_not_found: m(
     () => 'Not Found - Server does not exist',
@@ -85,6 +104,12 @@ export const MESSAGES = {
     (p) =>
       `Cais Gwael - Cyrhaeddwyd terfyn y cipluniau: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} ciplun yn barod`,
   ),
+  backup_limit_reached: m(
+    (p) =>
+      `Bad Request - Backup limit reached: server ${p.server_id} already has ${p.used} of ${p.limit} manual backups`,
+    (p) =>
+      `Cais Gwael - Cyrhaeddwyd terfyn y copïau wrth gefn: mae gan weinydd ${p.server_id} ${p.used} o ${p.limit} copi wrth gefn â llaw yn barod`,
+  ),
   token_limit_reached: m(
     (p) =>
       `Bad Request - Token limit reached: this account already has ${p.used} of ${p.limit} live tokens; revoke one first`,
@@ -96,13 +121,19 @@ export const MESSAGES = {
       `Bad Request - Server is not in a valid state for ${p.operation}: its status is "${p.status}"` +
       (p.action_id ? ` and action ${p.action_id} (${p.action_kind}) is ${p.action_status} on it` : ''),
     (p) =>
-      `Cais Gwael - Nid yw'r gweinydd mewn cyflwr dilys ar gyfer ${p.operation === 'restoration' ? 'adferiad' : 'ciplun'}: ei statws yw "${p.status}"` +
+      `Cais Gwael - Nid yw'r gweinydd mewn cyflwr dilys ar gyfer ${p.operation === 'restoration' ? 'adferiad' : p.operation === 'backup' ? 'copi wrth gefn' : 'ciplun'}: ei statws yw "${p.status}"` +
       (p.action_id ? ` ac mae gweithred ${p.action_id} (${p.action_kind}) yn ${p.action_status} arno` : ''),
   ),
   invalid_snapshot_state: m(
     (p) => `Bad Request - Snapshot ${p.snapshot_id} cannot be ${p.operation} while ${p.reason}`,
     (p) =>
       `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} ciplun ${p.snapshot_id} tra ${p.reason}`,
+  ),
+  invalid_backup_state: m(
+    (p) =>
+      `Bad Request - Backup ${p.backup_id} cannot be ${p.operation} while ${BACKUP_STATE_REASONS_EN[p.reason as BackupStateReason] ?? p.reason}`,
+    (p) =>
+      `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,
@@ -140,6 +171,16 @@ export const MESSAGES = {
   restore_started: m(
     () => 'Server is being restored from snapshot. This may take 5-15 minutes.',
     () => "Mae'r gweinydd yn cael ei adfer o'r ciplun. Gall hyn gymryd 5-15 munud.",
+  ),
+  backup_create_started: m(
+    () =>
+      'Backup is being created. This may take a few minutes depending on how much has changed since the last backup.',
+    () =>
+      "Mae'r copi wrth gefn yn cael ei greu. Gall hyn gymryd ychydig funudau, yn dibynnu ar faint sydd wedi newid ers y copi wrth gefn diwethaf.",
+  ),
+  backup_restore_started: m(
+    () => 'Server is being restored from backup. This may take a few minutes.',
+    () => "Mae'r gweinydd yn cael ei adfer o'r copi wrth gefn. Gall hyn gymryd ychydig funudau.",
   ),
   // The hypervisor driver's customer-safe sentences (src/hypervisor/driver-errors.ts): one per error
   // code (`hypervisor_<code>`), and the few sharper ones a driver gives for a particular cause.

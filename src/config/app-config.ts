@@ -26,6 +26,8 @@ export class AppConfig {
   /** Prefix of every BullMQ key in Redis (lets several deployments or test runs share one Redis). */
   readonly queuePrefix!: string;
   readonly snapshotLimitPerServer!: number;
+  /** Manual backups per server (automatic ones do not count). */
+  readonly backupLimitPerServer!: number;
   /** Name of the hypervisor node whose queue this worker consumes (worker role only). */
   readonly workerNode!: string | null;
   /** Hypervisor operations (creates, restores, deletes) a worker runs at once. */
@@ -221,6 +223,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     trustProxy: r.trustProxy('TRUST_PROXY'),
     queuePrefix: r.string('QUEUE_PREFIX', 'vps'),
     snapshotLimitPerServer: r.int('SNAPSHOT_LIMIT_PER_SERVER', 5, 1, 1000),
+    backupLimitPerServer: r.int('BACKUP_LIMIT_PER_SERVER', 10, 1, 1000),
     workerNode,
     workerConcurrency: r.int('WORKER_CONCURRENCY', 4, 1, 64),
     workerJobsInFlight: r.int('WORKER_JOBS_IN_FLIGHT', 32, 1, 512),

@@ -1,5 +1,5 @@
 /**
- * `vps`: the customer CLI of admin.vps.org's snapshots API, over the typed client generated from the
+ * `vps`: the customer CLI of admin.vps.org's snapshots and backups API, over the typed client generated from the
  * OpenAPI document. Tables for people, `--json` for scripts; `--wait` follows an operation with a
  * progress bar on stderr (plain progress lines when stderr is not a terminal).
  *
@@ -19,13 +19,20 @@ const MAX_ID = 2_147_483_647;
 export const USAGE = `usage: vps <command> [options]
 
 commands:
-  servers list                          your servers, with their snapshot quota
+  servers list                          your servers, with their snapshot and backup quotas
   snapshots list [--server ID]          snapshots, newest first
   snapshots create --server ID --name NAME [--description TEXT] [--wait]
                                         start a snapshot of a server
   snapshots restore SNAPSHOT_ID [--wait]
                                         restore its server from it (overwrites the server's disk)
   snapshots delete SNAPSHOT_ID          delete it for good
+  backups list [--server ID] [--kind manual|automatic]
+                                        backups, newest first
+  backups create --server ID --name NAME [--description TEXT] [--wait]
+                                        start a backup of a server (to backup storage)
+  backups restore BACKUP_ID [--server ID] [--wait]
+                                        restore its server, or another of yours, from it
+  backups delete BACKUP_ID              delete it for good
   actions get ACTION_ID [--wait]        a long operation: status and progress
 
 options:
@@ -59,6 +66,7 @@ const OPTIONS = {
   server: { type: 'string' },
   name: { type: 'string' },
   description: { type: 'string' },
+  kind: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -93,6 +101,14 @@ const COMMANDS: Record<string, Command> = {
   },
   'snapshots restore': { args: ['SNAPSHOT_ID'], options: ['wait', 'timeout'], run: snapshotsRestore },
   'snapshots delete': { args: ['SNAPSHOT_ID'], options: [], run: snapshotsDelete },
+  'backups list': { args: [], options: ['server', 'kind'], run: backupsList },
+  'backups create': {
+    args: [],
+    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    run: backupsCreate,
+  },
+  'backups restore': { args: ['BACKUP_ID'], options: ['server', 'wait', 'timeout'], run: backupsRestore },
+  'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
   'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
 };
 
@@ -216,12 +232,13 @@ async function serversList(ctx: Ctx): Promise<number> {
   }
   ctx.out(
     table(
-      ['ID', 'NAME', 'STATUS', 'SNAPSHOTS', 'CURRENT ACTION', 'CREATED'],
+      ['ID', 'NAME', 'STATUS', 'SNAPSHOTS', 'BACKUPS', 'CURRENT ACTION', 'CREATED'],
       servers.map((s) => [
         s.id,
         s.name,
         s.status,
         `${s.snapshot_quota.used}/${s.snapshot_quota.limit}`,
+        `${s.backup_quota.used}/${s.backup_quota.limit}`,
         s.current_action
           ? `${s.current_action.kind} #${s.current_action.id} ${s.current_action.status} ${s.current_action.progress}%`
           : null,
@@ -232,7 +249,8 @@ async function serversList(ctx: Ctx): Promise<number> {
   return 0;
 }
 
-function snapshotStatus(s: Schemas['Snapshot']): string {
+/** A status with its progress while in progress. */
+function snapshotStatus(s: { status: string; progress?: number }): string {
   return s.status === 'in_progress' && s.progress !== undefined ? `in_progress ${s.progress}%` : s.status;
 }
 
@@ -276,58 +294,67 @@ function requireActionId(actionId: number | undefined): number {
   return actionId;
 }
 
-async function snapshotsCreate(ctx: Ctx): Promise<number> {
+/** A create's answer, of a snapshot or a backup. */
+interface Started {
+  id: number;
+  name: string;
+  status: string;
+  message: string;
+  action_id?: number;
+  server: { id: number; name: string };
+}
+
+/** The body of a create: `--server`, `--name`, `--description`. */
+function createBody(ctx: Ctx): { server_id: number; name: string; description?: string } {
   const serverId = parseId(ctx.values.server, '--server');
   const name = ctx.values.name;
   if (name === undefined) throw new UsageError('--name is required');
-  const created = await call(
-    ctx.baseUrl,
-    ctx.api.POST('/api/v1/snapshots/', {
-      body: {
-        server_id: serverId,
-        name,
-        ...(ctx.values.description !== undefined ? { description: ctx.values.description } : {}),
-      },
-    }),
-  );
+  return {
+    server_id: serverId,
+    name,
+    ...(ctx.values.description !== undefined ? { description: ctx.values.description } : {}),
+  };
+}
+
+/**
+ * Reports a started create and, with --wait, follows it to the end and shows what it made (`reread`:
+ * the resource as it ended, `details`: what to say of it).
+ */
+async function reportCreate<T>(
+  ctx: Ctx,
+  noun: 'snapshot' | 'backup',
+  created: Started,
+  reread: () => Promise<T>,
+  details: (t: T | null) => (string | null | undefined)[],
+): Promise<number> {
+  const label = `${noun} ${created.id} "${created.name}" of server ${created.server.name} (${created.server.id})`;
   if (!ctx.values.wait) {
     if (ctx.values.json) ctx.json(created);
     else {
-      ctx.out(
-        `snapshot ${created.id} "${created.name}" of server ${created.server.name} (${created.server.id}): ${created.status}`,
-      );
+      ctx.out(`${label}: ${created.status}`);
       ctx.out(created.message);
       if (created.action_id) ctx.out(`follow it: vps actions get ${created.action_id} --wait`);
     }
     return 0;
   }
-  if (!ctx.values.json)
-    ctx.out(
-      `snapshot ${created.id} "${created.name}" of server ${created.server.name} (${created.server.id})`,
-    );
-  const action = await follow(ctx, requireActionId(created.action_id), `snapshot ${created.id}`);
-  const snapshot = await call(
-    ctx.baseUrl,
-    ctx.api.GET('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: created.id } } }),
-  ).catch(() => null);
-  if (ctx.values.json) ctx.json(snapshot ?? action);
-  if (action.status === 'failed') return failed(ctx, `snapshot ${created.id} failed`, action);
+  if (!ctx.values.json) ctx.out(label);
+  const action = await follow(ctx, requireActionId(created.action_id), `${noun} ${created.id}`);
+  const made = await reread().catch(() => null);
+  if (ctx.values.json) ctx.json(made ?? action);
+  if (action.status === 'failed') return failed(ctx, `${noun} ${created.id} failed`, action);
   if (!ctx.values.json) {
-    const details = [mib(snapshot?.size_mb), snapshot?.consistency].filter(Boolean).join(', ');
-    ctx.out(`snapshot ${created.id} completed${details ? `: ${details}` : ''}`);
+    const said = details(made).filter(Boolean).join(', ');
+    ctx.out(`${noun} ${created.id} completed${said ? `: ${said}` : ''}`);
   }
   return 0;
 }
 
-async function snapshotsRestore(ctx: Ctx): Promise<number> {
-  const snapshotId = parseId(ctx.args[0], 'SNAPSHOT_ID');
-  const restored = await call(
-    ctx.baseUrl,
-    ctx.api.POST('/api/v1/snapshots/{snapshot_id}/restore/', {
-      params: { path: { snapshot_id: snapshotId } },
-    }),
-  );
-  const what = `server ${restored.server.name} (${restored.server.id}) from snapshot ${restored.snapshot.id} "${restored.snapshot.name}"`;
+/** Reports a started restore (`what`: which server from what) and, with --wait, follows it. */
+async function reportRestore(
+  ctx: Ctx,
+  restored: { message: string; action_id?: number; server: { id: number; name: string } },
+  what: string,
+): Promise<number> {
   if (!ctx.values.wait) {
     if (ctx.values.json) ctx.json(restored);
     else {
@@ -345,6 +372,36 @@ async function snapshotsRestore(ctx: Ctx): Promise<number> {
   return 0;
 }
 
+async function snapshotsCreate(ctx: Ctx): Promise<number> {
+  const created = await call(ctx.baseUrl, ctx.api.POST('/api/v1/snapshots/', { body: createBody(ctx) }));
+  return reportCreate(
+    ctx,
+    'snapshot',
+    created,
+    () =>
+      call(
+        ctx.baseUrl,
+        ctx.api.GET('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: created.id } } }),
+      ),
+    (s) => [mib(s?.size_mb), s?.consistency],
+  );
+}
+
+async function snapshotsRestore(ctx: Ctx): Promise<number> {
+  const snapshotId = parseId(ctx.args[0], 'SNAPSHOT_ID');
+  const restored = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/snapshots/{snapshot_id}/restore/', {
+      params: { path: { snapshot_id: snapshotId } },
+    }),
+  );
+  return reportRestore(
+    ctx,
+    restored,
+    `server ${restored.server.name} (${restored.server.id}) from snapshot ${restored.snapshot.id} "${restored.snapshot.name}"`,
+  );
+}
+
 async function snapshotsDelete(ctx: Ctx): Promise<number> {
   const snapshotId = parseId(ctx.args[0], 'SNAPSHOT_ID');
   await call(
@@ -353,6 +410,93 @@ async function snapshotsDelete(ctx: Ctx): Promise<number> {
   );
   if (ctx.values.json) ctx.json({ id: snapshotId, deleted: true });
   else ctx.out(`snapshot ${snapshotId} deleted`);
+  return 0;
+}
+
+const BACKUP_KINDS = ['manual', 'automatic'] as const;
+
+async function backupsList(ctx: Ctx): Promise<number> {
+  const serverId = ctx.values.server === undefined ? undefined : parseId(ctx.values.server, '--server');
+  const kind = ctx.values.kind as (typeof BACKUP_KINDS)[number] | undefined;
+  if (kind !== undefined && !BACKUP_KINDS.includes(kind)) {
+    throw new UsageError(`--kind must be manual or automatic, got "${kind}"`);
+  }
+  const backups = await allPages((page) =>
+    call(
+      ctx.baseUrl,
+      ctx.api.GET('/api/v1/backups/', {
+        params: { query: { page, ...(serverId ? { server_id: serverId } : {}), ...(kind ? { kind } : {}) } },
+      }),
+    ),
+  );
+  if (ctx.values.json) {
+    ctx.json(backups);
+    return 0;
+  }
+  if (backups.length === 0) {
+    ctx.out(serverId ? `no backups of server ${serverId}` : 'no backups');
+    return 0;
+  }
+  ctx.out(
+    table(
+      ['ID', 'SERVER', 'NAME', 'KIND', 'STATUS', 'SIZE', 'STORED', 'MODE', 'CREATED', 'DESCRIPTION'],
+      backups.map((b) => [
+        b.id,
+        `${b.server.name} (${b.server.id})`,
+        b.name,
+        b.kind,
+        snapshotStatus(b),
+        mib(b.size_mb),
+        mib(b.stored_mb),
+        b.mode,
+        time(b.created_at),
+        b.description,
+      ]),
+    ),
+  );
+  return 0;
+}
+
+async function backupsCreate(ctx: Ctx): Promise<number> {
+  const created = await call(ctx.baseUrl, ctx.api.POST('/api/v1/backups/', { body: createBody(ctx) }));
+  return reportCreate(
+    ctx,
+    'backup',
+    created,
+    () =>
+      call(
+        ctx.baseUrl,
+        ctx.api.GET('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: created.id } } }),
+      ),
+    (b) => [b?.mode, mib(b?.size_mb), b?.stored_mb !== undefined ? `${mib(b.stored_mb)} stored` : null],
+  );
+}
+
+async function backupsRestore(ctx: Ctx): Promise<number> {
+  const backupId = parseId(ctx.args[0], 'BACKUP_ID');
+  const target = ctx.values.server === undefined ? undefined : parseId(ctx.values.server, '--server');
+  const restored = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/backups/{backup_id}/restore/', {
+      params: { path: { backup_id: backupId } },
+      body: target === undefined ? {} : { server_id: target },
+    }),
+  );
+  return reportRestore(
+    ctx,
+    restored,
+    `server ${restored.server.name} (${restored.server.id}) from backup ${restored.backup.id} "${restored.backup.name}"`,
+  );
+}
+
+async function backupsDelete(ctx: Ctx): Promise<number> {
+  const backupId = parseId(ctx.args[0], 'BACKUP_ID');
+  await call(
+    ctx.baseUrl,
+    ctx.api.DELETE('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: backupId } } }),
+  );
+  if (ctx.values.json) ctx.json({ id: backupId, deleted: true });
+  else ctx.out(`backup ${backupId} deleted`);
   return 0;
 }
 
@@ -369,7 +513,10 @@ async function actionsGet(ctx: Ctx): Promise<number> {
         ['kind', action.kind],
         ['status', `${action.status} ${bar(action.progress)}`],
         ['server', `${action.server.name} (${action.server.id})`],
-        ['snapshot', action.snapshot ? `${action.snapshot.name} (${action.snapshot.id})` : null],
+        // A backup's action names its backup where a snapshot's names its snapshot.
+        action.backup
+          ? ['backup', `${action.backup.name} (${action.backup.id})`]
+          : ['snapshot', action.snapshot ? `${action.snapshot.name} (${action.snapshot.id})` : null],
         ['created', time(action.created_at)],
         ['started', time(action.started_at)],
         ['finished', time(action.finished_at)],

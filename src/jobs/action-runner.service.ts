@@ -10,8 +10,9 @@ import {
 } from '../hypervisor/hypervisor-driver';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
+import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
 import { ActionStore, Consistency, LoadedAction } from './action-store';
-import { ActionErrorCode, GENERIC_FAILURE, operationFailureOf } from './operation-failure';
+import { ActionErrorCode, GENERIC_FAILURE, NO_BACKUP_STORAGE, operationFailureOf } from './operation-failure';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 
@@ -65,6 +66,11 @@ export function operationSignal(
   };
 }
 
+/** Kinds that restore a server's disk (the server shows `restoring` meanwhile). */
+const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
+/** Kinds that need no domain (their server's VM may be long gone). */
+const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup']);
+
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
  * Every state change is a conditional update on the action's current status, so a duplicated or
@@ -81,6 +87,8 @@ export class ActionRunner {
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
+    // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
+    @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -91,7 +99,11 @@ export class ActionRunner {
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
-    if (!snap) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    if (!snap && !action.backup) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    if (action.backup && !this.backups)
+      return this.fail(action, 'backup_storage_unavailable', NO_BACKUP_STORAGE);
+    // A create records its store first; a restore or delete reads the one recorded.
+    let backup = backupRefOf(action);
     const progress = new ProgressReporter(this.config.progressWriteIntervalMs, (pct) =>
       this.writeProgress(action, pct),
     );
@@ -100,23 +112,57 @@ export class ActionRunner {
     // A hung hypervisor call must not hold the server forever: abort it after OPERATION_TIMEOUT_MS.
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     let done: { sizeBytes: number; consistency: Consistency } | null = null;
+    let written: WriteBackupResult | null = null;
     try {
-      // A delete needs no domain (its server's VM may be long gone).
-      if (action.kind !== 'delete_snapshot') server = await this.pinDomainUuid(action, server);
+      if (!DOMAINLESS_KINDS.has(action.kind)) server = await this.pinDomainUuid(action, server);
       switch (action.kind) {
         case 'create_snapshot': {
-          const result = await this.driver.createSnapshot(server, snap, progress.report, { signal });
+          const result = await this.driver.createSnapshot(server, snap!, progress.report, { signal });
           await progress.flush();
           this.metrics.copied(result.sizeBytes);
           done = { sizeBytes: result.sizeBytes, consistency: result.consistency };
           break;
         }
         case 'restore_snapshot':
-          await this.restore(action, server, snap, progress.report, signal);
+          await this.restore(action, server, () =>
+            this.driver.restoreSnapshot(server, snap!, progress.report, { signal }),
+          );
           await progress.flush();
           break;
         case 'delete_snapshot':
-          await this.driver.deleteSnapshot(server, snap);
+          await this.driver.deleteSnapshot(server, snap!);
+          break;
+        case 'create_backup': {
+          const b = action.backup!;
+          const storeName = await this.store.backupStoreOfCreate(b.id, action.server.node.backupStore);
+          backup = { id: b.id, accountId: b.accountId, storeName };
+          const base = await this.store.backupBase(server.id, b.id);
+          written = await this.backups!.writeBackup(
+            {
+              backup,
+              server,
+              base: base ? { backup: base.backup, checkpoint: base.checkpoint } : null,
+              checkpoint: `vps-backup-${b.id}`,
+            },
+            progress.report,
+            { signal },
+          );
+          await progress.flush();
+          this.metrics.copied(written.sizeBytes);
+          break;
+        }
+        case 'restore_backup': {
+          // Only a completed backup is restored, and it has its store.
+          const stored = backup ?? storeMissing(action);
+          await this.restore(action, server, () =>
+            this.backups!.restoreBackup(stored, server, progress.report, { signal }),
+          );
+          await progress.flush();
+          break;
+        }
+        case 'delete_backup':
+          // No store recorded: its create never started, so nothing of it was stored.
+          if (backup) await this.backups!.deleteBackup(backup);
           break;
       }
     } catch (e) {
@@ -128,9 +174,10 @@ export class ActionRunner {
       }
       this.logger.error({ actionId, err: e, detail: failure.detail }, 'action failed');
       if (action.kind === 'create_snapshot') {
-        await this.driver.deleteSnapshot(server, snap).catch(() => undefined);
+        await this.driver.deleteSnapshot(server, snap!).catch(() => undefined);
       }
-      if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+      if (action.kind === 'create_backup' && backup) await this.releaseFailedBackup(action, backup);
+      if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
       attempt.hypervisorDone?.();
       return this.fail(action, failure.code, failure.message);
     } finally {
@@ -145,9 +192,13 @@ export class ActionRunner {
     switch (action.kind) {
       case 'create_snapshot':
         return this.succeedCreate(action, done!.sizeBytes, done!.consistency);
+      case 'create_backup':
+        return this.succeedBackupCreate(action, written!);
       case 'restore_snapshot':
+      case 'restore_backup':
         return this.succeedRestore(action);
       case 'delete_snapshot':
+      case 'delete_backup':
         return this.finish(action, 'succeeded');
     }
   }
@@ -165,24 +216,26 @@ export class ActionRunner {
         .deleteSnapshot(server, { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir })
         .catch(() => undefined);
     }
-    if (action.kind === 'restore_snapshot') await this.recoverServerAfterFailedRestore(action, server);
+    // A write that died with its process keeps its chunk references until released.
+    const backup = backupRefOf(action);
+    if (action.kind === 'create_backup' && backup) await this.releaseFailedBackup(action, backup);
+    if (RESTORE_KINDS.has(action.kind)) await this.recoverServerAfterFailedRestore(action, server);
     const outcome = await this.fail(action, 'interrupted', message);
     return outcome === 'failed' ? 'failed' : 'skipped';
   }
 
+  /** Stops a running server, rewrites its disk (`rewrite`), and starts it again if it was running. */
   private async restore(
     action: LoadedAction,
     server: ServerRef,
-    snap: SnapshotRef,
-    onProgress: (pct: number) => void,
-    signal?: AbortSignal,
+    rewrite: () => Promise<void>,
   ): Promise<void> {
     if ((await this.driver.getPowerState(server)) === 'running') {
       const { forced } = await this.driver.stop(server, { graceSeconds: this.config.stopGraceSeconds });
       if (forced)
         this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
     }
-    await this.driver.restoreSnapshot(server, snap, onProgress, { signal });
+    await rewrite();
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
   }
 
@@ -210,6 +263,21 @@ export class ActionRunner {
     return { ...server, domainUuid: held };
   }
 
+  /**
+   * Releases what a failed backup create referenced (its manifest, if any, and its chunk references)
+   * and collects what no one else holds. The data path does it itself for an error it sees; this covers
+   * the rest (a worker that died mid-write, a failure around the write). Best effort: a backup left
+   * failed is released again when it is deleted.
+   */
+  private async releaseFailedBackup(action: LoadedAction, backup: BackupRef): Promise<void> {
+    if (!this.backups) return;
+    try {
+      await this.backups.deleteBackup(backup);
+    } catch (e) {
+      this.logger.warn({ actionId: action.id, err: e }, 'could not release a failed backup');
+    }
+  }
+
   /** A failed restore leaves the original disk in place: bring the server back to how it was. */
   private async recoverServerAfterFailedRestore(action: LoadedAction, server: ServerRef): Promise<void> {
     // Without a UUID nothing was done to the domain (the restore failed before its first call).
@@ -234,10 +302,30 @@ export class ActionRunner {
     return this.store.claim(actionId, this.clock.now());
   }
 
-  /** Progress of the action and (for a create) of its snapshot, in one statement, while it runs. */
+  /** Progress of the action and (for a create) of its snapshot or backup, in one statement, while it runs. */
   private async writeProgress(action: LoadedAction, pct: number): Promise<void> {
     const snapshotId = action.kind === 'create_snapshot' && action.snapshot ? action.snapshot.id : null;
-    await this.store.progress(action.id, snapshotId, pct, this.clock.now());
+    const backupId = action.kind === 'create_backup' && action.backup ? action.backup.id : null;
+    await this.store.progress(action.id, { snapshotId, backupId }, pct, this.clock.now());
+  }
+
+  /** Action succeeded and backup completed with what the write reported, atomically; only from `running`. */
+  private async succeedBackupCreate(
+    action: LoadedAction,
+    w: WriteBackupResult,
+  ): Promise<'succeeded' | 'skipped'> {
+    const done = await this.store.succeedBackupCreate({
+      actionId: action.id,
+      backupId: action.backup!.id,
+      sizeBytes: w.sizeBytes,
+      storedBytes: w.storedBytes,
+      mode: w.mode,
+      modeReason: w.modeReason,
+      consistency: w.consistency,
+      checkpoint: w.checkpoint,
+      at: this.clock.now(),
+    });
+    return done ? 'succeeded' : 'skipped';
   }
 
   /** Action succeeded and snapshot completed, atomically; only from `running`. */
@@ -275,13 +363,20 @@ export class ActionRunner {
       outcome,
       at: this.clock.now(),
       error,
-      restoreServer:
-        action.kind === 'restore_snapshot'
-          ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
-          : undefined,
+      restoreServer: RESTORE_KINDS.has(action.kind)
+        ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+        : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
           ? { id: action.snapshot.id, error: error?.message ?? GENERIC_FAILURE }
+          : undefined,
+      failBackup:
+        outcome === 'failed' && action.kind === 'create_backup' && action.backup
+          ? {
+              id: action.backup.id,
+              code: error?.code ?? 'internal_error',
+              error: error?.message ?? GENERIC_FAILURE,
+            }
           : undefined,
     });
     return done ? outcome : 'skipped';
@@ -290,6 +385,16 @@ export class ActionRunner {
   private fail(action: LoadedAction, code: ActionErrorCode, message: string) {
     return this.finish(action, 'failed', { code, message });
   }
+}
+
+/** The data path's view of the action's backup, once it has a store. */
+function backupRefOf(action: LoadedAction): BackupRef | null {
+  const b = action.backup;
+  return b?.storeName ? { id: b.id, accountId: b.accountId, storeName: b.storeName } : null;
+}
+
+function storeMissing(action: LoadedAction): never {
+  throw new Error(`backup ${action.backup?.id} has no store recorded`);
 }
 
 /** The driver's view of the action's server (its domain UUID as stored: null until pinned). */

@@ -4,6 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
+import { BackupRef } from '../backups/backup-data-path';
 import { ActionErrorCode } from './operation-failure';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
@@ -20,9 +21,31 @@ export interface LoadedAction {
     domainUuid: string | null;
     diskPath: string;
     status: ServerStatus;
-    node: { snapshotDir: string };
+    /** `backupStore`: the store (by name) a backup created now goes to. */
+    node: { snapshotDir: string; backupStore: string };
   };
   snapshot: { id: number; status: string } | null;
+  /** The backup a backup action creates, restores from or deletes. */
+  backup: {
+    id: number;
+    status: string;
+    accountId: number;
+    /** Its store's name; null until its create job starts (then nothing of it is stored). */
+    storeName: string | null;
+  } | null;
+}
+
+/** What a finished backup create writes (see BackupDataPath.writeBackup). */
+export interface BackupCreateResult {
+  actionId: number;
+  backupId: number;
+  sizeBytes: number;
+  storedBytes: number;
+  mode: 'full' | 'incremental';
+  modeReason: string | null;
+  consistency: Consistency;
+  checkpoint: string;
+  at: Date;
 }
 
 export type Consistency = 'stopped' | 'quiesced' | 'crash_consistent';
@@ -47,6 +70,8 @@ export interface Finish {
   restoreServer?: { id: number; status: 'running' | 'stopped' };
   /** A failed create: its snapshot fails too (from `in_progress`), with this text. */
   failSnapshot?: { id: number; error: string };
+  /** A failed backup create: its backup fails too (from `in_progress`), with this code and text. */
+  failBackup?: { id: number; code: string; error: string };
 }
 
 interface ActionRow {
@@ -61,8 +86,13 @@ interface ActionRow {
   disk_path: string;
   server_status: ServerStatus;
   snapshot_dir: string;
+  node_backup_store: string;
   snap_id: number | null;
   snap_status: string | null;
+  backup_id: number | null;
+  backup_status: string | null;
+  backup_account_id: number | null;
+  backup_store_name: string | null;
 }
 
 /**
@@ -80,8 +110,10 @@ const PIN_DOMAIN_UUID = `
 /** One call's own outcome inside a batch: a batch never fails a call because of another one. */
 type Settled<V> = { ok: true; value: V } | { ok: false; error: unknown };
 
-const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.domain_uuid::text AS domain_uuid, v.disk_path, v.status::text AS server_status, n.snapshot_dir,
-  sn.id AS snap_id, sn.status::text AS snap_status`;
+const ACTION_COLUMNS = `v.id AS server_id, v.domain, v.domain_uuid::text AS domain_uuid, v.disk_path, v.status::text AS server_status, n.snapshot_dir, n.backup_store AS node_backup_store,
+  sn.id AS snap_id, sn.status::text AS snap_status,
+  b.id AS backup_id, b.status::text AS backup_status, b.account_id AS backup_account_id,
+  b.store AS backup_store_name`;
 
 /**
  * The claim of any number of actions (pending, or running again after a retry or a stalled job) and
@@ -97,13 +129,14 @@ const CLAIM = `
     FROM k
     WHERE a.id = k.id AND a.status IN ('pending', 'running')
     RETURNING a.id, a.kind::text AS kind, a.status::text AS status, a.started_at,
-              a.server_status_before::text AS server_status_before, a.server_id, a.snapshot_id
+              a.server_status_before::text AS server_status_before, a.server_id, a.snapshot_id, a.backup_id
   )
   SELECT c.id, c.kind, c.status, c.started_at, c.server_status_before, ${ACTION_COLUMNS}
   FROM c
   JOIN servers v ON v.id = c.server_id
   JOIN nodes n ON n.id = v.node_id
-  LEFT JOIN snapshots sn ON sn.id = c.snapshot_id`;
+  LEFT JOIN snapshots sn ON sn.id = c.snapshot_id
+  LEFT JOIN backups b ON b.id = c.backup_id`;
 
 const LOAD = `
   SELECT a.id, a.kind::text AS kind, a.status::text AS status, a.started_at,
@@ -112,6 +145,7 @@ const LOAD = `
   JOIN servers v ON v.id = a.server_id
   JOIN nodes n ON n.id = v.node_id
   LEFT JOIN snapshots sn ON sn.id = a.snapshot_id
+  LEFT JOIN backups b ON b.id = a.backup_id
   WHERE a.id = $1`;
 
 /**
@@ -144,9 +178,50 @@ const PROGRESS = `
     UPDATE actions SET progress = $2::smallint, heartbeat_at = $3::timestamptz
     WHERE id = $1::int AND status = 'running'
     RETURNING id
+  ), s AS (
+    UPDATE snapshots SET progress = $2::smallint
+    WHERE id = $4::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+    RETURNING id
   )
-  UPDATE snapshots SET progress = $2::smallint
-  WHERE id = $4::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
+  UPDATE backups SET progress = $2::smallint
+  WHERE id = $5::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
+
+/** A successful backup create: the action succeeds and its backup completes, atomically, only from `running`. */
+const SUCCEED_BACKUP_CREATE = `
+  WITH a AS (
+    UPDATE actions SET status = 'succeeded', progress = 100, finished_at = $3::timestamptz,
+                       heartbeat_at = $3::timestamptz
+    WHERE id = $1::int AND status = 'running'
+    RETURNING id
+  ), b AS (
+    UPDATE backups
+    SET status = 'completed', progress = 100, size_bytes = $4::bigint, stored_bytes = $5::bigint,
+        mode = $6::backup_mode, mode_reason = $7::varchar, consistency = $8::snapshot_consistency,
+        checkpoint = $9::varchar, completed_at = $3::timestamptz
+    WHERE id = $2::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+    RETURNING id
+  )
+  SELECT count(*)::int AS done FROM a`;
+
+/**
+ * The backup a new backup of the server is incremental from: its latest completed (not corrupt, not
+ * deleted) backup older than this one that left a checkpoint.
+ */
+const BACKUP_BASE = `
+  SELECT id, account_id, store, checkpoint FROM backups
+  WHERE server_id = $1::int AND id < $2::int AND status = 'completed' AND deleted_at IS NULL
+    AND checkpoint IS NOT NULL AND store IS NOT NULL
+  ORDER BY completed_at DESC, id DESC
+  LIMIT 1`;
+
+/**
+ * The store a backup being created goes to: the one recorded on its row by an earlier attempt, else its
+ * node's store now, recorded. Its chunk references live under that name, so a retry keeps it.
+ */
+const BACKUP_STORE_OF_CREATE = `
+  UPDATE backups SET store = COALESCE(store, $2::varchar)
+  WHERE id = $1::int
+  RETURNING store`;
 
 /**
  * Stamps running actions. A row another statement holds locked is skipped, not waited for: that is an
@@ -179,8 +254,15 @@ function finishStatement(f: Finish): pg.QueryConfig {
       WHERE id = ${p(f.failSnapshot.id)}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
       RETURNING id)`;
   }
+  if (f.failBackup) {
+    more += `, bk AS (
+      UPDATE backups SET status = 'failed', error_code = ${p(f.failBackup.code.slice(0, 64))}::varchar,
+             error = ${p(f.failBackup.error.slice(0, 1000))}::varchar, completed_at = $2::timestamptz
+      WHERE id = ${p(f.failBackup.id)}::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)
+      RETURNING id)`;
+  }
   return {
-    name: `action-finish-${f.outcome}${f.error ? '-e' : ''}${f.restoreServer ? '-srv' : ''}${f.failSnapshot ? '-snap' : ''}`,
+    name: `action-finish-${f.outcome}${f.error ? '-e' : ''}${f.restoreServer ? '-srv' : ''}${f.failSnapshot ? '-snap' : ''}${f.failBackup ? '-bk' : ''}`,
     text: `WITH a AS (UPDATE actions SET ${set} WHERE id = $1::int AND status = 'running' RETURNING id)${more}
       SELECT count(*)::int AS done FROM a`,
     values,
@@ -200,9 +282,18 @@ function toAction(r: ActionRow): LoadedAction {
       domainUuid: r.domain_uuid,
       diskPath: r.disk_path,
       status: r.server_status,
-      node: { snapshotDir: r.snapshot_dir },
+      node: { snapshotDir: r.snapshot_dir, backupStore: r.node_backup_store },
     },
     snapshot: r.snap_id !== null ? { id: r.snap_id, status: r.snap_status! } : null,
+    backup:
+      r.backup_id !== null
+        ? {
+            id: r.backup_id,
+            status: r.backup_status!,
+            accountId: r.backup_account_id!,
+            storeName: r.backup_store_name,
+          }
+        : null,
   };
 }
 
@@ -281,13 +372,68 @@ export class ActionStore implements OnModuleDestroy {
     return rows[0]?.done === 1;
   }
 
-  /** Progress of a running action and (for a create) of its snapshot, in one statement. */
-  async progress(actionId: number, snapshotId: number | null, pct: number, at: Date): Promise<void> {
+  /** Progress of a running action and (for a create) of its snapshot or backup, in one statement. */
+  async progress(
+    actionId: number,
+    created: { snapshotId: number | null; backupId: number | null },
+    pct: number,
+    at: Date,
+  ): Promise<void> {
     await this.pool.query({
       name: 'action-progress',
       text: PROGRESS,
-      values: [actionId, pct, at, snapshotId],
+      values: [actionId, pct, at, created.snapshotId, created.backupId],
     });
+  }
+
+  /** Whether this call ended the backup create (false: it was not running — a duplicate, or finished). */
+  async succeedBackupCreate(r: BackupCreateResult): Promise<boolean> {
+    const { rows } = await this.pool.query<{ done: number }>({
+      name: 'action-succeed-backup-create',
+      text: SUCCEED_BACKUP_CREATE,
+      values: [
+        r.actionId,
+        r.backupId,
+        r.at,
+        String(r.sizeBytes),
+        String(r.storedBytes),
+        r.mode,
+        r.modeReason,
+        r.consistency,
+        r.checkpoint,
+      ],
+    });
+    return rows[0]?.done === 1;
+  }
+
+  /** The store a backup create writes to (see BACKUP_STORE_OF_CREATE); `nodeStore`: its node's store. */
+  async backupStoreOfCreate(backupId: number, nodeStore: string): Promise<string> {
+    const { rows } = await this.pool.query<{ store: string }>({
+      name: 'backup-store-of-create',
+      text: BACKUP_STORE_OF_CREATE,
+      values: [backupId, nodeStore],
+    });
+    return rows[0]?.store ?? nodeStore;
+  }
+
+  /** The base of the server's next incremental backup (see BACKUP_BASE), or null for a full one. */
+  async backupBase(
+    serverId: number,
+    backupId: number,
+  ): Promise<{ backup: BackupRef; checkpoint: string } | null> {
+    const { rows } = await this.pool.query<{
+      id: number;
+      account_id: number;
+      store: string;
+      checkpoint: string;
+    }>({ name: 'backup-base', text: BACKUP_BASE, values: [serverId, backupId] });
+    const r = rows[0];
+    return r
+      ? {
+          backup: { id: r.id, accountId: r.account_id, storeName: r.store },
+          checkpoint: r.checkpoint,
+        }
+      : null;
   }
 
   /**

@@ -1,12 +1,14 @@
-import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { AppConfig } from '../config/app-config';
 import { MicroBatcher } from '../common/micro-batcher';
 import { RedisService } from '../redis/redis.service';
 import { jobPriorityOf, OpenOperations } from './open-operations';
+import { ActionKind } from '../generated/prisma/enums';
 
-export const JOB_NAMES = ['create_snapshot', 'restore_snapshot', 'delete_snapshot'] as const;
-export type JobName = (typeof JOB_NAMES)[number];
+/** A job is named after its action's kind (the database's enum, the one list of them). */
+export const JOB_NAMES: readonly ActionKind[] = Object.values(ActionKind);
+export type JobName = ActionKind;
 
 export interface ActionJobData {
   actionId: number;
@@ -35,6 +37,7 @@ interface QueuedJob {
 /** The queue side of jobs (Redis via BullMQ). Producers use the fail-fast shared connection. */
 @Injectable()
 export class JobQueue implements OnModuleDestroy {
+  private readonly logger = new Logger(JobQueue.name);
   private readonly queues = new Map<number, Queue<ActionJobData>>();
   /** Each call's own outcome: null, or the error of its node's queue. */
   private readonly batcher = new MicroBatcher<QueuedJob, Error | null>((jobs) => this.addAll(jobs));
@@ -68,6 +71,21 @@ export class JobQueue implements OnModuleDestroy {
     if (!(JOB_NAMES as readonly string[]).includes(kind)) throw new Error(`unknown job kind ${kind}`);
     const failed = await this.batcher.load({ nodeId, actionId, kind: kind as JobName });
     if (failed) throw failed;
+  }
+
+  /**
+   * Enqueues the job of an action the API has just committed, but never fails the accepted request for
+   * it: should Redis be unreachable, the worker's dispatcher enqueues the committed pending action.
+   */
+  async enqueueAccepted(nodeId: number, actionId: number, kind: JobName): Promise<void> {
+    try {
+      await this.enqueue(nodeId, actionId, kind);
+    } catch (e) {
+      this.logger.warn(
+        { actionId, err: e },
+        'enqueue failed; the dispatcher will enqueue the committed action',
+      );
+    }
   }
 
   private async addAll(jobs: QueuedJob[]): Promise<(Error | null)[]> {

@@ -1,4 +1,6 @@
 import { Module } from '@nestjs/common';
+import { BackupStoreModule } from '../backup-store/backup-store.module';
+import { BackupDataModule } from '../backups/data/backup-data.module';
 import { HypervisorModule } from '../hypervisor/hypervisor.module';
 import { ActionRunner } from './action-runner.service';
 import { ActionStore } from './action-store';
@@ -6,8 +8,9 @@ import { Heartbeats } from './heartbeats';
 import { JobsCoreModule } from './jobs-core.module';
 import { NodeWorkerService } from './node-worker.service';
 
+/** The node worker: its runner reaches the hypervisor driver and, for backups, the data path over the stores. */
 @Module({
-  imports: [JobsCoreModule, HypervisorModule],
+  imports: [JobsCoreModule, HypervisorModule, BackupDataModule.withStores(BackupStoreModule)],
   providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService],
   exports: [NodeWorkerService, HypervisorModule],
 })

@@ -47,6 +47,10 @@ published; this service only adds (\`progress\`, \`consistency\`, \`completed_at
 
 const TAGS: [string, string][] = [
   ['snapshots', 'Point-in-time copies of a server (the published snapshots API, plus a detail endpoint).'],
+  [
+    'backups',
+    'Incremental, deduplicated copies of a server in backup storage apart from its host, restorable onto any node.',
+  ],
   ['servers', 'Your servers, with their snapshot quota and current operation.'],
   ['actions', 'Long operations (create, restore, delete) to poll.'],
   ['tokens', 'Your account’s API tokens.'],
@@ -57,6 +61,7 @@ const TAGS: [string, string][] = [
 /** Path parameter names as the published page writes them (`{snapshot_id}`); routes declare `:id`. */
 const PATH_PARAM_NAMES: [prefix: string, name: string][] = [
   ['/api/v1/snapshots/', 'snapshot_id'],
+  ['/api/v1/backups/', 'backup_id'],
   ['/api/v1/servers/', 'server_id'],
   ['/api/v1/actions/', 'action_id'],
   ['/api/v1/tokens/', 'token_id'],

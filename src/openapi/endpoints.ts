@@ -32,6 +32,8 @@ import {
   PUBLISHED_RESTORE_EXAMPLE,
   SERVER_EXAMPLE,
   SNAPSHOT_EXAMPLE,
+  BACKUP_EXAMPLE,
+  BACKUP_POLICY_EXAMPLE,
 } from './examples';
 import { ActionView } from '../actions/action.view';
 import { AuditEventPage } from '../audit/audit-event.view';
@@ -45,6 +47,9 @@ import {
   SnapshotView,
 } from '../snapshots/snapshot.view';
 import { TokenCreatedView, TokenPage } from '../auth/token.view';
+import { BackupCreatedView, BackupPage, BackupRestoreStartedView, BackupView } from '../backups/backup.view';
+import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
+import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
 import { ProblemSchema } from './schemas';
 
 export const BEARER = 'bearer';
@@ -114,6 +119,29 @@ const BODY: Errors = {
   415: { examples: ['unsupported_media_type'] },
 };
 
+const BACKUP_NOT_FOUND = {
+  description: 'Not Found - Backup does not exist',
+  examples: ['backup_not_found', 'backup_not_found_cy'] as ProblemExampleKey[],
+};
+
+/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
+const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
+  400: {
+    description: `Invalid parameters, or the ${kind} limit is reached, or the server is busy`,
+    examples: [
+      'validation_failed',
+      'malformed_json',
+      `${kind}_limit_reached`,
+      'invalid_server_state',
+      'idempotency_key_reused',
+    ],
+  },
+  404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+  409: IDEMPOTENCY_IN_USE,
+  ...BODY,
+  ...AUTHED,
+});
+
 const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
 
@@ -146,6 +174,7 @@ const idempotencyKey = () =>
 /** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
 export const ApiDocs = {
   snapshots: () => applyDecorators(ApiTags('snapshots'), ApiBearerAuth(BEARER)),
+  backups: () => applyDecorators(ApiTags('backups'), ApiBearerAuth(BEARER)),
   servers: () => applyDecorators(ApiTags('servers'), ApiBearerAuth(BEARER)),
   actions: () => applyDecorators(ApiTags('actions'), ApiBearerAuth(BEARER)),
   tokens: () => applyDecorators(ApiTags('tokens'), ApiBearerAuth(BEARER)),
@@ -221,22 +250,7 @@ export const ApiDoc = {
             full: { summary: 'With this service’s additions', value: FULL_CREATE_EXAMPLE },
           },
         }),
-        problemResponses({
-          400: {
-            description: 'Invalid parameters, or the snapshot limit is reached, or the server is busy',
-            examples: [
-              'validation_failed',
-              'malformed_json',
-              'snapshot_limit_reached',
-              'invalid_server_state',
-              'idempotency_key_reused',
-            ],
-          },
-          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
-          409: IDEMPOTENCY_IN_USE,
-          ...BODY,
-          ...AUTHED,
-        }),
+        problemResponses(createProblems('snapshot')),
       ),
     restore: () =>
       applyDecorators(
@@ -289,6 +303,143 @@ export const ApiDoc = {
             description: 'Not Found - Snapshot does not exist',
             examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
           },
+          ...AUTHED,
+        }),
+      ),
+  },
+  backups: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listBackups',
+          summary: 'List backups',
+          description: 'Your live backups across your servers, newest first. Deleted backups never appear.',
+        }),
+        okJson(BackupPage, 'Backup list retrieved', 200, {
+          example: { count: 1, next: null, previous: null, results: [BACKUP_EXAMPLE] },
+        }),
+        problemResponses({
+          400: { examples: ['validation_failed_query'] },
+          404: {
+            description: 'A page past the last one, or a server not yours',
+            examples: ['page_not_found', 'server_not_found'],
+          },
+          ...AUTHED,
+        }),
+      ),
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getBackup',
+          summary: 'Show one backup',
+          description: 'One backup of yours.',
+        }),
+        pathId('Backup id.'),
+        okJson(BackupView, 'The backup', 200, { example: BACKUP_EXAMPLE }),
+        problemResponses({ 404: BACKUP_NOT_FOUND, ...AUTHED }),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'createBackup',
+          summary: 'Create a backup',
+          description:
+            'Back a server up to backup storage, which does not share a failure with its host. Only what changed ' +
+            'since its last completed backup is read when possible (`mode`). Poll the returned `action_id`.\n\n' +
+            '**Note:** at most **10 manual backups per server**; automatic ones do not count. Only one create or ' +
+            'restore (of a snapshot or a backup) runs on a server at a time.',
+        }),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(CreateBackupDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateBackupDto) } }),
+        okJson(BackupCreatedView, 'Backup creation started', 201),
+        problemResponses(createProblems('backup')),
+      ),
+    restore: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'restoreBackup',
+          summary: 'Restore from a backup',
+          description:
+            "Overwrite a server's disk with a backup: its own server, or `server_id`, another server of yours on " +
+            'any node. **This cannot be undone.** The server is stopped first and started again afterwards if it ' +
+            'was running. The backup must be `completed`; poll the returned `action_id`.',
+        }),
+        pathId('Backup id.'),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(RestoreBackupDto),
+        ApiBody({ required: false, schema: { $ref: getSchemaPath(RestoreBackupDto) } }),
+        okJson(BackupRestoreStartedView, 'Restoration started', 200),
+        problemResponses({
+          400: {
+            description: 'The target is busy, or the backup cannot be restored',
+            examples: [
+              'validation_failed',
+              'invalid_server_state',
+              'invalid_backup_state',
+              'idempotency_key_reused',
+            ],
+          },
+          404: {
+            description: 'The backup, or the target server, is not yours',
+            examples: ['backup_not_found', 'server_not_found'],
+          },
+          409: IDEMPOTENCY_IN_USE,
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    delete: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'deleteBackup',
+          summary: 'Delete a backup',
+          description:
+            'Permanently delete a backup; it leaves every list at once and frees its slot, and its data is released ' +
+            'in the background. A backup still being created, or being restored from, cannot be deleted.',
+        }),
+        pathId('Backup id.'),
+        ApiResponse({ status: 204, description: 'Backup deleted' }),
+        problemResponses({
+          400: { description: 'The backup is busy', examples: ['invalid_backup_state'] },
+          404: BACKUP_NOT_FOUND,
+          ...AUTHED,
+        }),
+      ),
+    getPolicy: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getBackupPolicy',
+          summary: "A server's backup policy",
+          description: 'Its automatic backups: schedule (a 4-hour UTC window) and retention. Off by default.',
+        }),
+        pathId('Server id.'),
+        okJson(BackupPolicyDto, 'The policy', 200, { example: BACKUP_POLICY_EXAMPLE }),
+        problemResponses({
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    putPolicy: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'putBackupPolicy',
+          summary: "Set a server's backup policy",
+          description: 'The whole policy; every invalid field is named in `errors` (e.g. `schedule.hour`).',
+        }),
+        pathId('Server id.'),
+        ApiBody({
+          required: true,
+          type: BackupPolicyDto,
+          examples: { weekly: { value: BACKUP_POLICY_EXAMPLE } },
+        }),
+        okJson(BackupPolicyDto, 'The policy as stored', 200, { example: BACKUP_POLICY_EXAMPLE }),
+        problemResponses({
+          400: { examples: ['validation_failed', 'malformed_json'] },
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...BODY,
           ...AUTHED,
         }),
       ),

@@ -6,8 +6,8 @@ import { Lang, message } from '../common/messages';
 import { PAGE_SIZE_MESSAGE } from '../common/pagination';
 import { scopesNotHeld } from '../auth/api-token.service';
 import { ProblemException, ProblemSpec, problems } from '../common/problem';
-import { SNAPSHOT_NAME_MESSAGE } from '../snapshots/dto/create-snapshot.dto';
-import { serverBusy } from '../snapshots/snapshots.service';
+import { RESOURCE_NAME_MESSAGE } from '../common/resource-fields';
+import { serverBusy } from '../servers/server-hold';
 import { MAX_URL_BYTES } from '../common/url-limit';
 
 export const PUBLISHED_LIST_EXAMPLE = {
@@ -102,6 +102,34 @@ export const SERVER_EXAMPLE = {
   created_at: '2024-11-02T09:12:44Z',
   snapshot_quota: { limit: 5, used: 2 },
   current_action: { id: 9001, kind: 'create_snapshot', status: 'running', progress: 40 },
+  backup_quota: { limit: 10, used: 3 },
+  backup_policy: { enabled: false, next_run_at: null },
+};
+
+export const BACKUP_EXAMPLE = {
+  id: 3101,
+  server: { id: 12345, name: 'web-server-01' },
+  name: 'nightly-2025-01-15',
+  kind: 'manual',
+  status: 'completed',
+  size_mb: 5120,
+  stored_mb: 312,
+  created_at: '2025-01-15T02:00:00Z',
+  description: '',
+  progress: 100,
+  consistency: 'quiesced',
+  completed_at: '2025-01-15T02:04:10Z',
+  expires_at: null,
+  verified_at: null,
+  mode: 'incremental',
+  mode_reason: null,
+  error: null,
+};
+
+export const BACKUP_POLICY_EXAMPLE = {
+  enabled: true,
+  schedule: { frequency: 'weekly', weekday: 0, hour: 2 },
+  retention: { daily: 7, weekly: 4, monthly: 0 },
 };
 
 export const ACTION_EXAMPLES = {
@@ -129,6 +157,7 @@ export const ACTION_EXAMPLES = {
       progress: 35,
       server: { id: 12345, name: 'web-server-01' },
       snapshot: { id: 801, name: 'pre-migration-snapshot' },
+      backup: null,
       error: { code: 'copy_failed', message: message('hypervisor_copy_failed', 'en') },
       created_at: '2025-01-16T17:00:00Z',
       started_at: '2025-01-16T17:00:01Z',
@@ -163,7 +192,7 @@ export const PROBLEM_EXAMPLES = {
   forbidden_admin: problem('A customer token on an operator endpoint', problems.forbidden('admin')),
   validation_failed: problem(
     'Invalid parameters',
-    problems.validation([{ field: 'name', message: SNAPSHOT_NAME_MESSAGE }]),
+    problems.validation([{ field: 'name', message: RESOURCE_NAME_MESSAGE }]),
   ),
   validation_failed_query: problem(
     'An invalid query parameter',
@@ -208,6 +237,27 @@ export const PROBLEM_EXAMPLES = {
     status: 409,
     code: 'idempotency_key_in_use',
   }),
+  backup_limit_reached: problem('The server already has 10 live manual backups', {
+    status: 400,
+    code: 'backup_limit_reached',
+    params: { limit: 10, used: 10, server_id: 12345 },
+    extra: { limit: 10, used: 10, server_id: 12345 },
+  }),
+  invalid_backup_state: problem('The backup is not completed, or is being restored from', {
+    status: 400,
+    code: 'invalid_backup_state',
+    params: { backup_id: 3101, operation: 'restored', reason: 'in_progress' },
+    extra: { backup_status: 'in_progress' },
+  }),
+  backup_not_found: problem(
+    'Absent, deleted, another account’s, or not an id',
+    problems.notFound('backup_not_found'),
+  ),
+  backup_not_found_cy: problem(
+    'The same with Accept-Language: cy',
+    problems.notFound('backup_not_found'),
+    'cy',
+  ),
   snapshot_not_found: problem(
     'Absent, deleted, another account’s, or not an id',
     problems.notFound('snapshot_not_found'),

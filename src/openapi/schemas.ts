@@ -7,10 +7,10 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { PROBLEM_CODES } from '../common/problem';
 import { ActionRef } from '../actions/action.view';
-import { ServerStatus, SnapshotStatus } from '../generated/prisma/enums';
+import { BackupStatus, ServerStatus, SnapshotStatus } from '../generated/prisma/enums';
 import { ReadinessChecks } from '../health/health.view';
 import { RATE_LIMIT_KINDS, RATE_LIMIT_SCOPES } from '../rate-limit/rate-limiter';
-import { SNAPSHOT_NAME_MESSAGE } from '../snapshots/dto/create-snapshot.dto';
+import { RESOURCE_NAME_MESSAGE } from '../common/resource-fields';
 import { COUNT, ID } from './properties';
 
 // ---------------------------------------------------------------- errors
@@ -20,7 +20,7 @@ export class FieldErrorSchema {
   @ApiProperty({ example: 'name', description: 'The field (dotted path for nested fields).' })
   field!: string;
 
-  @ApiProperty({ example: SNAPSHOT_NAME_MESSAGE })
+  @ApiProperty({ example: RESOURCE_NAME_MESSAGE })
   message!: string;
 }
 
@@ -124,6 +124,13 @@ export class ProblemSchema {
     description: '`invalid_snapshot_state`: the snapshot’s status.',
   })
   snapshot_status?: string;
+
+  @ApiPropertyOptional({
+    enum: BackupStatus,
+    enumName: 'BackupStatus',
+    description: '`invalid_backup_state`: the backup’s status.',
+  })
+  backup_status?: string;
 
   @ApiPropertyOptional({
     type: ReadinessChecks,

@@ -20,6 +20,33 @@ export class SnapshotQuota {
   used!: number;
 }
 
+@ApiSchema({ name: 'BackupQuota', description: 'Live manual backups of the server against the limit.' })
+export class BackupQuota {
+  @ApiProperty({ ...COUNT, example: 10 })
+  limit!: number;
+
+  @ApiProperty({
+    ...COUNT,
+    example: 3,
+    description:
+      'Manual backups `in_progress`, `completed` or `corrupt`; failed, deleted and automatic ones do not count.',
+  })
+  used!: number;
+}
+
+@ApiSchema({ name: 'BackupPolicySummary', description: "The server's automatic backups at a glance." })
+export class BackupPolicySummary {
+  @ApiProperty({ example: false })
+  enabled!: boolean;
+
+  @ApiProperty({
+    ...DATE_TIME,
+    nullable: true,
+    description: 'The next automatic backup; null while none is scheduled.',
+  })
+  next_run_at!: string | null;
+}
+
 @ApiSchema({ name: 'Server', description: 'One of the account’s servers.' })
 export class ServerView {
   @ApiProperty({ ...ID, example: 12345 })
@@ -43,6 +70,12 @@ export class ServerView {
     description: 'The pending or running create/restore on this server, if any.',
   })
   current_action!: ActionSummary | null;
+
+  @ApiProperty({ type: BackupQuota })
+  backup_quota!: BackupQuota;
+
+  @ApiProperty({ type: BackupPolicySummary })
+  backup_policy!: BackupPolicySummary;
 }
 
 export const ServerPage = PageOf(ServerView, { description: 'A page of servers, by id.' });
@@ -91,6 +124,9 @@ export function serverView(s: ServerSummary): ServerView {
     created_at: apiTime(s.createdAt),
     snapshot_quota: s.snapshotQuota,
     current_action: s.currentAction,
+    backup_quota: s.backupQuota,
+    // next_run_at stays null until automatic backups are scheduled.
+    backup_policy: { enabled: s.backupPolicyEnabled, next_run_at: null },
   };
 }
 

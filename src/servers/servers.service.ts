@@ -13,10 +13,13 @@ import { isUniqueViolation } from '../prisma/database-errors';
 import { PrismaService } from '../prisma/prisma.service';
 import { ReadStatements } from '../prisma/read-statements';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
+import { BACKGROUND_KINDS } from './server-hold';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
 
 /** Snapshot statuses that occupy one of a server's slots (failed ones do not). */
 export const SLOT_STATUSES = ['in_progress', 'completed'] as const;
+/** Backup statuses that occupy one of a server's manual slots (failed ones do not). */
+export const BACKUP_SLOT_STATUSES = ['in_progress', 'completed', 'corrupt'] as const;
 export const OPEN_ACTION_STATUSES: ActionStatus[] = ['pending', 'running'];
 
 export interface ServerSummary {
@@ -25,6 +28,8 @@ export interface ServerSummary {
   status: ServerStatus;
   createdAt: Date;
   snapshotQuota: { limit: number; used: number };
+  backupQuota: { limit: number; used: number };
+  backupPolicyEnabled: boolean;
   currentAction: { id: number; kind: ActionKind; status: ActionStatus; progress: number } | null;
 }
 
@@ -36,11 +41,16 @@ interface SummaryRow {
   status: ServerStatus | null;
   created_at: Date | null;
   used: number | null;
+  backups_used: number | null;
+  policy_enabled: boolean | null;
   action_id: number | null;
   action_kind: ActionKind | null;
   action_status: ActionStatus | null;
   action_progress: number | null;
 }
+
+/** Constant names as an SQL list of literals (this file's own constants, never input). */
+const sqlList = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
 
 @Injectable()
 export class ServersService {
@@ -189,11 +199,14 @@ export class ServersService {
        SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at,
          (SELECT count(*) FROM snapshots sn WHERE sn.server_id = p.id AND sn.deleted_at IS NULL
             AND sn.status = ANY($1::snapshot_status[]))::int AS used,
+         (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
+            AND b.kind = 'manual' AND b.status::text IN (${sqlList(BACKUP_SLOT_STATUSES)}))::int AS backups_used,
+         EXISTS (SELECT 1 FROM backup_policies bp WHERE bp.server_id = p.id AND bp.enabled) AS policy_enabled,
          a.id AS action_id, a.kind AS action_kind, a.status AS action_status, a.progress AS action_progress
        FROM (SELECT 1) one LEFT JOIN page p ON true
        LEFT JOIN LATERAL (SELECT id, kind, status, progress FROM actions
          WHERE server_id = p.id AND status = ANY($2::action_status[])
-         ORDER BY kind = 'delete_snapshot', id LIMIT 1) a ON true
+         ORDER BY kind::text IN (${sqlList(BACKGROUND_KINDS)}), id LIMIT 1) a ON true
        ORDER BY p.id`,
       [SLOT_STATUSES, OPEN_ACTION_STATUSES, ...values],
     );
@@ -208,6 +221,8 @@ export class ServersService {
         status: r.status!,
         createdAt: r.created_at!,
         snapshotQuota: { limit: this.config.snapshotLimitPerServer, used: r.used! },
+        backupQuota: { limit: this.config.backupLimitPerServer, used: r.backups_used! },
+        backupPolicyEnabled: r.policy_enabled!,
         currentAction:
           r.action_id === null
             ? null

@@ -1,18 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { PageRequest, skipTake } from '../common/pagination';
+import { ListOrdering, orderingSql } from '../common/list-query';
 import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { lockServerSql } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
-
-export type SnapshotOrdering = 'created_at' | '-created_at' | 'id' | '-id' | 'name' | '-name';
-export const SNAPSHOT_ORDERINGS: SnapshotOrdering[] = [
-  'created_at',
-  '-created_at',
-  'id',
-  '-id',
-  'name',
-  '-name',
-];
 
 /** A snapshot's columns as the statements return them. */
 interface SnapshotColumns {
@@ -42,13 +34,6 @@ export interface LockedServer {
   node_id: number;
   status: 'running' | 'stopped' | 'restoring';
   name: string;
-}
-
-/** An action holding a server (an open create or restore). */
-export interface HoldingAction {
-  id: number;
-  kind: ActionKind;
-  status: ActionStatus;
 }
 
 /** The row of create's statement: the locked server, then what `snapshot_create_checked` found or did. */
@@ -119,17 +104,6 @@ export interface DeleteRow extends LockedRow {
 const LOCKED_SERVER_COLUMNS = Prisma.sql`v.id AS server_id, v.account_id AS server_account_id, v.node_id,
   v.status::text AS server_status, v.name AS server_name`;
 
-/** The holding action of a create or restore row, if any. */
-export function holdingOf(r: {
-  holding_id: number | null;
-  holding_kind: ActionKind | null;
-  holding_status: ActionStatus | null;
-}): HoldingAction | null {
-  return r.holding_id !== null
-    ? { id: r.holding_id, kind: r.holding_kind!, status: r.holding_status! }
-    : null;
-}
-
 function snapshotOf(r: SnapshotColumns, server: { id: number; name: string }): SnapshotRow {
   return {
     id: r.id,
@@ -171,30 +145,14 @@ export class SnapshotRepository {
    */
   async list(
     scope: { accountId?: number },
-    filter: { serverId?: number; ordering: SnapshotOrdering },
+    filter: { serverId?: number; ordering: ListOrdering },
     page: PageRequest,
   ): Promise<{ visible: boolean; count: number; rows: SnapshotRow[] }> {
     const conds: Prisma.Sql[] = [Prisma.sql`s.deleted_at IS NULL`];
     if (scope.accountId !== undefined) conds.push(Prisma.sql`s.account_id = ${scope.accountId}`);
     if (filter.serverId !== undefined) conds.push(Prisma.sql`s.server_id = ${filter.serverId}`);
     const where = Prisma.join(conds, ' AND ');
-    const desc = filter.ordering.startsWith('-');
-    const field = filter.ordering.replace('-', '') as 'created_at' | 'id' | 'name';
-    const dir = Prisma.raw(desc ? 'DESC' : 'ASC');
-    const keys =
-      field === 'created_at'
-        ? Prisma.sql`p.created_at ${dir}, p.id ${dir}`
-        : field === 'id'
-          ? Prisma.sql`p.id ${dir}`
-          : Prisma.sql`p.name ${dir}, p.id ${dir}`;
-    const inner = Prisma.raw(
-      (field === 'created_at'
-        ? 's.created_at D, s.id D'
-        : field === 'id'
-          ? 's.id D'
-          : 's.name D, s.id D'
-      ).replace(/D/g, desc ? 'DESC' : 'ASC'),
-    );
+    const { inner, outer: keys } = orderingSql(filter.ordering, 's');
     const { skip, take } = skipTake(page);
     const visible =
       filter.serverId === undefined
@@ -273,11 +231,7 @@ export class SnapshotRepository {
   ): Promise<CreateRow | undefined> {
     const [r] = await this.prisma.$queryRaw<CreateRow[]>`
       SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (
-        SELECT id, account_id, node_id, status, name FROM servers
-        WHERE id = ${i.serverId}::int AND (${i.scope}::int IS NULL OR account_id = ${i.scope}::int)
-        FOR UPDATE
-      ) v
+      FROM (${lockServerSql(i.serverId, i.scope)}) v
       CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
         ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
     return r;

@@ -13,7 +13,7 @@ import { Lang, message } from '../common/messages';
 import { PageOf } from '../common/pagination';
 import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/prisma/enums';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
-import { SNAPSHOT_NAME, SNAPSHOT_NAME_MAX } from './dto/create-snapshot.dto';
+import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
 
 export interface SnapshotRow {
   id: number;
@@ -47,9 +47,9 @@ export const SNAPSHOT_COLUMNS = {
 const MIB = 1024 * 1024;
 const SNAPSHOT_NAME_PROPERTY = {
   example: 'pre-migration-snapshot',
-  pattern: SNAPSHOT_NAME.source,
+  pattern: RESOURCE_NAME.source,
   minLength: 1,
-  maxLength: SNAPSHOT_NAME_MAX,
+  maxLength: RESOURCE_NAME_MAX,
 };
 
 @ApiSchema({ name: 'ServerRef', description: 'The server a resource belongs to.' })
@@ -181,6 +181,11 @@ export class RestoreStartedView {
   action_id?: number;
 }
 
+/** Bytes as whole MiB, rounded up (null stays null). */
+export function mebibytes(bytes: bigint | null): number | null {
+  return bytes === null ? null : Math.ceil(Number(bytes) / MIB);
+}
+
 /** The published fields first, in the published order, then this service's additions. */
 export function snapshotView(s: SnapshotRow): SnapshotView {
   return {
@@ -188,7 +193,7 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     server: { id: s.server.id, name: s.server.name },
     name: s.name,
     status: s.status,
-    size_mb: s.status === 'completed' && s.sizeBytes !== null ? Math.ceil(Number(s.sizeBytes) / MIB) : null,
+    size_mb: s.status === 'completed' ? mebibytes(s.sizeBytes) : null,
     created_at: apiTime(s.createdAt),
     description: s.description,
     progress: s.progress,

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest } from '../common/pagination';
+import { ListOrdering } from '../common/list-query';
 import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
@@ -10,38 +11,12 @@ import {
   CreateInput,
   createdSnapshot,
   CreateRow,
-  HoldingAction,
-  holdingOf,
   LockedRow,
   LockedServer,
-  SnapshotOrdering,
   SnapshotRepository,
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
-
-/** 400 invalid_server_state: a create or restore holds the server, or it is being restored (also the document's example). */
-export function serverBusy(
-  server: Pick<LockedServer, 'id' | 'status'>,
-  operation: 'snapshot' | 'restoration',
-  holding: HoldingAction | null,
-) {
-  return new ProblemException({
-    status: 400,
-    code: 'invalid_server_state',
-    params: {
-      operation,
-      status: server.status,
-      action_id: holding?.id,
-      action_kind: holding?.kind,
-      action_status: holding?.status,
-    },
-    extra: {
-      server_id: server.id,
-      server_status: server.status,
-      action: holding ? { id: holding.id, kind: holding.kind, status: holding.status } : null,
-    },
-  });
-}
+import { holdingOf, refuseIfHeld } from '../servers/server-hold';
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
@@ -72,7 +47,7 @@ export class SnapshotsService {
 
   async list(
     me: Principal,
-    filter: { serverId?: number; ordering: SnapshotOrdering },
+    filter: { serverId?: number; ordering: ListOrdering },
     page: PageRequest,
   ): Promise<{ count: number; rows: SnapshotRow[] }> {
     const { visible, count, rows } = await this.snapshots.list(accountScope(me), filter, page);
@@ -114,11 +89,11 @@ export class SnapshotsService {
     const server = { id: input.serverId, name: r.server_name, status: r.server_status };
     if (r.earlier_snapshot_id !== null) {
       const previous = await this.snapshots.findExisting(r.earlier_snapshot_id);
-      await this.enqueue(r.node_id, r.earlier_action_id!, 'create_snapshot');
+      await this.queue.enqueueAccepted(r.node_id, r.earlier_action_id!, 'create_snapshot');
       return { snapshot: previous, actionId: r.earlier_action_id! };
     }
     const holding = holdingOf(r);
-    if (holding || server.status === 'restoring') throw serverBusy(server, 'snapshot', holding);
+    refuseIfHeld(server, 'snapshot', holding);
     if (r.action_id === null) {
       throw new ProblemException({
         status: 400,
@@ -128,7 +103,7 @@ export class SnapshotsService {
       });
     }
     const snapshot = createdSnapshot(r, { id: server.id, name: server.name });
-    await this.enqueue(r.node_id, r.action_id, 'create_snapshot');
+    await this.queue.enqueueAccepted(r.node_id, r.action_id, 'create_snapshot');
     return { snapshot, actionId: r.action_id };
   }
 
@@ -171,7 +146,7 @@ export class SnapshotsService {
     if (r.snapshot_id === null) throw notFound('snapshot_not_found'); // deleted meanwhile
     const snap = { id: r.snapshot_id, name: r.snapshot_name!, createdAt: r.snapshot_created_at! };
     if (r.earlier_action_id !== null) {
-      await this.enqueue(server.node_id, r.earlier_action_id, 'restore_snapshot');
+      await this.queue.enqueueAccepted(server.node_id, r.earlier_action_id, 'restore_snapshot');
       return { snap, server, actionId: r.earlier_action_id };
     }
     if (r.snapshot_status !== 'completed') {
@@ -188,9 +163,9 @@ export class SnapshotsService {
       });
     }
     const holding = holdingOf(r);
-    if (holding || server.status === 'restoring') throw serverBusy(server, 'restoration', holding);
+    refuseIfHeld(server, 'restoration', holding);
     if (r.action_id === null) throw new Error(`snapshot_restore_checked inserted no action for ${snap.id}`);
-    await this.enqueue(server.node_id, r.action_id, 'restore_snapshot');
+    await this.queue.enqueueAccepted(server.node_id, r.action_id, 'restore_snapshot');
     return { snap, server, actionId: r.action_id };
   }
 
@@ -219,7 +194,7 @@ export class SnapshotsService {
     }
     if (r.action_id === null)
       throw new Error(`snapshot_delete_checked inserted no action for ${r.snapshot_id}`);
-    await this.enqueue(server.node_id, r.action_id, 'delete_snapshot');
+    await this.queue.enqueueAccepted(server.node_id, r.action_id, 'delete_snapshot');
     return { actionId: r.action_id };
   }
 
@@ -235,17 +210,5 @@ export class SnapshotsService {
       name: r.server_name,
     };
     return { r, server };
-  }
-
-  /** After commit: enqueue, but never fail the accepted request for it (the dispatcher retries). */
-  private async enqueue(nodeId: number, actionId: number, kind: string): Promise<void> {
-    try {
-      await this.queue.enqueue(nodeId, actionId, kind);
-    } catch (e) {
-      this.logger.warn(
-        { actionId, err: e },
-        'enqueue failed; the dispatcher will enqueue the committed action',
-      );
-    }
   }
 }

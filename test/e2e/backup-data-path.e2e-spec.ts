@@ -41,7 +41,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
   let nextBackupId = 1;
   const masterKey = randomBytes(32).toString('base64');
 
-  const stores: BackupStores = { forNode: () => Promise.resolve({ name: 'default', store }) };
+  const stores: BackupStores = { byName: () => store };
   const build = (cfg: AppConfig): ChunkedBackupDataPath =>
     new ChunkedBackupDataPath(
       driver,
@@ -52,7 +52,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
   const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
     id,
     accountId: account,
-    storeNodeId: 1,
+    storeName: 'default',
   });
   const write = (backup: BackupRef, serverId: number, base: BackupRef | null = null) =>
     dataPath.writeBackup(
@@ -284,13 +284,10 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const slow = new TempDirectoryStore(dir);
     const pause = (ms: number) => new Promise((r) => setTimeout(r, Math.random() * ms));
     const racing: BackupStores = {
-      forNode: () =>
-        Promise.resolve({
-          name: 'default',
-          store: Object.assign(Object.create(slow) as TempDirectoryStore, {
-            put: async (k: string, b: Buffer) => (await pause(4), slow.put(k, b)),
-            delete: async (k: string) => (await pause(8), slow.delete(k)),
-          }),
+      byName: () =>
+        Object.assign(Object.create(slow) as TempDirectoryStore, {
+          put: async (k: string, b: Buffer) => (await pause(4), slow.put(k, b)),
+          delete: async (k: string) => (await pause(8), slow.delete(k)),
         }),
     };
     const racer = new ChunkedBackupDataPath(

@@ -19,33 +19,15 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
+import { runProcess } from '../support/run-process';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist/customer-cli/main.js');
 const CREATE_MESSAGE = 'Snapshot is being created. This may take 3-10 minutes depending on server size.';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built CLI (asynchronously: the API and worker run in this process). */
-function run(command: string, args: string[], env: Record<string, string | undefined>): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (command: string, args: string[], env: Record<string, string | undefined>) =>
+  runProcess(command, args, env, ROOT);
 
 describe('customer CLI `vps` against the running service (fake node, real Postgres + Redis)', () => {
   let db: TestDatabase;
@@ -181,9 +163,9 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     const table = await vps(['servers', 'list']);
     expect(table.code).toBe(0);
     const [header, row] = table.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+CURRENT ACTION\s+CREATED$/);
+    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+BACKUPS\s+CURRENT ACTION\s+CREATED$/);
     expect(row).toMatch(
-      new RegExp(`^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+-\\s+\\d{4}-`),
+      new RegExp(`^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+0/10\\s+-\\s+\\d{4}-`),
     );
     const json = await vps(['servers', 'list', '--json']);
     expect(json.code).toBe(0);

@@ -70,6 +70,8 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
             created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
             snapshot_quota: { limit: 5, used: 0 },
             current_action: null,
+            backup_quota: { limit: 10, used: 0 },
+            backup_policy: { enabled: false, next_run_at: null },
           },
         ],
       });

@@ -547,6 +547,101 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       await request(api.url).delete(`/api/v1/snapshots/${spare.id}/`).set(idle.auth),
     );
 
+    // Backups (the worker is not running here: their actions stay pending, which is all the API needs).
+    const bt = await createTenant(api.prisma, nodeId, { serverStatus: 'stopped' });
+    const seedBackup = (name: string) =>
+      api.prisma.backup.create({
+        data: {
+          accountId: bt.account.id,
+          serverId: bt.server.id,
+          name,
+          status: 'completed',
+          progress: 100,
+          sizeBytes: BigInt(5120 * MIB),
+          storedBytes: BigInt(312 * MIB),
+          consistency: 'stopped',
+          mode: 'full',
+          modeReason: 'no_previous_backup',
+          checkpoint: 'vps-backup-seeded',
+          store: 'default',
+          completedAt: new Date(),
+        },
+      });
+    const [nightly, spareBackup] = [await seedBackup('nightly'), await seedBackup('spare')];
+    const asBt = (p: string) => request(api.url).get(p).set(bt.auth);
+    expectDocumented(doc, validator, 'listBackups', await asBt(`/api/v1/backups/?server_id=${bt.server.id}`));
+    expectDocumented(doc, validator, 'listBackups', await asBt('/api/v1/backups/?kind=weekly'));
+    expectDocumented(doc, validator, 'getBackup', await asBt(`/api/v1/backups/${nightly.id}/`));
+    expectDocumented(doc, validator, 'getBackup', await asBt('/api/v1/backups/2147483647/'));
+    const backupRestore = await request(api.url)
+      .post(`/api/v1/backups/${nightly.id}/restore/`)
+      .set(bt.auth)
+      .send({});
+    expect(backupRestore.status).toBe(200);
+    expectDocumented(doc, validator, 'restoreBackup', backupRestore);
+    expectDocumented(
+      doc,
+      validator,
+      'getAction',
+      await asBt(`/api/v1/actions/${backupRestore.body.action_id}/`),
+    );
+    expectDocumented(doc, validator, 'getServer', await asBt(`/api/v1/servers/${bt.server.id}/`));
+    const backupBusy = await request(api.url)
+      .post('/api/v1/backups/')
+      .set(bt.auth)
+      .send({ server_id: bt.server.id, name: 'x' });
+    expect(backupBusy.body.code).toBe('invalid_server_state');
+    expectDocumented(doc, validator, 'createBackup', backupBusy);
+    const restoring = await request(api.url).delete(`/api/v1/backups/${nightly.id}/`).set(bt.auth);
+    expect(restoring.body.code).toBe('invalid_backup_state');
+    expectDocumented(doc, validator, 'deleteBackup', restoring);
+    expectDocumented(
+      doc,
+      validator,
+      'restoreBackup',
+      await request(api.url).post('/api/v1/backups/2147483647/restore/').set(bt.auth).send({}),
+    );
+    expectDocumented(
+      doc,
+      validator,
+      'deleteBackup',
+      await request(api.url).delete(`/api/v1/backups/${spareBackup.id}/`).set(bt.auth),
+    );
+    const backupCreated = await request(api.url)
+      .post('/api/v1/backups/')
+      .set(idle.auth)
+      .send({ server_id: idle.server.id, name: 'nightly-2025-01-15' });
+    expect(backupCreated.status).toBe(201);
+    expectDocumented(doc, validator, 'createBackup', backupCreated);
+    const policyPath = `/api/v1/servers/${bt.server.id}/backup-policy/`;
+    expectDocumented(doc, validator, 'getBackupPolicy', await asBt(policyPath));
+    expectDocumented(
+      doc,
+      validator,
+      'getBackupPolicy',
+      await asBt('/api/v1/servers/2147483647/backup-policy/'),
+    );
+    const policy = {
+      enabled: true,
+      schedule: { frequency: 'weekly', weekday: 0, hour: 2 },
+      retention: { daily: 7, weekly: 4, monthly: 0 },
+    };
+    expectDocumented(
+      doc,
+      validator,
+      'putBackupPolicy',
+      await request(api.url).put(policyPath).set(bt.auth).send(policy),
+    );
+    expectDocumented(
+      doc,
+      validator,
+      'putBackupPolicy',
+      await request(api.url)
+        .put(policyPath)
+        .set(bt.auth)
+        .send({ ...policy, schedule: { ...policy.schedule, hour: 24 } }),
+    );
+
     // The operators' endpoints.
     const admin = await createToken(api.prisma, t.account.id, { scopes: ['read', 'write', 'admin'] });
     const adminAuth = { Authorization: `Bearer ${admin.token}` };

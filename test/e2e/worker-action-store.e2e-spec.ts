@@ -113,9 +113,10 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
         domainUuid: null,
         diskPath: a.server.diskPath,
         status: 'stopped',
-        node: { snapshotDir },
+        node: { snapshotDir, backupStore: 'default' },
       },
       snapshot: { id: a.snapshot.id, status: 'in_progress' },
+      backup: null,
     });
     for (const t of [a, b, again])
       expect(await actionRow(t.action.id)).toMatchObject({ status: 'running', attempts: 1, heartbeatAt: at });
@@ -262,7 +263,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     const t = await pendingCreate();
     await store.claim(t.action.id, new Date());
     const at = new Date('2026-11-28T07:00:00.000Z');
-    await store.progress(t.action.id, t.snapshot.id, 42, at);
+    await store.progress(t.action.id, { snapshotId: t.snapshot.id, backupId: null }, 42, at);
     expect(await actionRow(t.action.id)).toMatchObject({ progress: 42, heartbeatAt: at });
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ progress: 42 });
     expect(
@@ -276,7 +277,7 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
       }),
     ).toBe(true);
     const later = new Date('2026-11-28T08:00:00.000Z');
-    await store.progress(t.action.id, t.snapshot.id, 80, later);
+    await store.progress(t.action.id, { snapshotId: t.snapshot.id, backupId: null }, 80, later);
     await store.heartbeat([t.action.id], later);
     expect(await actionRow(t.action.id)).toMatchObject({
       status: 'failed',
@@ -428,5 +429,14 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     expect(driver.callCount('deleteSnapshot')).toBe(0);
     expect(await actionRow(t.action.id)).toMatchObject({ status: 'running' });
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ status: 'in_progress' });
+  });
+
+  it('a backup create records its node’s store once; a retry after the node changed store keeps it', async () => {
+    const server = await createServer(prisma, accountId, nodeId, { status: 'stopped' });
+    const backup = await prisma.backup.create({ data: { accountId, serverId: server.id, name: 'b' } });
+    expect(backup.store).toBeNull();
+    expect(await store.backupStoreOfCreate(backup.id, 'default')).toBe('default');
+    expect(await store.backupStoreOfCreate(backup.id, 'offsite')).toBe('default');
+    expect((await prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).store).toBe('default');
   });
 });

@@ -6,6 +6,9 @@
 import { INestApplication, INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Client } from 'pg';
 import { createHttpApp } from '../../src/app/http-app';
 import { WorkerModule } from '../../src/app/worker.module';
@@ -51,6 +54,10 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 /** The workers' backup master key in tests (one per test process). */
 export const TEST_BACKUP_MASTER_KEY = randomBytes(32).toString('base64');
 
+/** The workers' `default` backup store in tests: a directory per test process, removed when it exits. */
+export const TEST_BACKUP_DIR = mkdtempSync(path.join(os.tmpdir(), 'vps-test-backups-'));
+process.once('exit', () => rmSync(TEST_BACKUP_DIR, { recursive: true, force: true }));
+
 export function testConfig(db: TestDatabase, role: Role, env: Record<string, string> = {}): AppConfig {
   return loadConfig(
     {
@@ -68,6 +75,7 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      BACKUP_DIR: TEST_BACKUP_DIR,
       ...env,
     },
     role,

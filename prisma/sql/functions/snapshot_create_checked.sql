@@ -42,12 +42,8 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
         WHERE a."idempotency_key_id" = p_key_id AND a."snapshot_id" IS NOT NULL
         LIMIT 1
     ), holding AS (
-        -- The open create or restore that holds the server (deletes run in the background).
-        SELECT a."id", a."kind"::TEXT AS kind, a."status"::TEXT AS status FROM "actions" a
-        WHERE a."server_id" = p_server_id AND a."status" IN ('pending', 'running')
-          AND a."kind" <> 'delete_snapshot'
-        ORDER BY a."id" ASC
-        LIMIT 1
+        -- The open create or restore, of a snapshot or a backup, that holds the server.
+        SELECT * FROM server_holding_action(p_server_id)
     ), slots AS (
         SELECT count(*)::INTEGER AS n FROM "snapshots" s
         WHERE s."server_id" = p_server_id AND s."deleted_at" IS NULL

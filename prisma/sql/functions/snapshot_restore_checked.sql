@@ -37,12 +37,8 @@ CREATE OR REPLACE FUNCTION "snapshot_restore_checked"(
         ORDER BY a."id" ASC
         LIMIT 1
     ), holding AS (
-        -- The open create or restore that holds the server (deletes run in the background).
-        SELECT a."id", a."kind"::TEXT AS kind, a."status"::TEXT AS status FROM "actions" a
-        WHERE a."server_id" = p_server_id AND a."status" IN ('pending', 'running')
-          AND a."kind" <> 'delete_snapshot'
-        ORDER BY a."id" ASC
-        LIMIT 1
+        -- The open create or restore, of a snapshot or a backup, that holds the server.
+        SELECT * FROM server_holding_action(p_server_id)
     ), ok AS (
         SELECT 1 AS one FROM snap
         WHERE snap.status = 'completed' AND NOT EXISTS (SELECT 1 FROM earlier)

@@ -7,12 +7,13 @@ export interface NamedBackupStore {
 }
 
 /**
- * How the data path finds the store a node uses. Provided under `BACKUP_STORES` by whoever owns the
- * stores' configuration (the store registry); its name decides which chunks can be shared, so two
- * nodes that write through the same store must give the same name.
+ * How the data path finds a backup's store: by the name recorded with the backup. Provided under
+ * `BACKUP_STORES` by whoever owns the stores' configuration (the store registry); the name decides
+ * which chunks can be shared, so two names must never point at the same location.
  */
 export interface BackupStores {
-  forNode(nodeId: number): Promise<NamedBackupStore>;
+  /** The store of that name; a BackupStoreError `unavailable` when this process does not configure it. */
+  byName(name: string): BackupStore;
 }
 
 export const BACKUP_STORES = Symbol('BACKUP_STORES');

@@ -146,12 +146,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
   }
 
   private async open(backup: BackupRef): Promise<Opened> {
-    const [{ name, store }, key] = await Promise.all([
-      this.stores.forNode(backup.storeNodeId),
-      this.keys.forAccount(backup.accountId),
-    ]);
+    const store = this.stores.byName(backup.storeName);
+    const key = await this.keys.forAccount(backup.accountId);
     return {
-      space: { store: name, accountId: backup.accountId },
+      space: { store: backup.storeName, accountId: backup.accountId },
       objects: new BackupObjects(store, backup.accountId, key),
     };
   }
@@ -168,8 +166,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
   ): Promise<BackupManifest | null> {
     const base = input.base;
     if (!base || base.backup.accountId !== input.backup.accountId) return null;
-    const baseSpace = await this.stores.forNode(base.backup.storeNodeId);
-    if (baseSpace.name !== space.store) return null;
+    if (base.backup.storeName !== space.store) return null;
     try {
       return await objects.getManifest(base.backup.id, signal);
     } catch (e) {

@@ -21,6 +21,7 @@ import { createAccount, createNode, createServer, createToken } from '../../fact
 import {
   createTestDatabase,
   eventually,
+  TEST_BACKUP_DIR,
   TEST_BACKUP_MASTER_KEY,
   TestDatabase,
   testConfig,
@@ -383,6 +384,7 @@ export class FaultLab {
       QUEUE_PREFIX: this.queuePrefix,
       LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      BACKUP_DIR: TEST_BACKUP_DIR,
       ...FAST_RECOVERY,
       ...extra,
     };

@@ -1,0 +1,58 @@
+-- Backup create's rules: the per-server limit of manual backups and "one long operation per server".
+--
+-- Called as snapshot_create_checked is (see that file): BackupRepository sends one statement that locks
+-- the server row and, for the locked row, calls this VOLATILE function, whose query reads from a snapshot
+-- taken after the lock is held. Live manual backups that are in progress, completed or corrupt take a
+-- slot; failed, deleted and automatic ones do not. It inserts backup and action only when every rule
+-- passes and returns what it found either way.
+CREATE OR REPLACE FUNCTION "backup_create_checked"(
+    p_server_id INTEGER,
+    p_account_id INTEGER,
+    p_server_status "server_status",
+    p_name VARCHAR,
+    p_description VARCHAR,
+    p_token_id INTEGER,
+    p_key_id INTEGER,
+    p_limit INTEGER
+) RETURNS TABLE (
+    earlier_action_id INTEGER,
+    earlier_backup_id INTEGER,
+    holding_id INTEGER,
+    holding_kind TEXT,
+    holding_status TEXT,
+    used INTEGER,
+    action_id INTEGER,
+    id INTEGER
+) LANGUAGE sql VOLATILE AS $$
+    WITH earlier AS (
+        -- An earlier attempt of this Idempotency-Key request that committed its action.
+        SELECT a."id", a."backup_id" FROM "actions" a
+        WHERE a."idempotency_key_id" = p_key_id AND a."backup_id" IS NOT NULL
+        LIMIT 1
+    ), holding AS (
+        SELECT * FROM server_holding_action(p_server_id)
+    ), slots AS (
+        SELECT count(*)::INTEGER AS n FROM "backups" b
+        WHERE b."server_id" = p_server_id AND b."deleted_at" IS NULL AND b."kind" = 'manual'
+          AND b."status" IN ('in_progress', 'completed', 'corrupt')
+    ), ok AS (
+        SELECT 1 AS one
+        WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
+          AND p_server_status <> 'restoring' AND (SELECT n FROM slots) < p_limit
+    ), bk AS (
+        INSERT INTO "backups" ("account_id", "server_id", "name", "description")
+        SELECT p_account_id, p_server_id, p_name, p_description FROM ok
+        RETURNING "id"
+    ), act AS (
+        INSERT INTO "actions" ("kind", "account_id", "server_id", "backup_id", "requested_by_token_id",
+                               "server_status_before", "idempotency_key_id")
+        SELECT 'create_backup', p_account_id, p_server_id, bk."id", p_token_id, p_server_status, p_key_id
+        FROM bk
+        RETURNING "id"
+    )
+    SELECT e."id", e."backup_id", h."id", h.kind, h.status, (SELECT n FROM slots), (SELECT "id" FROM act),
+           (SELECT "id" FROM bk)
+    FROM (SELECT 1 AS one) base
+    LEFT JOIN earlier e ON true
+    LEFT JOIN holding h ON true
+$$;

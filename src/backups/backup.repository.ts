@@ -1,0 +1,198 @@
+import { Injectable } from '@nestjs/common';
+import { ListOrdering } from '../common/list-query';
+import { PageRequest, skipTake } from '../common/pagination';
+import { ActionKind, ActionStatus, BackupKind, Prisma, ServerStatus } from '../generated/prisma/client';
+import { PrismaService } from '../prisma/prisma.service';
+import { lockServerSql } from '../servers/server-hold';
+import { BACKUP_COLUMNS, BackupRow } from './backup.view';
+
+/** The locked server of a create or restore statement. */
+export interface LockedServer {
+  id: number;
+  account_id: number;
+  node_id: number;
+  status: ServerStatus;
+  name: string;
+}
+
+interface Holding {
+  holding_id: number | null;
+  holding_kind: ActionKind | null;
+  holding_status: ActionStatus | null;
+}
+
+/** The row of create's statement: the locked server, then what `backup_create_checked` found or did. */
+export interface CreateRow extends Holding {
+  node_id: number;
+  server_status: ServerStatus;
+  server_name: string;
+  earlier_action_id: number | null;
+  earlier_backup_id: number | null;
+  used: number;
+  action_id: number | null;
+  id: number | null;
+}
+
+/** The row of restore's statement: the locked target server, then what `backup_restore_checked` found or did. */
+export interface RestoreRow extends Holding {
+  server_id: number;
+  server_account_id: number;
+  node_id: number;
+  server_status: ServerStatus;
+  server_name: string;
+  backup_id: number | null;
+  backup_name: string | null;
+  backup_status: BackupRow['status'] | null;
+  backup_created_at: Date | null;
+  earlier_action_id: number | null;
+  action_id: number | null;
+}
+
+/** The row of delete's statement: the backup's server's node, then what `backup_delete_checked` found or did. */
+export interface DeleteRow {
+  node_id: number;
+  backup_id: number | null;
+  backup_status: BackupRow['status'] | null;
+  restoring: boolean | null;
+  action_id: number | null;
+}
+
+export interface BackupFilter {
+  serverId?: number;
+  kind?: BackupKind;
+  ordering: ListOrdering;
+}
+
+/** Prisma's orderBy for a list ordering (ties broken by id, as the snapshot list). */
+function orderByOf(ordering: ListOrdering): Prisma.BackupOrderByWithRelationInput[] {
+  const dir = ordering.startsWith('-') ? 'desc' : 'asc';
+  const field = ordering.replace('-', '') as 'created_at' | 'id' | 'name';
+  if (field === 'id') return [{ id: dir }];
+  return [field === 'name' ? { name: dir } : { createdAt: dir }, { id: dir }];
+}
+
+/**
+ * The backups' SQL. The rules are checked by the SQL functions each change calls
+ * (prisma/sql/functions/backup_*_checked.sql) and answered by BackupsService. Every change is one
+ * statement that first locks the rows the rule is about (the server; for a restore the target server and
+ * then the backup; for a delete the backup) and then checks and writes through a VOLATILE function, which
+ * reads from a snapshot taken after the locks are held (see snapshot.repository.ts).
+ */
+@Injectable()
+export class BackupRepository {
+  constructor(private readonly prisma: PrismaService) {}
+
+  /** The page, its count and, with a server filter, whether that server is visible. */
+  async list(
+    scope: { accountId?: number },
+    filter: BackupFilter,
+    page: PageRequest,
+  ): Promise<{ visible: boolean; count: number; rows: BackupRow[] }> {
+    const where: Prisma.BackupWhereInput = { deletedAt: null, ...scope };
+    if (filter.serverId !== undefined) where.serverId = filter.serverId;
+    if (filter.kind !== undefined) where.kind = filter.kind;
+    const [visible, count, rows] = await Promise.all([
+      filter.serverId === undefined
+        ? true
+        : this.prisma.server.count({ where: { id: filter.serverId, ...scope } }).then((n) => n > 0),
+      this.prisma.backup.count({ where }),
+      this.prisma.backup.findMany({
+        where,
+        orderBy: orderByOf(filter.ordering),
+        ...skipTake(page),
+        select: BACKUP_COLUMNS,
+      }),
+    ]);
+    return { visible, count, rows };
+  }
+
+  /** A live backup, within the scope when one is given. */
+  findLive(id: number, scope: { accountId?: number }): Promise<BackupRow | null> {
+    return this.prisma.backup.findFirst({ where: { id, deletedAt: null, ...scope }, select: BACKUP_COLUMNS });
+  }
+
+  /** A backup known to exist (one just inserted, or an earlier attempt's). */
+  findExisting(id: number): Promise<BackupRow> {
+    return this.prisma.backup.findUniqueOrThrow({ where: { id }, select: BACKUP_COLUMNS });
+  }
+
+  /** Create's statement: waits for its server's lock. No row: no such server (for this caller). */
+  async create(
+    i: { serverId: number; name: string; description: string; tokenId: number; scope: number | null },
+    limit: number,
+    idempotencyKeyId: number | null,
+  ): Promise<CreateRow | undefined> {
+    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
+      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+      FROM (${lockServerSql(i.serverId, i.scope)}) v
+      CROSS JOIN LATERAL backup_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
+        ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
+    return r;
+  }
+
+  /**
+   * Restore's statement: lock the target server (the backup's own by default), then the backup, which
+   * must be of the target's account; `backup_restore_checked` then re-reads both. No row: the backup or
+   * the target is not there for this caller (see `visibleBackup`).
+   */
+  async restore(
+    backupId: number,
+    targetServerId: number | null,
+    scope: number | null,
+    tokenId: number,
+    idempotencyKeyId: number | null,
+  ): Promise<RestoreRow | undefined> {
+    const [r] = await this.prisma.$queryRaw<RestoreRow[]>`
+      SELECT v.id AS server_id, v.account_id AS server_account_id, v.node_id, v.status::text AS server_status,
+             v.name AS server_name, c.*
+      FROM (
+        SELECT id, account_id, node_id, status, name FROM servers
+        WHERE id = COALESCE(${targetServerId}::int,
+                            (SELECT server_id FROM backups WHERE id = ${backupId}::int AND deleted_at IS NULL))
+          AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+        FOR UPDATE
+      ) v
+      CROSS JOIN LATERAL (
+        SELECT id FROM backups
+        WHERE id = ${backupId}::int AND deleted_at IS NULL AND account_id = v.account_id
+        FOR UPDATE
+      ) b
+      CROSS JOIN LATERAL backup_restore_checked(v.id, v.account_id, v.status, b.id, ${tokenId}::int,
+        ${idempotencyKeyId}::int) c`;
+    return r;
+  }
+
+  /** Delete's statement: lock the backup, then `backup_delete_checked`. No row: no such live backup. */
+  async delete(backupId: number, scope: number | null, tokenId: number): Promise<DeleteRow | undefined> {
+    const [r] = await this.prisma.$queryRaw<DeleteRow[]>`
+      SELECT v.node_id, c.*
+      FROM (
+        SELECT id, server_id FROM backups
+        WHERE id = ${backupId}::int AND deleted_at IS NULL
+          AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+        FOR UPDATE
+      ) b
+      JOIN servers v ON v.id = b.server_id
+      CROSS JOIN LATERAL backup_delete_checked(b.id, ${tokenId}::int) c`;
+    return r;
+  }
+
+  /** Whether the live backup is there for this caller (after a restore statement found no row). */
+  async visibleBackup(backupId: number, scope: { accountId?: number }): Promise<boolean> {
+    return (await this.prisma.backup.count({ where: { id: backupId, deletedAt: null, ...scope } })) > 0;
+  }
+
+  /** The server's policy row, if it has one. */
+  findPolicy(serverId: number) {
+    return this.prisma.backupPolicy.findUnique({ where: { serverId } });
+  }
+
+  /** Writes the server's whole policy. */
+  putPolicy(serverId: number, data: Omit<Prisma.BackupPolicyUncheckedCreateInput, 'serverId'>) {
+    return this.prisma.backupPolicy.upsert({
+      where: { serverId },
+      create: { serverId, ...data },
+      update: { ...data, updatedAt: new Date() },
+    });
+  }
+}

@@ -1,0 +1,41 @@
+import { Prisma } from '../generated/prisma/client';
+import { MAX_ID } from './ids';
+import { PageQuery } from './pagination';
+import { QueryInteger, QueryOneOf } from './query-params';
+
+/** The orderings of the snapshot and backup lists (`-` = descending). */
+export const LIST_ORDERINGS = ['created_at', '-created_at', 'id', '-id', 'name', '-name'] as const;
+export type ListOrdering = (typeof LIST_ORDERINGS)[number];
+
+/**
+ * The query string the snapshot and backup lists share: paging, a `server_id` filter and an ordering.
+ * Any other parameter is ignored.
+ */
+export class ServerResourceListQuery extends PageQuery {
+  @QueryInteger({
+    max: MAX_ID,
+    message: 'server_id must be a positive integer',
+    description: 'Only those of this server.',
+    example: 12345,
+  })
+  server_id?: number;
+
+  @QueryOneOf(LIST_ORDERINGS, {
+    message: `ordering must be one of ${LIST_ORDERINGS.join(', ')}`,
+    description: 'Sort order; `-` means descending.',
+    default: '-created_at',
+  })
+  ordering: ListOrdering = '-created_at';
+}
+
+/**
+ * ORDER BY keys for an ordering: `inner` over the table's alias (served by its `(…, created_at DESC,
+ * id DESC)` indexes), `outer` over the page's alias `p`. Ties are broken by id.
+ */
+export function orderingSql(ordering: ListOrdering, alias: string): { inner: Prisma.Sql; outer: Prisma.Sql } {
+  const dir = ordering.startsWith('-') ? 'DESC' : 'ASC';
+  const field = ordering.replace('-', '');
+  const keys = (a: string) =>
+    Prisma.raw(field === 'id' ? `${a}.id ${dir}` : `${a}.${field} ${dir}, ${a}.id ${dir}`);
+  return { inner: keys(alias), outer: keys('p') };
+}
