@@ -197,6 +197,7 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
         progress: 40,
         server: { id: t.server.id, name: t.server.name },
         snapshot: { id: snap.id, name: 'nightly' },
+        backup: null,
         error: { code: 'disk_full', message: 'The node ran out of space.' },
         created_at: time,
         started_at: time,
@@ -208,6 +209,7 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
       status: 'pending',
       progress: 0,
       snapshot: null,
+      backup: null,
       error: null,
       started_at: null,
     });
