@@ -33,7 +33,12 @@ function get(base: string, path: string, headers: Record<string, string>): Promi
         res.on('end', () => resolve(res.statusCode ?? 0));
       },
     );
-    req.on('error', reject);
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      // A kept-alive socket the server closed as idle (keepAliveTimeout) just as it was reused: the
+      // request never reached the server, so it is sent again (Node's documented pattern).
+      if (req.reusedSocket && e.code === 'ECONNRESET') get(base, path, headers).then(resolve, reject);
+      else reject(e);
+    });
     req.end();
   });
 }
