@@ -141,8 +141,14 @@ function printScale(s) {
 
 function printDisk(d) {
   const s = d.summary;
-  console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, page cache dropped: ${s.cacheDropped}\n`);
+  const load = (l) => l.map((x) => fmt(x, 1)).join(' ');
+  const range = (x) => `${fmt(x.median, 2)}× (${fmt(x.min, 2)}–${fmt(x.max, 2)}, ${x.n} rounds)`;
+  console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, load ${load(s.load[0])} → ${load(s.load[1])}\n`);
+  console.log(`Every step starts from the same state: its source out of the page cache (at most ${fmt(s.sourceResidentMaxBytes / 2 ** 20, 1)} MiB of it left resident), earlier unlinks committed.\n`);
   console.log('| measure | figure |\n|---|---|');
+  console.log(`| create ÷ cp per round: median (min–max) | ${range(s.createVsCpSpread)} |`);
+  console.log(`| restore ÷ cp per round: median (min–max) | ${range(s.restoreVsCpSpread)} |`);
+  console.log(`| cp + fsync / create / restore, seconds: median (min–max) | ${[s.cpMsSpread, s.createMsSpread, s.restoreMsSpread].map((x) => `${fmt(x.median / 1000, 2)} (${fmt(x.min / 1000, 2)}–${fmt(x.max / 1000, 2)})`).join(' / ')} |`);
   console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
   console.log(`| driver create (cp under the image lock; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
   console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
