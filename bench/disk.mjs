@@ -26,18 +26,23 @@ import {
 } from './lib.mjs';
 
 /**
- * Puts the file system and `files` in the state every timed step starts from, whichever side it is:
- * earlier unlinks committed (this ext4 is mounted with online discard: blocks freed by an unlink are
- * discarded when the journal commits, and an fsync that lands on that commit waits for the discards
- * of copies removed before it — whichever side happened to remove them), and `files` (the step's
- * source) out of the page cache — only these files (posix_fadvise DONTNEED through `dd iflag=nocache`),
- * never the machine's whole cache, which other work shares. Returns the page-cache residency of
- * `files` afterwards (0 when cold).
+ * Puts the file system and `files` (the step's source) in the state every timed step starts from,
+ * whichever side it is:
+ * - earlier unlinks committed: this ext4 is mounted with online discard, blocks freed by an unlink are
+ *   discarded when the journal commits, and an fsync that lands on that commit waits for the discards
+ *   of copies removed before it — whichever side happened to remove them;
+ * - `files` read once, then dropped from this machine's page cache. The read warms whatever caches
+ *   the virtual disk has below this machine, which nothing here can empty: a file not read for a
+ *   while took 2.0 s to copy, the same file 0.4–0.9 s on the next reads, each time cold in this
+ *   machine's page cache. Then only these files are dropped (posix_fadvise DONTNEED through
+ *   `dd iflag=nocache`), never the whole page cache, which other work shares.
+ * Returns the page-cache residency of `files` afterwards (0 when cold).
  */
 function settle(dir, ...files) {
   sh('sync', ['-f', dir]);
   let resident = 0;
   for (const f of files) {
+    sh('dd', [`if=${f}`, 'of=/dev/null', 'bs=4M', 'status=none']);
     sh('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
     resident += residentBytes(f);
   }
@@ -53,6 +58,19 @@ function residentBytes(file) {
 /** Waits until `file` is gone (the driver unlinks a replaced disk after its restore has returned). */
 async function gone(file) {
   for (let i = 0; i < 600 && fs.existsSync(file); i++) await sleep(50);
+}
+
+/**
+ * cp ÷ driver time with both in the same place of their rounds: `cpFirstRound` is the parity of the
+ * rounds in which `cp` runs first (the driver first in the others).
+ */
+function byPlace(runs, cpKey, opKey, cpFirstRound) {
+  const cpFirst = runs.filter((r) => r.round % 2 === cpFirstRound);
+  const opFirst = runs.filter((r) => r.round % 2 !== cpFirstRound);
+  return {
+    first: median(cpFirst.map((r) => r[cpKey])) / median(opFirst.map((r) => r[opKey])),
+    second: median(opFirst.map((r) => r[cpKey])) / median(cpFirst.map((r) => r[opKey])),
+  };
 }
 
 /** Spread of a list: median and range, for the per-round and per-run ratios. */
@@ -187,9 +205,11 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
   const snapDir = path.join(work, 'snapshots');
   const dataBytes = quick ? 128 * MiB : 1 * GiB;
   const sparseVirtual = quick ? 2 * GiB : 20 * GiB;
-  // --disk-rounds=N: more alternations where the machine is noisy (medians over more rounds).
+  // --disk-rounds=N: more alternations where the machine is noisy (medians over more rounds). Always
+  // even, so each side goes first equally often: going first costs a copy up to 1.6 s here (docs/benchmarks.md, *3*).
   const roundsArg = process.argv.find((a) => a.startsWith('--disk-rounds='));
-  const rounds = roundsArg ? Math.max(1, Number(roundsArg.slice(14)) || 1) : quick ? 2 : 3;
+  const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(14)) || 1) : quick ? 2 : 4;
+  const rounds = asked + (asked % 2);
   const drv = new DriverProcess(appDir, work);
   // The driver's own hashing function (this build), for the reference row next to a plain stream pass.
   const driverSha256File = createRequire(import.meta.url)(
@@ -275,12 +295,21 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
           run.createMs = c.ms;
           run.snapshotActual = imageInfo(snapFile(snap)).actual;
           run.rss = { createNode: c.nodeRssMax, createNodeMin: c.nodeRssMin, createQemu: c.qemuRssMax };
+          // The restore beside a cp of the same file (the snapshot), in alternating order: where a file
+          // lies and when it was last read move a copy's time more than anything the driver does.
+          const cpSnapshot = () => {
+            cold(snapFile(snap));
+            run.cpSnapshotMs = timeCp(snapFile(snap), cpCopy);
+            fs.rmSync(cpCopy, { force: true });
+          };
+          if (round % 2) cpSnapshot();
           cold(snapFile(snap));
           const r = await drv.call({ op: 'restore', server, snap });
           run.restoreMs = r.ms;
           run.rss.restoreNode = r.nodeRssMax;
           run.rss.restoreQemu = r.qemuRssMax;
           await gone(replacedDisk);
+          if (round % 2 === 0) cpSnapshot();
           await drv.call({ op: 'delete', server, snap });
           const ssnap = { id: id++, snapshotDir: snapDir };
           cold(sparse);
@@ -342,7 +371,7 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
     convertVsCp: median(runs.map((r) => r.cpMs / r.convertMs)),
     sha256WarmMiBps: median(runs.map((r) => mbps(copied, r.sha256WarmMs))),
     sha256DriverWarmMiBps: median(runs.map((r) => mbps(copied, r.sha256DriverWarmMs))),
-    restoreVsCp: median(runs.map((r) => r.cpMs / r.restoreMs)),
+    restoreVsCp: median(runs.map((r) => r.cpSnapshotMs / r.restoreMs)),
     sparseVirtualGiB: res.sparse.virtual / GiB,
     sparseActualMiB: res.sparse.actual / MiB,
     sparseCreateVsDenseCreate: median(runs.map((r) => r.sparseCreateMs / r.createMs)),
@@ -356,7 +385,11 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
     driverNodeRssMinMB: Math.min(...runs.map((r) => r.rss.createNodeMin)) / MiB,
     qemuImgRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createQemu, r.rss.restoreQemu))) / MiB,
     createVsCpSpread: spread(runs.map((r) => r.cpMs / r.createMs)),
-    restoreVsCpSpread: spread(runs.map((r) => r.cpMs / r.restoreMs)),
+    restoreVsCpSpread: spread(runs.map((r) => r.cpSnapshotMs / r.restoreMs)),
+    // Each side against the other in the same place of the round (both first, or both second).
+    createVsCpByPlace: byPlace(runs, 'cpMs', 'createMs', 0),
+    restoreVsCpByPlace: byPlace(runs, 'cpSnapshotMs', 'restoreMs', 1),
+    cpSnapshotMsSpread: spread(runs.map((r) => r.cpSnapshotMs)),
     cpMsSpread: spread(runs.map((r) => r.cpMs)),
     createMsSpread: spread(runs.map((r) => r.createMs)),
     restoreMsSpread: spread(runs.map((r) => r.restoreMs)),
