@@ -9,9 +9,11 @@ const require = createRequire(import.meta.url);
 const { LibvirtHypervisorDriver } = require(
   path.join(process.argv[2], 'dist/hypervisor/libvirt/libvirt-hypervisor-driver.js'),
 );
+// argv[3]: the directory holding the run's disks, the driver's only image root.
+const common = { uri: process.env.LIBVIRT_URI || 'qemu:///system', imageRoots: [process.argv[3]] };
 const drivers = {
-  none: new LibvirtHypervisorDriver({ uri: process.env.LIBVIRT_URI || 'qemu:///system' }),
-  zstd: new LibvirtHypervisorDriver({ uri: process.env.LIBVIRT_URI || 'qemu:///system', compression: 'zstd' }),
+  none: new LibvirtHypervisorDriver(common),
+  zstd: new LibvirtHypervisorDriver({ ...common, compression: 'zstd' }),
 };
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
@@ -26,6 +28,8 @@ for await (const line of rl) {
     else if (cmd.op === 'state') result = await d.getPowerState(cmd.server);
     process.stdout.write(`${JSON.stringify({ ok: true, ms: performance.now() - t0, result })}\n`);
   } catch (e) {
-    process.stdout.write(`${JSON.stringify({ ok: false, ms: performance.now() - t0, error: String(e?.code ?? '') + ' ' + String(e?.message ?? e) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: false, ms: performance.now() - t0, error: String(e?.code ?? '') + ' ' + String(e?.message ?? e) })}\n`,
+    );
   }
 }

@@ -1,9 +1,9 @@
 /* global performance, Buffer */
 // Target 3 (and the worker half of target 5): the real libvirt driver on a real qcow2 image with mixed
 // data, against `cp --sparse=always` (+ fsync, as the driver fsyncs) of the same image in the same run,
-// alternated, page cache dropped before every copy where permitted. Also: a sparse disk (20 GiB virtual,
-// 1 GiB data) against the dense one, and the zstd option's ratio and speed.
-import { execFileSync, spawn } from 'node:child_process';
+// alternated, every timed step starting from the same settled state (see settle()). Also: a sparse disk
+// (20 GiB virtual, 1 GiB data) against the dense one, and the zstd option's ratio and speed.
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,17 +11,72 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { defineDomain, sh, undefineDomain } from './libvirt-lab.mjs';
-import { GiB, MiB, ROOT, buildRef, median, rssOf, sleep, startRole, stop, withClient, quiet } from './lib.mjs';
+import {
+  GiB,
+  MiB,
+  ROOT,
+  buildRef,
+  median,
+  rssOf,
+  sleep,
+  startRole,
+  stop,
+  withClient,
+  quiet,
+} from './lib.mjs';
 
-
-function dropCaches() {
-  try {
-    execFileSync('sync');
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
+/**
+ * Puts the file system and `files` (the step's source) in the state every timed step starts from,
+ * whichever side it is:
+ * - earlier unlinks committed: this ext4 is mounted with online discard, blocks freed by an unlink are
+ *   discarded when the journal commits, and an fsync that lands on that commit waits for the discards
+ *   of copies removed before it — whichever side happened to remove them;
+ * - `files` read once, then dropped from this machine's page cache. The read warms whatever caches
+ *   the virtual disk has below this machine, which nothing here can empty: a file not read for a
+ *   while took 2.0 s to copy, the same file 0.4–0.9 s on the next reads, each time cold in this
+ *   machine's page cache. Then only these files are dropped (posix_fadvise DONTNEED through
+ *   `dd iflag=nocache`), never the whole page cache, which other work shares.
+ * Returns the page-cache residency of `files` afterwards (0 when cold).
+ */
+function settle(dir, ...files) {
+  sh('sync', ['-f', dir]);
+  let resident = 0;
+  for (const f of files) {
+    sh('dd', [`if=${f}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+    sh('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+    resident += residentBytes(f);
   }
+  return resident;
+}
+
+/** Bytes of `file` in the page cache (util-linux fincore). */
+function residentBytes(file) {
+  const out = sh('fincore', ['--bytes', '--noheadings', '--output=RES', file]).trim();
+  return Number(out) || 0;
+}
+
+/** Waits until `file` is gone (the driver unlinks a replaced disk after its restore has returned). */
+async function gone(file) {
+  for (let i = 0; i < 600 && fs.existsSync(file); i++) await sleep(50);
+}
+
+/**
+ * cp ÷ driver time with both in the same place of their rounds: `cpFirstRound` is the parity of the
+ * rounds in which `cp` runs first (the driver first in the others).
+ */
+function byPlace(runs, cpKey, opKey, cpFirstRound) {
+  const cpFirst = runs.filter((r) => r.round % 2 === cpFirstRound);
+  const opFirst = runs.filter((r) => r.round % 2 !== cpFirstRound);
+  return {
+    first: median(cpFirst.map((r) => r[cpKey])) / median(opFirst.map((r) => r[opKey])),
+    second: median(opFirst.map((r) => r[cpKey])) / median(cpFirst.map((r) => r[opKey])),
+  };
+}
+
+/** Spread of a list: median and range, for the per-round and per-run ratios. */
+function spread(xs) {
+  const v = xs.filter((x) => Number.isFinite(x));
+  return { median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
 }
 
 /** Text-like, compressible bytes (a log), different in every chunk. */
@@ -50,7 +105,8 @@ function makeImage(file, { virtual, data, pieces }) {
   for (let p = 0; p < pieces; p++) {
     for (let c = 0; c < perPiece; c++, k++) {
       const kind = k % 20;
-      const buf = kind < 9 ? crypto.randomBytes(chunk) : kind < 17 ? textChunk(k, chunk) : Buffer.alloc(chunk);
+      const buf =
+        kind < 9 ? crypto.randomBytes(chunk) : kind < 17 ? textChunk(k, chunk) : Buffer.alloc(chunk);
       fs.writeSync(fd, buf, 0, chunk, p * stride + c * chunk);
     }
   }
@@ -92,8 +148,8 @@ function descendants(pid) {
 }
 
 class DriverProcess {
-  constructor(appDir) {
-    this.child = spawn(process.execPath, [path.join(ROOT, 'bench/disk-child.mjs'), appDir], {
+  constructor(appDir, imageRoot) {
+    this.child = spawn(process.execPath, [path.join(ROOT, 'bench/disk-child.mjs'), appDir, imageRoot], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
@@ -149,93 +205,132 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
   const snapDir = path.join(work, 'snapshots');
   const dataBytes = quick ? 128 * MiB : 1 * GiB;
   const sparseVirtual = quick ? 2 * GiB : 20 * GiB;
-  // --disk-rounds=N: more alternations where the machine is noisy (medians over more rounds).
+  // --disk-rounds=N: more alternations where the machine is noisy (medians over more rounds). Always
+  // even, so each side goes first equally often: going first costs a copy up to 1.6 s here (docs/benchmarks.md, *3*).
   const roundsArg = process.argv.find((a) => a.startsWith('--disk-rounds='));
-  const rounds = roundsArg ? Math.max(1, Number(roundsArg.slice(14)) || 1) : quick ? 2 : 3;
-  const drv = new DriverProcess(appDir);
+  const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(14)) || 1) : quick ? 2 : 4;
+  const rounds = asked + (asked % 2);
+  const drv = new DriverProcess(appDir, work);
   // The driver's own hashing function (this build), for the reference row next to a plain stream pass.
-  const driverSha256File = createRequire(import.meta.url)(path.join(appDir, 'dist/hypervisor/libvirt/files.js')).sha256File;
+  const driverSha256File = createRequire(import.meta.url)(
+    path.join(appDir, 'dist/hypervisor/libvirt/files.js'),
+  ).sha256File;
   // --baseline=<ref>: that build's driver too, in a process of its own, alternated with this one.
   const baseArg = process.argv.find((a) => a.startsWith('--baseline='));
   const base = baseArg ? buildRef(baseArg.slice(11).split(',')[0], log) : null;
-  const baseDrv = base ? new DriverProcess(base.dir) : null;
-  const res = { dataBytes, rounds, cacheDropped: null, runs: [], baseline: base?.sha ?? null };
+  const baseDrv = base ? new DriverProcess(base.dir, work) : null;
+  const res = {
+    dataBytes,
+    rounds,
+    residentMax: 0,
+    load: [os.loadavg()],
+    runs: [],
+    baseline: base?.sha ?? null,
+  };
+  // Every timed step starts from the same state: the file system settled and its source cold (see settle).
+  const cold = (...files) => {
+    res.residentMax = Math.max(res.residentMax, settle(work, ...files));
+  };
+  const snapFile = (snap) => path.join(snapDir, `${snap.id}.qcow2`);
+  // The driver unlinks the disk a restore replaced after the restore has returned: not part of the
+  // restore's time, but it must be done before the next step is timed.
+  const replacedDisk = `${dense}.replaced`;
   try {
     log(`disk: writing ${dataBytes / MiB} MiB mixed image and a ${sparseVirtual / GiB} GiB sparse one`);
     res.dense = makeImage(dense, { virtual: dataBytes, data: dataBytes, pieces: 1 });
     res.sparse = makeImage(sparse, { virtual: sparseVirtual, data: dataBytes, pieces: 16 });
-    defineDomain(name, dense);
-    defineDomain(`${name}-s`, sparse);
-    const server = { id: 1, domain: name, diskPath: dense };
-    const sparseServer = { id: 2, domain: `${name}-s`, diskPath: sparse };
+    const server = { id: 1, domain: name, domainUuid: defineDomain(name, dense), diskPath: dense };
+    const sparseServer = {
+      id: 2,
+      domain: `${name}-s`,
+      domainUuid: defineDomain(`${name}-s`, sparse),
+      diskPath: sparse,
+    };
     await drv.call({ op: 'state', server }); // first virsh call pays libvirt's probe, outside the timing
     if (baseDrv) await baseDrv.call({ op: 'state', server });
     let id = 1;
+    const cpCopy = path.join(work, 'cp-copy.qcow2');
     for (let round = 0; round < rounds; round++) {
       log(`disk round ${round + 1}/${rounds}`);
       const steps = baseDrv ? ['cp', 'driver', 'baseline'] : ['cp', 'driver'];
       if (round % 2) steps.reverse();
       const run = { round };
       for (const step of steps) {
-        res.cacheDropped = dropCaches();
         if (step === 'cp') {
-          run.cpMs = timeCp(dense, path.join(work, 'cp-copy.qcow2'));
-          fs.rmSync(path.join(work, 'cp-copy.qcow2'), { force: true });
-          res.cacheDropped = dropCaches();
-          run.cpSparseMs = timeCp(sparse, path.join(work, 'cp-copy.qcow2'));
-          fs.rmSync(path.join(work, 'cp-copy.qcow2'), { force: true });
-          // Where the driver's time goes: the bare qemu-img convert (+ fsync) it runs, and a sha256 pass
-          // over the result (its integrity manifest), each measured alone.
-          res.cacheDropped = dropCaches();
+          cold(dense);
+          run.cpMs = timeCp(dense, cpCopy);
+          fs.rmSync(cpCopy, { force: true });
+          cold(sparse);
+          run.cpSparseMs = timeCp(sparse, cpCopy);
+          fs.rmSync(cpCopy, { force: true });
+          // Where the driver's time goes: the bare qemu-img convert (+ fsync), and a sha256 pass over
+          // the result (its integrity manifest), each measured alone.
+          cold(dense);
+          const cv = path.join(work, 'cv.qcow2');
           const t0 = performance.now();
-          sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'qcow2', dense, path.join(work, 'cv.qcow2')]);
-          sh('sync', [path.join(work, 'cv.qcow2')]);
+          sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'qcow2', dense, cv]);
+          sh('sync', [cv]);
           run.convertMs = performance.now() - t0;
           const t1 = performance.now();
-          await sha256(path.join(work, 'cv.qcow2'));
+          await sha256(cv);
           run.sha256WarmMs = performance.now() - t1;
           if (driverSha256File) {
             const t2 = performance.now();
-            await driverSha256File(path.join(work, 'cv.qcow2'));
+            await driverSha256File(cv);
             run.sha256DriverWarmMs = performance.now() - t2;
           }
-          fs.rmSync(path.join(work, 'cv.qcow2'), { force: true });
+          fs.rmSync(cv, { force: true });
         } else if (step === 'baseline') {
           const snap = { id: id++, snapshotDir: snapDir };
+          cold(dense);
           run.baseCreateMs = (await baseDrv.call({ op: 'create', server, snap })).ms;
-          res.cacheDropped = dropCaches();
+          cold(snapFile(snap));
           run.baseRestoreMs = (await baseDrv.call({ op: 'restore', server, snap })).ms;
+          await gone(replacedDisk);
           await baseDrv.call({ op: 'delete', server, snap });
         } else {
           const snap = { id: id++, snapshotDir: snapDir };
+          cold(dense);
           const c = await drv.call({ op: 'create', server, snap });
           run.createMs = c.ms;
-          run.snapshotActual = imageInfo(path.join(snapDir, `${snap.id}.qcow2`)).actual;
+          run.snapshotActual = imageInfo(snapFile(snap)).actual;
           run.rss = { createNode: c.nodeRssMax, createNodeMin: c.nodeRssMin, createQemu: c.qemuRssMax };
-          res.cacheDropped = dropCaches();
+          // The restore beside a cp of the same file (the snapshot), in alternating order: where a file
+          // lies and when it was last read move a copy's time more than anything the driver does.
+          const cpSnapshot = () => {
+            cold(snapFile(snap));
+            run.cpSnapshotMs = timeCp(snapFile(snap), cpCopy);
+            fs.rmSync(cpCopy, { force: true });
+          };
+          if (round % 2) cpSnapshot();
+          cold(snapFile(snap));
           const r = await drv.call({ op: 'restore', server, snap });
           run.restoreMs = r.ms;
           run.rss.restoreNode = r.nodeRssMax;
           run.rss.restoreQemu = r.qemuRssMax;
+          await gone(replacedDisk);
+          if (round % 2 === 0) cpSnapshot();
           await drv.call({ op: 'delete', server, snap });
-          res.cacheDropped = dropCaches();
           const ssnap = { id: id++, snapshotDir: snapDir };
+          cold(sparse);
           const s = await drv.call({ op: 'create', server: sparseServer, snap: ssnap });
           run.sparseCreateMs = s.ms;
-          run.sparseSnapshotActual = imageInfo(path.join(snapDir, `${ssnap.id}.qcow2`)).actual;
+          run.sparseSnapshotActual = imageInfo(snapFile(ssnap)).actual;
           await drv.call({ op: 'delete', server: sparseServer, snap: ssnap });
         }
       }
       res.runs.push(run);
     }
+    res.load.push(os.loadavg());
     log('disk: zstd');
-    res.cacheDropped = dropCaches();
     const zsnap = { id: id++, snapshotDir: snapDir };
+    cold(dense);
     const z = await drv.call({ op: 'create', server, snap: zsnap, compression: 'zstd' });
     res.zstd = { createMs: z.ms, actual: imageInfo(path.join(snapDir, `${zsnap.id}.qcow2`)).actual };
-    res.cacheDropped = dropCaches();
+    cold(snapFile(zsnap));
     const zr = await drv.call({ op: 'restore', server, snap: zsnap, compression: 'zstd' });
     res.zstd.restoreMs = zr.ms;
+    await gone(replacedDisk);
     await drv.call({ op: 'delete', server, snap: zsnap });
     if (databaseUrl) {
       log('disk: worker RSS during a real create (the worker process, libvirt node)');
@@ -245,7 +340,14 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
         res.big = makeImage(big, { virtual: 3 * GiB, data: 3 * GiB, pieces: 1 });
       } else res.big = res.dense;
       defineDomain(`${name}-w`, big);
-      res.worker = await workerMemory({ databaseUrl, redisUrl, appDir, domain: `${name}-w`, disk: big, snapDir: path.join(work, 'wsnaps') });
+      res.worker = await workerMemory({
+        databaseUrl,
+        redisUrl,
+        appDir,
+        domain: `${name}-w`,
+        disk: big,
+        snapDir: path.join(work, 'wsnaps'),
+      });
       undefineDomain(`${name}-w`);
     }
   } finally {
@@ -269,7 +371,7 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
     convertVsCp: median(runs.map((r) => r.cpMs / r.convertMs)),
     sha256WarmMiBps: median(runs.map((r) => mbps(copied, r.sha256WarmMs))),
     sha256DriverWarmMiBps: median(runs.map((r) => mbps(copied, r.sha256DriverWarmMs))),
-    restoreVsCp: median(runs.map((r) => r.cpMs / r.restoreMs)),
+    restoreVsCp: median(runs.map((r) => r.cpSnapshotMs / r.restoreMs)),
     sparseVirtualGiB: res.sparse.virtual / GiB,
     sparseActualMiB: res.sparse.actual / MiB,
     sparseCreateVsDenseCreate: median(runs.map((r) => r.sparseCreateMs / r.createMs)),
@@ -282,9 +384,21 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
     driverNodeRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createNode, r.rss.restoreNode))) / MiB,
     driverNodeRssMinMB: Math.min(...runs.map((r) => r.rss.createNodeMin)) / MiB,
     qemuImgRssMaxMB: Math.max(...runs.map((r) => Math.max(r.rss.createQemu, r.rss.restoreQemu))) / MiB,
-    cacheDropped: res.cacheDropped,
+    createVsCpSpread: spread(runs.map((r) => r.cpMs / r.createMs)),
+    restoreVsCpSpread: spread(runs.map((r) => r.cpSnapshotMs / r.restoreMs)),
+    // Each side against the other in the same place of the round (both first, or both second).
+    createVsCpByPlace: byPlace(runs, 'cpMs', 'createMs', 0),
+    restoreVsCpByPlace: byPlace(runs, 'cpSnapshotMs', 'restoreMs', 1),
+    cpSnapshotMsSpread: spread(runs.map((r) => r.cpSnapshotMs)),
+    cpMsSpread: spread(runs.map((r) => r.cpMs)),
+    createMsSpread: spread(runs.map((r) => r.createMs)),
+    restoreMsSpread: spread(runs.map((r) => r.restoreMs)),
+    load: res.load,
+    sourceResidentMaxBytes: res.residentMax,
   };
-  console.log(`\n(disk: the driver's own sha256 pass — files.ts sha256File — over the same warm copy: ${res.summary.sha256DriverWarmMiBps.toFixed(0)} MiB/s, against ${res.summary.sha256WarmMiBps.toFixed(0)} MiB/s for a 1 MiB read stream)`);
+  console.log(
+    `\n(disk: the driver's own sha256 pass — files.ts sha256File — over the same warm copy: ${res.summary.sha256DriverWarmMiBps.toFixed(0)} MiB/s, against ${res.summary.sha256WarmMiBps.toFixed(0)} MiB/s for a 1 MiB read stream)`,
+  );
   if (baseDrv) {
     const b = {
       baseCreateVsCp: median(runs.map((r) => r.cpMs / r.baseCreateMs)),
@@ -294,10 +408,16 @@ export async function diskBench({ appDir, quick, databaseUrl, redisUrl, log = qu
     };
     Object.assign(res.summary, b);
     const f = (x) => x.toFixed(2);
-    console.log(`\n### Disk path: this build side by side with ${base.sha} (${rounds} rounds, alternated, medians)\n`);
+    console.log(
+      `\n### Disk path: this build side by side with ${base.sha} (${rounds} rounds, alternated, medians)\n`,
+    );
     console.log(`| measure | ${base.sha} | this build | speed-up |\n|---|---|---|---|`);
-    console.log(`| create ÷ cp | ${f(b.baseCreateVsCp)}× | ${f(res.summary.createVsCp)}× | ${f(b.createVsBase)}× |`);
-    console.log(`| restore ÷ cp | ${f(b.baseRestoreVsCp)}× | ${f(res.summary.restoreVsCp)}× | ${f(b.restoreVsBase)}× |`);
+    console.log(
+      `| create ÷ cp | ${f(b.baseCreateVsCp)}× | ${f(res.summary.createVsCp)}× | ${f(b.createVsBase)}× |`,
+    );
+    console.log(
+      `| restore ÷ cp | ${f(b.baseRestoreVsCp)}× | ${f(res.summary.restoreVsCp)}× | ${f(b.restoreVsBase)}× |`,
+    );
   }
   return res;
 }
@@ -330,10 +450,16 @@ async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapD
     );
     return { action: action.rows[0].id };
   });
-  dropCaches();
+  settle(path.dirname(disk), disk);
   const worker = await startRole(
     'worker',
-    { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: `benchw${process.pid}`, WORKER_NODE: nodeName, DISPATCH_INTERVAL_MS: '200' },
+    {
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: `benchw${process.pid}`,
+      WORKER_NODE: nodeName,
+      DISPATCH_INTERVAL_MS: '200',
+    },
     appDir,
   );
   const samples = [];
@@ -346,8 +472,10 @@ async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapD
       const q = descendants(worker.child.pid).map((p) => rssOf(p) ?? 0);
       if (q.length) qemu.push(Math.max(...q));
       if (samples.length % 5 === 0) {
-        status = await withClient(databaseUrl, async (c) =>
-          (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
+        status = await withClient(
+          databaseUrl,
+          async (c) =>
+            (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
         );
         if (status === 'succeeded' || status === 'failed') break;
       }

@@ -2,9 +2,13 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
-export const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+export const sh = (cmd, args) =>
+  execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-/** A shut-off 64 MiB domain whose only disk is `disk` (qcow2): what the driver snapshots and restores. */
+/**
+ * A shut-off 64 MiB domain whose only disk is `disk` (qcow2): what the driver snapshots and restores.
+ * Returns its UUID, by which the driver addresses it.
+ */
 export function defineDomain(name, disk) {
   const xml = `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
 <os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
@@ -13,6 +17,7 @@ export function defineDomain(name, disk) {
   fs.writeFileSync(f, xml);
   sh('virsh', ['-c', 'qemu:///system', 'define', f]);
   fs.rmSync(f);
+  return sh('virsh', ['-c', 'qemu:///system', 'domuuid', name]).trim();
 }
 
 export function undefineDomain(name) {

@@ -141,13 +141,22 @@ function printScale(s) {
 
 function printDisk(d) {
   const s = d.summary;
-  console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, page cache dropped: ${s.cacheDropped}\n`);
+  const load = (l) => l.map((x) => fmt(x, 1)).join(' ');
+  const range = (x) => `${fmt(x.median, 2)}× (${fmt(x.min, 2)}–${fmt(x.max, 2)}, ${x.n} rounds)`;
+  console.log(`\n### Disk path: ${fmt(s.imageActualMiB, 0)} MiB qcow2 of mixed data, ${d.rounds} rounds, load ${load(s.load[0])} → ${load(s.load[1])}\n`);
+  console.log(`Every timed step starts from the same state: earlier unlinks committed, its source read once and then dropped from the page cache (at most ${fmt(s.sourceResidentMaxBytes / 2 ** 20, 1)} MiB of it left resident). Create is paired with cp of the disk, restore with cp of the snapshot.\n`);
   console.log('| measure | figure |\n|---|---|');
+  console.log(`| create ÷ cp per round: median (min–max) | ${range(s.createVsCpSpread)} |`);
+  console.log(`| restore ÷ cp per round: median (min–max) | ${range(s.restoreVsCpSpread)} |`);
+  const place = (x) => `${fmt(x.first, 2)}× when both go first, ${fmt(x.second, 2)}× when both go second`;
+  console.log(`| create ÷ cp, same place in the round | ${place(s.createVsCpByPlace)} |`);
+  console.log(`| restore ÷ cp of the snapshot, same place in the round | ${place(s.restoreVsCpByPlace)} |`);
+  console.log(`| cp + fsync of the disk / create / cp + fsync of the snapshot / restore, seconds: median (min–max) | ${[s.cpMsSpread, s.createMsSpread, s.cpSnapshotMsSpread, s.restoreMsSpread].map((x) => `${fmt(x.median / 1000, 2)} (${fmt(x.min / 1000, 2)}–${fmt(x.max / 1000, 2)})`).join(' / ')} |`);
   console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
   console.log(`| driver create (cp under the image lock; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
   console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
   console.log(`| reference: sha256 pass over the fresh copy (page cache warm), alone | ${fmt(s.sha256WarmMiBps, 0)} MiB/s |`);
-  console.log(`| driver restore (cp; sha256 of the copy ∥ check ∥ fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp |`);
+  console.log(`| driver restore (cp; sha256 of the copy ∥ check ∥ fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp of the snapshot |`);
   console.log(`| sparse ${fmt(s.sparseVirtualGiB, 0)} GiB disk (${fmt(s.sparseActualMiB, 0)} MiB allocated): create time / dense create time | ${fmt(s.sparseCreateVsDenseCreate, 2)}×, snapshot ${fmt(s.sparseSnapshotMiB, 0)} MiB |`);
   console.log(`| sparse: cp time / dense cp time | ${fmt(s.sparseCpVsDenseCp, 2)}× |`);
   console.log(`| zstd: ratio, create, restore | ${fmt(s.zstdRatio, 2)}:1, ${fmt(s.zstdCreateMiBps, 0)} MiB/s (${fmt(s.zstdCreateVsPlain, 2)}× plain), ${fmt(s.zstdRestoreMiBps, 0)} MiB/s |`);

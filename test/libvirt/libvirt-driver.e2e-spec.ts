@@ -332,6 +332,18 @@ describeLibvirt('libvirt driver on real images', () => {
     expect(info).not.toMatch(/compressed/i); // decompressed: the disk's own writes stay plain
   });
 
+  it('restore asks libvirt for the domain state once before its copy and once after it: the checkpoint clean-up after the swap does not ask again', async () => {
+    const { s, snap } = await serverWithSnapshot(driverWith());
+    const runner = new ScriptedRunner();
+    await driverWith({ runner }).restoreSnapshot(s, snap, noProgress);
+    const virsh = runner.calls
+      .filter((c) => c.cmd.split('/').pop() === 'virsh')
+      .map((c) => subcommand(c.args));
+    // dominfo (state and name) before the copy, domstate after it, then the clean-up's record list.
+    expect(virsh).toEqual(['dominfo', 'domstate', 'checkpoint-list']);
+    expect(await sha256OfFile(s.diskPath)).toBe(await sha256OfFile(snapFile(snap)));
+  });
+
   it('restore: the replaced disk is unlinked after the call returns; idle() waits for it, no .replaced remains', async () => {
     const driver = driverWith();
     const { s, snap } = await serverWithSnapshot(driver);

@@ -59,20 +59,27 @@ export async function dropCheckpointsExcept(
   keep: string | null,
 ): Promise<void> {
   const state = await tools.virsh.domState(dom);
-  if (state === 'shut off') {
-    const [records, bitmaps] = await Promise.all([
-      tools.virsh.checkpointNames(dom),
-      tools.qemuImg.bitmaps(server.diskPath),
-    ]);
-    await dropOffline(tools, dom, server.diskPath, {
-      records: records.filter((n) => n !== keep),
-      bitmaps: bitmaps.map((b) => b.name).filter((n) => n !== keep),
-    });
-    return;
-  }
+  if (state === 'shut off') return dropShutOffCheckpointsExcept(tools, server, dom, keep);
   for (const name of (await tools.virsh.checkpointNames(dom)).filter((n) => n !== keep)) {
     await dropLive(tools, dom, name);
   }
+}
+
+/** {@link dropCheckpointsExcept} for a caller that has just seen the domain shut off. */
+export async function dropShutOffCheckpointsExcept(
+  tools: Toolbox,
+  server: ServerRef,
+  dom: string,
+  keep: string | null,
+): Promise<void> {
+  const [records, bitmaps] = await Promise.all([
+    tools.virsh.checkpointNames(dom),
+    tools.qemuImg.bitmaps(server.diskPath),
+  ]);
+  await dropOffline(tools, dom, server.diskPath, {
+    records: records.filter((n) => n !== keep),
+    bitmaps: bitmaps.map((b) => b.name).filter((n) => n !== keep),
+  });
 }
 
 /** Drops one checkpoint of a running domain; a broken one (no usable bitmap) by its record. */
