@@ -160,23 +160,29 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
     expect(unexpected.map((o) => shown(o.res!))).toEqual([]);
 
     // Nothing half-written: snapshots and create actions pair up exactly; restores hold their server.
-    const snapshots = await lab.prisma.snapshot.findMany({
-      where: { serverId: { in: createServers } },
-      include: { actions: true },
-    });
+    // All read in one database snapshot: a statement the killed API had sent may still commit now.
+    const [snapshots, actions, servers] = await lab.prisma.$transaction(
+      [
+        lab.prisma.snapshot.findMany({
+          where: { serverId: { in: createServers } },
+          include: { actions: true },
+        }),
+        lab.prisma.action.findMany({ where: { serverId: { in: allServers } } }),
+        lab.prisma.server.findMany({ where: { id: { in: allServers } } }),
+      ],
+      { isolationLevel: 'RepeatableRead' },
+    );
     for (const s of snapshots) {
       expect({ snapshot: s.id, actions: s.actions.map((a) => a.kind) }).toEqual({
         snapshot: s.id,
         actions: ['create_snapshot'],
       });
     }
-    const actions = await lab.prisma.action.findMany({ where: { serverId: { in: allServers } } });
     for (const a of actions) {
       expect(a.snapshotId).not.toBeNull();
       if (a.kind === 'create_snapshot') expect(snapshots.map((s) => s.id)).toContain(a.snapshotId);
     }
     const restoreActions = actions.filter((a) => a.kind === 'restore_snapshot');
-    const servers = await lab.prisma.server.findMany({ where: { id: { in: allServers } } });
     for (const s of servers) {
       const open = restoreActions.filter((a) => a.serverId === s.id && a.status === 'pending');
       expect({ server: s.id, status: s.status, openRestores: open.length }).toEqual({
