@@ -83,8 +83,11 @@ describe('worker footprint', () => {
         process.stdout.write(String(s.space_size / 1048576));`;
       return Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
     };
-    expect(youngGenMB([])).toBeGreaterThan(4);
-    expect(youngGenMB(WORKER_V8_FLAGS)).toBeLessThanOrEqual(2);
-    expect(youngGenMB(API_V8_FLAGS)).toBeLessThanOrEqual(2);
+    // This Node's young generation is paged: with the flag it measures 1-3.5 MB from run to run
+    // (whenever the last scavenge happened), without it 13.5 MB; half the default tells them apart.
+    const unflagged = youngGenMB([]);
+    expect(unflagged).toBeGreaterThan(8);
+    expect(youngGenMB(WORKER_V8_FLAGS)).toBeLessThan(unflagged / 2);
+    expect(youngGenMB(API_V8_FLAGS)).toBeLessThan(unflagged / 2);
   });
 });
