@@ -7,7 +7,6 @@
  * than adding one.
  */
 import { INestApplicationContext } from '@nestjs/common';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createAccount, createNode, createServer, createToken } from '../factories';
@@ -21,24 +20,10 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
+import { runProcess } from '../support/run-process';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SCRIPT = 'scripts/local-backup-demo.sh';
-
-function run(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('`npm run local` backs the demo server up and restores it (real Postgres + Redis + worker)', () => {
   let db: TestDatabase;
@@ -71,8 +56,6 @@ describe('`npm run local` backs the demo server up and restores it (real Postgre
     const { token } = await createToken(api.prisma, account.id);
     const server = await createServer(api.prisma, account.id, node.id, { name: 'web-server-01' });
     const env = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
       API_URL: api.url,
       API_TOKEN: token,
       BACKUP_DIR: TEST_BACKUP_DIR,
@@ -81,7 +64,7 @@ describe('`npm run local` backs the demo server up and restores it (real Postgre
     const manifest = (id: number) =>
       path.join(TEST_BACKUP_DIR, 'accounts', String(account.id), 'manifests', String(id));
     const demo = async () => {
-      const res = await run([SCRIPT, String(server.id)], env);
+      const res = await runProcess('bash', [SCRIPT, String(server.id)], env, ROOT);
       expect(res.code === 0 ? 'ok' : res.stderr + res.stdout).toBe('ok');
       const id = Number(/^backup (\d+) "local-demo" of server web-server-01/.exec(res.stdout)?.[1]);
       expect(res.stdout).toContain(`backup ${id} completed: full`);
