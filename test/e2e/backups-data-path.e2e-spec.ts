@@ -7,6 +7,7 @@
  */
 import { INestApplicationContext } from '@nestjs/common';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import request from 'supertest';
 import { JobQueue } from '../../src/jobs/job-queue';
@@ -139,6 +140,16 @@ describe('backups through the real data path (real Postgres + Redis + workers)',
       .send({ server_id: target.id });
     expect(await done(again.body.action_id)).toMatchObject({ kind: 'restore_backup', status: 'succeeded' });
     expect(await counter(workerB, 'backupOperations', { operation: 'restore', result: 'succeeded' })).toBe(2);
+    // A restore that fails is counted under its error code: the target's own backup lost its manifest.
+    await rm(manifest(ofTarget.body.id));
+    const broken = await http().post(`/api/v1/backups/${ofTarget.body.id}/restore/`).set(auth).send({});
+    expect(await done(broken.body.action_id)).toMatchObject({
+      status: 'failed',
+      error: { code: 'backup_corrupt' },
+    });
+    expect(
+      await counter(workerB, 'backupOperations', { operation: 'restore', result: 'backup_corrupt' }),
+    ).toBe(1);
 
     // A delete runs on the queue of the backup's server's node. Node A has no worker: the backup leaves
     // the list at once, but its data stays, its job waiting on node A's queue (node B's worker never
