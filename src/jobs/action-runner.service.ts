@@ -8,6 +8,7 @@ import {
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
+import { BackupMetrics, BackupOperation } from '../metrics/backup-metrics';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
 import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
@@ -70,6 +71,12 @@ export function operationSignal(
 const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
 /** Kinds that need no domain (their server's VM may be long gone). */
 const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup']);
+/** Backup kinds, by the operation their outcomes are counted under. */
+const BACKUP_OPERATIONS: Readonly<Record<string, BackupOperation>> = {
+  create_backup: 'create',
+  restore_backup: 'restore',
+  delete_backup: 'delete',
+};
 
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
@@ -89,6 +96,7 @@ export class ActionRunner {
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
     // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
     @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
+    @Optional() private readonly backupMetrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -148,7 +156,6 @@ export class ActionRunner {
             { signal },
           );
           await progress.flush();
-          this.metrics.copied(written.sizeBytes);
           break;
         }
         case 'restore_backup': {
@@ -325,6 +332,7 @@ export class ActionRunner {
       checkpoint: w.checkpoint,
       at: this.clock.now(),
     });
+    if (done) this.backupMetrics.finished('create', 'succeeded');
     return done ? 'succeeded' : 'skipped';
   }
 
@@ -379,6 +387,8 @@ export class ActionRunner {
             }
           : undefined,
     });
+    const operation = BACKUP_OPERATIONS[action.kind];
+    if (done && operation) this.backupMetrics.finished(operation, error?.code ?? outcome);
     return done ? outcome : 'skipped';
   }
 
