@@ -18,12 +18,13 @@ import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/
 import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
+import { Clock } from '../../src/common/clock';
 import { AppConfig } from '../../src/config/app-config';
 import { ConfigModule } from '../../src/config/config.module';
 import { PrismaModule } from '../../src/prisma/prisma.module';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { createAccount, createNode } from '../factories';
-import { BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
+import { backupFacts, BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
 
 const MiB = 1024 * 1024;
@@ -48,6 +49,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
       stores,
       new AccountKeys(prisma, new BackupMasterKey(cfg)),
       new ChunkReferences(prisma),
+      new Clock(),
     );
   const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
     id,
@@ -58,6 +60,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     dataPath.writeBackup(
       {
         backup,
+        facts: backupFacts(serverId),
         server: serverRef(serverId),
         base: base && { backup: base, checkpoint: `vps-backup-${base.id}` },
         checkpoint: `vps-backup-${backup.id}`,
@@ -267,7 +270,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const b = ref();
     await expect(
       dataPath.writeBackup(
-        { backup: b, server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
         (pct) => pct >= 40 && abort.abort(),
         { signal: abort.signal },
       ),
@@ -295,6 +298,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
       racing,
       new AccountKeys(prisma, new BackupMasterKey(config)),
       new ChunkReferences(prisma),
+      new Clock(),
     );
     const servers = [1, 2];
     for (const s of servers) {
@@ -304,7 +308,13 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     }
     const writeOn = (b: BackupRef, server: number) =>
       racer.writeBackup(
-        { backup: b, server: serverRef(server), base: null, checkpoint: `c${b.id}` },
+        {
+          backup: b,
+          facts: backupFacts(server),
+          server: serverRef(server),
+          base: null,
+          checkpoint: `c${b.id}`,
+        },
         () => undefined,
       );
 
