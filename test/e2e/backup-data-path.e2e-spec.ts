@@ -14,11 +14,12 @@ import { BACKUP_DATA_PATH, BackupRef } from '../../src/backups/backup-data-path'
 import { BackupDataModule } from '../../src/backups/data/backup-data.module';
 import { AccountKeys, BackupMasterKey } from '../../src/backups/data/account-keys';
 import { BackupDataError } from '../../src/backups/data/backup-data-errors';
-import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
+import { accountKeyKey, chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
 import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
 import { Clock } from '../../src/common/clock';
+import { CommonModule } from '../../src/common/common.module';
 import { AppConfig } from '../../src/config/app-config';
 import { ConfigModule } from '../../src/config/config.module';
 import { PrismaModule } from '../../src/prisma/prisma.module';
@@ -150,6 +151,35 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const [key] = await prisma.$queryRaw<{ wrapped_key: Buffer }[]>`
       SELECT wrapped_key FROM account_keys WHERE account_id = ${accountId}`;
     expect(key.wrapped_key.length).toBeGreaterThan(32); // sealed: envelope + tag, never the bare key
+  });
+
+  it("a write puts the account's wrapped key into the store before its first chunk, once", async () => {
+    const puts: string[] = [];
+    const recording: BackupStores = {
+      byName: () =>
+        Object.assign(Object.create(store) as TempDirectoryStore, {
+          put: (k: string, b: Buffer) => (puts.push(k), store.put(k, b)),
+        }),
+    };
+    const recorded = new ChunkedBackupDataPath(
+      driver,
+      recording,
+      new AccountKeys(prisma, new BackupMasterKey(config)),
+      new ChunkReferences(prisma),
+      new Clock(),
+    );
+    driver.createDisk(1, sampleDisk());
+    for (const b of [ref(), ref()]) {
+      await recorded.writeBackup(
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: `c${b.id}` },
+        () => undefined,
+      );
+    }
+    const row = await prisma.accountKey.findUniqueOrThrow({ where: { accountId } });
+    const copy = accountKeyKey(accountId, Buffer.from(row.keyId).toString('hex'));
+    expect(puts[0]).toBe(copy);
+    expect(puts.filter((k) => k === copy)).toHaveLength(1);
+    expect((await store.get(copy)).equals(Buffer.from(row.wrappedKey))).toBe(true);
   });
 
   it('an incremental backup reads only what changed, carries the rest, and each backup restores on its own', async () => {
@@ -350,7 +380,12 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const ctx = await NestFactory.createApplicationContext(
       {
         module: class Root {},
-        imports: [ConfigModule.forConfig(cfg), PrismaModule, BackupDataModule.withStores(StoresModule)],
+        imports: [
+          ConfigModule.forConfig(cfg),
+          CommonModule,
+          PrismaModule,
+          BackupDataModule.withStores(StoresModule),
+        ],
       },
       { logger: false },
     );

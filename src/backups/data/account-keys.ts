@@ -94,11 +94,7 @@ export class AccountKeys {
     if (!row) {
       const keyId = randomBytes(KEY_ID_BYTES);
       const wrapped = seal(this.master.get(), randomBytes(DATA_KEY_BYTES), wrapAad(accountId, keyId));
-      await this.prisma.$executeRaw`
-        INSERT INTO account_keys (account_id, key_id, wrapped_key) VALUES (${accountId}, ${keyId}, ${wrapped})
-        ON CONFLICT (account_id) DO NOTHING`;
-      row = await this.find(accountId);
-      if (!row) throw new BackupDataError('backup_key_unavailable', `account ${accountId}: key row vanished`);
+      row = await this.insertIfMissing(accountId, { keyId, wrapped });
     }
     const key = this.unwrap(accountId, row);
     if (copyTo) await this.copy(copyTo, accountId, row);
@@ -127,6 +123,11 @@ export class AccountKeys {
    */
   async adopt(accountId: number, key: WrappedAccountKey): Promise<WrappedAccountKey> {
     this.unwrap(accountId, key);
+    return this.insertIfMissing(accountId, key);
+  }
+
+  /** Insert `key` unless the account has one; the key the database holds afterwards (one wins a race). */
+  private async insertIfMissing(accountId: number, key: WrappedAccountKey): Promise<WrappedAccountKey> {
     await this.prisma.$executeRaw`
       INSERT INTO account_keys (account_id, key_id, wrapped_key) VALUES (${accountId}, ${key.keyId}, ${key.wrapped})
       ON CONFLICT (account_id) DO NOTHING`;
