@@ -92,6 +92,11 @@ export class AppConfig {
    * Required by the worker, which reads and writes backup data; null in the other roles when unset.
    */
   readonly backupMasterKey!: Buffer | null;
+  /**
+   * The master key being rotated away from (`BACKUP_MASTER_KEY_PREVIOUS`, base64): account keys still
+   * wrapped by it are read, never written; `backups rotate-master-key` re-wraps them with the new one.
+   */
+  readonly backupMasterKeyPrevious!: Buffer | null;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -263,7 +268,13 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
     backupStores: parseBackupStores(env, r.problems),
     backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
+    backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
   });
+  if (config.backupMasterKeyPrevious && !config.backupMasterKey) {
+    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY (the key rotated to)');
+  } else if (config.backupMasterKeyPrevious?.equals(config.backupMasterKey!)) {
+    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS must differ from BACKUP_MASTER_KEY');
+  }
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');
   }

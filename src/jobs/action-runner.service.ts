@@ -142,12 +142,14 @@ export class ActionRunner {
           break;
         case 'create_backup': {
           const b = action.backup!;
-          const storeName = await this.store.backupStoreOfCreate(b.id, action.server.node.backupStore);
-          backup = { id: b.id, accountId: b.accountId, storeName };
+          const of = await this.store.backupOfCreate(b.id, action.server.node.backupStore);
+          if (!of) throw new Error(`backup ${b.id}: its row is gone`);
+          backup = { id: b.id, accountId: b.accountId, storeName: of.storeName };
           const base = await this.store.backupBase(server.id, b.id);
           written = await this.backups!.writeBackup(
             {
               backup,
+              facts: of.facts,
               server,
               base: base ? { backup: base.backup, checkpoint: base.checkpoint } : null,
               checkpoint: `vps-backup-${b.id}`,

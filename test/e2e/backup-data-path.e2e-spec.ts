@@ -14,10 +14,12 @@ import { BACKUP_DATA_PATH, BackupRef } from '../../src/backups/backup-data-path'
 import { BackupDataModule } from '../../src/backups/data/backup-data.module';
 import { AccountKeys, BackupMasterKey } from '../../src/backups/data/account-keys';
 import { BackupDataError } from '../../src/backups/data/backup-data-errors';
-import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
+import { accountKeyKey, chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
 import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
+import { Clock } from '../../src/common/clock';
+import { CommonModule } from '../../src/common/common.module';
 import { AppConfig } from '../../src/config/app-config';
 import { BackupMetrics } from '../../src/metrics/backup-metrics';
 import { MetricsService } from '../../src/metrics/metrics.service';
@@ -25,7 +27,7 @@ import { ConfigModule } from '../../src/config/config.module';
 import { PrismaModule } from '../../src/prisma/prisma.module';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { createAccount, createNode } from '../factories';
-import { BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
+import { backupFacts, BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
 
 const MiB = 1024 * 1024;
@@ -50,6 +52,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
       stores,
       new AccountKeys(prisma, new BackupMasterKey(cfg)),
       new ChunkReferences(prisma),
+      new Clock(),
       metrics,
     );
   const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
@@ -61,6 +64,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     dataPath.writeBackup(
       {
         backup,
+        facts: backupFacts(serverId),
         server: serverRef(serverId),
         base: base && { backup: base, checkpoint: `vps-backup-${base.id}` },
         checkpoint: `vps-backup-${backup.id}`,
@@ -196,6 +200,35 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect(key.wrapped_key.length).toBeGreaterThan(32); // sealed: envelope + tag, never the bare key
   });
 
+  it("a write puts the account's wrapped key into the store before its first chunk, once", async () => {
+    const puts: string[] = [];
+    const recording: BackupStores = {
+      byName: () =>
+        Object.assign(Object.create(store) as TempDirectoryStore, {
+          put: (k: string, b: Buffer) => (puts.push(k), store.put(k, b)),
+        }),
+    };
+    const recorded = new ChunkedBackupDataPath(
+      driver,
+      recording,
+      new AccountKeys(prisma, new BackupMasterKey(config)),
+      new ChunkReferences(prisma),
+      new Clock(),
+    );
+    driver.createDisk(1, sampleDisk());
+    for (const b of [ref(), ref()]) {
+      await recorded.writeBackup(
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: `c${b.id}` },
+        () => undefined,
+      );
+    }
+    const row = await prisma.accountKey.findUniqueOrThrow({ where: { accountId } });
+    const copy = accountKeyKey(accountId, Buffer.from(row.keyId).toString('hex'));
+    expect(puts[0]).toBe(copy);
+    expect(puts.filter((k) => k === copy)).toHaveLength(1);
+    expect((await store.get(copy)).equals(Buffer.from(row.wrappedKey))).toBe(true);
+  });
+
   it('an incremental backup reads only what changed, carries the rest, and each backup restores on its own', async () => {
     const disk = sampleDisk();
     driver.createDisk(1, disk);
@@ -314,7 +347,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const b = ref();
     await expect(
       dataPath.writeBackup(
-        { backup: b, server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
         (pct) => pct >= 40 && abort.abort(),
         { signal: abort.signal },
       ),
@@ -342,6 +375,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
       racing,
       new AccountKeys(prisma, new BackupMasterKey(config)),
       new ChunkReferences(prisma),
+      new Clock(),
     );
     const servers = [1, 2];
     for (const s of servers) {
@@ -351,7 +385,13 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     }
     const writeOn = (b: BackupRef, server: number) =>
       racer.writeBackup(
-        { backup: b, server: serverRef(server), base: null, checkpoint: `c${b.id}` },
+        {
+          backup: b,
+          facts: backupFacts(server),
+          server: serverRef(server),
+          base: null,
+          checkpoint: `c${b.id}`,
+        },
         () => undefined,
       );
 
@@ -387,7 +427,12 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const ctx = await NestFactory.createApplicationContext(
       {
         module: class Root {},
-        imports: [ConfigModule.forConfig(cfg), PrismaModule, BackupDataModule.withStores(StoresModule)],
+        imports: [
+          ConfigModule.forConfig(cfg),
+          CommonModule,
+          PrismaModule,
+          BackupDataModule.withStores(StoresModule),
+        ],
       },
       { logger: false },
     );

@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { Clock } from '../../common/clock';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
@@ -42,6 +43,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     @Inject(BACKUP_STORES) private readonly stores: BackupStores,
     private readonly keys: AccountKeys,
     private readonly refs: ChunkReferences,
+    private readonly clock: Clock,
     @Optional() private readonly metrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
@@ -53,7 +55,8 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const { backup, signal } = { backup: input.backup, signal: opts.signal };
     throwIfAborted(signal);
     const progress = progressGuard(onProgress);
-    const { space, objects } = await this.open(backup);
+    // The account's key is in the store before any chunk it seals: the store alone restores.
+    const { space, objects } = await this.open(backup, { copyKey: true });
     const baseManifest = await this.usableBase(input, space, objects, signal);
     const session = await this.driver.openBackupRead(input.server, {
       since: baseManifest ? input.base!.checkpoint : null,
@@ -63,7 +66,29 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     try {
       const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
       throwIfAborted(signal);
-      this.metrics.uploaded(await objects.putManifest(written.manifest, signal));
+      const f = input.facts;
+      this.metrics.uploaded(
+        await objects.putManifest(
+          {
+            ...written.manifest,
+            index: {
+              serverId: f.serverId,
+              name: f.name,
+              description: f.description,
+              kind: f.kind,
+              createdAt: f.createdAt.toISOString(),
+              completedAt: this.clock.now().toISOString(),
+              expiresAt: f.expiresAt?.toISOString() ?? null,
+              modeReason: session.fullReason,
+              consistency: session.consistency,
+              checkpoint: session.checkpoint,
+              sizeBytes: written.sizeBytes,
+              storedBytes: written.storedBytes,
+            },
+          },
+          signal,
+        ),
+      );
       await session.close({ keepCheckpoint: true });
       progress(100);
       return {
@@ -147,9 +172,9 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     }
   }
 
-  private async open(backup: BackupRef): Promise<Opened> {
+  private async open(backup: BackupRef, opts: { copyKey?: boolean } = {}): Promise<Opened> {
     const store = this.stores.byName(backup.storeName);
-    const key = await this.keys.forAccount(backup.accountId);
+    const key = await this.keys.forAccount(backup.accountId, opts.copyKey ? store : undefined);
     return {
       space: { store: backup.storeName, accountId: backup.accountId },
       objects: new BackupObjects(store, backup.accountId, key),
@@ -190,7 +215,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     objects: BackupObjects,
     progress: (pct: number) => void,
     signal: AbortSignal | undefined,
-  ): Promise<{ manifest: BackupManifest; sizeBytes: number; storedBytes: number }> {
+  ): Promise<{ manifest: Omit<BackupManifest, 'index'>; sizeBytes: number; storedBytes: number }> {
     const size = session.virtualSizeBytes;
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
@@ -226,7 +251,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       progress((++done * 99) / Math.max(1, touched.length));
     });
     const sizeBytes = chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, size) : sum), 0);
-    const manifest: BackupManifest = {
+    const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
       backupId: backup.id,
