@@ -25,10 +25,7 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     id INTEGER
 ) LANGUAGE sql VOLATILE AS $$
     WITH earlier AS (
-        -- An earlier attempt of this Idempotency-Key request that committed its action.
-        SELECT a."id", a."backup_id" FROM "actions" a
-        WHERE a."idempotency_key_id" = p_key_id AND a."backup_id" IS NOT NULL
-        LIMIT 1
+        SELECT k."id", k."backup_id" FROM idempotency_key_action(p_key_id) k
     ), holding AS (
         SELECT * FROM server_holding_action(p_server_id)
     ), slots AS (

@@ -37,12 +37,8 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
     completed_at TIMESTAMPTZ
 ) LANGUAGE sql VOLATILE AS $$
     WITH earlier AS (
-        -- An earlier attempt of this Idempotency-Key request that committed its action.
-        SELECT a."id", a."snapshot_id" FROM "actions" a
-        WHERE a."idempotency_key_id" = p_key_id AND a."snapshot_id" IS NOT NULL
-        LIMIT 1
+        SELECT k."id", k."snapshot_id" FROM idempotency_key_action(p_key_id) k
     ), holding AS (
-        -- The open create or restore, of a snapshot or a backup, that holds the server.
         SELECT * FROM server_holding_action(p_server_id)
     ), slots AS (
         SELECT count(*)::INTEGER AS n FROM "snapshots" s
