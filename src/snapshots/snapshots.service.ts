@@ -8,7 +8,6 @@ import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
 import { MicroBatcher } from '../common/micro-batcher';
 import {
-  CreateInput,
   createdSnapshot,
   CreateRow,
   LockedRow,
@@ -16,7 +15,7 @@ import {
   SnapshotRepository,
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
-import { holdingOf, refuseIfHeld } from '../servers/server-hold';
+import { holdingOf, refuseIfHeld, ServerCreateInput } from '../servers/server-hold';
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
@@ -33,7 +32,7 @@ export class SnapshotsService {
   private readonly logger = new Logger(SnapshotsService.name);
 
   /** Creates without an Idempotency-Key that arrived in the same turn of the event loop. */
-  private readonly createBatcher = new MicroBatcher<CreateInput, CreateRow | null>(
+  private readonly createBatcher = new MicroBatcher<ServerCreateInput, CreateRow | null>(
     (inputs) => this.createMany(inputs),
     4,
     128,
@@ -74,7 +73,7 @@ export class SnapshotsService {
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const limit = this.config.snapshotLimitPerServer;
     const scope = accountScope(me).accountId ?? null;
-    const wanted: CreateInput = {
+    const wanted: ServerCreateInput = {
       serverId: input.serverId,
       name: input.name,
       description: input.description ?? '',
@@ -113,7 +112,7 @@ export class SnapshotsService {
    * unexpected error rolls every row back), each create runs alone, so one bad create cannot fail the
    * others; a busy or unreachable database fails them all as it would fail each.
    */
-  private async createMany(inputs: CreateInput[]): Promise<(CreateRow | null)[]> {
+  private async createMany(inputs: ServerCreateInput[]): Promise<(CreateRow | null)[]> {
     try {
       return await this.snapshots.createMany(inputs, this.config.snapshotLimitPerServer);
     } catch (e) {
