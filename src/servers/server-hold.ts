@@ -65,6 +65,15 @@ export function serverBusy(
   });
 }
 
+/** 400 when the server's live snapshots, or its manual backups, already fill the per-server limit. */
+export function limitReached(
+  code: 'snapshot_limit_reached' | 'backup_limit_reached',
+  found: { limit: number; used: number; serverId: number },
+): ProblemException {
+  const members = { limit: found.limit, used: found.used, server_id: found.serverId };
+  return new ProblemException({ status: 400, code, params: members, extra: members });
+}
+
 /** A create of a snapshot or a backup on one server, as its statement needs it. */
 export interface ServerCreateInput {
   serverId: number;

@@ -15,7 +15,7 @@ import {
   SnapshotRepository,
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
-import { holdingOf, refuseIfHeld, ServerCreateInput } from '../servers/server-hold';
+import { holdingOf, limitReached, refuseIfHeld, ServerCreateInput } from '../servers/server-hold';
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
@@ -94,12 +94,7 @@ export class SnapshotsService {
     const holding = holdingOf(r);
     refuseIfHeld(server, 'snapshot', holding);
     if (r.action_id === null) {
-      throw new ProblemException({
-        status: 400,
-        code: 'snapshot_limit_reached',
-        params: { limit, used: r.used, server_id: server.id },
-        extra: { limit, used: r.used, server_id: server.id },
-      });
+      throw limitReached('snapshot_limit_reached', { limit, used: r.used, serverId: server.id });
     }
     const snapshot = createdSnapshot(r, { id: server.id, name: server.name });
     await this.queue.enqueueAccepted(r.node_id, r.action_id, 'create_snapshot');
