@@ -3,8 +3,9 @@
 -- most one action, so this is the action a retry answers with: the create's snapshot or backup, or the
 -- restore it began.
 --
--- Called by the *_checked functions from inside their own queries, so it reads from the snapshot their
--- query took after the server's lock was held (a STABLE function takes no snapshot of its own).
+-- Called through server_operation_check from inside the *_checked functions' queries, so it reads from
+-- the snapshot their query took after the server's lock was held (a STABLE function takes no snapshot of
+-- its own).
 CREATE OR REPLACE FUNCTION "idempotency_key_action"(
     p_key_id INTEGER
 ) RETURNS TABLE (

@@ -1,11 +1,10 @@
 -- A restore's rules for its target server, whether it restores from a snapshot or from a backup.
 --
 -- The source (p_snapshot_id or p_backup_id, with its status as the caller found it; NULL when there is
--- none) must be completed; the server must not be held by an open create or restore
--- (server_holding_action) nor be restoring. Then the server becomes `restoring` and the restore action
--- (p_kind) is inserted, linked to the Idempotency-Key. An earlier committed attempt of the same key
--- request (idempotency_key_action) wins over every check: nothing is written and it is returned. It
--- returns what it found either way.
+-- none) must be completed and the server free (server_operation_check: not held by an open create or
+-- restore, not restoring). Then the server becomes `restoring` and the restore action (p_kind) is
+-- inserted, linked to the Idempotency-Key. An earlier committed attempt of the same key request wins
+-- over every check: nothing is written and it is returned. It returns what it found either way.
 --
 -- Called by snapshot_restore_checked and backup_restore_checked from inside their queries, which run
 -- with the server's row lock held; being VOLATILE (it writes), its query reads from a snapshot of its
@@ -27,14 +26,10 @@ CREATE OR REPLACE FUNCTION "server_restore_checked"(
     holding_status TEXT,
     action_id INTEGER
 ) LANGUAGE sql VOLATILE AS $$
-    WITH earlier AS (
-        SELECT k."id" FROM idempotency_key_action(p_key_id) k
-    ), holding AS (
-        SELECT * FROM server_holding_action(p_server_id)
+    WITH chk AS (
+        SELECT * FROM server_operation_check(p_server_id, p_server_status, p_key_id)
     ), ok AS (
-        SELECT 1 AS one
-        WHERE p_source_status = 'completed' AND NOT EXISTS (SELECT 1 FROM earlier)
-          AND NOT EXISTS (SELECT 1 FROM holding) AND p_server_status <> 'restoring'
+        SELECT 1 AS one FROM chk WHERE chk.free AND p_source_status = 'completed'
     ), srv AS (
         UPDATE "servers" SET "status" = 'restoring'
         WHERE "id" = p_server_id AND EXISTS (SELECT 1 FROM ok)
@@ -47,8 +42,6 @@ CREATE OR REPLACE FUNCTION "server_restore_checked"(
         FROM ok
         RETURNING "id"
     )
-    SELECT e."id", h."id", h.kind, h.status, (SELECT "id" FROM act)
-    FROM (SELECT 1 AS one) base
-    LEFT JOIN earlier e ON true
-    LEFT JOIN holding h ON true
+    SELECT c.earlier_action_id, c.holding_id, c.holding_kind, c.holding_status, (SELECT "id" FROM act)
+    FROM chk c
 $$;
