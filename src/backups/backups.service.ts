@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { BackupStateReason } from '../common/messages';
+import { pageOfVisibleServer } from '../common/list-query';
 import { PageRequest } from '../common/pagination';
 import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
@@ -44,9 +45,7 @@ export class BackupsService {
     filter: BackupFilter,
     page: PageRequest,
   ): Promise<{ count: number; rows: BackupRow[] }> {
-    const { visible, count, rows } = await this.backups.list(accountScope(me), filter, page);
-    if (!visible) throw notFound('server_not_found');
-    return { count, rows };
+    return pageOfVisibleServer(await this.backups.list(accountScope(me), filter, page));
   }
 
   async get(me: Principal, id: number): Promise<BackupRow> {

@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest } from '../common/pagination';
-import { ListOrdering } from '../common/list-query';
+import { ListOrdering, pageOfVisibleServer } from '../common/list-query';
 import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
@@ -49,9 +49,7 @@ export class SnapshotsService {
     filter: { serverId?: number; ordering: ListOrdering },
     page: PageRequest,
   ): Promise<{ count: number; rows: SnapshotRow[] }> {
-    const { visible, count, rows } = await this.snapshots.list(accountScope(me), filter, page);
-    if (!visible) throw notFound('server_not_found');
-    return { count, rows };
+    return pageOfVisibleServer(await this.snapshots.list(accountScope(me), filter, page));
   }
 
   async get(me: Principal, id: number): Promise<SnapshotRow> {
