@@ -3,9 +3,10 @@ import { ProblemException } from '../common/problem';
 import { PrismaService } from '../prisma/prisma.service';
 
 /**
- * "One long operation per server", as snapshots and backups both answer it. The rule itself is checked
- * in SQL (prisma/sql/functions/server_holding_action.sql) under the server's row lock; this is how its
- * finding reads and is refused.
+ * What snapshots and backups share about the server they act on: "one long operation per server" and
+ * the per-server limit, as their findings read and are refused, and the create statement that locks the
+ * server and calls the create's checked function. The rules themselves are checked in SQL
+ * (prisma/sql/functions: server_operation_check, server_holding_action) under the server's row lock.
  */
 
 /** An action holding a server (an open create or restore, of a snapshot or a backup). */
