@@ -364,7 +364,7 @@ export class ActionRunner {
       at: this.clock.now(),
       error,
       restoreServer: RESTORE_KINDS.has(action.kind)
-        ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+        ? { id: action.server.id, status: action.serverStatusBefore === 'running' ? 'running' : 'stopped' }
         : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
