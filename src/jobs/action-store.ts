@@ -204,6 +204,32 @@ const SUCCEED_BACKUP_CREATE = `
   SELECT count(*)::int AS done FROM a`;
 
 /**
+ * A verification's verdict: the action succeeds (it ran to the end) and a live backup that passed gets
+ * `verified_at`; one that failed becomes `corrupt` with the error, and the event backup.corrupt is
+ * recorded — all in one statement, only from `running`. A backup deleted meanwhile is left alone.
+ */
+const RECORD_VERIFICATION = `
+  WITH a AS (
+    UPDATE actions SET status = 'succeeded', progress = 100, finished_at = $3::timestamptz,
+                       heartbeat_at = $3::timestamptz
+    WHERE id = $1::int AND status = 'running'
+    RETURNING id
+  ), b AS (
+    UPDATE backups
+    SET verified_at = CASE WHEN $4::boolean THEN $3::timestamptz ELSE verified_at END,
+        status = CASE WHEN $4::boolean THEN status ELSE 'corrupt' END,
+        error_code = CASE WHEN $4::boolean THEN error_code ELSE 'backup_corrupt' END,
+        error = CASE WHEN $4::boolean THEN error ELSE $5::varchar END
+    WHERE id = $2::int AND deleted_at IS NULL AND status IN ('completed', 'corrupt') AND EXISTS (SELECT 1 FROM a)
+    RETURNING id, account_id, server_id
+  ), e AS (
+    SELECT emit_event(b.account_id, 'backup.corrupt',
+                      jsonb_build_object('backup_id', b.id, 'server_id', b.server_id, 'action_id', $1::int))
+    FROM b WHERE NOT $4::boolean
+  )
+  SELECT (SELECT count(*) FROM a)::int AS done, (SELECT count(*) FROM e)::int AS events`;
+
+/**
  * The backup a new backup of the server is incremental from: its latest completed (not corrupt, not
  * deleted) backup older than this one that left a checkpoint.
  */
@@ -402,6 +428,19 @@ export class ActionStore implements OnModuleDestroy {
         r.consistency,
         r.checkpoint,
       ],
+    });
+    return rows[0]?.done === 1;
+  }
+
+  /**
+   * Records a verification's verdict (see RECORD_VERIFICATION): `error` null when the backup passed.
+   * Whether this call ended the action.
+   */
+  async recordVerification(actionId: number, backupId: number, error: string | null, at: Date): Promise<boolean> {
+    const { rows } = await this.pool.query<{ done: number }>({
+      name: 'action-record-verification',
+      text: RECORD_VERIFICATION,
+      values: [actionId, backupId, at, error === null, error],
     });
     return rows[0]?.done === 1;
   }
