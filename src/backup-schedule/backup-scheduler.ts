@@ -126,7 +126,10 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
         backupId: r.backup_id,
       });
       if (d.late || d.missed > 0) {
-        this.logger.warn({ serverId: p.server_id, slotAt: d.due, missed: d.missed }, 'backup slot taken late');
+        this.logger.warn(
+          { serverId: p.server_id, slotAt: d.due, missed: d.missed },
+          'backup slot taken late',
+        );
       }
     }
     return runs;

@@ -193,7 +193,11 @@ export class BackupRepository {
    * is open (then that one is answered). The unique index actions_one_open_verify_per_backup keeps a
    * verification that committed while this statement waited from being doubled (no action: ask again).
    */
-  async verify(backupId: number, scope: number | null, tokenId: number | null): Promise<VerifyRow | undefined> {
+  async verify(
+    backupId: number,
+    scope: number | null,
+    tokenId: number | null,
+  ): Promise<VerifyRow | undefined> {
     const [r] = await this.prisma.$queryRaw<VerifyRow[]>`
       WITH b AS (
         SELECT id, account_id, server_id, name, status, created_at FROM backups

@@ -225,7 +225,8 @@ export class BackupVerifyStartedView {
   status!: 'success';
 
   @ApiProperty({
-    example: 'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
+    example:
+      'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
     description: 'English, or Welsh with `Accept-Language: cy`.',
   })
   message!: string;

@@ -22,7 +22,12 @@ import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempot
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { BackupListQuery } from './backup-list-params';
 import { BackupsService } from './backups.service';
-import { backupCreatedView, backupRestoreStartedView, backupVerifyStartedView, backupView } from './backup.view';
+import {
+  backupCreatedView,
+  backupRestoreStartedView,
+  backupVerifyStartedView,
+  backupView,
+} from './backup.view';
 import { BackupPolicyDto } from './dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from './dto/create-backup.dto';
 

@@ -22,7 +22,11 @@ const BACKUP_STATE_REASONS_CY: Record<BackupStateReason, string> = {
 };
 
 /** The operation an `invalid_backup_state` refuses, in Welsh (English says `cannot be <operation>`). */
-const BACKUP_OPERATIONS_CY: Record<string, string> = { restored: 'adfer', deleted: 'dileu', verified: 'gwirio' };
+const BACKUP_OPERATIONS_CY: Record<string, string> = {
+  restored: 'adfer',
+  deleted: 'dileu',
+  verified: 'gwirio',
+};
 
 const m = (en: Message['en'], cy: Message['cy']): Message => ({ en, cy });
 
@@ -186,7 +190,8 @@ export const MESSAGES = {
     () => "Mae'r gweinydd yn cael ei adfer o'r copi wrth gefn. Gall hyn gymryd ychydig funudau.",
   ),
   backup_verify_started: m(
-    () => 'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
+    () =>
+      'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
     () =>
       "Mae'r copi wrth gefn yn cael ei wirio: darllenir pob darn sydd wedi'i storio a'i wirio. Gall hyn gymryd ychydig funudau.",
   ),

@@ -345,7 +345,10 @@ export class ActionRunner {
     verdict: { ok: true } | { ok: false; problem: string },
   ): Promise<'succeeded' | 'skipped'> {
     if (!verdict.ok) {
-      this.logger.error({ actionId: action.id, backupId: action.backup!.id, detail: verdict.problem }, 'backup corrupt');
+      this.logger.error(
+        { actionId: action.id, backupId: action.backup!.id, detail: verdict.problem },
+        'backup corrupt',
+      );
     }
     const error = verdict.ok ? null : message('backup_data_backup_corrupt', 'en');
     const done = await this.store.recordVerification(action.id, action.backup!.id, error, this.clock.now());

@@ -436,7 +436,12 @@ export class ActionStore implements OnModuleDestroy {
    * Records a verification's verdict (see RECORD_VERIFICATION): `error` null when the backup passed.
    * Whether this call ended the action.
    */
-  async recordVerification(actionId: number, backupId: number, error: string | null, at: Date): Promise<boolean> {
+  async recordVerification(
+    actionId: number,
+    backupId: number,
+    error: string | null,
+    at: Date,
+  ): Promise<boolean> {
     const { rows } = await this.pool.query<{ done: number }>({
       name: 'action-record-verification',
       text: RECORD_VERIFICATION,

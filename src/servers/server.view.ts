@@ -44,12 +44,20 @@ export class BackupRunView {
 
   @ApiProperty({
     example: false,
-    description: 'Taken after its window had closed (the service was down); the event `backup_policy.missed` says so.',
+    description:
+      'Taken after its window had closed (the service was down); the event `backup_policy.missed` says so.',
   })
   late!: boolean;
 
   @ApiProperty({
-    enum: ['in_progress', 'completed', 'failed', 'corrupt', 'skipped_previous_running', 'skipped_server_busy'],
+    enum: [
+      'in_progress',
+      'completed',
+      'failed',
+      'corrupt',
+      'skipped_previous_running',
+      'skipped_server_busy',
+    ],
     example: 'completed',
     description:
       "Its backup's status, or why no backup was made: the previous automatic backup was still running, or " +
@@ -69,7 +77,8 @@ export class BackupPolicySummary {
   @ApiProperty({
     ...DATE_TIME,
     nullable: true,
-    description: 'The next automatic backup (a time in the past: due, taken within a minute); null while disabled.',
+    description:
+      'The next automatic backup (a time in the past: due, taken within a minute); null while disabled.',
   })
   next_run_at!: string | null;
 
