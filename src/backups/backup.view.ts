@@ -158,7 +158,12 @@ export class BackupView {
   })
   mode_reason!: FullReadReason | null;
 
-  @ApiProperty({ type: String, nullable: true, example: null, description: 'Why a `failed` backup failed.' })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: null,
+    description: 'Why a `failed` backup failed, or what verification found in a `corrupt` one.',
+  })
   error!: string | null;
 }
 
