@@ -186,14 +186,17 @@ const PROGRESS = `
   UPDATE backups SET progress = $2::smallint
   WHERE id = $5::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
 
-/** A successful backup create: the action succeeds and its backup completes, atomically, only from `running`. */
-const SUCCEED_BACKUP_CREATE = `
-  WITH a AS (
+/** The first step of a statement that ends action $1 well at $3 with its backup: only from `running`. */
+const ACTION_SUCCEEDS = `a AS (
     UPDATE actions SET status = 'succeeded', progress = 100, finished_at = $3::timestamptz,
                        heartbeat_at = $3::timestamptz
     WHERE id = $1::int AND status = 'running'
     RETURNING id
-  ), b AS (
+  )`;
+
+/** A successful backup create: the action succeeds and its backup completes, atomically, only from `running`. */
+const SUCCEED_BACKUP_CREATE = `
+  WITH ${ACTION_SUCCEEDS}, b AS (
     UPDATE backups
     SET status = 'completed', progress = 100, size_bytes = $4::bigint, stored_bytes = $5::bigint,
         mode = $6::backup_mode, mode_reason = $7::varchar, consistency = $8::snapshot_consistency,
@@ -209,12 +212,7 @@ const SUCCEED_BACKUP_CREATE = `
  * recorded — all in one statement, only from `running`. A backup deleted meanwhile is left alone.
  */
 const RECORD_VERIFICATION = `
-  WITH a AS (
-    UPDATE actions SET status = 'succeeded', progress = 100, finished_at = $3::timestamptz,
-                       heartbeat_at = $3::timestamptz
-    WHERE id = $1::int AND status = 'running'
-    RETURNING id
-  ), b AS (
+  WITH ${ACTION_SUCCEEDS}, b AS (
     UPDATE backups
     SET verified_at = CASE WHEN $4::boolean THEN $3::timestamptz ELSE verified_at END,
         status = CASE WHEN $4::boolean THEN status ELSE 'corrupt' END,

@@ -67,14 +67,31 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
   const schedulerOf = (a: TestApi, clock: Clock) =>
     new BackupScheduler(a.prisma, a.app.get(JobQueue), clock, testConfig(db, 'api'));
 
-  /** A tenant with one stopped server on the node, and a policy that began at `since`. */
+  /** A tenant with one stopped server on the node (or `node`). */
+  async function tenant(node = nodeId) {
+    const account = await createAccount(api.prisma);
+    const auth = { Authorization: `Bearer ${(await createToken(api.prisma, account.id)).token}` };
+    const server = await createServer(api.prisma, account.id, node, { status: 'stopped' });
+    return { account, auth, server };
+  }
+
+  /** A backup made through the API, completed. */
+  async function manualBackup(t: { auth: Record<string, string>; server: { id: number } }, name: string) {
+    const created = await request(api.url)
+      .post('/api/v1/backups/')
+      .set(t.auth)
+      .send({ server_id: t.server.id, name });
+    expect(created.status).toBe(201);
+    await settled(t.server.id);
+    return created.body as { id: number };
+  }
+
+  /** A tenant whose server has a daily policy (window 01:00-05:00 UTC) that began at `since`. */
   async function serverWithPolicy(
     since: Date,
     policy: { node?: number; retention?: { daily: number; weekly: number; monthly: number } } = {},
   ) {
-    const account = await createAccount(api.prisma);
-    const auth = { Authorization: `Bearer ${(await createToken(api.prisma, account.id)).token}` };
-    const server = await createServer(api.prisma, account.id, policy.node ?? nodeId, { status: 'stopped' });
+    const { account, auth, server } = await tenant(policy.node);
     const put = await request(api.url)
       .put(`/api/v1/servers/${server.id}/backup-policy/`)
       .set(auth)
@@ -103,12 +120,7 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
     const { server, auth, account } = await serverWithPolicy(start, {
       retention: { daily: 7, weekly: 4, monthly: 2 },
     });
-    const manual = await request(api.url)
-      .post('/api/v1/backups/')
-      .set(auth)
-      .send({ server_id: server.id, name: 'keep-me' });
-    expect(manual.status).toBe(201);
-    await settled(server.id);
+    const manual = await manualBackup({ auth, server }, 'keep-me');
     const scheduler = schedulerOf(api, clock);
     const keptDates = async () =>
       (
@@ -174,7 +186,7 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
     expect(automatic).toHaveLength(400);
     expect(automatic.every((b) => b.status === 'completed')).toBe(true);
     // The manual backup was never touched; every prune was audited and announced.
-    expect(await api.prisma.backup.findUniqueOrThrow({ where: { id: manual.body.id } })).toMatchObject({
+    expect(await api.prisma.backup.findUniqueOrThrow({ where: { id: manual.id } })).toMatchObject({
       status: 'completed',
       deletedAt: null,
     });
@@ -277,15 +289,8 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
   it('verification: new backups verified, a flipped byte in a stored chunk reported by the next weekly one', async () => {
     const start = new Date('2026-05-01T00:00:00Z');
     const clock = new SimulatedClock(start);
-    const account = await createAccount(api.prisma);
-    const auth = { Authorization: `Bearer ${(await createToken(api.prisma, account.id)).token}` };
-    const server = await createServer(api.prisma, account.id, nodeId, { status: 'stopped' });
-    const created = await request(api.url)
-      .post('/api/v1/backups/')
-      .set(auth)
-      .send({ server_id: server.id, name: 'to-verify' });
-    expect(created.status).toBe(201);
-    await settled(server.id);
+    const { account, auth, server } = await tenant();
+    const created = { body: await manualBackup({ auth, server }, 'to-verify') };
     const scheduler = schedulerOf(api, clock);
     const verdict = (id: number) =>
       eventually(async () => {
@@ -336,14 +341,8 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
   }, 120_000);
 
   it('POST /backups/{id}/verify/: an action, the open one again, 404 for other tenants, Welsh', async () => {
-    const account = await createAccount(api.prisma);
-    const auth = { Authorization: `Bearer ${(await createToken(api.prisma, account.id)).token}` };
-    const server = await createServer(api.prisma, account.id, nodeId, { status: 'stopped' });
-    const created = await request(api.url)
-      .post('/api/v1/backups/')
-      .set(auth)
-      .send({ server_id: server.id, name: 'v' });
-    await settled(server.id);
+    const { account, auth, server } = await tenant();
+    const created = { body: await manualBackup({ auth, server }, 'v') };
     const first = await request(api.url).post(`/api/v1/backups/${created.body.id}/verify/`).set(auth);
     expect(first.status).toBe(200);
     expect(first.body).toMatchObject({
