@@ -55,6 +55,8 @@ export class AppConfig {
   readonly reaperIntervalMs!: number;
   /** How often each API process looks for due backup slots, retention and verifications (0: never). */
   readonly backupSchedulerIntervalMs!: number;
+  /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
+  readonly powerStateIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
   /** Longest a single create/restore may run before it is aborted and failed. */
   readonly operationTimeoutMs!: number;
@@ -243,6 +245,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
     backupSchedulerIntervalMs: r.int('BACKUP_SCHEDULER_INTERVAL_MS', 60_000, 0, 3_600_000),
+    powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),

@@ -9,6 +9,7 @@ import {
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
+import { BackupMetrics, BackupOperation } from '../metrics/backup-metrics';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
 import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
@@ -71,6 +72,13 @@ export function operationSignal(
 const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
 /** Kinds that need no domain (their server's VM may be long gone, or only stored data is read). */
 const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup', 'verify_backup']);
+/** Backup kinds, by the operation their outcomes are counted under. */
+const BACKUP_OPERATIONS: Readonly<Record<string, BackupOperation>> = {
+  create_backup: 'create',
+  restore_backup: 'restore',
+  delete_backup: 'delete',
+  verify_backup: 'verify',
+};
 
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
@@ -90,6 +98,7 @@ export class ActionRunner {
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
     // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
     @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
+    @Optional() private readonly backupMetrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -150,7 +159,6 @@ export class ActionRunner {
             { signal },
           );
           await progress.flush();
-          this.metrics.copied(written.sizeBytes);
           break;
         }
         case 'restore_backup': {
@@ -333,6 +341,7 @@ export class ActionRunner {
       checkpoint: w.checkpoint,
       at: this.clock.now(),
     });
+    if (done) this.backupMetrics.finished('create', 'succeeded');
     return done ? 'succeeded' : 'skipped';
   }
 
@@ -352,6 +361,7 @@ export class ActionRunner {
     }
     const error = verdict.ok ? null : message('backup_data_backup_corrupt', 'en');
     const done = await this.store.recordVerification(action.id, action.backup!.id, error, this.clock.now());
+    if (done) this.backupMetrics.finished('verify', verdict.ok ? 'succeeded' : 'backup_corrupt');
     return done ? 'succeeded' : 'skipped';
   }
 
@@ -391,7 +401,7 @@ export class ActionRunner {
       at: this.clock.now(),
       error,
       restoreServer: RESTORE_KINDS.has(action.kind)
-        ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+        ? { id: action.server.id, status: action.serverStatusBefore === 'running' ? 'running' : 'stopped' }
         : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
@@ -406,6 +416,8 @@ export class ActionRunner {
             }
           : undefined,
     });
+    const operation = BACKUP_OPERATIONS[action.kind];
+    if (done && operation) this.backupMetrics.finished(operation, error?.code ?? outcome);
     return done ? outcome : 'skipped';
   }
 

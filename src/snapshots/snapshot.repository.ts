@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ListOrdering, orderingSql } from '../common/list-query';
-import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
+import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
 import { lockServerSql } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
@@ -32,7 +32,7 @@ export interface LockedServer {
   id: number;
   account_id: number;
   node_id: number;
-  status: 'running' | 'stopped' | 'restoring';
+  status: ServerStatus;
   name: string;
 }
 

@@ -19,6 +19,8 @@ import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-store
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
 import { AppConfig } from '../../src/config/app-config';
+import { BackupMetrics } from '../../src/metrics/backup-metrics';
+import { MetricsService } from '../../src/metrics/metrics.service';
 import { ConfigModule } from '../../src/config/config.module';
 import { PrismaModule } from '../../src/prisma/prisma.module';
 import { PrismaService } from '../../src/prisma/prisma.service';
@@ -42,12 +44,13 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
   const masterKey = randomBytes(32).toString('base64');
 
   const stores: BackupStores = { byName: () => store };
-  const build = (cfg: AppConfig): ChunkedBackupDataPath =>
+  const build = (cfg: AppConfig, metrics?: BackupMetrics): ChunkedBackupDataPath =>
     new ChunkedBackupDataPath(
       driver,
       stores,
       new AccountKeys(prisma, new BackupMasterKey(cfg)),
       new ChunkReferences(prisma),
+      metrics,
     );
   const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
     id,
@@ -127,6 +130,50 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     await restore(b, 2);
     expect(driver.disk(2).equals(disk)).toBe(true);
     expect(await dataPath.verifyBackup(b)).toEqual({ ok: true });
+  });
+
+  it('counts bytes read, uploaded, deduplicated (already stored, all zeros), restored and freed', async () => {
+    const registry = new MetricsService();
+    dataPath = build(config, new BackupMetrics(registry));
+    const value = async (counter: { get(): Promise<{ values: { value: number; labels: object }[] }> }) =>
+      Object.fromEntries(
+        (await counter.get()).values.map((v) => [Object.values(v.labels).join('/') || 'all', v.value]),
+      );
+    const disk = sampleDisk();
+    const data = 4 * CS + 100 * 1024; // chunks 0, 2, 3, 5 and the tail; a full read skips the zero ones
+    driver.createDisk(1, disk);
+    const first = ref();
+    const made = await write(first, 1);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: data });
+    // Chunk 5 is chunk 2 again: uploaded once or twice, depending on which finished first.
+    const uploadedFirst = (await value(registry.backupUploadedBytes)).all;
+    expect(uploadedFirst).toBeGreaterThan(made.storedBytes);
+    expect(uploadedFirst).toBeLessThan(made.storedBytes + CS + 64 * 1024);
+
+    // The same disk read whole again: every chunk is already stored; only a manifest goes up.
+    const second = ref();
+    await write(second, 1);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: 2 * data });
+    expect(await value(registry.backupDeduplicatedBytes)).toEqual({ stored: data });
+    const manifestBytes = (await value(registry.backupUploadedBytes)).all - uploadedFirst;
+    expect(manifestBytes).toBeGreaterThan(0);
+    expect(manifestBytes).toBeLessThan(4096);
+
+    // The guest zeroes chunk 3: the incremental read reads it, and an all-zero chunk is not stored.
+    driver.guestWrite(1, 3 * CS, Buffer.alloc(CS));
+    const third = ref();
+    await write(third, 1, second);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: 2 * data + CS });
+    expect(await value(registry.backupDeduplicatedBytes)).toEqual({ stored: data, zero: CS });
+
+    driver.createDisk(2, Buffer.alloc(0));
+    await restore(third, 2);
+    expect(await value(registry.backupRestoredBytes)).toEqual({ all: data - CS });
+
+    let freed = 0;
+    for (const b of [first, second, third]) freed += (await dataPath.deleteBackup(b)).freedBytes;
+    expect(freed).toBeGreaterThan(3 * CS);
+    expect(await value(registry.backupFreedBytes)).toEqual({ all: freed });
   });
 
   it('stores nothing in clear: chunks and manifests are sealed, the data key only wrapped', async () => {

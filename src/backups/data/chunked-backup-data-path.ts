@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
@@ -7,6 +7,7 @@ import {
   OperationOptions,
   ServerRef,
 } from '../../hypervisor/hypervisor-driver';
+import { BackupMetrics } from '../../metrics/backup-metrics';
 import { BackupDataPath, BackupRef, WriteBackupInput, WriteBackupResult } from '../backup-data-path';
 import { AccountKeys } from './account-keys';
 import { BackupDataError, isBackupDataError } from './backup-data-errors';
@@ -41,6 +42,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     @Inject(BACKUP_STORES) private readonly stores: BackupStores,
     private readonly keys: AccountKeys,
     private readonly refs: ChunkReferences,
+    @Optional() private readonly metrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
   async writeBackup(
@@ -61,7 +63,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     try {
       const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
       throwIfAborted(signal);
-      await objects.putManifest(written.manifest, signal);
+      this.metrics.uploaded(await objects.putManifest(written.manifest, signal));
       await session.close({ keepCheckpoint: true });
       progress(100);
       return {
@@ -101,6 +103,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           const length = chunkLength(i, manifest.virtualSizeBytes);
           const data = await objects.getChunk(manifest.chunks[i]!, length, signal);
           await disk.write(chunkOffset(i), data);
+          this.metrics.restored(data.length);
           progress((++done * 99) / Math.max(1, present.length));
         }),
       // The fill's own count is the progress that means something here.
@@ -116,8 +119,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     // cannot take data from under a restore that could still start.
     await objects.deleteManifest(backup.id);
     await this.refs.release(backup.id);
-    const { freedBytes } = await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
-    return { freedBytes };
+    return { freedBytes: await this.collect(space, objects) };
   }
 
   async verifyBackup(
@@ -205,8 +207,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
         );
       }
+      this.metrics.read(data.length);
       chunks[i] = null;
-      if (!data.equals(ZEROS.subarray(0, data.length))) {
+      if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
+      else {
         const chunkId = sha256Hex(data);
         chunks[i] = chunkId;
         const [held] = await this.refs.acquire(space, backup.id, [
@@ -214,9 +218,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         ]);
         if (!held.stored) {
           const bytes = await objects.putChunk(chunkId, data, signal);
+          this.metrics.uploaded(bytes);
           await this.refs.markStored(space, chunkId);
           if (held.inserted) storedBytes += bytes;
-        }
+        } else this.metrics.deduplicated('stored', data.length);
       }
       progress((++done * 99) / Math.max(1, touched.length));
     });
@@ -274,11 +279,18 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     }
   }
 
+  /** Removes the space's chunks no backup holds; returns (and counts) the bytes freed. */
+  private async collect(space: ChunkSpace, objects: BackupObjects): Promise<number> {
+    const { freedBytes } = await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+    this.metrics.freed(freedBytes);
+    return freedBytes;
+  }
+
   /** A failed write's cleanup: its references released and what they alone held removed. */
   private async releaseQuietly(backup: BackupRef, space: ChunkSpace, objects: BackupObjects): Promise<void> {
     try {
       await this.refs.release(backup.id);
-      await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+      await this.collect(space, objects);
     } catch (e) {
       // Deleting the failed backup later releases them again (idempotent); never hide the first error.
       this.log.warn(`backup ${backup.id}: releasing a failed write's chunks failed: ${String(e)}`);
