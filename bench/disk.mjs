@@ -38,7 +38,7 @@ import {
  *   `dd iflag=nocache`), never the whole page cache, which other work shares.
  * Returns the page-cache residency of `files` afterwards (0 when cold).
  */
-function settle(dir, ...files) {
+export function settle(dir, ...files) {
   sh('sync', ['-f', dir]);
   let resident = 0;
   for (const f of files) {
@@ -56,7 +56,7 @@ function residentBytes(file) {
 }
 
 /** Waits until `file` is gone (the driver unlinks a replaced disk after its restore has returned). */
-async function gone(file) {
+export async function gone(file) {
   for (let i = 0; i < 600 && fs.existsSync(file); i++) await sleep(50);
 }
 
@@ -74,7 +74,7 @@ function byPlace(runs, cpKey, opKey, cpFirstRound) {
 }
 
 /** Spread of a list: median and range, for the per-round and per-run ratios. */
-function spread(xs) {
+export function spread(xs) {
   const v = xs.filter((x) => Number.isFinite(x));
   return { median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
 }
@@ -117,7 +117,7 @@ function makeImage(file, { virtual, data, pieces }) {
   return imageInfo(file);
 }
 
-function imageInfo(file) {
+export function imageInfo(file) {
   const j = JSON.parse(sh('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', file]));
   return { virtual: j['virtual-size'], actual: j['actual-size'] };
 }
