@@ -10,7 +10,7 @@
 //
 // Everything it makes is removed at the end: its database bench_backup_<pid>, the work directory
 // (disk, store, copies), the libvirt domain bench-backup-<pid> (checkpoint records included), the S3
-// bucket bench-backup-<pid>.
+// bucket bench-backup-<pid>, the worker's Redis keys (prefix benchw<pid>).
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -25,6 +25,7 @@ import {
   MiB,
   ROOT,
   buildApp,
+  cleanRedis,
   createDatabase,
   dropDatabase,
   fmt,
@@ -32,6 +33,9 @@ import {
   quiet,
   rssOf,
   serviceEnv,
+  sleep,
+  startRole,
+  stop,
   withClient,
 } from './lib.mjs';
 
@@ -161,7 +165,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
   const rounds = asked; // even (the default) puts each side first equally often
   // --backup-parts=dir,s3: the directory-store parts (full, incremental, daily) and/or the S3 part.
   const partsArg = process.argv.find((a) => a.startsWith('--backup-parts='));
-  const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,s3').split(','));
+  const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,s3,worker').split(','));
   const virtual = quick ? 2 * GiB : 20 * GiB;
   const data = quick ? 256 * MiB : 2 * GiB;
   const changedChunks = quick ? 4 : 25; // 16 MiB / 100 MiB
@@ -253,6 +257,17 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       await proc.call({ op: 'delete', store: 'dir', backup: backupOf(w, accountId) });
       res.full.push(run);
     }
+    if (parts.has('dir')) {
+      // Where a full write's time goes: each step of the data path timed alone, one chunk at a time.
+      log('backup: the full write step by step');
+      settle(work, disk);
+      res.stages = (
+        await proc.call({ op: 'stages', store: 'dir', server, checkpointId: nextBackup++ })
+      ).result;
+      fs.rmSync(path.join(storeDir, 'stages'), { recursive: true, force: true });
+      settle(work, dense);
+      res.stages.cpMs = timeCp(dense, copy);
+    }
     res.load.push(os.loadavg());
 
     // 2. Incremental backups of 100 MiB changed, against cp of 100 MiB.
@@ -342,6 +357,40 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       }
       res.load.push(os.loadavg());
     }
+    if (parts.has('worker')) {
+      log('backup: the real worker writing a backup of the whole disk, RSS sampled');
+      // The worker's node stores into a directory of its own (BACKUP_DIR, the `default` store).
+      const wstore = path.join(work, 'worker-store');
+      fs.mkdirSync(wstore);
+      settle(work, disk);
+      // --worker-env=K=V[,K=V…]: the worker once more with these settings, after the plain one.
+      const weArg = process.argv.find((a) => a.startsWith('--worker-env='));
+      res.worker = await workerBackup({ appDir, dbUrl, redisUrl: env.REDIS_URL, work, server, wstore });
+      res.worker.storeBytes = treeBytes(wstore);
+      if (weArg) {
+        const workerEnv = Object.fromEntries(
+          weArg
+            .slice(13)
+            .split(',')
+            .map((kv) => [kv.split('=')[0], kv.split('=').slice(1).join('=')]),
+        );
+        fs.rmSync(wstore, { recursive: true, force: true });
+        fs.mkdirSync(wstore);
+        settle(work, disk);
+        res.workerWithEnv = {
+          env: workerEnv,
+          ...(await workerBackup({
+            appDir,
+            dbUrl,
+            redisUrl: env.REDIS_URL,
+            work,
+            server,
+            wstore,
+            workerEnv,
+          })),
+        };
+      }
+    }
   } finally {
     if (proc && bucketMade)
       await proc.call({ op: 'bucket', create: false }).catch((e) => log(`bucket: ${e.message}`));
@@ -349,8 +398,98 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
     undefineAll(name);
     fs.rmSync(work, { recursive: true, force: true });
     await dropDatabase(adminUrl, dbName).catch(() => undefined);
+    if (parts.has('worker')) await cleanRedis(env.REDIS_URL).catch(() => undefined);
   }
   return summarize(res, { data, virtual });
+}
+
+/**
+ * The production worker (this build, libvirt node) running a create_backup action of the disk through
+ * its jobs, its real data path and a directory store; its RSS (and its children's) sampled every 100 ms
+ * from start to the action's end.
+ */
+let workerRuns = 0;
+
+async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, workerEnv = {} }) {
+  const run = ++workerRuns;
+  const nodeName = `bench-bk-${process.pid}-${run}`;
+  const ids = await withClient(dbUrl, async (c) => {
+    const account = await c.query(`INSERT INTO accounts (name) VALUES ($1) RETURNING id`, [
+      `bench-w-${process.pid}`,
+    ]);
+    const accountId = account.rows[0].id;
+    const node = await c.query(
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
+       VALUES ($1, 'libvirt', 'qemu:///system', $2, ARRAY[$3::varchar]) RETURNING id`,
+      [nodeName, path.join(work, 'wsnaps'), work],
+    );
+    const srv = await c.query(
+      `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path)
+       VALUES ($1, $2, 'bench-backup', 'stopped', $3, $4) RETURNING id`,
+      [accountId, node.rows[0].id, server.domain, server.diskPath],
+    );
+    const backup = await c.query(
+      `INSERT INTO backups (account_id, server_id, name) VALUES ($1, $2, 'whole') RETURNING id`,
+      [accountId, srv.rows[0].id],
+    );
+    const action = await c.query(
+      `INSERT INTO actions (kind, account_id, server_id, backup_id, server_status_before, created_at)
+       VALUES ('create_backup', $1, $2, $3, 'stopped', now() - interval '5 seconds') RETURNING id`,
+      [accountId, srv.rows[0].id, backup.rows[0].id],
+    );
+    return { action: action.rows[0].id, backup: backup.rows[0].id };
+  });
+  const worker = await startRole(
+    'worker',
+    {
+      DATABASE_URL: dbUrl,
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: `benchw${process.pid}`, // removed at the end (cleanRedis)
+      WORKER_NODE: nodeName,
+      DISPATCH_INTERVAL_MS: '200',
+      BACKUP_DIR: wstore,
+      BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+      ...workerEnv,
+    },
+    appDir,
+  );
+  const samples = [];
+  let status = null;
+  const t0 = performance.now();
+  try {
+    while (performance.now() - t0 < 1_800_000) {
+      samples.push(rssOf(worker.child.pid) ?? 0);
+      if (samples.length % 5 === 0) {
+        status = await withClient(
+          dbUrl,
+          async (c) =>
+            (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
+        );
+        if (status === 'succeeded' || status === 'failed') break;
+      }
+      await sleep(100);
+    }
+  } finally {
+    await stop(worker.child);
+  }
+  const row = await withClient(
+    dbUrl,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT mode::text, size_bytes::text, stored_bytes::text, error FROM backups WHERE id = $1`,
+          [ids.backup],
+        )
+      ).rows[0],
+  );
+  return {
+    status,
+    backup: row,
+    seconds: (performance.now() - t0) / 1000,
+    rssStartMB: samples[Math.min(9, samples.length - 1)] / MiB,
+    rssMaxMB: Math.max(...samples) / MiB,
+    rssMedianMB: median(samples.slice(10)) / MiB,
+  };
 }
 
 function summarize(res, { data, virtual }) {
@@ -454,6 +593,33 @@ export function printBackup(res) {
   console.log(
     `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${s.dir ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
   );
+  if (res.worker) {
+    const w = res.worker;
+    console.log(
+      `| worker RSS during a backup of the ${s.virtualGiB} GiB disk ≤ 200 MB (the production worker, libvirt node, directory store) | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB, ${fmt(w.rssStartMB, 0)} MB after its first second; action ${w.status} in ${fmt(w.seconds, 0)} s (${w.backup?.mode}, ${fmt(Number(w.backup?.size_bytes) / MiB, 0)} MiB) | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
+    );
+  }
+  if (res.workerWithEnv) {
+    const w = res.workerWithEnv;
+    console.log(
+      `| the same with ${JSON.stringify(w.env)} | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB; action ${w.status} in ${fmt(w.seconds, 0)} s | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
+    );
+  }
+  if (res.stages) {
+    const st = res.stages;
+    const gib = st.bytes / GiB;
+    console.log(
+      `\nThe full write step by step (${st.chunks} chunks, one at a time, each step alone), per GiB of data: wall s (CPU s of the data-path process)`,
+    );
+    console.log(
+      '| read | zero check + sha256 | seal (AES-256-GCM) | store put (+ fsync) | sum | cp + sync |\n|---|---|---|---|---|---|',
+    );
+    const cell = (x) => `${fmt(x.ms / 1000 / gib, 2)} (${fmt(x.cpuMs / 1000 / gib, 2)})`;
+    const sum = ['read', 'zeroCheckAndSha256', 'seal', 'put'].reduce((a, k) => a + st[k].ms, 0);
+    console.log(
+      `| ${cell(st.read)} | ${cell(st.zeroCheckAndSha256)} | ${cell(st.seal)} | ${cell(st.put)} | ${fmt(sum / 1000 / gib, 2)} | ${fmt(st.cpMs / 1000 / gib, 2)} |`,
+    );
+  }
   console.log(
     `\nload average at the start and after each part: ${s.load.map((l) => l.map((x) => x.toFixed(1)).join('/')).join(' → ')}`,
   );
