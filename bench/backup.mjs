@@ -163,9 +163,10 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
   const roundsArg = process.argv.find((a) => a.startsWith('--backup-rounds='));
   const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(16)) || 1) : 4;
   const rounds = asked; // even (the default) puts each side first equally often
-  // --backup-parts=dir,s3: the directory-store parts (full, incremental, daily) and/or the S3 part.
+  // --backup-parts=dir,stages,s3,worker: the directory-store parts (full, incremental, daily), the full
+  // write step by step, the S3 part, the production worker's RSS; all by default.
   const partsArg = process.argv.find((a) => a.startsWith('--backup-parts='));
-  const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,s3,worker').split(','));
+  const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,stages,s3,worker').split(','));
   const virtual = quick ? 2 * GiB : 20 * GiB;
   const data = quick ? 256 * MiB : 2 * GiB;
   const changedChunks = quick ? 4 : 25; // 16 MiB / 100 MiB
@@ -189,12 +190,11 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
     fs.writeFileSync(small, crypto.randomBytes(changedChunks * CHUNK));
     const server = { id: 1, domain: name, domainUuid: defineDomain(name, disk), diskPath: disk };
     const dbUrl = await createDatabase(adminUrl, dbName);
-    let nextAccount = 1;
+    let accounts = 0;
     const newAccount = () =>
       withClient(dbUrl, async (c) => {
-        const id = nextAccount++;
-        await c.query(`INSERT INTO accounts (id, name) VALUES ($1, $2)`, [id, `bench-${id}`]);
-        return id;
+        const q = `INSERT INTO accounts (name) VALUES ($1) RETURNING id`;
+        return (await c.query(q, [`bench-${process.pid}-${++accounts}`])).rows[0].id;
       });
     proc = new DataPathProcess(appDir, work, {
       DATABASE_URL: dbUrl,
@@ -257,7 +257,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       await proc.call({ op: 'delete', store: 'dir', backup: backupOf(w, accountId) });
       res.full.push(run);
     }
-    if (parts.has('dir')) {
+    if (parts.has('stages')) {
       // Where a full write's time goes: each step of the data path timed alone, one chunk at a time.
       log('backup: the full write step by step');
       settle(work, disk);
@@ -405,7 +405,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
 
 /**
  * The production worker (this build, libvirt node) running a create_backup action of the disk through
- * its jobs, its real data path and a directory store; its RSS (and its children's) sampled every 100 ms
+ * its jobs, its real data path and a directory store; its RSS sampled every 100 ms
  * from start to the action's end.
  */
 let workerRuns = 0;
@@ -415,7 +415,7 @@ async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, wor
   const nodeName = `bench-bk-${process.pid}-${run}`;
   const ids = await withClient(dbUrl, async (c) => {
     const account = await c.query(`INSERT INTO accounts (name) VALUES ($1) RETURNING id`, [
-      `bench-w-${process.pid}`,
+      `bench-w-${process.pid}-${run}`,
     ]);
     const accountId = account.rows[0].id;
     const node = await c.query(
