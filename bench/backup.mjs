@@ -159,6 +159,7 @@ function undefineAll(name) {
 }
 
 export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
+  /** @type {Record<string, string | undefined>} */
   const env = { ...serviceEnv(), ...process.env };
   const roundsArg = process.argv.find((a) => a.startsWith('--backup-rounds='));
   const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(16)) || 1) : 4;
