@@ -32,8 +32,8 @@ import {
   median,
   quiet,
   rssOf,
+  sampleUntilActionEnds,
   serviceEnv,
-  sleep,
   startRole,
   stop,
   withClient,
@@ -454,25 +454,18 @@ async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, wor
     },
     appDir,
   );
-  const samples = [];
-  let status = null;
-  const t0 = performance.now();
+  let sampled;
   try {
-    while (performance.now() - t0 < 1_800_000) {
-      samples.push(rssOf(worker.child.pid) ?? 0);
-      if (samples.length % 5 === 0) {
-        status = await withClient(
-          dbUrl,
-          async (c) =>
-            (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
-        );
-        if (status === 'succeeded' || status === 'failed') break;
-      }
-      await sleep(100);
-    }
+    sampled = await sampleUntilActionEnds({
+      databaseUrl: dbUrl,
+      actionId: ids.action,
+      pid: worker.child.pid,
+      timeoutMs: 1_800_000,
+    });
   } finally {
     await stop(worker.child);
   }
+  const samples = sampled.samples.map((x) => x.rss);
   const row = await withClient(
     dbUrl,
     async (c) =>
@@ -484,9 +477,9 @@ async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, wor
       ).rows[0],
   );
   return {
-    status,
+    status: sampled.status,
     backup: row,
-    seconds: (performance.now() - t0) / 1000,
+    seconds: sampled.seconds,
     rssStartMB: samples[Math.min(9, samples.length - 1)] / MiB,
     rssMaxMB: Math.max(...samples) / MiB,
     rssMedianMB: median(samples.slice(10)) / MiB,

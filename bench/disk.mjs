@@ -18,6 +18,7 @@ import {
   buildRef,
   median,
   rssOf,
+  sampleUntilActionEnds,
   sleep,
   startRole,
   stop,
@@ -462,32 +463,27 @@ async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapD
     },
     appDir,
   );
-  const samples = [];
   const qemu = [];
-  let status = null;
-  const t0 = performance.now();
+  let run;
   try {
-    while (performance.now() - t0 < 600_000) {
-      samples.push({ t: performance.now() - t0, rss: rssOf(worker.child.pid) ?? 0 });
-      const q = descendants(worker.child.pid).map((p) => rssOf(p) ?? 0);
-      if (q.length) qemu.push(Math.max(...q));
-      if (samples.length % 5 === 0) {
-        status = await withClient(
-          databaseUrl,
-          async (c) =>
-            (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
-        );
-        if (status === 'succeeded' || status === 'failed') break;
-      }
-      await sleep(100);
-    }
+    run = await sampleUntilActionEnds({
+      databaseUrl,
+      actionId: ids.action,
+      pid: worker.child.pid,
+      timeoutMs: 600_000,
+      each: (pid) => {
+        const q = descendants(pid).map((p) => rssOf(p) ?? 0);
+        if (q.length) qemu.push(Math.max(...q));
+      },
+    });
   } finally {
     await stop(worker.child);
   }
+  const { samples, status, seconds } = run;
   const copying = samples.filter((_, i) => i >= 10); // after the first second (start-up)
   return {
     status,
-    seconds: (performance.now() - t0) / 1000,
+    seconds,
     rssStartMB: samples[Math.min(9, samples.length - 1)]?.rss / MiB,
     rssMaxMB: Math.max(...samples.map((x) => x.rss)) / MiB,
     rssMinWhileCopyingMB: copying.length ? Math.min(...copying.map((x) => x.rss)) / MiB : null,
