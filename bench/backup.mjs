@@ -584,9 +584,10 @@ export function printBackup(res) {
     console.log(
       `| ten daily backups, ${fmt(s.daily.changedPerDayMiB, 0)} MiB (1 %) changed a day: store ≤ 1.2× (data + 9 × changed) | ${fmt(s.daily.storeMiB, 0)} MiB for ${fmt(s.daily.limitMiB, 0)} MiB: ${fmt(s.daily.vsLimit, 3)}× (modes ${s.daily.modes.join(',')}) | ${met(s.daily.vsLimit <= 1.2)} |`,
     );
-  console.log(
-    `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${s.dir ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
-  );
+  if (Number.isFinite(s.rssMaxMB))
+    console.log(
+      `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${s.dir ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
+    );
   if (res.worker) {
     const w = res.worker;
     console.log(
