@@ -3,6 +3,7 @@ import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-
 import {
   BackupCapableDriver,
   BackupReadSession,
+  DiskExtent,
   HYPERVISOR_DRIVER,
   OperationOptions,
   ServerRef,
@@ -10,7 +11,14 @@ import {
 import { BackupDataPath, BackupRef, WriteBackupInput, WriteBackupResult } from '../backup-data-path';
 import { AccountKeys } from './account-keys';
 import { BackupDataError, isBackupDataError } from './backup-data-errors';
-import { chunkCount, chunkLength, chunkOffset, CHUNK_SIZE_BYTES, touchedChunks } from './backup-layout';
+import {
+  chunkCount,
+  chunkLength,
+  chunkOffset,
+  CHUNK_SIZE_BYTES,
+  extentsByChunk,
+  touchedChunks,
+} from './backup-layout';
 import { BackupObjects, forEachLimited, sha256Hex, storedChunkBytes } from './backup-objects';
 import { BACKUP_STORES, BackupStores } from './backup-stores';
 import { ChunkReferences, ChunkSpace } from './chunk-references';
@@ -192,13 +200,15 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const size = session.virtualSizeBytes;
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
-    if (session.mode === 'incremental')
-      await this.carryFromBase(backup, session, base, chunks, touched, space);
+    const changed = session.mode === 'incremental' ? extentsByChunk(session.extents, size) : null;
+    if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
     let storedBytes = 0;
     let done = 0;
     await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
       throwIfAborted(signal);
-      const data = await session.read(chunkOffset(i), chunkLength(i, size), { signal });
+      const data = changed
+        ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, signal)
+        : await session.read(chunkOffset(i), chunkLength(i, size), { signal });
       if (data.length !== chunkLength(i, size)) {
         throw hvError(
           'hypervisor_error',
@@ -232,6 +242,43 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       chunks,
     };
     return { manifest, sizeBytes, storedBytes };
+  }
+
+  /**
+   * A chunk of an incremental write: outside the changed extents an incremental view reads as the base
+   * backup had it (the driver's promise, not the disk's bytes: a running server's view holds the
+   * changed clusters only), so the base's chunk is the starting point and the changed parts are read
+   * over it. Only the changed bytes are read from the disk.
+   */
+  private async changedChunk(
+    backup: BackupRef,
+    session: BackupReadSession,
+    base: BackupManifest,
+    objects: BackupObjects,
+    i: number,
+    parts: readonly DiskExtent[],
+    signal: AbortSignal | undefined,
+  ): Promise<Buffer> {
+    const start = chunkOffset(i);
+    const length = chunkLength(i, session.virtualSizeBytes);
+    if (parts.length === 1 && parts[0].offset === start && parts[0].length === length)
+      return session.read(start, length, { signal });
+    const baseId = base.chunks[i];
+    let data: Buffer;
+    try {
+      data = baseId ? await objects.getChunk(baseId, length, signal) : Buffer.alloc(length);
+    } catch (e) {
+      if (!isBackupDataError(e) || e.code !== 'backup_corrupt') throw e;
+      throw new BackupDataError(
+        'backup_base_unavailable',
+        `backup ${backup.id}: base chunk ${baseId} of chunk ${i} unreadable (${e.detail})`,
+      );
+    }
+    for (const part of parts) {
+      const read = await session.read(part.offset, part.length, { signal });
+      read.copy(data, part.offset - start);
+    }
+    return data;
   }
 
   /**
