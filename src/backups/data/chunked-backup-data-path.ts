@@ -113,7 +113,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         }),
       // The fill's own count is the progress that means something here.
       () => undefined,
-      opts,
+      { ...opts, dataBytes: dataBytesOf(manifest.chunks, manifest.virtualSizeBytes) },
     );
     progress(100);
   }
@@ -230,7 +230,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       }
       progress((++done * 99) / Math.max(1, touched.length));
     });
-    const sizeBytes = chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, size) : sum), 0);
+    const sizeBytes = dataBytesOf(chunks, size);
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -340,4 +340,9 @@ function indicesWithData(manifest: BackupManifest): number[] {
     if (id) out.push(i);
   });
   return out;
+}
+
+/** The guest data a manifest's chunks hold (what a restore writes): non-zero chunks × their length. */
+function dataBytesOf(chunks: readonly (string | null)[], virtualSizeBytes: number): number {
+  return chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, virtualSizeBytes) : sum), 0);
 }

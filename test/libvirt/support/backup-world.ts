@@ -60,9 +60,13 @@ export class BackupWorld {
     return w;
   }
 
-  /** A libvirt node with its own image and snapshot directories, writing to `backupStore`. */
-  async node(backupStore = 'default'): Promise<WorldNode> {
-    const images = await this.lab.mkdir(`images-${this.nodes.length}`);
+  /**
+   * A libvirt node with its own image and snapshot directories, writing to `backupStore`; with
+   * `imagesMiB`, its image directory is a tmpfs of that size (a small host disk).
+   */
+  async node(backupStore = 'default', imagesMiB?: number): Promise<WorldNode> {
+    const name = `images-${this.nodes.length}`;
+    const images = imagesMiB ? await this.lab.mountTmpfs(name, imagesMiB) : await this.lab.mkdir(name);
     const snapshots = await this.lab.mkdir(`snapshots-${this.nodes.length}`);
     const row = await createNode(this.api.prisma, {
       driver: 'libvirt',
