@@ -1,11 +1,13 @@
 /**
  * Backups under faults, on real parts (libvirt, a directory store, worker processes from `dist/`): the
- * worker SIGKILLed mid-backup and mid-restore, and a store that fills up mid-upload. Each action ends
+ * worker SIGKILLed mid-backup and mid-restore, a directory store that fills up mid-upload, and an S3
+ * store (the shared Ceph behind a TCP proxy the test cuts) unreachable mid-upload. Each action ends
  * `failed` with a readable error or is taken up again by the next worker; nothing is half-visible (a
  * failed backup has no manifest, a failed restore left the disk as it was, no side files); every chunk a
  * completed backup needs is there (its restore is `qemu-img compare`-identical); and the chunks nobody
  * holds are collected (the store's chunk objects are exactly the referenced ones).
  */
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { BackupWorld, WorldNode, WorldServer } from '../libvirt/support/backup-world';
 import { describeLibvirt, exists, sha256OfFile } from '../libvirt/support/lab';
-import { eventually, FAST_RECOVERY, recordFigures, sleep } from './support/fault-env';
+import { eventually, FAST_RECOVERY, recordFigures, sleep, TcpProxy } from './support/fault-env';
+import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';
 
 jest.setTimeout(600_000);
 
@@ -201,4 +204,100 @@ describeLibvirt('backup faults: the store fills up', () => {
       ms: Date.now() - started,
     });
   });
+});
+
+describeLibvirt('backup faults: the S3 store unreachable mid-upload', () => {
+  let world: BackupWorld;
+  let ceph: CephS3;
+  let admin: S3Client;
+  let proxy: TcpProxy;
+  const bucket = `vps-fault-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+  const objects = async (): Promise<string[]> => {
+    const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
+    return (page.Contents ?? []).map((o) => o.Key!).sort();
+  };
+
+  beforeAll(async () => {
+    if (!cephTestsEnabled()) return;
+    ceph = startCeph();
+    admin = s3Admin(ceph);
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    // The workers reach Ceph through a proxy the test cuts; the shared Ceph itself is never stopped.
+    proxy = await new TcpProxy(Number(new URL(ceph.endpoint).port)).start();
+    world = await BackupWorld.create('bks3cut', {
+      BACKUP_STORES: JSON.stringify({
+        offsite: {
+          kind: 's3',
+          endpoint: `http://127.0.0.1:${proxy.port}`,
+          region: 'us-east-1',
+          bucket,
+          prefix: 'cut/',
+          accessKeyIdEnv: 'OFFSITE_KEY_ID',
+          secretAccessKeyEnv: 'OFFSITE_SECRET',
+        },
+      }),
+      OFFSITE_KEY_ID: ceph.accessKeyId,
+      OFFSITE_SECRET: ceph.secretAccessKey,
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await world?.dispose();
+    await proxy?.close();
+    if (admin) {
+      await dropBucket(admin, bucket);
+      admin.destroy();
+    }
+    ceph?.stop();
+  }, 120_000);
+
+  (cephTestsEnabled() ? it : it.skip)(
+    'the store cut mid-upload: the backup fails backup_storage_unavailable, no manifest; its chunks are collected once the store is back',
+    async () => {
+      const started = Date.now();
+      const node = await world.node('offsite');
+      await world.startWorker(node, RECOVERY);
+      const source = await world.server(node, 64 * MIB, false);
+      await world.write(source, 0, randomBytes(48 * MIB));
+      const created = await world.call('POST', 'backups/', { server_id: source.id, name: 'cut' });
+      expect(created.status).toBe(201);
+      await eventually(
+        async () =>
+          (await world.api.prisma.backupChunk.count({
+            where: { accountId: world.accountId, stored: true },
+          })) >= 2,
+        120_000,
+        20,
+      );
+      await proxy.cut();
+      const action = await world.finished(Number(created.body.action_id));
+      expect(action).toMatchObject({
+        status: 'failed',
+        error: {
+          code: 'backup_storage_unavailable',
+          message: expect.stringMatching(/^Backup storage is not available/),
+        },
+      });
+      const manifests = (await objects()).filter((k) => k.includes('/manifests/'));
+      expect(manifests).toEqual([]);
+
+      // The store back: the next backup completes, and deleting it collects every chunk nobody holds,
+      // the failed write's included.
+      await proxy.restore();
+      const next = await world.backup(source, 'after-cut');
+      expect(next.backup).toMatchObject({ status: 'completed' });
+      expect((await world.call('DELETE', `backups/${String(next.backup.id)}/`)).status).toBe(204);
+      await eventually(async () => (await objects()).length === 0, 60_000, 200);
+      expect(await world.api.prisma.backupChunk.count({ where: { accountId: world.accountId } })).toBe(0);
+      recordFigures({
+        guarantee: 'a backup whose S3 store is cut mid-upload fails readably; orphans collected later',
+        file: FILE,
+        test: 'S3 store unreachable mid-upload',
+        faults: 1,
+        checked: 1,
+        lost: 0,
+        ms: Date.now() - started,
+      });
+    },
+  );
 });

@@ -6,19 +6,13 @@
  * identical to a reference copy of A's disk taken at the backup. Once with the directory store, once
  * with the S3 store on the shared Ceph radosgw.
  */
-import {
-  CreateBucketCommand,
-  DeleteBucketCommand,
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CephS3, cephTestsEnabled, startCeph } from '../support/ceph';
+import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';
 import { BackupWorld, WorldServer } from './support/backup-world';
 import { describeLibvirt, exists, virsh } from './support/lab';
 
@@ -105,26 +99,12 @@ describeLibvirt('backup proofs: host loss', () => {
     const bucket = `vps-hostloss-${process.pid}-${randomBytes(3).toString('hex')}`;
     beforeAll(async () => {
       ceph = startCeph();
-      admin = new S3Client({
-        endpoint: ceph.endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
-      });
+      admin = s3Admin(ceph);
       await admin.send(new CreateBucketCommand({ Bucket: bucket }));
     }, 120_000);
     afterAll(async () => {
       if (admin) {
-        let token: string | undefined;
-        do {
-          const page = await admin.send(
-            new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-          );
-          for (const o of page.Contents ?? [])
-            await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
-          token = page.NextContinuationToken;
-        } while (token);
-        await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+        await dropBucket(admin, bucket);
         admin.destroy();
       }
       ceph?.stop();
