@@ -9,8 +9,9 @@ import {
   HypervisorDriver,
   HypervisorError,
   OperationOptions,
-  RestoreDiskOptions,
+  ObservedPowerState,
   PowerState,
+  RestoreDiskOptions,
   ServerRef,
   SnapshotConsistency,
   SnapshotRef,
@@ -34,7 +35,7 @@ import { convert } from './copy/convert';
 import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
 import { requireDiskInRoots } from './disk-roots';
-import { domainOf, findDomainUuid, startDomain, stopDomain } from './domain-power';
+import { domainOf, findDomainUuid, observePowerStates, startDomain, stopDomain } from './domain-power';
 import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
 import { DiskSwap } from './disk-swap';
 import { removeInterruptedLeftovers } from './leftovers';
@@ -99,6 +100,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
     return (await domainOf(this.tools, server)).state === 'shut off' ? 'stopped' : 'running';
+  }
+
+  async observePowerStates(servers: readonly ServerRef[]): Promise<ObservedPowerState[]> {
+    return observePowerStates(this.tools, servers);
   }
 
   async start(server: ServerRef): Promise<void> {
