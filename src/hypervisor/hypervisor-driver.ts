@@ -80,6 +80,12 @@ export interface OperationOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A disk rebuild's options: what `fill` will write lets the driver check its room before it starts. */
+export interface RestoreDiskOptions extends OperationOptions {
+  /** Bytes `fill` writes at most (the non-hole data); the virtual size when not given. */
+  readonly dataBytes?: number;
+}
+
 export interface HypervisorDriver extends BackupCapableDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -278,7 +284,8 @@ export interface BackupCapableDriver {
    * temporary file next to it and renamed over it only when `fill` resolves; when `fill` rejects or
    * the call is cancelled the original disk is untouched and the temporary file is removed (a rejection
    * of `fill` is passed through unchanged). Every checkpoint of the old disk is dropped: the next backup
-   * of this server reads the whole disk.
+   * of this server reads the whole disk. When the disk's file system cannot hold the rebuild of
+   * `opts.dataBytes` next to the disk, the call fails `insufficient_storage` before `fill` is called.
    * Errors: `domain_not_found`, `invalid_power_state`, `insufficient_storage`, `cancelled`,
    * `hypervisor_error`, and whatever `fill` rejects with.
    */
@@ -287,7 +294,7 @@ export interface BackupCapableDriver {
     virtualSizeBytes: number,
     fill: (disk: DiskImageWriter) => Promise<void>,
     onProgress: (pct: number) => void,
-    opts?: OperationOptions,
+    opts?: RestoreDiskOptions,
   ): Promise<void>;
 }
 

@@ -1,18 +1,11 @@
-import {
-  CreateBucketCommand,
-  DeleteBucketCommand,
-  DeleteObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
 import { S3Store, S3StoreOptions } from '../../src/backup-store/s3-store';
-import { CephS3, cephTestsEnabled, startCeph } from '../support/ceph';
+import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';
 import { describeBackupStoreContract } from './backup-store.contract';
 
 describeBackupStoreContract('directory', async () => {
@@ -60,12 +53,7 @@ describe('DirectoryStore temporary files', () => {
 
   beforeAll(() => {
     ceph = startCeph();
-    admin = new S3Client({
-      endpoint: ceph.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
-    });
+    admin = s3Admin(ceph);
   }, 120_000);
 
   beforeAll(async () => {
@@ -75,14 +63,7 @@ describe('DirectoryStore temporary files', () => {
   afterAll(async () => {
     for (const s of stores) s.close();
     if (admin) {
-      let token: string | undefined;
-      do {
-        const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-        for (const o of page.Contents ?? [])
-          await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
-        token = page.NextContinuationToken;
-      } while (token);
-      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+      await dropBucket(admin, bucket);
       admin.destroy();
     }
     ceph?.stop();

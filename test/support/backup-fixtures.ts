@@ -108,8 +108,11 @@ export class BufferDiskDriver implements BackupCapableDriver {
     opts: { readonly since: string | null; readonly checkpoint: string },
   ): Promise<BackupReadSession> {
     const d = this.get(server.id);
-    const view = Buffer.from(d.data);
     const dirty = opts.since ? d.checkpoints.get(opts.since) : undefined;
+    // As libvirt's view of a running server: an incremental view holds the changed clusters only
+    // (outside them it reads zeros; the contract promises nothing there but "as the base had it").
+    const view = dirty ? Buffer.alloc(d.data.length) : Buffer.from(d.data);
+    for (const c of dirty ?? []) d.data.copy(view, c * CLUSTER, c * CLUSTER, (c + 1) * CLUSTER);
     const clusters = dirty
       ? [...dirty].sort((a, b) => a - b)
       : Array.from({ length: Math.ceil(view.length / CLUSTER) }, (_, c) => c).filter((c) => {

@@ -4,6 +4,7 @@
  * suite never pays its start-up. `CEPH_TESTS=0` (set by `npm test` where Ceph cannot be installed)
  * skips them.
  */
+import { DeleteBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
@@ -35,4 +36,26 @@ export function startCeph(): CephS3 {
       if (ours) execFileSync('bash', [SERVICES, 'stop', 'ceph'], { stdio: ['ignore', 'ignore', 'inherit'] });
     },
   };
+}
+
+/** An S3 client of the test user, for the tests' own setup and inspection. */
+export function s3Admin(ceph: CephS3): S3Client {
+  return new S3Client({
+    endpoint: ceph.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
+  });
+}
+
+/** Empties and deletes a test bucket. */
+export async function dropBucket(admin: S3Client, bucket: string): Promise<void> {
+  let token: string | undefined;
+  do {
+    const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    for (const o of page.Contents ?? [])
+      await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }));
+    token = page.NextContinuationToken;
+  } while (token);
+  await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
 }

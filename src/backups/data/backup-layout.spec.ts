@@ -3,6 +3,7 @@ import {
   chunkKey,
   chunkLength,
   CHUNK_SIZE_BYTES,
+  extentsByChunk,
   manifestKey,
   touchedChunks,
 } from './backup-layout';
@@ -42,5 +43,28 @@ describe('backup layout', () => {
     const id = 'ab'.padEnd(64, '0');
     expect(chunkKey(7, id)).toBe(`accounts/7/chunks/ab/${id}`);
     expect(manifestKey(7, 42)).toBe('accounts/7/manifests/42');
+  });
+
+  it('splits extents at chunk boundaries, clipped to the disk', () => {
+    const size = 3 * CS - K64;
+    const byChunk = extentsByChunk(
+      [
+        { offset: 0, length: K64 },
+        { offset: CS - K64, length: 2 * K64 }, // straddles chunks 0 and 1
+        { offset: 2 * CS, length: CS }, // runs past the short last chunk
+      ],
+      size,
+    );
+    expect([...byChunk]).toEqual([
+      [
+        0,
+        [
+          { offset: 0, length: K64 },
+          { offset: CS - K64, length: K64 },
+        ],
+      ],
+      [1, [{ offset: CS, length: K64 }]],
+      [2, [{ offset: 2 * CS, length: CS - K64 }]],
+    ]);
   });
 });

@@ -35,6 +35,29 @@ export function touchedChunks(extents: readonly DiskExtent[], virtualSizeBytes: 
   return out;
 }
 
+/**
+ * The parts of `extents` inside each chunk they touch (clipped to the chunk and to the disk), by chunk
+ * index, in order. Same promises and cost as {@link touchedChunks}.
+ */
+export function extentsByChunk(
+  extents: readonly DiskExtent[],
+  virtualSizeBytes: number,
+): Map<number, DiskExtent[]> {
+  const out = new Map<number, DiskExtent[]>();
+  for (const { offset, length } of extents) {
+    const end = Math.min(offset + length, virtualSizeBytes);
+    for (let at = offset; at < end;) {
+      const i = Math.floor(at / CHUNK_SIZE_BYTES);
+      const until = Math.min(end, chunkOffset(i) + chunkLength(i, virtualSizeBytes));
+      let parts = out.get(i);
+      if (!parts) out.set(i, (parts = []));
+      parts.push({ offset: at, length: until - at });
+      at = until;
+    }
+  }
+  return out;
+}
+
 /** Everything of an account in a store lives under this prefix. */
 export function accountPrefix(accountId: number): string {
   return `accounts/${accountId}/`;

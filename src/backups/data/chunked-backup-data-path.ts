@@ -4,6 +4,7 @@ import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-
 import {
   BackupCapableDriver,
   BackupReadSession,
+  DiskExtent,
   HYPERVISOR_DRIVER,
   OperationOptions,
   ServerRef,
@@ -12,7 +13,14 @@ import { BackupMetrics } from '../../metrics/backup-metrics';
 import { BackupDataPath, BackupRef, WriteBackupInput, WriteBackupResult } from '../backup-data-path';
 import { AccountKeys } from './account-keys';
 import { BackupDataError, isBackupDataError } from './backup-data-errors';
-import { chunkCount, chunkLength, chunkOffset, CHUNK_SIZE_BYTES, touchedChunks } from './backup-layout';
+import {
+  chunkCount,
+  chunkLength,
+  chunkOffset,
+  CHUNK_SIZE_BYTES,
+  extentsByChunk,
+  touchedChunks,
+} from './backup-layout';
 import { BackupObjects, forEachLimited, sha256Hex, storedChunkBytes } from './backup-objects';
 import { BACKUP_STORES, BackupStores } from './backup-stores';
 import { ChunkReferences, ChunkSpace } from './chunk-references';
@@ -133,7 +141,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         }),
       // The fill's own count is the progress that means something here.
       () => undefined,
-      opts,
+      { ...opts, dataBytes: dataBytesOf(manifest.chunks, manifest.virtualSizeBytes) },
     );
     progress(100);
   }
@@ -219,20 +227,23 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const size = session.virtualSizeBytes;
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
-    if (session.mode === 'incremental')
-      await this.carryFromBase(backup, session, base, chunks, touched, space);
+    const changed = session.mode === 'incremental' ? extentsByChunk(session.extents, size) : null;
+    if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
     let storedBytes = 0;
     let done = 0;
     await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
       throwIfAborted(signal);
-      const data = await session.read(chunkOffset(i), chunkLength(i, size), { signal });
+      const data = changed
+        ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, signal)
+        : await session.read(chunkOffset(i), chunkLength(i, size), { signal });
       if (data.length !== chunkLength(i, size)) {
         throw hvError(
           'hypervisor_error',
           `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
         );
       }
-      this.metrics.read(data.length);
+      // A partly changed chunk counts only what was read from the disk (changedChunk).
+      if (!changed) this.metrics.read(data.length);
       chunks[i] = null;
       if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
       else {
@@ -250,7 +261,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       }
       progress((++done * 99) / Math.max(1, touched.length));
     });
-    const sizeBytes = chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, size) : sum), 0);
+    const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -262,6 +273,46 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       chunks,
     };
     return { manifest, sizeBytes, storedBytes };
+  }
+
+  /**
+   * A chunk of an incremental write: outside the changed extents an incremental view reads as the base
+   * backup had it (the driver's promise, not the disk's bytes: a running server's view holds the
+   * changed clusters only), so the base's chunk is the starting point and the changed parts are read
+   * over it. Only the changed bytes are read from the disk.
+   */
+  private async changedChunk(
+    backup: BackupRef,
+    session: BackupReadSession,
+    base: BackupManifest,
+    objects: BackupObjects,
+    i: number,
+    parts: readonly DiskExtent[],
+    signal: AbortSignal | undefined,
+  ): Promise<Buffer> {
+    const start = chunkOffset(i);
+    const length = chunkLength(i, session.virtualSizeBytes);
+    if (parts.length === 1 && parts[0].offset === start && parts[0].length === length) {
+      this.metrics.read(length);
+      return session.read(start, length, { signal });
+    }
+    const baseId = base.chunks[i];
+    let data: Buffer;
+    try {
+      data = baseId ? await objects.getChunk(baseId, length, signal) : Buffer.alloc(length);
+    } catch (e) {
+      if (!isBackupDataError(e) || e.code !== 'backup_corrupt') throw e;
+      throw new BackupDataError(
+        'backup_base_unavailable',
+        `backup ${backup.id}: base chunk ${baseId} of chunk ${i} unreadable (${e.detail})`,
+      );
+    }
+    for (const part of parts) {
+      const read = await session.read(part.offset, part.length, { signal });
+      this.metrics.read(read.length);
+      read.copy(data, part.offset - start);
+    }
+    return data;
   }
 
   /**
@@ -330,4 +381,9 @@ function indicesWithData(manifest: BackupManifest): number[] {
     if (id) out.push(i);
   });
   return out;
+}
+
+/** The guest data a manifest's chunks hold (what a restore writes): non-zero chunks × their length. */
+function dataBytesOf(chunks: readonly (string | null)[], virtualSizeBytes: number): number {
+  return chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, virtualSizeBytes) : sum), 0);
 }

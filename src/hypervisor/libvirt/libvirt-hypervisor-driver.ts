@@ -11,6 +11,7 @@ import {
   OperationOptions,
   ObservedPowerState,
   PowerState,
+  RestoreDiskOptions,
   ServerRef,
   SnapshotConsistency,
   SnapshotRef,
@@ -365,7 +366,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     virtualSizeBytes: number,
     fill: (disk: DiskImageWriter) => Promise<void>,
     onProgress: (pct: number) => void,
-    opts: OperationOptions = {},
+    opts: RestoreDiskOptions = {},
   ): Promise<void> {
     const { signal } = opts;
     throwIfAborted(signal);
@@ -374,6 +375,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     requireShutOffState(dom, state);
     const release = await this.acquireCopySlot(signal);
     try {
+      // The raw file and the qcow2 made from it sit next to the disk together until the convert ends.
+      await this.requireSpace(path.dirname(server.diskPath), opts.dataBytes ?? virtualSizeBytes, 2);
       await rebuildDisk(
         this.tools,
         this.swap,
@@ -421,7 +424,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (free < need) {
       throw hvError(
         'insufficient_storage',
-        `need ${need} bytes in ${dir} (qemu-img measure: ${required}), ${free} free`,
+        `need ${need} bytes in ${dir} (${copies} × ${required} and a margin), ${free} free`,
       );
     }
   }
