@@ -13,6 +13,7 @@ import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-
 import { AppConfig } from '../config/app-config';
 import { mountApiDocs } from '../openapi/setup';
 import { HotReadPath } from '../read-path/hot-read-path';
+import { RequestRecorder } from '../metrics/request-recorder';
 import { ApiModule } from './api.module';
 
 /** Builds the HTTP application exactly as production runs it (tests use this too). */
@@ -40,6 +41,8 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   server.keepAliveTimeout = 5000;
   // In front of the whole pipeline: batched token and rate-limit checks, identical polls answered once.
   if (config.hotReadPath) app.get(HotReadPath).install(server);
+  // In front of everything: each request's metric and log line, written once whatever answered it.
+  app.get(RequestRecorder).install(server);
   return app;
 }
 

@@ -60,7 +60,11 @@ export class RequestRecorder {
     const status = res.statusCode;
     if (res.writableFinished) {
       this.metrics.httpDuration.observe(
-        { method: req.method, route: replayed?.route ?? routeTemplate(req as Request), status: String(status) },
+        {
+          method: req.method,
+          route: replayed?.route ?? routeTemplate(req as Request),
+          status: String(status),
+        },
         seconds,
       );
     }
