@@ -1,7 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
-import helmet from 'helmet';
 import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
@@ -15,6 +14,7 @@ import { mountApiDocs } from '../openapi/setup';
 import { HotReadPath } from '../read-path/hot-read-path';
 import { RequestRecorder } from '../metrics/request-recorder';
 import { ApiModule } from './api.module';
+import { securityHeaders } from './security-headers';
 
 /** Builds the HTTP application exactly as production runs it (tests use this too). */
 export async function createHttpApp(config: AppConfig): Promise<INestApplication> {
@@ -44,12 +44,4 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   // In front of everything: each request's metric and log line, written once whatever answered it.
   app.get(RequestRecorder).install(server);
   return app;
-}
-
-/** helmet's headers; the interactive API docs page needs its own scripts, so it gets no CSP. */
-function securityHeaders() {
-  const api = helmet();
-  const docs = helmet({ contentSecurityPolicy: false });
-  return (req: Parameters<typeof api>[0], res: Parameters<typeof api>[1], next: (err?: unknown) => void) =>
-    ((req.url ?? '').startsWith('/api/docs') ? docs : api)(req, res, next);
 }
