@@ -6,7 +6,8 @@
 #  3. makes the default backup directory, migrates, seeds a demo account + token, an admin token, a node and a demo server — a real tiny
 #     Linux guest under libvirt when libvirt runs here (its kernel, disk and snapshots in this
 #     checkout's image folder, which QEMU can read), otherwise on the fake driver (said loudly);
-#  4. runs the API and the worker from dist/ until Ctrl-C, then stops everything it started.
+#  4. runs the API and the worker from dist/, backs the demo server up into the backup directory and
+#     restores it (scripts/local-backup-demo.sh), and runs until Ctrl-C, then stops everything it started.
 # Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env, and
 # .local/local.env, from which the operator CLI (`npm run cli`) takes the database in another terminal,
 # and once .local/backup-master-key.env (BACKUP_MASTER_KEY for the worker's backups).
@@ -138,12 +139,19 @@ DEMO_SERVER_ID=$SERVER_ID
 ENV
 chmod 600 "$LOCAL/demo.env"
 
+say "backup demo: the demo server backed up into $BACKUP_DIR and restored from it"
+if ! BACKUP_DEMO=$(API_URL="$API_URL" API_TOKEN="$API_TOKEN" bash scripts/local-backup-demo.sh "$SERVER_ID"); then
+  BACKUP_DEMO="the backup demo failed (the stack runs on): see .local/logs/worker.log"
+fi
+
 cat <<MSG
 
   admin.vps.org API running at $API_URL  (driver: $( [ $with_libvirt = 1 ] && echo libvirt || echo FAKE ), node: $NODE)
   demo token:  $API_TOKEN
   demo server: $SERVER_ID        (also in .local/demo.env; logs in .local/logs/)
   database:    $DATABASE_URL$( [ $with_libvirt = 1 ] && printf '\n  images:      %s' "$IMAGES_DIR" )
+  backup demo: the demo server backed up and restored (vps backups list --server $SERVER_ID)
+$(printf '%s\n' "$BACKUP_DEMO" | sed 's/^/    /')
   operator CLI (any terminal, in this folder):  npm run --silent cli -- account list
 
   curl -H "Authorization: Bearer $API_TOKEN" $API_URL/api/v1/servers/

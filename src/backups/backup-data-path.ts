@@ -27,8 +27,22 @@ export interface BackupRef {
   readonly storeName: string;
 }
 
+/**
+ * What the backup's row says of it, written into its manifest so the database's index can be rebuilt
+ * from the store alone (manifest.ts `ManifestIndex`).
+ */
+export interface BackupFacts {
+  readonly serverId: number;
+  readonly name: string;
+  readonly description: string;
+  readonly kind: 'manual' | 'automatic';
+  readonly createdAt: Date;
+  readonly expiresAt: Date | null;
+}
+
 export interface WriteBackupInput {
   readonly backup: BackupRef;
+  readonly facts: BackupFacts;
   readonly server: ServerRef;
   /** The server's latest completed, non-corrupt backup to be incremental from, with its checkpoint. */
   readonly base: { readonly backup: BackupRef; readonly checkpoint: string } | null;

@@ -3,7 +3,7 @@ import { ListOrdering } from '../common/list-query';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ActionKind, ActionStatus, BackupKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
-import { lockServerSql } from '../servers/server-hold';
+import { createOnLockedServer, LockedServerColumns, ServerCreateInput } from '../servers/server-hold';
 import { BACKUP_COLUMNS, BackupRow } from './backup.view';
 
 /** The locked server of a create or restore statement. */
@@ -21,17 +21,17 @@ interface Holding {
   holding_status: ActionStatus | null;
 }
 
-/** The row of create's statement: the locked server, then what `backup_create_checked` found or did. */
-export interface CreateRow extends Holding {
-  node_id: number;
-  server_status: ServerStatus;
-  server_name: string;
+/** What `backup_create_checked` found or did. */
+interface Created extends Holding {
   earlier_action_id: number | null;
   earlier_backup_id: number | null;
   used: number;
   action_id: number | null;
   id: number | null;
 }
+
+/** The row of create's statement: the locked server, then what `backup_create_checked` found or did. */
+export type CreateRow = LockedServerColumns & Created;
 
 /** The row of restore's statement: the locked target server, then what `backup_restore_checked` found or did. */
 export interface RestoreRow extends Holding {
@@ -116,18 +116,13 @@ export class BackupRepository {
     return this.prisma.backup.findUniqueOrThrow({ where: { id }, select: BACKUP_COLUMNS });
   }
 
-  /** Create's statement: waits for its server's lock. No row: no such server (for this caller). */
-  async create(
-    i: { serverId: number; name: string; description: string; tokenId: number; scope: number | null },
+  /** Create's statement (createOnLockedServer with `backup_create_checked`). */
+  create(
+    i: ServerCreateInput,
     limit: number,
     idempotencyKeyId: number | null,
   ): Promise<CreateRow | undefined> {
-    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
-      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (${lockServerSql(i.serverId, i.scope)}) v
-      CROSS JOIN LATERAL backup_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
-        ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
-    return r;
+    return createOnLockedServer<Created>(this.prisma, 'backup_create_checked', i, limit, idempotencyKeyId);
   }
 
   /**

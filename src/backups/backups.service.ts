@@ -2,11 +2,12 @@ import { Injectable } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { BackupStateReason } from '../common/messages';
+import { pageOfVisibleServer } from '../common/list-query';
 import { PageRequest } from '../common/pagination';
 import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
-import { holdingOf, refuseIfHeld } from '../servers/server-hold';
+import { holdingOf, limitReached, refuseIfHeld } from '../servers/server-hold';
 import { BackupFilter, BackupRepository } from './backup.repository';
 import { BackupRow } from './backup.view';
 import { BackupPolicy, DEFAULT_BACKUP_POLICY, policyOfRow, policyRowOf } from './backup-policy';
@@ -44,9 +45,7 @@ export class BackupsService {
     filter: BackupFilter,
     page: PageRequest,
   ): Promise<{ count: number; rows: BackupRow[] }> {
-    const { visible, count, rows } = await this.backups.list(accountScope(me), filter, page);
-    if (!visible) throw notFound('server_not_found');
-    return { count, rows };
+    return pageOfVisibleServer(await this.backups.list(accountScope(me), filter, page));
   }
 
   async get(me: Principal, id: number): Promise<BackupRow> {
@@ -80,12 +79,7 @@ export class BackupsService {
     }
     refuseIfHeld({ id: input.serverId, status: r.server_status }, 'backup', holdingOf(r));
     if (r.action_id === null || r.id === null) {
-      throw new ProblemException({
-        status: 400,
-        code: 'backup_limit_reached',
-        params: { limit, used: r.used, server_id: input.serverId },
-        extra: { limit, used: r.used, server_id: input.serverId },
-      });
+      throw limitReached('backup_limit_reached', { limit, used: r.used, serverId: input.serverId });
     }
     await this.queue.enqueueAccepted(r.node_id, r.action_id, 'create_backup');
     return { backup: await this.backups.findExisting(r.id), actionId: r.action_id };

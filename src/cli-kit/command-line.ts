@@ -49,3 +49,17 @@ export function parseCommandLine<O extends OptionSpecs>(args: string[], options:
   }
   return { positionals: parsed.positionals, values: parsed.values as OptionValues<O> };
 }
+
+/**
+ * A command that ran but left something undone: `output` (its report) is printed as a success's would
+ * be, then `message`, and the process exits 1 so scripts notice; running it again continues.
+ */
+export class IncompleteRun extends Error {
+  constructor(
+    readonly output: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IncompleteRun';
+  }
+}

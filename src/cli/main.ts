@@ -12,7 +12,9 @@ import { HypervisorError } from '../hypervisor/hypervisor-driver';
 import { NodesCoreModule } from '../nodes/nodes.module';
 import { PrismaModule } from '../prisma/prisma.module';
 import { ServersCoreModule } from '../servers/servers.module';
-import { UsageError } from '../cli-kit/command-line';
+import { IncompleteRun, UsageError } from '../cli-kit/command-line';
+import { BackupRecoveryModule } from '../backups/recovery/backup-recovery.module';
+import { BackupCliCommands } from './backup-commands';
 import { CliCommands, USAGE } from './commands';
 import { DomainInspectors } from './domain-inspector';
 import { LocalStackEnvFile } from './local-stack-env';
@@ -51,8 +53,9 @@ async function main(argv: string[]): Promise<number> {
         TokensCoreModule,
         NodesCoreModule,
         ServersCoreModule,
+        BackupRecoveryModule,
       ],
-      providers: [CliCommands, DomainInspectors],
+      providers: [CliCommands, BackupCliCommands, DomainInspectors],
     },
     { logger: false },
   );
@@ -71,6 +74,11 @@ main(process.argv.slice(2)).then(
     if (e instanceof UsageError) {
       process.stderr.write(`error: ${e.message}\n\n${USAGE}`);
       process.exit(2);
+    }
+    if (e instanceof IncompleteRun) {
+      process.stdout.write(`${e.output}\n`);
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exit(1);
     }
     if (e instanceof ConfigError) {
       process.stderr.write(`${e.message}\n${noDatabaseUrl ? `${LocalStackEnvFile.HINT}\n` : ''}`);

@@ -1,6 +1,7 @@
 import { Prisma } from '../generated/prisma/client';
 import { MAX_ID } from './ids';
 import { PageQuery } from './pagination';
+import { ProblemException } from './problem';
 import { QueryInteger, QueryOneOf } from './query-params';
 
 /** The orderings of the snapshot and backup lists (`-` = descending). */
@@ -38,4 +39,16 @@ export function orderingSql(ordering: ListOrdering, alias: string): { inner: Pri
   const keys = (a: string) =>
     Prisma.raw(field === 'id' ? `${a}.id ${dir}` : `${a}.${field} ${dir}, ${a}.id ${dir}`);
   return { inner: keys(alias), outer: keys('p') };
+}
+
+/**
+ * A list's page, unless its `server_id` filter names a server the caller cannot see (another account's,
+ * or none): that is 404 `server_not_found`, as the server itself would be, never an empty page.
+ */
+export function pageOfVisibleServer<T>(found: { visible: boolean; count: number; rows: T[] }): {
+  count: number;
+  rows: T[];
+} {
+  if (!found.visible) throw new ProblemException({ status: 404, code: 'server_not_found' });
+  return { count: found.count, rows: found.rows };
 }

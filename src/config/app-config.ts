@@ -53,6 +53,8 @@ export class AppConfig {
   /** A running action whose heartbeat is older than this, and whose job is gone, is failed by the reaper. */
   readonly actionStaleMs!: number;
   readonly reaperIntervalMs!: number;
+  /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
+  readonly powerStateIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
   /** Longest a single create/restore may run before it is aborted and failed. */
   readonly operationTimeoutMs!: number;
@@ -90,6 +92,11 @@ export class AppConfig {
    * Required by the worker, which reads and writes backup data; null in the other roles when unset.
    */
   readonly backupMasterKey!: Buffer | null;
+  /**
+   * The master key being rotated away from (`BACKUP_MASTER_KEY_PREVIOUS`, base64): account keys still
+   * wrapped by it are read, never written; `backups rotate-master-key` re-wraps them with the new one.
+   */
+  readonly backupMasterKeyPrevious!: Buffer | null;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -240,6 +247,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     jobStalledIntervalMs: r.int('JOB_STALLED_INTERVAL_MS', 30_000, 500, 3_600_000),
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
+    powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
@@ -260,7 +268,13 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
     backupStores: parseBackupStores(env, r.problems),
     backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
+    backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
   });
+  if (config.backupMasterKeyPrevious && !config.backupMasterKey) {
+    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY (the key rotated to)');
+  } else if (config.backupMasterKeyPrevious?.equals(config.backupMasterKey!)) {
+    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS must differ from BACKUP_MASTER_KEY');
+  }
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');
   }

@@ -38,4 +38,21 @@ describe('BACKUP_MASTER_KEY', () => {
     expect((error as ConfigError).message).toMatch(/BACKUP_MASTER_KEY must be 32 bytes in base64/);
     expect((error as ConfigError).message).not.toContain(value);
   });
+
+  it('BACKUP_MASTER_KEY_PREVIOUS is read beside a different BACKUP_MASTER_KEY, and only so', () => {
+    const [key, previous] = [randomBytes(32), randomBytes(32)];
+    const both = {
+      ...env,
+      BACKUP_MASTER_KEY: key.toString('base64'),
+      BACKUP_MASTER_KEY_PREVIOUS: previous.toString('base64'),
+    };
+    expect(loadConfig(both, 'cli').backupMasterKeyPrevious).toEqual(previous);
+    expect(loadConfig(env, 'cli').backupMasterKeyPrevious).toBeNull();
+    expect(() =>
+      loadConfig({ ...env, BACKUP_MASTER_KEY_PREVIOUS: both.BACKUP_MASTER_KEY_PREVIOUS }, 'cli'),
+    ).toThrow(/BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY/);
+    expect(() => loadConfig({ ...both, BACKUP_MASTER_KEY_PREVIOUS: both.BACKUP_MASTER_KEY }, 'cli')).toThrow(
+      /must differ/,
+    );
+  });
 });

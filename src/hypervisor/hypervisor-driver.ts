@@ -27,6 +27,13 @@
 import { HypervisorMessageKey, Lang, message } from '../common/messages';
 
 export type PowerState = 'running' | 'stopped';
+/**
+ * What the hypervisor says a server's domain is, as customers should see it: `paused` covers
+ * suspended guests (also pmsuspended), `crashed` a guest that crashed (held crashed, or shut off for
+ * that reason), `missing` a domain the hypervisor no longer knows under the server's UUID and name.
+ */
+export const OBSERVED_POWER_STATES = ['running', 'stopped', 'paused', 'crashed', 'missing'] as const;
+export type ObservedPowerState = (typeof OBSERVED_POWER_STATES)[number];
 export type SnapshotConsistency = 'stopped' | 'quiesced' | 'crash_consistent';
 
 /** What a driver needs to know about a server. Built by the job from the server and node rows. */
@@ -91,6 +98,15 @@ export interface HypervisorDriver extends BackupCapableDriver {
    * Read-only; always safe to repeat.
    */
   getPowerState(server: ServerRef): Promise<PowerState>;
+
+  /**
+   * The observed power state of each server's domain, in the order given, from one look at the
+   * hypervisor however many servers are asked about (a node's reconciliation asks about all of them).
+   * A server whose UUID is null, unknown to the hypervisor, or now names a domain of another name is
+   * `missing` (never an error). Read-only; always safe to repeat.
+   * Errors: `hypervisor_error` when the hypervisor cannot be asked.
+   */
+  observePowerStates(servers: readonly ServerRef[]): Promise<ObservedPowerState[]>;
 
   /**
    * Power the server on. Idempotent: starting a running server succeeds and does nothing.

@@ -8,6 +8,7 @@ import {
   ServerRef,
   SnapshotRef,
 } from '../hypervisor/hypervisor-driver';
+import { BackupMetrics, BackupOperation } from '../metrics/backup-metrics';
 import { JobMetrics } from '../metrics/job-metrics';
 import { isUniqueViolation } from '../prisma/database-errors';
 import { BACKUP_DATA_PATH, BackupDataPath, BackupRef, WriteBackupResult } from '../backups/backup-data-path';
@@ -70,6 +71,12 @@ export function operationSignal(
 const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
 /** Kinds that need no domain (their server's VM may be long gone). */
 const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup']);
+/** Backup kinds, by the operation their outcomes are counted under. */
+const BACKUP_OPERATIONS: Readonly<Record<string, BackupOperation>> = {
+  create_backup: 'create',
+  restore_backup: 'restore',
+  delete_backup: 'delete',
+};
 
 /**
  * Runs one action (create, restore or delete) against the hypervisor driver and records its outcome.
@@ -89,6 +96,7 @@ export class ActionRunner {
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
     // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
     @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
+    @Optional() private readonly backupMetrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
   /** Returns what happened, for logs and tests: 'succeeded' | 'failed' | 'skipped'. */
@@ -134,12 +142,14 @@ export class ActionRunner {
           break;
         case 'create_backup': {
           const b = action.backup!;
-          const storeName = await this.store.backupStoreOfCreate(b.id, action.server.node.backupStore);
-          backup = { id: b.id, accountId: b.accountId, storeName };
+          const of = await this.store.backupOfCreate(b.id, action.server.node.backupStore);
+          if (!of) throw new Error(`backup ${b.id}: its row is gone`);
+          backup = { id: b.id, accountId: b.accountId, storeName: of.storeName };
           const base = await this.store.backupBase(server.id, b.id);
           written = await this.backups!.writeBackup(
             {
               backup,
+              facts: of.facts,
               server,
               base: base ? { backup: base.backup, checkpoint: base.checkpoint } : null,
               checkpoint: `vps-backup-${b.id}`,
@@ -148,7 +158,6 @@ export class ActionRunner {
             { signal },
           );
           await progress.flush();
-          this.metrics.copied(written.sizeBytes);
           break;
         }
         case 'restore_backup': {
@@ -325,6 +334,7 @@ export class ActionRunner {
       checkpoint: w.checkpoint,
       at: this.clock.now(),
     });
+    if (done) this.backupMetrics.finished('create', 'succeeded');
     return done ? 'succeeded' : 'skipped';
   }
 
@@ -364,7 +374,7 @@ export class ActionRunner {
       at: this.clock.now(),
       error,
       restoreServer: RESTORE_KINDS.has(action.kind)
-        ? { id: action.server.id, status: action.serverStatusBefore === 'stopped' ? 'stopped' : 'running' }
+        ? { id: action.server.id, status: action.serverStatusBefore === 'running' ? 'running' : 'stopped' }
         : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
@@ -379,6 +389,8 @@ export class ActionRunner {
             }
           : undefined,
     });
+    const operation = BACKUP_OPERATIONS[action.kind];
+    if (done && operation) this.backupMetrics.finished(operation, error?.code ?? outcome);
     return done ? outcome : 'skipped';
   }
 

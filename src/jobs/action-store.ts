@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { StatementPool } from '../prisma/statement-pool';
 import { ActionKind, ServerStatus } from '../generated/prisma/client';
 import { MicroBatcher } from '../common/micro-batcher';
-import { BackupRef } from '../backups/backup-data-path';
+import { BackupFacts, BackupRef } from '../backups/backup-data-path';
 import { ActionErrorCode } from './operation-failure';
 
 /** An action as the runner needs it: its server, the server's node, its snapshot. */
@@ -216,12 +216,13 @@ const BACKUP_BASE = `
 
 /**
  * The store a backup being created goes to: the one recorded on its row by an earlier attempt, else its
- * node's store now, recorded. Its chunk references live under that name, so a retry keeps it.
+ * node's store now, recorded. Its chunk references live under that name, so a retry keeps it. Also
+ * what the row says of the backup, which its manifest carries (BackupFacts).
  */
 const BACKUP_STORE_OF_CREATE = `
   UPDATE backups SET store = COALESCE(store, $2::varchar)
   WHERE id = $1::int
-  RETURNING store`;
+  RETURNING store, server_id, name, description, kind::text AS kind, created_at, expires_at`;
 
 /**
  * Stamps running actions. A row another statement holds locked is skipped, not waited for: that is an
@@ -406,14 +407,36 @@ export class ActionStore implements OnModuleDestroy {
     return rows[0]?.done === 1;
   }
 
-  /** The store a backup create writes to (see BACKUP_STORE_OF_CREATE); `nodeStore`: its node's store. */
-  async backupStoreOfCreate(backupId: number, nodeStore: string): Promise<string> {
-    const { rows } = await this.pool.query<{ store: string }>({
-      name: 'backup-store-of-create',
-      text: BACKUP_STORE_OF_CREATE,
-      values: [backupId, nodeStore],
-    });
-    return rows[0]?.store ?? nodeStore;
+  /**
+   * The store a backup create writes to (see BACKUP_STORE_OF_CREATE), `nodeStore` being its node's
+   * store, and the facts its manifest records; null when the backup row is gone.
+   */
+  async backupOfCreate(
+    backupId: number,
+    nodeStore: string,
+  ): Promise<{ storeName: string; facts: BackupFacts } | null> {
+    const { rows } = await this.pool.query<{
+      store: string;
+      server_id: number;
+      name: string;
+      description: string;
+      kind: 'manual' | 'automatic';
+      created_at: Date;
+      expires_at: Date | null;
+    }>({ name: 'backup-of-create', text: BACKUP_STORE_OF_CREATE, values: [backupId, nodeStore] });
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      storeName: r.store,
+      facts: {
+        serverId: r.server_id,
+        name: r.name,
+        description: r.description,
+        kind: r.kind,
+        createdAt: r.created_at,
+        expiresAt: r.expires_at,
+      },
+    };
   }
 
   /** The base of the server's next incremental backup (see BACKUP_BASE), or null for a full one. */

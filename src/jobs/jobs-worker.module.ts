@@ -7,11 +7,12 @@ import { ActionStore } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { JobsCoreModule } from './jobs-core.module';
 import { NodeWorkerService } from './node-worker.service';
+import { PowerStateReconciler } from './power-state-reconciler';
 
 /** The node worker: its runner reaches the hypervisor driver and, for backups, the data path over the stores. */
 @Module({
   imports: [JobsCoreModule, HypervisorModule, BackupDataModule.withStores(BackupStoreModule)],
-  providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService],
+  providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService, PowerStateReconciler],
   exports: [NodeWorkerService, HypervisorModule],
 })
 export class JobsWorkerModule {}

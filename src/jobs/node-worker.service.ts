@@ -16,6 +16,7 @@ import { RedisService } from '../redis/redis.service';
 import { IdempotencyService } from '../idempotency/idempotency.service';
 import { ActionRunner } from './action-runner.service';
 import { FairSlots } from './fair-slots';
+import { PowerStateReconciler } from './power-state-reconciler';
 import { OpenOperations } from './open-operations';
 import { ActionJobData, JOB_NAMES, JobQueue, nodeQueueName } from './job-queue';
 import { WORKER_NODE, WorkerNode } from './worker-node';
@@ -52,6 +53,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     private readonly runner: ActionRunner,
     private readonly idempotency: IdempotencyService,
     private readonly open: OpenOperations,
+    private readonly power: PowerStateReconciler,
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
@@ -158,6 +160,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       );
     } finally {
       release();
+      // The operation may have stopped, started or replaced the domain: show what it is now.
+      this.power.nudge();
     }
   }
 

@@ -53,6 +53,44 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly backupReadBytes = new Counter({
+    name: 'vps_backup_read_bytes_total',
+    help: "Bytes of servers' disks read by backup creates",
+    registers: [this.registry],
+  });
+
+  readonly backupUploadedBytes = new Counter({
+    name: 'vps_backup_uploaded_bytes_total',
+    help: 'Bytes written to backup storage by backup creates (sealed chunks and manifests)',
+    registers: [this.registry],
+  });
+
+  readonly backupDeduplicatedBytes = new Counter({
+    name: 'vps_backup_deduplicated_bytes_total',
+    help: 'Bytes backup creates read but did not upload, by reason (stored: the chunk was already stored; zero: all-zero chunk)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupRestoredBytes = new Counter({
+    name: 'vps_backup_restored_bytes_total',
+    help: 'Bytes of backups written onto disks by backup restores',
+    registers: [this.registry],
+  });
+
+  readonly backupFreedBytes = new Counter({
+    name: 'vps_backup_freed_bytes_total',
+    help: 'Bytes removed from backup storage by garbage collection (chunks no backup holds)',
+    registers: [this.registry],
+  });
+
+  readonly backupOperations = new Counter({
+    name: 'vps_backup_operations_total',
+    help: 'Backup actions ended, by operation (create, restore, delete) and result (succeeded, or the error code)',
+    labelNames: ['operation', 'result'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

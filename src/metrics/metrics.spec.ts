@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import { routeTemplate } from './request-recorder';
+import { BackupMetrics } from './backup-metrics';
 import { JobMetrics } from './job-metrics';
 import { credentialOf, matchesSecret } from './metrics-access';
 import { MetricsService } from './metrics.service';
@@ -80,5 +81,35 @@ describe('JobMetrics', () => {
       'succeeded',
     );
     expect(() => JobMetrics.none.copied(10)).not.toThrow();
+  });
+});
+
+describe('BackupMetrics', () => {
+  it('counts bytes (never a zero or negative amount) and outcomes by operation and result', async () => {
+    const m = new MetricsService();
+    const backups = new BackupMetrics(m);
+    backups.read(4096);
+    backups.read(0);
+    backups.deduplicated('zero', 100);
+    backups.deduplicated('stored', 200);
+    backups.deduplicated('stored', -1);
+    backups.finished('create', 'succeeded');
+    backups.finished('restore', 'backup_corrupt');
+    backups.finished('restore', 'backup_corrupt');
+    expect((await m.backupReadBytes.get()).values[0].value).toBe(4096);
+    const byLabels = async (c: { get(): Promise<{ values: { value: number; labels: object }[] }> }) =>
+      Object.fromEntries((await c.get()).values.map((v) => [Object.values(v.labels).join('/'), v.value]));
+    expect(await byLabels(m.backupDeduplicatedBytes)).toEqual({ zero: 100, stored: 200 });
+    expect(await byLabels(m.backupOperations)).toEqual({
+      'create/succeeded': 1,
+      'restore/backup_corrupt': 2,
+    });
+  });
+
+  it('without a registry (BackupMetrics.none) does nothing', () => {
+    expect(() => {
+      BackupMetrics.none.uploaded(10);
+      BackupMetrics.none.finished('delete', 'succeeded');
+    }).not.toThrow();
   });
 });

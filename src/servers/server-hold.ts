@@ -1,10 +1,12 @@
 import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { ProblemException } from '../common/problem';
+import { PrismaService } from '../prisma/prisma.service';
 
 /**
- * "One long operation per server", as snapshots and backups both answer it. The rule itself is checked
- * in SQL (prisma/sql/functions/server_holding_action.sql) under the server's row lock; this is how its
- * finding reads and is refused.
+ * What snapshots and backups share about the server they act on: "one long operation per server" and
+ * the per-server limit, as their findings read and are refused, and the create statement that locks the
+ * server and calls the create's checked function. The rules themselves are checked in SQL
+ * (prisma/sql/functions: server_operation_check, server_holding_action) under the server's row lock.
  */
 
 /** An action holding a server (an open create or restore, of a snapshot or a backup). */
@@ -64,13 +66,63 @@ export function serverBusy(
   });
 }
 
+/** 400 when the server's live snapshots, or its manual backups, already fill the per-server limit. */
+export function limitReached(
+  code: 'snapshot_limit_reached' | 'backup_limit_reached',
+  found: { limit: number; used: number; serverId: number },
+): ProblemException {
+  const members = { limit: found.limit, used: found.used, server_id: found.serverId };
+  return new ProblemException({ status: 400, code, params: members, extra: members });
+}
+
+/** A create of a snapshot or a backup on one server, as its statement needs it. */
+export interface ServerCreateInput {
+  serverId: number;
+  name: string;
+  description: string;
+  tokenId: number;
+  /** The account the server must belong to; null for an admin. */
+  scope: number | null;
+}
+
+/** The locked server's columns at the head of a create statement's row. */
+export interface LockedServerColumns {
+  node_id: number;
+  server_status: ServerStatus;
+  server_name: string;
+}
+
+/** The SQL functions that check and write a create on a locked server (prisma/sql/functions). */
+type CreateCheckedFunction = 'snapshot_create_checked' | 'backup_create_checked';
+
 /**
  * The subquery that locks a server row (FOR UPDATE) before a create checks its rules: the server, if it
  * is there and of the account `scope` (null: any, for an admin). Its columns are what the checks read.
  */
-export function lockServerSql(serverId: number, scope: number | null): Prisma.Sql {
+function lockServerSql(serverId: number, scope: number | null): Prisma.Sql {
   return Prisma.sql`
     SELECT id, account_id, node_id, status, name FROM servers
     WHERE id = ${serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)
     FOR UPDATE`;
+}
+
+/**
+ * One create's statement, of a snapshot or a backup: lock the server (waiting for the lock), then, for
+ * the locked row, call the create's VOLATILE function, which reads from a snapshot taken after the lock
+ * is held. The row is the locked server's columns and what the function found or did; no row: no such
+ * server (for this caller).
+ */
+export async function createOnLockedServer<Found>(
+  prisma: PrismaService,
+  fn: CreateCheckedFunction,
+  i: ServerCreateInput,
+  limit: number,
+  idempotencyKeyId: number | null,
+): Promise<(LockedServerColumns & Found) | undefined> {
+  const [r] = await prisma.$queryRaw<(LockedServerColumns & Found)[]>`
+    SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
+    FROM (${lockServerSql(i.serverId, i.scope)}) v
+    CROSS JOIN LATERAL ${Prisma.raw(fn)}(v.id, v.account_id, v.status, ${i.name}::varchar,
+      ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
+  return r;
 }

@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ListOrdering, orderingSql } from '../common/list-query';
-import { ActionKind, ActionStatus, Prisma } from '../generated/prisma/client';
+import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
-import { lockServerSql } from '../servers/server-hold';
+import { createOnLockedServer, LockedServerColumns, ServerCreateInput } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
 /** A snapshot's columns as the statements return them. */
@@ -32,15 +32,12 @@ export interface LockedServer {
   id: number;
   account_id: number;
   node_id: number;
-  status: 'running' | 'stopped' | 'restoring';
+  status: ServerStatus;
   name: string;
 }
 
-/** The row of create's statement: the locked server, then what `snapshot_create_checked` found or did. */
-export interface CreateRow {
-  node_id: number;
-  server_status: LockedServer['status'];
-  server_name: string;
+/** What `snapshot_create_checked` found or did: the snapshot's columns are set when it made one. */
+interface Created {
   earlier_action_id: number | null;
   earlier_snapshot_id: number | null;
   holding_id: number | null;
@@ -60,15 +57,8 @@ export interface CreateRow {
   completed_at: Date | null;
 }
 
-/** One create as its statement needs it. */
-export interface CreateInput {
-  serverId: number;
-  name: string;
-  description: string;
-  tokenId: number;
-  /** The account the server must belong to; null for an admin. */
-  scope: number | null;
-}
+/** The row of create's statement: the locked server, then what `snapshot_create_checked` found or did. */
+export type CreateRow = LockedServerColumns & Created;
 
 /** The locked server columns of restore's and delete's statements. */
 export interface LockedRow {
@@ -202,7 +192,7 @@ export class SnapshotRepository {
    * `snapshot_create_checked` runs with a snapshot taken after its lock is held and after the calls
    * before it in this statement: two creates of one server in a batch are judged one after the other.
    */
-  async createMany(inputs: CreateInput[], limit: number): Promise<(CreateRow | null)[]> {
+  async createMany(inputs: ServerCreateInput[], limit: number): Promise<(CreateRow | null)[]> {
     const order = inputs.map((_, k) => k).sort((a, b) => inputs[a].serverId - inputs[b].serverId || a - b);
     const rows = await this.prisma.$queryRaw<(CreateRow & { ord: number })[]>`
       SELECT i.ord::int AS ord, v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
@@ -223,18 +213,13 @@ export class SnapshotRepository {
     return out;
   }
 
-  /** One create's statement: waits for its server's lock. No row: no such server (for this caller). */
-  async createAlone(
-    i: CreateInput,
+  /** One create's statement, waiting for its server's lock (createOnLockedServer with `snapshot_create_checked`). */
+  createAlone(
+    i: ServerCreateInput,
     limit: number,
     idempotencyKeyId: number | null,
   ): Promise<CreateRow | undefined> {
-    const [r] = await this.prisma.$queryRaw<CreateRow[]>`
-      SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
-      FROM (${lockServerSql(i.serverId, i.scope)}) v
-      CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, ${i.name}::varchar,
-        ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
-    return r;
+    return createOnLockedServer<Created>(this.prisma, 'snapshot_create_checked', i, limit, idempotencyKeyId);
   }
 
   /**

@@ -2,13 +2,12 @@ import { Injectable, Logger } from '@nestjs/common';
 import { accountScope, isAdmin, Principal } from '../auth/principal';
 import { AppConfig } from '../config/app-config';
 import { PageRequest } from '../common/pagination';
-import { ListOrdering } from '../common/list-query';
+import { ListOrdering, pageOfVisibleServer } from '../common/list-query';
 import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 import { ProblemException } from '../common/problem';
 import { JobQueue } from '../jobs/job-queue';
 import { MicroBatcher } from '../common/micro-batcher';
 import {
-  CreateInput,
   createdSnapshot,
   CreateRow,
   LockedRow,
@@ -16,7 +15,7 @@ import {
   SnapshotRepository,
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
-import { holdingOf, refuseIfHeld } from '../servers/server-hold';
+import { holdingOf, limitReached, refuseIfHeld, ServerCreateInput } from '../servers/server-hold';
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
   new ProblemException({ status: 404, code });
@@ -33,7 +32,7 @@ export class SnapshotsService {
   private readonly logger = new Logger(SnapshotsService.name);
 
   /** Creates without an Idempotency-Key that arrived in the same turn of the event loop. */
-  private readonly createBatcher = new MicroBatcher<CreateInput, CreateRow | null>(
+  private readonly createBatcher = new MicroBatcher<ServerCreateInput, CreateRow | null>(
     (inputs) => this.createMany(inputs),
     4,
     128,
@@ -50,9 +49,7 @@ export class SnapshotsService {
     filter: { serverId?: number; ordering: ListOrdering },
     page: PageRequest,
   ): Promise<{ count: number; rows: SnapshotRow[] }> {
-    const { visible, count, rows } = await this.snapshots.list(accountScope(me), filter, page);
-    if (!visible) throw notFound('server_not_found');
-    return { count, rows };
+    return pageOfVisibleServer(await this.snapshots.list(accountScope(me), filter, page));
   }
 
   async get(me: Principal, id: number): Promise<SnapshotRow> {
@@ -74,7 +71,7 @@ export class SnapshotsService {
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const limit = this.config.snapshotLimitPerServer;
     const scope = accountScope(me).accountId ?? null;
-    const wanted: CreateInput = {
+    const wanted: ServerCreateInput = {
       serverId: input.serverId,
       name: input.name,
       description: input.description ?? '',
@@ -95,12 +92,7 @@ export class SnapshotsService {
     const holding = holdingOf(r);
     refuseIfHeld(server, 'snapshot', holding);
     if (r.action_id === null) {
-      throw new ProblemException({
-        status: 400,
-        code: 'snapshot_limit_reached',
-        params: { limit, used: r.used, server_id: server.id },
-        extra: { limit, used: r.used, server_id: server.id },
-      });
+      throw limitReached('snapshot_limit_reached', { limit, used: r.used, serverId: server.id });
     }
     const snapshot = createdSnapshot(r, { id: server.id, name: server.name });
     await this.queue.enqueueAccepted(r.node_id, r.action_id, 'create_snapshot');
@@ -113,7 +105,7 @@ export class SnapshotsService {
    * unexpected error rolls every row back), each create runs alone, so one bad create cannot fail the
    * others; a busy or unreachable database fails them all as it would fail each.
    */
-  private async createMany(inputs: CreateInput[]): Promise<(CreateRow | null)[]> {
+  private async createMany(inputs: ServerCreateInput[]): Promise<(CreateRow | null)[]> {
     try {
       return await this.snapshots.createMany(inputs, this.config.snapshotLimitPerServer);
     } catch (e) {

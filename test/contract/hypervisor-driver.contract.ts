@@ -252,6 +252,29 @@ export function describeHypervisorDriverContract(
       CASE_TIMEOUT_MS,
     );
 
+    it(
+      'observes many servers in one call, in their order: running, stopped, and missing for an unknown, crossed or absent UUID',
+      async () => {
+        const running = await h.makeServer({ running: true });
+        const stopped = await h.makeServer({ running: false });
+        expect(await driver.observePowerStates([])).toEqual([]);
+        expect(
+          await driver.observePowerStates([
+            stopped,
+            running,
+            missingServer(),
+            { ...stopped, domainUuid: running.domainUuid },
+            { ...running, domainUuid: null },
+            stopped,
+          ]),
+        ).toEqual(['stopped', 'running', 'missing', 'missing', 'missing', 'stopped']);
+        await driver.stop(running, { graceSeconds: graceSeconds() });
+        await driver.start(stopped);
+        expect(await driver.observePowerStates([running, stopped])).toEqual(['stopped', 'running']);
+      },
+      CASE_TIMEOUT_MS,
+    );
+
     // ------------------------------------------------------------------ create
 
     it(

@@ -14,16 +14,20 @@ import { BACKUP_DATA_PATH, BackupRef } from '../../src/backups/backup-data-path'
 import { BackupDataModule } from '../../src/backups/data/backup-data.module';
 import { AccountKeys, BackupMasterKey } from '../../src/backups/data/account-keys';
 import { BackupDataError } from '../../src/backups/data/backup-data-errors';
-import { chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
+import { accountKeyKey, chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
 import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
 import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
+import { Clock } from '../../src/common/clock';
+import { CommonModule } from '../../src/common/common.module';
 import { AppConfig } from '../../src/config/app-config';
+import { BackupMetrics } from '../../src/metrics/backup-metrics';
+import { MetricsService } from '../../src/metrics/metrics.service';
 import { ConfigModule } from '../../src/config/config.module';
 import { PrismaModule } from '../../src/prisma/prisma.module';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { createAccount, createNode } from '../factories';
-import { BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
+import { backupFacts, BufferDiskDriver, serverRef, TempDirectoryStore } from '../support/backup-fixtures';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
 
 const MiB = 1024 * 1024;
@@ -42,12 +46,14 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
   const masterKey = randomBytes(32).toString('base64');
 
   const stores: BackupStores = { byName: () => store };
-  const build = (cfg: AppConfig): ChunkedBackupDataPath =>
+  const build = (cfg: AppConfig, metrics?: BackupMetrics): ChunkedBackupDataPath =>
     new ChunkedBackupDataPath(
       driver,
       stores,
       new AccountKeys(prisma, new BackupMasterKey(cfg)),
       new ChunkReferences(prisma),
+      new Clock(),
+      metrics,
     );
   const ref = (id = nextBackupId++, account = accountId): BackupRef => ({
     id,
@@ -58,6 +64,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     dataPath.writeBackup(
       {
         backup,
+        facts: backupFacts(serverId),
         server: serverRef(serverId),
         base: base && { backup: base, checkpoint: `vps-backup-${base.id}` },
         checkpoint: `vps-backup-${backup.id}`,
@@ -129,6 +136,50 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect(await dataPath.verifyBackup(b)).toEqual({ ok: true });
   });
 
+  it('counts bytes read, uploaded, deduplicated (already stored, all zeros), restored and freed', async () => {
+    const registry = new MetricsService();
+    dataPath = build(config, new BackupMetrics(registry));
+    const value = async (counter: { get(): Promise<{ values: { value: number; labels: object }[] }> }) =>
+      Object.fromEntries(
+        (await counter.get()).values.map((v) => [Object.values(v.labels).join('/') || 'all', v.value]),
+      );
+    const disk = sampleDisk();
+    const data = 4 * CS + 100 * 1024; // chunks 0, 2, 3, 5 and the tail; a full read skips the zero ones
+    driver.createDisk(1, disk);
+    const first = ref();
+    const made = await write(first, 1);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: data });
+    // Chunk 5 is chunk 2 again: uploaded once or twice, depending on which finished first.
+    const uploadedFirst = (await value(registry.backupUploadedBytes)).all;
+    expect(uploadedFirst).toBeGreaterThan(made.storedBytes);
+    expect(uploadedFirst).toBeLessThan(made.storedBytes + CS + 64 * 1024);
+
+    // The same disk read whole again: every chunk is already stored; only a manifest goes up.
+    const second = ref();
+    await write(second, 1);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: 2 * data });
+    expect(await value(registry.backupDeduplicatedBytes)).toEqual({ stored: data });
+    const manifestBytes = (await value(registry.backupUploadedBytes)).all - uploadedFirst;
+    expect(manifestBytes).toBeGreaterThan(0);
+    expect(manifestBytes).toBeLessThan(4096);
+
+    // The guest zeroes chunk 3: the incremental read reads it, and an all-zero chunk is not stored.
+    driver.guestWrite(1, 3 * CS, Buffer.alloc(CS));
+    const third = ref();
+    await write(third, 1, second);
+    expect(await value(registry.backupReadBytes)).toEqual({ all: 2 * data + CS });
+    expect(await value(registry.backupDeduplicatedBytes)).toEqual({ stored: data, zero: CS });
+
+    driver.createDisk(2, Buffer.alloc(0));
+    await restore(third, 2);
+    expect(await value(registry.backupRestoredBytes)).toEqual({ all: data - CS });
+
+    let freed = 0;
+    for (const b of [first, second, third]) freed += (await dataPath.deleteBackup(b)).freedBytes;
+    expect(freed).toBeGreaterThan(3 * CS);
+    expect(await value(registry.backupFreedBytes)).toEqual({ all: freed });
+  });
+
   it('stores nothing in clear: chunks and manifests are sealed, the data key only wrapped', async () => {
     const marker = Buffer.from('plaintext-marker-'.repeat(1000));
     const disk = Buffer.alloc(CS);
@@ -147,6 +198,35 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const [key] = await prisma.$queryRaw<{ wrapped_key: Buffer }[]>`
       SELECT wrapped_key FROM account_keys WHERE account_id = ${accountId}`;
     expect(key.wrapped_key.length).toBeGreaterThan(32); // sealed: envelope + tag, never the bare key
+  });
+
+  it("a write puts the account's wrapped key into the store before its first chunk, once", async () => {
+    const puts: string[] = [];
+    const recording: BackupStores = {
+      byName: () =>
+        Object.assign(Object.create(store) as TempDirectoryStore, {
+          put: (k: string, b: Buffer) => (puts.push(k), store.put(k, b)),
+        }),
+    };
+    const recorded = new ChunkedBackupDataPath(
+      driver,
+      recording,
+      new AccountKeys(prisma, new BackupMasterKey(config)),
+      new ChunkReferences(prisma),
+      new Clock(),
+    );
+    driver.createDisk(1, sampleDisk());
+    for (const b of [ref(), ref()]) {
+      await recorded.writeBackup(
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: `c${b.id}` },
+        () => undefined,
+      );
+    }
+    const row = await prisma.accountKey.findUniqueOrThrow({ where: { accountId } });
+    const copy = accountKeyKey(accountId, Buffer.from(row.keyId).toString('hex'));
+    expect(puts[0]).toBe(copy);
+    expect(puts.filter((k) => k === copy)).toHaveLength(1);
+    expect((await store.get(copy)).equals(Buffer.from(row.wrappedKey))).toBe(true);
   });
 
   it('an incremental backup reads only what changed, carries the rest, and each backup restores on its own', async () => {
@@ -267,7 +347,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const b = ref();
     await expect(
       dataPath.writeBackup(
-        { backup: b, server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
+        { backup: b, facts: backupFacts(1), server: serverRef(1), base: null, checkpoint: 'vps-backup-x' },
         (pct) => pct >= 40 && abort.abort(),
         { signal: abort.signal },
       ),
@@ -295,6 +375,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
       racing,
       new AccountKeys(prisma, new BackupMasterKey(config)),
       new ChunkReferences(prisma),
+      new Clock(),
     );
     const servers = [1, 2];
     for (const s of servers) {
@@ -304,7 +385,13 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     }
     const writeOn = (b: BackupRef, server: number) =>
       racer.writeBackup(
-        { backup: b, server: serverRef(server), base: null, checkpoint: `c${b.id}` },
+        {
+          backup: b,
+          facts: backupFacts(server),
+          server: serverRef(server),
+          base: null,
+          checkpoint: `c${b.id}`,
+        },
         () => undefined,
       );
 
@@ -340,7 +427,12 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     const ctx = await NestFactory.createApplicationContext(
       {
         module: class Root {},
-        imports: [ConfigModule.forConfig(cfg), PrismaModule, BackupDataModule.withStores(StoresModule)],
+        imports: [
+          ConfigModule.forConfig(cfg),
+          CommonModule,
+          PrismaModule,
+          BackupDataModule.withStores(StoresModule),
+        ],
       },
       { logger: false },
     );

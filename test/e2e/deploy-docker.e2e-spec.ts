@@ -70,6 +70,16 @@ const last = (stage: string, op: string) =>
     .steps.filter(([o]) => o === op)
     .pop()?.[1];
 const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+/** docker/.env.example's commented S3 backup store example, as `KEY: value`. */
+const s3Example = Object.fromEntries(
+  [...read('docker/.env.example').matchAll(/^# (BACKUP_STORES|BACKUP_S3_\w+)=(.*)$/gm)].map((m) => [
+    m[1],
+    m[2],
+  ]),
+);
+const s3Store = JSON.parse(s3Example.BACKUP_STORES) as Record<string, Record<string, string>>;
+/** The variables the example's S3 store takes its credentials from (read by the configuration through it). */
+const s3CredentialVars = Object.values(s3Store).flatMap((o) => [o.accessKeyIdEnv, o.secretAccessKeyEnv]);
 
 describe('docker/Dockerfile', () => {
   it('has the deps → build → api → worker stages on node:26-trixie-slim', () => {
@@ -174,12 +184,11 @@ describe('docker/compose.yaml', () => {
   });
 
   it('wires the environment as the README documents it', () => {
-    const config = read('src/config/app-config.ts');
+    const config = read('src/config/app-config.ts') + read('src/config/backup-stores.ts');
     for (const name of ['migrate', 'api', 'worker']) {
       for (const key of Object.keys(services[name].environment ?? {})) {
-        expect(config.includes(`'${key}'`) || config.includes(`env.${key}`) ? key : `unknown ${key}`).toBe(
-          key,
-        );
+        const read = config.includes(`'${key}'`) || config.includes(`env.${key}`);
+        expect(read || s3CredentialVars.includes(key) ? key : `unknown ${key}`).toBe(key);
       }
     }
     expect(services.api.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379', PORT: '3000' });
@@ -188,6 +197,26 @@ describe('docker/compose.yaml', () => {
     expect(services.api.user).toBe('node');
     expect(services.api.read_only).toBe(true);
     expect(services.worker.volumes).toContain('/var/run/libvirt:/var/run/libvirt');
+  });
+
+  it('backups: a backup directory volume, the same store settings in api and worker, secrets only from docker/.env', () => {
+    const worker = services.worker.environment!;
+    // The `default` store is the directory the worker mounts; the API knows the same store names.
+    expect(worker.BACKUP_DIR).toMatch(/^\//);
+    expect(services.worker.volumes!.map((v) => v.split(':').pop())).toContain(worker.BACKUP_DIR);
+    for (const key of ['BACKUP_DIR', 'BACKUP_STORES', ...s3CredentialVars])
+      expect(services.api.environment![key]).toBe(worker[key]);
+    // No secret is written in compose.yaml: each comes from docker/.env by its own name. The master key
+    // goes to the worker only (the API never reads backup data).
+    for (const svc of Object.values(services)) {
+      for (const [key, value] of Object.entries(svc.environment ?? {})) {
+        if (/PASSWORD|SECRET|TOKEN|MASTER_KEY|ACCESS_KEY/.test(key))
+          expect(value).toMatch(new RegExp(`^\\$\\{${key}[:?}-]`));
+      }
+    }
+    expect(worker.BACKUP_MASTER_KEY).toMatch(/^\$\{BACKUP_MASTER_KEY:\?/);
+    expect(services.api.environment!.BACKUP_MASTER_KEY).toBeUndefined();
+    for (const key of s3CredentialVars) expect(s3Example[key]).toMatch(/PLACEHOLDER/);
   });
 });
 
@@ -307,6 +336,17 @@ describe('the containers’ commands, run here as the containers run them (real 
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
     });
     expect(() => loadConfig(env, 'worker')).not.toThrow();
+    // With docker/.env.example's S3 store set, both roles accept it and take its credentials.
+    for (const role of ['api', 'worker'] as const) {
+      const withS3 = { ...envOf(role), ...env, ...s3Example, WORKER_NODE: nodeName };
+      const stores = loadConfig(withS3, role).backupStores;
+      expect([...stores.keys()].sort()).toEqual(['default', ...Object.keys(s3Store)].sort());
+      const offsite = stores.get(Object.keys(s3Store)[0]);
+      expect(offsite?.kind === 's3' && (await offsite.credentials!())).toEqual({
+        accessKeyId: s3Example[s3CredentialVars[0]],
+        secretAccessKey: s3Example[s3CredentialVars[1]],
+      });
+    }
     start(services.worker.command!, env);
     const check = services.worker.healthcheck!.test;
     await eventually(async () => healthy(check, env, ['9464', String(port)]), 30_000, 200);

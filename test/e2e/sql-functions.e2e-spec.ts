@@ -66,6 +66,24 @@ describe('SQL functions: one file each, applied by prisma/migrate.mjs, drift cau
     }
   });
 
+  it('the restore rule, the free-server rule and the Idempotency-Key lookup are each written in one function', () => {
+    const text = new Map(names.map((n) => [n, readFileSync(path.join(FUNCTIONS, `${n}.sql`), 'utf8')]));
+    const filesWith = (pattern: RegExp) => names.filter((n) => pattern.test(text.get(n)!)).sort();
+    expect(filesWith(/SET\s+"status"\s*=\s*'restoring'/i)).toEqual(['server_restore_checked']);
+    expect(filesWith(/"idempotency_key_id"\s*=\s*p_key_id/i)).toEqual(['idempotency_key_action']);
+    expect(filesWith(/<>\s*'restoring'/)).toEqual(['server_operation_check']);
+    // Called (a definition names its function in quotes) by both restores; the check by creates and restores.
+    expect(filesWith(/\bserver_restore_checked\(/)).toEqual([
+      'backup_restore_checked',
+      'snapshot_restore_checked',
+    ]);
+    expect(filesWith(/\bserver_operation_check\(/)).toEqual([
+      'backup_create_checked',
+      'server_restore_checked',
+      'snapshot_create_checked',
+    ]);
+  });
+
   it('a migrated database matches the files', async () => {
     const r = await migrateJs(db, '--check');
     expect(r).toEqual({ code: 0, out: 'SQL functions match prisma/sql/functions\n' });

@@ -431,12 +431,22 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
     expect(await snapshotRow(t.snapshot.id)).toMatchObject({ status: 'in_progress' });
   });
 
-  it('a backup create records its node’s store once; a retry after the node changed store keeps it', async () => {
+  it('a backup create records its node’s store once (a retry after the node changed store keeps it) and reads what its manifest records', async () => {
     const server = await createServer(prisma, accountId, nodeId, { status: 'stopped' });
     const backup = await prisma.backup.create({ data: { accountId, serverId: server.id, name: 'b' } });
     expect(backup.store).toBeNull();
-    expect(await store.backupStoreOfCreate(backup.id, 'default')).toBe('default');
-    expect(await store.backupStoreOfCreate(backup.id, 'offsite')).toBe('default');
+    expect(await store.backupOfCreate(backup.id, 'default')).toEqual({
+      storeName: 'default',
+      facts: {
+        serverId: server.id,
+        name: 'b',
+        description: '',
+        kind: 'manual',
+        createdAt: backup.createdAt,
+        expiresAt: null,
+      },
+    });
+    expect((await store.backupOfCreate(backup.id, 'offsite'))?.storeName).toBe('default');
     expect((await prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).store).toBe('default');
   });
 });

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BackupStore, BackupStoreError, StoredObject } from '../../src/backup-store/backup-store';
+import { BackupFacts } from '../../src/backups/backup-data-path';
 import {
   BackupCapableDriver,
   BackupReadSession,
@@ -163,4 +164,16 @@ export class BufferDiskDriver implements BackupCapableDriver {
 
 export function serverRef(id: number): ServerRef {
   return { id, domain: `vm-${id}`, domainUuid: null, diskPath: `/nowhere/${id}.qcow2` };
+}
+
+/** What a backup row of server `serverId` would say of it (written into its manifest). */
+export function backupFacts(serverId: number, name = `backup of ${serverId}`): BackupFacts {
+  return {
+    serverId,
+    name,
+    description: '',
+    kind: 'manual',
+    createdAt: new Date('2026-12-01T10:00:00.000Z'),
+    expiresAt: null,
+  };
 }

@@ -38,6 +38,8 @@ describe('k8s/examples/secret.example.yaml', () => {
     expect(example).toMatchObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vps-secrets' } });
     expect(Object.keys(example.stringData).sort()).toEqual([
       'BACKUP_MASTER_KEY',
+      'BACKUP_S3_ACCESS_KEY_ID',
+      'BACKUP_S3_SECRET_ACCESS_KEY',
       'DATABASE_URL',
       'METRICS_TOKEN',
       'REDIS_URL',
@@ -205,6 +207,14 @@ describe('k8s/examples/secret.example.yaml', () => {
     // The same path inside as on the host: the database stores host paths.
     for (const p of ['/var/run/libvirt', '/var/lib/libvirt/images', '/var/lib/vps/snapshots'])
       expect(hostPaths[mounts[p]]).toBe(p);
+    // The `default` backup store: the host's backup storage, which must be there (never created on the
+    // host's own disk).
+    const backupDir = envOf(c).BACKUP_DIR;
+    expect(mounts[backupDir]).toBeDefined();
+    expect(pod.volumes.find((v: Obj) => v.name === mounts[backupDir]).hostPath).toEqual({
+      path: backupDir,
+      type: 'Directory',
+    });
     expect(c.readinessProbe.httpGet.path).toBe('/readyz');
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     // The process accepts this environment (a non-loopback metrics listener needs METRICS_TOKEN).
@@ -213,7 +223,38 @@ describe('k8s/examples/secret.example.yaml', () => {
     expect(config.workerMetricsPort).toBe(c.ports.find((p: Obj) => p.name === 'metrics').containerPort);
   });
 
-  it('NetworkPolicies: default deny, DNS, api ingress on its port, egress only to Postgres and Redis', () => {
+  it('backups: secrets (master key, S3 credentials) only in the Secret, never in the ConfigMap; an S3 store works', () => {
+    const config = one('ConfigMap', 'vps-config').data as Record<string, string>;
+    for (const key of Object.keys(config)) {
+      expect(Object.keys(example.stringData)).not.toContain(key);
+      expect(key).not.toMatch(/PASSWORD|SECRET|TOKEN|MASTER_KEY|ACCESS_KEY|_URL$/);
+    }
+    for (const value of Object.values(config)) {
+      for (const secret of Object.values(example.stringData as Record<string, string>))
+        expect(value).not.toContain(secret);
+    }
+    // An S3 store added to the ConfigMap (names and location only) takes its credentials from the Secret.
+    const stores = JSON.stringify({
+      offsite: {
+        kind: 's3',
+        endpoint: 'https://rgw.example.net',
+        bucket: 'vps-backups',
+        accessKeyIdEnv: 'BACKUP_S3_ACCESS_KEY_ID',
+        secretAccessKeyEnv: 'BACKUP_S3_SECRET_ACCESS_KEY',
+      },
+    });
+    const worker = one('DaemonSet', 'vps-worker').spec.template.spec.containers[0];
+    const api = one('Deployment', 'vps-api').spec.template.spec.containers[0];
+    for (const [c, role] of [
+      [worker, 'worker'],
+      [api, 'api'],
+    ] as const) {
+      const env = { ...envOf(c, { 'spec.nodeName': 'hv1' }), BACKUP_STORES: stores };
+      expect([...loadConfig(env, role).backupStores.keys()].sort()).toEqual(['default', 'offsite']);
+    }
+  });
+
+  it('NetworkPolicies: default deny, DNS, api ingress on its port, egress only to Postgres and Redis (and the workers to S3)', () => {
     const policies = all('NetworkPolicy');
     expect(one('NetworkPolicy', 'vps-default-deny').spec).toEqual({
       podSelector: {},
@@ -227,10 +268,16 @@ describe('k8s/examples/secret.example.yaml', () => {
     expect(apiIngress.flatMap((p) => portsOf(p.spec.ingress))).toEqual([
       api.spec.containers[0].ports[0].containerPort,
     ]);
-    for (const [, t] of podSpecs()) {
+    for (const [o, t] of podSpecs()) {
       const egress = policies.filter((p) => p.spec.egress && applies(p, t.metadata.labels));
+      const s3 = o.kind === 'DaemonSet' ? [443] : [];
       expect(egress.flatMap((p) => portsOf(p.spec.egress)).sort((a, b) => a - b)).toEqual([
-        53, 53, 5432, 6379, 26379,
+        53,
+        53,
+        ...s3,
+        5432,
+        6379,
+        26379,
       ]);
     }
   });

@@ -24,21 +24,14 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     action_id INTEGER,
     id INTEGER
 ) LANGUAGE sql VOLATILE AS $$
-    WITH earlier AS (
-        -- An earlier attempt of this Idempotency-Key request that committed its action.
-        SELECT a."id", a."backup_id" FROM "actions" a
-        WHERE a."idempotency_key_id" = p_key_id AND a."backup_id" IS NOT NULL
-        LIMIT 1
-    ), holding AS (
-        SELECT * FROM server_holding_action(p_server_id)
+    WITH chk AS (
+        SELECT * FROM server_operation_check(p_server_id, p_server_status, p_key_id)
     ), slots AS (
         SELECT count(*)::INTEGER AS n FROM "backups" b
         WHERE b."server_id" = p_server_id AND b."deleted_at" IS NULL AND b."kind" = 'manual'
           AND b."status" IN ('in_progress', 'completed', 'corrupt')
     ), ok AS (
-        SELECT 1 AS one
-        WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
-          AND p_server_status <> 'restoring' AND (SELECT n FROM slots) < p_limit
+        SELECT 1 AS one FROM chk WHERE chk.free AND (SELECT n FROM slots) < p_limit
     ), bk AS (
         INSERT INTO "backups" ("account_id", "server_id", "name", "description")
         SELECT p_account_id, p_server_id, p_name, p_description FROM ok
@@ -50,9 +43,7 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
         FROM bk
         RETURNING "id"
     )
-    SELECT e."id", e."backup_id", h."id", h.kind, h.status, (SELECT n FROM slots), (SELECT "id" FROM act),
-           (SELECT "id" FROM bk)
-    FROM (SELECT 1 AS one) base
-    LEFT JOIN earlier e ON true
-    LEFT JOIN holding h ON true
+    SELECT c.earlier_action_id, c.earlier_backup_id, c.holding_id, c.holding_kind, c.holding_status,
+           (SELECT n FROM slots), (SELECT "id" FROM act), (SELECT "id" FROM bk)
+    FROM chk c
 $$;

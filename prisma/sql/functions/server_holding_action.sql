@@ -2,8 +2,9 @@
 -- the server, if any. Deletes of either run in the background and hold nothing; the partial unique index
 -- actions_one_open_per_server (migration 20261206110001_backup_actions_hold) names the same kinds.
 --
--- Called by the *_checked functions from inside their own queries, so it reads from the snapshot their
--- query took after the server's lock was held (a STABLE function takes no snapshot of its own).
+-- Called through server_operation_check from inside the *_checked functions' queries, so it reads from
+-- the snapshot their query took after the server's lock was held (a STABLE function takes no snapshot of
+-- its own).
 CREATE OR REPLACE FUNCTION "server_holding_action"(
     p_server_id INTEGER
 ) RETURNS TABLE (

@@ -36,22 +36,14 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
     created_at TIMESTAMPTZ,
     completed_at TIMESTAMPTZ
 ) LANGUAGE sql VOLATILE AS $$
-    WITH earlier AS (
-        -- An earlier attempt of this Idempotency-Key request that committed its action.
-        SELECT a."id", a."snapshot_id" FROM "actions" a
-        WHERE a."idempotency_key_id" = p_key_id AND a."snapshot_id" IS NOT NULL
-        LIMIT 1
-    ), holding AS (
-        -- The open create or restore, of a snapshot or a backup, that holds the server.
-        SELECT * FROM server_holding_action(p_server_id)
+    WITH chk AS (
+        SELECT * FROM server_operation_check(p_server_id, p_server_status, p_key_id)
     ), slots AS (
         SELECT count(*)::INTEGER AS n FROM "snapshots" s
         WHERE s."server_id" = p_server_id AND s."deleted_at" IS NULL
           AND s."status" IN ('in_progress', 'completed')
     ), ok AS (
-        SELECT 1 AS one
-        WHERE NOT EXISTS (SELECT 1 FROM earlier) AND NOT EXISTS (SELECT 1 FROM holding)
-          AND p_server_status <> 'restoring' AND (SELECT n FROM slots) < p_limit
+        SELECT 1 AS one FROM chk WHERE chk.free AND (SELECT n FROM slots) < p_limit
     ), sn AS (
         INSERT INTO "snapshots" ("account_id", "server_id", "name", "description")
         SELECT p_account_id, p_server_id, p_name, p_description FROM ok
@@ -64,11 +56,9 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
         FROM sn
         RETURNING "id"
     )
-    SELECT e."id", e."snapshot_id", h."id", h.kind, h.status, (SELECT n FROM slots), (SELECT "id" FROM act),
-           sn."id", sn."name", sn."description", sn.status, sn."progress", sn."size_bytes", sn.consistency,
-           sn."error", sn."created_at", sn."completed_at"
-    FROM (SELECT 1 AS one) base
-    LEFT JOIN earlier e ON true
-    LEFT JOIN holding h ON true
+    SELECT c.earlier_action_id, c.earlier_snapshot_id, c.holding_id, c.holding_kind, c.holding_status,
+           (SELECT n FROM slots), (SELECT "id" FROM act), sn."id", sn."name", sn."description", sn.status,
+           sn."progress", sn."size_bytes", sn.consistency, sn."error", sn."created_at", sn."completed_at"
+    FROM chk c
     LEFT JOIN sn ON true
 $$;

@@ -8,7 +8,8 @@ import { ChunkedBackupDataPath } from './chunked-backup-data-path';
 /**
  * The backup data path for the worker's backup jobs, over the worker's driver (`HypervisorModule`,
  * whose driver must be a `BackupCapableDriver`) and the stores module given, which exports
- * `BACKUP_STORES` (backup-stores.ts). Prisma and the configuration come from the global modules.
+ * `BACKUP_STORES` (backup-stores.ts). Prisma, the configuration and the clock come from the global
+ * modules.
  */
 @Module({})
 export class BackupDataModule {

@@ -47,3 +47,8 @@ export function chunkKey(accountId: number, chunkId: string): string {
 export function manifestKey(accountId: number, backupId: number): string {
   return `${accountPrefix(accountId)}manifests/${backupId}`;
 }
+
+/** A copy of the account's data key (wrapped by the master key) with that id (hex), beside its chunks. */
+export function accountKeyKey(accountId: number, keyIdHex: string): string {
+  return `${accountPrefix(accountId)}keys/${keyIdHex}`;
+}

@@ -45,9 +45,11 @@ export class BackupObjects {
     return plain;
   }
 
-  async putManifest(manifest: BackupManifest, signal?: AbortSignal): Promise<void> {
+  /** Seal and store a manifest; returns the bytes stored. */
+  async putManifest(manifest: BackupManifest, signal?: AbortSignal): Promise<number> {
     const sealed = seal(this.key, encodeManifest(manifest), manifestAad(this.accountId, manifest.backupId));
     await this.store.put(manifestKey(this.accountId, manifest.backupId), sealed, { signal });
+    return sealed.length;
   }
 
   async getManifest(backupId: number, signal?: AbortSignal): Promise<BackupManifest> {

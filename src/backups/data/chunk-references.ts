@@ -50,10 +50,11 @@ const ACQUIRE = `
     RETURNING chunk_id
   )
   INSERT INTO backup_chunks AS c (store, account_id, chunk_id, size_bytes, refs, stored)
-  SELECT $1, $2, i.chunk_id, i.size_bytes, (r.chunk_id IS NOT NULL)::int, false
+  SELECT $1, $2, i.chunk_id, i.size_bytes, (r.chunk_id IS NOT NULL)::int, $6::boolean
   FROM input i LEFT JOIN ref r ON r.chunk_id = i.chunk_id
   ORDER BY i.chunk_id
-  ON CONFLICT (store, account_id, chunk_id) DO UPDATE SET refs = c.refs + EXCLUDED.refs
+  ON CONFLICT (store, account_id, chunk_id) DO UPDATE
+  SET refs = c.refs + EXCLUDED.refs, stored = c.stored OR EXCLUDED.stored
   RETURNING c.chunk_id, c.stored, (c.xmax = 0) AS inserted`;
 
 const MARK_STORED = `UPDATE backup_chunks SET stored = true WHERE store = $1 AND account_id = $2 AND chunk_id = $3`;
@@ -93,11 +94,16 @@ const COLLECT_TRANSACTION_MS = 10 * 60_000;
 export class ChunkReferences {
   constructor(private readonly prisma: PrismaService) {}
 
-  /** Take `backupId`'s reference on each chunk (once per chunk however often listed). */
+  /**
+   * Take `backupId`'s reference on each chunk (once per chunk however often listed). `present`: the
+   * objects are known to be in the store (a reindex: a manifest is written only after all its chunks
+   * were stored, and removed before any of them), so the rows say `stored`.
+   */
   async acquire(
     space: ChunkSpace,
     backupId: number,
     chunks: readonly ChunkToAcquire[],
+    { present = false }: { present?: boolean } = {},
   ): Promise<AcquiredChunk[]> {
     if (!chunks.length) return [];
     const rows = await this.prisma.$queryRawUnsafe<
@@ -109,6 +115,7 @@ export class ChunkReferences {
       backupId,
       chunks.map((c) => c.chunkId),
       chunks.map((c) => c.sizeBytes),
+      present,
     );
     return rows.map((r) => ({ chunkId: r.chunk_id, stored: r.stored, inserted: r.inserted }));
   }

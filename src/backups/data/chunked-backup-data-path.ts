@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { Clock } from '../../common/clock';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
@@ -7,6 +8,7 @@ import {
   OperationOptions,
   ServerRef,
 } from '../../hypervisor/hypervisor-driver';
+import { BackupMetrics } from '../../metrics/backup-metrics';
 import { BackupDataPath, BackupRef, WriteBackupInput, WriteBackupResult } from '../backup-data-path';
 import { AccountKeys } from './account-keys';
 import { BackupDataError, isBackupDataError } from './backup-data-errors';
@@ -41,6 +43,8 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     @Inject(BACKUP_STORES) private readonly stores: BackupStores,
     private readonly keys: AccountKeys,
     private readonly refs: ChunkReferences,
+    private readonly clock: Clock,
+    @Optional() private readonly metrics: BackupMetrics = BackupMetrics.none,
   ) {}
 
   async writeBackup(
@@ -51,7 +55,8 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const { backup, signal } = { backup: input.backup, signal: opts.signal };
     throwIfAborted(signal);
     const progress = progressGuard(onProgress);
-    const { space, objects } = await this.open(backup);
+    // The account's key is in the store before any chunk it seals: the store alone restores.
+    const { space, objects } = await this.open(backup, { copyKey: true });
     const baseManifest = await this.usableBase(input, space, objects, signal);
     const session = await this.driver.openBackupRead(input.server, {
       since: baseManifest ? input.base!.checkpoint : null,
@@ -61,7 +66,29 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     try {
       const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
       throwIfAborted(signal);
-      await objects.putManifest(written.manifest, signal);
+      const f = input.facts;
+      this.metrics.uploaded(
+        await objects.putManifest(
+          {
+            ...written.manifest,
+            index: {
+              serverId: f.serverId,
+              name: f.name,
+              description: f.description,
+              kind: f.kind,
+              createdAt: f.createdAt.toISOString(),
+              completedAt: this.clock.now().toISOString(),
+              expiresAt: f.expiresAt?.toISOString() ?? null,
+              modeReason: session.fullReason,
+              consistency: session.consistency,
+              checkpoint: session.checkpoint,
+              sizeBytes: written.sizeBytes,
+              storedBytes: written.storedBytes,
+            },
+          },
+          signal,
+        ),
+      );
       await session.close({ keepCheckpoint: true });
       progress(100);
       return {
@@ -101,6 +128,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           const length = chunkLength(i, manifest.virtualSizeBytes);
           const data = await objects.getChunk(manifest.chunks[i]!, length, signal);
           await disk.write(chunkOffset(i), data);
+          this.metrics.restored(data.length);
           progress((++done * 99) / Math.max(1, present.length));
         }),
       // The fill's own count is the progress that means something here.
@@ -116,8 +144,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     // cannot take data from under a restore that could still start.
     await objects.deleteManifest(backup.id);
     await this.refs.release(backup.id);
-    const { freedBytes } = await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
-    return { freedBytes };
+    return { freedBytes: await this.collect(space, objects) };
   }
 
   async verifyBackup(
@@ -145,9 +172,9 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     }
   }
 
-  private async open(backup: BackupRef): Promise<Opened> {
+  private async open(backup: BackupRef, opts: { copyKey?: boolean } = {}): Promise<Opened> {
     const store = this.stores.byName(backup.storeName);
-    const key = await this.keys.forAccount(backup.accountId);
+    const key = await this.keys.forAccount(backup.accountId, opts.copyKey ? store : undefined);
     return {
       space: { store: backup.storeName, accountId: backup.accountId },
       objects: new BackupObjects(store, backup.accountId, key),
@@ -188,7 +215,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     objects: BackupObjects,
     progress: (pct: number) => void,
     signal: AbortSignal | undefined,
-  ): Promise<{ manifest: BackupManifest; sizeBytes: number; storedBytes: number }> {
+  ): Promise<{ manifest: Omit<BackupManifest, 'index'>; sizeBytes: number; storedBytes: number }> {
     const size = session.virtualSizeBytes;
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
@@ -205,8 +232,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
         );
       }
+      this.metrics.read(data.length);
       chunks[i] = null;
-      if (!data.equals(ZEROS.subarray(0, data.length))) {
+      if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
+      else {
         const chunkId = sha256Hex(data);
         chunks[i] = chunkId;
         const [held] = await this.refs.acquire(space, backup.id, [
@@ -214,14 +243,15 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         ]);
         if (!held.stored) {
           const bytes = await objects.putChunk(chunkId, data, signal);
+          this.metrics.uploaded(bytes);
           await this.refs.markStored(space, chunkId);
           if (held.inserted) storedBytes += bytes;
-        }
+        } else this.metrics.deduplicated('stored', data.length);
       }
       progress((++done * 99) / Math.max(1, touched.length));
     });
     const sizeBytes = chunks.reduce((sum, id, i) => (id ? sum + chunkLength(i, size) : sum), 0);
-    const manifest: BackupManifest = {
+    const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
       backupId: backup.id,
@@ -274,11 +304,18 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     }
   }
 
+  /** Removes the space's chunks no backup holds; returns (and counts) the bytes freed. */
+  private async collect(space: ChunkSpace, objects: BackupObjects): Promise<number> {
+    const { freedBytes } = await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+    this.metrics.freed(freedBytes);
+    return freedBytes;
+  }
+
   /** A failed write's cleanup: its references released and what they alone held removed. */
   private async releaseQuietly(backup: BackupRef, space: ChunkSpace, objects: BackupObjects): Promise<void> {
     try {
       await this.refs.release(backup.id);
-      await this.refs.collect(space, (chunkId) => objects.deleteChunk(chunkId));
+      await this.collect(space, objects);
     } catch (e) {
       // Deleting the failed backup later releases them again (idempotent); never hide the first error.
       this.log.warn(`backup ${backup.id}: releasing a failed write's chunks failed: ${String(e)}`);

@@ -5,8 +5,8 @@ import {
   DiskExtent,
   DiskImageWriter,
   FullReadReason,
+  ObservedPowerState,
   OperationOptions,
-  PowerState,
   SnapshotConsistency,
 } from '../hypervisor-driver';
 import { fakeError } from './fault-injection';
@@ -71,9 +71,17 @@ export class FakeCheckpoints {
 }
 
 /** What the fake's backup code needs of a domain. */
+/** A fake domain's power: what a real one can be while it exists. */
+export type FakePower = Exclude<ObservedPowerState, 'missing'>;
+
+/** Whether qemu holds the disk: a paused guest's does, a crashed (shut off) one's does not. */
+export function diskInUse(power: FakePower): boolean {
+  return power === 'running' || power === 'paused';
+}
+
 export interface FakeBackupDisk {
   disk: Buffer;
-  power: PowerState;
+  power: FakePower;
   readonly checkpoints: FakeCheckpoints;
 }
 
@@ -206,7 +214,7 @@ export async function fakeRestoreDiskFrom(
 }
 
 function requireStopped(d: FakeBackupDisk): void {
-  if (d.power !== 'stopped') {
+  if (diskInUse(d.power)) {
     throw fakeError('invalid_power_state', 'domain is running', 'hypervisor_server_must_be_stopped');
   }
 }

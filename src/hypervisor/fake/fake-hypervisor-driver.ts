@@ -9,13 +9,21 @@ import {
   DiskImageWriter,
   DriverCapabilities,
   HypervisorDriver,
+  isHypervisorError,
+  ObservedPowerState,
   OperationOptions,
   PowerState,
   ServerRef,
   SnapshotConsistency,
   SnapshotRef,
 } from '../hypervisor-driver';
-import { FakeCheckpoints, fakeRestoreDiskFrom, openFakeBackupRead } from './fake-backup';
+import {
+  diskInUse,
+  FakeCheckpoints,
+  FakePower,
+  fakeRestoreDiskFrom,
+  openFakeBackupRead,
+} from './fake-backup';
 import { parseFakeDriverEnv } from './fake-driver-env';
 import {
   fakeDiskContent,
@@ -56,7 +64,7 @@ interface FakeDomain {
   readonly name: string;
   readonly uuid: string;
   readonly diskPath: string | undefined;
-  power: PowerState;
+  power: FakePower;
   disk: Buffer;
   readonly gracefulShutdown: boolean;
   readonly checkpoints: FakeCheckpoints;
@@ -83,6 +91,8 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   private readonly progressSteps: number;
   private readonly snapshotSizeBytes: number | undefined;
   private readonly autoDefineDomains: boolean;
+  /** Names undefined by `undefineDomain`: not auto-defined again (until `defineDomain`). */
+  private readonly undefinedNames = new Set<string>();
 
   private readonly domains = new Map<string, FakeDomain>();
   private readonly snapshots = new Map<string, StoredSnapshot>();
@@ -123,7 +133,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
 
   async findDomainUuid(name: string): Promise<string> {
     let domain = this.domains.get(name);
-    if (!domain && this.autoDefineDomains) {
+    if (!domain && this.autoDefineDomains && !this.undefinedNames.has(name)) {
       this.defineDomain(name, { running: false });
       domain = this.domains.get(name);
     }
@@ -133,7 +143,19 @@ export class FakeHypervisorDriver implements HypervisorDriver {
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
     await this.intercept('getPowerState', undefined);
-    return this.domainOf(server).power;
+    return diskInUse(this.domainOf(server).power) ? 'running' : 'stopped';
+  }
+
+  async observePowerStates(servers: readonly ServerRef[]): Promise<ObservedPowerState[]> {
+    await this.intercept('observePowerStates', undefined);
+    return servers.map((server) => {
+      try {
+        return this.domainOf(server).power;
+      } catch (e) {
+        if (isHypervisorError(e) && e.code === 'domain_not_found') return 'missing';
+        throw e;
+      }
+    });
   }
 
   async start(server: ServerRef): Promise<void> {
@@ -144,7 +166,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   async stop(server: ServerRef, _opts: { graceSeconds: number }): Promise<{ forced: boolean }> {
     await this.intercept('stop', undefined);
     const domain = this.domainOf(server);
-    if (domain.power === 'stopped') return { forced: false };
+    if (!diskInUse(domain.power)) return { forced: false };
     domain.power = 'stopped';
     return { forced: !domain.gracefulShutdown };
   }
@@ -169,7 +191,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       );
     }
     let consistency: SnapshotConsistency = 'stopped';
-    if (domain.power === 'running') {
+    if (diskInUse(domain.power)) {
       if (!this.capabilities.liveSnapshot) {
         throw fakeError(
           'invalid_power_state',
@@ -207,7 +229,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     this.count('restoreSnapshot');
     throwIfAborted(signal);
     const domain = this.domainOf(server);
-    if (domain.power !== 'stopped') {
+    if (diskInUse(domain.power)) {
       throw fakeError('invalid_power_state', 'domain is running', 'hypervisor_server_must_be_stopped');
     }
     const stored = this.snapshots.get(snapshotKey(snap.snapshotDir, snap.id));
@@ -226,7 +248,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       if (this.restoreFiles.get(server.diskPath) !== owner) {
         throw fakeError('copy_failed', 'restore file was removed during the copy');
       }
-      if (domain.power !== 'stopped') {
+      if (diskInUse(domain.power)) {
         throw fakeError(
           'invalid_power_state',
           'domain was started during the restore',
@@ -272,7 +294,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     await this.intercept('openBackupRead', opts.signal);
     const domain = this.domainOf(server);
     const live = this.capabilities.quiesce ? 'quiesced' : 'crash_consistent';
-    return openFakeBackupRead(domain, opts, domain.power === 'running' ? live : 'stopped');
+    return openFakeBackupRead(domain, opts, diskInUse(domain.power) ? live : 'stopped');
   }
 
   async restoreDiskFrom(
@@ -310,6 +332,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
 
   /** Test helper: define (or redefine, replacing all its state) a domain. */
   defineDomain(name: string, definition: FakeDomainDefinition = {}): void {
+    this.undefinedNames.delete(name);
     this.domains.set(name, {
       name,
       uuid: definition.uuid ?? fakeDomainUuid(name),
@@ -319,6 +342,13 @@ export class FakeHypervisorDriver implements HypervisorDriver {
       gracefulShutdown: definition.gracefulShutdown ?? true,
       checkpoints: new FakeCheckpoints(),
     });
+  }
+
+  /** Test helper: undefine a domain, as an operator removing it behind the API's back would. */
+  undefineDomain(name: string): void {
+    this.knownDomain(name);
+    this.domains.delete(name);
+    this.undefinedNames.add(name);
   }
 
   /** Test helper: whether a domain is defined (by `defineDomain` or auto-definition). */
@@ -354,7 +384,7 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   }
 
   /** Test helper: change a domain's power state directly (as if the guest powered itself off, say). */
-  setPowerState(domain: string, state: PowerState): void {
+  setPowerState(domain: string, state: FakePower): void {
     this.knownDomain(domain).power = state;
   }
 
@@ -450,7 +480,9 @@ export class FakeHypervisorDriver implements HypervisorDriver {
   private domainOf(server: ServerRef): FakeDomain {
     let domain = this.domains.get(server.domain);
     if (!domain) {
-      if (!this.autoDefineDomains) throw fakeError('domain_not_found', `unknown domain ${server.domain}`);
+      if (!this.autoDefineDomains || this.undefinedNames.has(server.domain)) {
+        throw fakeError('domain_not_found', `unknown domain ${server.domain}`);
+      }
       this.defineDomain(server.domain, { diskPath: server.diskPath, running: false });
       domain = this.domains.get(server.domain) as FakeDomain;
     }

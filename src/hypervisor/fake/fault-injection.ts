@@ -12,6 +12,7 @@ export type FakeInjectableMethod =
   | 'stop'
   | 'start'
   | 'getPowerState'
+  | 'observePowerStates'
   | 'openBackupRead'
   | 'restoreDiskFrom';
 
@@ -22,6 +23,7 @@ export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
   'stop',
   'start',
   'getPowerState',
+  'observePowerStates',
   'openBackupRead',
   'restoreDiskFrom',
 ];

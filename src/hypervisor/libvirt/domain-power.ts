@@ -1,26 +1,74 @@
 import { hvError, sleep } from '../driver-errors';
-import { ServerRef } from '../hypervisor-driver';
+import { ObservedPowerState, ServerRef } from '../hypervisor-driver';
 import { canonicalDomainUuid } from './domain-identity';
 import { isDomainNotFound, isNotRunning } from './errors';
+import { parseDomStatsStates, parseUuidNameList } from './parsers';
 import { Toolbox } from './tools/toolbox';
 
 /** The power side of the driver: a server's domain found by UUID and name, started and stopped. */
 
-/** The UUID of the domain named exactly `name`. */
-export async function findDomainUuid(tools: Toolbox, name: string): Promise<string> {
+/** Every domain's canonical UUID with its name, from one `virsh list`. */
+async function domainNamesByUuid(tools: Toolbox): Promise<Map<string, string>> {
   // `virsh domuuid <name>` would read an all-digit name as a domain id: the list matches names only.
   const args = ['list', '--all', '--uuid', '--name'];
   const r = await tools.virsh.raw(args);
   if (r.code !== 0) throw tools.virsh.failure(args, r);
-  for (const line of r.stdout.split('\n')) {
-    if (line.trim() === '') continue;
-    const m = /^([0-9a-fA-F-]{36}) (.+)$/.exec(line.trim());
-    if (!m || !canonicalDomainUuid(m[1])) {
-      throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${line.slice(0, 200)}`);
-    }
-    if (m[2] === name) return canonicalDomainUuid(m[1])!;
+  const { pairs, bad } = parseUuidNameList(r.stdout);
+  const names = new Map<string, string>();
+  for (const [uuid, name] of pairs) {
+    const canonical = canonicalDomainUuid(uuid);
+    if (!canonical)
+      throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${uuid} ${name}`);
+    names.set(canonical, name);
   }
+  if (bad !== null) {
+    throw hvError('hypervisor_error', `unexpected virsh list --uuid --name line: ${bad.slice(0, 200)}`);
+  }
+  return names;
+}
+
+/** The UUID of the domain named exactly `name`. */
+export async function findDomainUuid(tools: Toolbox, name: string): Promise<string> {
+  for (const [uuid, n] of await domainNamesByUuid(tools)) if (n === name) return uuid;
   throw hvError('domain_not_found', `no domain named ${name}`);
+}
+
+// virDomainState and the one virDomainShutoffReason that matters here (libvirt-domain.h).
+const VIR_DOMAIN_STATES: Record<number, ObservedPowerState> = {
+  0: 'running', // no state: libvirt says nothing is wrong, only that it cannot tell
+  1: 'running',
+  2: 'running', // blocked on a resource: still running
+  3: 'paused',
+  4: 'running', // being shut down
+  5: 'stopped',
+  6: 'crashed',
+  7: 'paused', // suspended by guest power management
+};
+const VIR_DOMAIN_SHUTOFF_CRASHED = 3;
+
+/**
+ * The observed state of each server's domain, from two virsh calls whatever the number of servers:
+ * the UUID-to-name list (a server is found by UUID and must still have its name) and every domain's
+ * state. A domain undefined between the two calls is `missing`.
+ */
+export async function observePowerStates(
+  tools: Toolbox,
+  servers: readonly ServerRef[],
+): Promise<ObservedPowerState[]> {
+  if (servers.length === 0) return [];
+  const names = await domainNamesByUuid(tools);
+  const args = ['domstats', '--state'];
+  const r = await tools.virsh.raw(args);
+  if (r.code !== 0) throw tools.virsh.failure(args, r);
+  const states = parseDomStatsStates(r.stdout);
+  return servers.map((server) => {
+    const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
+    if (uuid === null || names.get(uuid) !== server.domain) return 'missing';
+    const s = states.get(server.domain);
+    if (!s) return 'missing';
+    if (s.state === 5 && s.reason === VIR_DOMAIN_SHUTOFF_CRASHED) return 'crashed';
+    return VIR_DOMAIN_STATES[s.state] ?? 'running';
+  });
 }
 
 /** Starts the server's domain unless it runs. */

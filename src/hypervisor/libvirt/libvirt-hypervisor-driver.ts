@@ -9,6 +9,7 @@ import {
   HypervisorDriver,
   HypervisorError,
   OperationOptions,
+  ObservedPowerState,
   PowerState,
   ServerRef,
   SnapshotConsistency,
@@ -33,7 +34,7 @@ import { convert } from './copy/convert';
 import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
 import { requireDiskInRoots } from './disk-roots';
-import { domainOf, findDomainUuid, startDomain, stopDomain } from './domain-power';
+import { domainOf, findDomainUuid, observePowerStates, startDomain, stopDomain } from './domain-power';
 import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
 import { DiskSwap } from './disk-swap';
 import { removeInterruptedLeftovers } from './leftovers';
@@ -98,6 +99,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   async getPowerState(server: ServerRef): Promise<PowerState> {
     return (await domainOf(this.tools, server)).state === 'shut off' ? 'stopped' : 'running';
+  }
+
+  async observePowerStates(servers: readonly ServerRef[]): Promise<ObservedPowerState[]> {
+    return observePowerStates(this.tools, servers);
   }
 
   async start(server: ServerRef): Promise<void> {

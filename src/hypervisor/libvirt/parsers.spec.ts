@@ -7,7 +7,9 @@ import {
   jobProgress,
   parseDomJobInfoRaw,
   parseDomState,
+  parseDomStatsStates,
   parseQemuImgProgress,
+  parseUuidNameList,
   QemuImgProgressParser,
 } from './parsers';
 import { ProcessRunError } from './process-runner';
@@ -36,6 +38,27 @@ describe('virsh output', () => {
     expect(parseDomState('running\n')).toBe('running');
     expect(parseDomState('shut off (destroyed)\n')).toBe('shut off');
     expect(parseDomState('')).toBe('');
+  });
+
+  it('list --uuid --name and domstats --state (names with spaces and quotes)', () => {
+    const list = parseUuidNameList(
+      "c39fb995-7b46-4f65-a024-a4f9da7190ec web 1\nEBB4419C-2B2E-4ECF-B68B-1EE5CE0F285D it's\n\n",
+    );
+    expect(list).toEqual({
+      pairs: [
+        ['c39fb995-7b46-4f65-a024-a4f9da7190ec', 'web 1'],
+        ['EBB4419C-2B2E-4ECF-B68B-1EE5CE0F285D', "it's"],
+      ],
+      bad: null,
+    });
+    expect(parseUuidNameList('c39fb995 web\n').bad).toBe('c39fb995 web');
+    const stats = parseDomStatsStates(
+      "Domain: 'web 1'\n  state.state=1\n  state.reason=1\n\nDomain: 'it's'\n  state.state=5\n  state.reason=3\n",
+    );
+    expect([...stats]).toEqual([
+      ['web 1', { state: 1, reason: 1 }],
+      ["it's", { state: 5, reason: 3 }],
+    ]);
   });
 
   it('domjobinfo --rawstats, running and completed', () => {

@@ -122,3 +122,35 @@ export function parseJsonObject(text: string): Record<string, unknown> | null {
     return null;
   }
 }
+
+/** `virsh list --all --uuid --name` -> [uuid (as printed), name] per domain; null at a line of another shape. */
+export function parseUuidNameList(stdout: string): { pairs: [string, string][]; bad: string | null } {
+  const pairs: [string, string][] = [];
+  for (const line of stdout.split('\n')) {
+    if (line.trim() === '') continue;
+    const m = /^([0-9a-fA-F-]{36}) (.+)$/.exec(line.trim());
+    if (!m) return { pairs, bad: line };
+    pairs.push([m[1], m[2]]);
+  }
+  return { pairs, bad: null };
+}
+
+/**
+ * `virsh domstats --state` -> each domain's name with its virDomainState and reason numbers. A name is
+ * printed between quotes and may itself hold quotes: it runs to the line's last one.
+ */
+export function parseDomStatsStates(stdout: string): Map<string, { state: number; reason: number }> {
+  const out = new Map<string, { state: number; reason: number }>();
+  let current: { state: number; reason: number } | null = null;
+  for (const line of stdout.split('\n')) {
+    const domain = /^Domain: '(.*)'\s*$/.exec(line);
+    if (domain) {
+      current = { state: -1, reason: -1 };
+      out.set(domain[1], current);
+      continue;
+    }
+    const field = /^\s+state\.(state|reason)=(\d+)\s*$/.exec(line);
+    if (field && current) current[field[1] as 'state' | 'reason'] = Number(field[2]);
+  }
+  return out;
+}

@@ -385,6 +385,9 @@ export class FaultLab {
       LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
       BACKUP_DIR: TEST_BACKUP_DIR,
+      // The fake driver defines the servers' domains stopped whatever their rows say: reconciling would
+      // rewrite the statuses these tests set up (test/e2e/power-state covers reconciliation).
+      POWER_STATE_INTERVAL_MS: '0',
       ...FAST_RECOVERY,
       ...extra,
     };

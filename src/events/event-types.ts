@@ -1,0 +1,19 @@
+/**
+ * Every event an account can receive (webhooks, `GET /api/v1/events/`). Operation outcomes
+ * (`snapshot.*`, `backup.completed|failed`, `restore.*`) are written by the trigger on actions
+ * (migration 20261207000000_events), whose names are `<subject>.completed|failed`; the rest by the code
+ * that makes the change, through the SQL function `emit_event`, in the same transaction.
+ */
+export const EVENT_TYPES = [
+  'snapshot.completed',
+  'snapshot.failed',
+  'backup.completed',
+  'backup.failed',
+  'backup.pruned',
+  'backup.corrupt',
+  'restore.completed',
+  'restore.failed',
+  'backup_policy.missed',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
