@@ -18,6 +18,7 @@ import {
   buildRef,
   median,
   rssOf,
+  sampleUntilActionEnds,
   sleep,
   startRole,
   stop,
@@ -38,7 +39,7 @@ import {
  *   `dd iflag=nocache`), never the whole page cache, which other work shares.
  * Returns the page-cache residency of `files` afterwards (0 when cold).
  */
-function settle(dir, ...files) {
+export function settle(dir, ...files) {
   sh('sync', ['-f', dir]);
   let resident = 0;
   for (const f of files) {
@@ -56,7 +57,7 @@ function residentBytes(file) {
 }
 
 /** Waits until `file` is gone (the driver unlinks a replaced disk after its restore has returned). */
-async function gone(file) {
+export async function gone(file) {
   for (let i = 0; i < 600 && fs.existsSync(file); i++) await sleep(50);
 }
 
@@ -74,7 +75,7 @@ function byPlace(runs, cpKey, opKey, cpFirstRound) {
 }
 
 /** Spread of a list: median and range, for the per-round and per-run ratios. */
-function spread(xs) {
+export function spread(xs) {
   const v = xs.filter((x) => Number.isFinite(x));
   return { median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
 }
@@ -117,7 +118,7 @@ function makeImage(file, { virtual, data, pieces }) {
   return imageInfo(file);
 }
 
-function imageInfo(file) {
+export function imageInfo(file) {
   const j = JSON.parse(sh('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', file]));
   return { virtual: j['virtual-size'], actual: j['actual-size'] };
 }
@@ -462,32 +463,27 @@ async function workerMemory({ databaseUrl, redisUrl, appDir, domain, disk, snapD
     },
     appDir,
   );
-  const samples = [];
   const qemu = [];
-  let status = null;
-  const t0 = performance.now();
+  let run;
   try {
-    while (performance.now() - t0 < 600_000) {
-      samples.push({ t: performance.now() - t0, rss: rssOf(worker.child.pid) ?? 0 });
-      const q = descendants(worker.child.pid).map((p) => rssOf(p) ?? 0);
-      if (q.length) qemu.push(Math.max(...q));
-      if (samples.length % 5 === 0) {
-        status = await withClient(
-          databaseUrl,
-          async (c) =>
-            (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [ids.action])).rows[0].s,
-        );
-        if (status === 'succeeded' || status === 'failed') break;
-      }
-      await sleep(100);
-    }
+    run = await sampleUntilActionEnds({
+      databaseUrl,
+      actionId: ids.action,
+      pid: worker.child.pid,
+      timeoutMs: 600_000,
+      each: (pid) => {
+        const q = descendants(pid).map((p) => rssOf(p) ?? 0);
+        if (q.length) qemu.push(Math.max(...q));
+      },
+    });
   } finally {
     await stop(worker.child);
   }
+  const { samples, status, seconds } = run;
   const copying = samples.filter((_, i) => i >= 10); // after the first second (start-up)
   return {
     status,
-    seconds: (performance.now() - t0) / 1000,
+    seconds,
     rssStartMB: samples[Math.min(9, samples.length - 1)]?.rss / MiB,
     rssMaxMB: Math.max(...samples.map((x) => x.rss)) / MiB,
     rssMinWhileCopyingMB: copying.length ? Math.min(...copying.map((x) => x.rss)) / MiB : null,

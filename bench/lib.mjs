@@ -1,4 +1,4 @@
-/* global fetch, URL, setTimeout, clearTimeout, setInterval, clearInterval */
+/* global fetch, URL, setTimeout, clearTimeout, setInterval, clearInterval, performance */
 // Shared helpers of the benchmarks: databases, seeding, processes, statistics. Plain ESM, no build step.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -355,6 +355,30 @@ export function rssSampler(pid, ms = 100) {
       return { max: Math.max(0, ...samples), min: samples.length ? Math.min(...samples) : 0, samples };
     },
   };
+}
+
+/**
+ * Samples the RSS of `pid` every 100 ms (`each(pid)` too, for the caller's own samples) until the action
+ * `actionId` has succeeded or failed, or `timeoutMs` passed. Returns the samples ({t, rss} in ms and
+ * bytes), the last status read and the seconds it took.
+ */
+export async function sampleUntilActionEnds({ databaseUrl, actionId, pid, timeoutMs, each = undefined }) {
+  const samples = [];
+  let status = null;
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    samples.push({ t: performance.now() - t0, rss: rssOf(pid) ?? 0 });
+    each?.(pid);
+    if (samples.length % 5 === 0) {
+      status = await withClient(
+        databaseUrl,
+        async (c) => (await c.query(`SELECT status::text AS s FROM actions WHERE id = $1`, [actionId])).rows[0].s,
+      );
+      if (status === 'succeeded' || status === 'failed') break;
+    }
+    await sleep(100);
+  }
+  return { samples, status, seconds: (performance.now() - t0) / 1000 };
 }
 
 export function median(xs) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --only=read,write,queue,disk,scale,memory] [-- --keep]
+// npm run bench [-- --quick] [-- --only=read,write,queue,disk,scale,memory,backup] [-- --keep]  (backup: only when named)
 // Runs every benchmark of docs/benchmarks.md side by side with its physical limit and writes
 // bench/results/<date>.json plus a markdown summary on stdout.
 import fs from 'node:fs';
@@ -12,6 +12,7 @@ import { queueBench } from './queue.mjs';
 import { diskBench } from './disk.mjs';
 import { scaleBench } from './scale.mjs';
 import { workerMemoryBench } from './worker-memory.mjs';
+import { backupBench, printBackup } from './backup.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -115,6 +116,13 @@ async function main() {
       out.results.disk = { skipped: String(e?.message ?? e) };
       console.log(`\n### Disk path: NOT RUN — ${out.results.disk.skipped}\n(needs qemu-img, virsh and a running libvirtd: WITH_LIBVIRT=1 bash scripts/services.sh start libvirt)`);
     }
+  }
+  if (only.has('backup')) {
+    // Not in the default set (a full run takes 30–45 min here): --only=backup, or npm run bench:backup.
+    log('backups');
+    out.results.backup = await backupBench({ appDir, quick, adminUrl: admin, log });
+    printBackup(out.results.backup);
+    out.results.backup.disk.dataChunks = out.results.backup.disk.dataChunks.length;
   }
   if (only.has('memory')) {
     log('worker memory');

@@ -15,6 +15,7 @@ import { RedisModule } from '../redis/redis.module';
 import { ServersModule } from '../servers/servers.module';
 import { SnapshotsModule } from '../snapshots/snapshots.module';
 import { BackupsModule } from '../backups/backups.module';
+import { BackupScheduleModule } from '../backup-schedule/backup-schedule.module';
 import { ActionsModule } from '../actions/actions.module';
 import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
@@ -41,6 +42,7 @@ export class ApiModule {
         ServersModule,
         SnapshotsModule,
         BackupsModule,
+        BackupScheduleModule,
         ActionsModule,
         IdempotencyModule,
         AuditModule,

@@ -22,7 +22,7 @@ export function policyOfRow(r: PolicyRow): BackupPolicy {
   };
 }
 
-export function policyRowOf(p: BackupPolicy): Omit<PolicyRow, 'serverId' | 'updatedAt'> {
+export function policyRowOf(p: BackupPolicy): Omit<PolicyRow, 'serverId' | 'updatedAt' | 'scheduleSince'> {
   return {
     enabled: p.enabled,
     frequency: p.schedule.frequency,
@@ -32,4 +32,16 @@ export function policyRowOf(p: BackupPolicy): Omit<PolicyRow, 'serverId' | 'upda
     retentionWeekly: p.retention.weekly,
     retentionMonthly: p.retention.monthly,
   };
+}
+
+/** Whether `next` starts a new schedule (switched on, or its slots moved): slots before it are not owed. */
+export function startsNewSchedule(prev: PolicyRow | null, next: ReturnType<typeof policyRowOf>): boolean {
+  if (!next.enabled) return false;
+  return (
+    !prev ||
+    !prev.enabled ||
+    prev.frequency !== next.frequency ||
+    prev.weekday !== next.weekday ||
+    prev.hour !== next.hour
+  );
 }

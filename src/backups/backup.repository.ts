@@ -57,6 +57,17 @@ export interface DeleteRow {
   action_id: number | null;
 }
 
+/** The row of verify's statement: the locked backup, and the verification started or found open. */
+export interface VerifyRow {
+  backup_id: number;
+  backup_name: string;
+  backup_status: BackupRow['status'];
+  backup_created_at: Date;
+  node_id: number;
+  action_id: number | null;
+  started: boolean;
+}
+
 export interface BackupFilter {
   serverId?: number;
   kind?: BackupKind;
@@ -172,6 +183,39 @@ export class BackupRepository {
     return r;
   }
 
+  /**
+   * Verify's statement: lock the live backup, then start a verification of a `completed` one unless one
+   * is open (then that one is answered). The unique index actions_one_open_verify_per_backup keeps a
+   * verification that committed while this statement waited from being doubled (no action: ask again).
+   */
+  async verify(
+    backupId: number,
+    scope: number | null,
+    tokenId: number | null,
+  ): Promise<VerifyRow | undefined> {
+    const [r] = await this.prisma.$queryRaw<VerifyRow[]>`
+      WITH b AS (
+        SELECT id, account_id, server_id, name, status, created_at FROM backups
+        WHERE id = ${backupId}::int AND deleted_at IS NULL AND (${scope}::int IS NULL OR account_id = ${scope}::int)
+        FOR UPDATE
+      ), open AS (
+        SELECT a.id FROM actions a JOIN b ON a.backup_id = b.id
+        WHERE a.kind = 'verify_backup' AND a.status IN ('pending', 'running')
+      ), ins AS (
+        INSERT INTO actions (kind, account_id, server_id, backup_id, requested_by_token_id, server_status_before)
+        SELECT 'verify_backup', b.account_id, b.server_id, b.id, ${tokenId}::int, v.status
+        FROM b JOIN servers v ON v.id = b.server_id
+        WHERE b.status = 'completed' AND NOT EXISTS (SELECT 1 FROM open)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+      )
+      SELECT b.id AS backup_id, b.name AS backup_name, b.status::text AS backup_status,
+             b.created_at AS backup_created_at, v.node_id,
+             COALESCE((SELECT id FROM ins), (SELECT id FROM open)) AS action_id, (SELECT id FROM ins) IS NOT NULL AS started
+      FROM b JOIN servers v ON v.id = b.server_id`;
+    return r;
+  }
+
   /** Whether the live backup is there for this caller (after a restore statement found no row). */
   async visibleBackup(backupId: number, scope: { accountId?: number }): Promise<boolean> {
     return (await this.prisma.backup.count({ where: { id: backupId, deletedAt: null, ...scope } })) > 0;
@@ -182,12 +226,21 @@ export class BackupRepository {
     return this.prisma.backupPolicy.findUnique({ where: { serverId } });
   }
 
-  /** Writes the server's whole policy. */
-  putPolicy(serverId: number, data: Omit<Prisma.BackupPolicyUncheckedCreateInput, 'serverId'>) {
+  /**
+   * Writes the server's whole policy; `newSchedule` (at `at`) restarts the slots it owes: a slot of the
+   * new schedule that fell before this write is not run.
+   */
+  putPolicy(
+    serverId: number,
+    data: Omit<Prisma.BackupPolicyUncheckedCreateInput, 'serverId' | 'scheduleSince'>,
+    newSchedule: boolean,
+    at: Date,
+  ) {
+    const since = newSchedule ? { scheduleSince: at } : {};
     return this.prisma.backupPolicy.upsert({
       where: { serverId },
-      create: { serverId, ...data },
-      update: { ...data, updatedAt: new Date() },
+      create: { serverId, ...data, scheduleSince: at },
+      update: { ...data, ...since, updatedAt: at },
     });
   }
 }

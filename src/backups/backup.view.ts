@@ -158,7 +158,12 @@ export class BackupView {
   })
   mode_reason!: FullReadReason | null;
 
-  @ApiProperty({ type: String, nullable: true, example: null, description: 'Why a `failed` backup failed.' })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: null,
+    description: 'Why a `failed` backup failed, or what verification found in a `corrupt` one.',
+  })
   error!: string | null;
 }
 
@@ -216,6 +221,32 @@ export class BackupRestoreStartedView {
   action_id!: number;
 }
 
+@ApiSchema({
+  name: 'BackupVerifyStarted',
+  description: 'The verification has started (the restore answer’s shape, without a server).',
+})
+export class BackupVerifyStartedView {
+  @ApiProperty({ enum: ['success'], example: 'success' })
+  status!: 'success';
+
+  @ApiProperty({
+    example:
+      'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
+    description: 'English, or Welsh with `Accept-Language: cy`.',
+  })
+  message!: string;
+
+  @ApiProperty({ type: RestoreBackupRef, description: 'The backup being verified.' })
+  backup!: RestoreBackupRef;
+
+  @ApiProperty({
+    ...ID,
+    example: 9103,
+    description: 'The verification to poll; an open one is answered again rather than started twice.',
+  })
+  action_id!: number;
+}
+
 /** In the snapshot's field order (Part 3: a client of snapshots reads backups), then backups' own fields. */
 export function backupView(b: BackupRow): BackupView {
   const holdsData = b.status === 'completed' || b.status === 'corrupt';
@@ -256,6 +287,19 @@ export function backupRestoreStartedView(
     message: message('backup_restore_started', lang),
     backup: { id: backup.id, name: backup.name, created_at: apiTime(backup.createdAt) },
     server: { id: server.id, name: server.name, status: ServerStatus.restoring },
+    action_id: actionId,
+  };
+}
+
+export function backupVerifyStartedView(
+  backup: { id: number; name: string; createdAt: Date },
+  actionId: number,
+  lang: Lang,
+): BackupVerifyStartedView {
+  return {
+    status: 'success',
+    message: message('backup_verify_started', lang),
+    backup: { id: backup.id, name: backup.name, created_at: apiTime(backup.createdAt) },
     action_id: actionId,
   };
 }

@@ -22,7 +22,12 @@ import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempot
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { BackupListQuery } from './backup-list-params';
 import { BackupsService } from './backups.service';
-import { backupCreatedView, backupRestoreStartedView, backupView } from './backup.view';
+import {
+  backupCreatedView,
+  backupRestoreStartedView,
+  backupVerifyStartedView,
+  backupView,
+} from './backup.view';
 import { BackupPolicyDto } from './dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from './dto/create-backup.dto';
 
@@ -82,6 +87,15 @@ export class BackupsController {
   ) {
     const { backup, server, actionId } = await this.backups.restore(me, id, dto?.server_id, idempotencyKeyId);
     return backupRestoreStartedView(backup, server, actionId, languageOf(req.headers['accept-language']));
+  }
+
+  @Post(':id/verify')
+  @ApiDoc.backups.verify()
+  @HttpCode(200)
+  @Audit('backup.verify', 'backup')
+  async verify(@CurrentPrincipal() me: Principal, @Req() req: Request, @Param('id', BackupId()) id: number) {
+    const { backup, actionId } = await this.backups.verify(me, id);
+    return backupVerifyStartedView(backup, actionId, languageOf(req.headers['accept-language']));
   }
 
   @Delete(':id')

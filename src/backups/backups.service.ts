@@ -10,12 +10,23 @@ import { PrismaService } from '../prisma/prisma.service';
 import { holdingOf, limitReached, refuseIfHeld } from '../servers/server-hold';
 import { BackupFilter, BackupRepository } from './backup.repository';
 import { BackupRow } from './backup.view';
-import { BackupPolicy, DEFAULT_BACKUP_POLICY, policyOfRow, policyRowOf } from './backup-policy';
+import {
+  BackupPolicy,
+  DEFAULT_BACKUP_POLICY,
+  policyOfRow,
+  policyRowOf,
+  startsNewSchedule,
+} from './backup-policy';
+import { Clock } from '../common/clock';
 
 const notFound = (code: 'server_not_found' | 'backup_not_found') =>
   new ProblemException({ status: 404, code });
 
-function invalidBackupState(backupId: number, operation: 'restored' | 'deleted', reason: BackupStateReason) {
+function invalidBackupState(
+  backupId: number,
+  operation: 'restored' | 'deleted' | 'verified',
+  reason: BackupStateReason,
+) {
   return new ProblemException({
     status: 400,
     code: 'invalid_backup_state',
@@ -38,6 +49,7 @@ export class BackupsService {
     private readonly prisma: PrismaService,
     private readonly config: AppConfig,
     private readonly queue: JobQueue,
+    private readonly clock: Clock,
   ) {}
 
   async list(
@@ -137,6 +149,28 @@ export class BackupsService {
     return { actionId: r.action_id };
   }
 
+  /**
+   * Starts a verification of a `completed` backup (every stored chunk read back and its hash checked), or
+   * answers the one already open. Any other status is 400 invalid_backup_state.
+   */
+  async verify(
+    me: Principal,
+    backupId: number,
+  ): Promise<{ backup: { id: number; name: string; createdAt: Date }; actionId: number }> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.backups.verify(backupId, accountScope(me).accountId ?? null, me.tokenId);
+      if (!r) throw notFound('backup_not_found');
+      const backup = { id: r.backup_id, name: r.backup_name, createdAt: r.backup_created_at };
+      if (r.action_id !== null) {
+        if (r.started) await this.queue.enqueueAccepted(r.node_id, r.action_id, 'verify_backup');
+        return { backup, actionId: r.action_id };
+      }
+      if (r.backup_status !== 'completed') throw invalidBackupState(backup.id, 'verified', r.backup_status);
+      // A verification committed while the statement waited for the lock: read it on the next pass.
+      if (attempt > 0) throw new Error(`backup ${backupId}: no verification started nor found`);
+    }
+  }
+
   async getPolicy(me: Principal, serverId: number): Promise<BackupPolicy> {
     await this.visibleServer(me, serverId);
     const row = await this.backups.findPolicy(serverId);
@@ -145,7 +179,9 @@ export class BackupsService {
 
   async putPolicy(me: Principal, serverId: number, policy: BackupPolicy): Promise<BackupPolicy> {
     await this.visibleServer(me, serverId);
-    return policyOfRow(await this.backups.putPolicy(serverId, policyRowOf(policy)));
+    const row = policyRowOf(policy);
+    const fresh = startsNewSchedule(await this.backups.findPolicy(serverId), row);
+    return policyOfRow(await this.backups.putPolicy(serverId, row, fresh, this.clock.now()));
   }
 
   private async visibleServer(me: Principal, serverId: number): Promise<void> {

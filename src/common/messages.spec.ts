@@ -25,13 +25,20 @@ describe('message catalogue', () => {
     expect(cy).not.toMatch(/undefined/);
   });
 
-  it('says why a backup cannot be restored or deleted, in each language', () => {
+  it('says why a backup cannot be restored, deleted or verified, in each language', () => {
     const p = { backup_id: 4, operation: 'deleted', reason: 'restoring' };
     expect(message('invalid_backup_state', 'en', p)).toBe(
       'Bad Request - Backup 4 cannot be deleted while a restore from it is in progress',
     );
     expect(message('invalid_backup_state', 'cy', p)).toBe(
       'Cais Gwael - Ni ellir dileu copi wrth gefn 4 tra mae adferiad ohono ar y gweill',
+    );
+    const verify = { backup_id: 5, operation: 'verified', reason: 'corrupt' };
+    expect(message('invalid_backup_state', 'en', verify)).toBe(
+      'Bad Request - Backup 5 cannot be verified while verification found it damaged',
+    );
+    expect(message('invalid_backup_state', 'cy', verify)).toBe(
+      "Cais Gwael - Ni ellir gwirio copi wrth gefn 5 tra mae'r gwiriad wedi canfod ei fod wedi'i ddifrodi",
     );
     expect(message('invalid_server_state', 'cy', { operation: 'backup', status: 'running' })).toMatch(
       /ar gyfer copi wrth gefn:/,

@@ -6,7 +6,7 @@ export type Lang = 'en' | 'cy';
 type Params = Record<string, string | number | null | undefined>;
 type Message = { en: (p: Params) => string; cy: (p: Params) => string };
 
-/** Why a backup cannot be restored or deleted now (`invalid_backup_state`). */
+/** Why a backup cannot be restored, deleted or verified now (`invalid_backup_state`). */
 export type BackupStateReason = 'in_progress' | 'failed' | 'corrupt' | 'restoring';
 const BACKUP_STATE_REASONS_EN: Record<BackupStateReason, string> = {
   in_progress: 'it is still being created',
@@ -19,6 +19,13 @@ const BACKUP_STATE_REASONS_CY: Record<BackupStateReason, string> = {
   failed: "mae wedi methu ac nid yw'n dal unrhyw ddata",
   corrupt: "mae'r gwiriad wedi canfod ei fod wedi'i ddifrodi",
   restoring: 'mae adferiad ohono ar y gweill',
+};
+
+/** The operation an `invalid_backup_state` refuses, in Welsh (English says `cannot be <operation>`). */
+const BACKUP_OPERATIONS_CY: Record<string, string> = {
+  restored: 'adfer',
+  deleted: 'dileu',
+  verified: 'gwirio',
 };
 
 const m = (en: Message['en'], cy: Message['cy']): Message => ({ en, cy });
@@ -133,7 +140,7 @@ export const MESSAGES = {
     (p) =>
       `Bad Request - Backup ${p.backup_id} cannot be ${p.operation} while ${BACKUP_STATE_REASONS_EN[p.reason as BackupStateReason] ?? p.reason}`,
     (p) =>
-      `Cais Gwael - Ni ellir ${p.operation === 'restored' ? 'adfer' : 'dileu'} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
+      `Cais Gwael - Ni ellir ${BACKUP_OPERATIONS_CY[p.operation as string] ?? p.operation} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,
@@ -181,6 +188,12 @@ export const MESSAGES = {
   backup_restore_started: m(
     () => 'Server is being restored from backup. This may take a few minutes.',
     () => "Mae'r gweinydd yn cael ei adfer o'r copi wrth gefn. Gall hyn gymryd ychydig funudau.",
+  ),
+  backup_verify_started: m(
+    () =>
+      'Backup is being verified: every stored chunk is read back and checked. This may take a few minutes.',
+    () =>
+      "Mae'r copi wrth gefn yn cael ei wirio: darllenir pob darn sydd wedi'i storio a'i wirio. Gall hyn gymryd ychydig funudau.",
   ),
   // The hypervisor driver's customer-safe sentences (src/hypervisor/driver-errors.ts): one per error
   // code (`hypervisor_<code>`), and the few sharper ones a driver gives for a particular cause.

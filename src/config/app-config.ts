@@ -53,6 +53,8 @@ export class AppConfig {
   /** A running action whose heartbeat is older than this, and whose job is gone, is failed by the reaper. */
   readonly actionStaleMs!: number;
   readonly reaperIntervalMs!: number;
+  /** How often each API process looks for due backup slots, retention and verifications (0: never). */
+  readonly backupSchedulerIntervalMs!: number;
   /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
   readonly powerStateIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
@@ -247,6 +249,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     jobStalledIntervalMs: r.int('JOB_STALLED_INTERVAL_MS', 30_000, 500, 3_600_000),
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
+    backupSchedulerIntervalMs: r.int('BACKUP_SCHEDULER_INTERVAL_MS', 60_000, 0, 3_600_000),
     powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),

@@ -32,6 +32,7 @@ commands:
                                         start a backup of a server (to backup storage)
   backups restore BACKUP_ID [--server ID] [--wait]
                                         restore its server, or another of yours, from it
+  backups verify BACKUP_ID [--wait]     read its stored data back and check every chunk
   backups delete BACKUP_ID              delete it for good
   actions get ACTION_ID [--wait]        a long operation: status and progress
 
@@ -108,6 +109,7 @@ const COMMANDS: Record<string, Command> = {
     run: backupsCreate,
   },
   'backups restore': { args: ['BACKUP_ID'], options: ['server', 'wait', 'timeout'], run: backupsRestore },
+  'backups verify': { args: ['BACKUP_ID'], options: ['wait', 'timeout'], run: backupsVerify },
   'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
   'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
 };
@@ -487,6 +489,36 @@ async function backupsRestore(ctx: Ctx): Promise<number> {
     restored,
     `server ${restored.server.name} (${restored.server.id}) from backup ${restored.backup.id} "${restored.backup.name}"`,
   );
+}
+
+async function backupsVerify(ctx: Ctx): Promise<number> {
+  const backupId = parseId(ctx.args[0], 'BACKUP_ID');
+  const started = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/backups/{backup_id}/verify/', { params: { path: { backup_id: backupId } } }),
+  );
+  const what = `backup ${started.backup.id} "${started.backup.name}"`;
+  if (!ctx.values.wait) {
+    if (ctx.values.json) ctx.json(started);
+    else {
+      ctx.out(`verifying ${what}`);
+      ctx.out(started.message);
+      ctx.out(`follow it: vps actions get ${started.action_id} --wait`);
+    }
+    return 0;
+  }
+  if (!ctx.values.json) ctx.out(`verifying ${what}`);
+  const action = await follow(ctx, started.action_id, `verification of ${what}`);
+  if (action.status === 'failed') return failed(ctx, `verification of ${what} failed`, action);
+  const backup = await call(
+    ctx.baseUrl,
+    ctx.api.GET('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: backupId } } }),
+  );
+  if (ctx.values.json) ctx.json(backup);
+  else if (backup.status === 'corrupt')
+    ctx.io.stderr.write(`error: ${what} is corrupt: ${backup.error ?? ''}\n`);
+  else ctx.out(`${what} verified at ${time(backup.verified_at)}`);
+  return backup.status === 'corrupt' ? 1 : 0;
 }
 
 async function backupsDelete(ctx: Ctx): Promise<number> {

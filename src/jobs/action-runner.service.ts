@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Clock } from '../common/clock';
+import { message } from '../common/messages';
 import { AppConfig } from '../config/app-config';
 import {
   HYPERVISOR_DRIVER,
@@ -69,13 +70,14 @@ export function operationSignal(
 
 /** Kinds that restore a server's disk (the server shows `restoring` meanwhile). */
 const RESTORE_KINDS = new Set(['restore_snapshot', 'restore_backup']);
-/** Kinds that need no domain (their server's VM may be long gone). */
-const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup']);
+/** Kinds that need no domain (their server's VM may be long gone, or only stored data is read). */
+const DOMAINLESS_KINDS = new Set(['delete_snapshot', 'delete_backup', 'verify_backup']);
 /** Backup kinds, by the operation their outcomes are counted under. */
 const BACKUP_OPERATIONS: Readonly<Record<string, BackupOperation>> = {
   create_backup: 'create',
   restore_backup: 'restore',
   delete_backup: 'delete',
+  verify_backup: 'verify',
 };
 
 /**
@@ -121,6 +123,7 @@ export class ActionRunner {
     const { signal, dispose } = operationSignal(attempt.signal, this.config.operationTimeoutMs);
     let done: { sizeBytes: number; consistency: Consistency } | null = null;
     let written: WriteBackupResult | null = null;
+    let verdict: { ok: true } | { ok: false; problem: string } | null = null;
     try {
       if (!DOMAINLESS_KINDS.has(action.kind)) server = await this.pinDomainUuid(action, server);
       switch (action.kind) {
@@ -173,6 +176,10 @@ export class ActionRunner {
           // No store recorded: its create never started, so nothing of it was stored.
           if (backup) await this.backups!.deleteBackup(backup);
           break;
+        case 'verify_backup':
+          // Only completed backups are verified, and they have their store.
+          verdict = await this.backups!.verifyBackup(backup ?? storeMissing(action), { signal });
+          break;
       }
     } catch (e) {
       await progress.flush();
@@ -209,6 +216,8 @@ export class ActionRunner {
       case 'delete_snapshot':
       case 'delete_backup':
         return this.finish(action, 'succeeded');
+      case 'verify_backup':
+        return this.recordVerification(action, verdict!);
     }
   }
 
@@ -335,6 +344,26 @@ export class ActionRunner {
       at: this.clock.now(),
     });
     if (done) this.backupMetrics.finished('create', 'succeeded');
+    return done ? 'succeeded' : 'skipped';
+  }
+
+  /**
+   * The verification ran to its end: the backup is verified, or `corrupt` with the catalogue's sentence
+   * (the data path's detail names keys and ids: logs only).
+   */
+  private async recordVerification(
+    action: LoadedAction,
+    verdict: { ok: true } | { ok: false; problem: string },
+  ): Promise<'succeeded' | 'skipped'> {
+    if (!verdict.ok) {
+      this.logger.error(
+        { actionId: action.id, backupId: action.backup!.id, detail: verdict.problem },
+        'backup corrupt',
+      );
+    }
+    const error = verdict.ok ? null : message('backup_data_backup_corrupt', 'en');
+    const done = await this.store.recordVerification(action.id, action.backup!.id, error, this.clock.now());
+    if (done) this.backupMetrics.finished('verify', verdict.ok ? 'succeeded' : 'backup_corrupt');
     return done ? 'succeeded' : 'skipped';
   }
 

@@ -186,14 +186,17 @@ const PROGRESS = `
   UPDATE backups SET progress = $2::smallint
   WHERE id = $5::int AND status = 'in_progress' AND EXISTS (SELECT 1 FROM a)`;
 
-/** A successful backup create: the action succeeds and its backup completes, atomically, only from `running`. */
-const SUCCEED_BACKUP_CREATE = `
-  WITH a AS (
+/** The first step of a statement that ends action $1 well at $3 with its backup: only from `running`. */
+const ACTION_SUCCEEDS = `a AS (
     UPDATE actions SET status = 'succeeded', progress = 100, finished_at = $3::timestamptz,
                        heartbeat_at = $3::timestamptz
     WHERE id = $1::int AND status = 'running'
     RETURNING id
-  ), b AS (
+  )`;
+
+/** A successful backup create: the action succeeds and its backup completes, atomically, only from `running`. */
+const SUCCEED_BACKUP_CREATE = `
+  WITH ${ACTION_SUCCEEDS}, b AS (
     UPDATE backups
     SET status = 'completed', progress = 100, size_bytes = $4::bigint, stored_bytes = $5::bigint,
         mode = $6::backup_mode, mode_reason = $7::varchar, consistency = $8::snapshot_consistency,
@@ -202,6 +205,27 @@ const SUCCEED_BACKUP_CREATE = `
     RETURNING id
   )
   SELECT count(*)::int AS done FROM a`;
+
+/**
+ * A verification's verdict: the action succeeds (it ran to the end) and a live backup that passed gets
+ * `verified_at`; one that failed becomes `corrupt` with the error, and the event backup.corrupt is
+ * recorded — all in one statement, only from `running`. A backup deleted meanwhile is left alone.
+ */
+const RECORD_VERIFICATION = `
+  WITH ${ACTION_SUCCEEDS}, b AS (
+    UPDATE backups
+    SET verified_at = CASE WHEN $4::boolean THEN $3::timestamptz ELSE verified_at END,
+        status = CASE WHEN $4::boolean THEN status ELSE 'corrupt' END,
+        error_code = CASE WHEN $4::boolean THEN error_code ELSE 'backup_corrupt' END,
+        error = CASE WHEN $4::boolean THEN error ELSE $5::varchar END
+    WHERE id = $2::int AND deleted_at IS NULL AND status IN ('completed', 'corrupt') AND EXISTS (SELECT 1 FROM a)
+    RETURNING id, account_id, server_id
+  ), e AS (
+    SELECT emit_event(b.account_id, 'backup.corrupt',
+                      jsonb_build_object('backup_id', b.id, 'server_id', b.server_id, 'action_id', $1::int))
+    FROM b WHERE NOT $4::boolean
+  )
+  SELECT (SELECT count(*) FROM a)::int AS done, (SELECT count(*) FROM e)::int AS events`;
 
 /**
  * The backup a new backup of the server is incremental from: its latest completed (not corrupt, not
@@ -403,6 +427,24 @@ export class ActionStore implements OnModuleDestroy {
         r.consistency,
         r.checkpoint,
       ],
+    });
+    return rows[0]?.done === 1;
+  }
+
+  /**
+   * Records a verification's verdict (see RECORD_VERIFICATION): `error` null when the backup passed.
+   * Whether this call ended the action.
+   */
+  async recordVerification(
+    actionId: number,
+    backupId: number,
+    error: string | null,
+    at: Date,
+  ): Promise<boolean> {
+    const { rows } = await this.pool.query<{ done: number }>({
+      name: 'action-record-verification',
+      text: RECORD_VERIFICATION,
+      values: [actionId, backupId, at, error === null, error],
     });
     return rows[0]?.done === 1;
   }

@@ -3,7 +3,7 @@ import { MetricsService } from './metrics.service';
 
 /** Why a chunk a backup read was not uploaded. */
 export type DedupReason = 'stored' | 'zero';
-export type BackupOperation = 'create' | 'restore' | 'delete';
+export type BackupOperation = 'create' | 'restore' | 'delete' | 'verify';
 
 /**
  * What the backup data path and the backup jobs count, where the work happens (the worker). Without a

@@ -86,7 +86,7 @@ export class MetricsService {
 
   readonly backupOperations = new Counter({
     name: 'vps_backup_operations_total',
-    help: 'Backup actions ended, by operation (create, restore, delete) and result (succeeded, or the error code)',
+    help: 'Backup actions ended, by operation (create, restore, delete, verify) and result (succeeded, or the error code; a verification that found damage: backup_corrupt)',
     labelNames: ['operation', 'result'] as const,
     registers: [this.registry],
   });

@@ -47,7 +47,13 @@ import {
   SnapshotView,
 } from '../snapshots/snapshot.view';
 import { TokenCreatedView, TokenPage } from '../auth/token.view';
-import { BackupCreatedView, BackupPage, BackupRestoreStartedView, BackupView } from '../backups/backup.view';
+import {
+  BackupCreatedView,
+  BackupPage,
+  BackupRestoreStartedView,
+  BackupVerifyStartedView,
+  BackupView,
+} from '../backups/backup.view';
 import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
 import { ProblemSchema } from './schemas';
@@ -388,6 +394,27 @@ export const ApiDoc = {
           },
           409: IDEMPOTENCY_IN_USE,
           ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    verify: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'verifyBackup',
+          summary: 'Verify a backup',
+          description:
+            'Read every stored chunk of a `completed` backup back and check its hash. On success the backup gets ' +
+            '`verified_at`; on damage it becomes `corrupt` with an `error` (it cannot be restored and is never the ' +
+            'base of an incremental backup) and the event `backup.corrupt` is recorded. Backups are also verified ' +
+            'automatically: new ones within a day, every one at least weekly. While a verification of the backup ' +
+            'is open, it is answered again. Poll the returned `action_id`.',
+        }),
+        pathId('Backup id.'),
+        acceptLanguage(),
+        okJson(BackupVerifyStartedView, 'Verification started', 200),
+        problemResponses({
+          400: { description: 'The backup is not completed', examples: ['invalid_backup_state'] },
+          404: BACKUP_NOT_FOUND,
           ...AUTHED,
         }),
       ),

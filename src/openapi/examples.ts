@@ -103,7 +103,7 @@ export const SERVER_EXAMPLE = {
   snapshot_quota: { limit: 5, used: 2 },
   current_action: { id: 9001, kind: 'create_snapshot', status: 'running', progress: 40 },
   backup_quota: { limit: 10, used: 3 },
-  backup_policy: { enabled: false, next_run_at: null },
+  backup_policy: { enabled: false, next_run_at: null, last_run: null },
 };
 
 export const BACKUP_EXAMPLE = {

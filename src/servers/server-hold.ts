@@ -28,7 +28,7 @@ export function holdingOf(r: {
 }
 
 /** Kinds that run in the background and hold no server. */
-export const BACKGROUND_KINDS: readonly ActionKind[] = ['delete_snapshot', 'delete_backup'];
+export const BACKGROUND_KINDS: readonly ActionKind[] = ['delete_snapshot', 'delete_backup', 'verify_backup'];
 
 type HeldOperation = 'snapshot' | 'backup' | 'restoration';
 

@@ -34,6 +34,41 @@ export class BackupQuota {
   used!: number;
 }
 
+@ApiSchema({ name: 'BackupRun', description: 'What the schedule did with one slot.' })
+export class BackupRunView {
+  @ApiProperty({ ...DATE_TIME, description: "The slot: the window's start plus the server's offset in it." })
+  slot_at!: string;
+
+  @ApiProperty({ ...DATE_TIME, description: 'When the scheduler took it.' })
+  ran_at!: string;
+
+  @ApiProperty({
+    example: false,
+    description:
+      'Taken after its window had closed (the service was down); the event `backup_policy.missed` says so.',
+  })
+  late!: boolean;
+
+  @ApiProperty({
+    enum: [
+      'in_progress',
+      'completed',
+      'failed',
+      'corrupt',
+      'skipped_previous_running',
+      'skipped_server_busy',
+    ],
+    example: 'completed',
+    description:
+      "Its backup's status, or why no backup was made: the previous automatic backup was still running, or " +
+      'another create or restore held the server.',
+  })
+  outcome!: string;
+
+  @ApiProperty({ ...ID, nullable: true, example: 3101, description: 'The automatic backup it made.' })
+  backup_id!: number | null;
+}
+
 @ApiSchema({ name: 'BackupPolicySummary', description: "The server's automatic backups at a glance." })
 export class BackupPolicySummary {
   @ApiProperty({ example: false })
@@ -42,9 +77,13 @@ export class BackupPolicySummary {
   @ApiProperty({
     ...DATE_TIME,
     nullable: true,
-    description: 'The next automatic backup; null while none is scheduled.',
+    description:
+      'The next automatic backup (a time in the past: due, taken within a minute); null while disabled.',
   })
   next_run_at!: string | null;
+
+  @ApiProperty({ type: BackupRunView, nullable: true, description: 'The last slot taken, if any.' })
+  last_run!: BackupRunView | null;
 }
 
 @ApiSchema({ name: 'Server', description: 'One of the account’s servers.' })
@@ -125,8 +164,17 @@ export function serverView(s: ServerSummary): ServerView {
     snapshot_quota: s.snapshotQuota,
     current_action: s.currentAction,
     backup_quota: s.backupQuota,
-    // next_run_at stays null until automatic backups are scheduled.
-    backup_policy: { enabled: s.backupPolicyEnabled, next_run_at: null },
+    backup_policy: {
+      enabled: s.backupPolicy.enabled,
+      next_run_at: apiTime(s.backupPolicy.nextRunAt),
+      last_run: s.backupPolicy.lastRun && {
+        slot_at: apiTime(s.backupPolicy.lastRun.slotAt),
+        ran_at: apiTime(s.backupPolicy.lastRun.ranAt),
+        late: s.backupPolicy.lastRun.late,
+        outcome: s.backupPolicy.lastRun.outcome,
+        backup_id: s.backupPolicy.lastRun.backupId,
+      },
+    },
   };
 }
 

@@ -14,6 +14,8 @@ import { PrismaService } from '../prisma/prisma.service';
 import { ReadStatements } from '../prisma/read-statements';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
 import { BACKGROUND_KINDS } from './server-hold';
+import { Clock } from '../common/clock';
+import { decideSlot } from '../backup-schedule/schedule';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
 
 /** Snapshot statuses that occupy one of a server's slots (failed ones do not). */
@@ -29,7 +31,18 @@ export interface ServerSummary {
   createdAt: Date;
   snapshotQuota: { limit: number; used: number };
   backupQuota: { limit: number; used: number };
-  backupPolicyEnabled: boolean;
+  backupPolicy: {
+    enabled: boolean;
+    nextRunAt: Date | null;
+    lastRun: {
+      slotAt: Date;
+      ranAt: Date;
+      late: boolean;
+      /** The run's outcome: a skip, or (once started) its backup's status. */
+      outcome: string;
+      backupId: number | null;
+    } | null;
+  };
   currentAction: { id: number; kind: ActionKind; status: ActionStatus; progress: number } | null;
 }
 
@@ -43,6 +56,16 @@ interface SummaryRow {
   used: number | null;
   backups_used: number | null;
   policy_enabled: boolean | null;
+  policy_frequency: 'daily' | 'weekly' | null;
+  policy_weekday: number | null;
+  policy_hour: number | null;
+  policy_since: Date | null;
+  run_slot_at: Date | null;
+  run_ran_at: Date | null;
+  run_late: boolean | null;
+  run_outcome: string | null;
+  run_backup_id: number | null;
+  run_backup_status: string | null;
   action_id: number | null;
   action_kind: ActionKind | null;
   action_status: ActionStatus | null;
@@ -58,6 +81,7 @@ export class ServersService {
     private readonly prisma: PrismaService,
     private readonly config: AppConfig,
     private readonly reads: ReadStatements,
+    private readonly clock: Clock,
   ) {}
 
   async list(me: Principal, page: PageRequest): Promise<{ count: number; rows: ServerSummary[] }> {
@@ -201,15 +225,46 @@ export class ServersService {
             AND sn.status = ANY($1::snapshot_status[]))::int AS used,
          (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
             AND b.kind = 'manual' AND b.status::text IN (${sqlList(BACKUP_SLOT_STATUSES)}))::int AS backups_used,
-         EXISTS (SELECT 1 FROM backup_policies bp WHERE bp.server_id = p.id AND bp.enabled) AS policy_enabled,
+         bp.enabled AS policy_enabled, bp.frequency::text AS policy_frequency, bp.weekday AS policy_weekday,
+         bp.hour AS policy_hour, bp.schedule_since AS policy_since,
+         lr.slot_at AS run_slot_at, lr.ran_at AS run_ran_at, lr.late AS run_late, lr.outcome AS run_outcome,
+         lr.backup_id AS run_backup_id, lb.status::text AS run_backup_status,
          a.id AS action_id, a.kind AS action_kind, a.status AS action_status, a.progress AS action_progress
        FROM (SELECT 1) one LEFT JOIN page p ON true
+       LEFT JOIN backup_policies bp ON bp.server_id = p.id
+       LEFT JOIN LATERAL (SELECT * FROM backup_runs r WHERE r.server_id = p.id ORDER BY r.slot_at DESC LIMIT 1) lr ON true
+       LEFT JOIN backups lb ON lb.id = lr.backup_id
        LEFT JOIN LATERAL (SELECT id, kind, status, progress FROM actions
          WHERE server_id = p.id AND status = ANY($2::action_status[])
          ORDER BY kind::text IN (${sqlList(BACKGROUND_KINDS)}), id LIMIT 1) a ON true
        ORDER BY p.id`,
       [SLOT_STATUSES, OPEN_ACTION_STATUSES, ...values],
     );
+  }
+
+  /** The policy at a glance: its next slot (src/backup-schedule/schedule.ts) and its last run. */
+  private policySummary(r: SummaryRow & { id: number }): ServerSummary['backupPolicy'] {
+    const enabled = r.policy_enabled === true;
+    const lastRun =
+      r.run_slot_at === null
+        ? null
+        : {
+            slotAt: r.run_slot_at,
+            ranAt: r.run_ran_at!,
+            late: r.run_late!,
+            outcome: r.run_outcome === 'started' ? r.run_backup_status! : r.run_outcome!,
+            backupId: r.run_backup_id,
+          };
+    const nextRunAt = enabled
+      ? decideSlot(
+          { frequency: r.policy_frequency!, weekday: r.policy_weekday, hour: r.policy_hour! },
+          r.id,
+          this.clock.now(),
+          r.run_slot_at,
+          r.policy_since!,
+        ).nextRunAt
+      : null;
+    return { enabled, nextRunAt, lastRun };
   }
 
   private present(rows: SummaryRow[]): ServerSummary[] {
@@ -222,7 +277,7 @@ export class ServersService {
         createdAt: r.created_at!,
         snapshotQuota: { limit: this.config.snapshotLimitPerServer, used: r.used! },
         backupQuota: { limit: this.config.backupLimitPerServer, used: r.backups_used! },
-        backupPolicyEnabled: r.policy_enabled!,
+        backupPolicy: this.policySummary(r),
         currentAction:
           r.action_id === null
             ? null

@@ -491,10 +491,14 @@ describe('backups API (real Postgres + Redis + worker)', () => {
         weekday: null,
         hour: 1,
       });
-      expect((await http().get(`/api/v1/servers/${t.server.id}/`).set(t.auth)).body.backup_policy).toEqual({
-        enabled: true,
-        next_run_at: null,
-      });
+      // The next slot: tomorrow's or today's 01:00-05:00 UTC window, at the server's offset in it.
+      const shown = (await http().get(`/api/v1/servers/${t.server.id}/`).set(t.auth)).body.backup_policy;
+      expect(shown).toEqual({ enabled: true, next_run_at: expect.any(String), last_run: null });
+      const next = new Date(shown.next_run_at);
+      expect(next.getUTCHours()).toBeGreaterThanOrEqual(1);
+      expect(next.getUTCHours()).toBeLessThan(5);
+      expect(next.getTime() - Date.now()).toBeGreaterThan(0);
+      expect(next.getTime() - Date.now()).toBeLessThanOrEqual(86_400_000);
     });
 
     it("names every invalid field, and another tenant's server is 404", async () => {

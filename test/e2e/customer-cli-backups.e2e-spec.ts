@@ -52,7 +52,7 @@ describe('customer CLI `vps backups` against the running service', () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it('create --wait, list, restore onto another server --wait, delete', async () => {
+  it('create --wait, list, restore onto another server --wait, verify --wait, delete', async () => {
     const created = await vps([
       'backups',
       'create',
@@ -91,6 +91,12 @@ describe('customer CLI `vps backups` against the running service', () => {
       backup: { id },
     });
     expect(dataPath.restores.at(-1)).toMatchObject({ backup: { id }, target: { id: target.id } });
+
+    const verified = await vps(['backups', 'verify', String(id), '--wait']);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(
+      new RegExp(`^verifying backup ${id} "cli-1"\\nbackup ${id} "cli-1" verified at `),
+    );
 
     const deleted = await vps(['backups', 'delete', String(id)]);
     expect({ code: deleted.code, stdout: deleted.stdout }).toEqual({

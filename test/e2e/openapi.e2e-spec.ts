@@ -601,6 +601,15 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       'restoreBackup',
       await request(api.url).post('/api/v1/backups/2147483647/restore/').set(bt.auth).send({}),
     );
+    const verifying = await request(api.url).post(`/api/v1/backups/${nightly.id}/verify/`).set(bt.auth);
+    expect(verifying.status).toBe(200);
+    expectDocumented(doc, validator, 'verifyBackup', verifying);
+    expectDocumented(
+      doc,
+      validator,
+      'verifyBackup',
+      await request(api.url).post('/api/v1/backups/2147483647/verify/').set(bt.auth),
+    );
     expectDocumented(
       doc,
       validator,

@@ -76,6 +76,8 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
       BACKUP_DIR: TEST_BACKUP_DIR,
+      // The schedule's tests drive the scheduler with their own clock; no other test wants its timer.
+      BACKUP_SCHEDULER_INTERVAL_MS: '0',
       // The fake driver defines the servers' domains stopped whatever their rows say: reconciling would
       // rewrite the statuses tests set up; test/e2e/power-state turns it on.
       POWER_STATE_INTERVAL_MS: '0',

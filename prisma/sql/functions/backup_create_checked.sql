@@ -4,7 +4,9 @@
 -- the server row and, for the locked row, calls this VOLATILE function, whose query reads from a snapshot
 -- taken after the lock is held. Live manual backups that are in progress, completed or corrupt take a
 -- slot; failed, deleted and automatic ones do not. It inserts backup and action only when every rule
--- passes and returns what it found either way.
+-- passes and returns what it found either way. `p_kind` 'automatic' is the scheduler's create
+-- (src/backup-schedule): the same rules but the manual limit; `p_at` its clock's time (null: now). The
+-- API's manual create leaves both to their defaults.
 CREATE OR REPLACE FUNCTION "backup_create_checked"(
     p_server_id INTEGER,
     p_account_id INTEGER,
@@ -13,7 +15,9 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     p_description VARCHAR,
     p_token_id INTEGER,
     p_key_id INTEGER,
-    p_limit INTEGER
+    p_limit INTEGER,
+    p_kind "backup_kind" DEFAULT 'manual',
+    p_at TIMESTAMPTZ DEFAULT NULL
 ) RETURNS TABLE (
     earlier_action_id INTEGER,
     earlier_backup_id INTEGER,
@@ -31,10 +35,10 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
         WHERE b."server_id" = p_server_id AND b."deleted_at" IS NULL AND b."kind" = 'manual'
           AND b."status" IN ('in_progress', 'completed', 'corrupt')
     ), ok AS (
-        SELECT 1 AS one FROM chk WHERE chk.free AND (SELECT n FROM slots) < p_limit
+        SELECT 1 AS one FROM chk WHERE chk.free AND (p_kind = 'automatic' OR (SELECT n FROM slots) < p_limit)
     ), bk AS (
-        INSERT INTO "backups" ("account_id", "server_id", "name", "description")
-        SELECT p_account_id, p_server_id, p_name, p_description FROM ok
+        INSERT INTO "backups" ("account_id", "server_id", "name", "description", "kind", "created_at")
+        SELECT p_account_id, p_server_id, p_name, p_description, p_kind, COALESCE(p_at, CURRENT_TIMESTAMP) FROM ok
         RETURNING "id"
     ), act AS (
         INSERT INTO "actions" ("kind", "account_id", "server_id", "backup_id", "requested_by_token_id",

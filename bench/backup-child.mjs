@@ -1,0 +1,235 @@
+/* global performance, Buffer */
+// A long-lived process holding the real backup data path of the bench build (ChunkedBackupDataPath over
+// the libvirt driver, the directory store or the S3 store, account keys and chunk references in
+// Postgres), as a worker holds it; plus the plain S3 multipart upload/download it is compared with, in
+// the same process and with the same client library and settings. The parent sends one JSON command
+// per line and samples this process's RSS meanwhile. Each answer carries the bytes this process read
+// and wrote through system calls during the command (/proc/self/io rchar/wchar).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import readline from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+
+const require = createRequire(import.meta.url);
+const dist = (p) => require(path.join(process.argv[2], 'dist', p));
+const { LibvirtHypervisorDriver } = dist('hypervisor/libvirt/libvirt-hypervisor-driver.js');
+const { ChunkedBackupDataPath } = dist('backups/data/chunked-backup-data-path.js');
+const { AccountKeys, BackupMasterKey } = dist('backups/data/account-keys.js');
+const { ChunkReferences } = dist('backups/data/chunk-references.js');
+const { DirectoryStore } = dist('backup-store/directory-store.js');
+const { S3Store } = dist('backup-store/s3-store.js');
+const { seal } = dist('backups/data/sealed-box.js');
+const { sha256Hex } = dist('backups/data/backup-objects.js');
+const { PrismaService } = dist('prisma/prisma.service.js');
+const s3 = require(require.resolve('@aws-sdk/client-s3', { paths: [process.argv[2]] }));
+
+// argv[3]: the run's directory (the driver's only image root); the rest comes from the environment.
+const env = process.env;
+const driver = new LibvirtHypervisorDriver({
+  uri: env.LIBVIRT_URI || 'qemu:///system',
+  imageRoots: [process.argv[3]],
+});
+const s3Options = env.BENCH_S3_BUCKET
+  ? {
+      endpoint: env.CEPH_S3_ENDPOINT,
+      region: 'us-east-1',
+      bucket: env.BENCH_S3_BUCKET,
+      prefix: '',
+      credentials: { accessKeyId: env.CEPH_S3_ACCESS_KEY, secretAccessKey: env.CEPH_S3_SECRET_KEY },
+    }
+  : null;
+const stores = {
+  dir: new DirectoryStore(env.BENCH_STORE_DIR),
+  ...(s3Options ? { s3: new S3Store(s3Options) } : {}),
+};
+const prisma = new PrismaService({ databaseUrl: env.DATABASE_URL });
+const masterKey = new BackupMasterKey({ backupMasterKey: Buffer.from(env.BACKUP_MASTER_KEY, 'base64') });
+const dataPath = new ChunkedBackupDataPath(
+  driver,
+  { byName: (name) => stores[name] },
+  new AccountKeys(prisma, masterKey),
+  new ChunkReferences(prisma),
+);
+// The plain S3 side: a client configured as S3Store configures its own (s3-store.ts).
+const client = s3Options
+  ? new s3.S3Client({
+      endpoint: s3Options.endpoint,
+      region: s3Options.region,
+      credentials: s3Options.credentials,
+      forcePathStyle: true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    })
+  : null;
+
+function io() {
+  const t = fs.readFileSync('/proc/self/io', 'utf8');
+  const get = (k) => Number(new RegExp(`^${k}: (\\d+)$`, 'm').exec(t)[1]);
+  return { rchar: get('rchar'), wchar: get('wchar') };
+}
+
+/** The file's bytes as one multipart upload, 16 MiB parts, 4 at once: what S3Store does for a large body. */
+async function plainUpload(file, key) {
+  const Bucket = s3Options.bucket;
+  const PART = 16 * 1024 * 1024;
+  const size = fs.statSync(file).size;
+  const fd = fs.openSync(file, 'r');
+  try {
+    const { UploadId } = await client.send(new s3.CreateMultipartUploadCommand({ Bucket, Key: key }));
+    const count = Math.ceil(size / PART);
+    const etags = new Array(count);
+    let next = 0;
+    const lane = async () => {
+      while (next < count) {
+        const i = next++;
+        const body = Buffer.allocUnsafe(Math.min(PART, size - i * PART));
+        fs.readSync(fd, body, 0, body.length, i * PART);
+        const out = await client.send(
+          new s3.UploadPartCommand({
+            Bucket,
+            Key: key,
+            UploadId,
+            PartNumber: i + 1,
+            Body: body,
+            ContentLength: body.length,
+          }),
+        );
+        etags[i] = out.ETag;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, count) }, lane));
+    await client.send(
+      new s3.CompleteMultipartUploadCommand({
+        Bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+      }),
+    );
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The object streamed into a file, then fsynced (a restore fsyncs its disk). */
+async function plainDownload(key, file) {
+  const out = await client.send(new s3.GetObjectCommand({ Bucket: s3Options.bucket, Key: key }));
+  await pipeline(out.Body, fs.createWriteStream(file));
+  const fd = fs.openSync(file, 'r');
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+}
+
+/**
+ * Where a full write's time goes: the steps of the data path for each chunk of a full read, one chunk
+ * at a time (no overlap), each step timed alone (wall and this process's CPU): the driver session's
+ * read, the zero check and sha256, sealing, and the store's put. No references, no manifest.
+ */
+async function stages(server, store, checkpoint) {
+  const CHUNK = 4 * 1024 * 1024;
+  const zeros = Buffer.alloc(CHUNK);
+  const key = { id: crypto.randomBytes(16), key: crypto.randomBytes(32) };
+  const out = { chunks: 0, bytes: 0 };
+  const add = (name, t0, c0) => {
+    const c = process.cpuUsage(c0);
+    out[name] ??= { ms: 0, cpuMs: 0 };
+    out[name].ms += performance.now() - t0;
+    out[name].cpuMs += (c.user + c.system) / 1000;
+  };
+  const session = await driver.openBackupRead(server, { since: null, checkpoint });
+  try {
+    for (const e of session.extents) {
+      for (let o = Math.floor(e.offset / CHUNK) * CHUNK; o < e.offset + e.length; o += CHUNK) {
+        const len = Math.min(CHUNK, session.virtualSizeBytes - o);
+        let t = performance.now();
+        let c = process.cpuUsage();
+        const data = await session.read(o, len);
+        add('read', t, c);
+        [t, c] = [performance.now(), process.cpuUsage()];
+        const zero = data.equals(zeros.subarray(0, len));
+        const id = sha256Hex(data);
+        add('zeroCheckAndSha256', t, c);
+        if (zero) continue;
+        [t, c] = [performance.now(), process.cpuUsage()];
+        const sealed = seal(key, data, `chunk:0:${id}`);
+        add('seal', t, c);
+        [t, c] = [performance.now(), process.cpuUsage()];
+        await stores[store].put(`stages/${id.slice(0, 2)}/${id}`, sealed);
+        add('put', t, c);
+        out.chunks++;
+        out.bytes += len;
+      }
+    }
+  } finally {
+    await session.close({ keepCheckpoint: false });
+  }
+  return out;
+}
+
+async function run(cmd) {
+  const ref = (b) => ({ id: b.id, accountId: b.accountId, storeName: cmd.store });
+  switch (cmd.op) {
+    case 'state':
+      return driver.getPowerState(cmd.server);
+    case 'write':
+      return dataPath.writeBackup(
+        {
+          backup: ref(cmd.backup),
+          server: cmd.server,
+          base: cmd.base ? { backup: ref(cmd.base), checkpoint: `vps-backup-${cmd.base.id}` } : null,
+          checkpoint: `vps-backup-${cmd.backup.id}`,
+        },
+        () => undefined,
+      );
+    case 'stages':
+      return stages(cmd.server, cmd.store, `vps-backup-${cmd.checkpointId}`);
+    case 'restore':
+      return dataPath.restoreBackup(ref(cmd.backup), cmd.server, () => undefined);
+    case 'delete':
+      return dataPath.deleteBackup(ref(cmd.backup));
+    case 'plainUpload':
+      return plainUpload(cmd.file, cmd.key);
+    case 'plainDownload':
+      return plainDownload(cmd.key, cmd.file);
+    case 'plainDelete':
+      return client.send(new s3.DeleteObjectCommand({ Bucket: s3Options.bucket, Key: cmd.key }));
+    case 'bucket':
+      if (cmd.create) return client.send(new s3.CreateBucketCommand({ Bucket: s3Options.bucket }));
+      return client.send(new s3.DeleteBucketCommand({ Bucket: s3Options.bucket }));
+    case 'sha256': {
+      const h = crypto.createHash('sha256');
+      for await (const c of fs.createReadStream(cmd.file, { highWaterMark: 1 << 20 })) h.update(c);
+      return h.digest('hex');
+    }
+    default:
+      throw new Error(`unknown op ${cmd.op}`);
+  }
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+  const cmd = JSON.parse(line);
+  const before = io();
+  const t0 = performance.now();
+  try {
+    const result = await run(cmd);
+    const ms = performance.now() - t0;
+    const after = io();
+    const plain =
+      result && typeof result === 'object' && !('$metadata' in result)
+        ? result
+        : typeof result === 'string'
+          ? result
+          : null;
+    process.stdout.write(
+      `${JSON.stringify({ ok: true, ms, rchar: after.rchar - before.rchar, wchar: after.wchar - before.wchar, result: plain })}\n`,
+    );
+  } catch (e) {
+    process.stdout.write(
+      `${JSON.stringify({ ok: false, ms: performance.now() - t0, error: `${e?.code ?? ''} ${e?.message ?? e} ${e?.detail ?? ''}` })}\n`,
+    );
+  }
+}
+await prisma.$disconnect();

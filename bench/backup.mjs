@@ -1,0 +1,644 @@
+/* global performance, setInterval, clearInterval */
+// Issue 17 "Performance": the backup data path of this build (ChunkedBackupDataPath, the libvirt
+// driver's offline read session and restoreDiskFrom, the directory store and the S3 store on the
+// running Ceph) on a real sparse qcow2 disk, each figure side by side with its plain limit in the same
+// run, alternated (the order flips every round), medians and ranges of the per-round ratios.
+//
+//   npm run bench:backup                      # or: npm run bench -- --only=backup
+//   npm run bench:backup -- --quick           # 2 GiB disk with 256 MiB of data, 16 MiB changed
+//   npm run bench:backup -- --backup-rounds=6
+//
+// Everything it makes is removed at the end: its database bench_backup_<pid>, the work directory
+// (disk, store, copies), the libvirt domain bench-backup-<pid> (checkpoint records included), the S3
+// bucket bench-backup-<pid>, the worker's Redis keys (prefix benchw<pid>).
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { gone, imageInfo, settle, spread } from './disk.mjs';
+import { defineDomain, sh } from './libvirt-lab.mjs';
+import {
+  GiB,
+  MiB,
+  ROOT,
+  buildApp,
+  cleanRedis,
+  createDatabase,
+  dropDatabase,
+  fmt,
+  median,
+  quiet,
+  rssOf,
+  sampleUntilActionEnds,
+  serviceEnv,
+  startRole,
+  stop,
+  withClient,
+} from './lib.mjs';
+
+const CHUNK = 4 * MiB; // the data path's chunk size (src/backups/data/backup-layout.ts)
+
+/** The process holding the data path (bench/backup-child.mjs); RSS sampled every 100 ms per command. */
+class DataPathProcess {
+  constructor(appDir, work, env) {
+    this.child = spawn(process.execPath, [path.join(ROOT, 'bench/backup-child.mjs'), appDir, work], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+  async call(cmd) {
+    const rss = [];
+    const sample = () => {
+      const v = rssOf(this.child.pid);
+      if (v) rss.push(v);
+    };
+    sample();
+    const timer = setInterval(sample, 100);
+    this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
+    const { value } = await this.lines.next();
+    clearInterval(timer);
+    sample();
+    const r = JSON.parse(value);
+    if (!r.ok) throw new Error(`${cmd.op}: ${r.error}`);
+    r.rssMax = Math.max(...rss);
+    return r;
+  }
+  async close() {
+    this.child.stdin.end();
+    await new Promise((r) => (this.child.exitCode !== null ? r() : this.child.once('exit', r)));
+  }
+}
+
+/**
+ * A sparse qcow2 disk of `virtual` bytes holding `data` bytes of random data in `pieces` runs spread over
+ * it (written raw, then converted), and the same data as one dense file: the "same bytes" `cp` and the
+ * plain S3 transfer move. Returns the chunk-aligned offsets that hold data (where changes go).
+ */
+function makeDisk(disk, dense, { virtual, data, pieces }) {
+  const raw = `${disk}.raw`;
+  const fd = fs.openSync(raw, 'w');
+  const dfd = fs.openSync(dense, 'w');
+  fs.ftruncateSync(fd, virtual);
+  const perPiece = Math.floor(data / pieces / CHUNK);
+  const stride = Math.floor(virtual / pieces / CHUNK) * CHUNK;
+  const dataChunks = [];
+  let k = 0;
+  for (let p = 0; p < pieces; p++) {
+    for (let c = 0; c < perPiece; c++, k++) {
+      const buf = crypto.randomBytes(CHUNK);
+      fs.writeSync(fd, buf, 0, CHUNK, p * stride + c * CHUNK);
+      fs.writeSync(dfd, buf, 0, CHUNK, k * CHUNK);
+      dataChunks.push(p * stride + c * CHUNK);
+    }
+  }
+  fs.fsyncSync(dfd);
+  fs.closeSync(dfd);
+  fs.closeSync(fd);
+  sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+  fs.rmSync(raw);
+  return { ...imageInfo(disk), data: k * CHUNK, dataChunks };
+}
+
+/**
+ * Writes `count` fresh random 4 MiB runs at distinct chunk-aligned offsets holding data, through qemu
+ * (qemu-io on the stopped disk), so the qcow2's persistent dirty bitmaps record them as a guest's
+ * writes are recorded. Returns the bytes changed.
+ */
+function changeDisk(disk, dataChunks, count, work) {
+  const picked = new Set();
+  while (picked.size < count) picked.add(dataChunks[crypto.randomInt(dataChunks.length)]);
+  const args = ['-f', 'qcow2'];
+  const files = [];
+  for (const off of picked) {
+    const f = path.join(work, `change-${files.length}.bin`);
+    fs.writeFileSync(f, crypto.randomBytes(CHUNK));
+    files.push(f);
+    args.push('-c', `write -q -s ${f} ${off} ${CHUNK}`);
+  }
+  sh('qemu-io', [...args, disk]);
+  for (const f of files) fs.rmSync(f);
+  return count * CHUNK;
+}
+
+/** Bytes of the files under dir (the directory store's objects; its temporary files are gone after a put). */
+function treeBytes(dir) {
+  let sum = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) sum += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
+  }
+  return sum;
+}
+
+function treeFiles(dir) {
+  return fs
+    .readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath ?? e.path, e.name));
+}
+
+function timeCp(src, dst) {
+  fs.rmSync(dst, { force: true });
+  const t0 = performance.now();
+  sh('cp', ['--sparse=always', src, dst]);
+  sh('sync', [dst]); // as the store fsyncs each object and a restore its disk
+  const ms = performance.now() - t0;
+  fs.rmSync(dst, { force: true });
+  return ms;
+}
+
+function undefineAll(name) {
+  try {
+    sh('virsh', ['-c', 'qemu:///system', 'undefine', name, '--checkpoints-metadata']);
+  } catch {
+    /* already gone */
+  }
+}
+
+export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
+  /** @type {Record<string, string | undefined>} */
+  const env = { ...serviceEnv(), ...process.env };
+  const roundsArg = process.argv.find((a) => a.startsWith('--backup-rounds='));
+  const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(16)) || 1) : 4;
+  const rounds = asked; // even (the default) puts each side first equally often
+  // --backup-parts=dir,stages,s3,worker: the directory-store parts (full, incremental, daily), the full
+  // write step by step, the S3 part, the production worker's RSS; all by default.
+  const partsArg = process.argv.find((a) => a.startsWith('--backup-parts='));
+  const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,stages,s3,worker').split(','));
+  const virtual = quick ? 2 * GiB : 20 * GiB;
+  const data = quick ? 256 * MiB : 2 * GiB;
+  const changedChunks = quick ? 4 : 25; // 16 MiB / 100 MiB
+  const dailyChunks = Math.max(1, Math.round(data / 100 / CHUNK)); // 1 % of the data a day
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-backup-'));
+  const disk = path.join(work, 'disk.qcow2');
+  const dense = path.join(work, 'data.bin');
+  const small = path.join(work, 'changed.bin');
+  const copy = path.join(work, 'cp-copy');
+  const storeDir = path.join(work, 'store');
+  fs.mkdirSync(storeDir);
+  const name = `bench-backup-${process.pid}`;
+  const dbName = `bench_backup_${process.pid}`;
+  const bucket = env.CEPH_S3_ENDPOINT && parts.has('s3') ? `bench-backup-${process.pid}` : null;
+  const res = { rounds, load: [os.loadavg()], full: [], incremental: [], daily: [], s3: [] };
+  let proc = null;
+  let bucketMade = false;
+  try {
+    log(`backup: ${virtual / GiB} GiB disk with ${data / MiB} MiB of data`);
+    res.disk = makeDisk(disk, dense, { virtual, data, pieces: 16 });
+    fs.writeFileSync(small, crypto.randomBytes(changedChunks * CHUNK));
+    const server = { id: 1, domain: name, domainUuid: defineDomain(name, disk), diskPath: disk };
+    const dbUrl = await createDatabase(adminUrl, dbName);
+    let accounts = 0;
+    const newAccount = () =>
+      withClient(dbUrl, async (c) => {
+        const q = `INSERT INTO accounts (name) VALUES ($1) RETURNING id`;
+        return (await c.query(q, [`bench-${process.pid}-${++accounts}`])).rows[0].id;
+      });
+    proc = new DataPathProcess(appDir, work, {
+      DATABASE_URL: dbUrl,
+      BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+      BENCH_STORE_DIR: storeDir,
+      ...(bucket ? { BENCH_S3_BUCKET: bucket } : {}),
+    });
+    res.idleRss = (await proc.call({ op: 'state', server })).rssMax; // libvirt's first probe, outside the timing
+    let nextBackup = 1;
+    const write = (store, accountId, base) =>
+      proc.call({ op: 'write', store, server, backup: { id: nextBackup++, accountId }, base });
+    const backupOf = (r, accountId) => ({ id: r.backupId, accountId });
+    const writeNoted = async (store, accountId, base) => {
+      const id = nextBackup;
+      const r = await write(store, accountId, base);
+      r.backupId = id;
+      return r;
+    };
+    const restoreFrom = async (store, backup) => {
+      const r = await proc.call({ op: 'restore', store, server, backup });
+      await gone(`${disk}.replaced`);
+      return r;
+    };
+    const coldStore = () => settle(storeDir, ...treeFiles(storeDir));
+
+    // 1. Full backup and restore of the data, directory store, against cp of the same bytes.
+    for (let round = 0; round < (parts.has('dir') ? rounds : 0); round++) {
+      log(`backup: full + restore, directory store, round ${round + 1}/${rounds}`);
+      const run = { round };
+      const accountId = await newAccount(); // nothing of an earlier round to deduplicate against
+      const cp = (key) => {
+        settle(work, dense);
+        run[key] = timeCp(dense, copy);
+      };
+      if (round % 2 === 0) cp('cpWriteMs');
+      settle(work, disk);
+      const w = await writeNoted('dir', accountId, null);
+      Object.assign(run, {
+        writeMs: w.ms,
+        writeRchar: w.rchar,
+        writeRss: w.rssMax,
+        mode: w.result.mode,
+        storedBytes: w.result.storedBytes,
+        storeBytes: treeBytes(storeDir),
+      });
+      if (round % 2 === 1) cp('cpWriteMs');
+      if (round % 2 === 0) cp('cpRestoreMs');
+      if (round === 0) sh('cp', ['--sparse=always', disk, `${copy}.orig`]);
+      coldStore();
+      const r = await restoreFrom('dir', backupOf(w, accountId));
+      run.restoreMs = r.ms;
+      run.restoreRss = r.rssMax;
+      if (round % 2 === 1) cp('cpRestoreMs');
+      if (round === 0) {
+        // The restored disk holds exactly what was backed up (compare exits non-zero otherwise).
+        sh('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', `${copy}.orig`, disk]);
+        fs.rmSync(`${copy}.orig`);
+        run.identical = true;
+      }
+      await proc.call({ op: 'delete', store: 'dir', backup: backupOf(w, accountId) });
+      res.full.push(run);
+    }
+    if (parts.has('stages')) {
+      // Where a full write's time goes: each step of the data path timed alone, one chunk at a time.
+      log('backup: the full write step by step');
+      settle(work, disk);
+      res.stages = (
+        await proc.call({ op: 'stages', store: 'dir', server, checkpointId: nextBackup++ })
+      ).result;
+      fs.rmSync(path.join(storeDir, 'stages'), { recursive: true, force: true });
+      settle(work, dense);
+      res.stages.cpMs = timeCp(dense, copy);
+    }
+    res.load.push(os.loadavg());
+
+    // 2. Incremental backups of 100 MiB changed, against cp of 100 MiB.
+    if (parts.has('dir')) {
+      log('backup: incremental, directory store');
+      const accountId = await newAccount();
+      let base = await writeNoted('dir', accountId, null);
+      res.incrementalFull = { mode: base.result.mode, modeReason: base.result.modeReason };
+      for (let round = 0; round < rounds; round++) {
+        const run = { round };
+        run.changedBytes = changeDisk(disk, res.disk.dataChunks, changedChunks, work);
+        const cp = () => {
+          settle(work, small);
+          run.cpMs = timeCp(small, copy);
+        };
+        if (round % 2 === 0) cp();
+        const before = treeBytes(storeDir);
+        settle(work, disk);
+        const w = await writeNoted('dir', accountId, backupOf(base, accountId));
+        Object.assign(run, {
+          ms: w.ms,
+          rchar: w.rchar,
+          rss: w.rssMax,
+          mode: w.result.mode,
+          storedBytes: w.result.storedBytes,
+          storeAdded: treeBytes(storeDir) - before,
+        });
+        if (round % 2 === 1) cp();
+        res.incremental.push(run);
+        base = w;
+      }
+    }
+    res.load.push(os.loadavg());
+
+    // 3. Ten daily backups of the disk changing 1 % of its data a day; the store's bytes for that account.
+    if (parts.has('dir')) {
+      log('backup: ten daily backups, 1 % a day');
+      fs.rmSync(storeDir, { recursive: true, force: true }); // only this series in the store
+      fs.mkdirSync(storeDir);
+      const accountId = await newAccount();
+      let base = null;
+      let changed = 0;
+      for (let day = 1; day <= 10; day++) {
+        if (day > 1) changed += changeDisk(disk, res.disk.dataChunks, dailyChunks, work);
+        const w = await writeNoted('dir', accountId, base ? backupOf(base, accountId) : null);
+        res.daily.push({
+          day,
+          mode: w.result.mode,
+          storedBytes: w.result.storedBytes,
+          storeBytes: treeBytes(storeDir),
+        });
+        base = w;
+      }
+      res.dailyChangedBytes = changed;
+    }
+    res.load.push(os.loadavg());
+
+    // 4. The same full backup and restore into S3 (Ceph radosgw), against a plain multipart upload and
+    //    a streamed download of the same bytes with the same client library and settings.
+    if (bucket) {
+      await proc.call({ op: 'bucket', create: true });
+      bucketMade = true;
+      for (let round = 0; round < rounds; round++) {
+        log(`backup: full + restore, S3, round ${round + 1}/${rounds}`);
+        const run = { round };
+        const accountId = await newAccount();
+        const plain = async () => {
+          settle(work, dense);
+          run.uploadMs = (await proc.call({ op: 'plainUpload', file: dense, key: 'plain' })).ms;
+          const d = await proc.call({ op: 'plainDownload', key: 'plain', file: copy });
+          run.downloadMs = d.ms;
+          run.plainRss = d.rssMax;
+          fs.rmSync(copy, { force: true });
+          await proc.call({ op: 'plainDelete', key: 'plain' });
+        };
+        if (round % 2 === 0) await plain();
+        settle(work, disk);
+        const w = await writeNoted('s3', accountId, null);
+        run.writeMs = w.ms;
+        run.writeRss = w.rssMax;
+        const r = await restoreFrom('s3', backupOf(w, accountId));
+        run.restoreMs = r.ms;
+        run.restoreRss = r.rssMax;
+        await proc.call({ op: 'delete', store: 's3', backup: backupOf(w, accountId) });
+        if (round % 2 === 1) await plain();
+        res.s3.push(run);
+      }
+      res.load.push(os.loadavg());
+    }
+    if (parts.has('worker')) {
+      log('backup: the real worker writing a backup of the whole disk, RSS sampled');
+      // The worker's node stores into a directory of its own (BACKUP_DIR, the `default` store).
+      const wstore = path.join(work, 'worker-store');
+      fs.mkdirSync(wstore);
+      settle(work, disk);
+      // --worker-env=K=V[,K=V…]: the worker once more with these settings, after the plain one.
+      const weArg = process.argv.find((a) => a.startsWith('--worker-env='));
+      res.worker = await workerBackup({ appDir, dbUrl, redisUrl: env.REDIS_URL, work, server, wstore });
+      res.worker.storeBytes = treeBytes(wstore);
+      if (weArg) {
+        const workerEnv = Object.fromEntries(
+          weArg
+            .slice(13)
+            .split(',')
+            .map((kv) => [kv.split('=')[0], kv.split('=').slice(1).join('=')]),
+        );
+        fs.rmSync(wstore, { recursive: true, force: true });
+        fs.mkdirSync(wstore);
+        settle(work, disk);
+        res.workerWithEnv = {
+          env: workerEnv,
+          ...(await workerBackup({
+            appDir,
+            dbUrl,
+            redisUrl: env.REDIS_URL,
+            work,
+            server,
+            wstore,
+            workerEnv,
+          })),
+        };
+      }
+    }
+  } finally {
+    if (proc && bucketMade)
+      await proc.call({ op: 'bucket', create: false }).catch((e) => log(`bucket: ${e.message}`));
+    await proc?.close();
+    undefineAll(name);
+    fs.rmSync(work, { recursive: true, force: true });
+    await dropDatabase(adminUrl, dbName).catch(() => undefined);
+    if (parts.has('worker')) await cleanRedis(env.REDIS_URL).catch(() => undefined);
+  }
+  return summarize(res, { data, virtual });
+}
+
+/**
+ * The production worker (this build, libvirt node) running a create_backup action of the disk through
+ * its jobs, its real data path and a directory store; its RSS sampled every 100 ms
+ * from start to the action's end.
+ */
+let workerRuns = 0;
+
+async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, workerEnv = {} }) {
+  const run = ++workerRuns;
+  const nodeName = `bench-bk-${process.pid}-${run}`;
+  const ids = await withClient(dbUrl, async (c) => {
+    const account = await c.query(`INSERT INTO accounts (name) VALUES ($1) RETURNING id`, [
+      `bench-w-${process.pid}-${run}`,
+    ]);
+    const accountId = account.rows[0].id;
+    const node = await c.query(
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
+       VALUES ($1, 'libvirt', 'qemu:///system', $2, ARRAY[$3::varchar]) RETURNING id`,
+      [nodeName, path.join(work, 'wsnaps'), work],
+    );
+    const srv = await c.query(
+      `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path)
+       VALUES ($1, $2, 'bench-backup', 'stopped', $3, $4) RETURNING id`,
+      [accountId, node.rows[0].id, server.domain, server.diskPath],
+    );
+    const backup = await c.query(
+      `INSERT INTO backups (account_id, server_id, name) VALUES ($1, $2, 'whole') RETURNING id`,
+      [accountId, srv.rows[0].id],
+    );
+    const action = await c.query(
+      `INSERT INTO actions (kind, account_id, server_id, backup_id, server_status_before, created_at)
+       VALUES ('create_backup', $1, $2, $3, 'stopped', now() - interval '5 seconds') RETURNING id`,
+      [accountId, srv.rows[0].id, backup.rows[0].id],
+    );
+    return { action: action.rows[0].id, backup: backup.rows[0].id };
+  });
+  const worker = await startRole(
+    'worker',
+    {
+      DATABASE_URL: dbUrl,
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: `benchw${process.pid}`, // removed at the end (cleanRedis)
+      WORKER_NODE: nodeName,
+      DISPATCH_INTERVAL_MS: '200',
+      BACKUP_DIR: wstore,
+      BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+      ...workerEnv,
+    },
+    appDir,
+  );
+  let sampled;
+  try {
+    sampled = await sampleUntilActionEnds({
+      databaseUrl: dbUrl,
+      actionId: ids.action,
+      pid: worker.child.pid,
+      timeoutMs: 1_800_000,
+    });
+  } finally {
+    await stop(worker.child);
+  }
+  const samples = sampled.samples.map((x) => x.rss);
+  const row = await withClient(
+    dbUrl,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT mode::text, size_bytes::text, stored_bytes::text, error FROM backups WHERE id = $1`,
+          [ids.backup],
+        )
+      ).rows[0],
+  );
+  return {
+    status: sampled.status,
+    backup: row,
+    seconds: sampled.seconds,
+    rssStartMB: samples[Math.min(9, samples.length - 1)] / MiB,
+    rssMaxMB: Math.max(...samples) / MiB,
+    rssMedianMB: median(samples.slice(10)) / MiB,
+  };
+}
+
+function summarize(res, { data, virtual }) {
+  const full = res.full;
+  const inc = res.incremental;
+  const s3 = res.s3;
+  const last = res.daily[res.daily.length - 1];
+  const dailyLimit = data + res.dailyChangedBytes;
+  const dir = full.length
+    ? {
+        fullWriteVsCp: spread(full.map((r) => r.cpWriteMs / r.writeMs)),
+        fullRestoreVsCp: spread(full.map((r) => r.cpRestoreMs / r.restoreMs)),
+        fullWriteMiBps: median(full.map((r) => data / MiB / (r.writeMs / 1000))),
+        fullRestoreMiBps: median(full.map((r) => data / MiB / (r.restoreMs / 1000))),
+        cpMiBps: median(full.map((r) => data / MiB / (r.cpWriteMs / 1000))),
+        fullModes: [...new Set(full.map((r) => r.mode))],
+        fullStoredVsData: median(full.map((r) => r.storeBytes / data)),
+        incModes: [...new Set(inc.map((r) => r.mode))],
+        incChangedMiB: inc[0]?.changedBytes / MiB,
+        incReadVsChanged: spread(inc.map((r) => r.rchar / r.changedBytes)),
+        incStoreVsChanged: spread(inc.map((r) => r.storeAdded / r.changedBytes)),
+        incTimeVsCp: spread(inc.map((r) => r.ms / r.cpMs)),
+        incMs: spread(inc.map((r) => r.ms)),
+        incCpMs: spread(inc.map((r) => r.cpMs)),
+        daily: {
+          modes: res.daily.map((d) => d.mode),
+          storeMiB: last.storeBytes / MiB,
+          limitMiB: dailyLimit / MiB,
+          changedPerDayMiB: res.dailyChangedBytes / 9 / MiB,
+          vsLimit: last.storeBytes / dailyLimit,
+        },
+        rssFullWriteMB: spread(full.map((r) => r.writeRss / MiB)),
+      }
+    : null;
+  res.summary = {
+    virtualGiB: virtual / GiB,
+    dataMiB: data / MiB,
+    diskActualMiB: res.disk.actual / MiB,
+    dir,
+    s3: s3.length
+      ? {
+          writeVsUpload: spread(s3.map((r) => r.uploadMs / r.writeMs)),
+          restoreVsDownload: spread(s3.map((r) => r.downloadMs / r.restoreMs)),
+          uploadMiBps: median(s3.map((r) => data / MiB / (r.uploadMs / 1000))),
+          downloadMiBps: median(s3.map((r) => data / MiB / (r.downloadMs / 1000))),
+          writeMiBps: median(s3.map((r) => data / MiB / (r.writeMs / 1000))),
+          restoreMiBps: median(s3.map((r) => data / MiB / (r.restoreMs / 1000))),
+        }
+      : null,
+    rssMaxMB:
+      Math.max(
+        ...full.flatMap((r) => [r.writeRss, r.restoreRss]),
+        ...inc.map((r) => r.rss),
+        ...s3.flatMap((r) => [r.writeRss, r.restoreRss]),
+      ) / MiB,
+    idleRssMB: res.idleRss / MiB,
+    rssPlainS3MB: s3.length ? Math.max(...s3.map((r) => r.plainRss)) / MiB : null,
+    load: res.load,
+  };
+  return res;
+}
+
+const r = (x) => `${fmt(x.median, 2)}× (${fmt(x.min, 2)}–${fmt(x.max, 2)}, n=${x.n})`;
+
+export function printBackup(res) {
+  const s = { ...res.summary, ...res.summary.dir };
+  console.log(
+    `\n### Backups (issue 17): ${s.virtualGiB} GiB disk, ${s.dataMiB} MiB of data (${fmt(s.diskActualMiB, 0)} MiB allocated), ${res.rounds} rounds alternated, median (min–max) of the per-round ratios\n`,
+  );
+  console.log('| target | measured | met? |\n|---|---|---|');
+  const met = (ok) => (ok ? 'yes' : '**no**');
+  if (s.dir) {
+    console.log(
+      `| incremental (${fmt(s.incChangedMiB, 0)} MiB changed): bytes read ÷ changed ≤ 1.2× | ${r(s.incReadVsChanged)} (rchar of the data-path process; modes ${s.incModes.join(',')}) | ${met(s.incReadVsChanged.max <= 1.2)} |`,
+    );
+    console.log(
+      `| incremental: bytes added to the store ÷ changed ≤ 1.2× | ${r(s.incStoreVsChanged)} | ${met(s.incStoreVsChanged.max <= 1.2)} |`,
+    );
+    console.log(
+      `| incremental: time ÷ cp (+ sync) of ${fmt(s.incChangedMiB, 0)} MiB ≤ 3× | ${r(s.incTimeVsCp)}; ${fmt(s.incMs.median / 1000, 2)} s vs ${fmt(s.incCpMs.median / 1000, 2)} s | ${met(s.incTimeVsCp.median <= 3)} |`,
+    );
+    console.log(
+      `| full backup ≥ 0.7× cp (+ sync) of the same bytes, directory store | ${r(s.fullWriteVsCp)}; ${fmt(s.fullWriteMiBps, 0)} vs ${fmt(s.cpMiBps, 0)} MiB/s | ${met(s.fullWriteVsCp.median >= 0.7)} |`,
+    );
+    console.log(
+      `| full restore ≥ 0.7× cp, directory store | ${r(s.fullRestoreVsCp)}; ${fmt(s.fullRestoreMiBps, 0)} MiB/s | ${met(s.fullRestoreVsCp.median >= 0.7)} |`,
+    );
+  }
+  if (s.s3) {
+    console.log(
+      `| full backup ≥ 0.7× plain multipart upload, S3 (Ceph) | ${r(s.s3.writeVsUpload)}; ${fmt(s.s3.writeMiBps, 0)} vs ${fmt(s.s3.uploadMiBps, 0)} MiB/s | ${met(s.s3.writeVsUpload.median >= 0.7)} |`,
+    );
+    console.log(
+      `| full restore ≥ 0.7× plain download, S3 (Ceph) | ${r(s.s3.restoreVsDownload)}; ${fmt(s.s3.restoreMiBps, 0)} vs ${fmt(s.s3.downloadMiBps, 0)} MiB/s | ${met(s.s3.restoreVsDownload.median >= 0.7)} |`,
+    );
+  }
+  if (s.dir)
+    console.log(
+      `| ten daily backups, ${fmt(s.daily.changedPerDayMiB, 0)} MiB (1 %) changed a day: store ≤ 1.2× (data + 9 × changed) | ${fmt(s.daily.storeMiB, 0)} MiB for ${fmt(s.daily.limitMiB, 0)} MiB: ${fmt(s.daily.vsLimit, 3)}× (modes ${s.daily.modes.join(',')}) | ${met(s.daily.vsLimit <= 1.2)} |`,
+    );
+  if (Number.isFinite(s.rssMaxMB))
+    console.log(
+      `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${s.dir ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
+    );
+  if (res.worker) {
+    const w = res.worker;
+    console.log(
+      `| worker RSS during a backup of the ${s.virtualGiB} GiB disk ≤ 200 MB (the production worker, libvirt node, directory store) | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB, ${fmt(w.rssStartMB, 0)} MB after its first second; action ${w.status} in ${fmt(w.seconds, 0)} s (${w.backup?.mode}, ${fmt(Number(w.backup?.size_bytes) / MiB, 0)} MiB) | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
+    );
+  }
+  if (res.workerWithEnv) {
+    const w = res.workerWithEnv;
+    console.log(
+      `| the same with ${JSON.stringify(w.env)} | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB; action ${w.status} in ${fmt(w.seconds, 0)} s | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
+    );
+  }
+  if (res.stages) {
+    const st = res.stages;
+    const gib = st.bytes / GiB;
+    console.log(
+      `\nThe full write step by step (${st.chunks} chunks, one at a time, each step alone), per GiB of data: wall s (CPU s of the data-path process)`,
+    );
+    console.log(
+      '| read | zero check + sha256 | seal (AES-256-GCM) | store put (+ fsync) | sum | cp + sync |\n|---|---|---|---|---|---|',
+    );
+    const cell = (x) => `${fmt(x.ms / 1000 / gib, 2)} (${fmt(x.cpuMs / 1000 / gib, 2)})`;
+    const sum = ['read', 'zeroCheckAndSha256', 'seal', 'put'].reduce((a, k) => a + st[k].ms, 0);
+    console.log(
+      `| ${cell(st.read)} | ${cell(st.zeroCheckAndSha256)} | ${cell(st.seal)} | ${cell(st.put)} | ${fmt(sum / 1000 / gib, 2)} | ${fmt(st.cpMs / 1000 / gib, 2)} |`,
+    );
+  }
+  console.log(
+    `\nload average at the start and after each part: ${s.load.map((l) => l.map((x) => x.toFixed(1)).join('/')).join(' → ')}`,
+  );
+}
+
+// Run on its own: npm run bench:backup [-- --quick]
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const started = Date.now();
+  const log = (...a) => console.error(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s]`, ...a);
+  const quick = process.argv.includes('--quick');
+  const adminUrl = process.env.DATABASE_ADMIN_URL ?? serviceEnv().DATABASE_ADMIN_URL;
+  const appDir = buildApp(log);
+  const res = await backupBench({ appDir, quick, adminUrl, log });
+  printBackup(res);
+  const dir = path.join(ROOT, 'bench/results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(
+    dir,
+    `backup-${quick ? 'quick' : 'full'}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+  );
+  const { dataChunks, ...diskInfo } = res.disk;
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ ...res, disk: { ...diskInfo, dataChunks: dataChunks.length } }, null, 2),
+  );
+  console.log(`\nresults: ${path.relative(ROOT, file)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
