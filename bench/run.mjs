@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --only=read,queue,disk,scale,memory,backup] [-- --keep]  (backup: only when named)
+// npm run bench [-- --quick] [-- --only=read,write,queue,disk,scale,memory,backup] [-- --keep]  (backup: only when named)
 // Runs every benchmark of docs/benchmarks.md side by side with its physical limit and writes
 // bench/results/<date>.json plus a markdown summary on stdout.
 import fs from 'node:fs';
@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT, createDatabase, dropDatabase, seed, serviceEnv, fmt, RUN_ID, buildApp, buildRef, cleanRedis } from './lib.mjs';
 import { readBench } from './read.mjs';
+import { writeBench } from './write.mjs';
 import { queueBench } from './queue.mjs';
 import { diskBench } from './disk.mjs';
 import { scaleBench } from './scale.mjs';
@@ -16,7 +17,7 @@ import { backupBench, printBackup } from './backup.mjs';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.find((a) => a.startsWith('--only='));
-const only = new Set((onlyArg ? onlyArg.slice(7) : 'read,queue,disk,scale,memory').split(','));
+const only = new Set((onlyArg ? onlyArg.slice(7) : 'read,write,queue,disk,scale,memory').split(','));
 
 const env = serviceEnv();
 const admin = process.env.DATABASE_ADMIN_URL ?? env.DATABASE_ADMIN_URL;
@@ -66,7 +67,7 @@ async function main() {
   let smallDb = null;
   let smallSeed = null;
   let largeDb = null;
-  const needSmall = ['read', 'queue', 'scale', 'disk', 'memory'].some((x) => only.has(x));
+  const needSmall = ['read', 'write', 'queue', 'scale', 'disk', 'memory'].some((x) => only.has(x));
   const smallName = `bench_small_${RUN_ID}`;
   const largeName = `bench_large_${RUN_ID}`;
   if (needSmall) dbs.push(smallName);
@@ -84,6 +85,11 @@ async function main() {
     log('read path');
     out.results.read = await readBench({ databaseUrl: smallDb, redisUrl, seed: smallSeed, quick, variants, log });
     printRead(out.results.read);
+  }
+  if (only.has('write')) {
+    log('write path');
+    out.results.write = await writeBench({ databaseUrl: smallDb, redisUrl, quick, variants, log });
+    printWrite(out.results.write);
   }
   if (only.has('scale')) {
     log(`seeding ${largeName}: ${big.servers} servers / ${big.snapshots} snapshots`);
@@ -203,6 +209,15 @@ function printQueue(q) {
     console.log(`| CPU ms per operation: API / worker / Postgres / Redis = service | ${fmt(c.api, 2)} / ${fmt(c.worker, 2)} / ${fmt(c.postgres, 2)} / ${fmt(c.redis, 2)} = ${fmt(c.service, 2)} ms |`);
     console.log(`| CPU ms per operation: load generator / whole machine | ${fmt(c.loadGenerator, 2)} / ${fmt(c.machine, 2)} ms |`);
     console.log(`| ceiling on this machine (cores ÷ service CPU per operation) | ${fmt(c.ceilingOpsPerSecond, 0)} operations/s |`);
+  }
+}
+
+function printWrite(w) {
+  console.log(`\n### Write path: POST /api/v1/snapshots/ → 201 (${w.rounds} rounds × ${w.duration} s, ${w.connections} connections, medians)\n`);
+  console.log('| build | req/s | p50 ms | p99 ms | not 201 | API req/s ÷ this build\'s (per-round ratios) |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of w.rows) {
+    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${r.p50} | ${r.p99} | ${r.bad}${r.bad ? ` ${JSON.stringify(r.why)}` : ''} | ${fmt(r.apiOverThis, 2)}× (${r.ratios.map((x) => fmt(1 / x, 2)).join(', ')}) |`);
   }
 }
 

@@ -1,7 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
-import helmet from 'helmet';
 import type { Server } from 'node:http';
 import { Logger } from 'nestjs-pino';
 import { jsonBodyParser } from '../common/body-parsing';
@@ -13,7 +12,9 @@ import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-
 import { AppConfig } from '../config/app-config';
 import { mountApiDocs } from '../openapi/setup';
 import { HotReadPath } from '../read-path/hot-read-path';
+import { RequestRecorder } from '../metrics/request-recorder';
 import { ApiModule } from './api.module';
+import { securityHeaders } from './security-headers';
 
 /** Builds the HTTP application exactly as production runs it (tests use this too). */
 export async function createHttpApp(config: AppConfig): Promise<INestApplication> {
@@ -40,13 +41,7 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
   server.keepAliveTimeout = 5000;
   // In front of the whole pipeline: batched token and rate-limit checks, identical polls answered once.
   if (config.hotReadPath) app.get(HotReadPath).install(server);
+  // In front of everything: each request's metric and log line, written once whatever answered it.
+  app.get(RequestRecorder).install(server);
   return app;
-}
-
-/** helmet's headers; the interactive API docs page needs its own scripts, so it gets no CSP. */
-function securityHeaders() {
-  const api = helmet();
-  const docs = helmet({ contentSecurityPolicy: false });
-  return (req: Parameters<typeof api>[0], res: Parameters<typeof api>[1], next: (err?: unknown) => void) =>
-    ((req.url ?? '').startsWith('/api/docs') ? docs : api)(req, res, next);
 }

@@ -6,14 +6,19 @@ const ACCEPTABLE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Accepts a well-formed `X-Request-Id` from the caller or makes one; echoes it on every response. */
 export function requestIdMiddleware(req: Request, res: Response, next: NextFunction): void {
-  const id = requestIdFor(req);
-  (req as { id?: unknown }).id = id;
-  res.setHeader('X-Request-Id', id);
+  res.setHeader('X-Request-Id', assignRequestId(req));
   next();
 }
 
+/** Gives the request its id (see requestIdFor), read back by requestIdOf (logs, problems, audit). */
+export function assignRequestId(req: IncomingMessage): string {
+  const id = requestIdFor(req);
+  (req as { id?: unknown }).id = id;
+  return id;
+}
+
 /** The caller's well-formed `X-Request-Id`, or a new one. */
-export function requestIdFor(req: IncomingMessage): string {
+function requestIdFor(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && ACCEPTABLE_REQUEST_ID.test(given) ? given : randomUUID();
 }

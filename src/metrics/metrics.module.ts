@@ -1,23 +1,20 @@
-import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { AuthModule } from '../auth/auth.module';
 import { JobsCoreModule } from '../jobs/jobs-core.module';
 import { ApiMetricsCollectors } from './api-collectors';
-import { HttpMetricsMiddleware } from './http-metrics.middleware';
 import { MetricsController } from './metrics.controller';
 import { MetricsCoreModule } from './metrics-core.module';
 import { QueueBoard } from './queue-board';
+import { RequestRecorder } from './request-recorder';
 
 export { MetricsCoreModule } from './metrics-core.module';
 export { WorkerMetricsModule } from './worker-metrics.module';
 
-/** API role: `/metrics`, HTTP timing of every request, scrape-time gauges, the admin queue dashboard. */
+/** API role: `/metrics`, scrape-time gauges, the admin queue dashboard (HTTP timing: RequestRecorder). */
 @Module({
   imports: [MetricsCoreModule, AuthModule, JobsCoreModule],
   controllers: [MetricsController],
-  providers: [ApiMetricsCollectors, QueueBoard],
+  providers: [ApiMetricsCollectors, QueueBoard, RequestRecorder],
+  exports: [RequestRecorder],
 })
-export class ApiMetricsModule implements NestModule {
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(HttpMetricsMiddleware).forRoutes('*');
-  }
-}
+export class ApiMetricsModule {}

@@ -1,5 +1,5 @@
 import type { Request } from 'express';
-import { routeTemplate } from './http-metrics.middleware';
+import { routeTemplate } from './request-recorder';
 import { BackupMetrics } from './backup-metrics';
 import { JobMetrics } from './job-metrics';
 import { credentialOf, matchesSecret } from './metrics-access';

@@ -1,21 +1,19 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { Request } from 'express';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { PinoLogger } from 'nestjs-pino';
 import { AuthenticatedToken } from '../auth/api-token.service';
 import { TokenBatcher } from '../auth/token-batcher';
 import { RateLimitCounter } from '../rate-limit/rate-limit-counter';
-import { bearerTokenOf, hasTokenParameter, redactTokenParameter } from '../auth/bearer-token';
+import { bearerTokenOf, hasTokenParameter } from '../auth/bearer-token';
 import { hashToken, looksLikeToken } from '../auth/token-codec';
 import { hasScope, isAdmin, isReadMethod, Principal } from '../auth/principal';
 import { AnswerCache } from './answer-cache';
 import { ifNoneMatchHits } from '../common/etag';
 import { MAX_QUERY_KEYS, queryOf } from '../common/query-string';
-import { requestIdFor } from '../common/request-context';
+import { assignRequestId } from '../common/request-context';
 import { urlTooLong } from '../common/url-limit';
 import { AppConfig } from '../config/app-config';
-import { routeTemplate } from '../metrics/http-metrics.middleware';
-import { MetricsService } from '../metrics/metrics.service';
+import { markReplayed, routeTemplate } from '../metrics/request-recorder';
 import { RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
 import { CapturedAnswer, HeaderPart, setHotReadState } from './hot-read-state';
 import { Route, RouteTable } from '../common/route-table';
@@ -71,7 +69,6 @@ export class HotReadPath {
   constructor(
     private readonly tokens: TokenBatcher,
     private readonly counter: RateLimitCounter,
-    private readonly metrics: MetricsService,
     private readonly config: AppConfig,
     private readonly routes: RouteTable,
   ) {
@@ -171,7 +168,6 @@ export class HotReadPath {
     route: Route,
     pipeline: Listener,
   ): Promise<void> {
-    const started = process.hrtime.bigint();
     // A token that was a valid reader a moment ago is counted while it is being looked up, not after
     // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
     // same; the one extra count lands on a dead token.
@@ -212,7 +208,7 @@ export class HotReadPath {
     const version = this.cacheable(req, route) ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
-      this.replay(req, res, cached, rateVerdict, started, 'cached');
+      this.replay(req, res, cached, rateVerdict, 'cached');
       return;
     }
     const open = this.flights.get(key);
@@ -225,7 +221,7 @@ export class HotReadPath {
       pipeline(req, res);
       return;
     }
-    this.replay(req, res, answer, rateVerdict, started, 'shared');
+    this.replay(req, res, answer, rateVerdict, 'shared');
   }
 
   /** Rate-limit headers are replaced, never added or dropped: the answer must have them iff this request has. */
@@ -289,10 +285,9 @@ export class HotReadPath {
     res: ServerResponse,
     answer: CapturedAnswer,
     verdict: RateVerdict | null,
-    started: bigint,
     how: 'shared' | 'cached',
   ): void {
-    const requestId = requestIdFor(req);
+    const requestId = assignRequestId(req);
     const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const out: string[] = [];
     for (const { name, value, part } of answer.headers) {
@@ -319,26 +314,9 @@ export class HotReadPath {
     }
     const status = notModified ? 304 : 200;
     if (!notModified) out.push('Content-Length', String(answer.body.length));
+    markReplayed(req, { route: answer.route, how });
     res.writeHead(status, out);
     res.end(notModified ? undefined : answer.body);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.metrics.httpDuration.observe(
-      { method: 'GET', route: answer.route, status: String(status) },
-      seconds,
-    );
-    const log = PinoLogger.root;
-    if (log?.isLevelEnabled('info')) {
-      log.info(
-        {
-          req: { id: requestId, method: req.method, url: redactTokenParameter(req.url ?? '') },
-          res: { statusCode: status },
-          responseTime: Math.round(seconds * 1000),
-          requestId,
-          hotRead: how,
-        },
-        'request completed',
-      );
-    }
   }
 
   /**

@@ -39,7 +39,7 @@ const API_ONLY = [
   /\.controller\.ts$/,
   /\/dto\//,
   /^src\/idempotency\/idempotency\.interceptor\.ts$/,
-  /^src\/metrics\/(queue-board|metrics\.controller|http-metrics\.middleware)\.ts$/,
+  /^src\/metrics\/(queue-board|metrics\.controller|request-recorder)\.ts$/,
 ];
 
 const apiOnly = (loaded: string[]) => loaded.filter((f) => API_ONLY.some((re) => re.test(f)));
