@@ -178,12 +178,14 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
       await tx.$executeRaw`
         UPDATE webhooks SET failing_since = COALESCE(failing_since, ${now}), last_error = ${error}
         WHERE id = ${webhookId}`;
-      // Failing every attempt for the whole retry window: disabled, and owed nothing more.
+      // Failing every attempt for the whole retry window — reached now, or by the time the event that
+      // runs out of retries here would have been tried again: disabled, and owed nothing more.
+      const windowEnd = giveUp ? next : now;
       const disabled = await tx.$executeRaw`
         UPDATE webhooks SET disabled_at = ${now},
           disabled_reason = ${`every delivery failed for ${this.config.webhookRetryHours} hours; last: ${error}`.slice(0, ERROR_MAX)}
         WHERE id = ${webhookId} AND disabled_at IS NULL
-          AND failing_since <= ${new Date(now.getTime() - retryMs)}`;
+          AND failing_since <= ${new Date(windowEnd.getTime() - retryMs)}`;
       if (disabled) {
         await tx.webhookDelivery.updateMany({
           where: { webhookId, status: 'pending' },
