@@ -48,7 +48,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
 
   /** How long a claim holds a row: longer than any one attempt can take. */
   private get leaseMs(): number {
-    return 2 * this.config.webhookTimeoutMs + 5_000;
+    return 2 * this.config.webhookTimeoutMs + 1_000;
   }
 
   onApplicationBootstrap(): void {

@@ -59,6 +59,7 @@ export class WebhookView {
   failing_since!: string | null;
 
   @ApiProperty({
+    type: String,
     nullable: true,
     example: null,
     description: 'Why the last attempt failed (e.g. `HTTP 500`).',
@@ -68,7 +69,7 @@ export class WebhookView {
   @ApiProperty({ ...DATE_TIME, nullable: true, example: null })
   disabled_at!: string | null;
 
-  @ApiProperty({ nullable: true, example: null, description: 'Why it was disabled.' })
+  @ApiProperty({ type: String, nullable: true, example: null, description: 'Why it was disabled.' })
   disabled_reason!: string | null;
 }
 

@@ -6,13 +6,15 @@ export interface ReceivedHook {
   headers: Record<string, string>;
   body: string;
   at: number;
+  /** The status it was answered with. */
+  status: number;
 }
 
 export interface Receiver {
   url: string;
   received: ReceivedHook[];
   /** The status of the next answer (200 by default). */
-  answer: (hook: ReceivedHook) => number;
+  answer: (hook: Omit<ReceivedHook, 'status'>) => number;
   close(): Promise<void>;
 }
 
@@ -23,15 +25,16 @@ export async function startReceiver(path = '/hook'): Promise<Receiver> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const hook = {
+      const request = {
         headers: Object.fromEntries(
           Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),
         ),
         body: Buffer.concat(chunks).toString('utf8'),
         at: Date.now(),
       };
+      const hook = { ...request, status: receiver.answer(request) };
       received.push(hook);
-      res.writeHead(receiver.answer(hook)).end();
+      res.writeHead(hook.status).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
