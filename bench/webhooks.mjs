@@ -6,9 +6,22 @@
 // HTTP POST to the same receiver (the floor no sender can beat). Needs `npm run build` first.
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { ROOT, createDatabase, dropDatabase, fmt, percentile, serviceEnv, sleep, startRole, stop, withClient, newToken } from './lib.mjs';
+import {
+  ROOT,
+  createDatabase,
+  dropDatabase,
+  fmt,
+  percentile,
+  serviceEnv,
+  sleep,
+  startRole,
+  stop,
+  withClient,
+  newToken,
+} from './lib.mjs';
 
-const arg = (name, fallback) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
+const arg = (name, fallback) =>
+  Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
 const EVENTS = arg('events', 500);
 const RATE = arg('rate', 50);
 
@@ -63,7 +76,10 @@ try {
   const bare = [];
   for (let i = 0; i < 200; i++) {
     const t0 = performance.now();
-    await fetch(hookUrl, { method: 'POST', body: JSON.stringify({ type: 'x', timestamp: 'y', data: { i } }) });
+    await fetch(hookUrl, {
+      method: 'POST',
+      body: JSON.stringify({ type: 'x', timestamp: 'y', data: { i } }),
+    });
     bare.push(performance.now() - t0);
   }
   arrivals.clear();
@@ -71,14 +87,20 @@ try {
   await withClient(url, async (c) => {
     const started = Date.now();
     for (let i = 0; i < EVENTS; i++) {
-      await c.query(`SELECT emit_event($1, 'backup.pruned', $2::jsonb)`, [account, JSON.stringify({ backup_id: i + 1 })]);
+      await c.query(`SELECT emit_event($1, 'backup.pruned', $2::jsonb)`, [
+        account,
+        JSON.stringify({ backup_id: i + 1 }),
+      ]);
       const due = started + ((i + 1) * 1000) / RATE;
       if (due > Date.now()) await sleep(due - Date.now());
     }
   });
   const deadline = Date.now() + 60_000;
   while (arrivals.size < EVENTS && Date.now() < deadline) await sleep(100);
-  const events = await withClient(url, async (c) => (await c.query(`SELECT id, created_at FROM events ORDER BY id`)).rows);
+  const events = await withClient(
+    url,
+    async (c) => (await c.query(`SELECT id, created_at FROM events ORDER BY id`)).rows,
+  );
   const latencies = events
     .map((e) => arrivals.get(`evt_${e.id}`) - new Date(e.created_at).getTime())
     .filter(Number.isFinite);
@@ -86,6 +108,7 @@ try {
     events: EVENTS,
     rate_per_s: RATE,
     delivered: latencies.length,
+    min_ms: Math.min(...latencies),
     p50_ms: percentile(latencies, 50),
     p99_ms: percentile(latencies, 99),
     max_ms: Math.max(...latencies),

@@ -69,10 +69,8 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
           this.log.error(`webhook round failed: ${e instanceof Error ? e.message : String(e)}`);
           return 0;
         })
-        // A full round suggests more are due: look again at once.
-        .then((n) =>
-          this.schedule(n >= this.config.webhookConcurrency ? 0 : this.config.webhookPollIntervalMs),
-        );
+        // A round that found work suggests more is due: look again at once; idle, wait a poll.
+        .then((n) => this.schedule(n > 0 ? 0 : this.config.webhookPollIntervalMs));
     }, delayMs);
   }
 
@@ -98,6 +96,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     const bodies = await this.bodies.of(events);
     const eventById = new Map(events.map((e) => [e.id, e]));
     const webhookById = new Map(webhooks.map((w) => [w.id, w]));
+    const delivered: { c: Claimed; webhookId: number; status: number }[] = [];
     await Promise.all(
       claimed.map(async (c) => {
         const event = eventById.get(c.event_id)!;
@@ -109,9 +108,11 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
         const outcome = secret
           ? await this.attempt(new URL(webhook.url), secret, c.event_id, bodies.get(c.event_id)!)
           : { ok: false, error: 'the signing secret does not open with this BACKUP_MASTER_KEY' };
-        await this.record(c, webhook.id, event.createdAt, outcome);
+        if (outcome.ok) delivered.push({ c, webhookId: webhook.id, status: outcome.status! });
+        else await this.recordFailure(c, webhook.id, event.createdAt, outcome);
       }),
     );
+    await this.recordDelivered(delivered);
     return claimed.length;
   }
 
@@ -139,27 +140,36 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     });
   }
 
-  private async record(
+  /** The round's successes in one transaction: each row still the sender's, its endpoint healthy again. */
+  private async recordDelivered(
+    delivered: { c: Claimed; webhookId: number; status: number }[],
+  ): Promise<void> {
+    if (delivered.length === 0) return;
+    const now = this.clock.now();
+    const ids = delivered.map((d) => d.c.id);
+    const attempts = delivered.map((d) => d.c.attempts);
+    const statuses = delivered.map((d) => d.status);
+    await this.prisma.$transaction([
+      this.prisma.$executeRaw`
+        UPDATE webhook_deliveries d
+        SET status = 'delivered', delivered_at = ${now}, last_status = o.status, last_error = NULL
+        FROM unnest(${ids}::bigint[], ${attempts}::int[], ${statuses}::int[]) AS o(id, attempts, status)
+        WHERE d.id = o.id AND d.attempts = o.attempts AND d.status = 'pending'`,
+      this.prisma.webhook.updateMany({
+        where: { id: { in: [...new Set(delivered.map((d) => d.webhookId))] }, failingSince: { not: null } },
+        data: { failingSince: null, lastError: null },
+      }),
+    ]);
+  }
+
+  private async recordFailure(
     c: Claimed,
     webhookId: number,
     eventCreatedAt: Date,
-    outcome: { ok: boolean; status?: number; error?: string },
+    outcome: { status?: number; error?: string },
   ): Promise<void> {
     const now = this.clock.now();
     const mine = { id: c.id, attempts: c.attempts, status: 'pending' as const };
-    if (outcome.ok) {
-      await this.prisma.$transaction([
-        this.prisma.webhookDelivery.updateMany({
-          where: mine,
-          data: { status: 'delivered', deliveredAt: now, lastStatus: outcome.status, lastError: null },
-        }),
-        this.prisma.webhook.updateMany({
-          where: { id: webhookId, failingSince: { not: null } },
-          data: { failingSince: null, lastError: null },
-        }),
-      ]);
-      return;
-    }
     const error = (outcome.error ?? 'failed').slice(0, ERROR_MAX);
     const retryMs = this.config.webhookRetryHours * HOUR_MS;
     const delay = Math.min(
