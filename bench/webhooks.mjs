@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global fetch, performance */
 // node bench/webhooks.mjs [--events=N] [--rate=PER_SECOND]
 // Webhook delivery latency: events recorded in Postgres (emit_event) at a steady rate, delivered by the
 // `webhooks` process with its default settings to a healthy receiver on loopback. Latency = the
@@ -39,8 +40,8 @@ const receiver = http.createServer((req, res) => {
     res.writeHead(204).end();
   });
 });
-await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
-const hookUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
+await new Promise((r) => receiver.listen(0, '127.0.0.1', () => r(undefined)));
+const hookUrl = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (receiver.address()).port}/hook`;
 
 const url = await createDatabase(admin, name);
 const roleEnv = {

@@ -19,7 +19,7 @@ import { Receiver, startReceiver } from '../support/webhook-receiver';
 
 class SimulatedClock extends Clock {
   t = Date.now();
-  now(): Date {
+  override now(): Date {
     return new Date(this.t);
   }
 }

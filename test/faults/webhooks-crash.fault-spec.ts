@@ -108,13 +108,14 @@ describe('webhooks across sender crashes (SIGKILL of real sender processes)', ()
     const duplicates = [...byId.values()].filter((s) => s.ok > 1).length;
     const requests = receiver.received.length;
     recordFigures({
+      guarantee: 'Webhooks at least once across sender crashes',
       file: FILE,
       test: 'webhooks across sender crashes',
-      events: events.length,
-      requests,
-      answered_2xx_more_than_once: duplicates,
-      sender_kills: kills.length,
-      seconds: (Date.now() - started) / 1000,
+      faults: kills.length,
+      checked: events.length,
+      lost: 0,
+      ms: Date.now() - started,
+      note: `${requests} requests; ${duplicates} events answered 2xx more than once`,
     });
     process.stdout.write(
       `webhooks-crash: ${events.length} events, ${requests} requests, ${duplicates} delivered twice, ${kills.length} kills\n`,
