@@ -1,7 +1,7 @@
 /** What `GET /api/v1/events/` answers: each event's delivered body (event-bodies.ts) with its id. */
-import { ApiProperty, ApiSchema } from '@nestjs/swagger';
+import { ApiProperty, ApiSchema, PickType } from '@nestjs/swagger';
 import { MAX_ID } from '../common/ids';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PAGE_SIZE_MESSAGE, PageOf } from '../common/pagination';
+import { PageOf, PageQuery } from '../common/pagination';
 import { QueryInteger } from '../common/query-params';
 import { EVENT_TYPES } from './event-types';
 
@@ -50,7 +50,7 @@ export const EventPage = PageOf(EventView, {
 });
 
 /** The query string of `GET /api/v1/events/`; any other parameter is ignored. */
-export class EventListQuery {
+export class EventListQuery extends PickType(PageQuery, ['page_size'] as const) {
   @QueryInteger({
     max: MAX_ID,
     message: 'since must be a positive integer (an event id)',
@@ -58,12 +58,4 @@ export class EventListQuery {
     example: 4020,
   })
   since?: number;
-
-  @QueryInteger({
-    max: MAX_PAGE_SIZE,
-    message: PAGE_SIZE_MESSAGE,
-    description: `Events per page: ${DEFAULT_PAGE_SIZE} by default, at most ${MAX_PAGE_SIZE}.`,
-    default: DEFAULT_PAGE_SIZE,
-  })
-  page_size: number = DEFAULT_PAGE_SIZE;
 }

@@ -286,6 +286,11 @@ describe('webhooks and events (real Postgres)', () => {
         400,
         'validation_failed',
       );
+      expectProblem(
+        await request(dev.url).get('/api/v1/events/?page_size=0').set(a.auth),
+        400,
+        'validation_failed',
+      );
     });
 
     it('retries with exponential back-off, byte-identical under one webhook-id; a success clears the failing state', async () => {
