@@ -117,10 +117,14 @@ token_ok() { [ -n "$1" ] && node dist/cli/main.js token check "$1" >/dev/null 2>
 token_ok "$API_TOKEN" || API_TOKEN=$(cli token create --account demo --name demo --scopes read,write)
 token_ok "$ADMIN_TOKEN" || ADMIN_TOKEN=$(cli token create --account operator --name local-admin --admin)
 
-say "api + worker (node $NODE)"
+say "api + worker (node $NODE) + webhook sender"
+# Webhooks may call back into this machine over plain http (a developer's receiver on loopback); in
+# production they are https to public addresses only.
+export WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}" WEBHOOK_ALLOW_ADDRESSES="${WEBHOOK_ALLOW_ADDRESSES:-127.0.0.0/8,::1/128}"
 mkdir -p "$LOCAL/logs"
 PORT="$PORT" HOST=127.0.0.1 node dist/main.js api >>"$LOCAL/logs/api.log" 2>&1 & pids+=($!)
 WORKER_NODE="$NODE" node dist/main.js worker >>"$LOCAL/logs/worker.log" 2>&1 & pids+=($!)
+node dist/main.js webhooks >>"$LOCAL/logs/webhooks.log" 2>&1 & pids+=($!)
 API_URL="http://127.0.0.1:$PORT"
 # Readiness through node (curl is not on every fresh Debian).
 ready() { node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$API_URL/readyz"; }

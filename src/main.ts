@@ -37,8 +37,8 @@ function onTermination(timeoutMs: number, drain: () => Promise<void>, close: () 
 
 async function main(): Promise<void> {
   const role = process.argv[2] as Role | undefined;
-  if (role !== 'api' && role !== 'worker') {
-    process.stderr.write('usage: node dist/main.js api|worker\n');
+  if (role !== 'api' && role !== 'worker' && role !== 'webhooks') {
+    process.stderr.write('usage: node dist/main.js api|worker|webhooks\n');
     process.exit(2);
   }
   let config;
@@ -68,6 +68,22 @@ async function main(): Promise<void> {
           server.close(() => resolve());
           server.closeIdleConnections();
         }),
+      () => app.close(),
+    );
+  } else if (role === 'webhooks') {
+    const { NestFactory } = await import('@nestjs/core');
+    const { Logger } = await import('nestjs-pino');
+    const { WebhooksModule } = await import('./app/webhooks.module');
+    const app = await NestFactory.createApplicationContext(WebhooksModule.forConfig(config), {
+      bufferLogs: true,
+    });
+    app.useLogger(app.get(Logger));
+    await app.init();
+    process.stdout.write(`${JSON.stringify({ msg: 'webhook sender running' })}\n`);
+    // Closing the context lets the round in flight finish (WebhookSender.onApplicationShutdown).
+    onTermination(
+      config.shutdownTimeoutMs,
+      () => Promise.resolve(),
       () => app.close(),
     );
   } else {

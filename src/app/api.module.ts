@@ -21,6 +21,7 @@ import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
 import { HotReadModule } from '../read-path/hot-read.module';
 import { RouteTableModule } from '../common/route-table';
+import { EventsModule } from '../events/events.module';
 
 /** The HTTP API process. */
 @Module({})
@@ -47,6 +48,7 @@ export class ApiModule {
         IdempotencyModule,
         AuditModule,
         HotReadModule,
+        EventsModule,
       ],
       providers: [
         {

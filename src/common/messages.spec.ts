@@ -13,6 +13,8 @@ describe('message catalogue', () => {
     backup_id: 4,
     reason: 'r',
     retry_after: 9,
+    address: '10.0.0.5',
+    host: 'hooks.example.com',
   };
 
   it.each(Object.keys(MESSAGES) as MessageKey[])('%s has an English and a distinct Welsh text', (key) => {

@@ -276,6 +276,31 @@ export const MESSAGES = {
     () =>
       "Nid yw'r copi wrth gefn blaenorol y mae hwn yn adeiladu arno ar gael mwyach. Rhowch gynnig arall arni.",
   ),
+  webhook_not_found: m(
+    () => 'Not Found - Webhook does not exist',
+    () => "Heb ei Ganfod - Nid yw'r bachyn gwe yn bodoli",
+  ),
+  webhook_limit_reached: m(
+    (p) =>
+      `Bad Request - Webhook limit reached: this account already has ${p.used} of ${p.limit} webhooks; delete one first`,
+    (p) =>
+      `Cais Gwael - Cyrhaeddwyd terfyn y bachau gwe: mae gan y cyfrif hwn ${p.used} o ${p.limit} bachyn gwe yn barod; dilëwch un yn gyntaf`,
+  ),
+  // Why a webhook URL is refused (`webhook_url_not_allowed`), one per TargetRefusal.
+  webhook_url_scheme: m(
+    () => 'Bad Request - A webhook URL must be https',
+    () => 'Cais Gwael - Rhaid i URL bachyn gwe fod yn https',
+  ),
+  webhook_url_address: m(
+    (p) =>
+      `Bad Request - A webhook URL must reach a public address; ${p.address} is private, loopback, link-local or reserved`,
+    (p) =>
+      `Cais Gwael - Rhaid i URL bachyn gwe gyrraedd cyfeiriad cyhoeddus; mae ${p.address} yn breifat, yn ddolen-ôl, yn gyswllt-lleol neu wedi'i gadw`,
+  ),
+  webhook_url_unresolved: m(
+    (p) => `Bad Request - The webhook URL's host ${p.host} does not resolve to an address`,
+    (p) => `Cais Gwael - Nid yw gwesteiwr ${p.host} URL y bachyn gwe yn cyfateb i gyfeiriad`,
+  ),
 } satisfies Record<string, Message>;
 
 export type MessageKey = keyof typeof MESSAGES;

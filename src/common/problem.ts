@@ -32,6 +32,9 @@ export const PROBLEM_CODES = [
   'idempotency_key_in_use',
   'service_unavailable',
   'internal_error',
+  'webhook_not_found',
+  'webhook_limit_reached',
+  'webhook_url_not_allowed',
 ] as const;
 
 export type ProblemCode = (typeof PROBLEM_CODES)[number];

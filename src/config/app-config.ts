@@ -1,11 +1,12 @@
 import { BackupStoreSpec, parseBackupStores } from './backup-stores';
 import { parseTrustProxy, TrustProxy } from './trust-proxy';
+import { parseAllowedRanges } from '../events/webhook-target';
 
 /**
  * Typed configuration, read once from environment variables and validated at start-up.
  * A missing or malformed variable stops the process with a message naming it (see README "Configuration").
  */
-export type Role = 'api' | 'worker' | 'cli';
+export type Role = 'api' | 'worker' | 'webhooks' | 'cli';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -99,6 +100,20 @@ export class AppConfig {
    * wrapped by it are read, never written; `backups rotate-master-key` re-wraps them with the new one.
    */
   readonly backupMasterKeyPrevious!: Buffer | null;
+  /** Webhook targets may be plain http (`WEBHOOK_ALLOW_HTTP`; `npm run local` only, never production). */
+  readonly webhookAllowHttp!: boolean;
+  /** Special-purpose address ranges (CIDRs) webhooks may reach anyway (`WEBHOOK_ALLOW_ADDRESSES`). */
+  readonly webhookAllowedRanges!: string[];
+  readonly webhooksPerAccountMax!: number;
+  /** The sender: how often it looks for due deliveries, how many it sends at once, per-request deadline. */
+  readonly webhookPollIntervalMs!: number;
+  readonly webhookConcurrency!: number;
+  readonly webhookTimeoutMs!: number;
+  /** First retry delay; each next one doubles, up to webhookBackoffMaxMs. */
+  readonly webhookBackoffBaseMs!: number;
+  readonly webhookBackoffMaxMs!: number;
+  /** How long an event is retried, and how long an endpoint may fail every attempt before it is disabled. */
+  readonly webhookRetryHours!: number;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -193,6 +208,16 @@ class Reader {
     return key;
   }
 
+  /** Comma-separated CIDRs; empty when unset. */
+  addressRanges(name: string): string[] {
+    const parsed = parseAllowedRanges(this.raw(name) ?? '');
+    if ('ranges' in parsed) return parsed.ranges;
+    this.problems.push(
+      `${name} must list address ranges like 127.0.0.0/8,::1/128; not: ${parsed.invalid.join(', ')}`,
+    );
+    return [];
+  }
+
   bytes(name: string, fallback: number): number {
     const v = this.raw(name);
     if (v === undefined) return fallback;
@@ -270,8 +295,17 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
     backupStores: parseBackupStores(env, r.problems),
-    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
+    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker' || role === 'webhooks'),
     backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
+    webhookAllowHttp: r.bool('WEBHOOK_ALLOW_HTTP', false),
+    webhookAllowedRanges: r.addressRanges('WEBHOOK_ALLOW_ADDRESSES'),
+    webhooksPerAccountMax: r.int('WEBHOOKS_PER_ACCOUNT_MAX', 10, 1, 1000),
+    webhookPollIntervalMs: r.int('WEBHOOK_POLL_INTERVAL_MS', 250, 10, 60_000),
+    webhookConcurrency: r.int('WEBHOOK_CONCURRENCY', 16, 1, 256),
+    webhookTimeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+    webhookBackoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 5_000, 1, 3_600_000),
+    webhookBackoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 6 * 3_600_000, 1, 86_400_000),
+    webhookRetryHours: r.int('WEBHOOK_RETRY_HOURS', 72, 1, 24 * 30),
   });
   if (config.backupMasterKeyPrevious && !config.backupMasterKey) {
     r.problems.push('BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY (the key rotated to)');

@@ -35,6 +35,13 @@ commands:
   backups verify BACKUP_ID [--wait]     read its stored data back and check every chunk
   backups delete BACKUP_ID              delete it for good
   actions get ACTION_ID [--wait]        a long operation: status and progress
+  webhooks list                         your webhook endpoints, with their state
+  webhooks create --url URL [--events TYPE,...]
+                                        send events (all types by default) to URL; prints
+                                        its signing secret, shown this once only
+  webhooks get WEBHOOK_ID               one endpoint: failing since when, disabled why
+  webhooks delete WEBHOOK_ID            stop sending to it
+  events list [--since EVENT_ID]        your events after EVENT_ID, oldest first
 
 options:
   --json            machine-readable JSON on stdout
@@ -68,6 +75,9 @@ const OPTIONS = {
   name: { type: 'string' },
   description: { type: 'string' },
   kind: { type: 'string' },
+  url: { type: 'string' },
+  events: { type: 'string' },
+  since: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -112,6 +122,11 @@ const COMMANDS: Record<string, Command> = {
   'backups verify': { args: ['BACKUP_ID'], options: ['wait', 'timeout'], run: backupsVerify },
   'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
   'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
+  'webhooks list': { args: [], options: [], run: webhooksList },
+  'webhooks create': { args: [], options: ['url', 'events'], run: webhooksCreate },
+  'webhooks get': { args: ['WEBHOOK_ID'], options: [], run: webhooksGet },
+  'webhooks delete': { args: ['WEBHOOK_ID'], options: [], run: webhooksDelete },
+  'events list': { args: [], options: ['since'], run: eventsList },
 };
 
 function parseId(raw: string | undefined, what: string): number {
@@ -637,4 +652,113 @@ export class Interrupted extends ApiError {
   constructor(actionId: number) {
     super(`interrupted; action ${actionId} goes on: vps actions get ${actionId} --wait`, 'interrupted', null);
   }
+}
+
+// ---------------------------------------------------------------- webhooks and events
+
+type WebhookShown = Schemas['Webhook'];
+
+function webhookLines(w: WebhookShown): [string, string | number | null][] {
+  return [
+    ['webhook', w.id],
+    ['url', w.url],
+    ['events', w.event_types.length ? w.event_types.join(',') : 'all'],
+    ['secret', `${w.secret_prefix}…`],
+    ['status', w.status],
+    ['created', time(w.created_at)],
+    ['failing since', time(w.failing_since)],
+    ['last error', w.last_error],
+    ['disabled', time(w.disabled_at)],
+    ['disabled why', w.disabled_reason],
+  ];
+}
+
+async function webhooksList(ctx: Ctx): Promise<number> {
+  const page = await call(ctx.baseUrl, ctx.api.GET('/api/v1/webhooks/'));
+  if (ctx.values.json) ctx.json(page.results);
+  else if (page.results.length === 0) ctx.out('no webhooks');
+  else
+    ctx.out(
+      table(
+        ['ID', 'URL', 'EVENTS', 'STATUS', 'LAST ERROR'],
+        page.results.map((w) => [
+          w.id,
+          w.url,
+          w.event_types.length ? w.event_types.join(',') : 'all',
+          w.status,
+          w.disabled_reason ?? w.last_error,
+        ]),
+      ),
+    );
+  return 0;
+}
+
+async function webhooksCreate(ctx: Ctx): Promise<number> {
+  if (!ctx.values.url) throw new UsageError('--url is required');
+  const types = ctx.values.events
+    ?.split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  const created = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/webhooks/', {
+      body: { url: ctx.values.url, ...(types ? { event_types: types as Schemas['EventType'][] } : {}) },
+    }),
+  );
+  if (ctx.values.json) ctx.json(created);
+  else {
+    ctx.out(keyValues(webhookLines(created)));
+    ctx.out(`\nsigning secret (shown this once only; verify webhook-signature with it):\n${created.secret}`);
+  }
+  return 0;
+}
+
+async function webhooksGet(ctx: Ctx): Promise<number> {
+  const webhookId = parseId(ctx.args[0], 'WEBHOOK_ID');
+  const w = await call(
+    ctx.baseUrl,
+    ctx.api.GET('/api/v1/webhooks/{webhook_id}/', { params: { path: { webhook_id: webhookId } } }),
+  );
+  if (ctx.values.json) ctx.json(w);
+  else ctx.out(keyValues(webhookLines(w)));
+  return 0;
+}
+
+async function webhooksDelete(ctx: Ctx): Promise<number> {
+  const webhookId = parseId(ctx.args[0], 'WEBHOOK_ID');
+  await call(
+    ctx.baseUrl,
+    ctx.api.DELETE('/api/v1/webhooks/{webhook_id}/', { params: { path: { webhook_id: webhookId } } }),
+  );
+  if (ctx.values.json) ctx.json({ id: webhookId, deleted: true });
+  else ctx.out(`webhook ${webhookId} deleted`);
+  return 0;
+}
+
+async function eventsList(ctx: Ctx): Promise<number> {
+  const since = ctx.values.since === undefined ? undefined : parseId(ctx.values.since, '--since');
+  const page = await call(
+    ctx.baseUrl,
+    ctx.api.GET('/api/v1/events/', { params: { query: since ? { since } : {} } }),
+  );
+  if (ctx.values.json) ctx.json(page.results);
+  else if (page.results.length === 0) ctx.out(since ? `no events after ${since}` : 'no events');
+  else {
+    ctx.out(
+      table(
+        ['ID', 'TYPE', 'TIME', 'ABOUT'],
+        page.results.map((e) => {
+          const data = e.data as { id?: number; server?: { id: number } };
+          return [
+            e.id,
+            e.type,
+            time(e.timestamp),
+            data.id === undefined ? JSON.stringify(e.data) : `#${data.id}`,
+          ];
+        }),
+      ),
+    );
+    if (page.next) ctx.out(`more: vps events list --since ${page.results.at(-1)!.id}`);
+  }
+  return 0;
 }

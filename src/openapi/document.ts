@@ -54,6 +54,8 @@ const TAGS: [string, string][] = [
   ['servers', 'Your servers, with their snapshot quota and current operation.'],
   ['actions', 'Long operations (create, restore, delete) to poll.'],
   ['tokens', 'Your account’s API tokens.'],
+  ['webhooks', 'Signed HTTP callbacks of your events (Standard Webhooks).'],
+  ['events', 'What happened to your resources, in order: the events webhooks deliver, for polling.'],
   ['admin', 'Operators: hypervisor nodes and server registration (admin tokens only).'],
   ['health', 'Liveness and readiness probes (no token).'],
 ];
@@ -65,6 +67,7 @@ const PATH_PARAM_NAMES: [prefix: string, name: string][] = [
   ['/api/v1/servers/', 'server_id'],
   ['/api/v1/actions/', 'action_id'],
   ['/api/v1/tokens/', 'token_id'],
+  ['/api/v1/webhooks/', 'webhook_id'],
 ];
 
 function packageVersion(): string {

@@ -57,6 +57,9 @@ import {
 import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
 import { ProblemSchema } from './schemas';
+import { CreateWebhookDto } from '../events/dto/create-webhook.dto';
+import { EventPage } from '../events/event.view';
+import { WebhookCreatedView, WebhookPage, WebhookView } from '../events/webhook.view';
 
 export const BEARER = 'bearer';
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
@@ -186,6 +189,8 @@ export const ApiDocs = {
   tokens: () => applyDecorators(ApiTags('tokens'), ApiBearerAuth(BEARER)),
   admin: () => applyDecorators(ApiTags('admin'), ApiBearerAuth(BEARER)),
   health: () => applyDecorators(ApiTags('health')),
+  webhooks: () => applyDecorators(ApiTags('webhooks'), ApiBearerAuth(BEARER)),
+  events: () => applyDecorators(ApiTags('events'), ApiBearerAuth(BEARER)),
 };
 
 /** Method decorators, by controller and handler. */
@@ -668,6 +673,98 @@ export const ApiDoc = {
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...ADMIN,
         }),
+      ),
+  },
+  webhooks: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listWebhooks',
+          summary: 'List your webhooks',
+          description: 'The account’s webhook endpoints, with their state. Secrets are never shown again.',
+        }),
+        okJson(WebhookPage, 'Webhook list'),
+        problemResponses(AUTHED),
+      ),
+    get: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'getWebhook',
+          summary: 'Show one webhook',
+          description: 'One endpoint: whether it is failing (since when, why) or disabled (why).',
+        }),
+        pathId('Webhook id.'),
+        okJson(WebhookView, 'The webhook'),
+        problemResponses({
+          404: {
+            description: 'Not Found - Webhook does not exist',
+            examples: ['webhook_not_found'],
+          },
+          ...AUTHED,
+        }),
+      ),
+    create: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'createWebhook',
+          summary: 'Create a webhook',
+          description:
+            'Every event of the chosen types that happens from now on is POSTed to `url` as ' +
+            '`{"type","timestamp","data"}` and signed as Standard Webhooks says (`webhook-id`, ' +
+            '`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>` with the secret in this ' +
+            'response only). A failed delivery (not 2xx within 10 s) is retried with exponential back-off ' +
+            'for 3 days; an endpoint that fails every attempt for 3 days is disabled. The URL must be https ' +
+            'and reach a public address (no private, loopback or link-local ones), checked after DNS ' +
+            'resolution and again at every connection. Recorded in the audit log (`webhook.create`).',
+        }),
+        ApiExtraModels(CreateWebhookDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(CreateWebhookDto) } }),
+        okJson(WebhookCreatedView, 'Webhook created', 201),
+        problemResponses({
+          400: {
+            examples: [
+              'validation_failed',
+              'webhook_url_not_allowed',
+              'webhook_url_not_allowed_scheme',
+              'webhook_limit_reached',
+              'malformed_json',
+            ],
+          },
+          ...BODY,
+          ...AUTHED,
+        }),
+      ),
+    delete: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'deleteWebhook',
+          summary: 'Delete a webhook',
+          description:
+            'Nothing more is sent to it, retries included. Recorded in the audit log (`webhook.delete`).',
+        }),
+        pathId('Webhook id.'),
+        ApiResponse({ status: 204, description: 'Webhook deleted' }),
+        problemResponses({
+          404: {
+            description: 'Not Found - Webhook does not exist',
+            examples: ['webhook_not_found'],
+          },
+          ...AUTHED,
+        }),
+      ),
+  },
+  events: {
+    list: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'listEvents',
+          summary: 'List your events',
+          description:
+            'The events webhooks deliver, in order, after `since` (the last id you have): poll with the ' +
+            'last id of each page. Bodies are the same bytes a webhook receives.',
+        }),
+        okJson(EventPage, 'Events after the cursor'),
+        problemResponses({ 400: { examples: ['validation_failed_query'] }, ...AUTHED }),
       ),
   },
   health: {

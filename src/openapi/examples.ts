@@ -307,6 +307,29 @@ export const PROBLEM_EXAMPLES = {
     params: { what: 'Redis' },
     extra: { checks: { postgres: 'up', redis: 'down' } },
   }),
+  webhook_not_found: problem(
+    'Absent, another account’s, or not an id',
+    problems.notFound('webhook_not_found'),
+  ),
+  webhook_limit_reached: problem('The account already has the most webhooks it may', {
+    status: 400,
+    code: 'webhook_limit_reached',
+    params: { limit: 10, used: 10 },
+    extra: { limit: 10, used: 10 },
+  }),
+  webhook_url_not_allowed: problem('A URL that resolves to a private address', {
+    status: 400,
+    code: 'webhook_url_not_allowed',
+    messageKey: 'webhook_url_address',
+    params: { address: '10.0.0.5' },
+    extra: { reason: 'address' },
+  }),
+  webhook_url_not_allowed_scheme: problem('A plain http URL', {
+    status: 400,
+    code: 'webhook_url_not_allowed',
+    messageKey: 'webhook_url_scheme',
+    extra: { reason: 'scheme' },
+  }),
 };
 
 export type ProblemExampleKey = keyof typeof PROBLEM_EXAMPLES;

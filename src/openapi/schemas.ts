@@ -137,4 +137,11 @@ export class ProblemSchema {
     description: '`service_unavailable` from `/readyz`: each dependency, up or down.',
   })
   checks?: ReadinessChecks;
+
+  @ApiPropertyOptional({
+    enum: ['scheme', 'address', 'unresolved'],
+    description:
+      '`webhook_url_not_allowed`: why — not https, an address webhooks may not reach, or a host that does not resolve.',
+  })
+  reason?: string;
 }

@@ -149,7 +149,14 @@ describe('docker/Dockerfile', () => {
 
 describe('docker/compose.yaml', () => {
   it('has postgres 15, redis 7 with the append-only file, a one-shot migration, api and worker', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'migrate', 'postgres', 'redis', 'worker']);
+    expect(Object.keys(services).sort()).toEqual([
+      'api',
+      'migrate',
+      'postgres',
+      'redis',
+      'webhooks',
+      'worker',
+    ]);
     expect(services.postgres.image).toMatch(/^postgres:15/);
     expect(services.redis.image).toMatch(/^redis:7/);
     expect(services.redis.command?.join(' ')).toMatch(/--appendonly yes/);
@@ -309,7 +316,11 @@ describe('the containers’ commands, run here as the containers run them (real 
 
   it('api: its command serves /readyz and the compose and Dockerfile health checks pass', async () => {
     const port = await freePort();
-    const env = envOf('api', { PORT: String(port), HOST: '127.0.0.1' });
+    const env = envOf('api', {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+    });
     expect(() => loadConfig(env, 'api')).not.toThrow();
     start(services.api.command!, env);
     await eventually(

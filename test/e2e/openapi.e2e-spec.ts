@@ -740,6 +740,40 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       await request(api.url).get('/api/v1/admin/audit-events/?action=Not-An-Action').set(adminAuth),
     );
     expectDocumented(doc, validator, 'adminListAuditEvents', await get('/api/v1/admin/audit-events/'));
+
+    // Webhooks and events (a public literal address: created without any connection).
+    const hook = await request(api.url)
+      .post('/api/v1/webhooks/')
+      .set(t.auth)
+      .send({ url: 'https://93.184.215.14/hook', event_types: ['backup.failed'] });
+    expect(hook.status).toBe(201);
+    expectDocumented(doc, validator, 'createWebhook', hook);
+    expectDocumented(
+      doc,
+      validator,
+      'createWebhook',
+      await request(api.url).post('/api/v1/webhooks/').set(t.auth).send({ url: 'https://10.0.0.5/' }),
+    );
+    expectDocumented(doc, validator, 'listWebhooks', await get('/api/v1/webhooks/'));
+    expectDocumented(doc, validator, 'listWebhooks', await request(api.url).get('/api/v1/webhooks/'));
+    expectDocumented(doc, validator, 'getWebhook', await get(`/api/v1/webhooks/${hook.body.id}/`));
+    expectDocumented(doc, validator, 'getWebhook', await get('/api/v1/webhooks/2000000000/'));
+    expectDocumented(
+      doc,
+      validator,
+      'deleteWebhook',
+      await request(api.url).delete(`/api/v1/webhooks/${hook.body.id}/`).set(t.auth),
+    );
+    expectDocumented(
+      doc,
+      validator,
+      'deleteWebhook',
+      await request(api.url).delete(`/api/v1/webhooks/${hook.body.id}/`).set(t.auth),
+    );
+    await api.prisma
+      .$executeRaw`SELECT emit_event(${t.account.id}, 'backup_policy.missed', '{"server_id": 1}'::jsonb)`;
+    expectDocumented(doc, validator, 'listEvents', await get('/api/v1/events/?since=1&page_size=5'));
+    expectDocumented(doc, validator, 'listEvents', await get('/api/v1/events/?since=abc'));
   });
 
   it('every operation answered above with its documented success and at least one documented problem', () => {

@@ -187,7 +187,7 @@ export class AppProcess {
   private exit?: Exit;
 
   private constructor(
-    readonly role: 'api' | 'worker',
+    readonly role: 'api' | 'worker' | 'webhooks',
     readonly proc: ChildProcess,
     readonly url: string | null,
   ) {
@@ -215,7 +215,11 @@ export class AppProcess {
     return this.exit === undefined;
   }
 
-  static spawn(role: 'api' | 'worker', env: Record<string, string>, url: string | null = null): AppProcess {
+  static spawn(
+    role: 'api' | 'worker' | 'webhooks',
+    env: Record<string, string>,
+    url: string | null = null,
+  ): AppProcess {
     if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
     const proc = spawn(process.execPath, [MAIN, role], {
       cwd: ROOT,
@@ -424,6 +428,21 @@ export class FaultLab {
     } catch (e) {
       await p.kill();
       throw new Error(`worker did not start: ${String(e)}\n${p.tail()}`);
+    }
+    return p;
+  }
+
+  /** Starts `node dist/main.js webhooks` (the webhook sender) and waits until it says it runs. */
+  async startWebhookSender(extra: Record<string, string> = {}): Promise<AppProcess> {
+    const p = AppProcess.spawn('webhooks', this.baseEnv(extra));
+    try {
+      await eventually(async () => {
+        if (!p.alive) throw new Error('exited');
+        return p.output.some((line) => line.includes('webhook sender running'));
+      }, 30_000);
+    } catch (e) {
+      await p.kill();
+      throw new Error(`webhook sender did not start: ${String(e)}\n${p.tail()}`);
     }
     return p;
   }

@@ -1,0 +1,105 @@
+/**
+ * An event's body, as webhooks deliver it and `GET /api/v1/events/` lists it: the Standard Webhooks
+ * shape `{"type", "timestamp", "data"}`, `data` being the resource the event is about in the very
+ * shape its own endpoint answers (snapshotView, backupView, actionView for a restore), or the event's
+ * subject where no resource view applies or the resource is gone.
+ *
+ * The body is rendered once, the first time anyone needs it (normally the sender, within a poll of the
+ * event), and stored (event_payloads): every retry, every endpoint and every listing then carries the
+ * same bytes, so a receiver that dedupes on `webhook-id` sees one message, not two versions of it.
+ */
+import { Injectable } from '@nestjs/common';
+import { actionView } from '../actions/action.view';
+import { backupView, BACKUP_COLUMNS } from '../backups/backup.view';
+import { PrismaService } from '../prisma/prisma.service';
+import { snapshotView, SNAPSHOT_COLUMNS } from '../snapshots/snapshot.view';
+
+export interface EventRow {
+  id: bigint;
+  accountId: number;
+  type: string;
+  subject: unknown;
+  createdAt: Date;
+}
+
+export interface EventBody {
+  type: string;
+  timestamp: string;
+  data: unknown;
+}
+
+type Subject = Partial<Record<'action_id' | 'snapshot_id' | 'backup_id' | 'server_id', number>>;
+
+const ACTION_COLUMNS = {
+  id: true,
+  kind: true,
+  status: true,
+  progress: true,
+  errorCode: true,
+  errorMessage: true,
+  createdAt: true,
+  startedAt: true,
+  finishedAt: true,
+  server: { select: { id: true, name: true } },
+  snapshot: { select: { id: true, name: true } },
+  backup: { select: { id: true, name: true } },
+} as const;
+
+@Injectable()
+export class EventBodies {
+  constructor(private readonly prisma: PrismaService) {}
+
+  /** The stored body of each event (by id), rendering and storing those not yet rendered. */
+  async of(events: EventRow[]): Promise<Map<bigint, string>> {
+    const ids = events.map((e) => e.id);
+    const bodies = await this.stored(ids);
+    const missing = events.filter((e) => !bodies.has(e.id));
+    if (missing.length) {
+      const rendered = await Promise.all(
+        missing.map(async (e) => ({ eventId: e.id, body: JSON.stringify(await this.render(e)) })),
+      );
+      // Two renderers racing keep the first body stored; both then read that one back.
+      await this.prisma.eventPayload.createMany({ data: rendered, skipDuplicates: true });
+      for (const [id, body] of await this.stored(missing.map((e) => e.id))) bodies.set(id, body);
+    }
+    return bodies;
+  }
+
+  private async stored(ids: bigint[]): Promise<Map<bigint, string>> {
+    const rows = await this.prisma.eventPayload.findMany({ where: { eventId: { in: ids } } });
+    return new Map(rows.map((r) => [r.eventId, r.body]));
+  }
+
+  private async render(e: EventRow): Promise<EventBody> {
+    return { type: e.type, timestamp: e.createdAt.toISOString(), data: (await this.data(e)) ?? e.subject };
+  }
+
+  /** The resource an event is about, as its own endpoint shows it; null when none applies or it is gone. */
+  private async data(e: EventRow): Promise<unknown> {
+    const subject = (e.subject ?? {}) as Subject;
+    const accountId = e.accountId;
+    const kind = e.type.split('.')[0];
+    if (kind === 'snapshot' && subject.snapshot_id) {
+      const row = await this.prisma.snapshot.findFirst({
+        where: { id: subject.snapshot_id, accountId },
+        select: SNAPSHOT_COLUMNS,
+      });
+      return row && snapshotView(row);
+    }
+    if (kind === 'backup' && subject.backup_id) {
+      const row = await this.prisma.backup.findFirst({
+        where: { id: subject.backup_id, accountId },
+        select: BACKUP_COLUMNS,
+      });
+      return row && backupView(row);
+    }
+    if (kind === 'restore' && subject.action_id) {
+      const row = await this.prisma.action.findFirst({
+        where: { id: subject.action_id, accountId },
+        select: ACTION_COLUMNS,
+      });
+      return row && actionView(row);
+    }
+    return null;
+  }
+}

@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { EventBodies } from './event-bodies';
+import { EventsController, WebhooksController } from './events.controller';
+import { EventsService } from './events.service';
+import { webhookTargetsProvider } from './webhook-targets.provider';
+import { WebhooksService } from './webhooks.service';
+
+/** The API's share: webhook endpoints and the events list. The sender is WebhookSenderModule. */
+@Module({
+  controllers: [WebhooksController, EventsController],
+  providers: [WebhooksService, EventsService, EventBodies, webhookTargetsProvider],
+})
+export class EventsModule {}

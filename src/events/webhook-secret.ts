@@ -1,0 +1,48 @@
+/**
+ * Webhook signing secrets and signatures (Standard Webhooks). A secret is `whsec_` and the base64 of 32
+ * random bytes; it is shown once, when the endpoint is created, and kept only sealed (AES-256-GCM, see
+ * sealed-box.ts) under a key derived from BACKUP_MASTER_KEY for this one purpose (HKDF-SHA256), bound
+ * to its account: a database dump alone cannot sign, and an envelope copied to another account's
+ * endpoint does not open.
+ */
+import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { KEY_ID_BYTES, open, seal, SealingKey } from '../backups/data/sealed-box';
+
+const SECRET_BYTES = 32;
+export const SECRET_PREFIX = 'whsec_';
+/** What the endpoint shows to recognise its secret: `whsec_` and the first 6 characters. */
+export const SECRET_HINT_LENGTH = SECRET_PREFIX.length + 6;
+
+export function newWebhookSecret(): string {
+  return SECRET_PREFIX + randomBytes(SECRET_BYTES).toString('base64');
+}
+
+/** The key that seals webhook secrets, derived from the master key (never the master key itself). */
+export function webhookSealingKey(master: Buffer): SealingKey {
+  const key = Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'admin-vps webhook secrets', 32));
+  const id = createHash('sha256').update('admin-vps webhook secrets key id\0').update(key).digest();
+  return { id: id.subarray(0, KEY_ID_BYTES), key };
+}
+
+const aad = (accountId: number) => `webhook-secret:${accountId}`;
+
+export function sealSecret(key: SealingKey, accountId: number, secret: string): Buffer {
+  return seal(key, Buffer.from(secret, 'utf8'), aad(accountId));
+}
+
+/** The secret, or null when the envelope does not open with this key for this account. */
+export function openSecret(key: SealingKey, accountId: number, sealed: Buffer): string | null {
+  return open(key, sealed, aad(accountId))?.toString('utf8') ?? null;
+}
+
+/** The three Standard Webhooks headers of one message. */
+export function signatureHeaders(secret: string, msgId: string, timestamp: Date, body: string) {
+  const seconds = Math.floor(timestamp.getTime() / 1000);
+  const key = Buffer.from(secret.slice(SECRET_PREFIX.length), 'base64');
+  const signature = createHmac('sha256', key).update(`${msgId}.${seconds}.${body}`).digest('base64');
+  return {
+    'webhook-id': msgId,
+    'webhook-timestamp': String(seconds),
+    'webhook-signature': `v1,${signature}`,
+  };
+}
