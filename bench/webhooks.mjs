@@ -48,7 +48,7 @@ const roleEnv = {
   DATABASE_URL: url,
   REDIS_URL: process.env.REDIS_URL ?? env.REDIS_URL,
   QUEUE_PREFIX: `bench-webhooks-${process.pid}`,
-  BACKUP_MASTER_KEY: key,
+  WEBHOOK_SECRET_KEY: key,
   WEBHOOK_ALLOW_HTTP: 'true',
   WEBHOOK_ALLOW_ADDRESSES: '127.0.0.0/8',
 };

@@ -70,6 +70,12 @@ if [ ! -s "$BACKUP_KEY_FILE" ]; then
   (umask 077 && node -e 'console.log(`BACKUP_MASTER_KEY=${require("node:crypto").randomBytes(32).toString("base64")}`)' >"$BACKUP_KEY_FILE")
 fi
 export BACKUP_MASTER_KEY="${BACKUP_MASTER_KEY:-$(sed -n 's/^BACKUP_MASTER_KEY=//p' "$BACKUP_KEY_FILE")}"
+# The key that seals webhook signing secrets (API and sender), kept the same way.
+WEBHOOK_KEY_FILE="$LOCAL/webhook-secret-key.env"
+if [ ! -s "$WEBHOOK_KEY_FILE" ]; then
+  (umask 077 && node -e 'console.log(`WEBHOOK_SECRET_KEY=${require("node:crypto").randomBytes(32).toString("base64")}`)' >"$WEBHOOK_KEY_FILE")
+fi
+export WEBHOOK_SECRET_KEY="${WEBHOOK_SECRET_KEY:-$(sed -n 's/^WEBHOOK_SECRET_KEY=//p' "$WEBHOOK_KEY_FILE")}"
 
 cli() { node dist/cli/main.js "$@"; }
 say "seed"

@@ -100,6 +100,11 @@ export class AppConfig {
    * wrapped by it are read, never written; `backups rotate-master-key` re-wraps them with the new one.
    */
   readonly backupMasterKeyPrevious!: Buffer | null;
+  /**
+   * Seals webhook signing secrets (`WEBHOOK_SECRET_KEY`, base64 of 32 bytes): a key of its own, so the
+   * API, which creates webhooks, never holds the backup master key. Required by the webhook sender.
+   */
+  readonly webhookSecretKey!: Buffer | null;
   /** Webhook targets may be plain http (`WEBHOOK_ALLOW_HTTP`; `npm run local` only, never production). */
   readonly webhookAllowHttp!: boolean;
   /** Special-purpose address ranges (CIDRs) webhooks may reach anyway (`WEBHOOK_ALLOW_ADDRESSES`). */
@@ -295,7 +300,8 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     workerMetricsHost: r.string('WORKER_METRICS_HOST', '127.0.0.1'),
     auditRefusalSourcesPerMinute: r.int('AUDIT_REFUSAL_SOURCES_PER_MINUTE', 100, 1, 100_000),
     backupStores: parseBackupStores(env, r.problems),
-    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker' || role === 'webhooks'),
+    backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
+    webhookSecretKey: r.base64Key('WEBHOOK_SECRET_KEY', 32, role === 'webhooks'),
     backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
     webhookAllowHttp: r.bool('WEBHOOK_ALLOW_HTTP', false),
     webhookAllowedRanges: r.addressRanges('WEBHOOK_ALLOW_ADDRESSES'),

@@ -1,7 +1,7 @@
 /**
  * Webhook signing secrets and signatures (Standard Webhooks). A secret is `whsec_` and the base64 of 32
  * random bytes; it is shown once, when the endpoint is created, and kept only sealed (AES-256-GCM, see
- * sealed-box.ts) under a key derived from BACKUP_MASTER_KEY for this one purpose (HKDF-SHA256), bound
+ * sealed-box.ts) under a key derived from WEBHOOK_SECRET_KEY (HKDF-SHA256), bound
  * to its account: a database dump alone cannot sign, and an envelope copied to another account's
  * endpoint does not open.
  */
@@ -17,9 +17,9 @@ export function newWebhookSecret(): string {
   return SECRET_PREFIX + randomBytes(SECRET_BYTES).toString('base64');
 }
 
-/** The key that seals webhook secrets, derived from the master key (never the master key itself). */
-export function webhookSealingKey(master: Buffer): SealingKey {
-  const key = Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'admin-vps webhook secrets', 32));
+/** The key that seals webhook secrets, derived from WEBHOOK_SECRET_KEY (never that key itself). */
+export function webhookSealingKey(secretKey: Buffer): SealingKey {
+  const key = Buffer.from(hkdfSync('sha256', secretKey, Buffer.alloc(0), 'admin-vps webhook secrets', 32));
   const id = createHash('sha256').update('admin-vps webhook secrets key id\0').update(key).digest();
   return { id: id.subarray(0, KEY_ID_BYTES), key };
 }

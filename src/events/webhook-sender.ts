@@ -43,7 +43,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     private readonly bodies: EventBodies,
     private readonly http: WebhookHttp,
   ) {
-    this.sealingKey = config.backupMasterKey ? webhookSealingKey(config.backupMasterKey) : null;
+    this.sealingKey = config.webhookSecretKey ? webhookSealingKey(config.webhookSecretKey) : null;
   }
 
   /** How long a claim holds a row: longer than any one attempt can take. */

@@ -45,8 +45,8 @@ export class WebhooksService {
         extra: { reason: e.reason },
       });
     }
-    const master = this.config.backupMasterKey;
-    if (!master) {
+    const secretKey = this.config.webhookSecretKey;
+    if (!secretKey) {
       throw new ProblemException({
         status: 503,
         code: 'service_unavailable',
@@ -54,7 +54,7 @@ export class WebhooksService {
       });
     }
     const secret = newWebhookSecret();
-    const sealed = sealSecret(webhookSealingKey(master), accountId, secret);
+    const sealed = sealSecret(webhookSealingKey(secretKey), accountId, secret);
     const limit = this.config.webhooksPerAccountMax;
     const webhook = await this.prisma.$transaction(async (tx) => {
       // One create per account at a time, so two racing creates cannot both pass the limit.

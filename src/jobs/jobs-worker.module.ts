@@ -6,13 +6,14 @@ import { ActionRunner } from './action-runner.service';
 import { ActionStore } from './action-store';
 import { Heartbeats } from './heartbeats';
 import { JobsCoreModule } from './jobs-core.module';
+import { ActionRunLocks } from './action-run-locks';
 import { NodeWorkerService } from './node-worker.service';
 import { PowerStateReconciler } from './power-state-reconciler';
 
 /** The node worker: its runner reaches the hypervisor driver and, for backups, the data path over the stores. */
 @Module({
   imports: [JobsCoreModule, HypervisorModule, BackupDataModule.withStores(BackupStoreModule)],
-  providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService, PowerStateReconciler],
+  providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService, PowerStateReconciler, ActionRunLocks],
   exports: [NodeWorkerService, HypervisorModule],
 })
 export class JobsWorkerModule {}

@@ -15,6 +15,7 @@ import { PrismaService } from '../prisma/prisma.service';
 import { RedisService } from '../redis/redis.service';
 import { IdempotencyService } from '../idempotency/idempotency.service';
 import { ActionRunner } from './action-runner.service';
+import { ActionRunLocks } from './action-run-locks';
 import { FairSlots } from './fair-slots';
 import { PowerStateReconciler } from './power-state-reconciler';
 import { OpenOperations } from './open-operations';
@@ -54,6 +55,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     private readonly idempotency: IdempotencyService,
     private readonly open: OpenOperations,
     private readonly power: PowerStateReconciler,
+    private readonly runLocks: ActionRunLocks,
     @Inject(WORKER_NODE) private readonly node: WorkerNode,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
@@ -148,7 +150,18 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       await job.moveToWait(token);
       throw new WaitingError();
     }
+    let unlock: (() => Promise<void>) | null = null;
     try {
+      unlock = await this.runLocks.tryHold(job.data.actionId);
+      if (!unlock) {
+        // Another attempt runs this action now (this job was handed over while it still ran): it
+        // ends the action; this attempt must not touch the disk beside it.
+        this.logger.warn(
+          { jobId: job.id, actionId: job.data.actionId },
+          'action already running; attempt stands down',
+        );
+        return 'duplicate';
+      }
       // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
       // recorded on the action by the runner and the job itself completes.
       return await this.metrics.track(job.name, () =>
@@ -160,6 +173,7 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       );
     } finally {
       release();
+      await unlock?.();
       // The operation may have stopped, started or replaced the domain: show what it is now.
       this.power.nudge();
     }

@@ -11,7 +11,13 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { createNode } from '../factories';
-import { createTestDatabase, eventually, TEST_BACKUP_MASTER_KEY, TestDatabase } from '../support/test-env';
+import {
+  createTestDatabase,
+  eventually,
+  TEST_BACKUP_MASTER_KEY,
+  TEST_WEBHOOK_SECRET_KEY,
+  TestDatabase,
+} from '../support/test-env';
 import { PrismaService } from '../../src/prisma/prisma.service';
 import { loadConfig } from '../../src/config/app-config';
 import { Client } from 'pg';
@@ -223,6 +229,9 @@ describe('docker/compose.yaml', () => {
     }
     expect(worker.BACKUP_MASTER_KEY).toMatch(/^\$\{BACKUP_MASTER_KEY:\?/);
     expect(services.api.environment!.BACKUP_MASTER_KEY).toBeUndefined();
+    expect(services.webhooks.environment!.BACKUP_MASTER_KEY).toBeUndefined();
+    expect(services.api.environment!.WEBHOOK_SECRET_KEY).toMatch(/^\$\{WEBHOOK_SECRET_KEY:\?/);
+    expect(services.webhooks.environment!.WEBHOOK_SECRET_KEY).toMatch(/^\$\{WEBHOOK_SECRET_KEY:\?/);
     for (const key of s3CredentialVars) expect(s3Example[key]).toMatch(/PLACEHOLDER/);
   });
 });
@@ -319,7 +328,7 @@ describe('the containers’ commands, run here as the containers run them (real 
     const env = envOf('api', {
       PORT: String(port),
       HOST: '127.0.0.1',
-      BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY,
     });
     expect(() => loadConfig(env, 'api')).not.toThrow();
     start(services.api.command!, env);
@@ -349,7 +358,13 @@ describe('the containers’ commands, run here as the containers run them (real 
     expect(() => loadConfig(env, 'worker')).not.toThrow();
     // With docker/.env.example's S3 store set, both roles accept it and take its credentials.
     for (const role of ['api', 'worker'] as const) {
-      const withS3 = { ...envOf(role), ...env, ...s3Example, WORKER_NODE: nodeName };
+      const withS3 = {
+        ...envOf(role),
+        ...env,
+        ...s3Example,
+        WORKER_NODE: nodeName,
+        WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY,
+      };
       const stores = loadConfig(withS3, role).backupStores;
       expect([...stores.keys()].sort()).toEqual(['default', ...Object.keys(s3Store)].sort());
       const offsite = stores.get(Object.keys(s3Store)[0]);

@@ -71,7 +71,7 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
             snapshot_quota: { limit: 5, used: 0 },
             current_action: null,
             backup_quota: { limit: 10, used: 0 },
-            backup_policy: { enabled: false, next_run_at: null },
+            backup_policy: { enabled: false, next_run_at: null, last_run: null },
           },
         ],
       });

@@ -53,6 +53,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 
 /** The workers' backup master key in tests (one per test process). */
 export const TEST_BACKUP_MASTER_KEY = randomBytes(32).toString('base64');
+export const TEST_WEBHOOK_SECRET_KEY = randomBytes(32).toString('base64');
 
 /** The workers' `default` backup store in tests: a directory per test process, removed when it exits. */
 export const TEST_BACKUP_DIR = mkdtempSync(path.join(os.tmpdir(), 'vps-test-backups-'));
@@ -75,6 +76,7 @@ export function testConfig(db: TestDatabase, role: Role, env: Record<string, str
       RATE_LIMIT_ACCOUNT_PER_MINUTE: '1000000',
       RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE: '1000000',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY,
       BACKUP_DIR: TEST_BACKUP_DIR,
       // The schedule's tests drive the scheduler with their own clock; no other test wants its timer.
       BACKUP_SCHEDULER_INTERVAL_MS: '0',

@@ -43,10 +43,13 @@ describe('k8s/examples/secret.example.yaml', () => {
       'DATABASE_URL',
       'METRICS_TOKEN',
       'REDIS_URL',
+      'WEBHOOK_SECRET_KEY',
     ]);
-    // The master key must parse as a key, so its placeholder is the base64 of a placeholder text.
-    const { BACKUP_MASTER_KEY, ...others } = example.stringData as Record<string, string>;
-    expect(Buffer.from(BACKUP_MASTER_KEY, 'base64').toString('latin1')).toMatch(/PLACEHOLDER/);
+    // The keys must parse as keys, so their placeholders are the base64 of a placeholder text.
+    const { BACKUP_MASTER_KEY, WEBHOOK_SECRET_KEY, ...others } = example.stringData as Record<string, string>;
+    for (const key of [BACKUP_MASTER_KEY, WEBHOOK_SECRET_KEY]) {
+      expect(Buffer.from(key, 'base64').toString('latin1')).toMatch(/PLACEHOLDER/);
+    }
     for (const v of Object.values(others)) expect(v).toMatch(/PLACEHOLDER/);
     expect(readFileSync(path.join(ROOT, 'k8s/examples/secret.example.yaml'), 'utf8')).toMatch(
       /EXAMPLE ONLY - PLACEHOLDER VALUES/,

@@ -23,6 +23,7 @@ import {
   eventually,
   TEST_BACKUP_DIR,
   TEST_BACKUP_MASTER_KEY,
+  TEST_WEBHOOK_SECRET_KEY,
   TestDatabase,
   testConfig,
 } from '../../support/test-env';
@@ -388,6 +389,7 @@ export class FaultLab {
       QUEUE_PREFIX: this.queuePrefix,
       LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn',
       BACKUP_MASTER_KEY: TEST_BACKUP_MASTER_KEY,
+      WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY,
       BACKUP_DIR: TEST_BACKUP_DIR,
       // The fake driver defines the servers' domains stopped whatever their rows say: reconciling would
       // rewrite the statuses these tests set up (test/e2e/power-state covers reconciliation).
