@@ -1,6 +1,6 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
-import pg from 'pg';
 import { AppConfig } from '../config/app-config';
+import { StatementPool } from '../prisma/statement-pool';
 
 /** The advisory-lock namespace of action runs (the two-key form: this class, the action's id). */
 const NAMESPACE = "hashtext('admin-vps:action-run')";
@@ -15,9 +15,12 @@ const NAMESPACE = "hashtext('admin-vps:action-run')";
  */
 @Injectable()
 export class ActionRunLocks implements OnModuleDestroy {
-  private current: pg.Pool | null = null;
+  // A session per run inside a hypervisor slot, and per run writing its outcome after leaving it.
+  private readonly pool: StatementPool;
 
-  constructor(private readonly config: AppConfig) {}
+  constructor(config: AppConfig) {
+    this.pool = new StatementPool(config.databaseUrl, 2 * config.workerConcurrency);
+  }
 
   /**
    * Holds the action's lock, answering its release; null when another attempt holds it now (this one
@@ -57,21 +60,6 @@ export class ActionRunLocks implements OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    const pool = this.current;
-    this.current = null;
-    await pool?.end();
-  }
-
-  private get pool(): pg.Pool {
-    if (!this.current) {
-      // A session per run inside a hypervisor slot, and per run writing its outcome after leaving it.
-      this.current = new pg.Pool({
-        connectionString: this.config.databaseUrl,
-        max: 2 * this.config.workerConcurrency,
-        connectionTimeoutMillis: 5000,
-      });
-      this.current.on('error', () => undefined);
-    }
-    return this.current;
+    await this.pool.close();
   }
 }

@@ -18,6 +18,11 @@ export class StatementPool {
     return this.pool.query<R>(q);
   }
 
+  /** A connection of its own, for what must stay on one session (an advisory lock); release it. */
+  connect(): Promise<pg.PoolClient> {
+    return this.pool.connect();
+  }
+
   async close(): Promise<void> {
     const pool = this.current;
     this.current = null;
