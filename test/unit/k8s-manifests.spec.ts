@@ -257,7 +257,7 @@ describe('k8s/examples/secret.example.yaml', () => {
     }
   });
 
-  it('NetworkPolicies: default deny, DNS, api ingress on its port, egress only to Postgres and Redis (and the workers to S3)', () => {
+  it('NetworkPolicies: default deny, DNS, api ingress on its port, egress only to Postgres and Redis (and the workers to S3, the webhook sender to public HTTPS)', () => {
     const policies = all('NetworkPolicy');
     expect(one('NetworkPolicy', 'vps-default-deny').spec).toEqual({
       podSelector: {},
@@ -273,11 +273,12 @@ describe('k8s/examples/secret.example.yaml', () => {
     ]);
     for (const [o, t] of podSpecs()) {
       const egress = policies.filter((p) => p.spec.egress && applies(p, t.metadata.labels));
-      const s3 = o.kind === 'DaemonSet' ? [443] : [];
+      // Workers reach S3 stores, the webhook sender customers' endpoints: HTTPS both.
+      const https = o.kind === 'DaemonSet' || o.metadata.name === 'vps-webhooks' ? [443] : [];
       expect(egress.flatMap((p) => portsOf(p.spec.egress)).sort((a, b) => a - b)).toEqual([
         53,
         53,
-        ...s3,
+        ...https,
         5432,
         6379,
         26379,
