@@ -23,6 +23,12 @@
 #                       redis running pid N port P    | redis running external port P    | redis stopped
 #                       libvirt running pid N uri U   | libvirt running external uri U    | libvirt stopped
 #                     ("running external ... (not accessible to this user)" counts as not running)
+#   acquire ceph PID  Start Ceph unless it runs (as `start ceph`) and record a lease for the process PID
+#                     (a test process sharing it). stdout as for start.
+#   release ceph [PID] Drop PID's lease and the leases of processes that are gone; when none is left
+#                     and an `acquire` of this checkout started Ceph, stop it. Without PID: only the
+#                     clean-up (what `npm test` runs at its end). Start, lease and stop happen under the
+#                     state lock, so a suite never stops the Ceph another suite still uses.
 #   env               Prints `export KEY=value` lines: PG_PORT, REDIS_PORT, DATABASE_URL,
 #                     DATABASE_ADMIN_URL, REDIS_URL, LIBVIRT_URI.  Use: eval "$(scripts/services.sh env)"
 #
@@ -776,6 +782,34 @@ status_ceph() {
   fi
 }
 
+# Leases: one file per process that uses the Ceph of this checkout, named by its pid; `.started` marks
+# a Ceph that an acquire started (one found running is never stopped by a release).
+CEPH_LEASES="$STATE_DIR/ceph-leases"
+
+acquire_ceph() { # holder pid (under the state lock)
+  start_ceph
+  mkdir -p "$CEPH_LEASES"
+  if [ "${#STARTED[@]}" -gt 0 ]; then : >"$CEPH_LEASES/.started"; fi
+  : >"$CEPH_LEASES/$1"
+}
+
+release_ceph() { # [holder pid] (under the state lock)
+  local f pid left=0
+  [ -d "$CEPH_LEASES" ] || return 0
+  [ -z "${1:-}" ] || rm -f "$CEPH_LEASES/$1"
+  for f in "$CEPH_LEASES"/*; do
+    [ -e "$f" ] || continue
+    pid="$(basename "$f")"
+    if [ -r "/proc/$pid/cmdline" ]; then left=$((left + 1)); else rm -f "$f"; fi
+  done
+  if [ "$left" -gt 0 ]; then
+    log "ceph kept running: $left other process(es) hold a lease"
+  elif [ -e "$CEPH_LEASES/.started" ]; then
+    stop_ceph
+    rm -f "$CEPH_LEASES/.started"
+  fi
+}
+
 # ---------------------------------------------------------------- purge
 # Mount points under DIR (tmpfs of an interrupted test lab): removing DIR must not reach into them.
 mounts_under() { # dir
@@ -862,6 +896,17 @@ lock_state() {
 CMD="${1:-}"
 [ -n "$CMD" ] || usage
 shift
+LEASE_HOLDER=""
+case "$CMD" in
+  acquire | release)
+    [ "${1:-}" = ceph ] || { log "$CMD takes: ceph [PID]"; usage; }
+    LEASE_HOLDER="${2:-}"
+    if [ "$CMD" = acquire ] || [ -n "$LEASE_HOLDER" ]; then
+      [[ "$LEASE_HOLDER" =~ ^[0-9]+$ ]] || { log "$CMD ceph: PID expected, got '$LEASE_HOLDER'"; usage; }
+    fi
+    set -- ceph
+    ;;
+esac
 SERVICES=("$@")
 if [ "${#SERVICES[@]}" -eq 0 ]; then
   read -r -a SERVICES <<<"$(default_services | tr '\n' ' ')"
@@ -904,6 +949,17 @@ case "$CMD" in
     lock_state existing
     # reverse order: libvirt, redis, postgres
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do "stop_${SERVICES[$i]}"; done
+    ;;
+  acquire)
+    lock_state
+    trap 'rc=$?; [ "$rc" -ne 0 ] && rollback; exit "$rc"' EXIT
+    acquire_ceph "$LEASE_HOLDER"
+    trap - EXIT
+    for s in "${STARTED[@]+"${STARTED[@]}"}"; do echo "started:$s"; done
+    ;;
+  release)
+    lock_state existing
+    release_ceph "$LEASE_HOLDER"
     ;;
   status)
     rc=0

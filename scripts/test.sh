@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ] && [ "${SKIP_LIBVIRT:-0}" != 1 ]; then services+=(libvirt)
 bash scripts/services.sh install "${services[@]}"
 
 # The S3 backup-store tests run against a real single-node Ceph (radosgw), which their suite starts and
-# stops itself (test/support/ceph.ts): only its packages are needed here.
+# stops itself under leases (test/support/ceph.ts): only its packages are needed here.
 if [ "$(id -u)" = 0 ] && [ "${CEPH_TESTS:-1}" != 0 ]; then
   bash scripts/services.sh install ceph
 elif ! command -v radosgw >/dev/null 2>&1; then
@@ -54,7 +54,11 @@ else
   case " ${services[*]} " in *" libvirt "*) export LIBVIRT_TESTS=1 ;; *) export LIBVIRT_TESTS=0 ;; esac
 fi
 to_stop=$(printf '%s\n' "$started" | sed -n 's/^started://p' | tr '\n' ' ')
-cleanup() { if [ -n "$to_stop" ]; then bash scripts/services.sh stop $to_stop >&2 || true; fi; }
+cleanup() {
+  # The S3 suites lease Ceph (test/support/ceph.ts); a lease of a test process that died is dropped here.
+  bash scripts/services.sh release ceph >&2 || true
+  if [ -n "$to_stop" ]; then bash scripts/services.sh stop $to_stop >&2 || true; fi
+}
 trap cleanup EXIT
 
 eval "$(bash scripts/services.sh env)"

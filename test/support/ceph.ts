@@ -1,8 +1,9 @@
 /**
  * The S3 server of the backup-store tests: the single-node Ceph of `scripts/services.sh ceph`, started
- * by the suites that need it (and stopped again when this process started it), so the rest of the
- * suite never pays its start-up. `CEPH_TESTS=0` (set by `npm test` where Ceph cannot be installed)
- * skips them.
+ * by the first suite that needs it. Each test process holds a lease on it (`services.sh acquire`), and
+ * the last lease released stops a Ceph that a lease started — so jest workers running S3 suites side
+ * by side never stop the Ceph another one still uses, and the rest of the suite never pays its
+ * start-up. `CEPH_TESTS=0` (set by `npm test` where Ceph cannot be installed) skips them.
  */
 import { DeleteBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
@@ -20,20 +21,17 @@ export interface CephS3 {
 export const cephTestsEnabled = (): boolean => process.env.CEPH_TESTS !== '0';
 
 export function startCeph(): CephS3 {
-  const started = execFileSync('bash', [SERVICES, 'start', 'ceph'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const holder = String(process.pid);
+  execFileSync('bash', [SERVICES, 'acquire', 'ceph', holder], { stdio: ['ignore', 'ignore', 'inherit'] });
   const env: Record<string, string> = {};
   const lines = execFileSync('bash', [SERVICES, 'env'], { encoding: 'utf8' });
   for (const m of lines.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
-  const ours = /^started:ceph$/m.test(started);
   return {
     endpoint: env.CEPH_S3_ENDPOINT,
     accessKeyId: env.CEPH_S3_ACCESS_KEY,
     secretAccessKey: env.CEPH_S3_SECRET_KEY,
     stop() {
-      if (ours) execFileSync('bash', [SERVICES, 'stop', 'ceph'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('bash', [SERVICES, 'release', 'ceph', holder], { stdio: ['ignore', 'ignore', 'inherit'] });
     },
   };
 }
