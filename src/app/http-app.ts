@@ -10,6 +10,7 @@ import { parseQuery } from '../common/query-string';
 import { urlLimitMiddleware } from '../common/url-limit';
 import { requestIdMiddleware, trailingSlashMiddleware } from '../common/request-context';
 import { AppConfig } from '../config/app-config';
+import { trustFunctionOf } from '../config/trust-proxy';
 import { mountApiDocs } from '../openapi/setup';
 import { HotReadPath } from '../read-path/hot-read-path';
 import { RequestRecorder } from '../metrics/request-recorder';
@@ -23,7 +24,7 @@ export async function createHttpApp(config: AppConfig): Promise<INestApplication
     bufferLogs: true,
   });
   app.useLogger(app.get(Logger));
-  app.set('trust proxy', config.trustProxy);
+  app.set('trust proxy', trustFunctionOf(config.trustProxy));
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', parseQuery);

@@ -2,8 +2,11 @@ import { Injectable } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { MicroBatcher } from '../common/micro-batcher';
 import { AppConfig } from '../config/app-config';
+import { clientAddressOf, trustFunctionOf } from '../config/trust-proxy';
 import { ApiTokenService, AuthenticatedToken } from './api-token.service';
+import { AuthFailureBudget } from './auth-failure-budget';
 import { hashToken, looksLikeToken } from './token-codec';
+import { UnknownTokenCache } from './unknown-token-cache';
 
 /**
  * Where a request keeps its lookup: on the request itself, which it lives and dies with (a WeakMap
@@ -11,17 +14,32 @@ import { hashToken, looksLikeToken } from './token-codec';
  */
 const LOOKUP = Symbol('tokenLookup');
 
+/** How long a token that was valid keeps being looked up from a source past its failure budget. */
+export const SEEN_VALID_TTL_MS = 10 * 60_000;
+const SEEN_VALID_MAX = 10_000;
+
 /**
  * The token lookup of every authenticated request: the tokens of all requests that arrived in one turn
  * of the event loop are looked up in one statement (ApiTokenService.authenticateHashes), each after its
  * request arrived, so a revocation is refused at once on every replica. Once per request: the front of
  * the pipeline (src/read-path) and the bearer strategy share the lookup.
+ *
+ * A client address that caused AUTH_FAILURES_PER_SOURCE_PER_MINUTE lookups finding no valid token
+ * in the current minute gets no more lookups (401 at once) until the minute ends, except for tokens
+ * this replica found valid within SEEN_VALID_TTL_MS: those are still looked up on every request, so a
+ * revocation is refused at once and the clients already working behind that address keep working.
  */
 @Injectable()
 export class TokenBatcher {
   private readonly batcher: MicroBatcher<string, AuthenticatedToken | null>;
+  private readonly failures: AuthFailureBudget;
+  /** Hashes that matched a valid token lately (an expiring set, as the unknown ones are kept). */
+  private readonly seenValid = new UnknownTokenCache(SEEN_VALID_TTL_MS, SEEN_VALID_MAX);
+  private readonly trust: (address: string, hop: number) => boolean;
 
   constructor(tokens: ApiTokenService, config: AppConfig) {
+    this.failures = new AuthFailureBudget(config.authFailuresPerSourcePerMinute);
+    this.trust = trustFunctionOf(config.trustProxy);
     // The account's listing version comes with the token only where answers are cached against it.
     const listingVersion = config.hotReadPath && config.readCacheMaxBytes > 0;
     this.batcher = new MicroBatcher(async (hashes) => {
@@ -35,10 +53,23 @@ export class TokenBatcher {
     const memo = req as IncomingMessage & { [LOOKUP]?: Promise<AuthenticatedToken | null> };
     const known = memo[LOOKUP];
     if (known) return known;
-    const found = looksLikeToken(token) ? this.batcher.load(hashToken(token)) : Promise.resolve(null);
+    const found = looksLikeToken(token) ? this.lookUp(req, hashToken(token)) : Promise.resolve(null);
     memo[LOOKUP] = found;
     // A failed lookup (database down) is not remembered: the pipeline's own attempt answers it.
     found.catch(() => (memo[LOOKUP] = undefined));
     return found;
+  }
+
+  private lookUp(req: IncomingMessage, hash: string): Promise<AuthenticatedToken | null> {
+    const now = Date.now();
+    // The source is read only when it may matter (X-Forwarded-For parsed at most once per request).
+    const seen = this.seenValid.has(hash, now);
+    const source = seen ? null : clientAddressOf(req, this.trust);
+    if (source !== null && this.failures.exhausted(source, now)) return Promise.resolve(null);
+    return this.batcher.load(hash).then((principal) => {
+      if (principal) this.seenValid.add(hash, Date.now());
+      else this.failures.fail(source ?? clientAddressOf(req, this.trust), Date.now());
+      return principal;
+    });
   }
 }

@@ -68,6 +68,8 @@ export class AppConfig {
   readonly rateLimitAccountWritesPerMinute!: number;
   /** Live (unrevoked, unexpired) tokens an account may hold when a token creates one (the CLI is not capped). */
   readonly tokensPerAccountMax!: number;
+  /** Token lookups finding no valid token one client address may cause per minute and replica (0: no bound). */
+  readonly authFailuresPerSourcePerMinute!: number;
   readonly hotReadPath!: boolean;
   readonly readCacheMaxBytes!: number;
   readonly listingCompactIntervalMs!: number;
@@ -291,6 +293,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     rateLimitAccountPerMinute: r.int('RATE_LIMIT_ACCOUNT_PER_MINUTE', 3000, 1, 10_000_000),
     rateLimitAccountWritesPerMinute: r.int('RATE_LIMIT_ACCOUNT_WRITES_PER_MINUTE', 300, 1, 10_000_000),
     tokensPerAccountMax: r.int('TOKENS_PER_ACCOUNT_MAX', 50, 1, 100_000),
+    authFailuresPerSourcePerMinute: r.int('AUTH_FAILURES_PER_SOURCE_PER_MINUTE', 120, 0, 1_000_000),
     idempotencyTtlHours: r.int('IDEMPOTENCY_TTL_HOURS', 24, 24, 24 * 30),
     requestTimeoutMs: r.int('REQUEST_TIMEOUT_MS', 30_000, 1000, 3_600_000),
     headersTimeoutMs: r.int('HEADERS_TIMEOUT_MS', 10_000, 1000, 3_600_000),

@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import proxyaddr from 'proxy-addr';
 
 /**
  * Which proxies' `X-Forwarded-*` headers are believed (express 'trust proxy'): none, the nearest
@@ -47,4 +49,22 @@ export function parseTrustProxy(raw: string | undefined): { value: TrustProxy } 
       problem: `TRUST_PROXY must be false, a hop count, or a comma-separated list of CIDRs; not a CIDR: "${bad.join('", "')}"`,
     };
   return { value: entries };
+}
+
+/**
+ * TRUST_PROXY as the function express and proxy-addr take (`app.set('trust proxy', fn)`): the one
+ * definition of which X-Forwarded-For hops are believed, for `req.ip` and for clientAddressOf alike.
+ */
+export function trustFunctionOf(trust: TrustProxy): (address: string, hop: number) => boolean {
+  if (trust === false) return () => false;
+  if (typeof trust === 'number') return (_address, hop) => hop < trust;
+  return proxyaddr.compile(trust);
+}
+
+/** The client address of a request (what express's `req.ip` gives), also for a bare IncomingMessage. */
+export function clientAddressOf(
+  req: IncomingMessage,
+  trust: (address: string, hop: number) => boolean,
+): string {
+  return proxyaddr(req, trust);
 }

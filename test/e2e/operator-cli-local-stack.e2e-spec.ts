@@ -9,7 +9,7 @@
  * `.local/local.env`, if `npm run local` ran here, is never touched.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -35,23 +35,38 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): 
   });
 }
 
-async function accountNames(db: TestDatabase): Promise<string[]> {
+async function query<T extends object>(db: TestDatabase, sql: string): Promise<T[]> {
   const c = new Client({ connectionString: db.url });
   await c.connect();
   try {
-    return (await c.query<{ name: string }>('SELECT name FROM accounts ORDER BY name')).rows.map(
-      (r) => r.name,
-    );
+    return (await c.query<T>(sql)).rows;
   } finally {
     await c.end();
   }
 }
+
+async function accountNames(db: TestDatabase): Promise<string[]> {
+  return (await query<{ name: string }>(db, 'SELECT name FROM accounts ORDER BY name')).map((r) => r.name);
+}
+
+/** The README's operator lines: the first `sh` block of its "Operator CLI" section, as printed. */
+function readmeOperatorBlock(): string {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Operator CLI\n'));
+  const block = /\n```sh\n([\s\S]*?)\n```\n/.exec(section);
+  if (!block) throw new Error('README.md: no sh block under "## Operator CLI"');
+  return block[1];
+}
+
+/** Where scripts/local.sh keeps its node's disks and snapshots (paths.sh: the checkout's image folder). */
+const LOCAL_IMAGES = '/var/lib/libvirt/images/admin-vps-0123456789ab';
 
 describe('operator CLI after `npm run local`: the database comes from the local stack', () => {
   let checkout: string;
   let envFile: string;
   let stackDb: TestDatabase;
   let otherDb: TestDatabase;
+  let backupDir: string;
   /** Another terminal: a login shell's variables, none of the stack's. */
   const terminal = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH, HOME: process.env.HOME });
   /** As the README prints it: `npm run --silent cli -- …`, from the checkout. */
@@ -67,6 +82,7 @@ describe('operator CLI after `npm run local`: the database comes from the local 
     await fsp.copyFile(path.join(ROOT, 'package.json'), path.join(checkout, 'package.json'));
     await fsp.symlink(path.join(ROOT, 'node_modules'), path.join(checkout, 'node_modules'));
     envFile = path.join(checkout, '.local', 'local.env');
+    backupDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vpstest-cli-backups-'));
     // What scripts/local.sh runs once its stack is up.
     const saved = await run(
       process.execPath,
@@ -77,6 +93,7 @@ describe('operator CLI after `npm run local`: the database comes from the local 
         DATABASE_URL: stackDb.url,
         REDIS_URL: process.env.REDIS_URL,
         QUEUE_PREFIX: 'vps-local',
+        BACKUP_DIR: backupDir,
       },
     );
     expect(saved).toEqual({ code: 0, stdout: `${envFile}\n`, stderr: '' });
@@ -84,6 +101,7 @@ describe('operator CLI after `npm run local`: the database comes from the local 
 
   afterAll(async () => {
     if (checkout) await fsp.rm(checkout, { recursive: true, force: true });
+    if (backupDir) await fsp.rm(backupDir, { recursive: true, force: true });
     await stackDb?.drop();
     await otherDb?.drop();
   });
@@ -92,45 +110,40 @@ describe('operator CLI after `npm run local`: the database comes from the local 
     expect(statSync(envFile).mode & 0o777).toBe(0o600);
   });
 
-  it("runs the README's operator lines with nothing set, saying on stderr which database it uses", async () => {
-    const account = await cli(['account', 'create', 'acme']);
-    expect(account).toEqual({
+  it("runs the README's operator block as printed, with nothing set, saying on stderr which database it uses", async () => {
+    // What scripts/local.sh seeds before the operator opens another terminal (its libvirt node: a
+    // snapshot directory and an image root inside the image folder the README's node takes whole).
+    expect(await cli(['account', 'create', 'demo', '--if-missing'])).toMatchObject({ code: 0 });
+    const localNode = ['node', 'create', 'local-libvirt', '--driver', 'libvirt', '--uri', 'qemu:///system'];
+    const layout = ['--snapshot-dir', `${LOCAL_IMAGES}/snapshots`, '--image-root', `${LOCAL_IMAGES}/disks`];
+    expect(await cli([...localNode, ...layout])).toMatchObject({ code: 0 });
+    const block = readmeOperatorBlock();
+    expect(block).toContain('npm run --silent cli -- account create acme');
+    // One shell, as a user pastes the block: `$TOKEN` of one line is used by a later one; the first
+    // line that fails stops it and is named.
+    const script = `set -eo pipefail\ntrap 'echo "README line failed: $BASH_COMMAND" >&2' ERR\n${block}`;
+    const ran = await run('bash', ['-c', script], checkout, terminal());
+    expect({ code: ran.code, failed: ran.stderr.match(/README line failed: .*/)?.[0] }).toEqual({
       code: 0,
-      stdout: expect.stringMatching(/^\d+\n$/),
-      stderr: expect.any(String),
+      failed: undefined,
     });
-    expect(account.stderr).toContain(envFile);
-    expect(account.stderr).toContain(stackDb.name);
+    expect(ran.stderr).toContain(envFile);
+    expect(ran.stderr).toContain(stackDb.name);
+    expect(ran.stdout).toMatch(/^vps_[0-9A-Za-z]{40}$/m); // the admin token
+    expect(ran.stdout).toMatch(/^store default: /m); // reindex reached the stack's backup directory
 
-    const token = await cli([
-      'token',
-      'create',
-      '--account',
-      'acme',
-      '--scopes',
-      'read,write',
-      '--expires-in',
-      '30d',
+    expect(await accountNames(stackDb)).toEqual(expect.arrayContaining(['acme', 'demo', 'ops']));
+    const rows = await query<{ name: string; revoked: boolean }>(
+      stackDb,
+      `SELECT a.name, t.revoked_at IS NOT NULL AS revoked FROM api_tokens t JOIN accounts a ON a.id = t.account_id
+        WHERE a.name IN ('acme', 'ops') ORDER BY a.name`,
+    );
+    expect(rows).toEqual([
+      { name: 'acme', revoked: true },
+      { name: 'ops', revoked: false },
     ]);
-    expect(token.stdout).toMatch(/^vps_[0-9A-Za-z]{40}\n$/);
-    const node = await cli([
-      'node',
-      'create',
-      'hv1',
-      '--driver',
-      'libvirt',
-      '--uri',
-      'qemu:///system',
-      '--snapshot-dir',
-      '/var/lib/vps/snapshots',
-    ]);
-    expect(node.stdout).toMatch(/^\d+\n$/);
-    const listed = await cli(['account', 'list']);
-    expect(listed.code).toBe(0);
-    expect(listed.stdout).toContain('acme');
-
-    expect(await accountNames(stackDb)).toContain('acme');
-  });
+    expect(await query(stackDb, `SELECT name FROM nodes WHERE name = 'hv1'`)).toEqual([{ name: 'hv1' }]);
+  }, 300_000); // 13 CLI processes (npm, node, Prisma), each several seconds on a busy machine
 
   it('an explicit DATABASE_URL wins over the recorded one, silently', async () => {
     const created = await cli(['account', 'create', 'explicit-co'], {
