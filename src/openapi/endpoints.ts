@@ -18,6 +18,7 @@ import {
 import { CreateTokenDto } from '../auth/dto/create-token.dto';
 import { CreateNodeDto, UpdateNodeDto } from '../nodes/dto/create-node.dto';
 import { CreateServerDto } from '../servers/dto/create-server.dto';
+import { PowerActionDto } from '../servers/power/dto/power-action.dto';
 import { CreateSnapshotDto } from '../snapshots/dto/create-snapshot.dto';
 import {
   ACTION_EXAMPLES,
@@ -34,6 +35,7 @@ import {
   SNAPSHOT_EXAMPLE,
   BACKUP_EXAMPLE,
   BACKUP_POLICY_EXAMPLE,
+  POWER_ACTION_EXAMPLE,
 } from './examples';
 import { ActionView } from '../actions/action.view';
 import { AuditEventPage } from '../audit/audit-event.view';
@@ -504,6 +506,43 @@ export const ApiDoc = {
         okJson(ServerView, 'The server', 200, { example: SERVER_EXAMPLE }),
         problemResponses({
           404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    powerAction: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'serverPowerAction',
+          summary: 'Start, stop, shut down or reboot a server',
+          description:
+            '`start` powers the server on; `stop` powers it off at once, as pulling the plug would; `shutdown` ' +
+            'asks its operating system to shut down and fails (`shutdown_timeout`) if it has not stopped within ' +
+            'the grace period; `reboot` is a graceful shutdown then a start. Starting a running server, or ' +
+            'stopping or shutting down a stopped one, succeeds and changes nothing. Like a create or a restore, ' +
+            'a power action holds the server while it runs: one refused while another operation holds it is ' +
+            '`invalid_server_state`, naming that operation. When it ends, the server’s `status` is what its ' +
+            'virtual machine became, and a `power_action.completed` or `power_action.failed` event is sent. ' +
+            'Poll the returned action (`GET /api/v1/actions/{id}/`).',
+        }),
+        pathId('Server id.'),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(PowerActionDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(PowerActionDto) } }),
+        okJson(ActionView, 'Power action accepted', 201, { example: POWER_ACTION_EXAMPLE }),
+        problemResponses({
+          400: {
+            description: 'An unknown type, or the server is busy',
+            examples: [
+              'validation_failed',
+              'malformed_json',
+              'invalid_server_state',
+              'idempotency_key_reused',
+            ],
+          },
+          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
+          409: IDEMPOTENCY_IN_USE,
+          ...BODY,
           ...AUTHED,
         }),
       ),
