@@ -135,14 +135,14 @@ const BACKUP_NOT_FOUND = {
   examples: ['backup_not_found', 'backup_not_found_cy'] as ProblemExampleKey[],
 };
 
-/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
-const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
+/** The problems of an operation on a server that holds it (a create, a power action): `more` are its own 400s. */
+const serverOperationProblems = (description: string, more: ProblemExampleKey[] = []): Errors => ({
   400: {
-    description: `Invalid parameters, or the ${kind} limit is reached, or the server is busy`,
+    description,
     examples: [
       'validation_failed',
       'malformed_json',
-      `${kind}_limit_reached`,
+      ...more,
       'invalid_server_state',
       'idempotency_key_reused',
     ],
@@ -152,6 +152,12 @@ const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
   ...BODY,
   ...AUTHED,
 });
+
+/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
+const createProblems = (kind: 'snapshot' | 'backup'): Errors =>
+  serverOperationProblems(`Invalid parameters, or the ${kind} limit is reached, or the server is busy`, [
+    `${kind}_limit_reached`,
+  ]);
 
 const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
@@ -530,21 +536,7 @@ export const ApiDoc = {
         ApiExtraModels(PowerActionDto),
         ApiBody({ required: true, schema: { $ref: getSchemaPath(PowerActionDto) } }),
         okJson(ActionView, 'Power action accepted', 201, { example: POWER_ACTION_EXAMPLE }),
-        problemResponses({
-          400: {
-            description: 'An unknown type, or the server is busy',
-            examples: [
-              'validation_failed',
-              'malformed_json',
-              'invalid_server_state',
-              'idempotency_key_reused',
-            ],
-          },
-          404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
-          409: IDEMPOTENCY_IN_USE,
-          ...BODY,
-          ...AUTHED,
-        }),
+        problemResponses(serverOperationProblems('An unknown type, or the server is busy')),
       ),
     adminCreate: () =>
       applyDecorators(
