@@ -55,7 +55,7 @@ export class ActionSummary extends ActionRef {
 @ApiSchema({
   name: 'Action',
   description:
-    'A long operation (create, restore or delete of a snapshot or a backup): `pending` → `running` → ' +
+    'A long operation (create, restore or delete of a snapshot or a backup; a power action): `pending` → `running` → ' +
     '`succeeded` | `failed`.',
 })
 export class ActionView extends ActionSummary {

@@ -128,7 +128,7 @@ export const MESSAGES = {
       `Bad Request - Server is not in a valid state for ${p.operation}: its status is "${p.status}"` +
       (p.action_id ? ` and action ${p.action_id} (${p.action_kind}) is ${p.action_status} on it` : ''),
     (p) =>
-      `Cais Gwael - Nid yw'r gweinydd mewn cyflwr dilys ar gyfer ${p.operation === 'restoration' ? 'adferiad' : p.operation === 'backup' ? 'copi wrth gefn' : 'ciplun'}: ei statws yw "${p.status}"` +
+      `Cais Gwael - Nid yw'r gweinydd mewn cyflwr dilys ar gyfer ${p.operation === 'restoration' ? 'adferiad' : p.operation === 'backup' ? 'copi wrth gefn' : p.operation === 'power action' ? 'gweithred pŵer' : 'ciplun'}: ei statws yw "${p.status}"` +
       (p.action_id ? ` ac mae gweithred ${p.action_id} (${p.action_kind}) yn ${p.action_status} arno` : ''),
   ),
   invalid_snapshot_state: m(
@@ -232,6 +232,12 @@ export const MESSAGES = {
   hypervisor_timeout: m(
     () => 'The operation took too long and was stopped.',
     () => 'Cymerodd y weithred ormod o amser a chafodd ei hatal.',
+  ),
+  hypervisor_shutdown_timeout: m(
+    () =>
+      'The server did not shut down within the grace period (its operating system may ignore the shutdown request); stop it to power it off.',
+    () =>
+      "Ni chaeodd y gweinydd i lawr o fewn y cyfnod gras (efallai fod ei system weithredu'n anwybyddu'r cais i gau); stopiwch ef i'w ddiffodd.",
   ),
   hypervisor_hypervisor_error: m(
     () => 'The hypervisor reported an error.',

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { OptionValues, parseCommandLine, UsageError } from '../cli-kit/command-line';
 import { ApiClient, ApiError, call, createApiClient, Schemas } from './client';
 import { bar, keyValues, mib, table, time } from './format';
+import { POWER_ACTION_TYPES, PowerActionType } from '../servers/power/power-actions';
 
 export const DEFAULT_API_URL = 'https://admin.vps.org';
 const DEFAULT_TIMEOUT_S = 3600;
@@ -20,6 +21,9 @@ export const USAGE = `usage: vps <command> [options]
 
 commands:
   servers list                          your servers, with their snapshot and backup quotas
+  servers start|stop|shutdown|reboot SERVER_ID [--wait]
+                                        power it on; off at once; shut it down gracefully;
+                                        or shut it down and start it again
   snapshots list [--server ID]          snapshots, newest first
   snapshots create --server ID --name NAME [--description TEXT] [--wait]
                                         start a snapshot of a server
@@ -104,6 +108,12 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   'servers list': { args: [], options: [], run: serversList },
+  ...Object.fromEntries(
+    POWER_ACTION_TYPES.map((type): [string, Command] => [
+      `servers ${type}`,
+      { args: ['SERVER_ID'], options: ['wait', 'timeout'], run: (ctx) => serversPower(ctx, type) },
+    ]),
+  ),
   'snapshots list': { args: [], options: ['server'], run: snapshotsList },
   'snapshots create': {
     args: [],
@@ -386,6 +396,32 @@ async function reportRestore(
   if (ctx.values.json) ctx.json(action);
   if (action.status === 'failed') return failed(ctx, `restore of ${what} failed`, action);
   if (!ctx.values.json) ctx.out(`restored ${what}`);
+  return 0;
+}
+
+/** `servers start|stop|shutdown|reboot`: asks for the power action and, with --wait, follows it. */
+async function serversPower(ctx: Ctx, type: PowerActionType): Promise<number> {
+  const serverId = parseId(ctx.args[0], 'SERVER_ID');
+  const started = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/servers/{server_id}/actions/', {
+      params: { path: { server_id: serverId } },
+      body: { type },
+    }),
+  );
+  const what = `${type} of server ${started.server.name} (${started.server.id})`;
+  if (!ctx.values.wait) {
+    if (ctx.values.json) ctx.json(started);
+    else {
+      ctx.out(`${what}: ${started.status}`);
+      ctx.out(`follow it: vps actions get ${started.id} --wait`);
+    }
+    return 0;
+  }
+  const action = await follow(ctx, started.id, what);
+  if (ctx.values.json) ctx.json(action);
+  if (action.status === 'failed') return failed(ctx, `${what} failed`, action);
+  if (!ctx.values.json) ctx.out(`${what} done`);
   return 0;
 }
 

@@ -1,7 +1,7 @@
 /**
  * An event's body, as webhooks deliver it and `GET /api/v1/events/` lists it: the Standard Webhooks
  * shape `{"type", "timestamp", "data"}`, `data` being the resource the event is about in the very
- * shape its own endpoint answers (snapshotView, backupView, actionView for a restore), or the event's
+ * shape its own endpoint answers (snapshotView, backupView, actionView for a restore or a power action), or the event's
  * subject where no resource view applies or the resource is gone.
  *
  * The body is rendered once, the first time anyone needs it (normally the sender, within a poll of the
@@ -93,7 +93,7 @@ export class EventBodies {
       });
       return row && backupView(row);
     }
-    if (kind === 'restore' && subject.action_id) {
+    if ((kind === 'restore' || kind === 'power_action') && subject.action_id) {
       const row = await this.prisma.action.findFirst({
         where: { id: subject.action_id, accountId },
         select: ACTION_COLUMNS,

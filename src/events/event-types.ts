@@ -1,6 +1,6 @@
 /**
  * Every event an account can receive (webhooks, `GET /api/v1/events/`). Operation outcomes
- * (`snapshot.*`, `backup.completed|failed`, `restore.*`) are written by the trigger on actions
+ * (`snapshot.*`, `backup.completed|failed`, `restore.*`, `power_action.*`) are written by the trigger on actions
  * (migration 20261207000000_events), whose names are `<subject>.completed|failed`; the rest by the code
  * that makes the change, through the SQL function `emit_event`, in the same transaction.
  */
@@ -14,6 +14,8 @@ export const EVENT_TYPES = [
   'restore.completed',
   'restore.failed',
   'backup_policy.missed',
+  'power_action.completed',
+  'power_action.failed',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

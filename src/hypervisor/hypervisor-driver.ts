@@ -130,6 +130,28 @@ export interface HypervisorDriver extends BackupCapableDriver {
   stop(server: ServerRef, opts: { graceSeconds: number }): Promise<{ forced: boolean }>;
 
   /**
+   * Power the server off at once, as pulling the plug would (libvirt: `virsh destroy`): the guest is
+   * not asked and may lose what it had not written. Resolves once the domain is stopped.
+   * Preconditions: the domain exists. Idempotent: powering off a stopped server succeeds and does
+   * nothing. Not cancellable (it is over in moments).
+   * Errors: `domain_not_found`; `hypervisor_error` when the hypervisor refuses.
+   */
+  powerOff(server: ServerRef): Promise<void>;
+
+  /**
+   * Ask the guest to shut down (ACPI, or the guest agent when connected) and wait up to `graceSeconds`
+   * for the domain to stop; never forces it. Resolves once the domain is stopped.
+   * Preconditions: the domain exists. Idempotent: shutting down a stopped server succeeds and does
+   * nothing.
+   * A guest still running after `graceSeconds` (it ignores ACPI, or is busy) fails `shutdown_timeout`
+   * (not retryable: the caller decides whether to power it off); the request stays with the guest,
+   * which may still stop later.
+   * `signal` aborted while waiting rejects `cancelled` at once; the request cannot be taken back.
+   * Errors: `domain_not_found`, `shutdown_timeout`, `cancelled`, `hypervisor_error`.
+   */
+  shutdown(server: ServerRef, opts: { graceSeconds: number; signal?: AbortSignal }): Promise<void>;
+
+  /**
    * Take a full, standalone point-in-time copy of the server's disk as snapshot `snap`.
    *
    * Preconditions: the domain exists; no snapshot with this id is stored yet (a completed one with the
@@ -309,6 +331,7 @@ export const HYPERVISOR_ERROR_CODES = [
   'verification_failed',
   'cancelled',
   'timeout',
+  'shutdown_timeout',
   'hypervisor_error',
 ] as const;
 

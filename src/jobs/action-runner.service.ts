@@ -17,6 +17,7 @@ import { ActionStore, Consistency, LoadedAction } from './action-store';
 import { ActionErrorCode, GENERIC_FAILURE, NO_BACKUP_STORAGE, operationFailureOf } from './operation-failure';
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
+import { isPowerKind, PowerActionKind, statusAfter } from '../servers/power/power-actions';
 
 export interface AttemptInfo {
   /** 1-based number of this attempt. */
@@ -109,7 +110,8 @@ export class ActionRunner {
     const snap: SnapshotRef | null = action.snapshot
       ? { id: action.snapshot.id, snapshotDir: action.server.node.snapshotDir }
       : null;
-    if (!snap && !action.backup) return this.fail(action, 'internal_error', GENERIC_FAILURE);
+    if (!snap && !action.backup && !isPowerKind(action.kind))
+      return this.fail(action, 'internal_error', GENERIC_FAILURE);
     if (action.backup && !this.backups)
       return this.fail(action, 'backup_storage_unavailable', NO_BACKUP_STORAGE);
     // A create records its store first; a restore or delete reads the one recorded.
@@ -180,6 +182,12 @@ export class ActionRunner {
           // Only completed backups are verified, and they have their store.
           verdict = await this.backups!.verifyBackup(backup ?? storeMissing(action), { signal });
           break;
+        case 'start_server':
+        case 'stop_server':
+        case 'shutdown_server':
+        case 'reboot_server':
+          await this.power(action.kind, server, signal);
+          break;
       }
     } catch (e) {
       await progress.flush();
@@ -218,6 +226,11 @@ export class ActionRunner {
         return this.finish(action, 'succeeded');
       case 'verify_backup':
         return this.recordVerification(action, verdict!);
+      case 'start_server':
+      case 'stop_server':
+      case 'shutdown_server':
+      case 'reboot_server':
+        return this.finish(action, 'succeeded');
     }
   }
 
@@ -255,6 +268,24 @@ export class ActionRunner {
     }
     await rewrite();
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
+  }
+
+  /** A power action on the hypervisor (src/servers/power/power-actions.ts says what each does). */
+  private async power(kind: PowerActionKind, server: ServerRef, signal: AbortSignal): Promise<void> {
+    const graceSeconds = this.config.stopGraceSeconds;
+    switch (kind) {
+      case 'start_server':
+        return this.driver.start(server);
+      case 'stop_server':
+        return this.driver.powerOff(server);
+      case 'shutdown_server':
+        return this.driver.shutdown(server, { graceSeconds, signal });
+      case 'reboot_server':
+        if ((await this.driver.getPowerState(server)) === 'running') {
+          await this.driver.shutdown(server, { graceSeconds, signal });
+        }
+        return this.driver.start(server);
+    }
   }
 
   /**
@@ -405,6 +436,11 @@ export class ActionRunner {
       restoreServer: RESTORE_KINDS.has(action.kind)
         ? { id: action.server.id, status: action.serverStatusBefore === 'running' ? 'running' : 'stopped' }
         : undefined,
+      // What the domain became, at once (the reconciler, nudged after every operation, confirms it).
+      powerServer:
+        outcome === 'succeeded' && isPowerKind(action.kind)
+          ? { id: action.server.id, status: statusAfter(action.kind) }
+          : undefined,
       failSnapshot:
         outcome === 'failed' && action.kind === 'create_snapshot' && action.snapshot
           ? { id: action.snapshot.id, error: error?.message ?? GENERIC_FAILURE }

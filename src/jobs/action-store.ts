@@ -68,6 +68,8 @@ export interface Finish {
   error?: { code: ActionErrorCode; message: string };
   /** A restore: the server returns to this status (from `restoring`). */
   restoreServer?: { id: number; status: 'running' | 'stopped' };
+  /** A power action that succeeded: its server has this status now. */
+  powerServer?: { id: number; status: 'running' | 'stopped' };
   /** A failed create: its snapshot fails too (from `in_progress`), with this text. */
   failSnapshot?: { id: number; error: string };
   /** A failed backup create: its backup fails too (from `in_progress`), with this code and text. */
@@ -272,6 +274,12 @@ function finishStatement(f: Finish): pg.QueryConfig {
       WHERE id = ${p(f.restoreServer.id)}::int AND status = 'restoring' AND EXISTS (SELECT 1 FROM a)
       RETURNING id)`;
   }
+  if (f.powerServer) {
+    more += `, pwr AS (
+      UPDATE servers SET status = ${p(f.powerServer.status)}::server_status
+      WHERE id = ${p(f.powerServer.id)}::int AND EXISTS (SELECT 1 FROM a)
+      RETURNING id)`;
+  }
   if (f.failSnapshot) {
     more += `, snap AS (
       UPDATE snapshots SET status = 'failed', error = ${p(f.failSnapshot.error.slice(0, 1000))}::varchar,
@@ -287,7 +295,7 @@ function finishStatement(f: Finish): pg.QueryConfig {
       RETURNING id)`;
   }
   return {
-    name: `action-finish-${f.outcome}${f.error ? '-e' : ''}${f.restoreServer ? '-srv' : ''}${f.failSnapshot ? '-snap' : ''}${f.failBackup ? '-bk' : ''}`,
+    name: `action-finish-${f.outcome}${f.error ? '-e' : ''}${f.restoreServer ? '-srv' : ''}${f.powerServer ? '-pwr' : ''}${f.failSnapshot ? '-snap' : ''}${f.failBackup ? '-bk' : ''}`,
     text: `WITH a AS (UPDATE actions SET ${set} WHERE id = $1::int AND status = 'running' RETURNING id)${more}
       SELECT count(*)::int AS done FROM a`,
     values,

@@ -18,6 +18,7 @@ import {
 import { CreateTokenDto } from '../auth/dto/create-token.dto';
 import { CreateNodeDto, UpdateNodeDto } from '../nodes/dto/create-node.dto';
 import { CreateServerDto } from '../servers/dto/create-server.dto';
+import { PowerActionDto } from '../servers/power/dto/power-action.dto';
 import { CreateSnapshotDto } from '../snapshots/dto/create-snapshot.dto';
 import {
   ACTION_EXAMPLES,
@@ -34,6 +35,7 @@ import {
   SNAPSHOT_EXAMPLE,
   BACKUP_EXAMPLE,
   BACKUP_POLICY_EXAMPLE,
+  POWER_ACTION_EXAMPLE,
 } from './examples';
 import { ActionView } from '../actions/action.view';
 import { AuditEventPage } from '../audit/audit-event.view';
@@ -133,14 +135,14 @@ const BACKUP_NOT_FOUND = {
   examples: ['backup_not_found', 'backup_not_found_cy'] as ProblemExampleKey[],
 };
 
-/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
-const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
+/** The problems of an operation on a server that holds it (a create, a power action): `more` are its own 400s. */
+const serverOperationProblems = (description: string, more: ProblemExampleKey[] = []): Errors => ({
   400: {
-    description: `Invalid parameters, or the ${kind} limit is reached, or the server is busy`,
+    description,
     examples: [
       'validation_failed',
       'malformed_json',
-      `${kind}_limit_reached`,
+      ...more,
       'invalid_server_state',
       'idempotency_key_reused',
     ],
@@ -150,6 +152,12 @@ const createProblems = (kind: 'snapshot' | 'backup'): Errors => ({
   ...BODY,
   ...AUTHED,
 });
+
+/** The problems of creating a snapshot or a backup of a server (they share every rule but the limit). */
+const createProblems = (kind: 'snapshot' | 'backup'): Errors =>
+  serverOperationProblems(`Invalid parameters, or the ${kind} limit is reached, or the server is busy`, [
+    `${kind}_limit_reached`,
+  ]);
 
 const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
@@ -506,6 +514,29 @@ export const ApiDoc = {
           404: { description: 'Not Found - Server does not exist', examples: ['server_not_found'] },
           ...AUTHED,
         }),
+      ),
+    powerAction: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'serverPowerAction',
+          summary: 'Start, stop, shut down or reboot a server',
+          description:
+            '`start` powers the server on; `stop` powers it off at once, as pulling the plug would; `shutdown` ' +
+            'asks its operating system to shut down and fails (`shutdown_timeout`) if it has not stopped within ' +
+            'the grace period; `reboot` is a graceful shutdown then a start. Starting a running server, or ' +
+            'stopping or shutting down a stopped one, succeeds and changes nothing. Like a create or a restore, ' +
+            'a power action holds the server while it runs: one refused while another operation holds it is ' +
+            '`invalid_server_state`, naming that operation. When it ends, the server’s `status` is what its ' +
+            'virtual machine became, and a `power_action.completed` or `power_action.failed` event is sent. ' +
+            'Poll the returned action (`GET /api/v1/actions/{id}/`).',
+        }),
+        pathId('Server id.'),
+        acceptLanguage(),
+        idempotencyKey(),
+        ApiExtraModels(PowerActionDto),
+        ApiBody({ required: true, schema: { $ref: getSchemaPath(PowerActionDto) } }),
+        okJson(ActionView, 'Power action accepted', 201, { example: POWER_ACTION_EXAMPLE }),
+        problemResponses(serverOperationProblems('An unknown type, or the server is busy')),
       ),
     adminCreate: () =>
       applyDecorators(

@@ -132,6 +132,21 @@ export const BACKUP_POLICY_EXAMPLE = {
   retention: { daily: 7, weekly: 4, monthly: 0 },
 };
 
+/** A power action as `POST /api/v1/servers/{id}/actions/` answers it. */
+export const POWER_ACTION_EXAMPLE = {
+  id: 9010,
+  kind: 'shutdown_server',
+  status: 'pending',
+  progress: 0,
+  server: { id: 12345, name: 'web-server-01' },
+  snapshot: null,
+  backup: null,
+  error: null,
+  created_at: '2025-01-16T18:00:00Z',
+  started_at: null,
+  finished_at: null,
+};
+
 export const ACTION_EXAMPLES = {
   running: {
     summary: 'A snapshot being created',

@@ -30,7 +30,7 @@ export function holdingOf(r: {
 /** Kinds that run in the background and hold no server. */
 export const BACKGROUND_KINDS: readonly ActionKind[] = ['delete_snapshot', 'delete_backup', 'verify_backup'];
 
-type HeldOperation = 'snapshot' | 'backup' | 'restoration';
+type HeldOperation = 'snapshot' | 'backup' | 'restoration' | 'power action';
 
 /** 400 invalid_server_state when a create or restore holds the server or it is being restored. */
 export function refuseIfHeld(
@@ -99,7 +99,7 @@ type CreateCheckedFunction = 'snapshot_create_checked' | 'backup_create_checked'
  * The subquery that locks a server row (FOR UPDATE) before a create checks its rules: the server, if it
  * is there and of the account `scope` (null: any, for an admin). Its columns are what the checks read.
  */
-function lockServerSql(serverId: number, scope: number | null): Prisma.Sql {
+export function lockServerSql(serverId: number, scope: number | null): Prisma.Sql {
   return Prisma.sql`
     SELECT id, account_id, node_id, status, name FROM servers
     WHERE id = ${serverId}::int AND (${scope}::int IS NULL OR account_id = ${scope}::int)

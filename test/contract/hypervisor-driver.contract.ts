@@ -203,6 +203,49 @@ export function describeHypervisorDriverContract(
       CASE_TIMEOUT_MS,
     );
 
+    it(
+      'powerOff stops a running server at once; powerOff and shutdown of a stopped server do nothing',
+      async () => {
+        const server = await h.makeServer({ running: true });
+        await driver.powerOff(server);
+        expect(await driver.getPowerState(server)).toBe('stopped');
+        await driver.powerOff(server);
+        await driver.shutdown(server, { graceSeconds: graceSeconds() });
+        expect(await driver.getPowerState(server)).toBe('stopped');
+        const gone = missingServer();
+        await expectHypervisorError(driver.powerOff(gone), 'domain_not_found', [gone]);
+        await expectHypervisorError(driver.shutdown(gone, { graceSeconds: 1 }), 'domain_not_found', [gone]);
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    it(
+      'shutdown of a running server stops it when the guest obeys, else fails shutdown_timeout leaving it running',
+      async () => {
+        const server = await h.makeServer({ running: true });
+        const call = driver.shutdown(server, { graceSeconds: graceSeconds() });
+        if (h.expectForcedStop) {
+          const e = await expectHypervisorError(call, 'shutdown_timeout', [server]);
+          expect(e.retryable).toBe(false);
+          expect(await driver.getPowerState(server)).toBe('running');
+        } else {
+          await call;
+          expect(await driver.getPowerState(server)).toBe('stopped');
+        }
+        // Aborted before it starts: cancelled, and the server is left as it was.
+        const running = await h.makeServer({ running: true });
+        const abort = new AbortController();
+        abort.abort();
+        await expectHypervisorError(
+          driver.shutdown(running, { graceSeconds: graceSeconds(), signal: abort.signal }),
+          'cancelled',
+          [running],
+        );
+        expect(await driver.getPowerState(running)).toBe('running');
+      },
+      CASE_TIMEOUT_MS,
+    );
+
     // ------------------------------------------------------------------ identity
 
     it(

@@ -60,6 +60,8 @@ describe('events outbox', () => {
       ['restore_snapshot', 'succeeded', 'restore.completed'],
       ['restore_backup', 'failed', 'restore.failed'],
       ['create_backup', 'succeeded', 'backup.completed'],
+      ['stop_server', 'succeeded', 'power_action.completed'],
+      ['reboot_server', 'failed', 'power_action.failed'],
       ['delete_snapshot', 'succeeded', null],
       ['delete_backup', 'failed', null],
     ];

@@ -770,6 +770,15 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       'deleteWebhook',
       await request(api.url).delete(`/api/v1/webhooks/${hook.body.id}/`).set(t.auth),
     );
+    // Power actions: 201 with the action; 400 busy and bad type; 404 another's server.
+    const pt = await createTenant(api.prisma, nodeId);
+    const powerOn = (id: number, body: object) =>
+      request(api.url).post(`/api/v1/servers/${id}/actions/`).set(pt.auth).send(body);
+    const stopping = await powerOn(pt.server.id, { type: 'stop' });
+    expect(stopping.status).toBe(201);
+    expectDocumented(doc, validator, 'serverPowerAction', stopping);
+    expectDocumented(doc, validator, 'serverPowerAction', await powerOn(pt.server.id, { type: 'hibernate' }));
+    expectDocumented(doc, validator, 'serverPowerAction', await powerOn(t.server.id, { type: 'start' }));
     await api.prisma
       .$executeRaw`SELECT emit_event(${t.account.id}, 'backup_policy.missed', '{"server_id": 1}'::jsonb)`;
     expectDocumented(doc, validator, 'listEvents', await get('/api/v1/events/?since=1&page_size=5'));

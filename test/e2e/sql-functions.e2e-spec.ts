@@ -72,13 +72,15 @@ describe('SQL functions: one file each, applied by prisma/migrate.mjs, drift cau
     expect(filesWith(/SET\s+"status"\s*=\s*'restoring'/i)).toEqual(['server_restore_checked']);
     expect(filesWith(/"idempotency_key_id"\s*=\s*p_key_id/i)).toEqual(['idempotency_key_action']);
     expect(filesWith(/<>\s*'restoring'/)).toEqual(['server_operation_check']);
-    // Called (a definition names its function in quotes) by both restores; the check by creates and restores.
+    // Called (a definition names its function in quotes) by both restores; the check by creates,
+    // restores and power actions.
     expect(filesWith(/\bserver_restore_checked\(/)).toEqual([
       'backup_restore_checked',
       'snapshot_restore_checked',
     ]);
     expect(filesWith(/\bserver_operation_check\(/)).toEqual([
       'backup_create_checked',
+      'server_power_checked',
       'server_restore_checked',
       'snapshot_create_checked',
     ]);

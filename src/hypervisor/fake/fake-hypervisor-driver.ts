@@ -171,6 +171,24 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     return { forced: !domain.gracefulShutdown };
   }
 
+  async powerOff(server: ServerRef): Promise<void> {
+    await this.intercept('powerOff', undefined);
+    const domain = this.domainOf(server);
+    if (diskInUse(domain.power)) domain.power = 'stopped';
+  }
+
+  /** A guest defined with `gracefulShutdown: false` ignores the request: `shutdown_timeout` at once. */
+  async shutdown(server: ServerRef, opts: { graceSeconds: number; signal?: AbortSignal }): Promise<void> {
+    throwIfAborted(opts.signal);
+    await this.intercept('shutdown', opts.signal);
+    const domain = this.domainOf(server);
+    if (!diskInUse(domain.power)) return;
+    if (!domain.gracefulShutdown) {
+      throw fakeError('shutdown_timeout', `guest ignored the shutdown request for ${opts.graceSeconds} s`);
+    }
+    domain.power = 'stopped';
+  }
+
   async createSnapshot(
     server: ServerRef,
     snap: SnapshotRef,

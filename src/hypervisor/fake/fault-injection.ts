@@ -11,6 +11,8 @@ export type FakeInjectableMethod =
   | 'deleteSnapshot'
   | 'stop'
   | 'start'
+  | 'powerOff'
+  | 'shutdown'
   | 'getPowerState'
   | 'observePowerStates'
   | 'openBackupRead'
@@ -22,6 +24,8 @@ export const FAKE_INJECTABLE_METHODS: readonly FakeInjectableMethod[] = [
   'deleteSnapshot',
   'stop',
   'start',
+  'powerOff',
+  'shutdown',
   'getPowerState',
   'observePowerStates',
   'openBackupRead',

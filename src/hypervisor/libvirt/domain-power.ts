@@ -1,4 +1,4 @@
-import { hvError, sleep } from '../driver-errors';
+import { hvError, sleep, throwIfAborted } from '../driver-errors';
 import { ObservedPowerState, ServerRef } from '../hypervisor-driver';
 import { canonicalDomainUuid } from './domain-identity';
 import { isDomainNotFound, isNotRunning } from './errors';
@@ -89,24 +89,57 @@ export async function stopDomain(
 ): Promise<{ forced: boolean }> {
   const { uuid: dom, state } = await domainOf(tools, server);
   if (state === 'shut off') return { forced: false };
-
-  // Graceful: libvirt picks the guest agent when it is connected, else ACPI.
-  const r = await tools.virsh.raw(['shutdown', '--domain', dom]);
-  if (r.code !== 0 && !isNotRunning(r.stderr)) {
-    if (isDomainNotFound(r.stderr)) throw tools.virsh.failure(['shutdown'], r);
-    // Other refusals (agent hung, ...) fall through to the forced path after the grace period.
-  }
+  // Other refusals than "not found" (agent hung, ...) fall through to the forced path after the grace.
+  await requestShutdown(tools, dom);
   if (await waitForState(tools, dom, 'shut off', graceSeconds * 1000)) return { forced: false };
+  return { forced: await destroy(tools, dom) };
+}
 
+/** Powers the server's domain off at once (`virsh destroy`) unless it is shut off. */
+export async function powerOffDomain(tools: Toolbox, server: ServerRef): Promise<void> {
+  const { uuid: dom, state } = await domainOf(tools, server);
+  if (state === 'shut off') return;
+  await destroy(tools, dom);
+}
+
+/**
+ * Asks the server's domain to shut down and waits up to `graceSeconds` for it to be shut off; never
+ * forces it. A refusal of the request itself (no ACPI, agent hung) is a guest that did not stop in time
+ * too: waiting tells whether it went down anyway.
+ */
+export async function shutdownDomain(
+  tools: Toolbox,
+  server: ServerRef,
+  graceSeconds: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  throwIfAborted(signal);
+  const { uuid: dom, state } = await domainOf(tools, server);
+  if (state === 'shut off') return;
+  await requestShutdown(tools, dom);
+  if (await waitForState(tools, dom, 'shut off', graceSeconds * 1000, signal)) return;
+  throw hvError('shutdown_timeout', `domain ${dom} still running ${graceSeconds} s after virsh shutdown`);
+}
+
+/** `virsh shutdown` (libvirt picks the guest agent when it is connected, else ACPI). */
+async function requestShutdown(tools: Toolbox, dom: string): Promise<void> {
+  const r = await tools.virsh.raw(['shutdown', '--domain', dom]);
+  if (r.code !== 0 && !isNotRunning(r.stderr) && isDomainNotFound(r.stderr)) {
+    throw tools.virsh.failure(['shutdown'], r);
+  }
+}
+
+/** `virsh destroy`, waiting until the domain is shut off; whether it was still running to destroy. */
+async function destroy(tools: Toolbox, dom: string): Promise<boolean> {
   const d = await tools.virsh.raw(['destroy', '--domain', dom]);
   if (d.code !== 0) {
-    if (isNotRunning(d.stderr)) return { forced: false }; // it went down at the last moment
+    if (isNotRunning(d.stderr)) return false; // it went down at the last moment
     throw tools.virsh.failure(['destroy', '--domain', dom], d);
   }
   if (!(await waitForState(tools, dom, 'shut off', 30_000))) {
     throw hvError('hypervisor_error', 'domain still not shut off 30 s after virsh destroy');
   }
-  return { forced: true };
+  return true;
 }
 
 /**
@@ -136,11 +169,12 @@ async function waitForState(
   domain: string,
   want: string,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if ((await tools.virsh.domState(domain)) === want) return true;
     if (Date.now() >= deadline) return false;
-    await sleep(Math.min(tools.pollIntervalMs, Math.max(1, deadline - Date.now())));
+    await sleep(Math.min(tools.pollIntervalMs, Math.max(1, deadline - Date.now())), signal);
   }
 }

@@ -35,7 +35,15 @@ import { convert } from './copy/convert';
 import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
 import { requireDiskInRoots } from './disk-roots';
-import { domainOf, findDomainUuid, observePowerStates, startDomain, stopDomain } from './domain-power';
+import {
+  domainOf,
+  findDomainUuid,
+  observePowerStates,
+  powerOffDomain,
+  shutdownDomain,
+  startDomain,
+  stopDomain,
+} from './domain-power';
 import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
 import { DiskSwap } from './disk-swap';
 import { removeInterruptedLeftovers } from './leftovers';
@@ -114,6 +122,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const grace = opts?.graceSeconds;
     const usable = typeof grace === 'number' && Number.isFinite(grace) && grace >= 0;
     return stopDomain(this.tools, server, usable ? grace : this.stopGraceSeconds);
+  }
+
+  async powerOff(server: ServerRef): Promise<void> {
+    return powerOffDomain(this.tools, server);
+  }
+
+  async shutdown(server: ServerRef, opts: { graceSeconds: number; signal?: AbortSignal }): Promise<void> {
+    return shutdownDomain(this.tools, server, opts.graceSeconds, opts.signal);
   }
 
   // ------------------------------------------------------------------------------------------------
