@@ -142,6 +142,12 @@ export const MESSAGES = {
     (p) =>
       `Cais Gwael - Ni ellir ${BACKUP_OPERATIONS_CY[p.operation as string] ?? p.operation} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
   ),
+  protected: m(
+    (p) =>
+      `Bad Request - ${p.resource === 'backup' ? 'Backup' : 'Snapshot'} ${p.id} is protected against deletion; change its protection first`,
+    (p) =>
+      `Cais Gwael - Mae ${p.resource === 'backup' ? 'copi wrth gefn' : 'ciplun'} ${p.id} wedi'i ddiogelu rhag cael ei ddileu; newidiwch ei ddiogelwch yn gyntaf`,
+  ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,
     (p) => `Gwrthdaro - ${p.what}`,
