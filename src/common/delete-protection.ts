@@ -36,6 +36,6 @@ export function deleteProtected(resource: 'snapshot' | 'backup', id: number): Pr
   return new ProblemException({
     status: 400,
     code: 'protected',
-    params: { resource, id },
+    params: { [`${resource}_id`]: id },
   });
 }

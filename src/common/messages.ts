@@ -144,9 +144,9 @@ export const MESSAGES = {
   ),
   protected: m(
     (p) =>
-      `Bad Request - ${p.resource === 'backup' ? 'Backup' : 'Snapshot'} ${p.id} is protected against deletion; change its protection first`,
+      `Bad Request - ${p.backup_id != null ? `Backup ${p.backup_id}` : `Snapshot ${p.snapshot_id}`} is protected against deletion; change its protection first`,
     (p) =>
-      `Cais Gwael - Mae ${p.resource === 'backup' ? 'copi wrth gefn' : 'ciplun'} ${p.id} wedi'i ddiogelu rhag cael ei ddileu; newidiwch ei ddiogelwch yn gyntaf`,
+      `Cais Gwael - Mae ${p.backup_id != null ? `copi wrth gefn ${p.backup_id}` : `ciplun ${p.snapshot_id}`} wedi'i ddiogelu rhag cael ei ddileu; newidiwch ei ddiogelwch yn gyntaf`,
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,

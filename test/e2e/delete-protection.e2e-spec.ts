@@ -171,6 +171,25 @@ describe('delete protection (real Postgres + Redis)', () => {
     });
   });
 
+  it.each<Kind>(['snapshots', 'backups'])(
+    '%s: a protection and a delete sent together never both win, and never fail with 500',
+    async (kind) => {
+      const t = await tenant();
+      for (let round = 0; round < 12; round++) {
+        const id = await seeded(t, kind);
+        const [protect, del] = await Promise.all([
+          change(t.auth, kind, id, { delete: true }),
+          remove(t.auth, kind, id),
+        ]);
+        const isLive = await live(kind, id);
+        const outcome = `${protect.status}/${del.status}/${isLive ? 'live' : 'deleted'}`;
+        // Protection first: the delete is refused and the row stays. Delete first: the protection finds nothing.
+        expect(['200/400/live', '404/204/deleted']).toContain(outcome);
+        if (del.status === 400) expect(del.body.code).toBe('protected');
+      }
+    },
+  );
+
   describe('in SQL, whatever the caller', () => {
     it('snapshot_delete_checked refuses a protected snapshot: nothing deleted, no action, `protected` true', async () => {
       const t = await tenant();
