@@ -135,21 +135,25 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
     return runs;
   }
 
-  /** Deletes the completed automatic backups retention does not keep; returns their ids. */
+  /**
+   * Deletes the completed automatic backups retention does not keep; returns their ids. A protected backup
+   * still answers its period's rule (it is there), but is never deleted nor counted as pruned; were it
+   * tried, backup_prune_checked would refuse it too.
+   */
   async applyRetention(): Promise<number[]> {
     const now = this.clock.now();
     const pruned: number[] = [];
     for (const p of await this.prisma.$queryRawUnsafe<PolicyRow[]>(ENABLED_POLICIES)) {
       const backups = await this.prisma.backup.findMany({
         where: { serverId: p.server_id, kind: 'automatic', status: 'completed', deletedAt: null },
-        select: { id: true, createdAt: true },
+        select: { id: true, createdAt: true, deleteProtected: true },
       });
       const keep = retainedIds(
         backups.map((b) => ({ id: b.id, at: b.createdAt })),
         { daily: p.retention_daily, weekly: p.retention_weekly, monthly: p.retention_monthly },
       );
       for (const b of backups) {
-        if (keep.has(b.id)) continue;
+        if (keep.has(b.id) || b.deleteProtected) continue;
         const [r] = await this.prisma.$queryRaw<{ node_id: number; action_id: number }[]>`
           SELECT node_id, action_id FROM backup_prune_checked(${b.id}::int, ${p.server_id}::int,
             ${now}::timestamptz)`;

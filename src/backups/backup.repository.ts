@@ -3,6 +3,7 @@ import { ListOrdering } from '../common/list-query';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ActionKind, ActionStatus, BackupKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { nullWhenNoRow } from '../prisma/database-errors';
 import { createOnLockedServer, LockedServerColumns, ServerCreateInput } from '../servers/server-hold';
 import { BACKUP_COLUMNS, BackupRow } from './backup.view';
 
@@ -55,6 +56,7 @@ export interface DeleteRow {
   backup_status: BackupRow['status'] | null;
   restoring: boolean | null;
   action_id: number | null;
+  protected: boolean | null;
 }
 
 /** The row of verify's statement: the locked backup, and the verification started or found open. */
@@ -120,6 +122,25 @@ export class BackupRepository {
   /** A live backup, within the scope when one is given. */
   findLive(id: number, scope: { accountId?: number }): Promise<BackupRow | null> {
     return this.prisma.backup.findFirst({ where: { id, deletedAt: null, ...scope }, select: BACKUP_COLUMNS });
+  }
+
+  /**
+   * Sets a live backup's delete protection, within the scope when one is given; null when there is no
+   * such backup. One UPDATE, which locks the row as delete's statement does: whichever commits first, the
+   * other sees it.
+   */
+  changeProtection(
+    id: number,
+    scope: { accountId?: number },
+    deleteProtected: boolean,
+  ): Promise<BackupRow | null> {
+    return nullWhenNoRow(
+      this.prisma.backup.update({
+        where: { id, deletedAt: null, ...scope },
+        data: { deleteProtected },
+        select: BACKUP_COLUMNS,
+      }),
+    );
   }
 
   /** A backup known to exist (one just inserted, or an earlier attempt's). */

@@ -8,6 +8,7 @@ import { apiTime } from '../common/clock';
 import { Lang, message } from '../common/messages';
 import { PageOf } from '../common/pagination';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
+import { ProtectionView, protectionView } from '../common/delete-protection';
 import {
   BackupKind,
   BackupMode,
@@ -37,6 +38,7 @@ export interface BackupRow {
   expiresAt: Date | null;
   verifiedAt: Date | null;
   server: { id: number; name: string };
+  deleteProtected: boolean;
 }
 
 /** The columns a backup response needs, and nothing else. */
@@ -58,6 +60,7 @@ export const BACKUP_COLUMNS = {
   expiresAt: true,
   verifiedAt: true,
   server: { select: { id: true, name: true } },
+  deleteProtected: true,
 } as const;
 
 const MIB_FIELD = { type: 'integer', format: 'int64', minimum: 0, nullable: true } as const;
@@ -165,6 +168,9 @@ export class BackupView {
     description: 'Why a `failed` backup failed, or what verification found in a `corrupt` one.',
   })
   error!: string | null;
+
+  @ApiProperty({ type: ProtectionView })
+  protection!: ProtectionView;
 }
 
 export const BackupPage = PageOf(BackupView, {
@@ -269,6 +275,7 @@ export function backupView(b: BackupRow): BackupView {
     // The column holds only what the data path reported (FULL_READ_REASONS).
     mode_reason: b.modeReason as FullReadReason | null,
     error: b.error,
+    protection: protectionView(b.deleteProtected),
   };
 }
 

@@ -30,6 +30,7 @@ import {
 } from './backup.view';
 import { BackupPolicyDto } from './dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from './dto/create-backup.dto';
+import { ChangeProtectionDto } from '../common/delete-protection';
 
 const BackupId = () => new PathIdPipe('backup_not_found');
 const ServerId = () => new PathIdPipe('server_not_found');
@@ -96,6 +97,19 @@ export class BackupsController {
   async verify(@CurrentPrincipal() me: Principal, @Req() req: Request, @Param('id', BackupId()) id: number) {
     const { backup, actionId } = await this.backups.verify(me, id);
     return backupVerifyStartedView(backup, actionId, languageOf(req.headers['accept-language']));
+  }
+
+  @Post(':id/actions/change_protection')
+  @ApiDoc.backups.changeProtection()
+  @HttpCode(200)
+  @Audit('backup.change_protection', 'backup', { bodyFields: ['delete'] })
+  @UseInterceptors(IdempotencyInterceptor)
+  async changeProtection(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', BackupId()) id: number,
+    @Body() dto: ChangeProtectionDto,
+  ) {
+    return backupView(await this.backups.changeProtection(me, id, dto.delete));
   }
 
   @Delete(':id')

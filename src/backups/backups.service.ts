@@ -5,6 +5,7 @@ import { BackupStateReason } from '../common/messages';
 import { pageOfVisibleServer } from '../common/list-query';
 import { PageRequest } from '../common/pagination';
 import { ProblemException } from '../common/problem';
+import { deleteProtected } from '../common/delete-protection';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
 import { holdingOf, limitReached, refuseIfHeld } from '../servers/server-hold';
@@ -142,11 +143,22 @@ export class BackupsService {
   async delete(me: Principal, backupId: number): Promise<{ actionId: number }> {
     const r = await this.backups.delete(backupId, accountScope(me).accountId ?? null, me.tokenId);
     if (!r || r.backup_id === null) throw notFound('backup_not_found');
+    if (r.protected) throw deleteProtected('backup', r.backup_id);
     if (r.backup_status === 'in_progress') throw invalidBackupState(r.backup_id, 'deleted', 'in_progress');
     if (r.restoring) throw invalidBackupState(r.backup_id, 'deleted', 'restoring');
     if (r.action_id === null) throw new Error(`backup_delete_checked inserted no action for ${r.backup_id}`);
     await this.queue.enqueueAccepted(r.node_id, r.action_id, 'delete_backup');
     return { actionId: r.action_id };
+  }
+
+  /**
+   * Protects the backup against deletion (retention's included), or lifts that protection; answers it as
+   * it now is. A backup being deleted is already gone from every answer (404).
+   */
+  async changeProtection(me: Principal, backupId: number, protect: boolean): Promise<BackupRow> {
+    const row = await this.backups.changeProtection(backupId, accountScope(me), protect);
+    if (!row) throw notFound('backup_not_found');
+    return row;
   }
 
   /**

@@ -142,6 +142,12 @@ export const MESSAGES = {
     (p) =>
       `Cais Gwael - Ni ellir ${BACKUP_OPERATIONS_CY[p.operation as string] ?? p.operation} copi wrth gefn ${p.backup_id} tra ${BACKUP_STATE_REASONS_CY[p.reason as BackupStateReason] ?? p.reason}`,
   ),
+  protected: m(
+    (p) =>
+      `Bad Request - ${p.backup_id != null ? `Backup ${p.backup_id}` : `Snapshot ${p.snapshot_id}`} is protected against deletion; change its protection first`,
+    (p) =>
+      `Cais Gwael - Mae ${p.backup_id != null ? `copi wrth gefn ${p.backup_id}` : `ciplun ${p.snapshot_id}`} wedi'i ddiogelu rhag cael ei ddileu; newidiwch ei ddiogelwch yn gyntaf`,
+  ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,
     (p) => `Gwrthdaro - ${p.what}`,

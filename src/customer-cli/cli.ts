@@ -30,6 +30,8 @@ commands:
   snapshots restore SNAPSHOT_ID [--wait]
                                         restore its server from it (overwrites the server's disk)
   snapshots delete SNAPSHOT_ID          delete it for good
+  snapshots protect SNAPSHOT_ID         refuse every delete of it until it is unprotected
+  snapshots unprotect SNAPSHOT_ID       let it be deleted again
   backups list [--server ID] [--kind manual|automatic]
                                         backups, newest first
   backups create --server ID --name NAME [--description TEXT] [--wait]
@@ -38,6 +40,8 @@ commands:
                                         restore its server, or another of yours, from it
   backups verify BACKUP_ID [--wait]     read its stored data back and check every chunk
   backups delete BACKUP_ID              delete it for good
+  backups protect BACKUP_ID             refuse every delete of it (retention's too) until unprotected
+  backups unprotect BACKUP_ID           let it be deleted again
   actions get ACTION_ID [--wait]        a long operation: status and progress
   webhooks list                         your webhook endpoints, with their state
   webhooks create --url URL [--events TYPE,...]
@@ -122,6 +126,8 @@ const COMMANDS: Record<string, Command> = {
   },
   'snapshots restore': { args: ['SNAPSHOT_ID'], options: ['wait', 'timeout'], run: snapshotsRestore },
   'snapshots delete': { args: ['SNAPSHOT_ID'], options: [], run: snapshotsDelete },
+  'snapshots protect': { args: ['SNAPSHOT_ID'], options: [], run: changeProtection('snapshot', true) },
+  'snapshots unprotect': { args: ['SNAPSHOT_ID'], options: [], run: changeProtection('snapshot', false) },
   'backups list': { args: [], options: ['server', 'kind'], run: backupsList },
   'backups create': {
     args: [],
@@ -131,6 +137,8 @@ const COMMANDS: Record<string, Command> = {
   'backups restore': { args: ['BACKUP_ID'], options: ['server', 'wait', 'timeout'], run: backupsRestore },
   'backups verify': { args: ['BACKUP_ID'], options: ['wait', 'timeout'], run: backupsVerify },
   'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
+  'backups protect': { args: ['BACKUP_ID'], options: [], run: changeProtection('backup', true) },
+  'backups unprotect': { args: ['BACKUP_ID'], options: [], run: changeProtection('backup', false) },
   'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
   'webhooks list': { args: [], options: [], run: webhooksList },
   'webhooks create': { args: [], options: ['url', 'events'], run: webhooksCreate },
@@ -581,6 +589,36 @@ async function backupsDelete(ctx: Ctx): Promise<number> {
   if (ctx.values.json) ctx.json({ id: backupId, deleted: true });
   else ctx.out(`backup ${backupId} deleted`);
   return 0;
+}
+
+/** `snapshots|backups protect|unprotect ID`: sets the delete protection, then shows it as the API answered. */
+function changeProtection(kind: 'snapshot' | 'backup', protect: boolean): Command['run'] {
+  return async (ctx) => {
+    const id = parseId(ctx.args[0], kind === 'snapshot' ? 'SNAPSHOT_ID' : 'BACKUP_ID');
+    const body = { delete: protect };
+    const changed =
+      kind === 'snapshot'
+        ? await call(
+            ctx.baseUrl,
+            ctx.api.POST('/api/v1/snapshots/{snapshot_id}/actions/change_protection/', {
+              params: { path: { snapshot_id: id } },
+              body,
+            }),
+          )
+        : await call(
+            ctx.baseUrl,
+            ctx.api.POST('/api/v1/backups/{backup_id}/actions/change_protection/', {
+              params: { path: { backup_id: id } },
+              body,
+            }),
+          );
+    if (ctx.values.json) ctx.json(changed);
+    else
+      ctx.out(
+        `${kind} ${changed.id} "${changed.name}" ${changed.protection?.delete ? 'is protected against deletion' : 'can be deleted'}`,
+      );
+    return 0;
+  };
 }
 
 async function actionsGet(ctx: Ctx): Promise<number> {

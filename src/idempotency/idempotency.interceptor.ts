@@ -17,7 +17,7 @@ import { IDEMPOTENCY_KEY_SHAPE, IdempotencyService, requestFingerprint } from '.
 type IdemRequest = Request & { user?: Principal; idempotencyKeyId?: number };
 
 /**
- * `Idempotency-Key` on POST create and restore (an addition to the published contract). Without the header nothing changes.
+ * `Idempotency-Key` on POST create, restore and change_protection (an addition to the published contract). Without the header nothing changes.
  * With it: the first request runs and its response is stored; a retry with the same key and request
  * gets that response again (`Idempotent-Replayed: true`) and starts nothing; another request with the
  * same key is 400 `idempotency_key_reused`.

@@ -59,6 +59,7 @@ import {
 import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
 import { ProblemSchema } from './schemas';
+import { ChangeProtectionDto } from '../common/delete-protection';
 import { CreateWebhookDto } from '../events/dto/create-webhook.dto';
 import { EventPage } from '../events/event.view';
 import { WebhookCreatedView, WebhookPage, WebhookView } from '../events/webhook.view';
@@ -162,6 +163,46 @@ const createProblems = (kind: 'snapshot' | 'backup'): Errors =>
 const okJson = (type: Type<unknown>, description: string, status = 200, extra: object = {}) =>
   ApiResponse({ status, description, type, ...extra });
 
+/** `POST /{snapshots|backups}/{id}/actions/change_protection/`: the same operation on either. */
+const changeProtection = (
+  kind: 'snapshot' | 'backup',
+  view: Type<unknown>,
+  example: object,
+  notFound: { description: string; examples: ProblemExampleKey[] },
+) =>
+  applyDecorators(
+    ApiOperation({
+      operationId: kind === 'snapshot' ? 'changeSnapshotProtection' : 'changeBackupProtection',
+      summary: `Protect a ${kind} against deletion, or lift the protection`,
+      description:
+        `While \`protection.delete\` is true, every delete of the ${kind} is refused with 400 \`protected\`` +
+        (kind === 'backup' ? ' (retention skips it too)' : '') +
+        `. Takes effect at once: the answer is the ${kind} as it now is. Setting the value it already has ` +
+        `changes nothing. A ${kind} being deleted is already gone (404).`,
+    }),
+    pathId(`${kind === 'snapshot' ? 'Snapshot' : 'Backup'} id.`),
+    idempotencyKey(),
+    ApiExtraModels(ChangeProtectionDto),
+    ApiBody({
+      required: true,
+      schema: { $ref: getSchemaPath(ChangeProtectionDto) },
+      examples: { protect: { value: { delete: true } }, unprotect: { value: { delete: false } } },
+    }),
+    okJson(view, `The ${kind}, with its protection as now set`, 200, {
+      example: { ...example, protection: { delete: true } },
+    }),
+    problemResponses({
+      400: {
+        description: 'Invalid body',
+        examples: ['validation_failed', 'malformed_json', 'idempotency_key_reused'],
+      },
+      404: notFound,
+      409: IDEMPOTENCY_IN_USE,
+      ...BODY,
+      ...AUTHED,
+    }),
+  );
+
 const pathId = (description: string) =>
   ApiParam({
     name: 'id',
@@ -204,6 +245,11 @@ export const ApiDocs = {
 /** Method decorators, by controller and handler. */
 export const ApiDoc = {
   snapshots: {
+    changeProtection: () =>
+      changeProtection('snapshot', SnapshotView, SNAPSHOT_EXAMPLE, {
+        description: 'Not Found - Snapshot does not exist',
+        examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
+      }),
     list: () =>
       applyDecorators(
         ApiOperation({
@@ -312,12 +358,15 @@ export const ApiDoc = {
           description:
             'Permanently delete a snapshot; it cannot be undone. It leaves every list at once and frees its ' +
             'slot; its storage is removed in the background. A snapshot still being created, or being ' +
-            'restored from, cannot be deleted.',
+            'restored from, cannot be deleted; nor can a protected one (`protection.delete`).',
         }),
         pathId('Snapshot id.'),
         ApiResponse({ status: 204, description: 'Snapshot deleted' }),
         problemResponses({
-          400: { description: 'The snapshot is busy', examples: ['invalid_snapshot_state'] },
+          400: {
+            description: 'The snapshot is busy or protected',
+            examples: ['invalid_snapshot_state', 'snapshot_protected', 'snapshot_protected_cy'],
+          },
           404: {
             description: 'Not Found - Snapshot does not exist',
             examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
@@ -327,6 +376,7 @@ export const ApiDoc = {
       ),
   },
   backups: {
+    changeProtection: () => changeProtection('backup', BackupView, BACKUP_EXAMPLE, BACKUP_NOT_FOUND),
     list: () =>
       applyDecorators(
         ApiOperation({
@@ -438,12 +488,16 @@ export const ApiDoc = {
           summary: 'Delete a backup',
           description:
             'Permanently delete a backup; it leaves every list at once and frees its slot, and its data is released ' +
-            'in the background. A backup still being created, or being restored from, cannot be deleted.',
+            'in the background. A backup still being created, or being restored from, cannot be deleted; nor can ' +
+            'a protected one (`protection.delete`).',
         }),
         pathId('Backup id.'),
         ApiResponse({ status: 204, description: 'Backup deleted' }),
         problemResponses({
-          400: { description: 'The backup is busy', examples: ['invalid_backup_state'] },
+          400: {
+            description: 'The backup is busy or protected',
+            examples: ['invalid_backup_state', 'backup_protected'],
+          },
           404: BACKUP_NOT_FOUND,
           ...AUTHED,
         }),

@@ -6,6 +6,7 @@ import { Lang, message } from '../common/messages';
 import { PAGE_SIZE_MESSAGE } from '../common/pagination';
 import { scopesNotHeld } from '../auth/api-token.service';
 import { ProblemException, ProblemSpec, problems } from '../common/problem';
+import { deleteProtected } from '../common/delete-protection';
 import { RESOURCE_NAME_MESSAGE } from '../common/resource-fields';
 import { serverBusy } from '../servers/server-hold';
 import { MAX_URL_BYTES } from '../common/url-limit';
@@ -71,6 +72,7 @@ export const FULL_LIST_EXAMPLE = {
       consistency: 'quiesced',
       completed_at: '2025-01-15T18:34:12Z',
       error: null,
+      protection: { delete: true },
     },
     {
       ...PUBLISHED_LIST_EXAMPLE.results[1],
@@ -78,6 +80,7 @@ export const FULL_LIST_EXAMPLE = {
       consistency: 'stopped',
       completed_at: '2025-01-08T12:03:40Z',
       error: null,
+      protection: { delete: false },
     },
   ],
 };
@@ -88,6 +91,7 @@ export const FULL_CREATE_EXAMPLE = {
   consistency: null,
   completed_at: null,
   error: null,
+  protection: { delete: false },
   action_id: 9001,
 };
 
@@ -124,6 +128,7 @@ export const BACKUP_EXAMPLE = {
   mode: 'incremental',
   mode_reason: null,
   error: null,
+  protection: { delete: false },
 };
 
 export const BACKUP_POLICY_EXAMPLE = {
@@ -264,6 +269,9 @@ export const PROBLEM_EXAMPLES = {
     params: { backup_id: 3101, operation: 'restored', reason: 'in_progress' },
     extra: { backup_status: 'in_progress' },
   }),
+  snapshot_protected: problem('The snapshot is protected against deletion', deleteProtected('snapshot', 801)),
+  snapshot_protected_cy: problem('The same with Accept-Language: cy', deleteProtected('snapshot', 801), 'cy'),
+  backup_protected: problem('The backup is protected against deletion', deleteProtected('backup', 3101)),
   backup_not_found: problem(
     'Absent, deleted, another account’s, or not an id',
     problems.notFound('backup_not_found'),

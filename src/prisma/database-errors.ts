@@ -83,3 +83,13 @@ export function databaseErrorKind(err: unknown): DatabaseErrorKind | null {
   if (isUniqueViolation(err)) return 'unique_violation';
   return null;
 }
+
+/** A Prisma update's result, or null when its `where` matched no row ("no record found", P2025). */
+export async function nullWhenNoRow<T>(update: Promise<T>): Promise<T | null> {
+  try {
+    return await update;
+  } catch (e) {
+    if ((e as { code?: unknown } | null)?.code === 'P2025') return null;
+    throw e;
+  }
+}

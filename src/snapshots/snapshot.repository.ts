@@ -3,6 +3,7 @@ import { PageRequest, skipTake } from '../common/pagination';
 import { ListOrdering, orderingSql } from '../common/list-query';
 import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
+import { nullWhenNoRow } from '../prisma/database-errors';
 import { createOnLockedServer, LockedServerColumns, ServerCreateInput } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
 
@@ -18,6 +19,7 @@ interface SnapshotColumns {
   error: string | null;
   created_at: Date;
   completed_at: Date | null;
+  delete_protected: boolean;
 }
 
 /** A row of the list query: the count and visibility on every row, a snapshot's columns when any. */
@@ -88,6 +90,7 @@ export interface DeleteRow extends LockedRow {
   snapshot_status: SnapshotRow['status'] | null;
   restoring: boolean | null;
   action_id: number | null;
+  protected: boolean | null;
 }
 
 /** The locked server's columns in a restore or delete row. */
@@ -107,12 +110,14 @@ function snapshotOf(r: SnapshotColumns, server: { id: number; name: string }): S
     createdAt: r.created_at,
     completedAt: r.completed_at,
     server,
+    deleteProtected: r.delete_protected,
   };
 }
 
 /** The snapshot a create row inserted (`action_id` set: its columns are all there), as a response shows it. */
 export function createdSnapshot(r: CreateRow, server: { id: number; name: string }): SnapshotRow {
-  return snapshotOf(r as CreateRow & SnapshotColumns, server);
+  // A create sets no protection: the new snapshot has the column's default.
+  return snapshotOf({ ...(r as CreateRow & SnapshotColumns), delete_protected: false }, server);
 }
 
 /**
@@ -156,6 +161,7 @@ export class SnapshotRepository {
       LEFT JOIN LATERAL (
         SELECT s.id, s.name, s.description, s.status::text AS status, s.progress, s.size_bytes,
                s.consistency::text AS consistency, s.error, s.created_at, s.completed_at,
+               s.delete_protected,
                v.id AS server_id, v.name AS server_name
         FROM snapshots s JOIN servers v ON v.id = s.server_id
         WHERE ${where}
@@ -176,6 +182,25 @@ export class SnapshotRepository {
       where: { id, deletedAt: null, ...scope },
       select: SNAPSHOT_COLUMNS,
     });
+  }
+
+  /**
+   * Sets a live snapshot's delete protection, within the scope when one is given; null when there is no
+   * such snapshot. One UPDATE, which re-checks `deleted_at` on the row's latest version: a delete that
+   * committed first makes it miss, and snapshot_delete_checked re-checks the protection the same way.
+   */
+  changeProtection(
+    id: number,
+    scope: { accountId?: number },
+    deleteProtected: boolean,
+  ): Promise<SnapshotRow | null> {
+    return nullWhenNoRow(
+      this.prisma.snapshot.update({
+        where: { id, deletedAt: null, ...scope },
+        data: { deleteProtected },
+        select: SNAPSHOT_COLUMNS,
+      }),
+    );
   }
 
   /** A snapshot known to exist (an earlier attempt's). */

@@ -4,7 +4,7 @@
  * added to one and not the other does not compile.
  *
  * `required` lists what the published contract guarantees. The fields this service adds to the
- * published bodies (`progress`, `consistency`, `completed_at`, `error`, `action_id`) are always sent
+ * published bodies (`progress`, `consistency`, `completed_at`, `error`, `protection`, `action_id`) are always sent
  * but are not `required`, so that the published examples stay valid responses.
  */
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
@@ -14,6 +14,7 @@ import { PageOf } from '../common/pagination';
 import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/prisma/enums';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
+import { ProtectionView, protectionView } from '../common/delete-protection';
 
 export interface SnapshotRow {
   id: number;
@@ -27,6 +28,7 @@ export interface SnapshotRow {
   createdAt: Date;
   completedAt: Date | null;
   server: { id: number; name: string };
+  deleteProtected: boolean;
 }
 
 /** The columns a snapshot response needs, and nothing else. */
@@ -42,6 +44,7 @@ export const SNAPSHOT_COLUMNS = {
   createdAt: true,
   completedAt: true,
   server: { select: { id: true, name: true } },
+  deleteProtected: true,
 } as const;
 
 const MIB = 1024 * 1024;
@@ -115,6 +118,9 @@ export class SnapshotView {
     description: 'Why a `failed` snapshot failed.',
   })
   error?: string | null;
+
+  @ApiPropertyOptional({ type: ProtectionView })
+  protection?: ProtectionView;
 }
 
 export const SnapshotPage = PageOf(SnapshotView, {
@@ -200,6 +206,7 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     consistency: s.consistency,
     completed_at: apiTime(s.completedAt),
     error: s.error,
+    protection: protectionView(s.deleteProtected),
   };
 }
 

@@ -20,6 +20,7 @@ import { buildPage, pageRequestOf } from '../common/pagination';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempotency.interceptor';
 import { CreateSnapshotDto } from './dto/create-snapshot.dto';
+import { ChangeProtectionDto } from '../common/delete-protection';
 import { SnapshotListQuery } from './snapshot-list-params';
 import { restoreStartedView, snapshotCreatedView, snapshotView } from './snapshot.view';
 import { SnapshotsService } from './snapshots.service';
@@ -82,6 +83,19 @@ export class SnapshotsController {
   ) {
     const { snap, server, actionId } = await this.snapshots.restore(me, id, idempotencyKeyId);
     return restoreStartedView(snap, server, actionId, languageOf(req.headers['accept-language']));
+  }
+
+  @Post(':id/actions/change_protection')
+  @ApiDoc.snapshots.changeProtection()
+  @HttpCode(200)
+  @Audit('snapshot.change_protection', 'snapshot', { bodyFields: ['delete'] })
+  @UseInterceptors(IdempotencyInterceptor)
+  async changeProtection(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', SnapshotId()) id: number,
+    @Body() dto: ChangeProtectionDto,
+  ) {
+    return snapshotView(await this.snapshots.changeProtection(me, id, dto.delete));
   }
 
   @Delete(':id')

@@ -5,6 +5,7 @@ import { PageRequest } from '../common/pagination';
 import { ListOrdering, pageOfVisibleServer } from '../common/list-query';
 import { isDatabaseBusy, isDatabaseUnavailable } from '../prisma/database-errors';
 import { ProblemException } from '../common/problem';
+import { deleteProtected } from '../common/delete-protection';
 import { JobQueue } from '../jobs/job-queue';
 import { MicroBatcher } from '../common/micro-batcher';
 import {
@@ -170,6 +171,7 @@ export class SnapshotsService {
     const scope = accountScope(me).accountId ?? null;
     const { r, server } = this.locked(me, await this.snapshots.delete(snapshotId, scope, me.tokenId));
     if (r.snapshot_id === null) throw notFound('snapshot_not_found'); // deleted meanwhile
+    if (r.protected) throw deleteProtected('snapshot', r.snapshot_id);
     const reason =
       r.snapshot_status === 'in_progress'
         ? 'it is still being created'
@@ -188,6 +190,16 @@ export class SnapshotsService {
       throw new Error(`snapshot_delete_checked inserted no action for ${r.snapshot_id}`);
     await this.queue.enqueueAccepted(server.node_id, r.action_id, 'delete_snapshot');
     return { actionId: r.action_id };
+  }
+
+  /**
+   * Protects the snapshot against deletion, or lifts that protection; answers it as it now is. A snapshot
+   * being deleted is already gone from every answer (404).
+   */
+  async changeProtection(me: Principal, snapshotId: number, protect: boolean): Promise<SnapshotRow> {
+    const row = await this.snapshots.changeProtection(snapshotId, accountScope(me), protect);
+    if (!row) throw notFound('snapshot_not_found');
+    return row;
   }
 
   /** A restore or delete row and its locked server; no row is 404 (snapshot), another account's server 404. */

@@ -741,6 +741,43 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
     );
     expectDocumented(doc, validator, 'adminListAuditEvents', await get('/api/v1/admin/audit-events/'));
 
+    // Delete protection: set, a protected delete refused, unknown ids.
+    const seededOf = {
+      accountId: t.account.id,
+      serverId: t.server.id,
+      name: 'kept',
+      status: 'completed' as const,
+    };
+    const kept = {
+      snapshots: (await api.prisma.snapshot.create({ data: { ...seededOf, sizeBytes: 1024n } })).id,
+      backups: (await api.prisma.backup.create({ data: { ...seededOf, sizeBytes: 1024n, store: 'default' } }))
+        .id,
+    };
+    for (const [kind, opId] of [
+      ['snapshots', 'Snapshot'],
+      ['backups', 'Backup'],
+    ] as const) {
+      const changePath = (id: number) => `/api/v1/${kind}/${id}/actions/change_protection/`;
+      const protect = await request(api.url).post(changePath(kept[kind])).set(t.auth).send({ delete: true });
+      expect(protect.status).toBe(200);
+      expectDocumented(doc, validator, `change${opId}Protection`, protect);
+      const refused = await request(api.url).delete(`/api/v1/${kind}/${kept[kind]}/`).set(t.auth);
+      expect(refused.body.code).toBe('protected');
+      expectDocumented(doc, validator, `delete${opId}`, refused);
+      expectDocumented(
+        doc,
+        validator,
+        `change${opId}Protection`,
+        await request(api.url).post(changePath(2147483647)).set(t.auth).send({ delete: true }),
+      );
+      expectDocumented(
+        doc,
+        validator,
+        `change${opId}Protection`,
+        await request(api.url).post(changePath(kept[kind])).set(t.auth).send({ delete: 'yes' }),
+      );
+    }
+
     // Webhooks and events (a public literal address: created without any connection).
     const hook = await request(api.url)
       .post('/api/v1/webhooks/')

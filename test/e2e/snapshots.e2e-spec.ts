@@ -42,7 +42,7 @@ const WELSH = {
 };
 /** The fields the contract publishes for a snapshot, and what this service adds. */
 const PART1_SNAPSHOT_FIELDS = ['id', 'server', 'name', 'status', 'size_mb', 'created_at', 'description'];
-const PART2_SNAPSHOT_FIELDS = ['progress', 'consistency', 'completed_at', 'error'];
+const PART2_SNAPSHOT_FIELDS = ['progress', 'consistency', 'completed_at', 'error', 'protection'];
 
 type Auth = Record<string, string>;
 type Json = Record<string, unknown>;

@@ -1,7 +1,7 @@
 -- Retention's delete of one automatic backup (src/backup-schedule/backup-scheduler.ts). It locks the
 -- backup's row only if it is a live `automatic` backup of the given server, then goes through the
--- customer's delete (backup_delete_checked: never one in progress or being restored from; soft delete
--- and a delete_backup action whose job releases its chunks), and, when that deleted it, records the
+-- customer's delete (backup_delete_checked: never one protected, in progress or being restored from;
+-- soft delete and a delete_backup action whose job releases its chunks), and, when that deleted it, records the
 -- event backup.pruned and the audit event in the same transaction. A manual backup is never touched:
 -- the lock finds no row.
 CREATE OR REPLACE FUNCTION "backup_prune_checked"(
