@@ -18,6 +18,7 @@ import {
 import { FULL_READ_REASONS, FullReadReason } from '../hypervisor/hypervisor-driver';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { mebibytes, RestoreServerRef, ServerRef } from '../snapshots/snapshot.view';
+import { Labels, labelsOf, LabelsProperty } from '../labels/labels';
 
 export interface BackupRow {
   id: number;
@@ -37,6 +38,8 @@ export interface BackupRow {
   expiresAt: Date | null;
   verifiedAt: Date | null;
   server: { id: number; name: string };
+  /** As stored (a jsonb object). */
+  labels: unknown;
 }
 
 /** The columns a backup response needs, and nothing else. */
@@ -58,6 +61,7 @@ export const BACKUP_COLUMNS = {
   expiresAt: true,
   verifiedAt: true,
   server: { select: { id: true, name: true } },
+  labels: true,
 } as const;
 
 const MIB_FIELD = { type: 'integer', format: 'int64', minimum: 0, nullable: true } as const;
@@ -165,6 +169,9 @@ export class BackupView {
     description: 'Why a `failed` backup failed, or what verification found in a `corrupt` one.',
   })
   error!: string | null;
+
+  @LabelsProperty()
+  labels?: Labels;
 }
 
 export const BackupPage = PageOf(BackupView, {
@@ -269,6 +276,7 @@ export function backupView(b: BackupRow): BackupView {
     // The column holds only what the data path reported (FULL_READ_REASONS).
     mode_reason: b.modeReason as FullReadReason | null,
     error: b.error,
+    labels: labelsOf(b.labels),
   };
 }
 

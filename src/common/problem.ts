@@ -35,6 +35,7 @@ export const PROBLEM_CODES = [
   'webhook_not_found',
   'webhook_limit_reached',
   'webhook_url_not_allowed',
+  'invalid_label_selector',
 ] as const;
 
 export type ProblemCode = (typeof PROBLEM_CODES)[number];

@@ -330,6 +330,12 @@ export const PROBLEM_EXAMPLES = {
     messageKey: 'webhook_url_scheme',
     extra: { reason: 'scheme' },
   }),
+  invalid_label_selector: problem('A label_selector that does not parse', {
+    status: 400,
+    code: 'invalid_label_selector',
+    params: { position: 8, reason: 'expected "," or ")"' },
+    extra: { position: 8, reason: 'expected "," or ")"' },
+  }),
 };
 
 export type ProblemExampleKey = keyof typeof PROBLEM_EXAMPLES;

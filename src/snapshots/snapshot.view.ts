@@ -14,6 +14,7 @@ import { PageOf } from '../common/pagination';
 import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/prisma/enums';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
+import { Labels, labelsOf, LabelsProperty } from '../labels/labels';
 
 export interface SnapshotRow {
   id: number;
@@ -27,6 +28,8 @@ export interface SnapshotRow {
   createdAt: Date;
   completedAt: Date | null;
   server: { id: number; name: string };
+  /** As stored (a jsonb object). */
+  labels: unknown;
 }
 
 /** The columns a snapshot response needs, and nothing else. */
@@ -42,6 +45,7 @@ export const SNAPSHOT_COLUMNS = {
   createdAt: true,
   completedAt: true,
   server: { select: { id: true, name: true } },
+  labels: true,
 } as const;
 
 const MIB = 1024 * 1024;
@@ -115,6 +119,9 @@ export class SnapshotView {
     description: 'Why a `failed` snapshot failed.',
   })
   error?: string | null;
+
+  @LabelsProperty()
+  labels?: Labels;
 }
 
 export const SnapshotPage = PageOf(SnapshotView, {
@@ -200,6 +207,7 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     consistency: s.consistency,
     completed_at: apiTime(s.completedAt),
     error: s.error,
+    labels: labelsOf(s.labels),
   };
 }
 
