@@ -24,6 +24,7 @@ import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { BackupListQuery } from './backup-list-params';
 import { BackupsService } from './backups.service';
 import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
 import {
   backupCreatedView,
   backupRestoreStartedView,
@@ -64,7 +65,7 @@ export class BackupsController {
 
   @Patch(':id')
   @ApiDoc.backups.update()
-  @Audit('backup.update', 'backup', { bodyFields: ['labels'] })
+  @Audit('backup.update', 'backup', { detailOf: labelsAuditDetail })
   async update(
     @CurrentPrincipal() me: Principal,
     @Param('id', BackupId()) id: number,

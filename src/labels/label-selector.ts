@@ -16,8 +16,7 @@ import { labelKeyProblem, labelValueProblem } from './labels';
 export const LABEL_SELECTOR_MAX = 1024;
 
 export type Requirement =
-  | { key: string; op: 'in' | 'notin'; values: string[] }
-  | { key: string; op: 'exists' | '!exists' };
+  { key: string; op: 'in' | 'notin'; values: string[] } | { key: string; op: 'exists' | '!exists' };
 
 class SelectorError extends Error {
   constructor(

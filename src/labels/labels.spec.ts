@@ -32,7 +32,10 @@ describe('labels', () => {
 
   it('bounds the total size', () => {
     const many = Object.fromEntries(
-      Array.from({ length: LABELS_MAX }, (_, i) => [`${'p'.repeat(200)}/k${String(i).padStart(59, '0')}`, 'v']),
+      Array.from({ length: LABELS_MAX }, (_, i) => [
+        `${'p'.repeat(200)}/k${String(i).padStart(59, '0')}`,
+        'v',
+      ]),
     );
     expect(labelsProblem(many)).toBe(`labels must total at most ${LABELS_MAX_CHARS} characters`);
   });

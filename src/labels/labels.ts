@@ -82,10 +82,16 @@ const LABELS_DESCRIPTION = `Keys: ${KEY_RULE}. Values: ${VALUE_RULE}. At most ${
 
 /** The response member `labels`. */
 export function LabelsProperty() {
-  return ApiPropertyOptional({ ...LABELS_DOC, description: 'Labels (key → value); filter lists with `label_selector`.' });
+  return ApiPropertyOptional({
+    ...LABELS_DOC,
+    description: 'Labels (key → value); filter lists with `label_selector`.',
+  });
 }
 
 /** Labels as stored (jsonb) to a response's map. */
 export function labelsOf(stored: unknown): Labels {
   return (stored ?? {}) as Labels;
 }
+
+/** What the audit log records of an accepted PATCH of labels: the labels it set. */
+export const labelsAuditDetail = (b: { labels?: Labels }) => ({ labels: b.labels });

@@ -201,7 +201,10 @@ const labelsUpdate = (
     okJson(view, `The ${kind}, with its new labels`),
     problemResponses({
       400: { examples: ['validation_failed', 'malformed_json'] },
-      404: { description: `Not Found - ${kind[0].toUpperCase()}${kind.slice(1)} does not exist`, examples: [notFound] },
+      404: {
+        description: `Not Found - ${kind[0].toUpperCase()}${kind.slice(1)} does not exist`,
+        examples: [notFound],
+      },
       ...BODY,
       ...AUTHED,
     }),

@@ -7,6 +7,7 @@ import { Principal } from '../auth/principal';
 import { PathIdPipe } from '../common/ids';
 import { buildPage, pageRequestOf } from '../common/pagination';
 import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
 import { ServerListQuery } from './server-list-params';
 import { CreateServerDto } from './dto/create-server.dto';
 import { adminServerView, serverView } from './server.view';
@@ -33,7 +34,7 @@ export class ServersController {
 
   @Patch(':id')
   @ApiDoc.servers.update()
-  @Audit('server.update', 'server', { bodyFields: ['labels'] })
+  @Audit('server.update', 'server', { detailOf: labelsAuditDetail })
   @UseInterceptors(AuditInterceptor)
   async update(
     @CurrentPrincipal() me: Principal,

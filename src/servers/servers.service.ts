@@ -121,7 +121,10 @@ export class ServersService {
 
   /** Replaces the labels of a server `me` may see (the DTO checked them) and answers it as it now is. */
   async setLabels(me: Principal, id: number, labels: Labels): Promise<ServerSummary> {
-    const { count } = await this.prisma.server.updateMany({ where: { id, ...accountScope(me) }, data: { labels } });
+    const { count } = await this.prisma.server.updateMany({
+      where: { id, ...accountScope(me) },
+      data: { labels },
+    });
     if (count === 0) throw new ProblemException({ status: 404, code: 'server_not_found' });
     return this.get(me, id);
   }

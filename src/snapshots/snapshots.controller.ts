@@ -25,6 +25,7 @@ import { SnapshotListQuery } from './snapshot-list-params';
 import { restoreStartedView, snapshotCreatedView, snapshotView } from './snapshot.view';
 import { SnapshotsService } from './snapshots.service';
 import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
 import { ListingRead } from '../common/route-table';
 import { SNAPSHOT_LIST_PARAMS } from './snapshot-list-params';
 
@@ -59,7 +60,7 @@ export class SnapshotsController {
 
   @Patch(':id')
   @ApiDoc.snapshots.update()
-  @Audit('snapshot.update', 'snapshot', { bodyFields: ['labels'] })
+  @Audit('snapshot.update', 'snapshot', { detailOf: labelsAuditDetail })
   async update(
     @CurrentPrincipal() me: Principal,
     @Param('id', SnapshotId()) id: number,

@@ -13,5 +13,5 @@ CREATE INDEX "backups_labels_idx" ON "backups" USING GIN ("labels" jsonb_path_op
 
 -- The creates take the new resource's labels: a new last argument (prisma/sql/functions), so the old
 -- signatures go first (CREATE OR REPLACE cannot change arguments).
-DROP FUNCTION "snapshot_create_checked"(INTEGER, INTEGER, "server_status", VARCHAR, VARCHAR, INTEGER, INTEGER, INTEGER);
-DROP FUNCTION "backup_create_checked"(INTEGER, INTEGER, "server_status", VARCHAR, VARCHAR, INTEGER, INTEGER, INTEGER, "backup_kind", TIMESTAMPTZ);
+DROP FUNCTION IF EXISTS "snapshot_create_checked"(INTEGER, INTEGER, "server_status", VARCHAR, VARCHAR, INTEGER, INTEGER, INTEGER);
+DROP FUNCTION IF EXISTS "backup_create_checked"(INTEGER, INTEGER, "server_status", VARCHAR, VARCHAR, INTEGER, INTEGER, INTEGER, "backup_kind", TIMESTAMPTZ);
