@@ -45,7 +45,7 @@ describe('label_selector', () => {
     }
     expect(caught).toBeInstanceOf(ProblemException);
     const body = (caught as ProblemException).render('en', 'r');
-    expect(body).toMatchObject({ status: 400, code: 'invalid_label_selector', position });
+    expect(body).toMatchObject({ status: 400, code: 'invalid_label_selector', label_selector: { position } });
   });
 
   it('refuses a repeated parameter and a selector over the length bound', () => {

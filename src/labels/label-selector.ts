@@ -148,7 +148,7 @@ export function labelFilterOf(selector: unknown): string | null {
       status: 400,
       code: 'invalid_label_selector',
       params: { position: e.position, reason: e.reason },
-      extra: { position: e.position, reason: e.reason },
+      extra: { label_selector: { position: e.position, error: e.reason } },
     });
   }
 }

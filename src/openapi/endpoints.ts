@@ -702,7 +702,7 @@ export const ApiDoc = {
         }),
         okJson(AuditEventPage, 'Audit events'),
         problemResponses({
-          400: { examples: ['validation_failed_query', 'invalid_label_selector'] },
+          400: { examples: ['validation_failed_query'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...ADMIN,
         }),

@@ -334,7 +334,7 @@ export const PROBLEM_EXAMPLES = {
     status: 400,
     code: 'invalid_label_selector',
     params: { position: 8, reason: 'expected "," or ")"' },
-    extra: { position: 8, reason: 'expected "," or ")"' },
+    extra: { label_selector: { position: 8, error: 'expected "," or ")"' } },
   }),
 };
 
