@@ -19,17 +19,24 @@ const MAX_ID = 2_147_483_647;
 export const USAGE = `usage: vps <command> [options]
 
 commands:
-  servers list                          your servers, with their snapshot and backup quotas
-  snapshots list [--server ID]          snapshots, newest first
-  snapshots create --server ID --name NAME [--description TEXT] [--wait]
+  servers list [--selector SEL]         your servers, with their snapshot and backup quotas
+  servers label SERVER_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
+  snapshots list [--server ID] [--selector SEL]
+                                        snapshots, newest first
+  snapshots create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]
                                         start a snapshot of a server
+  snapshots label SNAPSHOT_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
   snapshots restore SNAPSHOT_ID [--wait]
                                         restore its server from it (overwrites the server's disk)
   snapshots delete SNAPSHOT_ID          delete it for good
-  backups list [--server ID] [--kind manual|automatic]
+  backups list [--server ID] [--kind manual|automatic] [--selector SEL]
                                         backups, newest first
-  backups create --server ID --name NAME [--description TEXT] [--wait]
+  backups create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]
                                         start a backup of a server (to backup storage)
+  backups label BACKUP_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
   backups restore BACKUP_ID [--server ID] [--wait]
                                         restore its server, or another of yours, from it
   backups verify BACKUP_ID [--wait]     read its stored data back and check every chunk
@@ -47,6 +54,8 @@ options:
   --json            machine-readable JSON on stdout
   --wait            follow the operation until it ends (progress on stderr); exit 1 if it fails
   --timeout SECS    stop waiting after SECS seconds (default ${DEFAULT_TIMEOUT_S}); the operation goes on
+  --label K=V       a label (repeat for more), e.g. --label env=prod --label tier=db
+  --selector SEL    only those whose labels match, e.g. 'env=prod,tier in (db,cache),!temp'
   -h, --help        this help
   --version         the CLI's version
 
@@ -78,6 +87,8 @@ const OPTIONS = {
   url: { type: 'string' },
   events: { type: 'string' },
   since: { type: 'string' },
+  label: { type: 'string', multiple: true },
+  selector: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -103,21 +114,24 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  'servers list': { args: [], options: [], run: serversList },
-  'snapshots list': { args: [], options: ['server'], run: snapshotsList },
+  'servers list': { args: [], options: ['selector'], run: serversList },
+  'servers label': { args: ['SERVER_ID'], options: ['label'], run: serversLabel },
+  'snapshots list': { args: [], options: ['server', 'selector'], run: snapshotsList },
   'snapshots create': {
     args: [],
-    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    options: ['server', 'name', 'description', 'label', 'wait', 'timeout'],
     run: snapshotsCreate,
   },
+  'snapshots label': { args: ['SNAPSHOT_ID'], options: ['label'], run: snapshotsLabel },
   'snapshots restore': { args: ['SNAPSHOT_ID'], options: ['wait', 'timeout'], run: snapshotsRestore },
   'snapshots delete': { args: ['SNAPSHOT_ID'], options: [], run: snapshotsDelete },
-  'backups list': { args: [], options: ['server', 'kind'], run: backupsList },
+  'backups list': { args: [], options: ['server', 'kind', 'selector'], run: backupsList },
   'backups create': {
     args: [],
-    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    options: ['server', 'name', 'description', 'label', 'wait', 'timeout'],
     run: backupsCreate,
   },
+  'backups label': { args: ['BACKUP_ID'], options: ['label'], run: backupsLabel },
   'backups restore': { args: ['BACKUP_ID'], options: ['server', 'wait', 'timeout'], run: backupsRestore },
   'backups verify': { args: ['BACKUP_ID'], options: ['wait', 'timeout'], run: backupsVerify },
   'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
@@ -237,7 +251,10 @@ async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; 
 
 async function serversList(ctx: Ctx): Promise<number> {
   const servers = await allPages((page) =>
-    call(ctx.baseUrl, ctx.api.GET('/api/v1/servers/', { params: { query: { page } } })),
+    call(
+      ctx.baseUrl,
+      ctx.api.GET('/api/v1/servers/', { params: { query: { page, ...selectorQuery(ctx) } } }),
+    ),
   );
   if (ctx.values.json) {
     ctx.json(servers);
@@ -277,7 +294,7 @@ async function snapshotsList(ctx: Ctx): Promise<number> {
     call(
       ctx.baseUrl,
       ctx.api.GET('/api/v1/snapshots/', {
-        params: { query: { page, ...(serverId ? { server_id: serverId } : {}) } },
+        params: { query: { page, ...(serverId ? { server_id: serverId } : {}), ...selectorQuery(ctx) } },
       }),
     ),
   );
@@ -321,8 +338,13 @@ interface Started {
   server: { id: number; name: string };
 }
 
-/** The body of a create: `--server`, `--name`, `--description`. */
-function createBody(ctx: Ctx): { server_id: number; name: string; description?: string } {
+/** The body of a create: `--server`, `--name`, `--description`, `--label`s. */
+function createBody(ctx: Ctx): {
+  server_id: number;
+  name: string;
+  description?: string;
+  labels?: Record<string, string>;
+} {
   const serverId = parseId(ctx.values.server, '--server');
   const name = ctx.values.name;
   if (name === undefined) throw new UsageError('--name is required');
@@ -330,7 +352,68 @@ function createBody(ctx: Ctx): { server_id: number; name: string; description?: 
     server_id: serverId,
     name,
     ...(ctx.values.description !== undefined ? { description: ctx.values.description } : {}),
+    ...(ctx.values.label !== undefined ? { labels: labelsOf(ctx) } : {}),
   };
+}
+
+/** The `--label K=V` options as a map; the API checks keys and values (its 400 names the problem). */
+function labelsOf(ctx: Ctx): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const given of ctx.values.label ?? []) {
+    const eq = given.indexOf('=');
+    if (eq === -1) throw new UsageError(`--label must be KEY=VALUE, got "${given}"`);
+    const key = given.slice(0, eq);
+    if (Object.prototype.hasOwnProperty.call(labels, key))
+      throw new UsageError(`--label ${key} is given twice`);
+    labels[key] = given.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** `--selector` as the lists' `label_selector` query parameter. */
+function selectorQuery(ctx: Ctx): { label_selector?: string } {
+  return ctx.values.selector !== undefined ? { label_selector: ctx.values.selector } : {};
+}
+
+/** Prints a resource's labels after a `label` command. */
+function reportLabels(ctx: Ctx, what: string, r: { id: number; labels?: Record<string, string> }): number {
+  if (ctx.values.json) {
+    ctx.json(r);
+    return 0;
+  }
+  const labels = Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  ctx.out(`${what} ${r.id} labels: ${labels.length ? labels.join(', ') : '(none)'}`);
+  return 0;
+}
+
+async function serversLabel(ctx: Ctx): Promise<number> {
+  const id = parseId(ctx.args[0], 'SERVER_ID');
+  const body = { labels: labelsOf(ctx) };
+  const server = await call(
+    ctx.baseUrl,
+    ctx.api.PATCH('/api/v1/servers/{server_id}/', { params: { path: { server_id: id } }, body }),
+  );
+  return reportLabels(ctx, 'server', server);
+}
+
+async function snapshotsLabel(ctx: Ctx): Promise<number> {
+  const id = parseId(ctx.args[0], 'SNAPSHOT_ID');
+  const body = { labels: labelsOf(ctx) };
+  const snapshot = await call(
+    ctx.baseUrl,
+    ctx.api.PATCH('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: id } }, body }),
+  );
+  return reportLabels(ctx, 'snapshot', snapshot);
+}
+
+async function backupsLabel(ctx: Ctx): Promise<number> {
+  const id = parseId(ctx.args[0], 'BACKUP_ID');
+  const body = { labels: labelsOf(ctx) };
+  const backup = await call(
+    ctx.baseUrl,
+    ctx.api.PATCH('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: id } }, body }),
+  );
+  return reportLabels(ctx, 'backup', backup);
 }
 
 /**
@@ -442,7 +525,14 @@ async function backupsList(ctx: Ctx): Promise<number> {
     call(
       ctx.baseUrl,
       ctx.api.GET('/api/v1/backups/', {
-        params: { query: { page, ...(serverId ? { server_id: serverId } : {}), ...(kind ? { kind } : {}) } },
+        params: {
+          query: {
+            page,
+            ...(serverId ? { server_id: serverId } : {}),
+            ...(kind ? { kind } : {}),
+            ...selectorQuery(ctx),
+          },
+        },
       }),
     ),
   );
