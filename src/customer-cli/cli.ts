@@ -113,6 +113,16 @@ interface Command {
   run: (ctx: Ctx) => Promise<number>;
 }
 
+const serversLabel = labelCommand('server', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/servers/{server_id}/', { params: { path: { server_id: id } }, body }),
+);
+const snapshotsLabel = labelCommand('snapshot', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: id } }, body }),
+);
+const backupsLabel = labelCommand('backup', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: id } }, body }),
+);
+
 const COMMANDS: Record<string, Command> = {
   'servers list': { args: [], options: ['selector'], run: serversList },
   'servers label': { args: ['SERVER_ID'], options: ['label'], run: serversLabel },
@@ -356,6 +366,25 @@ function createBody(ctx: Ctx): {
   };
 }
 
+/** `<kind> label ID [--label K=V]...`: one PATCH of the resource's labels, then what it now has. */
+function labelCommand(
+  what: 'server' | 'snapshot' | 'backup',
+  patch: (
+    ctx: Ctx,
+    id: number,
+    body: { labels: Record<string, string> },
+  ) => Promise<{
+    data?: { id: number; labels?: Record<string, string> };
+    error?: unknown;
+    response: Response;
+  }>,
+): (ctx: Ctx) => Promise<number> {
+  return async (ctx) => {
+    const id = parseId(ctx.args[0], `${what.toUpperCase()}_ID`);
+    return reportLabels(ctx, what, await call(ctx.baseUrl, patch(ctx, id, { labels: labelsOf(ctx) })));
+  };
+}
+
 /** The `--label K=V` options as a map; the API checks keys and values (its 400 names the problem). */
 function labelsOf(ctx: Ctx): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -384,36 +413,6 @@ function reportLabels(ctx: Ctx, what: string, r: { id: number; labels?: Record<s
   const labels = Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`);
   ctx.out(`${what} ${r.id} labels: ${labels.length ? labels.join(', ') : '(none)'}`);
   return 0;
-}
-
-async function serversLabel(ctx: Ctx): Promise<number> {
-  const id = parseId(ctx.args[0], 'SERVER_ID');
-  const body = { labels: labelsOf(ctx) };
-  const server = await call(
-    ctx.baseUrl,
-    ctx.api.PATCH('/api/v1/servers/{server_id}/', { params: { path: { server_id: id } }, body }),
-  );
-  return reportLabels(ctx, 'server', server);
-}
-
-async function snapshotsLabel(ctx: Ctx): Promise<number> {
-  const id = parseId(ctx.args[0], 'SNAPSHOT_ID');
-  const body = { labels: labelsOf(ctx) };
-  const snapshot = await call(
-    ctx.baseUrl,
-    ctx.api.PATCH('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: id } }, body }),
-  );
-  return reportLabels(ctx, 'snapshot', snapshot);
-}
-
-async function backupsLabel(ctx: Ctx): Promise<number> {
-  const id = parseId(ctx.args[0], 'BACKUP_ID');
-  const body = { labels: labelsOf(ctx) };
-  const backup = await call(
-    ctx.baseUrl,
-    ctx.api.PATCH('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: id } }, body }),
-  );
-  return reportLabels(ctx, 'backup', backup);
 }
 
 /**
