@@ -80,7 +80,8 @@ export function newToken() {
  * `benchServers` servers and their snapshots; the rest is spread over other accounts of 10 servers each.
  * Returns tokens and a few ids.
  */
-export async function seed(url, { servers, snapshots, benchServers = 1000, fakeServers = 0 }) {
+/** `snapshotLabels`: an SQL expression of the server `s` and the snapshot's number `k` (default none). */
+export async function seed(url, { servers, snapshots, benchServers = 1000, fakeServers = 0, snapshotLabels = "'{}'" }) {
   return withClient(url, async (c) => {
     const perServer = Math.round(snapshots / servers);
     const otherAccounts = Math.ceil((servers - benchServers) / 10);
@@ -102,12 +103,13 @@ export async function seed(url, { servers, snapshots, benchServers = 1000, fakeS
     // Snapshots: perServer per server, spread over the last 90 days, a few failed / in progress.
     await c.query(
       `INSERT INTO snapshots (account_id, server_id, name, description, status, progress, size_bytes,
-                              consistency, created_at, completed_at)
+                              consistency, created_at, completed_at, labels)
        SELECT s.account_id, s.id, 'snap-' || s.id || '-' || k, 'nightly backup ' || k,
               (CASE WHEN k % 23 = 0 THEN 'failed' ELSE 'completed' END)::snapshot_status,
               100, (1 + (s.id * 7 + k) % 20000)::bigint * 1048576,
               'stopped', now() - make_interval(secs => (s.id * ${perServer} + k) * 7.77),
-              now() - make_interval(secs => (s.id * ${perServer} + k) * 7.77 - 30)
+              now() - make_interval(secs => (s.id * ${perServer} + k) * 7.77 - 30),
+              ${snapshotLabels}
        FROM servers s CROSS JOIN generate_series(1, ${perServer}) k`,
     );
     // A few soft-deleted ones, which must not show.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --only=read,write,queue,disk,scale,memory,backup] [-- --keep]  (backup: only when named)
+// npm run bench [-- --quick] [-- --only=read,write,queue,disk,scale,memory,backup,labels] [-- --keep]  (backup, labels: only when named)
 // Runs every benchmark of docs/benchmarks.md side by side with its physical limit and writes
 // bench/results/<date>.json plus a markdown summary on stdout.
 import fs from 'node:fs';
@@ -11,6 +11,7 @@ import { writeBench } from './write.mjs';
 import { queueBench } from './queue.mjs';
 import { diskBench } from './disk.mjs';
 import { scaleBench } from './scale.mjs';
+import { labelsBench } from './labels.mjs';
 import { workerMemoryBench } from './worker-memory.mjs';
 import { backupBench, printBackup } from './backup.mjs';
 
@@ -106,6 +107,14 @@ async function main() {
     });
     printScale(out.results.scale);
   }
+  if (only.has('labels')) {
+    // Not in the default set (seeds a million labelled snapshots of its own): --only=labels.
+    const name = `bench_labels_${RUN_ID}`;
+    dbs.push(name);
+    const url = await createDatabase(admin, name);
+    out.results.labels = await labelsBench({ url, redisUrl, quick, dir: appDir, log });
+    printLabels(out.results.labels);
+  }
   if (only.has('disk')) {
     log('disk path');
     try {
@@ -151,6 +160,25 @@ function printScale(s) {
     console.log(`| ${x.case} | ${x.httpP50Small} ms | ${x.httpP50Large} ms | ${fmt(x.httpRatio, 2)}× | ${fmt(x.rpsRatio, 2)}× | ${fmt(x.sqlMsSmall, 2)} | ${fmt(x.sqlMsLarge, 2)} | ${fmt(x.sqlRatio, 2)}× |`);
   }
   for (const [k, v] of Object.entries(s.plans)) console.log(`\n${k}:\n\n\`\`\`\n${v}\n\`\`\``);
+}
+
+function printLabels(l) {
+  const z = l.sizes;
+  console.log(`\n### Label selectors: ${z.snapshots} snapshots / ${z.servers} servers, account 1 has ${z.account1} (${l.rounds} rounds of ${l.duration} s, alternated, medians; max = worst round)\n`);
+  console.log('| list | matches | HTTP p50 plain | HTTP p50 selector | selector/plain p50 (max) | req/s ratio | SQL ms plain | SQL ms selector | SQL selector/plain (max) |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const x of l.summary) {
+    console.log(`| ${x.case} | ${x.matches} | ${x.httpP50Plain} ms | ${x.httpP50} ms | ${fmt(x.httpRatio, 2)}× (${fmt(x.httpRatioMax, 2)}×) | ${fmt(x.rpsRatio, 2)}× | ${fmt(x.sqlMsPlain, 2)} | ${fmt(x.sqlMs, 2)} | ${fmt(x.sqlRatio, 2)}× (${fmt(x.sqlRatioMax, 2)}×) |`);
+  }
+  const classes = Object.keys(l.opclass);
+  console.log(`\nSQL ms by label index (median of runs):\n`);
+  console.log(`| query | ${classes.join(' | ')} |`);
+  console.log(`|---|${classes.map(() => '---').join('|')}|`);
+  for (const q of Object.keys(l.opclass[classes[0]].ms)) {
+    console.log(`| ${q} | ${classes.map((c) => fmt(l.opclass[c].ms[q], 2)).join(' | ')} |`);
+  }
+  console.log(`| index size MiB / build s | ${classes.map((c) => `${fmt(l.opclass[c].bytes / 2 ** 20, 1)} / ${fmt(l.opclass[c].buildMs / 1000, 1)}`).join(' | ')} |`);
+  for (const [k, v] of Object.entries(l.plans)) console.log(`\n${k}:\n\n\`\`\`\n${v}\n\`\`\`\n`);
 }
 
 function printDisk(d) {

@@ -7,19 +7,26 @@ import pg from 'pg';
 import { median, startRole, stop, quiet } from './lib.mjs';
 
 /**
- * The SQL SnapshotsService.list sends (src/snapshots/snapshots.service.ts), default ordering.
- * @param {{ accountId: number, serverId?: number, take?: number, skip?: number }} q
+ * The SQL SnapshotsService.list sends (src/snapshots/snapshot.repository.ts), default ordering; no
+ * accountId: an admin's list. `labels`: a label_selector's jsonpath (labelFilterOf).
+ * @param {{ accountId?: number, serverId?: number, labels?: string, take?: number, skip?: number }} q
  */
-export function listSql({ accountId, serverId, take = 50, skip = 0 }) {
-  const where = serverId
-    ? `s.deleted_at IS NULL AND s.account_id = $1 AND s.server_id = $2`
-    : `s.deleted_at IS NULL AND s.account_id = $1`;
-  const visible = serverId ? `EXISTS (SELECT 1 FROM servers v WHERE v.id = $2 AND v.account_id = $1)` : 'true';
+export function listSql({ accountId, serverId, labels, take = 50, skip = 0 }) {
+  const values = [];
+  const param = (v) => `$${values.push(v)}`;
+  const conds = ['s.deleted_at IS NULL'];
+  if (accountId !== undefined) conds.push(`s.account_id = ${param(accountId)}`);
+  const sid = serverId ? param(serverId) : null;
+  if (sid) conds.push(`s.server_id = ${sid}`);
+  if (labels !== undefined) conds.push(`s.labels @@ ${param(labels)}::jsonpath`);
+  const where = conds.join(' AND ');
+  const visible = sid ? `EXISTS (SELECT 1 FROM servers v WHERE v.id = ${sid} AND v.account_id = $1)` : 'true';
   const text = `SELECT c.total, c.visible, p.*
       FROM (SELECT (SELECT count(*)::int FROM snapshots s WHERE ${where}) AS total, ${visible} AS visible) c
       LEFT JOIN LATERAL (
         SELECT s.id, s.name, s.description, s.status::text AS status, s.progress, s.size_bytes,
                s.consistency::text AS consistency, s.error, s.created_at, s.completed_at,
+               s.labels,
                v.id AS server_id, v.name AS server_name
         FROM snapshots s JOIN servers v ON v.id = s.server_id
         WHERE ${where}
@@ -27,7 +34,7 @@ export function listSql({ accountId, serverId, take = 50, skip = 0 }) {
         LIMIT ${take} OFFSET ${skip}
       ) p ON true
       ORDER BY p.created_at DESC, p.id DESC`;
-  return { text, values: serverId ? [accountId, serverId] : [accountId] };
+  return { text, values };
 }
 
 function cannon(opts) {

@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { ListOrdering } from '../common/list-query';
+import { ListOrdering, orderingSql } from '../common/list-query';
+import { labelsMatchSql } from '../labels/label-selector';
+import { Labels } from '../labels/labels';
 import { PageRequest, skipTake } from '../common/pagination';
 import { ActionKind, ActionStatus, BackupKind, Prisma, ServerStatus } from '../generated/prisma/client';
 import { PrismaService } from '../prisma/prisma.service';
@@ -74,14 +76,8 @@ export interface BackupFilter {
   serverId?: number;
   kind?: BackupKind;
   ordering: ListOrdering;
-}
-
-/** Prisma's orderBy for a list ordering (ties broken by id, as the snapshot list). */
-function orderByOf(ordering: ListOrdering): Prisma.BackupOrderByWithRelationInput[] {
-  const dir = ordering.startsWith('-') ? 'desc' : 'asc';
-  const field = ordering.replace('-', '') as 'created_at' | 'id' | 'name';
-  if (field === 'id') return [{ id: dir }];
-  return [field === 'name' ? { name: dir } : { createdAt: dir }, { id: dir }];
+  /** A label selector's jsonpath (labelFilterOf); null: no filter. */
+  labels: string | null;
 }
 
 /**
@@ -101,22 +97,29 @@ export class BackupRepository {
     filter: BackupFilter,
     page: PageRequest,
   ): Promise<{ visible: boolean; count: number; rows: BackupRow[] }> {
-    const where: Prisma.BackupWhereInput = { deletedAt: null, ...scope };
-    if (filter.serverId !== undefined) where.serverId = filter.serverId;
-    if (filter.kind !== undefined) where.kind = filter.kind;
-    const [visible, count, rows] = await Promise.all([
+    // The filter and page in SQL (a label selector is a jsonpath match Prisma cannot express), then
+    // the page's columns by id.
+    const conds: Prisma.Sql[] = [Prisma.sql`b.deleted_at IS NULL`];
+    if (scope.accountId !== undefined) conds.push(Prisma.sql`b.account_id = ${scope.accountId}`);
+    if (filter.serverId !== undefined) conds.push(Prisma.sql`b.server_id = ${filter.serverId}`);
+    if (filter.kind !== undefined) conds.push(Prisma.sql`b.kind = ${filter.kind}::backup_kind`);
+    if (filter.labels !== null) conds.push(labelsMatchSql('b', filter.labels));
+    const where = Prisma.join(conds, ' AND ');
+    const { skip, take } = skipTake(page);
+    const [visible, [counted], page_] = await Promise.all([
       filter.serverId === undefined
         ? true
         : this.prisma.server.count({ where: { id: filter.serverId, ...scope } }).then((n) => n > 0),
-      this.prisma.backup.count({ where }),
-      this.prisma.backup.findMany({
-        where,
-        orderBy: orderByOf(filter.ordering),
-        ...skipTake(page),
-        select: BACKUP_COLUMNS,
-      }),
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM backups b WHERE ${where}`,
+      this.prisma.$queryRaw<{ id: number }[]>`
+        SELECT b.id FROM backups b WHERE ${where}
+        ORDER BY ${orderingSql(filter.ordering, 'b').inner} LIMIT ${take} OFFSET ${skip}`,
     ]);
-    return { visible, count, rows };
+    const ids = page_.map((r) => r.id);
+    const found = await this.prisma.backup.findMany({ where: { id: { in: ids } }, select: BACKUP_COLUMNS });
+    const byId = new Map(found.map((b) => [b.id, b]));
+    const rows = ids.flatMap((id) => byId.get(id) ?? []);
+    return { visible, count: counted.n, rows };
   }
 
   /** A live backup, within the scope when one is given. */
@@ -141,6 +144,15 @@ export class BackupRepository {
         select: BACKUP_COLUMNS,
       }),
     );
+  }
+
+  /** Replaces a live backup's labels (within the scope); false when there is no such backup. */
+  async setLabels(id: number, scope: { accountId?: number }, labels: Labels): Promise<boolean> {
+    const { count } = await this.prisma.backup.updateMany({
+      where: { id, deletedAt: null, ...scope },
+      data: { labels },
+    });
+    return count > 0;
   }
 
   /** A backup known to exist (one just inserted, or an earlier attempt's). */

@@ -19,6 +19,7 @@ import {
 import { FULL_READ_REASONS, FullReadReason } from '../hypervisor/hypervisor-driver';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { mebibytes, RestoreServerRef, ServerRef } from '../snapshots/snapshot.view';
+import { Labels, labelsOf, LabelsProperty } from '../labels/labels';
 
 export interface BackupRow {
   id: number;
@@ -39,6 +40,8 @@ export interface BackupRow {
   verifiedAt: Date | null;
   server: { id: number; name: string };
   deleteProtected: boolean;
+  /** As stored (a jsonb object). */
+  labels: unknown;
 }
 
 /** The columns a backup response needs, and nothing else. */
@@ -61,6 +64,7 @@ export const BACKUP_COLUMNS = {
   verifiedAt: true,
   server: { select: { id: true, name: true } },
   deleteProtected: true,
+  labels: true,
 } as const;
 
 const MIB_FIELD = { type: 'integer', format: 'int64', minimum: 0, nullable: true } as const;
@@ -171,6 +175,8 @@ export class BackupView {
 
   @ApiProperty({ type: ProtectionView })
   protection!: ProtectionView;
+  @LabelsProperty()
+  labels?: Labels;
 }
 
 export const BackupPage = PageOf(BackupView, {
@@ -276,6 +282,7 @@ export function backupView(b: BackupRow): BackupView {
     mode_reason: b.modeReason as FullReadReason | null,
     error: b.error,
     protection: protectionView(b.deleteProtected),
+    labels: labelsOf(b.labels),
   };
 }
 

@@ -5,6 +5,7 @@ import {
   Get,
   HttpCode,
   Param,
+  Patch,
   Post,
   Put,
   Query,
@@ -22,6 +23,8 @@ import { IdempotencyInterceptor, IdempotencyKeyId } from '../idempotency/idempot
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { BackupListQuery } from './backup-list-params';
 import { BackupsService } from './backups.service';
+import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
 import {
   backupCreatedView,
   backupRestoreStartedView,
@@ -45,7 +48,12 @@ export class BackupsController {
   @ApiDoc.backups.list()
   async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: BackupListQuery) {
     const page = pageRequestOf(query);
-    const filter = { serverId: query.server_id, ordering: query.ordering, kind: query.kind };
+    const filter = {
+      serverId: query.server_id,
+      ordering: query.ordering,
+      kind: query.kind,
+      labelSelector: query.label_selector,
+    };
     const { count, rows } = await this.backups.list(me, filter, page);
     return buildPage(req, page, count, rows.map(backupView));
   }
@@ -54,6 +62,17 @@ export class BackupsController {
   @ApiDoc.backups.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', BackupId()) id: number) {
     return backupView(await this.backups.get(me, id));
+  }
+
+  @Patch(':id')
+  @ApiDoc.backups.update()
+  @Audit('backup.update', 'backup', { detailOf: labelsAuditDetail })
+  async update(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', BackupId()) id: number,
+    @Body() dto: UpdateLabelsDto,
+  ) {
+    return backupView(await this.backups.setLabels(me, id, dto.labels));
   }
 
   @Post()
@@ -68,7 +87,7 @@ export class BackupsController {
   ) {
     const { backup, actionId } = await this.backups.create(
       me,
-      { serverId: dto.server_id, name: dto.name, description: dto.description },
+      { serverId: dto.server_id, name: dto.name, description: dto.description, labels: dto.labels },
       idempotencyKeyId,
     );
     return backupCreatedView(backup, actionId, languageOf(req.headers['accept-language']));

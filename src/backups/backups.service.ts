@@ -10,6 +10,8 @@ import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
 import { holdingOf, limitReached, refuseIfHeld } from '../servers/server-hold';
 import { BackupFilter, BackupRepository } from './backup.repository';
+import { labelFilterOf } from '../labels/label-selector';
+import { Labels } from '../labels/labels';
 import { BackupRow } from './backup.view';
 import {
   BackupPolicy,
@@ -55,10 +57,11 @@ export class BackupsService {
 
   async list(
     me: Principal,
-    filter: BackupFilter,
+    filter: Omit<BackupFilter, 'labels'> & { labelSelector?: string },
     page: PageRequest,
   ): Promise<{ count: number; rows: BackupRow[] }> {
-    return pageOfVisibleServer(await this.backups.list(accountScope(me), filter, page));
+    const labels = labelFilterOf(filter.labelSelector);
+    return pageOfVisibleServer(await this.backups.list(accountScope(me), { ...filter, labels }, page));
   }
 
   async get(me: Principal, id: number): Promise<BackupRow> {
@@ -67,10 +70,16 @@ export class BackupsService {
     return row;
   }
 
+  /** Replaces the backup's labels (the DTO checked them) and answers it as it now is. */
+  async setLabels(me: Principal, id: number, labels: Labels): Promise<BackupRow> {
+    if (!(await this.backups.setLabels(id, accountScope(me), labels))) throw notFound('backup_not_found');
+    return this.get(me, id);
+  }
+
   /** A manual backup of the server: 10 per server (BACKUP_LIMIT_PER_SERVER), one long operation at a time. */
   async create(
     me: Principal,
-    input: { serverId: number; name: string; description?: string },
+    input: { serverId: number; name: string; description?: string; labels?: Labels },
     idempotencyKeyId?: number,
   ): Promise<{ backup: BackupRow; actionId: number }> {
     const limit = this.config.backupLimitPerServer;
@@ -81,6 +90,7 @@ export class BackupsService {
         description: input.description ?? '',
         tokenId: me.tokenId,
         scope: accountScope(me).accountId ?? null,
+        labels: input.labels ?? {},
       },
       limit,
       idempotencyKeyId ?? null,

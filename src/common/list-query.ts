@@ -3,13 +3,15 @@ import { MAX_ID } from './ids';
 import { PageQuery } from './pagination';
 import { ProblemException } from './problem';
 import { QueryInteger, QueryOneOf } from './query-params';
+import { QueryLabelSelector } from '../labels/label-selector';
 
 /** The orderings of the snapshot and backup lists (`-` = descending). */
 export const LIST_ORDERINGS = ['created_at', '-created_at', 'id', '-id', 'name', '-name'] as const;
 export type ListOrdering = (typeof LIST_ORDERINGS)[number];
 
 /**
- * The query string the snapshot and backup lists share: paging, a `server_id` filter and an ordering.
+ * The query string the snapshot and backup lists share: paging, a `server_id` filter, an ordering and a
+ * `label_selector`.
  * Any other parameter is ignored.
  */
 export class ServerResourceListQuery extends PageQuery {
@@ -27,6 +29,9 @@ export class ServerResourceListQuery extends PageQuery {
     default: '-created_at',
   })
   ordering: ListOrdering = '-created_at';
+
+  @QueryLabelSelector('those')
+  label_selector?: string;
 }
 
 /**

@@ -15,6 +15,7 @@ describe('message catalogue', () => {
     retry_after: 9,
     address: '10.0.0.5',
     host: 'hooks.example.com',
+    position: 6,
   };
 
   it.each(Object.keys(MESSAGES) as MessageKey[])('%s has an English and a distinct Welsh text', (key) => {

@@ -313,6 +313,10 @@ export const MESSAGES = {
     (p) => `Bad Request - The webhook URL's host ${p.host} does not resolve to an address`,
     (p) => `Cais Gwael - Nid yw gwesteiwr ${p.host} URL y bachyn gwe yn cyfateb i gyfeiriad`,
   ),
+  invalid_label_selector: m(
+    (p) => `Bad Request - Invalid label_selector at character ${p.position}: ${p.reason}`,
+    (p) => `Cais Gwael - Mae label_selector yn annilys wrth nod ${p.position} (gweler y maes "reason")`,
+  ),
 } satisfies Record<string, Message>;
 
 export type MessageKey = keyof typeof MESSAGES;

@@ -36,6 +36,7 @@ export const PROBLEM_CODES = [
   'webhook_limit_reached',
   'webhook_url_not_allowed',
   'protected',
+  'invalid_label_selector',
 ] as const;
 
 export type ProblemCode = (typeof PROBLEM_CODES)[number];

@@ -61,6 +61,12 @@ describe('query DTOs through the validation pipe', () => {
   });
 
   it('SNAPSHOT_LIST_PARAMS are the parameters the DTO reads', () => {
-    expect([...SNAPSHOT_LIST_PARAMS].sort()).toEqual(['ordering', 'page', 'page_size', 'server_id']);
+    expect([...SNAPSHOT_LIST_PARAMS].sort()).toEqual([
+      'label_selector',
+      'ordering',
+      'page',
+      'page_size',
+      'server_id',
+    ]);
   });
 });

@@ -20,22 +20,29 @@ const MAX_ID = 2_147_483_647;
 export const USAGE = `usage: vps <command> [options]
 
 commands:
-  servers list                          your servers, with their snapshot and backup quotas
+  servers list [--selector SEL]         your servers, with their snapshot and backup quotas
+  servers label SERVER_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
   servers start|stop|shutdown|reboot SERVER_ID [--wait]
                                         power it on; off at once; shut it down gracefully;
                                         or shut it down and start it again
-  snapshots list [--server ID]          snapshots, newest first
-  snapshots create --server ID --name NAME [--description TEXT] [--wait]
+  snapshots list [--server ID] [--selector SEL]
+                                        snapshots, newest first
+  snapshots create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]
                                         start a snapshot of a server
+  snapshots label SNAPSHOT_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
   snapshots restore SNAPSHOT_ID [--wait]
                                         restore its server from it (overwrites the server's disk)
   snapshots delete SNAPSHOT_ID          delete it for good
   snapshots protect SNAPSHOT_ID         refuse every delete of it until it is unprotected
   snapshots unprotect SNAPSHOT_ID       let it be deleted again
-  backups list [--server ID] [--kind manual|automatic]
+  backups list [--server ID] [--kind manual|automatic] [--selector SEL]
                                         backups, newest first
-  backups create --server ID --name NAME [--description TEXT] [--wait]
+  backups create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]
                                         start a backup of a server (to backup storage)
+  backups label BACKUP_ID [--label K=V]...
+                                        set its labels (replacing them all; none: remove them)
   backups restore BACKUP_ID [--server ID] [--wait]
                                         restore its server, or another of yours, from it
   backups verify BACKUP_ID [--wait]     read its stored data back and check every chunk
@@ -55,6 +62,8 @@ options:
   --json            machine-readable JSON on stdout
   --wait            follow the operation until it ends (progress on stderr); exit 1 if it fails
   --timeout SECS    stop waiting after SECS seconds (default ${DEFAULT_TIMEOUT_S}); the operation goes on
+  --label K=V       a label (repeat for more), e.g. --label env=prod --label tier=db
+  --selector SEL    only those whose labels match, e.g. 'env=prod,tier in (db,cache),!temp'
   -h, --help        this help
   --version         the CLI's version
 
@@ -86,6 +95,8 @@ const OPTIONS = {
   url: { type: 'string' },
   events: { type: 'string' },
   since: { type: 'string' },
+  label: { type: 'string', multiple: true },
+  selector: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -110,30 +121,43 @@ interface Command {
   run: (ctx: Ctx) => Promise<number>;
 }
 
+const serversLabel = labelCommand('server', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/servers/{server_id}/', { params: { path: { server_id: id } }, body }),
+);
+const snapshotsLabel = labelCommand('snapshot', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/snapshots/{snapshot_id}/', { params: { path: { snapshot_id: id } }, body }),
+);
+const backupsLabel = labelCommand('backup', (ctx, id, body) =>
+  ctx.api.PATCH('/api/v1/backups/{backup_id}/', { params: { path: { backup_id: id } }, body }),
+);
+
 const COMMANDS: Record<string, Command> = {
-  'servers list': { args: [], options: [], run: serversList },
+  'servers list': { args: [], options: ['selector'], run: serversList },
+  'servers label': { args: ['SERVER_ID'], options: ['label'], run: serversLabel },
   ...Object.fromEntries(
     POWER_ACTION_TYPES.map((type): [string, Command] => [
       `servers ${type}`,
       { args: ['SERVER_ID'], options: ['wait', 'timeout'], run: (ctx) => serversPower(ctx, type) },
     ]),
   ),
-  'snapshots list': { args: [], options: ['server'], run: snapshotsList },
+  'snapshots list': { args: [], options: ['server', 'selector'], run: snapshotsList },
   'snapshots create': {
     args: [],
-    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    options: ['server', 'name', 'description', 'label', 'wait', 'timeout'],
     run: snapshotsCreate,
   },
+  'snapshots label': { args: ['SNAPSHOT_ID'], options: ['label'], run: snapshotsLabel },
   'snapshots restore': { args: ['SNAPSHOT_ID'], options: ['wait', 'timeout'], run: snapshotsRestore },
   'snapshots delete': { args: ['SNAPSHOT_ID'], options: [], run: snapshotsDelete },
   'snapshots protect': { args: ['SNAPSHOT_ID'], options: [], run: changeProtection('snapshot', true) },
   'snapshots unprotect': { args: ['SNAPSHOT_ID'], options: [], run: changeProtection('snapshot', false) },
-  'backups list': { args: [], options: ['server', 'kind'], run: backupsList },
+  'backups list': { args: [], options: ['server', 'kind', 'selector'], run: backupsList },
   'backups create': {
     args: [],
-    options: ['server', 'name', 'description', 'wait', 'timeout'],
+    options: ['server', 'name', 'description', 'label', 'wait', 'timeout'],
     run: backupsCreate,
   },
+  'backups label': { args: ['BACKUP_ID'], options: ['label'], run: backupsLabel },
   'backups restore': { args: ['BACKUP_ID'], options: ['server', 'wait', 'timeout'], run: backupsRestore },
   'backups verify': { args: ['BACKUP_ID'], options: ['wait', 'timeout'], run: backupsVerify },
   'backups delete': { args: ['BACKUP_ID'], options: [], run: backupsDelete },
@@ -255,7 +279,10 @@ async function allPages<T>(fetchPage: (page: number) => Promise<{ results: T[]; 
 
 async function serversList(ctx: Ctx): Promise<number> {
   const servers = await allPages((page) =>
-    call(ctx.baseUrl, ctx.api.GET('/api/v1/servers/', { params: { query: { page } } })),
+    call(
+      ctx.baseUrl,
+      ctx.api.GET('/api/v1/servers/', { params: { query: { page, ...selectorQuery(ctx) } } }),
+    ),
   );
   if (ctx.values.json) {
     ctx.json(servers);
@@ -295,7 +322,7 @@ async function snapshotsList(ctx: Ctx): Promise<number> {
     call(
       ctx.baseUrl,
       ctx.api.GET('/api/v1/snapshots/', {
-        params: { query: { page, ...(serverId ? { server_id: serverId } : {}) } },
+        params: { query: { page, ...(serverId ? { server_id: serverId } : {}), ...selectorQuery(ctx) } },
       }),
     ),
   );
@@ -339,8 +366,13 @@ interface Started {
   server: { id: number; name: string };
 }
 
-/** The body of a create: `--server`, `--name`, `--description`. */
-function createBody(ctx: Ctx): { server_id: number; name: string; description?: string } {
+/** The body of a create: `--server`, `--name`, `--description`, `--label`s. */
+function createBody(ctx: Ctx): {
+  server_id: number;
+  name: string;
+  description?: string;
+  labels?: Record<string, string>;
+} {
   const serverId = parseId(ctx.values.server, '--server');
   const name = ctx.values.name;
   if (name === undefined) throw new UsageError('--name is required');
@@ -348,7 +380,57 @@ function createBody(ctx: Ctx): { server_id: number; name: string; description?: 
     server_id: serverId,
     name,
     ...(ctx.values.description !== undefined ? { description: ctx.values.description } : {}),
+    ...(ctx.values.label !== undefined ? { labels: labelsOf(ctx) } : {}),
   };
+}
+
+/** `<kind> label ID [--label K=V]...`: one PATCH of the resource's labels, then what it now has. */
+function labelCommand(
+  what: 'server' | 'snapshot' | 'backup',
+  patch: (
+    ctx: Ctx,
+    id: number,
+    body: { labels: Record<string, string> },
+  ) => Promise<{
+    data?: { id: number; labels?: Record<string, string> };
+    error?: unknown;
+    response: Response;
+  }>,
+): (ctx: Ctx) => Promise<number> {
+  return async (ctx) => {
+    const id = parseId(ctx.args[0], `${what.toUpperCase()}_ID`);
+    return reportLabels(ctx, what, await call(ctx.baseUrl, patch(ctx, id, { labels: labelsOf(ctx) })));
+  };
+}
+
+/** The `--label K=V` options as a map; the API checks keys and values (its 400 names the problem). */
+function labelsOf(ctx: Ctx): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const given of ctx.values.label ?? []) {
+    const eq = given.indexOf('=');
+    if (eq === -1) throw new UsageError(`--label must be KEY=VALUE, got "${given}"`);
+    const key = given.slice(0, eq);
+    if (Object.prototype.hasOwnProperty.call(labels, key))
+      throw new UsageError(`--label ${key} is given twice`);
+    labels[key] = given.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** `--selector` as the lists' `label_selector` query parameter. */
+function selectorQuery(ctx: Ctx): { label_selector?: string } {
+  return ctx.values.selector !== undefined ? { label_selector: ctx.values.selector } : {};
+}
+
+/** Prints a resource's labels after a `label` command. */
+function reportLabels(ctx: Ctx, what: string, r: { id: number; labels?: Record<string, string> }): number {
+  if (ctx.values.json) {
+    ctx.json(r);
+    return 0;
+  }
+  const labels = Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  ctx.out(`${what} ${r.id} labels: ${labels.length ? labels.join(', ') : '(none)'}`);
+  return 0;
 }
 
 /**
@@ -486,7 +568,14 @@ async function backupsList(ctx: Ctx): Promise<number> {
     call(
       ctx.baseUrl,
       ctx.api.GET('/api/v1/backups/', {
-        params: { query: { page, ...(serverId ? { server_id: serverId } : {}), ...(kind ? { kind } : {}) } },
+        params: {
+          query: {
+            page,
+            ...(serverId ? { server_id: serverId } : {}),
+            ...(kind ? { kind } : {}),
+            ...selectorQuery(ctx),
+          },
+        },
       }),
     ),
   );

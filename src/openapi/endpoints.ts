@@ -60,6 +60,7 @@ import { BackupPolicyDto } from '../backups/dto/backup-policy.dto';
 import { CreateBackupDto, RestoreBackupDto } from '../backups/dto/create-backup.dto';
 import { ProblemSchema } from './schemas';
 import { ChangeProtectionDto } from '../common/delete-protection';
+import { UpdateLabelsDto } from '../labels/update-labels.dto';
 import { CreateWebhookDto } from '../events/dto/create-webhook.dto';
 import { EventPage } from '../events/event.view';
 import { WebhookCreatedView, WebhookPage, WebhookView } from '../events/webhook.view';
@@ -229,6 +230,35 @@ const idempotencyKey = () =>
     schema: { type: 'string', maxLength: 255, example: '3f6c1c9e-7d1f-4c4b-9a57-0f4a2d8c9b11' },
   });
 
+/** `PATCH /api/v1/<resource>/{id}/`: replaces the resource's labels. */
+const labelsUpdate = (
+  kind: 'snapshot' | 'backup' | 'server',
+  view: Type<unknown>,
+  notFound: ProblemExampleKey,
+) =>
+  applyDecorators(
+    ApiOperation({
+      operationId: `update${kind[0].toUpperCase()}${kind.slice(1)}`,
+      summary: `Change a ${kind}'s labels`,
+      description:
+        `Replaces the ${kind}'s labels with \`labels\` (the whole map: a key left out is removed; \`{}\` ` +
+        `removes them all). Recorded in the audit log (\`${kind}.update\`).`,
+    }),
+    pathId(`${kind[0].toUpperCase()}${kind.slice(1)} id.`),
+    ApiExtraModels(UpdateLabelsDto),
+    ApiBody({ required: true, schema: { $ref: getSchemaPath(UpdateLabelsDto) } }),
+    okJson(view, `The ${kind}, with its new labels`),
+    problemResponses({
+      400: { examples: ['validation_failed', 'malformed_json'] },
+      404: {
+        description: `Not Found - ${kind[0].toUpperCase()}${kind.slice(1)} does not exist`,
+        examples: [notFound],
+      },
+      ...BODY,
+      ...AUTHED,
+    }),
+  );
+
 /** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
 export const ApiDocs = {
   snapshots: () => applyDecorators(ApiTags('snapshots'), ApiBearerAuth(BEARER)),
@@ -250,6 +280,7 @@ export const ApiDoc = {
         description: 'Not Found - Snapshot does not exist',
         examples: ['snapshot_not_found', 'snapshot_not_found_cy'],
       }),
+    update: () => labelsUpdate('snapshot', SnapshotView, 'snapshot_not_found'),
     list: () =>
       applyDecorators(
         ApiOperation({
@@ -265,7 +296,7 @@ export const ApiDoc = {
           },
         }),
         problemResponses({
-          400: { examples: ['validation_failed_query'] },
+          400: { examples: ['validation_failed_query', 'invalid_label_selector'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),
@@ -377,6 +408,7 @@ export const ApiDoc = {
   },
   backups: {
     changeProtection: () => changeProtection('backup', BackupView, BACKUP_EXAMPLE, BACKUP_NOT_FOUND),
+    update: () => labelsUpdate('backup', BackupView, 'backup_not_found'),
     list: () =>
       applyDecorators(
         ApiOperation({
@@ -388,7 +420,7 @@ export const ApiDoc = {
           example: { count: 1, next: null, previous: null, results: [BACKUP_EXAMPLE] },
         }),
         problemResponses({
-          400: { examples: ['validation_failed_query'] },
+          400: { examples: ['validation_failed_query', 'invalid_label_selector'] },
           404: {
             description: 'A page past the last one, or a server not yours',
             examples: ['page_not_found', 'server_not_found'],
@@ -539,6 +571,7 @@ export const ApiDoc = {
       ),
   },
   servers: {
+    update: () => labelsUpdate('server', ServerView, 'server_not_found'),
     list: () =>
       applyDecorators(
         ApiOperation({
@@ -550,7 +583,7 @@ export const ApiDoc = {
           example: { count: 1, next: null, previous: null, results: [SERVER_EXAMPLE] },
         }),
         problemResponses({
-          400: { examples: ['validation_failed_query'] },
+          400: { examples: ['validation_failed_query', 'invalid_label_selector'] },
           404: { description: 'A page past the last one', examples: ['page_not_found'] },
           ...AUTHED,
         }),

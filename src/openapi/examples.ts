@@ -353,6 +353,12 @@ export const PROBLEM_EXAMPLES = {
     messageKey: 'webhook_url_scheme',
     extra: { reason: 'scheme' },
   }),
+  invalid_label_selector: problem('A label_selector that does not parse', {
+    status: 400,
+    code: 'invalid_label_selector',
+    params: { position: 8, reason: 'expected "," or ")"' },
+    extra: { label_selector: { position: 8, error: 'expected "," or ")"' } },
+  }),
 };
 
 export type ProblemExampleKey = keyof typeof PROBLEM_EXAMPLES;

@@ -144,4 +144,15 @@ export class ProblemSchema {
       '`webhook_url_not_allowed`: why — not https, an address webhooks may not reach, or a host that does not resolve.',
   })
   reason?: string;
+
+  @ApiPropertyOptional({
+    type: 'object',
+    properties: {
+      position: { type: 'integer', minimum: 0, description: 'Where reading stopped (0 = first character).' },
+      error: { type: 'string', description: 'What was expected there.' },
+    },
+    required: ['position', 'error'],
+    description: '`invalid_label_selector`: where and why the selector does not parse.',
+  })
+  label_selector?: { position: number; error: string };
 }

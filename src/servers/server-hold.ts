@@ -1,6 +1,7 @@
 import { ActionKind, ActionStatus, Prisma, ServerStatus } from '../generated/prisma/client';
 import { ProblemException } from '../common/problem';
 import { PrismaService } from '../prisma/prisma.service';
+import { Labels } from '../labels/labels';
 
 /**
  * What snapshots and backups share about the server they act on: "one long operation per server" and
@@ -83,6 +84,8 @@ export interface ServerCreateInput {
   tokenId: number;
   /** The account the server must belong to; null for an admin. */
   scope: number | null;
+  /** The new resource's labels (checked by the caller). */
+  labels: Labels;
 }
 
 /** The locked server's columns at the head of a create statement's row. */
@@ -123,6 +126,7 @@ export async function createOnLockedServer<Found>(
     SELECT v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
     FROM (${lockServerSql(i.serverId, i.scope)}) v
     CROSS JOIN LATERAL ${Prisma.raw(fn)}(v.id, v.account_id, v.status, ${i.name}::varchar,
-      ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int) c`;
+      ${i.description}::varchar, ${i.tokenId}::int, ${idempotencyKeyId}::int, ${limit}::int,
+      p_labels => ${JSON.stringify(i.labels)}::jsonb) c`;
   return r;
 }

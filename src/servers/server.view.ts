@@ -6,6 +6,7 @@ import { ActionSummary } from '../actions/action.view';
 import { ServerStatus } from '../generated/prisma/enums';
 import { COUNT, DATE_TIME, ID } from '../openapi/properties';
 import type { ServerSummary } from './servers.service';
+import { Labels, labelsOf, LabelsProperty } from '../labels/labels';
 
 @ApiSchema({ name: 'SnapshotQuota', description: 'Live snapshots of the server against the limit.' })
 export class SnapshotQuota {
@@ -115,6 +116,9 @@ export class ServerView {
 
   @ApiProperty({ type: BackupPolicySummary })
   backup_policy!: BackupPolicySummary;
+
+  @LabelsProperty()
+  labels?: Labels;
 }
 
 export const ServerPage = PageOf(ServerView, { description: 'A page of servers, by id.' });
@@ -175,6 +179,7 @@ export function serverView(s: ServerSummary): ServerView {
         backup_id: s.backupPolicy.lastRun.backupId,
       },
     },
+    labels: labelsOf(s.labels),
   };
 }
 

@@ -1,11 +1,14 @@
-import { Body, Controller, Get, Param, Post, Query, Req, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Get, Param, Patch, Post, Query, Req, UseInterceptors } from '@nestjs/common';
 import { Audit, AuditInterceptor } from '../audit/audit.interceptor';
 import type { Request } from 'express';
 import { ApiDoc, ApiDocs } from '../openapi/endpoints';
 import { CurrentPrincipal, RequireScope } from '../auth/decorators';
 import { Principal } from '../auth/principal';
 import { PathIdPipe } from '../common/ids';
-import { buildPage, pageRequestOf, PageQuery } from '../common/pagination';
+import { buildPage, pageRequestOf } from '../common/pagination';
+import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
+import { ServerListQuery } from './server-list-params';
 import { CreateServerDto } from './dto/create-server.dto';
 import { adminServerView, serverView } from './server.view';
 import { ServersService } from './servers.service';
@@ -17,9 +20,9 @@ export class ServersController {
 
   @Get()
   @ApiDoc.servers.list()
-  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: PageQuery) {
+  async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: ServerListQuery) {
     const page = pageRequestOf(query);
-    const { count, rows } = await this.servers.list(me, page);
+    const { count, rows } = await this.servers.list(me, page, query.label_selector);
     return buildPage(req, page, count, rows.map(serverView));
   }
 
@@ -27,6 +30,18 @@ export class ServersController {
   @ApiDoc.servers.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', new PathIdPipe('server_not_found')) id: number) {
     return serverView(await this.servers.get(me, id));
+  }
+
+  @Patch(':id')
+  @ApiDoc.servers.update()
+  @Audit('server.update', 'server', { detailOf: labelsAuditDetail })
+  @UseInterceptors(AuditInterceptor)
+  async update(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', new PathIdPipe('server_not_found')) id: number,
+    @Body() dto: UpdateLabelsDto,
+  ) {
+    return serverView(await this.servers.setLabels(me, id, dto.labels));
   }
 }
 

@@ -14,6 +14,8 @@ import { PrismaService } from '../prisma/prisma.service';
 import { ReadStatements } from '../prisma/read-statements';
 import { ActionKind, ActionStatus, ServerStatus } from '../generated/prisma/client';
 import { BACKGROUND_KINDS } from './server-hold';
+import { labelFilterOf } from '../labels/label-selector';
+import { Labels } from '../labels/labels';
 import { Clock } from '../common/clock';
 import { decideSlot } from '../backup-schedule/schedule';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
@@ -44,6 +46,8 @@ export interface ServerSummary {
     } | null;
   };
   currentAction: { id: number; kind: ActionKind; status: ActionStatus; progress: number } | null;
+  /** As stored (a jsonb object). */
+  labels: unknown;
 }
 
 /** A row of the summaries statement (columns null on the one row of an empty page). */
@@ -70,6 +74,7 @@ interface SummaryRow {
   action_kind: ActionKind | null;
   action_status: ActionStatus | null;
   action_progress: number | null;
+  labels: unknown;
 }
 
 /** Constant names as an SQL list of literals (this file's own constants, never input). */
@@ -84,13 +89,20 @@ export class ServersService {
     private readonly clock: Clock,
   ) {}
 
-  async list(me: Principal, page: PageRequest): Promise<{ count: number; rows: ServerSummary[] }> {
+  async list(
+    me: Principal,
+    page: PageRequest,
+    labelSelector?: string,
+  ): Promise<{ count: number; rows: ServerSummary[] }> {
     const { skip, take } = skipTake(page);
     const accountId = accountScope(me).accountId;
+    const labels = labelFilterOf(labelSelector);
+    // A statement of its own with a selector: its plan can use the labels' GIN index.
+    const [name, matchLabels] = labels === null ? ['', ''] : ['-labelled', ' AND labels @@ $6::jsonpath'];
     const rows = await this.summaries(
-      accountId === undefined ? 'servers-all' : 'servers-of-account',
-      accountId === undefined ? '$5::int IS NULL' : 'account_id = $5::int',
-      [take, skip, accountId ?? null],
+      (accountId === undefined ? 'servers-all' : 'servers-of-account') + name,
+      (accountId === undefined ? '$5::int IS NULL' : 'account_id = $5::int') + matchLabels,
+      [take, skip, accountId ?? null, ...(labels === null ? [] : [labels])],
     );
     return { count: rows[0]?.total ?? 0, rows: this.present(rows) };
   }
@@ -105,6 +117,16 @@ export class ServersService {
     const [summary] = this.present(rows);
     if (!summary) throw new ProblemException({ status: 404, code: 'server_not_found' });
     return summary;
+  }
+
+  /** Replaces the labels of a server `me` may see (the DTO checked them) and answers it as it now is. */
+  async setLabels(me: Principal, id: number, labels: Labels): Promise<ServerSummary> {
+    const { count } = await this.prisma.server.updateMany({
+      where: { id, ...accountScope(me) },
+      data: { labels },
+    });
+    if (count === 0) throw new ProblemException({ status: 404, code: 'server_not_found' });
+    return this.get(me, id);
   }
 
   /**
@@ -218,9 +240,9 @@ export class ServersService {
   private summaries(name: string, filter: string, values: unknown[]): Promise<SummaryRow[]> {
     return this.reads.rows<SummaryRow>(
       name,
-      `WITH matching AS MATERIALIZED (SELECT id, name, status, created_at FROM servers WHERE ${filter}),
+      `WITH matching AS MATERIALIZED (SELECT id, name, status, created_at, labels FROM servers WHERE ${filter}),
          page AS (SELECT * FROM matching ORDER BY id LIMIT $3 OFFSET $4)
-       SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at,
+       SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at, p.labels,
          (SELECT count(*) FROM snapshots sn WHERE sn.server_id = p.id AND sn.deleted_at IS NULL
             AND sn.status = ANY($1::snapshot_status[]))::int AS used,
          (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
@@ -287,6 +309,7 @@ export class ServersService {
                 status: r.action_status!,
                 progress: r.action_progress!,
               },
+        labels: r.labels,
       }));
   }
 }

@@ -6,6 +6,8 @@ import { PrismaService } from '../prisma/prisma.service';
 import { nullWhenNoRow } from '../prisma/database-errors';
 import { createOnLockedServer, LockedServerColumns, ServerCreateInput } from '../servers/server-hold';
 import { SNAPSHOT_COLUMNS, SnapshotRow } from './snapshot.view';
+import { Labels } from '../labels/labels';
+import { labelsMatchSql } from '../labels/label-selector';
 
 /** A snapshot's columns as the statements return them. */
 interface SnapshotColumns {
@@ -20,6 +22,7 @@ interface SnapshotColumns {
   created_at: Date;
   completed_at: Date | null;
   delete_protected: boolean;
+  labels: unknown;
 }
 
 /** A row of the list query: the count and visibility on every row, a snapshot's columns when any. */
@@ -111,13 +114,18 @@ function snapshotOf(r: SnapshotColumns, server: { id: number; name: string }): S
     completedAt: r.completed_at,
     server,
     deleteProtected: r.delete_protected,
+    labels: r.labels,
   };
 }
 
 /** The snapshot a create row inserted (`action_id` set: its columns are all there), as a response shows it. */
-export function createdSnapshot(r: CreateRow, server: { id: number; name: string }): SnapshotRow {
+export function createdSnapshot(
+  r: CreateRow,
+  server: { id: number; name: string },
+  labels: Labels,
+): SnapshotRow {
   // A create sets no protection: the new snapshot has the column's default.
-  return snapshotOf({ ...(r as CreateRow & SnapshotColumns), delete_protected: false }, server);
+  return snapshotOf({ ...(r as CreateRow & SnapshotColumns), labels, delete_protected: false }, server);
 }
 
 /**
@@ -140,12 +148,13 @@ export class SnapshotRepository {
    */
   async list(
     scope: { accountId?: number },
-    filter: { serverId?: number; ordering: ListOrdering },
+    filter: { serverId?: number; ordering: ListOrdering; labels: string | null },
     page: PageRequest,
   ): Promise<{ visible: boolean; count: number; rows: SnapshotRow[] }> {
     const conds: Prisma.Sql[] = [Prisma.sql`s.deleted_at IS NULL`];
     if (scope.accountId !== undefined) conds.push(Prisma.sql`s.account_id = ${scope.accountId}`);
     if (filter.serverId !== undefined) conds.push(Prisma.sql`s.server_id = ${filter.serverId}`);
+    if (filter.labels !== null) conds.push(labelsMatchSql('s', filter.labels));
     const where = Prisma.join(conds, ' AND ');
     const { inner, outer: keys } = orderingSql(filter.ordering, 's');
     const { skip, take } = skipTake(page);
@@ -162,6 +171,7 @@ export class SnapshotRepository {
         SELECT s.id, s.name, s.description, s.status::text AS status, s.progress, s.size_bytes,
                s.consistency::text AS consistency, s.error, s.created_at, s.completed_at,
                s.delete_protected,
+               s.labels,
                v.id AS server_id, v.name AS server_name
         FROM snapshots s JOIN servers v ON v.id = s.server_id
         WHERE ${where}
@@ -203,6 +213,15 @@ export class SnapshotRepository {
     );
   }
 
+  /** Replaces a live snapshot's labels (within the scope); false when there is no such snapshot. */
+  async setLabels(id: number, scope: { accountId?: number }, labels: Labels): Promise<boolean> {
+    const { count } = await this.prisma.snapshot.updateMany({
+      where: { id, deletedAt: null, ...scope },
+      data: { labels },
+    });
+    return count > 0;
+  }
+
   /** A snapshot known to exist (an earlier attempt's). */
   findExisting(id: number): Promise<SnapshotRow> {
     return this.prisma.snapshot.findUniqueOrThrow({ where: { id }, select: SNAPSHOT_COLUMNS });
@@ -223,15 +242,16 @@ export class SnapshotRepository {
       SELECT i.ord::int AS ord, v.node_id, v.status::text AS server_status, v.name AS server_name, c.*
       FROM unnest(${order.map((k) => inputs[k].serverId)}::int[], ${order.map((k) => inputs[k].name)}::varchar[],
                   ${order.map((k) => inputs[k].description)}::varchar[], ${order.map((k) => inputs[k].tokenId)}::int[],
-                  ${order.map((k) => inputs[k].scope)}::int[])
-           WITH ORDINALITY AS i(server_id, name, description, token_id, scope, ord)
+                  ${order.map((k) => inputs[k].scope)}::int[],
+                  ${order.map((k) => JSON.stringify(inputs[k].labels))}::jsonb[])
+           WITH ORDINALITY AS i(server_id, name, description, token_id, scope, labels, ord)
       CROSS JOIN LATERAL (
         SELECT id, account_id, node_id, status, name FROM servers
         WHERE id = i.server_id AND (i.scope IS NULL OR account_id = i.scope)
         FOR UPDATE SKIP LOCKED
       ) v
       CROSS JOIN LATERAL snapshot_create_checked(v.id, v.account_id, v.status, i.name, i.description,
-        i.token_id, NULL::int, ${limit}::int) c
+        i.token_id, NULL::int, ${limit}::int, p_labels => i.labels) c
       ORDER BY i.ord`;
     const out: (CreateRow | null)[] = new Array<CreateRow | null>(inputs.length).fill(null);
     for (const { ord, ...row } of rows) out[order[ord - 1]] = row;

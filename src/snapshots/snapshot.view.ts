@@ -15,6 +15,7 @@ import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
 import { ProtectionView, protectionView } from '../common/delete-protection';
+import { Labels, labelsOf, LabelsProperty } from '../labels/labels';
 
 export interface SnapshotRow {
   id: number;
@@ -29,6 +30,8 @@ export interface SnapshotRow {
   completedAt: Date | null;
   server: { id: number; name: string };
   deleteProtected: boolean;
+  /** As stored (a jsonb object). */
+  labels: unknown;
 }
 
 /** The columns a snapshot response needs, and nothing else. */
@@ -45,6 +48,7 @@ export const SNAPSHOT_COLUMNS = {
   completedAt: true,
   server: { select: { id: true, name: true } },
   deleteProtected: true,
+  labels: true,
 } as const;
 
 const MIB = 1024 * 1024;
@@ -121,6 +125,8 @@ export class SnapshotView {
 
   @ApiPropertyOptional({ type: ProtectionView })
   protection?: ProtectionView;
+  @LabelsProperty()
+  labels?: Labels;
 }
 
 export const SnapshotPage = PageOf(SnapshotView, {
@@ -207,6 +213,7 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     completed_at: apiTime(s.completedAt),
     error: s.error,
     protection: protectionView(s.deleteProtected),
+    labels: labelsOf(s.labels),
   };
 }
 

@@ -5,6 +5,7 @@ import {
   Get,
   HttpCode,
   Param,
+  Patch,
   Post,
   Query,
   Req,
@@ -24,6 +25,8 @@ import { ChangeProtectionDto } from '../common/delete-protection';
 import { SnapshotListQuery } from './snapshot-list-params';
 import { restoreStartedView, snapshotCreatedView, snapshotView } from './snapshot.view';
 import { SnapshotsService } from './snapshots.service';
+import { UpdateLabelsDto } from '../labels/update-labels.dto';
+import { labelsAuditDetail } from '../labels/labels';
 import { ListingRead } from '../common/route-table';
 import { SNAPSHOT_LIST_PARAMS } from './snapshot-list-params';
 
@@ -40,7 +43,11 @@ export class SnapshotsController {
   @ApiDoc.snapshots.list()
   async list(@CurrentPrincipal() me: Principal, @Req() req: Request, @Query() query: SnapshotListQuery) {
     const page = pageRequestOf(query);
-    const filter = { serverId: query.server_id, ordering: query.ordering };
+    const filter = {
+      serverId: query.server_id,
+      ordering: query.ordering,
+      labelSelector: query.label_selector,
+    };
     const { count, rows } = await this.snapshots.list(me, filter, page);
     return buildPage(req, page, count, rows.map(snapshotView));
   }
@@ -50,6 +57,17 @@ export class SnapshotsController {
   @ApiDoc.snapshots.get()
   async get(@CurrentPrincipal() me: Principal, @Param('id', SnapshotId()) id: number) {
     return snapshotView(await this.snapshots.get(me, id));
+  }
+
+  @Patch(':id')
+  @ApiDoc.snapshots.update()
+  @Audit('snapshot.update', 'snapshot', { detailOf: labelsAuditDetail })
+  async update(
+    @CurrentPrincipal() me: Principal,
+    @Param('id', SnapshotId()) id: number,
+    @Body() dto: UpdateLabelsDto,
+  ) {
+    return snapshotView(await this.snapshots.setLabels(me, id, dto.labels));
   }
 
   @Post()
@@ -64,7 +82,7 @@ export class SnapshotsController {
   ) {
     const { snapshot, actionId } = await this.snapshots.create(
       me,
-      { serverId: dto.server_id, name: dto.name, description: dto.description },
+      { serverId: dto.server_id, name: dto.name, description: dto.description, labels: dto.labels },
       idempotencyKeyId,
     );
     return snapshotCreatedView(snapshot, actionId, languageOf(req.headers['accept-language']));

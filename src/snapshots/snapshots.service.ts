@@ -16,6 +16,8 @@ import {
   SnapshotRepository,
 } from './snapshot.repository';
 import { SnapshotRow } from './snapshot.view';
+import { labelFilterOf } from '../labels/label-selector';
+import { Labels } from '../labels/labels';
 import { holdingOf, limitReached, refuseIfHeld, ServerCreateInput } from '../servers/server-hold';
 
 const notFound = (code: 'server_not_found' | 'snapshot_not_found') =>
@@ -47,16 +49,23 @@ export class SnapshotsService {
 
   async list(
     me: Principal,
-    filter: { serverId?: number; ordering: ListOrdering },
+    filter: { serverId?: number; ordering: ListOrdering; labelSelector?: string },
     page: PageRequest,
   ): Promise<{ count: number; rows: SnapshotRow[] }> {
-    return pageOfVisibleServer(await this.snapshots.list(accountScope(me), filter, page));
+    const labels = labelFilterOf(filter.labelSelector);
+    return pageOfVisibleServer(await this.snapshots.list(accountScope(me), { ...filter, labels }, page));
   }
 
   async get(me: Principal, id: number): Promise<SnapshotRow> {
     const row = await this.snapshots.findLive(id, accountScope(me));
     if (!row) throw notFound('snapshot_not_found');
     return row;
+  }
+
+  /** Replaces the snapshot's labels (the DTO checked them) and answers it as it now is. */
+  async setLabels(me: Principal, id: number, labels: Labels): Promise<SnapshotRow> {
+    if (!(await this.snapshots.setLabels(id, accountScope(me), labels))) throw notFound('snapshot_not_found');
+    return this.get(me, id);
   }
 
   /**
@@ -67,7 +76,7 @@ export class SnapshotsService {
    */
   async create(
     me: Principal,
-    input: { serverId: number; name: string; description?: string },
+    input: { serverId: number; name: string; description?: string; labels?: Labels },
     idempotencyKeyId?: number,
   ): Promise<{ snapshot: SnapshotRow; actionId: number }> {
     const limit = this.config.snapshotLimitPerServer;
@@ -78,6 +87,7 @@ export class SnapshotsService {
       description: input.description ?? '',
       tokenId: me.tokenId,
       scope,
+      labels: input.labels ?? {},
     };
     // Without an Idempotency-Key, creates arriving together share one statement (createMany); one it
     // did not do (server locked by someone else, or no such server) runs alone and waits its turn.
@@ -95,7 +105,7 @@ export class SnapshotsService {
     if (r.action_id === null) {
       throw limitReached('snapshot_limit_reached', { limit, used: r.used, serverId: server.id });
     }
-    const snapshot = createdSnapshot(r, { id: server.id, name: server.name });
+    const snapshot = createdSnapshot(r, { id: server.id, name: server.name }, wanted.labels);
     await this.queue.enqueueAccepted(r.node_id, r.action_id, 'create_snapshot');
     return { snapshot, actionId: r.action_id };
   }

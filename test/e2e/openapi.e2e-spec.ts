@@ -282,7 +282,12 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
     it('has the published paths, with and without ids named as published', () => {
       expect(Object.keys(doc.paths['/api/v1/snapshots/']).sort()).toEqual(['get', 'post']);
       expect(Object.keys(doc.paths['/api/v1/snapshots/{snapshot_id}/restore/'])).toEqual(['post']);
-      expect(Object.keys(doc.paths['/api/v1/snapshots/{snapshot_id}/']).sort()).toEqual(['delete', 'get']);
+      // PATCH (labels) is this service's addition.
+      expect(Object.keys(doc.paths['/api/v1/snapshots/{snapshot_id}/']).sort()).toEqual([
+        'delete',
+        'get',
+        'patch',
+      ]);
       expect(Object.keys(doc.paths['/api/v1/actions/{action_id}/'])).toEqual(['get']);
       const list = operation(doc, 'listSnapshots');
       expect(list.parameters).toEqual(
@@ -820,6 +825,43 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
       .$executeRaw`SELECT emit_event(${t.account.id}, 'backup_policy.missed', '{"server_id": 1}'::jsonb)`;
     expectDocumented(doc, validator, 'listEvents', await get('/api/v1/events/?since=1&page_size=5'));
     expectDocumented(doc, validator, 'listEvents', await get('/api/v1/events/?since=abc'));
+  });
+
+  it('labels: each PATCH and each list with a label_selector answers as documented', async () => {
+    const t = await createTenant(api.prisma, nodeId);
+    const snap = await api.prisma.snapshot.create({
+      data: { accountId: t.account.id, serverId: t.server.id, name: 'l' },
+    });
+    const backup = await api.prisma.backup.create({
+      data: { accountId: t.account.id, serverId: t.server.id, name: 'l' },
+    });
+    const patch = (p: string, body: object) => request(api.url).patch(p).set(t.auth).send(body);
+    for (const [op, list, path] of [
+      ['updateSnapshot', 'listSnapshots', `/api/v1/snapshots/${snap.id}/`],
+      ['updateBackup', 'listBackups', `/api/v1/backups/${backup.id}/`],
+      ['updateServer', 'listServers', `/api/v1/servers/${t.server.id}/`],
+    ]) {
+      const ok = await patch(path, { labels: { env: 'prod' } });
+      expect(ok.status).toBe(200);
+      expectDocumented(doc, validator, op, ok);
+      expectDocumented(doc, validator, op, await patch(path, { labels: { env: 'pr od' } }));
+      expectDocumented(
+        doc,
+        validator,
+        op,
+        await patch(path.replace(/\d+\/$/, `${MAX_INT32}/`), { labels: {} }),
+      );
+      const base = path.replace(/\d+\/$/, '');
+      const listed = await request(api.url).get(`${base}?label_selector=env%3Dprod`).set(t.auth);
+      expect(listed.body.count).toBe(1);
+      expectDocumented(doc, validator, list, listed);
+      expectDocumented(
+        doc,
+        validator,
+        list,
+        await request(api.url).get(`${base}?label_selector=env%20in%20(a`).set(t.auth),
+      );
+    }
   });
 
   it('every operation answered above with its documented success and at least one documented problem', () => {

@@ -43,6 +43,8 @@ const WELSH = {
 /** The fields the contract publishes for a snapshot, and what this service adds. */
 const PART1_SNAPSHOT_FIELDS = ['id', 'server', 'name', 'status', 'size_mb', 'created_at', 'description'];
 const PART2_SNAPSHOT_FIELDS = ['progress', 'consistency', 'completed_at', 'error', 'protection'];
+// Labels (`{}` when none): test/e2e/labels.e2e-spec.ts.
+PART2_SNAPSHOT_FIELDS.push('labels');
 
 type Auth = Record<string, string>;
 type Json = Record<string, unknown>;

@@ -17,7 +17,8 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     p_key_id INTEGER,
     p_limit INTEGER,
     p_kind "backup_kind" DEFAULT 'manual',
-    p_at TIMESTAMPTZ DEFAULT NULL
+    p_at TIMESTAMPTZ DEFAULT NULL,
+    p_labels JSONB DEFAULT '{}'
 ) RETURNS TABLE (
     earlier_action_id INTEGER,
     earlier_backup_id INTEGER,
@@ -37,8 +38,9 @@ CREATE OR REPLACE FUNCTION "backup_create_checked"(
     ), ok AS (
         SELECT 1 AS one FROM chk WHERE chk.free AND (p_kind = 'automatic' OR (SELECT n FROM slots) < p_limit)
     ), bk AS (
-        INSERT INTO "backups" ("account_id", "server_id", "name", "description", "kind", "created_at")
-        SELECT p_account_id, p_server_id, p_name, p_description, p_kind, COALESCE(p_at, CURRENT_TIMESTAMP) FROM ok
+        INSERT INTO "backups" ("account_id", "server_id", "name", "description", "kind", "created_at", "labels")
+        SELECT p_account_id, p_server_id, p_name, p_description, p_kind, COALESCE(p_at, CURRENT_TIMESTAMP), p_labels
+        FROM ok
         RETURNING "id"
     ), act AS (
         INSERT INTO "actions" ("kind", "account_id", "server_id", "backup_id", "requested_by_token_id",

@@ -16,7 +16,8 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
     p_description VARCHAR,
     p_token_id INTEGER,
     p_key_id INTEGER,
-    p_limit INTEGER
+    p_limit INTEGER,
+    p_labels JSONB DEFAULT '{}'
 ) RETURNS TABLE (
     earlier_action_id INTEGER,
     earlier_snapshot_id INTEGER,
@@ -45,8 +46,8 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
     ), ok AS (
         SELECT 1 AS one FROM chk WHERE chk.free AND (SELECT n FROM slots) < p_limit
     ), sn AS (
-        INSERT INTO "snapshots" ("account_id", "server_id", "name", "description")
-        SELECT p_account_id, p_server_id, p_name, p_description FROM ok
+        INSERT INTO "snapshots" ("account_id", "server_id", "name", "description", "labels")
+        SELECT p_account_id, p_server_id, p_name, p_description, p_labels FROM ok
         RETURNING "id", "name", "description", "status"::TEXT AS status, "progress", "size_bytes",
                   "consistency"::TEXT AS consistency, "error", "created_at", "completed_at"
     ), act AS (

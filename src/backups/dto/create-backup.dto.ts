@@ -1,4 +1,5 @@
 import { DescriptionField, NameField, ServerIdField } from '../../common/resource-fields';
+import { Labels, LabelsField } from '../../labels/labels';
 
 export class CreateBackupDto {
   @ServerIdField('Id of the server to back up.', { example: 12345 })
@@ -12,6 +13,9 @@ export class CreateBackupDto {
 
   @DescriptionField('Before the database upgrade')
   description?: string;
+
+  @LabelsField({ optional: true, description: 'Labels of the backup (omitted = none).' })
+  labels?: Labels;
 }
 
 export class RestoreBackupDto {

@@ -1,4 +1,5 @@
 import { DescriptionField, NameField, ServerIdField } from '../../common/resource-fields';
+import { Labels, LabelsField } from '../../labels/labels';
 
 export class CreateSnapshotDto {
   @ServerIdField('Id of the server to snapshot.', { example: 12345 })
@@ -12,4 +13,7 @@ export class CreateSnapshotDto {
 
   @DescriptionField('Snapshot before system update')
   description?: string;
+
+  @LabelsField({ optional: true, description: 'Labels of the snapshot (omitted = none).' })
+  labels?: Labels;
 }
