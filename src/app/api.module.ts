@@ -22,6 +22,7 @@ import { IdempotencyModule } from '../idempotency/idempotency.module';
 import { HotReadModule } from '../read-path/hot-read.module';
 import { RouteTableModule } from '../common/route-table';
 import { EventsModule } from '../events/events.module';
+import { RestoreUndoModule } from '../restore-undo/restore-undo.module';
 
 /** The HTTP API process. */
 @Module({})
@@ -49,6 +50,7 @@ export class ApiModule {
         AuditModule,
         HotReadModule,
         EventsModule,
+        RestoreUndoModule,
       ],
       providers: [
         {

@@ -547,6 +547,35 @@ export const ApiDoc = {
           ...AUTHED,
         }),
       ),
+    undo: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'undoRestore',
+          summary: 'Undo a restore',
+          description:
+            'Puts back the disk a restore replaced. Every restore first takes a safety copy of the disk ' +
+            '(a `pre_restore` backup when the node has backup storage, else a `pre_restore` snapshot; neither ' +
+            'counts toward a limit), kept for `RESTORE_SAFETY_COPY_HOURS` (7 days by default) and shown as ' +
+            'the restore action’s `safety_copy`. Undo is a restore of that copy onto the server: the answer ' +
+            'is its action (`undo_of` names the restore). It is a restore like any other, so it takes a ' +
+            'safety copy too: undoing the undo puts back what the first restore wrote. The action must be a ' +
+            'restore that succeeded and whose copy has not expired; one operation per server, as every restore.',
+        }),
+        pathId('The restore’s action id.'),
+        idempotencyKey(),
+        okJson(ActionView, 'The undo started (its action)', 201, {
+          examples: { undo: ACTION_EXAMPLES.undo },
+        }),
+        problemResponses({
+          400: {
+            description: 'Not a succeeded restore, its safety copy expired, or the server is busy',
+            examples: ['action_not_undoable', 'invalid_server_state', 'idempotency_key_reused'],
+          },
+          404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
+          409: IDEMPOTENCY_IN_USE,
+          ...AUTHED,
+        }),
+      ),
   },
   tokens: {
     list: () =>

@@ -18,6 +18,8 @@ interface SnapshotColumns {
   error: string | null;
   created_at: Date;
   completed_at: Date | null;
+  kind?: SnapshotRow['kind'];
+  expires_at?: Date | null;
 }
 
 /** A row of the list query: the count and visibility on every row, a snapshot's columns when any. */
@@ -107,6 +109,9 @@ function snapshotOf(r: SnapshotColumns, server: { id: number; name: string }): S
     createdAt: r.created_at,
     completedAt: r.completed_at,
     server,
+    // A create's row has neither: what it makes is a manual snapshot.
+    kind: r.kind ?? 'manual',
+    expiresAt: r.expires_at ?? null,
   };
 }
 
@@ -156,6 +161,7 @@ export class SnapshotRepository {
       LEFT JOIN LATERAL (
         SELECT s.id, s.name, s.description, s.status::text AS status, s.progress, s.size_bytes,
                s.consistency::text AS consistency, s.error, s.created_at, s.completed_at,
+               s.kind::text AS kind, s.expires_at,
                v.id AS server_id, v.name AS server_name
         FROM snapshots s JOIN servers v ON v.id = s.server_id
         WHERE ${where}

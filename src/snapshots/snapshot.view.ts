@@ -11,7 +11,7 @@ import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { apiTime } from '../common/clock';
 import { Lang, message } from '../common/messages';
 import { PageOf } from '../common/pagination';
-import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/prisma/enums';
+import { ServerStatus, SnapshotConsistency, SnapshotKind, SnapshotStatus } from '../generated/prisma/enums';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
 
@@ -27,6 +27,8 @@ export interface SnapshotRow {
   createdAt: Date;
   completedAt: Date | null;
   server: { id: number; name: string };
+  kind: SnapshotKind;
+  expiresAt: Date | null;
 }
 
 /** The columns a snapshot response needs, and nothing else. */
@@ -42,6 +44,8 @@ export const SNAPSHOT_COLUMNS = {
   createdAt: true,
   completedAt: true,
   server: { select: { id: true, name: true } },
+  kind: true,
+  expiresAt: true,
 } as const;
 
 const MIB = 1024 * 1024;
@@ -115,6 +119,24 @@ export class SnapshotView {
     description: 'Why a `failed` snapshot failed.',
   })
   error?: string | null;
+
+  @ApiPropertyOptional({
+    enum: SnapshotKind,
+    enumName: 'SnapshotKind',
+    example: 'manual',
+    description:
+      '`pre_restore`: the safety copy a restore took of the disk it replaced (it takes no slot of the ' +
+      'limit; undo the restore with `POST /api/v1/actions/{id}/undo/`).',
+  })
+  kind?: SnapshotKind;
+
+  @ApiPropertyOptional({
+    ...DATE_TIME,
+    nullable: true,
+    example: null,
+    description: 'When a `pre_restore` snapshot is removed; null for the others.',
+  })
+  expires_at?: string | null;
 }
 
 export const SnapshotPage = PageOf(SnapshotView, {
@@ -200,6 +222,8 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     consistency: s.consistency,
     completed_at: apiTime(s.completedAt),
     error: s.error,
+    kind: s.kind,
+    expires_at: apiTime(s.expiresAt),
   };
 }
 

@@ -45,7 +45,7 @@ describe('customer CLI `vps backups` against the running service', () => {
     [['backups', 'delete'], /"backups delete" takes BACKUP_ID/],
     [['backups', 'restore', 'abc'], /BACKUP_ID must be a positive integer, got "abc"/],
     [['backups', 'create', '--server', '1'], /--name is required/],
-    [['backups', 'list', '--kind', 'hourly'], /--kind must be manual or automatic/],
+    [['backups', 'list', '--kind', 'hourly'], /--kind must be manual, automatic, pre_restore/],
   ])('usage error: vps %j exits 2', async (args, message) => {
     const r = await vps(args);
     expect(r.code).toBe(2);
