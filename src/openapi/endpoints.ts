@@ -180,6 +180,11 @@ const idempotencyKey = () =>
     schema: { type: 'string', maxLength: 255, example: '3f6c1c9e-7d1f-4c4b-9a57-0f4a2d8c9b11' },
   });
 
+/** What every restore's description says of its undo (src/restore-undo). */
+const UNDO_NOTE =
+  'A safety copy of the disk is taken first (the action’s `safety_copy`): `POST /api/v1/actions/{action_id}/undo/` ' +
+  'puts it back until it expires.';
+
 /** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
 export const ApiDocs = {
   snapshots: () => applyDecorators(ApiTags('snapshots'), ApiBearerAuth(BEARER)),
@@ -270,9 +275,10 @@ export const ApiDoc = {
           summary: 'Restore from a snapshot',
           description:
             'Restore a server to the state captured in a snapshot. This overwrites all current data on the ' +
-            'server.\n\n**Warning:** restoring overwrites all current data and cannot be undone. The server is ' +
-            'stopped automatically before restoration begins (and started again afterwards if it was running). ' +
-            'The snapshot must be `completed`; poll the returned `action_id`.',
+            'server.\n\n**Warning:** restoring overwrites all current data. ' +
+            UNDO_NOTE +
+            ' The server is stopped automatically before restoration begins (and started again afterwards if it ' +
+            'was running). The snapshot must be `completed`; poll the returned `action_id`.',
         }),
         pathId('Snapshot id.'),
         acceptLanguage(),
@@ -374,8 +380,10 @@ export const ApiDoc = {
           summary: 'Restore from a backup',
           description:
             "Overwrite a server's disk with a backup: its own server, or `server_id`, another server of yours on " +
-            'any node. **This cannot be undone.** The server is stopped first and started again afterwards if it ' +
-            'was running. The backup must be `completed`; poll the returned `action_id`.',
+            'any node. ' +
+            UNDO_NOTE +
+            ' The server is stopped first and started again afterwards if it was running. The backup must be ' +
+            '`completed`; poll the returned `action_id`.',
         }),
         pathId('Backup id.'),
         acceptLanguage(),
