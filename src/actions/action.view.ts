@@ -6,6 +6,7 @@ import { ActionKind, ActionStatus } from '../generated/prisma/enums';
 import { ACTION_ERROR_CODES, ActionErrorCode } from '../jobs/operation-failure';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { ServerRef } from '../snapshots/snapshot.view';
+import { SafetyCopyRow, SafetyCopyView } from '../restore-undo/safety-copy';
 
 @ApiSchema({ name: 'SnapshotRef', description: 'The snapshot an action works on.' })
 export class SnapshotRef {
@@ -79,6 +80,24 @@ export class ActionView extends ActionSummary {
 
   @ApiProperty({ ...DATE_TIME, nullable: true })
   finished_at!: string | null;
+
+  @ApiPropertyOptional({
+    type: SafetyCopyView,
+    nullable: true,
+    description:
+      'A restore’s copy of the disk it replaced, once taken, until it expires or is deleted: ' +
+      '`POST /api/v1/actions/{id}/undo/` restores it. Null otherwise.',
+  })
+  safety_copy?: SafetyCopyView | null;
+
+  @ApiPropertyOptional({
+    ...ID,
+    nullable: true,
+    example: null,
+    description:
+      'The restore action this restore undoes (it restores that one’s safety copy); null otherwise.',
+  })
+  undo_of?: number | null;
 }
 
 export interface ActionRow {
@@ -94,6 +113,8 @@ export interface ActionRow {
   server: { id: number; name: string };
   snapshot: { id: number; name: string } | null;
   backup: { id: number; name: string } | null;
+  safetyCopy: SafetyCopyRow | null;
+  undoOf: number | null;
 }
 
 export function actionView(a: ActionRow): ActionView {
@@ -110,5 +131,13 @@ export function actionView(a: ActionRow): ActionView {
     created_at: apiTime(a.createdAt),
     started_at: apiTime(a.startedAt),
     finished_at: apiTime(a.finishedAt),
+    safety_copy: safetyCopyView(a.safetyCopy),
+    undo_of: a.undoOf,
   };
+}
+
+/** A safety copy as the action shows it: only a complete one that is still kept. */
+function safetyCopyView(c: SafetyCopyRow | null): SafetyCopyView | null {
+  if (!c || c.status !== 'completed' || c.deleted) return null;
+  return { type: c.type, id: c.id, expires_at: apiTime(c.expiresAt) };
 }

@@ -23,6 +23,7 @@ import { HotReadModule } from '../read-path/hot-read.module';
 import { RouteTableModule } from '../common/route-table';
 import { EventsModule } from '../events/events.module';
 import { ServerPowerModule } from '../servers/power/server-power.module';
+import { RestoreUndoModule } from '../restore-undo/restore-undo.module';
 
 /** The HTTP API process. */
 @Module({})
@@ -51,6 +52,7 @@ export class ApiModule {
         HotReadModule,
         EventsModule,
         ServerPowerModule,
+        RestoreUndoModule,
       ],
       providers: [
         {

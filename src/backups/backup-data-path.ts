@@ -14,6 +14,7 @@ import {
   ServerRef,
   SnapshotConsistency,
 } from '../hypervisor/hypervisor-driver';
+import { BackupKind } from '../generated/prisma/enums';
 
 /** The backup a job writes or reads: enough to find its manifest and keys. */
 export interface BackupRef {
@@ -35,7 +36,7 @@ export interface BackupFacts {
   readonly serverId: number;
   readonly name: string;
   readonly description: string;
-  readonly kind: 'manual' | 'automatic';
+  readonly kind: BackupKind;
   readonly createdAt: Date;
   readonly expiresAt: Date | null;
 }

@@ -8,5 +8,6 @@ import { BackupsService } from './backups.service';
   imports: [JobsCoreModule],
   controllers: [BackupsController, BackupPolicyController],
   providers: [BackupsService, BackupRepository],
+  exports: [BackupsService],
 })
 export class BackupsModule {}

@@ -28,6 +28,20 @@ const BACKUP_OPERATIONS_CY: Record<string, string> = {
   verified: 'gwirio',
 };
 
+/** Why a restore cannot be undone (`action_not_undoable`; src/restore-undo/safety-copy.ts). */
+const NOT_UNDOABLE_REASONS_EN: Record<string, string> = {
+  not_a_restore: 'it is not a restore',
+  not_succeeded: 'it has not succeeded',
+  no_safety_copy: 'it has no safety copy of the disk it replaced',
+  expired: 'its safety copy has expired',
+};
+const NOT_UNDOABLE_REASONS_CY: Record<string, string> = {
+  not_a_restore: 'nid yw’n adferiad',
+  not_succeeded: 'nid yw wedi llwyddo',
+  no_safety_copy: 'nid oes ganddo gopi diogelwch o’r ddisg a ddisodlodd',
+  expired: 'mae ei gopi diogelwch wedi dod i ben',
+};
+
 const m = (en: Message['en'], cy: Message['cy']): Message => ({ en, cy });
 
 export const MESSAGES = {
@@ -147,6 +161,18 @@ export const MESSAGES = {
       `Bad Request - ${p.backup_id != null ? `Backup ${p.backup_id}` : `Snapshot ${p.snapshot_id}`} is protected against deletion; change its protection first`,
     (p) =>
       `Cais Gwael - Mae ${p.backup_id != null ? `copi wrth gefn ${p.backup_id}` : `ciplun ${p.snapshot_id}`} wedi'i ddiogelu rhag cael ei ddileu; newidiwch ei ddiogelwch yn gyntaf`,
+  ),
+  action_not_undoable: m(
+    (p) =>
+      `Bad Request - Action ${p.action_id} cannot be undone: ${NOT_UNDOABLE_REASONS_EN[p.reason as string] ?? p.reason}`,
+    (p) =>
+      `Cais Gwael - Ni ellir dadwneud gweithred ${p.action_id}: ${NOT_UNDOABLE_REASONS_CY[p.reason as string] ?? p.reason}`,
+  ),
+  safety_copy_failed: m(
+    () =>
+      'The safety copy of the server’s disk could not be taken, so the restore did not run and the disk is unchanged; please try again.',
+    () =>
+      'Nid oedd modd cymryd copi diogelwch o ddisg y gweinydd, felly ni redodd yr adferiad ac mae’r ddisg heb ei newid; rhowch gynnig arall arni.',
   ),
   conflict: m(
     (p) => `Conflict - ${p.what}`,

@@ -26,6 +26,7 @@ export const PROBLEM_CODES = [
   'invalid_server_state',
   'invalid_snapshot_state',
   'invalid_backup_state',
+  'action_not_undoable',
   'conflict',
   'rate_limited',
   'idempotency_key_reused',

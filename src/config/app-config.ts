@@ -58,6 +58,10 @@ export class AppConfig {
   readonly backupSchedulerIntervalMs!: number;
   /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
   readonly powerStateIntervalMs!: number;
+  /** How long a restore's safety copy is kept (undo possible), in hours; then the sweeper removes it. */
+  readonly restoreSafetyCopyHours!: number;
+  /** How often a worker looks for expired safety copies of its node. */
+  readonly safetyCopySweepIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
   /** Longest a single create/restore may run before it is aborted and failed. */
   readonly operationTimeoutMs!: number;
@@ -283,6 +287,8 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
     backupSchedulerIntervalMs: r.int('BACKUP_SCHEDULER_INTERVAL_MS', 60_000, 0, 3_600_000),
     powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
+    restoreSafetyCopyHours: r.int('RESTORE_SAFETY_COPY_HOURS', 7 * 24, 1, 90 * 24),
+    safetyCopySweepIntervalMs: r.int('SAFETY_COPY_SWEEP_INTERVAL_MS', 600_000, 0, 86_400_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),

@@ -37,7 +37,7 @@ commands:
   snapshots delete SNAPSHOT_ID          delete it for good
   snapshots protect SNAPSHOT_ID         refuse every delete of it until it is unprotected
   snapshots unprotect SNAPSHOT_ID       let it be deleted again
-  backups list [--server ID] [--kind manual|automatic] [--selector SEL]
+  backups list [--server ID] [--kind manual|automatic|pre_restore] [--selector SEL]
                                         backups, newest first
   backups create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]
                                         start a backup of a server (to backup storage)
@@ -50,6 +50,8 @@ commands:
   backups protect BACKUP_ID             refuse every delete of it (retention's too) until unprotected
   backups unprotect BACKUP_ID           let it be deleted again
   actions get ACTION_ID [--wait]        a long operation: status and progress
+  actions undo ACTION_ID [--wait]       undo a restore: put back the disk it replaced (from
+                                        its safety copy, kept 7 days by default)
   webhooks list                         your webhook endpoints, with their state
   webhooks create --url URL [--events TYPE,...]
                                         send events (all types by default) to URL; prints
@@ -164,6 +166,7 @@ const COMMANDS: Record<string, Command> = {
   'backups protect': { args: ['BACKUP_ID'], options: [], run: changeProtection('backup', true) },
   'backups unprotect': { args: ['BACKUP_ID'], options: [], run: changeProtection('backup', false) },
   'actions get': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsGet },
+  'actions undo': { args: ['ACTION_ID'], options: ['wait', 'timeout'], run: actionsUndo },
   'webhooks list': { args: [], options: [], run: webhooksList },
   'webhooks create': { args: [], options: ['url', 'events'], run: webhooksCreate },
   'webhooks get': { args: ['WEBHOOK_ID'], options: [], run: webhooksGet },
@@ -556,13 +559,13 @@ async function snapshotsDelete(ctx: Ctx): Promise<number> {
   return 0;
 }
 
-const BACKUP_KINDS = ['manual', 'automatic'] as const;
+const BACKUP_KINDS = ['manual', 'automatic', 'pre_restore'] as const;
 
 async function backupsList(ctx: Ctx): Promise<number> {
   const serverId = ctx.values.server === undefined ? undefined : parseId(ctx.values.server, '--server');
   const kind = ctx.values.kind as (typeof BACKUP_KINDS)[number] | undefined;
   if (kind !== undefined && !BACKUP_KINDS.includes(kind)) {
-    throw new UsageError(`--kind must be manual or automatic, got "${kind}"`);
+    throw new UsageError(`--kind must be ${BACKUP_KINDS.join(', ')}, got "${kind}"`);
   }
   const backups = await allPages((page) =>
     call(
@@ -731,11 +734,41 @@ async function actionsGet(ctx: Ctx): Promise<number> {
         ['started', time(action.started_at)],
         ['finished', time(action.finished_at)],
         ['error', action.error ? `${action.error.message ?? ''} (${action.error.code})` : null],
+        [
+          'safety copy',
+          action.safety_copy
+            ? `${action.safety_copy.type} ${action.safety_copy.id}, until ${time(action.safety_copy.expires_at)}`
+            : null,
+        ],
+        ['undoes', action.undo_of ?? null],
       ]),
     );
   }
   if (ctx.values.wait && action.status === 'failed')
     return failed(ctx, `action ${actionId} failed`, action, false);
+  return 0;
+}
+
+async function actionsUndo(ctx: Ctx): Promise<number> {
+  const actionId = parseId(ctx.args[0], 'ACTION_ID');
+  const undo = await call(
+    ctx.baseUrl,
+    ctx.api.POST('/api/v1/actions/{action_id}/undo/', { params: { path: { action_id: actionId } } }),
+  );
+  const what = `restore ${actionId} of server ${undo.server.name} (${undo.server.id})`;
+  if (!ctx.values.wait) {
+    if (ctx.values.json) ctx.json(undo);
+    else {
+      ctx.out(`undoing ${what}`);
+      ctx.out(`follow it: vps actions get ${undo.id} --wait`);
+    }
+    return 0;
+  }
+  if (!ctx.values.json) ctx.out(`undoing ${what}`);
+  const action = await follow(ctx, undo.id, `undo of restore ${actionId}`);
+  if (ctx.values.json) ctx.json(action);
+  if (action.status === 'failed') return failed(ctx, `undo of ${what} failed`, action);
+  if (!ctx.values.json) ctx.out(`undid ${what} (undo it in turn: vps actions undo ${undo.id})`);
   return 0;
 }
 

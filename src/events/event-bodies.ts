@@ -9,6 +9,7 @@
  * same bytes, so a receiver that dedupes on `webhook-id` sees one message, not two versions of it.
  */
 import { Injectable } from '@nestjs/common';
+import { ActionReads } from '../actions/action-reads';
 import { actionView } from '../actions/action.view';
 import { backupView, BACKUP_COLUMNS } from '../backups/backup.view';
 import { PrismaService } from '../prisma/prisma.service';
@@ -30,24 +31,12 @@ export interface EventBody {
 
 type Subject = Partial<Record<'action_id' | 'snapshot_id' | 'backup_id' | 'server_id', number>>;
 
-const ACTION_COLUMNS = {
-  id: true,
-  kind: true,
-  status: true,
-  progress: true,
-  errorCode: true,
-  errorMessage: true,
-  createdAt: true,
-  startedAt: true,
-  finishedAt: true,
-  server: { select: { id: true, name: true } },
-  snapshot: { select: { id: true, name: true } },
-  backup: { select: { id: true, name: true } },
-} as const;
-
 @Injectable()
 export class EventBodies {
-  constructor(private readonly prisma: PrismaService) {}
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly actions: ActionReads,
+  ) {}
 
   /** The stored body of each event (by id), rendering and storing those not yet rendered. */
   async of(events: EventRow[]): Promise<Map<bigint, string>> {
@@ -94,10 +83,7 @@ export class EventBodies {
       return row && backupView(row);
     }
     if ((kind === 'restore' || kind === 'power_action') && subject.action_id) {
-      const row = await this.prisma.action.findFirst({
-        where: { id: subject.action_id, accountId },
-        select: ACTION_COLUMNS,
-      });
+      const row = await this.actions.byId(subject.action_id, accountId);
       return row && actionView(row);
     }
     return null;

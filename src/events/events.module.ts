@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { ActionReads } from '../actions/action-reads';
 import { EventBodies } from './event-bodies';
 import { EventsController, WebhooksController } from './events.controller';
 import { EventsService } from './events.service';
@@ -8,6 +9,6 @@ import { WebhooksService } from './webhooks.service';
 /** The API's share: webhook endpoints and the events list. The sender is WebhookSenderModule. */
 @Module({
   controllers: [WebhooksController, EventsController],
-  providers: [WebhooksService, EventsService, EventBodies, webhookTargetsProvider],
+  providers: [WebhooksService, EventsService, EventBodies, ActionReads, webhookTargetsProvider],
 })
 export class EventsModule {}

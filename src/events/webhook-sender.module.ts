@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { ActionReads } from '../actions/action-reads';
 import { EventBodies } from './event-bodies';
 import { webhookTargetsProvider } from './webhook-targets.provider';
 import { NodeWebhookHttp, WebhookHttp } from './webhook-http';
@@ -8,6 +9,7 @@ import { WebhookSender } from './webhook-sender';
 @Module({
   providers: [
     EventBodies,
+    ActionReads,
     webhookTargetsProvider,
     { provide: WebhookHttp, useClass: NodeWebhookHttp },
     WebhookSender,

@@ -18,6 +18,7 @@ import { ActionErrorCode, GENERIC_FAILURE, NO_BACKUP_STORAGE, operationFailureOf
 import { Heartbeats } from './heartbeats';
 import { ProgressReporter } from './progress-reporter';
 import { isPowerKind, PowerActionKind, statusAfter } from '../servers/power/power-actions';
+import { SafetyCopyTaker } from '../restore-undo/safety-copy-taker';
 
 export interface AttemptInfo {
   /** 1-based number of this attempt. */
@@ -96,6 +97,7 @@ export class ActionRunner {
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Inject(HYPERVISOR_DRIVER) private readonly driver: HypervisorDriver,
+    private readonly safetyCopies: SafetyCopyTaker,
     @Optional() private readonly metrics: JobMetrics = JobMetrics.none,
     // Provided by the backup data path's module; a worker without it fails backup actions cleanly.
     @Optional() @Inject(BACKUP_DATA_PATH) private readonly backups: BackupDataPath | null = null,
@@ -137,7 +139,7 @@ export class ActionRunner {
           break;
         }
         case 'restore_snapshot':
-          await this.restore(action, server, () =>
+          await this.restore(action, server, signal, () =>
             this.driver.restoreSnapshot(server, snap!, progress.report, { signal }),
           );
           await progress.flush();
@@ -168,7 +170,7 @@ export class ActionRunner {
         case 'restore_backup': {
           // Only a completed backup is restored, and it has its store.
           const stored = backup ?? storeMissing(action);
-          await this.restore(action, server, () =>
+          await this.restore(action, server, signal, () =>
             this.backups!.restoreBackup(stored, server, progress.report, { signal }),
           );
           await progress.flush();
@@ -255,10 +257,14 @@ export class ActionRunner {
     return outcome === 'failed' ? 'failed' : 'skipped';
   }
 
-  /** Stops a running server, rewrites its disk (`rewrite`), and starts it again if it was running. */
+  /**
+   * Stops a running server, takes the safety copy of its disk (undo restores it; no copy, no restore),
+   * rewrites the disk (`rewrite`), and starts it again if it was running.
+   */
   private async restore(
     action: LoadedAction,
     server: ServerRef,
+    signal: AbortSignal,
     rewrite: () => Promise<void>,
   ): Promise<void> {
     if ((await this.driver.getPowerState(server)) === 'running') {
@@ -266,6 +272,7 @@ export class ActionRunner {
       if (forced)
         this.logger.warn({ actionId: action.id }, 'server did not shut down in time; it was powered off');
     }
+    await this.safetyCopies.take(action, server, signal);
     await rewrite();
     if (action.serverStatusBefore === 'running') await this.driver.start(server);
   }

@@ -470,7 +470,7 @@ export class ActionStore implements OnModuleDestroy {
       server_id: number;
       name: string;
       description: string;
-      kind: 'manual' | 'automatic';
+      kind: BackupFacts['kind'];
       created_at: Date;
       expires_at: Date | null;
     }>({ name: 'backup-of-create', text: BACKUP_STORE_OF_CREATE, values: [backupId, nodeStore] });

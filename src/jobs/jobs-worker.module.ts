@@ -9,11 +9,25 @@ import { JobsCoreModule } from './jobs-core.module';
 import { ActionRunLocks } from './action-run-locks';
 import { NodeWorkerService } from './node-worker.service';
 import { PowerStateReconciler } from './power-state-reconciler';
+import { SafetyCopyStore } from '../restore-undo/safety-copy-store';
+import { SafetyCopyTaker } from '../restore-undo/safety-copy-taker';
+import { SafetyCopySweeper } from '../restore-undo/safety-copy-sweeper';
 
 /** The node worker: its runner reaches the hypervisor driver and, for backups, the data path over the stores. */
 @Module({
   imports: [JobsCoreModule, HypervisorModule, BackupDataModule.withStores(BackupStoreModule)],
-  providers: [ActionStore, Heartbeats, ActionRunner, NodeWorkerService, PowerStateReconciler, ActionRunLocks],
+  providers: [
+    ActionStore,
+    Heartbeats,
+    ActionRunner,
+    NodeWorkerService,
+    PowerStateReconciler,
+    ActionRunLocks,
+    // Undo of a restore: the safety copy each restore takes first, and the removal of expired ones.
+    SafetyCopyStore,
+    SafetyCopyTaker,
+    SafetyCopySweeper,
+  ],
   exports: [NodeWorkerService, HypervisorModule],
 })
 export class JobsWorkerModule {}

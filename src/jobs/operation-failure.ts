@@ -1,6 +1,7 @@
 import { BACKUP_DATA_ERROR_CODES, isBackupDataError } from '../backups/data/backup-data-errors';
 import { isBackupStoreError } from '../backup-store/backup-store';
 import { HYPERVISOR_ERROR_CODES, isHypervisorError } from '../hypervisor/hypervisor-driver';
+import { isSafetyCopyError } from '../restore-undo/safety-copy-taker';
 
 /**
  * Every `error.code` a failed action records: a driver's, the backup data path's, backup storage
@@ -10,6 +11,7 @@ export const ACTION_ERROR_CODES = [
   ...HYPERVISOR_ERROR_CODES,
   ...BACKUP_DATA_ERROR_CODES,
   'backup_storage_unavailable',
+  'safety_copy_failed',
   'internal_error',
   'interrupted',
 ] as const;
@@ -36,6 +38,9 @@ export interface OperationFailure {
  */
 export function operationFailureOf(e: unknown): OperationFailure {
   if (isHypervisorError(e) || isBackupDataError(e)) {
+    return { code: e.code, message: e.message, retryable: e.retryable, detail: e.detail };
+  }
+  if (isSafetyCopyError(e)) {
     return { code: e.code, message: e.message, retryable: e.retryable, detail: e.detail };
   }
   if (isBackupStoreError(e)) {

@@ -258,6 +258,10 @@ const labelsUpdate = (
       ...AUTHED,
     }),
   );
+/** What every restore's description says of its undo (src/restore-undo). */
+const UNDO_NOTE =
+  'A safety copy of the disk is taken first (the action’s `safety_copy`): `POST /api/v1/actions/{action_id}/undo/` ' +
+  'puts it back until it expires.';
 
 /** Class decorators: the tag, and the bearer token for every operation of a non-public controller. */
 export const ApiDocs = {
@@ -355,9 +359,10 @@ export const ApiDoc = {
           summary: 'Restore from a snapshot',
           description:
             'Restore a server to the state captured in a snapshot. This overwrites all current data on the ' +
-            'server.\n\n**Warning:** restoring overwrites all current data and cannot be undone. The server is ' +
-            'stopped automatically before restoration begins (and started again afterwards if it was running). ' +
-            'The snapshot must be `completed`; poll the returned `action_id`.',
+            'server.\n\n**Warning:** restoring overwrites all current data. ' +
+            UNDO_NOTE +
+            ' The server is stopped automatically before restoration begins (and started again afterwards if it ' +
+            'was running). The snapshot must be `completed`; poll the returned `action_id`.',
         }),
         pathId('Snapshot id.'),
         acceptLanguage(),
@@ -464,8 +469,10 @@ export const ApiDoc = {
           summary: 'Restore from a backup',
           description:
             "Overwrite a server's disk with a backup: its own server, or `server_id`, another server of yours on " +
-            'any node. **This cannot be undone.** The server is stopped first and started again afterwards if it ' +
-            'was running. The backup must be `completed`; poll the returned `action_id`.',
+            'any node. ' +
+            UNDO_NOTE +
+            ' The server is stopped first and started again afterwards if it was running. The backup must be ' +
+            '`completed`; poll the returned `action_id`.',
         }),
         pathId('Backup id.'),
         acceptLanguage(),
@@ -662,6 +669,35 @@ export const ApiDoc = {
         okJson(ActionView, 'The action', 200, { examples: ACTION_EXAMPLES }),
         problemResponses({
           404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
+          ...AUTHED,
+        }),
+      ),
+    undo: () =>
+      applyDecorators(
+        ApiOperation({
+          operationId: 'undoRestore',
+          summary: 'Undo a restore',
+          description:
+            'Puts back the disk a restore replaced. Every restore first takes a safety copy of the disk ' +
+            '(a `pre_restore` backup when the node has backup storage, else a `pre_restore` snapshot; neither ' +
+            'counts toward a limit), kept for `RESTORE_SAFETY_COPY_HOURS` (7 days by default) and shown as ' +
+            'the restore action’s `safety_copy`. Undo is a restore of that copy onto the server: the answer ' +
+            'is its action (`undo_of` names the restore). It is a restore like any other, so it takes a ' +
+            'safety copy too: undoing the undo puts back what the first restore wrote. The action must be a ' +
+            'restore that succeeded and whose copy has not expired; one operation per server, as every restore.',
+        }),
+        pathId('The restore’s action id.'),
+        idempotencyKey(),
+        okJson(ActionView, 'The undo started (its action)', 201, {
+          examples: { undo: ACTION_EXAMPLES.undo },
+        }),
+        problemResponses({
+          400: {
+            description: 'Not a succeeded restore, its safety copy expired, or the server is busy',
+            examples: ['action_not_undoable', 'invalid_server_state', 'idempotency_key_reused'],
+          },
+          404: { description: 'Not Found - Action does not exist', examples: ['action_not_found'] },
+          409: IDEMPOTENCY_IN_USE,
           ...AUTHED,
         }),
       ),

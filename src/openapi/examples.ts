@@ -184,6 +184,42 @@ export const ACTION_EXAMPLES = {
       finished_at: '2025-01-16T17:02:30Z',
     },
   },
+  restored: {
+    summary: 'A restore that succeeded, with the safety copy undo restores',
+    value: {
+      id: 9003,
+      kind: 'restore_backup',
+      status: 'succeeded',
+      progress: 100,
+      server: { id: 12345, name: 'web-server-01' },
+      snapshot: null,
+      backup: { id: 3101, name: 'nightly-2025-01-15' },
+      error: null,
+      created_at: '2025-01-16T18:00:00Z',
+      started_at: '2025-01-16T18:00:01Z',
+      finished_at: '2025-01-16T18:04:10Z',
+      safety_copy: { type: 'backup', id: 3102, expires_at: '2025-01-23T18:00:02Z' },
+      undo_of: null,
+    },
+  },
+  undo: {
+    summary: 'The undo of restore 9003, just accepted',
+    value: {
+      id: 9004,
+      kind: 'restore_backup',
+      status: 'pending',
+      progress: 0,
+      server: { id: 12345, name: 'web-server-01' },
+      snapshot: null,
+      backup: { id: 3102, name: 'pre-restore-9003' },
+      error: null,
+      created_at: '2025-01-16T19:00:00Z',
+      started_at: null,
+      finished_at: null,
+      safety_copy: null,
+      undo_of: 9003,
+    },
+  },
 };
 
 const EXAMPLE_REQUEST_ID = '5f0c6f1e-3b7e-4c55-9a55-2b4f1f1b8a20';
@@ -248,6 +284,12 @@ export const PROBLEM_EXAMPLES = {
     code: 'invalid_snapshot_state',
     params: { snapshot_id: 802, operation: 'restored', reason: 'it is still being created' },
     extra: { snapshot_status: 'in_progress' },
+  }),
+  action_not_undoable: problem('Not a succeeded restore, or its safety copy has expired', {
+    status: 400,
+    code: 'action_not_undoable',
+    params: { action_id: 9003, reason: 'expired' },
+    extra: { action_id: 9003, reason: 'expired' },
   }),
   idempotency_key_reused: problem('The same Idempotency-Key with a different request', {
     status: 400,

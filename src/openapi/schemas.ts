@@ -4,6 +4,7 @@
  * rate limiter's scopes and kinds). Each resource's response classes live beside its view functions
  * (`src/<domain>/<x>.view.ts`).
  */
+import { NOT_UNDOABLE_REASONS } from '../restore-undo/safety-copy';
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { PROBLEM_CODES } from '../common/problem';
 import { ActionRef } from '../actions/action.view';
@@ -139,9 +140,10 @@ export class ProblemSchema {
   checks?: ReadinessChecks;
 
   @ApiPropertyOptional({
-    enum: ['scheme', 'address', 'unresolved'],
+    enum: ['scheme', 'address', 'unresolved', ...NOT_UNDOABLE_REASONS],
     description:
-      '`webhook_url_not_allowed`: why — not https, an address webhooks may not reach, or a host that does not resolve.',
+      '`webhook_url_not_allowed`: why — not https, an address webhooks may not reach, or a host that does not resolve. ' +
+      '`action_not_undoable`: why the restore cannot be undone.',
   })
   reason?: string;
 
@@ -155,4 +157,6 @@ export class ProblemSchema {
     description: '`invalid_label_selector`: where and why the selector does not parse.',
   })
   label_selector?: { position: number; error: string };
+  @ApiPropertyOptional({ type: 'integer', description: '`action_not_undoable`: the action.' })
+  action_id?: number;
 }

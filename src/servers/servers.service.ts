@@ -244,7 +244,7 @@ export class ServersService {
          page AS (SELECT * FROM matching ORDER BY id LIMIT $3 OFFSET $4)
        SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at, p.labels,
          (SELECT count(*) FROM snapshots sn WHERE sn.server_id = p.id AND sn.deleted_at IS NULL
-            AND sn.status = ANY($1::snapshot_status[]))::int AS used,
+            AND sn.kind = 'manual' AND sn.status = ANY($1::snapshot_status[]))::int AS used,
          (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
             AND b.kind = 'manual' AND b.status::text IN (${sqlList(BACKUP_SLOT_STATUSES)}))::int AS backups_used,
          bp.enabled AS policy_enabled, bp.frequency::text AS policy_frequency, bp.weekday AS policy_weekday,

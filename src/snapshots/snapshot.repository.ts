@@ -23,6 +23,8 @@ interface SnapshotColumns {
   completed_at: Date | null;
   delete_protected: boolean;
   labels: unknown;
+  kind?: SnapshotRow['kind'];
+  expires_at?: Date | null;
 }
 
 /** A row of the list query: the count and visibility on every row, a snapshot's columns when any. */
@@ -115,6 +117,9 @@ function snapshotOf(r: SnapshotColumns, server: { id: number; name: string }): S
     server,
     deleteProtected: r.delete_protected,
     labels: r.labels,
+    // A create's row has neither: what it makes is a manual snapshot.
+    kind: r.kind ?? 'manual',
+    expiresAt: r.expires_at ?? null,
   };
 }
 
@@ -172,6 +177,7 @@ export class SnapshotRepository {
                s.consistency::text AS consistency, s.error, s.created_at, s.completed_at,
                s.delete_protected,
                s.labels,
+               s.kind::text AS kind, s.expires_at,
                v.id AS server_id, v.name AS server_name
         FROM snapshots s JOIN servers v ON v.id = s.server_id
         WHERE ${where}

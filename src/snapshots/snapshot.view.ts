@@ -11,7 +11,7 @@ import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { apiTime } from '../common/clock';
 import { Lang, message } from '../common/messages';
 import { PageOf } from '../common/pagination';
-import { ServerStatus, SnapshotConsistency, SnapshotStatus } from '../generated/prisma/enums';
+import { ServerStatus, SnapshotConsistency, SnapshotKind, SnapshotStatus } from '../generated/prisma/enums';
 import { DATE_TIME, ID, PERCENT } from '../openapi/properties';
 import { RESOURCE_NAME, RESOURCE_NAME_MAX } from '../common/resource-fields';
 import { ProtectionView, protectionView } from '../common/delete-protection';
@@ -32,6 +32,8 @@ export interface SnapshotRow {
   deleteProtected: boolean;
   /** As stored (a jsonb object). */
   labels: unknown;
+  kind: SnapshotKind;
+  expiresAt: Date | null;
 }
 
 /** The columns a snapshot response needs, and nothing else. */
@@ -49,6 +51,8 @@ export const SNAPSHOT_COLUMNS = {
   server: { select: { id: true, name: true } },
   deleteProtected: true,
   labels: true,
+  kind: true,
+  expiresAt: true,
 } as const;
 
 const MIB = 1024 * 1024;
@@ -127,6 +131,23 @@ export class SnapshotView {
   protection?: ProtectionView;
   @LabelsProperty()
   labels?: Labels;
+  @ApiPropertyOptional({
+    enum: SnapshotKind,
+    enumName: 'SnapshotKind',
+    example: 'manual',
+    description:
+      '`pre_restore`: the safety copy a restore took of the disk it replaced (it takes no slot of the ' +
+      'limit; undo the restore with `POST /api/v1/actions/{id}/undo/`).',
+  })
+  kind?: SnapshotKind;
+
+  @ApiPropertyOptional({
+    ...DATE_TIME,
+    nullable: true,
+    example: null,
+    description: 'When a `pre_restore` snapshot is removed; null for the others.',
+  })
+  expires_at?: string | null;
 }
 
 export const SnapshotPage = PageOf(SnapshotView, {
@@ -214,6 +235,8 @@ export function snapshotView(s: SnapshotRow): SnapshotView {
     error: s.error,
     protection: protectionView(s.deleteProtected),
     labels: labelsOf(s.labels),
+    kind: s.kind,
+    expires_at: apiTime(s.expiresAt),
   };
 }
 

@@ -8,5 +8,6 @@ import { SnapshotsService } from './snapshots.service';
   imports: [JobsCoreModule],
   controllers: [SnapshotsController],
   providers: [SnapshotsService, SnapshotRepository],
+  exports: [SnapshotsService],
 })
 export class SnapshotsModule {}

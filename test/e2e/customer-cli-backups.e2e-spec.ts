@@ -45,7 +45,8 @@ describe('customer CLI `vps backups` against the running service', () => {
     [['backups', 'delete'], /"backups delete" takes BACKUP_ID/],
     [['backups', 'restore', 'abc'], /BACKUP_ID must be a positive integer, got "abc"/],
     [['backups', 'create', '--server', '1'], /--name is required/],
-    [['backups', 'list', '--kind', 'hourly'], /--kind must be manual or automatic/],
+    [['backups', 'list', '--kind', 'hourly'], /--kind must be manual, automatic, pre_restore/],
+    [['actions', 'undo', 'abc'], /ACTION_ID must be a positive integer, got "abc"/],
   ])('usage error: vps %j exits 2', async (args, message) => {
     const r = await vps(args);
     expect(r.code).toBe(2);
@@ -106,5 +107,41 @@ describe('customer CLI `vps backups` against the running service', () => {
     const gone = await vps(['backups', 'delete', String(id)]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/Backup does not exist/);
+  });
+
+  it('actions get shows a restore’s safety copy; actions undo --wait puts it back; a create cannot be undone', async () => {
+    const created = await vps([
+      'backups',
+      'create',
+      '--server',
+      String(tenant.server.id),
+      '--name',
+      'u',
+      '--wait',
+      '--json',
+    ]);
+    expect(created.code).toBe(0);
+    const backupId = (JSON.parse(created.stdout) as { id: number }).id;
+    const restored = await vps(['backups', 'restore', String(backupId), '--wait', '--json']);
+    expect(restored.code).toBe(0);
+    const restore = JSON.parse(restored.stdout) as { id: number; safety_copy: { type: string; id: number } };
+    expect(restore.safety_copy).toMatchObject({ type: 'backup' });
+
+    const shown = await vps(['actions', 'get', String(restore.id)]);
+    expect(shown.stdout).toMatch(new RegExp(`safety copy: backup ${restore.safety_copy.id}, until \\d{4}-`));
+
+    const undone = await vps(['actions', 'undo', String(restore.id), '--wait']);
+    expect(undone.code).toBe(0);
+    expect(undone.stdout).toMatch(
+      new RegExp(
+        `^undoing restore ${restore.id} of server .*\\nundid restore ${restore.id} of server .*\\(undo it in turn: vps actions undo \\d+\\)\\n$`,
+      ),
+    );
+    expect(dataPath.restores.at(-1)).toMatchObject({ backup: { id: restore.safety_copy.id } });
+
+    const create = await api.prisma.action.findFirstOrThrow({ where: { backupId, kind: 'create_backup' } });
+    const refused = await vps(['actions', 'undo', String(create.id)]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/cannot be undone: it is not a restore \(action_not_undoable\)/);
   });
 });

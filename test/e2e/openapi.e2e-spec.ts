@@ -499,6 +499,34 @@ describe('OpenAPI document (real Postgres + Redis)', () => {
     const missing = MAX_INT32;
     expectDocumented(doc, validator, 'getServer', await get(`/api/v1/servers/${missing}/`));
     expectDocumented(doc, validator, 'getAction', await get(`/api/v1/actions/${missing}/`));
+    const undo = (id: number) => request(api.url).post(`/api/v1/actions/${id}/undo/`).set(t.auth);
+    expectDocumented(doc, validator, 'undoRestore', await undo(missing));
+    expectDocumented(doc, validator, 'undoRestore', await undo(restore.body.action_id as number));
+    // A restore that succeeded with its safety copy taken (as its job leaves them), on a free server.
+    const restorer = await createTenant(api.prisma, nodeId, { serverStatus: 'stopped' });
+    const copy = await api.prisma.snapshot.create({
+      data: {
+        accountId: restorer.account.id,
+        serverId: restorer.server.id,
+        name: 'pre-restore-1',
+        kind: 'pre_restore',
+        status: 'completed',
+        expiresAt: new Date(Date.now() + 3_600_000),
+      },
+    });
+    const restored = await api.prisma.action.create({
+      data: {
+        kind: 'restore_snapshot',
+        status: 'succeeded',
+        accountId: restorer.account.id,
+        serverId: restorer.server.id,
+        snapshotId: copy.id,
+        safetySnapshotId: copy.id,
+      },
+    });
+    const undone = await request(api.url).post(`/api/v1/actions/${restored.id}/undo/`).set(restorer.auth);
+    expect(undone.status).toBe(201);
+    expectDocumented(doc, validator, 'undoRestore', undone);
     expectDocumented(doc, validator, 'listServers', await get('/api/v1/servers/?page=9'));
     expectDocumented(doc, validator, 'listServers', await get('/api/v1/servers/?page_size=101'));
     expectDocumented(doc, validator, 'listSnapshots', await get('/api/v1/snapshots/?page=9'));

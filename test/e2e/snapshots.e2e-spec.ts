@@ -42,7 +42,15 @@ const WELSH = {
 };
 /** The fields the contract publishes for a snapshot, and what this service adds. */
 const PART1_SNAPSHOT_FIELDS = ['id', 'server', 'name', 'status', 'size_mb', 'created_at', 'description'];
-const PART2_SNAPSHOT_FIELDS = ['progress', 'consistency', 'completed_at', 'error', 'protection'];
+const PART2_SNAPSHOT_FIELDS = [
+  'progress',
+  'consistency',
+  'completed_at',
+  'error',
+  'protection',
+  'kind',
+  'expires_at',
+];
 // Labels (`{}` when none): test/e2e/labels.e2e-spec.ts.
 PART2_SNAPSHOT_FIELDS.push('labels');
 
@@ -470,6 +478,8 @@ describe('snapshots API as published (real Postgres + Redis + in-process worker,
         created_at: expect.stringMatching(TIME),
         started_at: expect.stringMatching(TIME),
         finished_at: expect.stringMatching(TIME),
+        safety_copy: null,
+        undo_of: null,
       });
       const snap = await getSnapshot(t.auth, res.body.id);
       expectSnapshotShape(snap);

@@ -8,6 +8,7 @@
 import request from 'supertest';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { Clock } from '../../src/common/clock';
+import { ActionReads } from '../../src/actions/action-reads';
 import { EventBodies } from '../../src/events/event-bodies';
 import { NodeWebhookHttp } from '../../src/events/webhook-http';
 import { WebhookSender } from '../../src/events/webhook-sender';
@@ -93,7 +94,7 @@ describe('webhooks and events (real Postgres)', () => {
       dev.prisma,
       config,
       clock,
-      new EventBodies(dev.prisma),
+      new EventBodies(dev.prisma, dev.app.get(ActionReads)),
       new NodeWebhookHttp(targets),
     );
   }

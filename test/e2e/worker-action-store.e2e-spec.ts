@@ -14,6 +14,8 @@ import { ActionRunner } from '../../src/jobs/action-runner.service';
 import { ActionStore, Consistency } from '../../src/jobs/action-store';
 import { Heartbeats } from '../../src/jobs/heartbeats';
 import { PrismaService } from '../../src/prisma/prisma.service';
+import { SafetyCopyStore } from '../../src/restore-undo/safety-copy-store';
+import { SafetyCopyTaker } from '../../src/restore-undo/safety-copy-taker';
 import { createAccount, createNode, createServer } from '../factories';
 import { createTestDatabase, TestDatabase, testConfig } from '../support/test-env';
 
@@ -28,7 +30,14 @@ describe('worker action store (real Postgres): batched claims and outcomes keep 
 
   /** The runner as the worker builds it, over the store under test and `driver`. */
   const runnerOver = (driver: FakeHypervisorDriver, cfg: AppConfig = config) =>
-    new ActionRunner(store, new Heartbeats(store, cfg, new Clock()), cfg, new Clock(), driver);
+    new ActionRunner(
+      store,
+      new Heartbeats(store, cfg, new Clock()),
+      cfg,
+      new Clock(),
+      driver,
+      new SafetyCopyTaker(new SafetyCopyStore(prisma), store, cfg, new Clock(), driver),
+    );
 
   beforeAll(async () => {
     db = await createTestDatabase();

@@ -1,4 +1,5 @@
--- Snapshot create's rules: the per-server limit and "one long operation per server".
+-- Snapshot create's rules: the per-server limit and "one long operation per server". A restore's
+-- `pre_restore` safety copies take no slot.
 --
 -- SnapshotRepository sends one statement: it locks the server row (a FOR UPDATE subquery) and, for the
 -- locked row, calls this function through a LATERAL join. The function is VOLATILE, so the planner never
@@ -41,7 +42,7 @@ CREATE OR REPLACE FUNCTION "snapshot_create_checked"(
         SELECT * FROM server_operation_check(p_server_id, p_server_status, p_key_id)
     ), slots AS (
         SELECT count(*)::INTEGER AS n FROM "snapshots" s
-        WHERE s."server_id" = p_server_id AND s."deleted_at" IS NULL
+        WHERE s."server_id" = p_server_id AND s."deleted_at" IS NULL AND s."kind" = 'manual'
           AND s."status" IN ('in_progress', 'completed')
     ), ok AS (
         SELECT 1 AS one FROM chk WHERE chk.free AND (SELECT n FROM slots) < p_limit

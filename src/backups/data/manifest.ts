@@ -1,4 +1,5 @@
 import { FULL_READ_REASONS, FullReadReason, SnapshotConsistency } from '../../hypervisor/hypervisor-driver';
+import { BackupKind } from '../../generated/prisma/enums';
 import { BackupDataError } from './backup-data-errors';
 import { chunkCount, CHUNK_SIZE_BYTES } from './backup-layout';
 
@@ -18,7 +19,7 @@ export interface ManifestIndex {
   readonly serverId: number;
   readonly name: string;
   readonly description: string;
-  readonly kind: 'manual' | 'automatic';
+  readonly kind: BackupKind;
   /** ISO 8601 times. */
   readonly createdAt: string;
   /** When the manifest was written: the backup's completion. */
@@ -74,7 +75,7 @@ function indexProblem(index: Partial<ManifestIndex> | undefined): string | null 
   const i = index;
   if (!isCount(i.serverId) || i.serverId === 0) return 'bad server id';
   if (!isText(i.name, 64) || !isText(i.description, 1000)) return 'bad name or description';
-  if (i.kind !== 'manual' && i.kind !== 'automatic') return 'unknown kind';
+  if (!(Object.values(BackupKind) as unknown[]).includes(i.kind)) return 'unknown kind';
   if (!isTime(i.createdAt) || !isTime(i.completedAt)) return 'bad times';
   if (i.expiresAt !== null && !isTime(i.expiresAt)) return 'bad expiry';
   if (i.modeReason !== null && !FULL_READ_REASONS.includes(i.modeReason!)) return 'unknown mode reason';
