@@ -23,6 +23,7 @@ const { S3Store } = dist('backup-store/s3-store.js');
 const { seal } = dist('backups/data/sealed-box.js');
 const { sha256Hex } = dist('backups/data/backup-objects.js');
 const { PrismaService } = dist('prisma/prisma.service.js');
+const { Clock } = dist('common/clock.js');
 const s3 = require(require.resolve('@aws-sdk/client-s3', { paths: [process.argv[2]] }));
 
 // argv[3]: the run's directory (the driver's only image root); the rest comes from the environment.
@@ -51,6 +52,7 @@ const dataPath = new ChunkedBackupDataPath(
   { byName: (name) => stores[name] },
   new AccountKeys(prisma, masterKey),
   new ChunkReferences(prisma),
+  new Clock(),
 );
 // The plain S3 side: a client configured as S3Store configures its own (s3-store.ts).
 const client = s3Options
@@ -177,6 +179,15 @@ async function run(cmd) {
       return dataPath.writeBackup(
         {
           backup: ref(cmd.backup),
+          // What the backup's row would say (written into its manifest's index).
+          facts: {
+            serverId: cmd.server.id,
+            name: `bench-${cmd.backup.id}`,
+            description: '',
+            kind: 'manual',
+            createdAt: new Date(),
+            expiresAt: null,
+          },
           server: cmd.server,
           base: cmd.base ? { backup: ref(cmd.base), checkpoint: `vps-backup-${cmd.base.id}` } : null,
           checkpoint: `vps-backup-${cmd.backup.id}`,

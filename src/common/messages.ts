@@ -314,6 +314,12 @@ export const MESSAGES = {
     () =>
       "Nid yw'r copi wrth gefn blaenorol y mae hwn yn adeiladu arno ar gael mwyach. Rhowch gynnig arall arni.",
   ),
+  // A backup store with no room left (the action's `backup_storage_full`, src/jobs/operation-failure.ts).
+  backup_storage_full: m(
+    () => 'Backup storage is full; please try again later or contact support.',
+    () =>
+      "Mae'r storfa copïau wrth gefn yn llawn; rhowch gynnig arall arni'n nes ymlaen neu cysylltwch â chymorth.",
+  ),
   webhook_not_found: m(
     () => 'Not Found - Webhook does not exist',
     () => "Heb ei Ganfod - Nid yw'r bachyn gwe yn bodoli",

@@ -172,19 +172,19 @@ describeLibvirt('backup faults: the store fills up', () => {
     await world?.dispose();
   });
 
-  it('store full mid-upload: the backup fails backup_storage_unavailable, no manifest, its chunks collected', async () => {
+  it('store full mid-upload: the backup fails backup_storage_full, no manifest, its chunks collected', async () => {
     const started = Date.now();
     const node = await world.node();
     await world.startWorker(node, { ...RECOVERY, BACKUP_DIR: store });
     const source = await world.server(node, 64 * MIB, false);
     await world.write(source, 0, randomBytes(48 * MIB));
     const { action, backup } = await world.backup(source, 'too-big');
-    // The store's own words (paths) stay in the worker's log; the customer reads that storage failed.
+    // The store's own words (paths) stay in the worker's log; the customer reads that storage is full.
     expect(action).toMatchObject({
       status: 'failed',
       error: {
-        code: 'backup_storage_unavailable',
-        message: expect.stringMatching(/^Backup storage is not available/),
+        code: 'backup_storage_full',
+        message: expect.stringMatching(/^Backup storage is full/),
       },
     });
     expect(backup).toMatchObject({ status: 'failed' });

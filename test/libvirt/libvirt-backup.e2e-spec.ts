@@ -1,4 +1,7 @@
-import { ServerRef } from '../../src/hypervisor/hypervisor-driver';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { isHypervisorError, ServerRef } from '../../src/hypervisor/hypervisor-driver';
 import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
 import { describeLibvirt, domainUuid, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
 
@@ -99,5 +102,30 @@ describeLibvirt('libvirt driver: backup reads on real domains', () => {
     expect(await bitmaps(s)).toEqual([second.checkpoint]);
     await virsh('start', '--domain', s.domain);
     expect(await driver.getPowerState(s)).toBe('running');
+  });
+
+  it("a running domain's read is refused insufficient_storage before the job when its disk's file system cannot hold the copy", async () => {
+    // 24 MiB of data on a 40 MiB tmpfs: the push target beside the disk would need 24 MiB and more.
+    const images = await lab.mountTmpfs('live-space', 40);
+    const small = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots: [images],
+      pollIntervalMs: 100,
+    });
+    const domain = lab.uniqueName('bkspace');
+    const diskPath = path.join(images, `${domain}.qcow2`);
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', diskPath, '64M']);
+    await lab.writeDisk(diskPath, 0, randomBytes(24 * MIB));
+    await lab.defineSimpleDomain(domain, diskPath);
+    await virsh('start', '--domain', domain);
+    const s = { id: ++n, domain, diskPath, domainUuid: await domainUuid(domain) };
+    const refused = await small.openBackupRead(s, { since: null, checkpoint: cp() }).catch((e: unknown) => e);
+    expect(isHypervisorError(refused) && refused.code).toBe('insufficient_storage');
+    // The space check's words, not qemu's ENOSPC mid-job.
+    expect(isHypervisorError(refused) && refused.detail).toMatch(/need \d+ bytes in /);
+    expect((await fsp.readdir(images)).sort()).toEqual([`${domain}.qcow2`]);
+    expect(await checkpoints(s)).toEqual([]);
+    expect(await small.getPowerState(s)).toBe('running');
+    await lab.destroyDomain(domain);
   });
 });

@@ -371,7 +371,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       if (state === 'shut off') return await openOfflineRead(this.tools, server, dom, opts);
       const target = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.backupRead}`;
-      return await openLiveRead(this.tools, server, dom, target, opts);
+      return await openLiveRead(this.tools, server, dom, target, opts, (bytes) =>
+        this.requireSpace(path.dirname(server.diskPath), bytes, 1),
+      );
     } catch (e) {
       throw stepError(opts.signal?.aborted ? hvError('cancelled', String(e)) : e, 'hypervisor_error');
     }

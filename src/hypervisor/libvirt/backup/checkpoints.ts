@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 import { hvError } from '../../driver-errors';
 import { FullReadReason, ServerRef } from '../../hypervisor-driver';
+import { DomainDisk } from '../domain-xml';
 import { findDisk } from '../copy/push-backup';
 import { checkpointXml } from '../domain-xml';
 import { Toolbox } from '../tools/toolbox';
@@ -82,6 +83,25 @@ export async function dropShutOffCheckpointsExcept(
   });
 }
 
+/**
+ * Drops checkpoint `name` of a disk that was shut off and locked since `name` was made, so its record
+ * and bitmap are known to be there: two tool calls where {@link dropCheckpointsExcept} asks libvirt and
+ * qemu-img first. Anything unexpected (the domain started meanwhile, a call refused) falls back to it.
+ */
+export async function dropKnownOffline(
+  tools: Toolbox,
+  server: ServerRef,
+  dom: string,
+  name: string,
+  keep: string | null,
+): Promise<void> {
+  try {
+    await dropOffline(tools, dom, server.diskPath, { records: [name], bitmaps: [name] });
+  } catch {
+    await dropCheckpointsExcept(tools, server, dom, keep);
+  }
+}
+
 /** Drops one checkpoint of a running domain; a broken one (no usable bitmap) by its record. */
 export async function dropLive(tools: Toolbox, dom: string, name: string): Promise<void> {
   await tools.virsh
@@ -99,8 +119,8 @@ export async function addOffline(
   dom: string,
   name: string,
   parent: string | null,
+  disks: DomainDisk[],
 ): Promise<void> {
-  const disks = await tools.virsh.disks(dom);
   const ours = await findDisk(disks, server.diskPath);
   if (!ours?.target) throw hvError('hypervisor_error', `disk ${server.diskPath} is not attached to ${dom}`);
   const targets = disks.flatMap((d) => (d.target ? [d.target] : []));

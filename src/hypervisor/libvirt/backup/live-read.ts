@@ -29,6 +29,7 @@ export async function openLiveRead(
   dom: string,
   target: string,
   opts: BackupReadOptions,
+  requireSpace: (bytes: number) => Promise<void>,
 ): Promise<BackupReadSession> {
   const { signal } = opts;
   const records = await tools.virsh.checkpointNames(dom);
@@ -40,11 +41,16 @@ export async function openLiveRead(
   }
   const { virtualSize } = await tools.qemuImg.info(server.diskPath, true);
   await removeIfExists(target);
-  const push = (incremental: string | null) =>
-    pushBackup(tools, server, dom, target, virtualSize, signal, () => undefined, {
+  const push = async (incremental: string | null) => {
+    // The target beside the disk holds what the job copies: refuse before qemu fills the disk's file
+    // system (the guest's own writes would fail too) rather than mid-job.
+    const estimate = incremental === null ? null : await tools.virsh.checkpointSizeBytes(dom, incremental);
+    await requireSpace(estimate ?? (await tools.qemuImg.measure(server.diskPath, signal)));
+    return pushBackup(tools, server, dom, target, virtualSize, signal, () => undefined, {
       incremental,
       create: opts.checkpoint,
     });
+  };
   let image: MappedImage | null = null;
   try {
     let consistency;

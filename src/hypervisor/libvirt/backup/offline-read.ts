@@ -1,8 +1,15 @@
 import { throwIfAborted } from '../../driver-errors';
-import { BackupReadOptions, BackupReadSession, DiskExtent, ServerRef } from '../../hypervisor-driver';
+import { BackupReadOptions, BackupReadSession, ServerRef } from '../../hypervisor-driver';
 import { ImageLock } from '../tools/qemu-io';
+import { allInOrder, together } from '../together';
 import { Toolbox } from '../tools/toolbox';
-import { addOffline, dropCheckpointsExcept, dropOffline, offlineFullReason } from './checkpoints';
+import {
+  addOffline,
+  dropCheckpointsExcept,
+  dropKnownOffline,
+  dropOffline,
+  offlineFullReason,
+} from './checkpoints';
 import { clusterAligned, MappedImage, readSession } from './mapped-image';
 
 /** How long a shut-off disk may stay locked for one backup read. */
@@ -25,7 +32,11 @@ export async function openOfflineRead(
 ): Promise<BackupReadSession> {
   const { signal } = opts;
   const disk = server.diskPath;
-  const { reason, records, bitmaps } = await offlineFullReason(tools, dom, disk, opts.since);
+  // Independent questions at once: on a busy host each tool process costs a good part of a second.
+  const [{ reason, records, bitmaps }, disks] = await allInOrder([
+    offlineFullReason(tools, dom, disk, opts.since),
+    tools.virsh.disks(dom, signal),
+  ] as const);
   const base = reason === null ? opts.since : null;
   // Everything but the base goes: stale checkpoints, broken ones, a leftover of a retried backup.
   await dropOffline(tools, dom, disk, {
@@ -33,16 +44,19 @@ export async function openOfflineRead(
     bitmaps: bitmaps.filter((n) => n !== base),
   });
   throwIfAborted(signal);
-  await addOffline(tools, server, dom, opts.checkpoint, base);
+  await addOffline(tools, server, dom, opts.checkpoint, base, disks);
   let lock: ImageLock | null = null;
   let image: MappedImage | null = null;
   try {
     lock = await tools.qemuIo.holdImageLock(disk, READ_LOCK_TIMEOUT_MS, undefined);
     throwIfAborted(signal);
-    const info = await tools.qemuImg.info(disk, false);
-    let changed: DiskExtent[] | null = null;
-    if (base !== null) changed = await tools.qemuNbd.dirtyExtents(disk, base, signal);
-    image = await MappedImage.open(disk, await tools.qemuImg.map(disk, { signal }), info.virtualSize);
+    // All three only read the disk, sharing the lock qemu-io holds.
+    const [info, changed, entries] = await together(signal, [
+      () => tools.qemuImg.info(disk, false),
+      (s: AbortSignal) => (base === null ? Promise.resolve(null) : tools.qemuNbd.dirtyExtents(disk, base, s)),
+      (s: AbortSignal) => tools.qemuImg.map(disk, { signal: s }),
+    ] as const);
+    image = await MappedImage.open(disk, entries, info.virtualSize);
     throwIfAborted(signal);
     const held = lock;
     return readSession({
@@ -53,7 +67,9 @@ export async function openOfflineRead(
       checkpoint: opts.checkpoint,
       release: async (keep) => {
         await held.release();
-        await dropCheckpointsExcept(tools, server, dom, keep ? opts.checkpoint : base);
+        // Exactly the base and the new checkpoint are there (this call made them so, under the lock).
+        const drop = keep ? base : opts.checkpoint;
+        if (drop !== null) await dropKnownOffline(tools, server, dom, drop, keep ? opts.checkpoint : base);
       },
     });
   } catch (e) {

@@ -89,6 +89,26 @@ export class Virsh {
   }
 
   /**
+   * libvirt's estimate of the bytes an incremental backup from checkpoint `name` of a running domain
+   * would copy (`checkpoint-dumpxml --size`, summed over its disks), or null when it gives none (the
+   * checkpoint or its bitmap is gone, the domain is not running).
+   */
+  async checkpointSizeBytes(uuid: string, name: string): Promise<number | null> {
+    const r = await this.raw([
+      'checkpoint-dumpxml',
+      '--domain',
+      uuid,
+      '--checkpointname',
+      name,
+      '--no-domain',
+      '--size',
+    ]);
+    if (r.code !== 0) return null;
+    const sizes = [...r.stdout.matchAll(/<disk\b[^>]*\bsize=['"](\d+)['"]/g)].map((m) => Number(m[1]));
+    return sizes.length ? sizes.reduce((a, b) => a + b, 0) : null;
+  }
+
+  /**
    * Records in libvirt a checkpoint whose bitmap `qemu-img bitmap --add` made on the shut-off disk
    * `target` (`checkpoint-create --redefine`): what lets a later live backup start from it.
    */
