@@ -240,9 +240,10 @@ export class ServersService {
   private summaries(name: string, filter: string, values: unknown[]): Promise<SummaryRow[]> {
     return this.reads.rows<SummaryRow>(
       name,
-      `WITH matching AS MATERIALIZED (SELECT id, name, status, created_at, labels FROM servers WHERE ${filter}),
-         page AS (SELECT * FROM matching ORDER BY id LIMIT $3 OFFSET $4)
-       SELECT (SELECT count(*) FROM matching)::int AS total, p.id, p.name, p.status, p.created_at, p.labels,
+      // The page read straight from the (account_id, id) index and the count from the same index
+      // alone: materialising every matching row first cost a sort of all of them per request.
+      `WITH page AS (SELECT id, name, status, created_at, labels FROM servers WHERE ${filter} ORDER BY id LIMIT $3 OFFSET $4)
+       SELECT (SELECT count(*) FROM servers WHERE ${filter})::int AS total, p.id, p.name, p.status, p.created_at, p.labels,
          (SELECT count(*) FROM snapshots sn WHERE sn.server_id = p.id AND sn.deleted_at IS NULL
             AND sn.kind = 'manual' AND sn.status = ANY($1::snapshot_status[]))::int AS used,
          (SELECT count(*) FROM backups b WHERE b.server_id = p.id AND b.deleted_at IS NULL
