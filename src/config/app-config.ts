@@ -56,6 +56,11 @@ export class AppConfig {
   readonly reaperIntervalMs!: number;
   /** How often each API process looks for due backup slots, retention and verifications (0: never). */
   readonly backupSchedulerIntervalMs!: number;
+  /**
+   * The backup window in minutes (the contract's 240). Shorter is for demos and tests: the schedule's
+   * clock shrinks with it (src/backup-schedule/schedule.ts).
+   */
+  readonly backupWindowMinutes!: number;
   /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
   readonly powerStateIntervalMs!: number;
   readonly heartbeatIntervalMs!: number;
@@ -280,6 +285,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
     backupSchedulerIntervalMs: r.int('BACKUP_SCHEDULER_INTERVAL_MS', 60_000, 0, 3_600_000),
+    backupWindowMinutes: r.int('BACKUP_WINDOW_MINUTES', 240, 1, 240),
     powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
     heartbeatIntervalMs: r.int('HEARTBEAT_INTERVAL_MS', 10_000, 100, 3_600_000),
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
