@@ -110,6 +110,11 @@ export class AppConfig {
    * API, which creates webhooks, never holds the backup master key. Required by the webhook sender.
    */
   readonly webhookSecretKey!: Buffer | null;
+  /**
+   * The webhook secret key being rotated away from (`WEBHOOK_SECRET_KEY_PREVIOUS`): secrets still sealed
+   * by it are opened, never sealed, until `webhooks rotate-secret-key` re-seals them with the new one.
+   */
+  readonly webhookSecretKeyPrevious!: Buffer | null;
   /** Webhook targets may be plain http (`WEBHOOK_ALLOW_HTTP`; `npm run local` only, never production). */
   readonly webhookAllowHttp!: boolean;
   /** Special-purpose address ranges (CIDRs) webhooks may reach anyway (`WEBHOOK_ALLOW_ADDRESSES`). */
@@ -310,6 +315,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     backupStores: parseBackupStores(env, r.problems),
     backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
     webhookSecretKey: r.base64Key('WEBHOOK_SECRET_KEY', 32, role === 'webhooks'),
+    webhookSecretKeyPrevious: r.base64Key('WEBHOOK_SECRET_KEY_PREVIOUS', 32, false),
     backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
     webhookAllowHttp: r.bool('WEBHOOK_ALLOW_HTTP', false),
     webhookAllowedRanges: r.addressRanges('WEBHOOK_ALLOW_ADDRESSES'),
@@ -322,10 +328,16 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     webhookBackoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 6 * 3_600_000, 1, 86_400_000),
     webhookRetryHours: r.int('WEBHOOK_RETRY_HOURS', 72, 1, 24 * 30),
   });
-  if (config.backupMasterKeyPrevious && !config.backupMasterKey) {
-    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY (the key rotated to)');
-  } else if (config.backupMasterKeyPrevious?.equals(config.backupMasterKey!)) {
-    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS must differ from BACKUP_MASTER_KEY');
+  // A key being rotated away from needs the key rotated to, and another one.
+  for (const [name, current, previous] of [
+    ['BACKUP_MASTER_KEY', config.backupMasterKey, config.backupMasterKeyPrevious],
+    ['WEBHOOK_SECRET_KEY', config.webhookSecretKey, config.webhookSecretKeyPrevious],
+  ] as const) {
+    if (previous && !current) {
+      r.problems.push(`${name}_PREVIOUS is set without ${name} (the key rotated to)`);
+    } else if (previous?.equals(current!)) {
+      r.problems.push(`${name}_PREVIOUS must differ from ${name}`);
+    }
   }
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');

@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { PrismaService } from '../prisma/prisma.service';
 import { EventBodies } from './event-bodies';
 import { WebhookHttp } from './webhook-http';
-import { openSecret, signatureHeaders, webhookSealingKey } from './webhook-secret';
+import { openSecretWith, signatureHeaders, webhookSealingKeys } from './webhook-secret';
 
 interface Claimed {
   id: bigint;
@@ -46,7 +46,7 @@ const CLAIM_SCAN_MAX = 1024;
 @Injectable()
 export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(WebhookSender.name);
-  private readonly sealingKey;
+  private readonly sealingKeys;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   /** One claim at a time; a wake-up during it claims again right after. */
@@ -66,7 +66,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     private readonly bodies: EventBodies,
     private readonly http: WebhookHttp,
   ) {
-    this.sealingKey = config.webhookSecretKey ? webhookSealingKey(config.webhookSecretKey) : null;
+    this.sealingKeys = webhookSealingKeys(config.webhookSecretKey, config.webhookSecretKeyPrevious);
   }
 
   /** How long a claim holds a row: longer than any one attempt can take. */
@@ -203,8 +203,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     body: string,
   ): Promise<void> {
     if (!webhook || webhook.disabledAt) return this.abandon(c);
-    const secret =
-      this.sealingKey && openSecret(this.sealingKey, webhook.accountId, Buffer.from(webhook.secretSealed));
+    const secret = openSecretWith(this.sealingKeys, webhook.accountId, Buffer.from(webhook.secretSealed));
     const outcome = secret
       ? await this.attempt(new URL(webhook.url), secret, c.event_id, body)
       : { ok: false, error: 'the signing secret does not open with this WEBHOOK_SECRET_KEY' };
