@@ -123,8 +123,6 @@ export class AppConfig {
   /** The sender: how often it looks for due deliveries, how many it sends at once, per-request deadline. */
   readonly webhookPollIntervalMs!: number;
   readonly webhookConcurrency!: number;
-  /** Of those, sends to one endpoint at once (per sender process). */
-  readonly webhookEndpointConcurrency!: number;
   readonly webhookTimeoutMs!: number;
   /** First retry delay; each next one doubles, up to webhookBackoffMaxMs. */
   readonly webhookBackoffBaseMs!: number;
@@ -322,7 +320,6 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     webhooksPerAccountMax: r.int('WEBHOOKS_PER_ACCOUNT_MAX', 10, 1, 1000),
     webhookPollIntervalMs: r.int('WEBHOOK_POLL_INTERVAL_MS', 250, 10, 60_000),
     webhookConcurrency: r.int('WEBHOOK_CONCURRENCY', 16, 1, 256),
-    webhookEndpointConcurrency: r.int('WEBHOOK_ENDPOINT_CONCURRENCY', 8, 1, 256),
     webhookTimeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
     webhookBackoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 5_000, 1, 3_600_000),
     webhookBackoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 6 * 3_600_000, 1, 86_400_000),

@@ -13,51 +13,28 @@ interface Claimed {
   attempts: number;
 }
 
-interface Delivered {
-  c: Claimed;
-  webhookId: number;
-  status: number;
-}
-
 /** The message id of an event: the same for every attempt and every endpoint (receivers dedupe on it). */
 export const messageIdOf = (eventId: bigint) => `evt_${eventId}`;
 
 const ERROR_MAX = 500;
 const HOUR_MS = 3_600_000;
 
-/** Rows one claim looks at per free place, so endpoints at their limit do not starve the others. */
-const CLAIM_SCAN_FACTOR = 4;
-const CLAIM_SCAN_MAX = 1024;
-
 /**
- * Delivers the outbox to webhook endpoints (the `webhooks` process; any number may run). A pump claims
- * due deliveries with FOR UPDATE SKIP LOCKED and moves them a lease into the future in the same
+ * Delivers the outbox to webhook endpoints (the `webhooks` process; any number may run). Each round
+ * claims due deliveries with FOR UPDATE SKIP LOCKED and moves them a lease into the future in the same
  * statement, so two senders never hold one row and a sender killed mid-send lets its rows fall due
- * again (at least once). Claims are pipelined: up to `webhookConcurrency` sends are in flight, at most
- * `webhookEndpointConcurrency` to one endpoint, and a free place is filled by the next claim without
- * waiting for the others (a slow endpoint holds only its own places); a claim that filled every place
- * is followed by another as soon as a send ends, otherwise the pump waits a poll. Order per endpoint
- * is not kept (receivers dedupe on webhook-id and order by the body's timestamp). An outcome is written
- * only while the claim is still the sender's (`attempts` unchanged); successes are written in batches.
- * A failure is retried after `base · 2^(attempt−1)` (capped) until the event is `webhookRetryHours`
- * old, then abandoned; an endpoint that has failed every attempt for that long is disabled, saying
- * why, and owes nothing more.
+ * again (at least once). An outcome is written only while the claim is still the sender's (`attempts`
+ * unchanged). A failure is retried after `base · 2^(attempt−1)` (capped) until the event is
+ * `webhookRetryHours` old, then abandoned; an endpoint that has failed every attempt for that long is
+ * disabled, saying why, and owes nothing more.
  */
 @Injectable()
 export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(WebhookSender.name);
   private readonly sealingKeys;
   private timer: NodeJS.Timeout | null = null;
+  private round: Promise<unknown> = Promise.resolve();
   private stopped = false;
-  /** One claim at a time; a wake-up during it claims again right after. */
-  private pumping: Promise<void> | null = null;
-  private wakeAgain = false;
-  /** The last claim filled every free place: more is probably due, so a send's end claims again. */
-  private backlog = false;
-  private readonly sends = new Set<Promise<void>>();
-  private readonly sendingTo = new Map<number, number>();
-  private toRecord: Delivered[] = [];
-  private recording: Promise<void> | null = null;
 
   constructor(
     private readonly prisma: PrismaService,
@@ -81,152 +58,60 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.pumping;
-    await Promise.all(this.sends);
+    await this.round;
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pump(), delayMs);
-  }
-
-  private async pump(): Promise<void> {
-    if (this.pumping) {
-      this.wakeAgain = true;
-      return;
-    }
-    this.pumping = this.claimAndStart()
-      .then(() => undefined)
-      .catch((e: unknown) => {
-        this.backlog = false;
-        this.log.error(`webhook claim failed: ${e instanceof Error ? e.message : String(e)}`);
-      });
-    await this.pumping;
-    this.pumping = null;
-    if (this.wakeAgain) {
-      this.wakeAgain = false;
-      this.schedule(0);
-    } else if (!this.backlog) this.schedule(this.config.webhookPollIntervalMs);
-  }
-
-  /**
-   * Claims due deliveries for the free places (overall and per endpoint) and attempts them all, waiting
-   * for every send in flight and its outcome; returns how many it claimed. (The pump does not wait.)
-   */
-  async sendDue(): Promise<number> {
-    const claimed = await this.claimAndStart();
-    await Promise.all(this.sends);
-    return claimed;
-  }
-
-  /** Claims deliveries for the free places and starts them; returns how many it claimed. */
-  private async claimAndStart(): Promise<number> {
-    const room = this.config.webhookConcurrency - this.sends.size;
-    if (room <= 0) return 0;
-    const claimed = await this.claim(room);
-    this.backlog = claimed.length === room;
-    if (claimed.length === 0) return 0;
-    for (const c of claimed) this.sendingTo.set(c.webhook_id, (this.sendingTo.get(c.webhook_id) ?? 0) + 1);
-    const loaded = this.load(claimed);
-    for (const c of claimed) {
-      const send: Promise<void> = loaded
-        .then(({ eventById, webhookById, bodies }) =>
-          this.deliver(c, eventById.get(c.event_id)!, webhookById.get(c.webhook_id), bodies.get(c.event_id)!),
-        )
+    this.timer = setTimeout(() => {
+      this.round = this.sendDue()
         .catch((e: unknown) => {
-          // The row stays claimed until its lease ends, then falls due again.
-          this.log.error(`webhook delivery ${c.id} failed: ${e instanceof Error ? e.message : String(e)}`);
+          this.log.error(`webhook round failed: ${e instanceof Error ? e.message : String(e)}`);
+          return 0;
         })
-        .finally(() => {
-          this.sends.delete(send);
-          const n = this.sendingTo.get(c.webhook_id)! - 1;
-          if (n === 0) this.sendingTo.delete(c.webhook_id);
-          else this.sendingTo.set(c.webhook_id, n);
-          if (this.backlog) this.schedule(0);
-        });
-      this.sends.add(send);
-    }
-    return claimed.length;
+        // A round that found work suggests more is due: look again at once; idle, wait a poll.
+        .then((n) => this.schedule(n > 0 ? 0 : this.config.webhookPollIntervalMs));
+    }, delayMs);
   }
 
-  /** Up to `room` due rows, oldest first, none beyond an endpoint's free places. */
-  private claim(room: number): Promise<Claimed[]> {
+  /** One round: claims up to `webhookConcurrency` due deliveries and attempts them all; returns how many. */
+  async sendDue(): Promise<number> {
     const now = this.clock.now();
-    const busyIds = [...this.sendingTo.keys()];
-    const busyCounts = busyIds.map((id) => this.sendingTo.get(id)!);
-    const scan = Math.min(room * CLAIM_SCAN_FACTOR, CLAIM_SCAN_MAX);
-    return this.prisma.$queryRaw<Claimed[]>`
-      WITH due AS (
-        SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= ${now}
-        ORDER BY next_attempt_at
-        LIMIT ${scan}
-        FOR UPDATE SKIP LOCKED
-      ), picked AS (
-        SELECT r.id FROM (
-          SELECT id, webhook_id, next_attempt_at,
-                 row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n
-          FROM due) r
-        LEFT JOIN unnest(${busyIds}::int[], ${busyCounts}::int[]) AS b(webhook_id, sending)
-          ON b.webhook_id = r.webhook_id
-        WHERE r.n + COALESCE(b.sending, 0) <= ${this.config.webhookEndpointConcurrency}
-        ORDER BY r.next_attempt_at, r.id
-        LIMIT ${room}
-      )
+    const claimed = await this.prisma.$queryRaw<Claimed[]>`
       UPDATE webhook_deliveries d
       SET next_attempt_at = ${now}::timestamptz + ${this.leaseMs} * interval '1 millisecond',
           attempts = d.attempts + 1
-      FROM picked WHERE d.id = picked.id
+      WHERE d.id IN (
+        SELECT id FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= ${now}
+        ORDER BY next_attempt_at
+        LIMIT ${this.config.webhookConcurrency}
+        FOR UPDATE SKIP LOCKED)
       RETURNING d.id, d.event_id, d.webhook_id, d.attempts`;
-  }
-
-  /** The claimed rows' events, endpoints and bodies, in three queries for the whole claim. */
-  private async load(claimed: Claimed[]) {
+    if (claimed.length === 0) return 0;
     const [events, webhooks] = await Promise.all([
       this.prisma.event.findMany({ where: { id: { in: claimed.map((c) => c.event_id) } } }),
       this.prisma.webhook.findMany({ where: { id: { in: claimed.map((c) => c.webhook_id) } } }),
     ]);
-    return {
-      bodies: await this.bodies.of(events),
-      eventById: new Map(events.map((e) => [e.id, e])),
-      webhookById: new Map(webhooks.map((w) => [w.id, w])),
-    };
-  }
-
-  private async deliver(
-    c: Claimed,
-    event: { createdAt: Date },
-    webhook:
-      | { id: number; accountId: number; url: string; secretSealed: Uint8Array; disabledAt: Date | null }
-      | undefined,
-    body: string,
-  ): Promise<void> {
-    if (!webhook || webhook.disabledAt) return this.abandon(c);
-    const secret = openSecretWith(this.sealingKeys, webhook.accountId, Buffer.from(webhook.secretSealed));
-    const outcome = secret
-      ? await this.attempt(new URL(webhook.url), secret, c.event_id, body)
-      : { ok: false, error: 'the signing secret does not open with this WEBHOOK_SECRET_KEY' };
-    if (outcome.ok) await this.queueDelivered({ c, webhookId: webhook.id, status: outcome.status! });
-    else await this.recordFailure(c, webhook.id, event.createdAt, outcome);
-  }
-
-  /** Resolves once the success is written, with every other success that came meanwhile. */
-  private queueDelivered(d: Delivered): Promise<void> {
-    this.toRecord.push(d);
-    this.recording ??= (async () => {
-      while (this.toRecord.length > 0) {
-        const batch = this.toRecord;
-        this.toRecord = [];
-        // A batch not written stays claimed and is sent again after its lease: at least once.
-        await this.recordDelivered(batch).catch((e: unknown) =>
-          this.log.error(
-            `recording ${batch.length} deliveries failed: ${e instanceof Error ? e.message : String(e)}`,
-          ),
-        );
-      }
-    })().finally(() => (this.recording = null));
-    return this.recording;
+    const bodies = await this.bodies.of(events);
+    const eventById = new Map(events.map((e) => [e.id, e]));
+    const webhookById = new Map(webhooks.map((w) => [w.id, w]));
+    const delivered: { c: Claimed; webhookId: number; status: number }[] = [];
+    await Promise.all(
+      claimed.map(async (c) => {
+        const event = eventById.get(c.event_id)!;
+        const webhook = webhookById.get(c.webhook_id);
+        if (!webhook || webhook.disabledAt) return this.abandon(c);
+        const secret = openSecretWith(this.sealingKeys, webhook.accountId, Buffer.from(webhook.secretSealed));
+        const outcome = secret
+          ? await this.attempt(new URL(webhook.url), secret, c.event_id, bodies.get(c.event_id)!)
+          : { ok: false, error: 'the signing secret does not open with WEBHOOK_SECRET_KEY' };
+        if (outcome.ok) delivered.push({ c, webhookId: webhook.id, status: outcome.status! });
+        else await this.recordFailure(c, webhook.id, event.createdAt, outcome);
+      }),
+    );
+    await this.recordDelivered(delivered);
+    return claimed.length;
   }
 
   private async attempt(
@@ -254,7 +139,9 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   /** The round's successes in one transaction: each row still the sender's, its endpoint healthy again. */
-  private async recordDelivered(delivered: Delivered[]): Promise<void> {
+  private async recordDelivered(
+    delivered: { c: Claimed; webhookId: number; status: number }[],
+  ): Promise<void> {
     if (delivered.length === 0) return;
     const now = this.clock.now();
     const ids = delivered.map((d) => d.c.id);

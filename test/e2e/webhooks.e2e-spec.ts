@@ -6,8 +6,6 @@
  * exponential back-off, and an endpoint disabled (saying why) after failing for the whole window.
  */
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { Clock } from '../../src/common/clock';
@@ -20,7 +18,6 @@ import { createAccount, createNode, createServer, createToken } from '../factori
 import { expectProblem } from '../support/problem-assertions';
 import {
   createTestDatabase,
-  eventually,
   startApi,
   TEST_WEBHOOK_SECRET_KEY,
   TestApi,
@@ -376,56 +373,6 @@ describe('webhooks and events (real Postgres)', () => {
       await snapshotEvent(t);
       expect(await dev.prisma.webhookDelivery.count({ where: { webhookId } })).toBe(1);
       receiver.answer = () => 200;
-    });
-
-    it('pipelined: a slow endpoint holds at most its own places; the others are delivered meanwhile', async () => {
-      // A receiver that holds every request until released, counting how many it holds at once.
-      const held: http.ServerResponse[] = [];
-      let holding = 0;
-      let mostHeld = 0;
-      let released = false;
-      const slow = http.createServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          if (released) return void res.writeHead(204).end();
-          holding++;
-          mostHeld = Math.max(mostHeld, holding);
-          held.push(res);
-          res.on('finish', () => holding--);
-        });
-      });
-      await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-      const slowUrl = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/hook`;
-      const a = await tenant();
-      const b = await tenant();
-      const slowHook = (await create(dev, a, { url: slowUrl })).body.id as number;
-      const fastHook = (await create(dev, b, { url: receiver.url })).body.id as number;
-      const emit = (t: Tenant) =>
-        dev.prisma
-          .$executeRaw`SELECT emit_event(${t.account.id}, 'backup.pruned', '{"backup_id": 1}'::jsonb)`;
-      for (let i = 0; i < 5; i++) await emit(a); // the slow endpoint's rows are the oldest
-      for (let i = 0; i < 5; i++) await emit(b);
-      const sender = newSender(new Clock(), {
-        WEBHOOK_CONCURRENCY: '4',
-        WEBHOOK_ENDPOINT_CONCURRENCY: '2',
-        WEBHOOK_POLL_INTERVAL_MS: '20',
-      });
-      const delivered = (webhookId: number) =>
-        dev.prisma.webhookDelivery.count({ where: { webhookId, status: 'delivered' } });
-      sender.onApplicationBootstrap();
-      try {
-        await eventually(async () => (await delivered(fastHook)) === 5, 10_000);
-        expect(held).toHaveLength(2);
-        expect(await delivered(slowHook)).toBe(0);
-        released = true;
-        for (const res of held) res.writeHead(204).end();
-        await eventually(async () => (await delivered(slowHook)) === 5, 10_000);
-        expect(mostHeld).toBe(2);
-      } finally {
-        await sender.onApplicationShutdown();
-        slow.closeAllConnections();
-        await new Promise((resolve) => slow.close(resolve));
-      }
     });
   });
 
