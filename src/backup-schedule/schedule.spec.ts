@@ -13,20 +13,25 @@ const daily: Schedule = { frequency: 'daily', weekday: null, hour: 2, windowMs: 
 const weekly: Schedule = { frequency: 'weekly', weekday: 3, hour: 22, windowMs: WINDOW_MS }; // Wednesdays 22:00-02:00
 const t = (s: string) => new Date(s);
 
+/** 200 servers' offsets: whole seconds inside the window, each quarter of it holding a sixth to a third. */
+function expectSpreadOver(windowMs: number): void {
+  const offsets = Array.from({ length: 200 }, (_, i) => windowOffsetMs(i + 1, windowMs));
+  for (const o of offsets) {
+    expect(o % 1000).toBe(0);
+    expect(o).toBeGreaterThanOrEqual(0);
+    expect(o).toBeLessThan(windowMs);
+  }
+  for (let q = 0; q < 4; q++) {
+    const n = offsets.filter((o) => Math.floor(o / (windowMs / 4)) === q).length;
+    expect(n).toBeGreaterThan(200 / 6);
+    expect(n).toBeLessThan(200 / 3);
+  }
+}
+
 describe('backup schedule slots', () => {
   it('offsets are stable, inside the window, and spread a node of servers over it', () => {
-    const offsets = Array.from({ length: 200 }, (_, i) => windowOffsetMs(i + 1, WINDOW_MS));
     expect(windowOffsetMs(17, WINDOW_MS)).toBe(windowOffsetMs(17, WINDOW_MS));
-    for (const o of offsets) {
-      expect(o).toBeGreaterThanOrEqual(0);
-      expect(o).toBeLessThan(WINDOW_MS);
-    }
-    // Each of the window's 4 hours gets between a sixth and a third of the servers.
-    for (let h = 0; h < 4; h++) {
-      const n = offsets.filter((o) => Math.floor(o / 3_600_000) === h).length;
-      expect(n).toBeGreaterThan(200 / 6);
-      expect(n).toBeLessThan(200 / 3);
-    }
+    expectSpreadOver(WINDOW_MS);
   });
 
   it('daily slots: window start + offset, one a day', () => {
@@ -79,17 +84,7 @@ describe('backup schedule slots', () => {
     });
 
     it('offsets spread over the short window, in whole seconds', () => {
-      const offsets = Array.from({ length: 200 }, (_, i) => windowOffsetMs(i + 1, minute));
-      for (const o of offsets) {
-        expect(o % 1000).toBe(0);
-        expect(o).toBeLessThan(minute);
-      }
-      // Each quarter of the minute gets between a sixth and a third of the servers.
-      for (let q = 0; q < 4; q++) {
-        const n = offsets.filter((o) => Math.floor(o / 15_000) === q).length;
-        expect(n).toBeGreaterThan(200 / 6);
-        expect(n).toBeLessThan(200 / 3);
-      }
+      expectSpreadOver(minute);
     });
 
     it('a 1-minute window: schedule hours of 15 s, a slot every 6 minutes, late after the minute', () => {
