@@ -7,7 +7,9 @@
 #     Linux guest under libvirt when libvirt runs here (its kernel, disk and snapshots in this
 #     checkout's image folder, which QEMU can read), otherwise on the fake driver (said loudly);
 #  4. runs the API and the worker from dist/, backs the demo server up into the backup directory and
-#     restores it (scripts/local-backup-demo.sh), and runs until Ctrl-C, then stops everything it started.
+#     restores it (scripts/local-backup-demo.sh), puts a backup policy on it with a short test window and
+#     shows its first automatic run (scripts/local-policy-demo.mjs), and runs until Ctrl-C, then stops
+#     everything it started.
 # Running it again reuses the data (database, tokens, demo disk). Writes .local/demo.env, and
 # .local/local.env, from which the operator CLI (`npm run cli`) takes the database in another terminal,
 # and once .local/backup-master-key.env (BACKUP_MASTER_KEY for the worker's backups).
@@ -127,6 +129,9 @@ say "api + worker (node $NODE) + webhook sender"
 # Webhooks may call back into this machine over plain http (a developer's receiver on loopback); in
 # production they are https to public addresses only.
 export WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}" WEBHOOK_ALLOW_ADDRESSES="${WEBHOOK_ALLOW_ADDRESSES:-127.0.0.0/8,::1/128}"
+# A 1-minute backup window (a schedule day of 6 minutes) and a scheduler tick of 5 s, so the demo
+# policy's first automatic run comes within a minute or two; production keeps the 4-hour window.
+export BACKUP_WINDOW_MINUTES="${BACKUP_WINDOW_MINUTES:-1}" BACKUP_SCHEDULER_INTERVAL_MS="${BACKUP_SCHEDULER_INTERVAL_MS:-5000}"
 mkdir -p "$LOCAL/logs"
 PORT="$PORT" HOST=127.0.0.1 node dist/main.js api >>"$LOCAL/logs/api.log" 2>&1 & pids+=($!)
 WORKER_NODE="$NODE" node dist/main.js worker >>"$LOCAL/logs/worker.log" 2>&1 & pids+=($!)
@@ -170,5 +175,8 @@ $(printf '%s\n' "$BACKUP_DEMO" | sed 's/^/    /')
 
   Ctrl-C stops everything this command started.
 MSG
+say "automatic backups: a daily policy on the demo server, window $BACKUP_WINDOW_MINUTES min (BACKUP_WINDOW_MINUTES)"
+API_URL="$API_URL" API_TOKEN="$API_TOKEN" node scripts/local-policy-demo.mjs "$SERVER_ID" | sed 's/^/    /' ||
+  echo "    the policy demo failed (the stack runs on): see .local/logs/api.log and worker.log" >&2
 wait -n "${pids[@]}" || true
 say "a process exited; see .local/logs"

@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
 import { retainedIds } from './retention';
-import { decideSlot, Schedule } from './schedule';
+import { decideSlot, scheduleOf } from './schedule';
 
 /** A completed backup is verified again once its last verification is this old (so at least weekly). */
 export const REVERIFY_AFTER_MS = 6 * 86_400_000;
@@ -108,7 +108,13 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
     const now = this.clock.now();
     const runs: SlotRun[] = [];
     for (const p of await this.prisma.$queryRawUnsafe<PolicyRow[]>(ENABLED_POLICIES)) {
-      const d = decideSlot(scheduleOf(p), p.server_id, now, p.last_slot_at, p.schedule_since);
+      const d = decideSlot(
+        scheduleOf(p, this.config.backupWindowMinutes),
+        p.server_id,
+        now,
+        p.last_slot_at,
+        p.schedule_since,
+      );
       if (!d.due) continue;
       const [r] = await this.prisma.$queryRaw<
         { outcome: SlotRun['outcome']; node_id: number; action_id: number | null; backup_id: number | null }[]
@@ -191,8 +197,4 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
     for (const a of started) await this.queue.enqueueAccepted(a.node_id, a.id, 'verify_backup');
     return started.map((a) => a.backup_id);
   }
-}
-
-function scheduleOf(p: PolicyRow): Schedule {
-  return { frequency: p.frequency, weekday: p.weekday, hour: p.hour };
 }

@@ -11,6 +11,7 @@ import { ServersService } from '../servers/servers.service';
 import { parseCommandLine, UsageError } from '../cli-kit/command-line';
 import { recordTable as table } from '../cli-kit/table';
 import { BACKUP_USAGE, BackupCliCommands } from './backup-commands';
+import { WEBHOOK_USAGE, WebhookCliCommands } from './webhook-commands';
 import { DomainInspectors } from './domain-inspector';
 
 export const USAGE = `Operator CLI: npm run --silent cli -- <command>
@@ -44,7 +45,7 @@ export const USAGE = `Operator CLI: npm run --silent cli -- <command>
   --if-missing: when the account / node / server (same node and domain) exists, print its id instead
   of failing (for idempotent provisioning scripts).
   server list
-${BACKUP_USAGE}`;
+${BACKUP_USAGE}${WEBHOOK_USAGE}`;
 
 type Values = Record<string, unknown>;
 
@@ -76,12 +77,14 @@ export class CliCommands {
     private readonly audit: AuditService,
     private readonly inspectors: DomainInspectors,
     private readonly backups: BackupCliCommands,
+    private readonly webhooks: WebhookCliCommands,
   ) {}
 
   async run(argv: string[]): Promise<string> {
     const [noun, verb, ...rest] = argv;
     const key = `${noun} ${verb ?? ''}`.trim();
     if (noun === 'backups') return this.backups.run(verb ?? '', rest);
+    if (noun === 'webhooks') return this.webhooks.run(verb ?? '', rest);
     switch (key) {
       case 'account create': {
         const { positionals: positional, values: flags } = parseCommandLine(rest, { 'if-missing': flag });

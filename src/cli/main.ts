@@ -15,6 +15,8 @@ import { ServersCoreModule } from '../servers/servers.module';
 import { IncompleteRun, UsageError } from '../cli-kit/command-line';
 import { BackupRecoveryModule } from '../backups/recovery/backup-recovery.module';
 import { BackupCliCommands } from './backup-commands';
+import { WebhookSecretRotation } from '../events/webhook-secret-rotation';
+import { WebhookCliCommands } from './webhook-commands';
 import { CliCommands, USAGE } from './commands';
 import { DomainInspectors } from './domain-inspector';
 import { LocalStackEnvFile } from './local-stack-env';
@@ -55,7 +57,13 @@ async function main(argv: string[]): Promise<number> {
         ServersCoreModule,
         BackupRecoveryModule,
       ],
-      providers: [CliCommands, BackupCliCommands, DomainInspectors],
+      providers: [
+        CliCommands,
+        BackupCliCommands,
+        WebhookCliCommands,
+        WebhookSecretRotation,
+        DomainInspectors,
+      ],
     },
     { logger: false },
   );

@@ -56,6 +56,11 @@ export class AppConfig {
   readonly reaperIntervalMs!: number;
   /** How often each API process looks for due backup slots, retention and verifications (0: never). */
   readonly backupSchedulerIntervalMs!: number;
+  /**
+   * The backup window in minutes (the contract's 240). Shorter is for demos and tests: the schedule's
+   * clock shrinks with it (src/backup-schedule/schedule.ts).
+   */
+  readonly backupWindowMinutes!: number;
   /** How often a worker reconciles its node's server statuses with the hypervisor (0: never). */
   readonly powerStateIntervalMs!: number;
   /** How long a restore's safety copy is kept (undo possible), in hours; then the sweeper removes it. */
@@ -111,6 +116,11 @@ export class AppConfig {
    * API, which creates webhooks, never holds the backup master key. Required by the webhook sender.
    */
   readonly webhookSecretKey!: Buffer | null;
+  /**
+   * The webhook secret key being rotated away from (`WEBHOOK_SECRET_KEY_PREVIOUS`): secrets still sealed
+   * by it are opened, never sealed, until `webhooks rotate-secret-key` re-seals them with the new one.
+   */
+  readonly webhookSecretKeyPrevious!: Buffer | null;
   /** Webhook targets may be plain http (`WEBHOOK_ALLOW_HTTP`; `npm run local` only, never production). */
   readonly webhookAllowHttp!: boolean;
   /** Special-purpose address ranges (CIDRs) webhooks may reach anyway (`WEBHOOK_ALLOW_ADDRESSES`). */
@@ -286,6 +296,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     actionStaleMs: r.int('ACTION_STALE_MS', 15 * 60_000, 1000, 7 * 86_400_000),
     reaperIntervalMs: r.int('REAPER_INTERVAL_MS', 60_000, 100, 86_400_000),
     backupSchedulerIntervalMs: r.int('BACKUP_SCHEDULER_INTERVAL_MS', 60_000, 0, 3_600_000),
+    backupWindowMinutes: r.int('BACKUP_WINDOW_MINUTES', 240, 1, 240),
     powerStateIntervalMs: r.int('POWER_STATE_INTERVAL_MS', 5_000, 0, 3_600_000),
     restoreSafetyCopyHours: r.int('RESTORE_SAFETY_COPY_HOURS', 7 * 24, 1, 90 * 24),
     safetyCopySweepIntervalMs: r.int('SAFETY_COPY_SWEEP_INTERVAL_MS', 600_000, 0, 86_400_000),
@@ -311,6 +322,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     backupStores: parseBackupStores(env, r.problems),
     backupMasterKey: r.base64Key('BACKUP_MASTER_KEY', 32, role === 'worker'),
     webhookSecretKey: r.base64Key('WEBHOOK_SECRET_KEY', 32, role === 'webhooks'),
+    webhookSecretKeyPrevious: r.base64Key('WEBHOOK_SECRET_KEY_PREVIOUS', 32, false),
     backupMasterKeyPrevious: r.base64Key('BACKUP_MASTER_KEY_PREVIOUS', 32, false),
     webhookAllowHttp: r.bool('WEBHOOK_ALLOW_HTTP', false),
     webhookAllowedRanges: r.addressRanges('WEBHOOK_ALLOW_ADDRESSES'),
@@ -322,10 +334,16 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     webhookBackoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 6 * 3_600_000, 1, 86_400_000),
     webhookRetryHours: r.int('WEBHOOK_RETRY_HOURS', 72, 1, 24 * 30),
   });
-  if (config.backupMasterKeyPrevious && !config.backupMasterKey) {
-    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS is set without BACKUP_MASTER_KEY (the key rotated to)');
-  } else if (config.backupMasterKeyPrevious?.equals(config.backupMasterKey!)) {
-    r.problems.push('BACKUP_MASTER_KEY_PREVIOUS must differ from BACKUP_MASTER_KEY');
+  // A key being rotated away from needs the key rotated to, and another one.
+  for (const [name, current, previous] of [
+    ['BACKUP_MASTER_KEY', config.backupMasterKey, config.backupMasterKeyPrevious],
+    ['WEBHOOK_SECRET_KEY', config.webhookSecretKey, config.webhookSecretKeyPrevious],
+  ] as const) {
+    if (previous && !current) {
+      r.problems.push(`${name}_PREVIOUS is set without ${name} (the key rotated to)`);
+    } else if (previous?.equals(current!)) {
+      r.problems.push(`${name}_PREVIOUS must differ from ${name}`);
+    }
   }
   if (config.metricsToken !== null && config.metricsToken.length < 16) {
     r.problems.push('METRICS_TOKEN must be at least 16 characters');

@@ -6,7 +6,7 @@
  * endpoint does not open.
  */
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { KEY_ID_BYTES, open, seal, SealingKey } from '../backups/data/sealed-box';
+import { KEY_ID_BYTES, open, seal, sealedKeyId, SealingKey } from '../backups/data/sealed-box';
 
 const SECRET_BYTES = 32;
 export const SECRET_PREFIX = 'whsec_';
@@ -33,6 +33,37 @@ export function sealSecret(key: SealingKey, accountId: number, secret: string): 
 /** The secret, or null when the envelope does not open with this key for this account. */
 export function openSecret(key: SealingKey, accountId: number, sealed: Buffer): string | null {
   return open(key, sealed, aad(accountId))?.toString('utf8') ?? null;
+}
+
+/**
+ * The configured sealing keys: the current one (WEBHOOK_SECRET_KEY) seals and opens; the one being
+ * rotated away from (WEBHOOK_SECRET_KEY_PREVIOUS) only opens, until `webhooks rotate-secret-key`
+ * has re-sealed every secret.
+ */
+export interface WebhookSealingKeys {
+  current: SealingKey | null;
+  previous: SealingKey | null;
+}
+
+export function webhookSealingKeys(current: Buffer | null, previous: Buffer | null): WebhookSealingKeys {
+  return {
+    current: current ? webhookSealingKey(current) : null,
+    previous: previous ? webhookSealingKey(previous) : null,
+  };
+}
+
+/** The configured key that sealed `sealed` (the envelope names its key), or null. */
+export function sealingKeyOf(keys: WebhookSealingKeys, sealed: Buffer): SealingKey | null {
+  const id = sealedKeyId(sealed);
+  if (!id) return null;
+  for (const k of [keys.current, keys.previous]) if (k?.id.equals(id)) return k;
+  return null;
+}
+
+/** The secret, opened with whichever configured key sealed it, or null. */
+export function openSecretWith(keys: WebhookSealingKeys, accountId: number, sealed: Buffer): string | null {
+  const key = sealingKeyOf(keys, sealed);
+  return key && openSecret(key, accountId, sealed);
 }
 
 /** The three Standard Webhooks headers of one message. */

@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { PrismaService } from '../prisma/prisma.service';
 import { EventBodies } from './event-bodies';
 import { WebhookHttp } from './webhook-http';
-import { openSecret, signatureHeaders, webhookSealingKey } from './webhook-secret';
+import { openSecretWith, signatureHeaders, webhookSealingKeys } from './webhook-secret';
 
 interface Claimed {
   id: bigint;
@@ -31,7 +31,7 @@ const HOUR_MS = 3_600_000;
 @Injectable()
 export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(WebhookSender.name);
-  private readonly sealingKey;
+  private readonly sealingKeys;
   private timer: NodeJS.Timeout | null = null;
   private round: Promise<unknown> = Promise.resolve();
   private stopped = false;
@@ -43,7 +43,7 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
     private readonly bodies: EventBodies,
     private readonly http: WebhookHttp,
   ) {
-    this.sealingKey = config.webhookSecretKey ? webhookSealingKey(config.webhookSecretKey) : null;
+    this.sealingKeys = webhookSealingKeys(config.webhookSecretKey, config.webhookSecretKeyPrevious);
   }
 
   /** How long a claim holds a row: longer than any one attempt can take. */
@@ -102,12 +102,10 @@ export class WebhookSender implements OnApplicationBootstrap, OnApplicationShutd
         const event = eventById.get(c.event_id)!;
         const webhook = webhookById.get(c.webhook_id);
         if (!webhook || webhook.disabledAt) return this.abandon(c);
-        const secret =
-          this.sealingKey &&
-          openSecret(this.sealingKey, webhook.accountId, Buffer.from(webhook.secretSealed));
+        const secret = openSecretWith(this.sealingKeys, webhook.accountId, Buffer.from(webhook.secretSealed));
         const outcome = secret
           ? await this.attempt(new URL(webhook.url), secret, c.event_id, bodies.get(c.event_id)!)
-          : { ok: false, error: 'the signing secret does not open with this BACKUP_MASTER_KEY' };
+          : { ok: false, error: 'the signing secret does not open with WEBHOOK_SECRET_KEY' };
         if (outcome.ok) delivered.push({ c, webhookId: webhook.id, status: outcome.status! });
         else await this.recordFailure(c, webhook.id, event.createdAt, outcome);
       }),

@@ -17,7 +17,7 @@ import { BACKGROUND_KINDS } from './server-hold';
 import { labelFilterOf } from '../labels/label-selector';
 import { Labels } from '../labels/labels';
 import { Clock } from '../common/clock';
-import { decideSlot } from '../backup-schedule/schedule';
+import { decideSlot, scheduleOf } from '../backup-schedule/schedule';
 import { SERVER_NAME, SERVER_NAME_MESSAGE } from './dto/create-server.dto';
 
 /** Snapshot statuses that occupy one of a server's slots (failed ones do not). */
@@ -280,7 +280,10 @@ export class ServersService {
           };
     const nextRunAt = enabled
       ? decideSlot(
-          { frequency: r.policy_frequency!, weekday: r.policy_weekday, hour: r.policy_hour! },
+          scheduleOf(
+            { frequency: r.policy_frequency!, weekday: r.policy_weekday, hour: r.policy_hour! },
+            this.config.backupWindowMinutes,
+          ),
           r.id,
           this.clock.now(),
           r.run_slot_at,

@@ -64,8 +64,8 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
     await db?.drop();
   });
 
-  const schedulerOf = (a: TestApi, clock: Clock) =>
-    new BackupScheduler(a.prisma, a.app.get(JobQueue), clock, testConfig(db, 'api'));
+  const schedulerOf = (a: TestApi, clock: Clock, env: Record<string, string> = {}) =>
+    new BackupScheduler(a.prisma, a.app.get(JobQueue), clock, testConfig(db, 'api', env));
 
   /** A tenant with one stopped server on the node (or `node`). */
   async function tenant(node = nodeId) {
@@ -198,6 +198,30 @@ describe('backup schedule (real Postgres + Redis + worker, fake driver, simulate
       await api.prisma.auditEvent.count({ where: { accountId: account.id, action: 'backup.prune' } }),
     ).toBe(pruned);
   }, 600_000);
+
+  it('BACKUP_WINDOW_MINUTES=1: a slot in each 6-minute schedule day, inside its minute, never late', async () => {
+    const start = new Date('2026-01-01T00:00:00Z');
+    const clock = new SimulatedClock(start);
+    const { server } = await serverWithPolicy(start);
+    const scheduler = schedulerOf(api, clock, { BACKUP_WINDOW_MINUTES: '1' });
+    const taken: Date[] = [];
+    // 30 simulated minutes ticked every 10 s: five schedule days, whose windows open at 00:15 of each.
+    for (let at = start.getTime(); at < start.getTime() + 30 * 60_000; at += 10_000) {
+      clock.set(new Date(at));
+      for (const r of await scheduler.runDueSlots()) {
+        expect(r).toMatchObject({ serverId: server.id, outcome: 'started', late: false, missed: 0 });
+        taken.push(r.slotAt);
+        await settled(server.id);
+      }
+    }
+    expect(taken).toHaveLength(5);
+    taken.forEach((slot, day) => {
+      const windowStart = start.getTime() + day * 6 * 60_000 + 15_000; // schedule hour 1 = 15 s
+      expect(slot.getTime()).toBeGreaterThanOrEqual(windowStart);
+      expect(slot.getTime()).toBeLessThan(windowStart + 60_000);
+    });
+    expect(await api.prisma.backup.count({ where: { serverId: server.id, status: 'completed' } })).toBe(5);
+  }, 120_000);
 
   it('two API replicas with two schedulers each, racing every tick: no slot runs twice', async () => {
     const start = new Date('2026-05-01T00:00:00Z');

@@ -5,17 +5,26 @@
  * verified with the `standardwebhooks` package, retries byte-identical under one webhook-id,
  * exponential back-off, and an endpoint disabled (saying why) after failing for the whole window.
  */
+import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { Clock } from '../../src/common/clock';
 import { ActionReads } from '../../src/actions/action-reads';
 import { EventBodies } from '../../src/events/event-bodies';
 import { NodeWebhookHttp } from '../../src/events/webhook-http';
+import { WebhookSecretRotation } from '../../src/events/webhook-secret-rotation';
 import { WebhookSender } from '../../src/events/webhook-sender';
 import { TargetRefused, WebhookTargets } from '../../src/events/webhook-target';
 import { createAccount, createNode, createServer, createToken } from '../factories';
 import { expectProblem } from '../support/problem-assertions';
-import { createTestDatabase, startApi, TestApi, TestDatabase, testConfig } from '../support/test-env';
+import {
+  createTestDatabase,
+  startApi,
+  TEST_WEBHOOK_SECRET_KEY,
+  TestApi,
+  TestDatabase,
+  testConfig,
+} from '../support/test-env';
 import { Receiver, startReceiver } from '../support/webhook-receiver';
 
 class SimulatedClock extends Clock {
@@ -365,6 +374,60 @@ describe('webhooks and events (real Postgres)', () => {
       await snapshotEvent(t);
       expect(await dev.prisma.webhookDelivery.count({ where: { webhookId } })).toBe(1);
       receiver.answer = () => 200;
+    });
+  });
+
+  describe('rotating WEBHOOK_SECRET_KEY (operator CLI: webhooks rotate-secret-key)', () => {
+    it('re-seals every secret under the new key, reading the previous one; idempotent; a sender with only the new key signs as before', async () => {
+      const t = await tenant();
+      const created = await create(dev, t, { url: receiver.url });
+      const secret = created.body.secret as string;
+      const newKey = randomBytes(32).toString('base64');
+      const rotation = (env: Record<string, string>) =>
+        new WebhookSecretRotation(dev.prisma, testConfig(db, 'cli', env));
+      const total = await dev.prisma.webhook.count();
+
+      // Without the previous key nothing opens: every secret reported, none changed.
+      const blind = await rotation({ WEBHOOK_SECRET_KEY: newKey }).run();
+      expect(blind).toMatchObject({ webhooks: total, resealed: 0 });
+      expect(blind.failures).toHaveLength(total);
+
+      const rotated = await rotation({
+        WEBHOOK_SECRET_KEY: newKey,
+        WEBHOOK_SECRET_KEY_PREVIOUS: TEST_WEBHOOK_SECRET_KEY,
+      }).run();
+      expect(rotated).toEqual({ webhooks: total, resealed: total, failures: [] });
+      const again = await rotation({ WEBHOOK_SECRET_KEY: newKey }).run();
+      expect(again).toEqual({ webhooks: total, resealed: 0, failures: [] });
+
+      // A sender holding only the new key delivers, signed with the secret shown at creation.
+      await dev.prisma
+        .$executeRaw`SELECT emit_event(${t.account.id}, 'backup.pruned', '{"backup_id": 1}'::jsonb)`;
+      const clock = new SimulatedClock();
+      clock.t = Date.now() + 60_000;
+      const sender = newSender(clock, { WEBHOOK_SECRET_KEY: newKey });
+      const before = receiver.received.length;
+      while ((await sender.sendDue()) > 0);
+      const hook = receiver.received.slice(before).find((h) => h.body.includes('"backup.pruned"'));
+      expect(hook).toBeDefined();
+      expect(() => new StandardWebhook(secret).verify(hook!.body, hook!.headers)).not.toThrow();
+
+      // And back, so the rest of the database is as the other tests left it.
+      const back = await rotation({
+        WEBHOOK_SECRET_KEY: TEST_WEBHOOK_SECRET_KEY,
+        WEBHOOK_SECRET_KEY_PREVIOUS: newKey,
+      }).run();
+      expect(back.failures).toEqual([]);
+    });
+
+    it('WEBHOOK_SECRET_KEY_PREVIOUS needs WEBHOOK_SECRET_KEY, and another key', () => {
+      const key = randomBytes(32).toString('base64');
+      expect(() =>
+        testConfig(db, 'cli', { WEBHOOK_SECRET_KEY: '', WEBHOOK_SECRET_KEY_PREVIOUS: key }),
+      ).toThrow(/WEBHOOK_SECRET_KEY_PREVIOUS is set without WEBHOOK_SECRET_KEY/);
+      expect(() =>
+        testConfig(db, 'cli', { WEBHOOK_SECRET_KEY: key, WEBHOOK_SECRET_KEY_PREVIOUS: key }),
+      ).toThrow(/WEBHOOK_SECRET_KEY_PREVIOUS must differ/);
     });
   });
 });
