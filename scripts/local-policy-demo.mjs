@@ -1,3 +1,4 @@
+/* global fetch, setTimeout */
 // The automatic-backup part of `npm run local`: puts a daily policy on the demo server whose window
 // opens at the next schedule hour, then follows the server until the policy's first automatic run has
 // finished, printing what `GET /api/v1/servers/{id}/` shows on the way (next_run_at, last_run).
