@@ -48,16 +48,20 @@ export class SafetyCopySweeper implements OnApplicationBootstrap, OnApplicationS
     return this.running;
   }
 
+  // A copy its customer protected outlives its expiry until unprotected: the delete would refuse it,
+  // and left in the batch it would crowd out the copies that can go.
   private async pass(): Promise<number> {
     const at = this.clock.now();
     const expired = await this.prisma.$queryRaw<{ type: SafetyCopyType; id: number }[]>`
       (SELECT 'snapshot' AS type, sn.id FROM snapshots sn JOIN servers v ON v.id = sn.server_id
        WHERE sn.kind = 'pre_restore' AND sn.deleted_at IS NULL AND sn.expires_at <= ${at}
+         AND NOT sn.delete_protected
          AND v.node_id = ${this.node.id}::int
        ORDER BY sn.expires_at LIMIT ${BATCH})
       UNION ALL
       (SELECT 'backup' AS type, b.id FROM backups b JOIN servers v ON v.id = b.server_id
        WHERE b.kind = 'pre_restore' AND b.deleted_at IS NULL AND b.expires_at <= ${at}
+         AND NOT b.delete_protected
          AND v.node_id = ${this.node.id}::int
        ORDER BY b.expires_at LIMIT ${BATCH})`;
     let removed = 0;

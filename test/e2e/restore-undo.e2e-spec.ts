@@ -306,4 +306,34 @@ describe('undo of a restore (real Postgres + Redis + worker, fake node, real bac
     expectProblem(refused, 400, 'action_not_undoable');
     expect(refused.body.reason).toBe('expired');
   });
+
+  it('a protected safety copy outlives its expiry: the sweeper passes it over until it is unprotected', async () => {
+    const t = await tenant(A, 'stopped');
+    const backup = await backupOf(t.auth, t.server.id, 'p');
+    const restore = await restored(t.auth, `/api/v1/backups/${backup}/restore/`);
+    const copyId = restore.safety_copy.id as number;
+    const protect = (on: boolean) =>
+      http().post(`/api/v1/backups/${copyId}/actions/change_protection/`).set(t.auth).send({ delete: on });
+    expect((await protect(true)).status).toBe(200);
+    const sweeper = worker.get(SafetyCopySweeper);
+    const now = jest
+      .spyOn(worker.get(Clock), 'now')
+      .mockReturnValue(new Date(Date.now() + 168 * HOUR + 60_000));
+    try {
+      await sweeper.sweep();
+      const kept = await api.prisma.backup.findUniqueOrThrow({ where: { id: copyId } });
+      expect(kept.deletedAt).toBeNull();
+      expect((await http().get(`/api/v1/actions/${restore.id}/`).set(t.auth)).body.safety_copy).toMatchObject(
+        {
+          id: copyId,
+        },
+      );
+      expect((await protect(false)).status).toBe(200);
+      await sweeper.sweep();
+      const gone = await api.prisma.backup.findUniqueOrThrow({ where: { id: copyId } });
+      expect(gone.deletedAt).not.toBeNull();
+    } finally {
+      now.mockRestore();
+    }
+  });
 });
