@@ -1,6 +1,3 @@
-import { createHash } from 'node:crypto';
-import * as path from 'node:path';
-
 import { diskMisplaced, progressGuard, sleep, throwIfAborted, toHypervisorError } from '../driver-errors';
 import {
   BackupReadOptions,
@@ -25,6 +22,7 @@ import {
   openFakeBackupRead,
 } from './fake-backup';
 import { parseFakeDriverEnv } from './fake-driver-env';
+import { FakeDomain, normalizeDir, PartialSnapshot, sha256, snapshotKey, StoredSnapshot } from './fake-state';
 import {
   fakeDiskContent,
   FakeDomainDefinition,
@@ -55,33 +53,6 @@ import {
 
 export { FAKE_AUTO_DISK_BYTES, fakeDiskContent, fakeDomainUuid } from './fake-definitions';
 export type { FakeDomainDefinition, FakeHypervisorDriverOptions } from './fake-definitions';
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-interface FakeDomain {
-  readonly name: string;
-  readonly uuid: string;
-  readonly diskPath: string | undefined;
-  power: FakePower;
-  disk: Buffer;
-  readonly gracefulShutdown: boolean;
-  readonly checkpoints: FakeCheckpoints;
-}
-
-interface StoredSnapshot {
-  bytes: Buffer;
-  /** Digest of the complete copy, checked by restore (the fake's "qemu-img check"). */
-  readonly sha256: string;
-}
-
-interface PartialSnapshot {
-  readonly snapshotDir: string;
-  readonly id: number;
-  /** Identity of the operation writing it; undefined for a leftover made by `markPartial`. */
-  readonly owner: object | undefined;
-}
 
 export class FakeHypervisorDriver implements HypervisorDriver {
   readonly name = 'fake';
@@ -523,12 +494,4 @@ export class FakeHypervisorDriver implements HypervisorDriver {
     if (!domain) throw new Error(`FakeHypervisorDriver: domain "${name}" is not defined`);
     return domain;
   }
-}
-
-function normalizeDir(dir: string): string {
-  return path.posix.resolve('/', dir);
-}
-
-function snapshotKey(snapshotDir: string, id: number): string {
-  return `${normalizeDir(snapshotDir)}\u0000${id}`;
 }
