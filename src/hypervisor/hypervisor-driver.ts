@@ -240,6 +240,8 @@ export const FULL_READ_REASONS = [
   'checkpoint_missing',
   /** The checkpoint's bitmap cannot be trusted (left in use by a crash, inconsistent). */
   'bitmap_inconsistent',
+  /** The disk's size is not the previous backup's (resized since): its chunks do not line up. */
+  'disk_resized',
 ] as const;
 export type FullReadReason = (typeof FULL_READ_REASONS)[number];
 

@@ -65,12 +65,29 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const progress = progressGuard(onProgress);
     // The account's key is in the store before any chunk it seals: the store alone restores.
     const { space, objects } = await this.open(backup, { copyKey: true });
-    const baseManifest = await this.usableBase(input, space, objects, signal);
-    const session = await this.driver.openBackupRead(input.server, {
+    let baseManifest = await this.usableBase(input, space, objects, signal);
+    let session = await this.driver.openBackupRead(input.server, {
       since: baseManifest ? input.base!.checkpoint : null,
       checkpoint: input.checkpoint,
       signal,
     });
+    let modeReason = session.fullReason;
+    if (
+      baseManifest &&
+      session.mode === 'incremental' &&
+      session.virtualSizeBytes !== baseManifest.virtualSizeBytes
+    ) {
+      // Only the view tells the disk's size now; a resized disk's chunks do not line up with the base's,
+      // so this backup reads the whole disk.
+      await session.close({ keepCheckpoint: false });
+      session = await this.driver.openBackupRead(input.server, {
+        since: null,
+        checkpoint: input.checkpoint,
+        signal,
+      });
+      baseManifest = null;
+      modeReason = 'disk_resized';
+    }
     try {
       const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
       throwIfAborted(signal);
@@ -87,7 +104,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
               createdAt: f.createdAt.toISOString(),
               completedAt: this.clock.now().toISOString(),
               expiresAt: f.expiresAt?.toISOString() ?? null,
-              modeReason: session.fullReason,
+              modeReason,
               consistency: session.consistency,
               checkpoint: session.checkpoint,
               sizeBytes: written.sizeBytes,
@@ -103,7 +120,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         sizeBytes: written.sizeBytes,
         storedBytes: written.storedBytes,
         mode: session.mode,
-        modeReason: session.fullReason,
+        modeReason,
         consistency: session.consistency,
         checkpoint: session.checkpoint,
       };
