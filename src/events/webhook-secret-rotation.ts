@@ -33,7 +33,6 @@ export class WebhookSecretRotation {
   async run(): Promise<SecretRotationReport> {
     const keys = webhookSealingKeys(this.config.webhookSecretKey, this.config.webhookSecretKeyPrevious);
     const current = keys.current;
-    if (!current) throw new Error('WEBHOOK_SECRET_KEY is not set: there is no key to re-seal with');
     const report: SecretRotationReport = { webhooks: 0, resealed: 0, failures: [] };
     for (let after = 0; ;) {
       const rows = await this.prisma.webhook.findMany({
@@ -43,6 +42,9 @@ export class WebhookSecretRotation {
         select: { id: true, accountId: true, secretSealed: true },
       });
       for (const w of rows) {
+        // Asked only when there is a secret to re-seal, as the master key rotation does: with no
+        // webhooks the command has nothing to do and says so.
+        if (!current) throw new Error('WEBHOOK_SECRET_KEY is not set: there is no key to re-seal with');
         report.webhooks++;
         const sealed = Buffer.from(w.secretSealed);
         if (sealingKeyOf(keys, sealed) === current) continue;
