@@ -96,7 +96,9 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     it('--help prints the usage on stdout and exits 0', async () => {
       const r = await vps(['--help']);
       expect(r.code).toBe(0);
-      expect(r.stdout).toContain('snapshots create --server ID --name NAME [--description TEXT] [--wait]');
+      expect(r.stdout).toContain(
+        'snapshots create --server ID --name NAME [--description TEXT] [--label K=V]... [--wait]',
+      );
     });
   });
 

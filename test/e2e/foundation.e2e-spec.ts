@@ -72,6 +72,7 @@ describe('foundation: auth, servers, plumbing (real Postgres + Redis)', () => {
             current_action: null,
             backup_quota: { limit: 10, used: 0 },
             backup_policy: { enabled: false, next_run_at: null, last_run: null },
+            labels: {},
           },
         ],
       });

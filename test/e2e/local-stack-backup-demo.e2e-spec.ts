@@ -82,7 +82,10 @@ describe('`npm run local` backs the demo server up and restores it (real Postgre
     process.stderr.write(`local backup demo output:\n${first.stdout}`);
     const second = await demo();
     expect(second.id).not.toBe(first.id);
-    const live = await api.prisma.backup.findMany({ where: { serverId: server.id, deletedAt: null } });
+    // The restores' safety copies (kind pre_restore) stay for their kept time, so the restore can be undone.
+    const live = await api.prisma.backup.findMany({
+      where: { serverId: server.id, deletedAt: null, kind: { not: 'pre_restore' } },
+    });
     expect(live.map((b) => b.id)).toEqual([second.id]);
     await eventually(async () => !existsSync(manifest(first.id)), 30_000);
   });

@@ -202,6 +202,9 @@ describe('read path: list, conditional GET, revocation across replicas (real Pos
         created_at: time,
         started_at: time,
         finished_at: time,
+        // Undo of a restore (test/e2e/restore-undo): null on every other kind.
+        safety_copy: null,
+        undo_of: null,
       }),
     );
     const p = await request(api.url).get(`/api/v1/actions/${pending.id}/`).set(t.auth);
