@@ -2,7 +2,8 @@
  * An event's body, as webhooks deliver it and `GET /api/v1/events/` lists it: the Standard Webhooks
  * shape `{"type", "timestamp", "data"}`, `data` being the resource the event is about in the very
  * shape its own endpoint answers (snapshotView, backupView, actionView for a restore or a power action), or the event's
- * subject where no resource view applies or the resource is gone.
+ * subject where no resource view applies or the resource is gone. A `*.protection_changed` event's
+ * resource shows the protection that change set, whatever it is by the time the body is rendered.
  *
  * The body is rendered once, the first time anyone needs it (normally the sender, within a poll of the
  * event), and stored (event_payloads): every retry, every endpoint and every listing then carries the
@@ -29,7 +30,10 @@ export interface EventBody {
   data: unknown;
 }
 
-type Subject = Partial<Record<'action_id' | 'snapshot_id' | 'backup_id' | 'server_id', number>>;
+type Subject = Partial<Record<'action_id' | 'snapshot_id' | 'backup_id' | 'server_id', number>> & {
+  /** What a `*.protection_changed` event set: the resource may have changed again since. */
+  protection?: { delete: boolean };
+};
 
 @Injectable()
 export class EventBodies {
@@ -73,14 +77,14 @@ export class EventBodies {
         where: { id: subject.snapshot_id, accountId },
         select: SNAPSHOT_COLUMNS,
       });
-      return row && snapshotView(row);
+      return row && withProtection(snapshotView(row), subject);
     }
     if (kind === 'backup' && subject.backup_id) {
       const row = await this.prisma.backup.findFirst({
         where: { id: subject.backup_id, accountId },
         select: BACKUP_COLUMNS,
       });
-      return row && backupView(row);
+      return row && withProtection(backupView(row), subject);
     }
     if ((kind === 'restore' || kind === 'power_action') && subject.action_id) {
       const row = await this.actions.byId(subject.action_id, accountId);
@@ -88,4 +92,9 @@ export class EventBodies {
     }
     return null;
   }
+}
+
+/** The view with the protection the event recorded, when it recorded one (a `*.protection_changed`). */
+function withProtection<T extends { protection?: { delete: boolean } }>(view: T, subject: Subject): T {
+  return subject.protection ? { ...view, protection: subject.protection } : view;
 }

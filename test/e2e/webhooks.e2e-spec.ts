@@ -270,6 +270,60 @@ describe('webhooks and events (real Postgres)', () => {
       expect(await sender.sendDue()).toBe(0);
     });
 
+    it('a change of delete protection is an event with the protection it set; the same value again is none', async () => {
+      const t = await tenant();
+      const created = await create(dev, t, {
+        url: receiver.url,
+        event_types: ['snapshot.protection_changed', 'backup.protection_changed'],
+      });
+      const data = { accountId: t.account.id, serverId: t.server.id, status: 'completed' as const };
+      const snapshot = await dev.prisma.snapshot.create({ data: { ...data, name: 'kept' } });
+      const backup = await dev.prisma.backup.create({ data: { ...data, name: 'kept', store: 'default' } });
+      const protect = (path: string, on: boolean) =>
+        request(dev.url).post(`/api/v1/${path}/actions/change_protection/`).set(t.auth).send({ delete: on });
+      expect((await protect(`snapshots/${snapshot.id}`, true)).status).toBe(200);
+      expect((await protect(`snapshots/${snapshot.id}`, true)).status).toBe(200); // unchanged: no event
+      expect((await protect(`backups/${backup.id}`, true)).status).toBe(200);
+      expect((await protect(`snapshots/${snapshot.id}`, false)).status).toBe(200);
+
+      // Rendered after the last change, each event still shows the protection it set.
+      const events = await request(dev.url).get('/api/v1/events/').set(t.auth);
+      expect(events.status).toBe(200);
+      expect(
+        events.body.results.map((e: { type: string; data: { id: number; protection: unknown } }) => [
+          e.type,
+          e.data.id,
+          e.data.protection,
+        ]),
+      ).toEqual([
+        ['snapshot.protection_changed', snapshot.id, { delete: true }],
+        ['backup.protection_changed', backup.id, { delete: true }],
+        ['snapshot.protection_changed', snapshot.id, { delete: false }],
+      ]);
+      const snapshotBody = (await request(dev.url).get(`/api/v1/snapshots/${snapshot.id}/`).set(t.auth)).body;
+      expect(events.body.results[2].data).toEqual(snapshotBody);
+
+      receiver.received.length = 0;
+      const sender = newSender(new Clock());
+      expect(await sender.sendDue()).toBe(3);
+      const delivered = receiver.received.map(
+        (hook) =>
+          new StandardWebhook(created.body.secret as string).verify(hook.body, hook.headers) as {
+            type: string;
+            data: { protection: unknown };
+          },
+      );
+      // Delivered concurrently, so in any order.
+      const seen = delivered.map((d) => JSON.stringify([d.type, d.data.protection]));
+      expect(seen.sort()).toEqual(
+        events.body.results
+          .map((e: { type: string; data: { protection: unknown } }) =>
+            JSON.stringify([e.type, e.data.protection]),
+          )
+          .sort(),
+      );
+    });
+
     it('the events list is the account’s only, oldest first, paged by cursor', async () => {
       const a = await tenant();
       const b = await tenant();
