@@ -28,3 +28,32 @@ export function recordTable(rows: Record<string, Cell>[]): string {
     rows.map((r) => columns.map((c) => r[c])),
   );
 }
+
+/** Characters a labels cell shows at most: a table stays readable however many labels a resource has. */
+export const LABELS_CELL_MAX = 40;
+
+/**
+ * Labels as one cell, `k=v,k=v`: whole labels while they fit in `max` characters, then `+N` for those
+ * left out (a label longer than the cell alone is cut, with `…`); null (printed `-`) when there are none.
+ */
+export function labelsCell(labels: Record<string, string> | undefined, max = LABELS_CELL_MAX): string | null {
+  const all = Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (all.length === 0) return null;
+  if (all.join(',').length <= max) return all.join(',');
+  const shown: string[] = [];
+  for (const label of all) {
+    const rest = `,+${all.length - shown.length - 1}`;
+    if ([...shown, label].join(',').length + rest.length > max) break;
+    shown.push(label);
+  }
+  if (shown.length === 0) {
+    const rest = all.length > 1 ? `,+${all.length - 1}` : '';
+    return `${all[0].slice(0, max - rest.length - 1)}…${rest}`;
+  }
+  return `${shown.join(',')},+${all.length - shown.length}`;
+}
+
+/** A delete protection as a cell: `yes` or `no`. */
+export function protectedCell(protection: { delete: boolean } | undefined): string {
+  return protection?.delete ? 'yes' : 'no';
+}

@@ -33,6 +33,13 @@ export class BackupCliCommands {
             `${r.alreadyIndexed} already indexed, ${r.skipped.length} skipped; ` +
             `${plural(r.keysAdopted, 'account key')} taken from the store`,
           ...r.skipped.map((s) => `skipped ${s.key}: ${s.why}`),
+          // Manifests are sealed once, at completion, so later changes of these are not in the store.
+          ...(r.indexed
+            ? [
+                `${plural(r.indexed, 'backup')} indexed without labels and unprotected (the store does not ` +
+                  'keep them): set them again before the backup policies',
+              ]
+            : []),
         ];
         if (r.skipped.length)
           throw new IncompleteRun(lines.join('\n'), `${plural(r.skipped.length, 'manifest')} not indexed`);

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { OptionValues, parseCommandLine, UsageError } from '../cli-kit/command-line';
 import { ApiClient, ApiError, call, createApiClient, Schemas } from './client';
-import { bar, keyValues, mib, table, time } from './format';
+import { bar, keyValues, labelsCell, mib, protectedCell, table, time } from './format';
 import { POWER_ACTION_TYPES, PowerActionType } from '../servers/power/power-actions';
 
 export const DEFAULT_API_URL = 'https://admin.vps.org';
@@ -297,7 +297,7 @@ async function serversList(ctx: Ctx): Promise<number> {
   }
   ctx.out(
     table(
-      ['ID', 'NAME', 'STATUS', 'SNAPSHOTS', 'BACKUPS', 'CURRENT ACTION', 'CREATED'],
+      ['ID', 'NAME', 'STATUS', 'SNAPSHOTS', 'BACKUPS', 'CURRENT ACTION', 'CREATED', 'LABELS'],
       servers.map((s) => [
         s.id,
         s.name,
@@ -308,6 +308,7 @@ async function serversList(ctx: Ctx): Promise<number> {
           ? `${s.current_action.kind} #${s.current_action.id} ${s.current_action.status} ${s.current_action.progress}%`
           : null,
         time(s.created_at),
+        labelsCell(s.labels),
       ]),
     ),
   );
@@ -339,7 +340,7 @@ async function snapshotsList(ctx: Ctx): Promise<number> {
   }
   ctx.out(
     table(
-      ['ID', 'SERVER', 'NAME', 'STATUS', 'SIZE', 'CREATED', 'DESCRIPTION'],
+      ['ID', 'SERVER', 'NAME', 'STATUS', 'SIZE', 'CREATED', 'PROTECTED', 'LABELS', 'DESCRIPTION'],
       snapshots.map((s) => [
         s.id,
         `${s.server.name} (${s.server.id})`,
@@ -347,6 +348,8 @@ async function snapshotsList(ctx: Ctx): Promise<number> {
         snapshotStatus(s),
         mib(s.size_mb),
         time(s.created_at),
+        protectedCell(s.protection),
+        labelsCell(s.labels),
         s.description,
       ]),
     ),
@@ -592,7 +595,20 @@ async function backupsList(ctx: Ctx): Promise<number> {
   }
   ctx.out(
     table(
-      ['ID', 'SERVER', 'NAME', 'KIND', 'STATUS', 'SIZE', 'STORED', 'MODE', 'CREATED', 'DESCRIPTION'],
+      [
+        'ID',
+        'SERVER',
+        'NAME',
+        'KIND',
+        'STATUS',
+        'SIZE',
+        'STORED',
+        'MODE',
+        'CREATED',
+        'PROTECTED',
+        'LABELS',
+        'DESCRIPTION',
+      ],
       backups.map((b) => [
         b.id,
         `${b.server.name} (${b.server.id})`,
@@ -603,6 +619,8 @@ async function backupsList(ctx: Ctx): Promise<number> {
         mib(b.stored_mb),
         b.mode,
         time(b.created_at),
+        protectedCell(b.protection),
+        labelsCell(b.labels),
         b.description,
       ]),
     ),

@@ -1,7 +1,7 @@
 /** Output for people: aligned tables, key/value blocks, progress bars. */
 import { Cell, cellText } from '../cli-kit/table';
 
-export { table } from '../cli-kit/table';
+export { labelsCell, protectedCell, table } from '../cli-kit/table';
 
 /** `key: value` lines, keys aligned. */
 export function keyValues(pairs: [string, Cell][]): string {

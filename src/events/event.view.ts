@@ -37,8 +37,10 @@ export class EventView {
     additionalProperties: true,
     description:
       'The resource, as its own endpoint shows it, when the event was first delivered or listed: a ' +
-      'Snapshot (`snapshot.*`), a Backup (`backup.*`), an Action (`restore.*`); otherwise the ids the ' +
-      'event is about.',
+      'Snapshot (`snapshot.*`), a Backup (`backup.*`), an Action (`restore.*`, `power_action.*`); ' +
+      'otherwise the ids the event is about. A `*.protection_changed` event shows `protection` as that ' +
+      'change set it. `server` is the server the event concerns with its `labels` ({id, name, labels}; ' +
+      'added beside the ids when the data is a bare subject).',
   })
   data!: unknown;
 }

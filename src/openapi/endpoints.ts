@@ -178,8 +178,9 @@ const changeProtection = (
       description:
         `While \`protection.delete\` is true, every delete of the ${kind} is refused with 400 \`protected\`` +
         (kind === 'backup' ? ' (retention skips it too)' : '') +
-        `. Takes effect at once: the answer is the ${kind} as it now is. Setting the value it already has ` +
-        `changes nothing. A ${kind} being deleted is already gone (404).`,
+        `. Takes effect at once: the answer is the ${kind} as it now is, and the event ` +
+        `\`${kind}.protection_changed\` reports it. Setting the value it already has changes nothing ` +
+        `(and records no event). A ${kind} being deleted is already gone (404).`,
     }),
     pathId(`${kind === 'snapshot' ? 'Snapshot' : 'Backup'} id.`),
     idempotencyKey(),

@@ -142,6 +142,17 @@ describe('backup recovery: reindex a store after losing the database; rotate the
       driver.defineDomain(orphan.domain, { diskBytes: randomBytes(5 * MiB) });
       backups.orphan = await backUp(orphan.id, 'orphaned');
 
+      // Labels and delete protection live in the database only: a reindex brings the backup back without them.
+      await http()
+        .post(`/api/v1/backups/${backups.first}/actions/change_protection/`)
+        .set(auth)
+        .send({ delete: true })
+        .expect(200);
+      await http()
+        .patch(`/api/v1/backups/${backups.first}/`)
+        .set(auth)
+        .send({ labels: { keep: 'yes' } })
+        .expect(200);
       const rowsBefore = (await backupRows()).filter((r) => r.id !== backups.orphan);
       const completedBefore = await api.prisma.backup.findMany({ select: { id: true, completedAt: true } });
       const refsBefore = (await refRows()).filter((r) => r.backup_id !== backups.orphan);
@@ -163,6 +174,18 @@ describe('backup recovery: reindex a store after losing the database; rotate the
         `skipped accounts/${accountId}/manifests/${backups.orphan}: server ${orphan.id} does not exist`,
       );
       expect(first.stderr).toContain('error: 1 manifest not indexed');
+      expect(first.stdout).toContain(
+        '2 backups indexed without labels and unprotected (the store does not keep them): set them again before the backup policies',
+      );
+      expect(
+        await api.prisma.backup.findMany({
+          select: { labels: true, deleteProtected: true },
+          orderBy: { id: 'asc' },
+        }),
+      ).toEqual([
+        { labels: {}, deleteProtected: false },
+        { labels: {}, deleteProtected: false },
+      ]);
       expect(first.status).toBe(1);
 
       expect(await backupRows()).toEqual(rowsBefore);

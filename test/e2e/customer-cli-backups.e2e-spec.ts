@@ -71,9 +71,13 @@ describe('customer CLI `vps backups` against the running service', () => {
     expect(list.code).toBe(0);
     const [header, row] = list.stdout.trimEnd().split('\n');
     expect(header).toMatch(
-      /^ID\s+SERVER\s+NAME\s+KIND\s+STATUS\s+SIZE\s+STORED\s+MODE\s+CREATED\s+DESCRIPTION$/,
+      /^ID\s+SERVER\s+NAME\s+KIND\s+STATUS\s+SIZE\s+STORED\s+MODE\s+CREATED\s+PROTECTED\s+LABELS\s+DESCRIPTION$/,
     );
-    expect(row).toMatch(new RegExp(`^${id}\\s+.*cli-1\\s+manual\\s+completed\\s+8 MiB\\s+8 MiB\\s+full\\s+`));
+    expect(row).toMatch(
+      new RegExp(
+        `^${id}\\s+.*cli-1\\s+manual\\s+completed\\s+8 MiB\\s+8 MiB\\s+full\\s+.*Z\\s+no\\s+-\\s+-$`,
+      ),
+    );
 
     const target = await createServer(api.prisma, tenant.account.id, tenant.server.nodeId);
     const restored = await vps([

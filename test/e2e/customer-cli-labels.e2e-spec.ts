@@ -63,6 +63,10 @@ describe('customer CLI labels and selectors against the running service', () => 
     const [snap] = await json(['snapshots', 'list', '--selector', 'env=prod']);
     expect(snap.labels).toEqual({ env: 'prod', 'example.com/owner': 'db-team' });
     expect(await json(['snapshots', 'list', '--selector', 'env!=prod'])).toEqual([]);
+    const people = await vps(['snapshots', 'list', '--selector', 'env=prod']);
+    const [header, row] = people.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/\sPROTECTED\s+LABELS\s+DESCRIPTION$/);
+    expect(row).toMatch(/Z\s+no\s+env=prod,example\.com\/owner=db-team\s+-$/);
 
     const relabelled = await vps(['snapshots', 'label', String(snap.id), '--label', 'env=dev']);
     expect(relabelled.stdout.trim()).toBe(`snapshot ${snap.id} labels: env=dev`);
@@ -75,6 +79,7 @@ describe('customer CLI labels and selectors against the running service', () => 
     expect((await json(['servers', 'list', '--selector', 'tier=db'])).map((s) => s.id)).toEqual([
       tenant.server.id,
     ]);
+    expect((await vps(['servers', 'list'])).stdout.trimEnd().split('\n')[1]).toMatch(/Z\s+tier=db$/);
     expect(await json(['backups', 'list', '--selector', '!tier'])).toEqual([]);
 
     const bad = await vps(['snapshots', 'list', '--selector', 'env in (a']);

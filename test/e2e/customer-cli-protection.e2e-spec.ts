@@ -73,6 +73,9 @@ describe('customer CLI `vps … protect|unprotect` against the running service',
       const json = await vps([kind, 'protect', String(id), '--json']);
       expect(json.code).toBe(0);
       expect(JSON.parse(json.stdout)).toMatchObject({ id, protection: { delete: true } });
+      const listed = await vps([kind, 'list']);
+      expect(listed.stdout).toMatch(/\sPROTECTED\s/);
+      expect(listed.stdout).toMatch(new RegExp(`^${id}\\s.*\\syes\\s+-\\s+-$`, 'm'));
 
       const refused = await vps([kind, 'delete', String(id)]);
       expect(refused.code).toBe(1);

@@ -165,9 +165,11 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
     const table = await vps(['servers', 'list']);
     expect(table.code).toBe(0);
     const [header, row] = table.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+BACKUPS\s+CURRENT ACTION\s+CREATED$/);
+    expect(header).toMatch(/^ID\s+NAME\s+STATUS\s+SNAPSHOTS\s+BACKUPS\s+CURRENT ACTION\s+CREATED\s+LABELS$/);
     expect(row).toMatch(
-      new RegExp(`^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+0/10\\s+-\\s+\\d{4}-`),
+      new RegExp(
+        `^${tenant.server.id}\\s+${tenant.server.name}\\s+running\\s+0/5\\s+0/10\\s+-\\s+\\d{4}-.*Z\\s+-$`,
+      ),
     );
     const json = await vps(['servers', 'list', '--json']);
     expect(json.code).toBe(0);
@@ -231,9 +233,11 @@ describe('customer CLI `vps` against the running service (fake node, real Postgr
 
     const list = await vps(['snapshots', 'list', '--server', String(tenant.server.id)]);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(/^ID\s+SERVER\s+NAME\s+STATUS\s+SIZE\s+CREATED\s+DESCRIPTION\n/);
     expect(list.stdout).toMatch(
-      /before-update\s+completed\s+\d+ MiB\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+Snapshot before system update/,
+      /^ID\s+SERVER\s+NAME\s+STATUS\s+SIZE\s+CREATED\s+PROTECTED\s+LABELS\s+DESCRIPTION\n/,
+    );
+    expect(list.stdout).toMatch(
+      /before-update\s+completed\s+\d+ MiB\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+no\s+-\s+Snapshot before system update/,
     );
     const json = await vps(['snapshots', 'list', '--json']);
     expect(JSON.parse(json.stdout)).toEqual([

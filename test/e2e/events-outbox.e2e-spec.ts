@@ -99,4 +99,35 @@ describe('events outbox', () => {
     await sql.query(`SELECT emit_event($1, 'backup.pruned', '{"backup_id": 1}'::jsonb)`, [account]);
     expect((await pruned()).rows[0].n).toBe(1);
   });
+
+  it('any statement that changes a delete protection records it, with the value set; other updates record nothing', async () => {
+    for (const [table, type, member] of [
+      ['snapshots', 'snapshot.protection_changed', 'snapshot_id'],
+      ['backups', 'backup.protection_changed', 'backup_id'],
+    ] as const) {
+      const extra = table === 'backups' ? ', store' : '';
+      const id = (
+        await sql.query<{ id: number }>(
+          `INSERT INTO ${table} (account_id, server_id, name, status${extra})
+           VALUES ($1, $2, 'p', 'completed'${table === 'backups' ? ", 'default'" : ''}) RETURNING id`,
+          [account, server],
+        )
+      ).rows[0].id;
+      await sql.query(`UPDATE ${table} SET labels = '{"a": "b"}' WHERE id = $1`, [id]);
+      await sql.query(`UPDATE ${table} SET delete_protected = true WHERE id = $1`, [id]);
+      await sql.query(`UPDATE ${table} SET delete_protected = true, name = 'q' WHERE id = $1`, [id]);
+      await sql.query('BEGIN');
+      await sql.query(`UPDATE ${table} SET delete_protected = false WHERE id = $1`, [id]);
+      await sql.query('ROLLBACK');
+      await sql.query(`UPDATE ${table} SET delete_protected = false WHERE id = $1`, [id]);
+      const { rows } = await sql.query<{ type: string; subject: unknown }>(
+        `SELECT type, subject FROM events WHERE type = $2 AND (subject->>'${member}')::int = $1 ORDER BY id`,
+        [id, type],
+      );
+      expect(rows).toEqual([
+        { type, subject: { [member]: id, server_id: server, protection: { delete: true } } },
+        { type, subject: { [member]: id, server_id: server, protection: { delete: false } } },
+      ]);
+    }
+  });
 });

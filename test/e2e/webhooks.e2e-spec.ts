@@ -249,7 +249,8 @@ describe('webhooks and events (real Postgres)', () => {
       expect(verified).toEqual({
         type: 'snapshot.completed',
         timestamp: expect.any(String),
-        data: snapshotBody,
+        // The server it concerns carries its labels too (none here).
+        data: { ...snapshotBody, server: { ...snapshotBody.server, labels: {} } },
       });
       expect(hook.headers['webhook-id']).toMatch(/^evt_\d+$/);
       // A wrong secret does not verify.
@@ -268,6 +269,123 @@ describe('webhooks and events (real Postgres)', () => {
       const { id: _id, ...listedBody } = listed;
       expect(JSON.stringify(listedBody)).toBe(hook.body);
       expect(await sender.sendDue()).toBe(0);
+    });
+
+    it('a change of delete protection is an event with the protection it set; the same value again is none', async () => {
+      const t = await tenant();
+      const created = await create(dev, t, {
+        url: receiver.url,
+        event_types: ['snapshot.protection_changed', 'backup.protection_changed'],
+      });
+      const data = { accountId: t.account.id, serverId: t.server.id, status: 'completed' as const };
+      const snapshot = await dev.prisma.snapshot.create({ data: { ...data, name: 'kept' } });
+      const backup = await dev.prisma.backup.create({ data: { ...data, name: 'kept', store: 'default' } });
+      const protect = (path: string, on: boolean) =>
+        request(dev.url).post(`/api/v1/${path}/actions/change_protection/`).set(t.auth).send({ delete: on });
+      expect((await protect(`snapshots/${snapshot.id}`, true)).status).toBe(200);
+      expect((await protect(`snapshots/${snapshot.id}`, true)).status).toBe(200); // unchanged: no event
+      expect((await protect(`backups/${backup.id}`, true)).status).toBe(200);
+      expect((await protect(`snapshots/${snapshot.id}`, false)).status).toBe(200);
+
+      // Rendered after the last change, each event still shows the protection it set.
+      const events = await request(dev.url).get('/api/v1/events/').set(t.auth);
+      expect(events.status).toBe(200);
+      expect(
+        events.body.results.map((e: { type: string; data: { id: number; protection: unknown } }) => [
+          e.type,
+          e.data.id,
+          e.data.protection,
+        ]),
+      ).toEqual([
+        ['snapshot.protection_changed', snapshot.id, { delete: true }],
+        ['backup.protection_changed', backup.id, { delete: true }],
+        ['snapshot.protection_changed', snapshot.id, { delete: false }],
+      ]);
+      const snapshotBody = (await request(dev.url).get(`/api/v1/snapshots/${snapshot.id}/`).set(t.auth)).body;
+      expect(events.body.results[2].data).toEqual({
+        ...snapshotBody,
+        server: { ...snapshotBody.server, labels: {} },
+      });
+
+      receiver.received.length = 0;
+      const sender = newSender(new Clock());
+      expect(await sender.sendDue()).toBe(3);
+      const delivered = receiver.received.map(
+        (hook) =>
+          new StandardWebhook(created.body.secret as string).verify(hook.body, hook.headers) as {
+            type: string;
+            data: { protection: unknown };
+          },
+      );
+      // Delivered concurrently, so in any order.
+      const seen = delivered.map((d) => JSON.stringify([d.type, d.data.protection]));
+      expect(seen.sort()).toEqual(
+        events.body.results
+          .map((e: { type: string; data: { protection: unknown } }) =>
+            JSON.stringify([e.type, e.data.protection]),
+          )
+          .sort(),
+      );
+    });
+
+    it('every event carries labels: the snapshot’s or backup’s own, and its server’s in data.server', async () => {
+      const t = await tenant();
+      await dev.prisma.server.update({ where: { id: t.server.id }, data: { labels: { env: 'prod' } } });
+      const base = { accountId: t.account.id, serverId: t.server.id, status: 'completed' as const };
+      const snapshot = await dev.prisma.snapshot.create({
+        data: { ...base, name: 'l', labels: { tier: 'db' } },
+      });
+      const backup = await dev.prisma.backup.create({
+        data: { ...base, name: 'l', store: 'default', labels: { keep: 'yes' } },
+      });
+      const ended = async (
+        kind: 'create_snapshot' | 'create_backup' | 'restore_snapshot' | 'stop_server',
+      ) => {
+        const action = await dev.prisma.action.create({
+          data: {
+            kind,
+            status: 'running',
+            accountId: t.account.id,
+            serverId: t.server.id,
+            snapshotId: kind.endsWith('snapshot') ? snapshot.id : null,
+            backupId: kind === 'create_backup' ? backup.id : null,
+          },
+        });
+        await dev.prisma.action.update({
+          where: { id: action.id },
+          data: { status: 'succeeded', finishedAt: new Date() },
+        });
+      };
+      await ended('create_snapshot');
+      await ended('create_backup');
+      await ended('restore_snapshot');
+      await ended('stop_server');
+      await dev.prisma
+        .$executeRaw`SELECT emit_event(${t.account.id}, 'backup_policy.missed', ${JSON.stringify({ server_id: t.server.id, late: true })}::jsonb)`;
+      await request(dev.url)
+        .post(`/api/v1/backups/${backup.id}/actions/change_protection/`)
+        .set(t.auth)
+        .send({ delete: true })
+        .expect(200);
+
+      const events = await request(dev.url).get('/api/v1/events/').set(t.auth).expect(200);
+      const server = { id: t.server.id, name: t.server.name, labels: { env: 'prod' } };
+      expect(
+        events.body.results.map((e: { type: string; data: { labels?: object; server: object } }) => [
+          e.type,
+          e.data.labels ?? null,
+          e.data.server,
+        ]),
+      ).toEqual([
+        ['snapshot.completed', { tier: 'db' }, server],
+        ['backup.completed', { keep: 'yes' }, server],
+        ['restore.completed', null, server],
+        ['power_action.completed', null, server],
+        ['backup_policy.missed', null, server],
+        ['backup.protection_changed', { keep: 'yes' }, server],
+      ]);
+      // A bare subject keeps its members; the server is added beside them.
+      expect(events.body.results[4].data).toEqual({ server_id: t.server.id, late: true, server });
     });
 
     it('the events list is the account’s only, oldest first, paged by cursor', async () => {
