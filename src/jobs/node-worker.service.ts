@@ -238,7 +238,9 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
    * Fails running actions of this node whose heartbeat is older than ACTION_STALE_MS and whose job the
    * queue no longer holds (or holds as finished), so nothing stays "in progress" or "restoring" forever.
    * A job that is still queued or active is left to BullMQ (stalled-job recovery re-runs a dead
-   * worker's job). Also drops expired Idempotency-Keys.
+   * worker's job), and so is an action whose run lock an attempt holds (ActionRunLocks: it is alive, in
+   * any worker); the reaper holds that lock while it fails one, so no attempt starts beside it. Also
+   * drops expired Idempotency-Keys.
    */
   async reap(): Promise<number> {
     if (this.reaping) return 0;
@@ -259,10 +261,21 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       for (const a of stale) {
         const state = await this.queue.jobState(this.node.id, a.id);
         if (['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) continue;
-        const outcome = await this.runner.abandon(
-          a.id,
-          'The operation was interrupted on the hypervisor host and did not complete. Please try again.',
-        );
+        // A silent heartbeat and a finished job do not prove the attempt dead: a starved event loop
+        // stops both while the attempt still writes the disk (its job handed over and completed as a
+        // duplicate). The attempt's run lock does: failing the action (and restarting the server)
+        // beside a live restore would report a failure over a replaced disk.
+        const unlock = await this.runLocks.tryHold(a.id);
+        if (!unlock) continue;
+        let outcome: 'failed' | 'skipped';
+        try {
+          outcome = await this.runner.abandon(
+            a.id,
+            'The operation was interrupted on the hypervisor host and did not complete. Please try again.',
+          );
+        } finally {
+          await unlock();
+        }
         if (outcome === 'failed') {
           reaped++;
           this.logger.warn({ actionId: a.id, jobState: state }, 'reaped a stale action');
