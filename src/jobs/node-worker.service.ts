@@ -155,12 +155,21 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       unlock = await this.runLocks.tryHold(job.data.actionId);
       if (!unlock) {
         // Another attempt runs this action now (this job was handed over while it still ran): it
-        // ends the action; this attempt must not touch the disk beside it.
+        // ends the action; this attempt must not touch the disk beside it. The job goes back to the
+        // queue for later (delayed, no attempt used) rather than completing: the running attempt's
+        // lapsed job lock can no longer ask for a retry, nor can a dead one, so the action keeps its
+        // job; once the action has ended, the job comes back, finds it finished and completes.
         this.logger.warn(
           { jobId: job.id, actionId: job.data.actionId },
           'action already running; attempt stands down',
         );
-        return 'duplicate';
+        try {
+          await job.moveToDelayed(Date.now() + this.config.jobLockMs, token);
+        } catch (e) {
+          this.logger.warn({ err: e, jobId: job.id }, 'could not put a duplicate attempt back; it ends');
+          return 'duplicate';
+        }
+        throw new DelayedError();
       }
       // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
       // recorded on the action by the runner and the job itself completes.

@@ -5,7 +5,7 @@
  * alive: a starved worker stops heartbeating and loses its job while it still rewrites the disk.
  */
 import { INestApplicationContext } from '@nestjs/common';
-import type { Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import request from 'supertest';
 import {
   createTestDatabase,
@@ -44,7 +44,7 @@ describe('one attempt at a time per action (real Postgres + Redis, in-process wo
     await db?.drop();
   });
 
-  it('a second attempt handed the job while the first still copies stands down; the copy runs once', async () => {
+  it('a second attempt handed the job while the first still copies stands down and puts the job back for later; the copy runs once', async () => {
     const node = await api.prisma.node.findUniqueOrThrow({ where: { name: nodeName } });
     const t = await createTenant(api.prisma, node.id);
     driver.injectFailure({ method: 'createSnapshot', mode: 'delay', ms: 1500 });
@@ -58,17 +58,23 @@ describe('one attempt at a time per action (real Postgres + Redis, in-process wo
       const actionId = (created.body as { action_id: number }).action_id;
       await eventually(async () => driver.callCount('createSnapshot') > before);
       // What BullMQ does when the first attempt's lock lapses: the same job, run again beside it.
+      const delayedUntil: number[] = [];
       const again = {
         id: 'handed-over',
         name: 'create_snapshot',
         data: { actionId, accountId: t.account.id },
         opts: {},
         attemptsMade: 1,
+        moveToDelayed: (at: number) => {
+          delayedUntil.push(at);
+          return Promise.resolve();
+        },
       };
-      const second = await worker
-        .get(NodeWorkerService)
-        .process(again as unknown as Job<ActionJobData>, 'token');
-      expect(second).toBe('duplicate');
+      // It stands down and puts the job back for later (no attempt used): the action keeps its job.
+      await expect(
+        worker.get(NodeWorkerService).process(again as unknown as Job<ActionJobData>, 'token'),
+      ).rejects.toBeInstanceOf(DelayedError);
+      expect(delayedUntil).toHaveLength(1);
       const action = await eventually(async () => {
         const a = await api.prisma.action.findUniqueOrThrow({ where: { id: actionId } });
         return a.status === 'succeeded' ? a : null;
