@@ -270,10 +270,11 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       for (const a of stale) {
         const state = await this.queue.jobState(this.node.id, a.id);
         if (['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) continue;
-        // A silent heartbeat and a finished job do not prove the attempt dead: a starved event loop
-        // stops both while the attempt still writes the disk (its job handed over and completed as a
-        // duplicate). The attempt's run lock does: failing the action (and restarting the server)
-        // beside a live restore would report a failure over a replaced disk.
+        // A silent heartbeat and a finished or missing job do not prove the attempt dead: a starved
+        // event loop stops the heartbeat and loses the job lock while the attempt still writes the
+        // disk, and a job handed over can end without it (a duplicate that could not be put back, an
+        // operator's removal). The attempt's run lock does: failing the action (and restarting the
+        // server) beside a live restore would report a failure over a replaced disk.
         const unlock = await this.runLocks.tryHold(a.id);
         if (!unlock) continue;
         let outcome: 'failed' | 'skipped';
