@@ -155,12 +155,21 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       unlock = await this.runLocks.tryHold(job.data.actionId);
       if (!unlock) {
         // Another attempt runs this action now (this job was handed over while it still ran): it
-        // ends the action; this attempt must not touch the disk beside it.
+        // ends the action; this attempt must not touch the disk beside it. The job goes back to the
+        // queue for later (delayed, no attempt used) rather than completing: the running attempt's
+        // lapsed job lock can no longer ask for a retry, nor can a dead one, so the action keeps its
+        // job; once the action has ended, the job comes back, finds it finished and completes.
         this.logger.warn(
           { jobId: job.id, actionId: job.data.actionId },
           'action already running; attempt stands down',
         );
-        return 'duplicate';
+        try {
+          await job.moveToDelayed(Date.now() + this.config.jobLockMs, token);
+        } catch (e) {
+          this.logger.warn({ err: e, jobId: job.id }, 'could not put a duplicate attempt back; it ends');
+          return 'duplicate';
+        }
+        throw new DelayedError();
       }
       // A RetryLaterError thrown by the runner makes BullMQ retry with back-off; a final failure is
       // recorded on the action by the runner and the job itself completes.
@@ -238,7 +247,9 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
    * Fails running actions of this node whose heartbeat is older than ACTION_STALE_MS and whose job the
    * queue no longer holds (or holds as finished), so nothing stays "in progress" or "restoring" forever.
    * A job that is still queued or active is left to BullMQ (stalled-job recovery re-runs a dead
-   * worker's job). Also drops expired Idempotency-Keys.
+   * worker's job), and so is an action whose run lock an attempt holds (ActionRunLocks: it is alive, in
+   * any worker); the reaper holds that lock while it fails one, so no attempt starts beside it. Also
+   * drops expired Idempotency-Keys.
    */
   async reap(): Promise<number> {
     if (this.reaping) return 0;
@@ -259,10 +270,22 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       for (const a of stale) {
         const state = await this.queue.jobState(this.node.id, a.id);
         if (['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) continue;
-        const outcome = await this.runner.abandon(
-          a.id,
-          'The operation was interrupted on the hypervisor host and did not complete. Please try again.',
-        );
+        // A silent heartbeat and a finished or missing job do not prove the attempt dead: a starved
+        // event loop stops the heartbeat and loses the job lock while the attempt still writes the
+        // disk, and a job handed over can end without it (a duplicate that could not be put back, an
+        // operator's removal). The attempt's run lock does: failing the action (and restarting the
+        // server) beside a live restore would report a failure over a replaced disk.
+        const unlock = await this.runLocks.tryHold(a.id);
+        if (!unlock) continue;
+        let outcome: 'failed' | 'skipped';
+        try {
+          outcome = await this.runner.abandon(
+            a.id,
+            'The operation was interrupted on the hypervisor host and did not complete. Please try again.',
+          );
+        } finally {
+          await unlock();
+        }
         if (outcome === 'failed') {
           reaped++;
           this.logger.warn({ actionId: a.id, jobState: state }, 'reaped a stale action');
