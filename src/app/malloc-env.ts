@@ -9,21 +9,16 @@
  * A variable already set in the environment is left as it is (an operator's own value wins);
  * MALLOC_TUNING=false turns the whole thing off.
  *
- * - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates its own arena (up to 8 per core), and
- *   freed memory in one arena is never reused by another; Node's threads (libuv's pool, V8's platform
- *   threads, Prisma's engine) each kept a few MB of such memory.
- * - `MALLOC_MMAP_THRESHOLD_=131072`: allocations of 128 KiB and more (Buffers of backup chunks,
- *   4 MiB each, several per chunk in flight) are mapped on their own and unmapped when freed. Left to
- *   glibc, the threshold rises to the size of the first such block freed, and from then on 4 MiB blocks
- *   come from the arenas, whose freed memory stays resident.
- * - `MALLOC_TRIM_THRESHOLD_=131072`: free memory at the top of an arena is given back once it reaches
- *   128 KiB (instead of twice the raised mmap threshold).
+ * - `MALLOC_ARENA_MAX=2`: glibc gives threads that allocate arenas of their own (up to 8 per core),
+ *   and memory freed in one arena is not reused by another; Node's threads (libuv's pool, V8's platform
+ *   threads) each kept a few MB of it.
+ * Not set, although they lower the worker's peak during a backup by 40–60 MB: `MALLOC_MMAP_THRESHOLD_`
+ * and `MALLOC_TRIM_THRESHOLD_` (either fixes the mmap threshold at 128 KiB, so every 4 MiB chunk buffer
+ * is mapped, faulted in page by page and unmapped again): the backup took 1.8–2.8× as long.
  * Measured side by side in docs/benchmarks.md (sections 5 and 6).
  */
 export const MALLOC_ENV = {
   MALLOC_ARENA_MAX: '2',
-  MALLOC_MMAP_THRESHOLD_: '131072',
-  MALLOC_TRIM_THRESHOLD_: '131072',
 } as const;
 
 /**
