@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
 import { applyApiV8Flags } from './app/api-v8';
+import { applyMallocEnv } from './app/malloc-env';
 import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 
@@ -51,6 +52,8 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  // Before anything else: it may start this process again with glibc's malloc settings (see malloc-env.ts).
+  applyMallocEnv(config.mallocTuning);
   // Each role loads only its own modules: the worker never loads Express, Swagger, the controllers and
   // their DTO validators, and the API never loads the hypervisor drivers.
   if (role === 'api') {

@@ -80,6 +80,8 @@ export class AppConfig {
   /** Token lookups finding no valid token one client address may cause per minute and replica (0: no bound). */
   readonly authFailuresPerSourcePerMinute!: number;
   readonly hotReadPath!: boolean;
+  /** glibc malloc settings of the role at start-up (src/app/malloc-env.ts). */
+  readonly mallocTuning!: boolean;
   readonly readCacheMaxBytes!: number;
   readonly listingCompactIntervalMs!: number;
   readonly rateLimitWritesPerMinute!: number;
@@ -304,6 +306,7 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     operationTimeoutMs: r.int('OPERATION_TIMEOUT_MS', 4 * 3_600_000, 1000, 7 * 86_400_000),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
     hotReadPath: r.bool('HOT_READ_PATH', true),
+    mallocTuning: r.bool('MALLOC_TUNING', true),
     readCacheMaxBytes: r.bytes('READ_CACHE_MAX_BYTES', 8 * 1024 * 1024),
     listingCompactIntervalMs: r.int('LISTING_COMPACT_INTERVAL_MS', 10_000, 0, 3_600_000),
     rateLimitWritesPerMinute: r.int('RATE_LIMIT_WRITES_PER_MINUTE', 120, 1, 1_000_000),
