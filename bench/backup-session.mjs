@@ -107,6 +107,7 @@ const label = (r) => {
       .join(' ')
       .replace(/ --domain [0-9a-f-]+/g, '')}`;
   if (r.cmd === 'stdbuf') return 'qemu-io (image lock, held until close)';
+  if (r.cmd === 'setpriv') return 'qemu-nbd (image lock and bitmap, held until close)';
   return `${r.cmd} ${r.args[0]}`;
 };
 

@@ -1,7 +1,7 @@
 import { throwIfAborted } from '../../driver-errors';
 import { BackupReadOptions, BackupReadSession, ServerRef } from '../../hypervisor-driver';
 import { DomainDisk } from '../domain-xml';
-import { ImageLock } from '../tools/qemu-io';
+import { DiskExport } from '../tools/qemu-nbd';
 import { allInOrder, together } from '../together';
 import { Toolbox } from '../tools/toolbox';
 import {
@@ -25,13 +25,14 @@ export interface OfflineFacts extends OfflineCheckpoints {
 }
 
 /**
- * A backup read of a shut-off server's disk, in place: the new checkpoint's bitmap is added, then
- * qemu's image lock is held (qemu-io, read-only) for the whole session, so the domain cannot start and
- * nothing writes the disk while it is read — the view is the disk as it was when the checkpoint was
- * made, read from the disk itself at the offsets `qemu-img map` gives. Nothing is copied first: a
- * point-in-time copy would cost a read and a write of every allocated byte, where an incremental read
- * costs only the changed clusters. The price is that the server cannot start during the read.
- * The changed extents come from the base checkpoint's bitmap (see QemuNbd).
+ * A backup read of a shut-off server's disk, in place: the new checkpoint's bitmap is added, then one
+ * read-only qemu-nbd holds the disk for the whole session — qemu's image lock, so the domain cannot
+ * start and nothing writes the disk while it is read — and serves the base checkpoint's bitmap, whose
+ * dirty ranges are the changed extents (see QemuNbd). The view is the disk as it was when the
+ * checkpoint was made, read from the disk itself at the offsets `qemu-img map` gives. Nothing is copied
+ * first: a point-in-time copy would cost a read and a write of every allocated byte, where an
+ * incremental read costs only the changed clusters. The price is that the server cannot start during
+ * the read.
  *
  * The session's time is its tool processes (each a good part of a second on a busy host), so only what
  * depends on an earlier answer waits for it: libvirt's record of the new checkpoint is written while
@@ -62,25 +63,23 @@ export async function openOfflineRead(
   throwIfAborted(signal);
   await tools.qemuImg.bitmap('add', disk, opts.checkpoint);
   // Set as they are made, for the clean-up of a failed open.
-  const held: { lock: ImageLock | null; image: MappedImage | null } = { lock: null, image: null };
+  const held: { served: DiskExport | null; image: MappedImage | null } = { served: null, image: null };
   try {
     const [, opened] = await together(signal, [
       () => recordOffline(tools, dom, xml),
       async (s: AbortSignal) => {
-        const lock = await tools.qemuIo.holdImageLock(disk, READ_LOCK_TIMEOUT_MS, undefined);
-        held.lock = lock;
-        throwIfAborted(s);
-        // Both only read the disk, sharing the lock qemu-io holds; the map also gives the virtual size.
+        const served = await tools.qemuNbd.serve(disk, base, READ_LOCK_TIMEOUT_MS, s);
+        held.served = served;
+        // Both only read the disk, sharing the lock qemu-nbd holds; the map also gives the virtual size.
         const [changed, entries] = await together(s, [
-          (s2: AbortSignal) =>
-            base === null ? Promise.resolve(null) : tools.qemuNbd.dirtyExtents(disk, base, s2),
+          (s2: AbortSignal) => (base === null ? Promise.resolve(null) : served.dirtyExtents(s2)),
           (s2: AbortSignal) => tools.qemuImg.map(disk, { signal: s2 }),
         ] as const);
         const size = mappedSize(entries);
         const image = await MappedImage.open(disk, entries, size);
         held.image = image;
         return {
-          lock,
+          served,
           image,
           extents: changed === null ? image.dataExtents() : clusterAligned(changed, size),
         };
@@ -94,7 +93,7 @@ export async function openOfflineRead(
       consistency: 'stopped',
       checkpoint: opts.checkpoint,
       release: async (keep) => {
-        const unlocked = opened.lock.release();
+        const unlocked = opened.served.release();
         // Exactly the base and the new checkpoint are there (this call made them so, under the lock).
         const drop = keep ? base : opts.checkpoint;
         if (drop === null) return unlocked;
@@ -103,7 +102,7 @@ export async function openOfflineRead(
     });
   } catch (e) {
     await held.image?.close();
-    await held.lock?.release();
+    await held.served?.release();
     await dropCheckpointsExcept(tools, server, dom, base).catch(() => undefined);
     throw e;
   }
