@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isHypervisorError, ServerRef } from '../../src/hypervisor/hypervisor-driver';
 import { LibvirtHypervisorDriver } from '../../src/hypervisor/libvirt/libvirt-hypervisor-driver';
+import { ProcessRunner } from '../../src/hypervisor/libvirt/process-runner';
 import { describeLibvirt, domainUuid, Lab, LIBVIRT_URI, run, virsh } from './support/lab';
 
 /**
@@ -102,6 +104,44 @@ describeLibvirt('libvirt driver: backup reads on real domains', () => {
     expect(await bitmaps(s)).toEqual([second.checkpoint]);
     await virsh('start', '--domain', s.domain);
     expect(await driver.getPowerState(s)).toBe('running');
+  });
+
+  it('a worker killed during the read of a stopped disk does not leave the disk locked', async () => {
+    const s = await server(false);
+    const tryWrite = (): Promise<{ code: number | null; stderr: string }> =>
+      new ProcessRunner().run('qemu-io', ['-f', 'qcow2', '-c', 'write -q 0 64k', s.diskPath], {
+        timeoutMs: 30_000,
+      });
+    const worker = spawn(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        path.join(__dirname, 'support', 'read-then-die.ts'),
+        LIBVIRT_URI,
+        s.domain,
+        s.domainUuid!,
+        s.diskPath,
+        cp(),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.stdout.on('data', (d: Buffer) => String(d).includes('reading') && resolve());
+        worker.on('exit', (code) => reject(new Error(`the worker exited (${code}) before reading`)));
+      });
+      expect((await tryWrite()).stderr).toMatch(/Failed to get "write" lock/); // held
+    } finally {
+      worker.kill('SIGKILL');
+    }
+    // qemu-nbd runs under `setpriv --pdeathsig KILL`: the kernel ends it with the worker.
+    let w = await tryWrite();
+    for (let i = 0; i < 50 && w.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      w = await tryWrite();
+    }
+    expect(w).toMatchObject({ code: 0 });
   });
 
   it("a running domain's read is refused insufficient_storage before the job when its disk's file system cannot hold the copy", async () => {

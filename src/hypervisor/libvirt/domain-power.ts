@@ -149,11 +149,27 @@ async function destroy(tools: Toolbox, dom: string): Promise<boolean> {
  * undefined and another defined under the name) is `domain_not_found`, never another VM.
  */
 export async function domainOf(tools: Toolbox, server: ServerRef): Promise<{ uuid: string; state: string }> {
+  const uuid = serverDomainUuid(server);
+  const { name, state } = await tools.virsh.domInfo(uuid);
+  return checkedDomain(server, uuid, name, state);
+}
+
+/** The server's domain UUID, canonical (what virsh is given), else `domain_not_found`. */
+export function serverDomainUuid(server: ServerRef): string {
   const uuid = server.domainUuid === null ? null : canonicalDomainUuid(server.domainUuid);
   if (uuid === null) {
     throw hvError('domain_not_found', `server ${server.id} has no valid domain UUID (${server.domainUuid})`);
   }
-  const { name, state } = await tools.virsh.domInfo(uuid);
+  return uuid;
+}
+
+/** What `virsh dominfo` said of the server's domain, refused when it is another domain now. */
+export function checkedDomain(
+  server: ServerRef,
+  uuid: string,
+  name: string,
+  state: string,
+): { uuid: string; state: string } {
   if (name !== server.domain) {
     throw hvError(
       'domain_not_found',

@@ -7,6 +7,7 @@ import { FullReadReason, ServerRef } from '../../hypervisor-driver';
 import { DomainDisk } from '../domain-xml';
 import { findDisk } from '../copy/push-backup';
 import { checkpointXml } from '../domain-xml';
+import { ImageBitmap } from '../tools/qemu-img';
 import { Toolbox } from '../tools/toolbox';
 
 /**
@@ -17,24 +18,37 @@ import { Toolbox } from '../tools/toolbox';
  * keeps one, the base of the next.
  */
 
-/** What libvirt and the bitmaps say of `since` on a shut-off disk: null when it can be trusted. */
-export async function offlineFullReason(
+/** libvirt's records and the disk's bitmaps of a shut-off disk, as a backup read first sees them. */
+export interface OfflineCheckpoints {
+  readonly records: readonly string[];
+  readonly bitmaps: readonly ImageBitmap[];
+}
+
+/** Asks libvirt and qemu-img for {@link OfflineCheckpoints} (both at once). */
+export async function offlineCheckpoints(
   tools: Toolbox,
   dom: string,
   disk: string,
-  since: string | null,
-): Promise<{ reason: FullReadReason | null; records: string[]; bitmaps: string[] }> {
+): Promise<OfflineCheckpoints> {
   const [records, bitmaps] = await Promise.all([
     tools.virsh.checkpointNames(dom),
     tools.qemuImg.bitmaps(disk),
   ]);
-  const bitmap = bitmaps.find((b) => b.name === since);
+  return { records, bitmaps };
+}
+
+/** What libvirt and the bitmaps say of `since` on a shut-off disk: null when it can be trusted. */
+export function offlineFullReason(
+  seen: OfflineCheckpoints,
+  since: string | null,
+): { reason: FullReadReason | null; records: string[]; bitmaps: string[] } {
+  const bitmap = seen.bitmaps.find((b) => b.name === since);
   let reason: FullReadReason | null = null;
   if (since === null) reason = 'no_previous_backup';
-  else if (!records.includes(since)) reason = 'checkpoint_missing';
+  else if (!seen.records.includes(since)) reason = 'checkpoint_missing';
   // A bitmap left `in-use` (qemu killed before it closed the disk) or lost with it.
   else if (!bitmap?.consistent) reason = 'bitmap_inconsistent';
-  return { reason, records, bitmaps: bitmaps.map((b) => b.name) };
+  return { reason, records: [...seen.records], bitmaps: seen.bitmaps.map((b) => b.name) };
 }
 
 /** Drops checkpoints `names` of a shut-off disk: bitmaps (those present) and libvirt's records. */
@@ -86,7 +100,9 @@ export async function dropShutOffCheckpointsExcept(
 /**
  * Drops checkpoint `name` of a disk that was shut off and locked since `name` was made, so its record
  * and bitmap are known to be there: two tool calls where {@link dropCheckpointsExcept} asks libvirt and
- * qemu-img first. Anything unexpected (the domain started meanwhile, a call refused) falls back to it.
+ * qemu-img first. libvirt's record is metadata only, dropped at once; the bitmap once `unlocked` (the
+ * read's image lock let go) resolves. Anything unexpected (the domain started meanwhile, a call
+ * refused) falls back to {@link dropCheckpointsExcept}.
  */
 export async function dropKnownOffline(
   tools: Toolbox,
@@ -94,12 +110,13 @@ export async function dropKnownOffline(
   dom: string,
   name: string,
   keep: string | null,
+  unlocked: Promise<void> = Promise.resolve(),
 ): Promise<void> {
-  try {
-    await dropOffline(tools, dom, server.diskPath, { records: [name], bitmaps: [name] });
-  } catch {
-    await dropCheckpointsExcept(tools, server, dom, keep);
-  }
+  const done = await Promise.allSettled([
+    tools.virsh.deleteCheckpoint(dom, name, true),
+    unlocked.then(() => tools.qemuImg.bitmap('remove', server.diskPath, name)),
+  ]);
+  if (done.some((r) => r.status === 'rejected')) await dropCheckpointsExcept(tools, server, dom, keep);
 }
 
 /** Drops one checkpoint of a running domain; a broken one (no usable bitmap) by its record. */
@@ -110,33 +127,34 @@ export async function dropLive(tools: Toolbox, dom: string, name: string): Promi
 }
 
 /**
- * Makes checkpoint `name` on a shut-off disk: the bitmap (`qemu-img bitmap --add`), then libvirt's
- * record of it (`checkpoint-create --redefine`), so a later live backup can start from it.
+ * libvirt's record of checkpoint `name` of a shut-off disk (its XML), refused when the disk is not
+ * attached to the domain: asked before anything is changed.
  */
-export async function addOffline(
-  tools: Toolbox,
+export async function offlineCheckpointXml(
   server: ServerRef,
   dom: string,
   name: string,
   parent: string | null,
-  disks: DomainDisk[],
-): Promise<void> {
-  const ours = await findDisk(disks, server.diskPath);
+  disks: readonly DomainDisk[],
+): Promise<string> {
+  const ours = await findDisk([...disks], server.diskPath);
   if (!ours?.target) throw hvError('hypervisor_error', `disk ${server.diskPath} is not attached to ${dom}`);
   const targets = disks.flatMap((d) => (d.target ? [d.target] : []));
-  const xml = checkpointXml(targets, ours.target, name, {
-    parent,
-    creationTime: Math.floor(Date.now() / 1000),
-  });
-  await tools.qemuImg.bitmap('add', server.diskPath, name);
+  return checkpointXml(targets, ours.target, name, { parent, creationTime: Math.floor(Date.now() / 1000) });
+}
+
+/**
+ * Records a checkpoint of a shut-off disk in libvirt (`checkpoint-create --redefine` of `xml`, from
+ * {@link offlineCheckpointXml}), so a later live backup can start from it; its bitmap is added with
+ * `qemu-img bitmap --add`. libvirt does not look at a shut-off domain's bitmaps when it records one,
+ * so this may run while the bitmap is read.
+ */
+export async function recordOffline(tools: Toolbox, dom: string, xml: string): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-checkpoint-'));
   try {
     const file = path.join(dir, 'checkpoint.xml');
     await fsp.writeFile(file, xml, 'utf8');
     await tools.virsh.redefineCheckpoint(dom, file);
-  } catch (e) {
-    await tools.qemuImg.bitmap('remove', server.diskPath, name).catch(() => undefined);
-    throw e;
   } finally {
     await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }

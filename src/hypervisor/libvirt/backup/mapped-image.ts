@@ -40,6 +40,24 @@ export function clusterAligned(extents: readonly DiskExtent[], size: number): Di
 }
 
 /**
+ * The virtual size `qemu-img map` entries cover: the map lists the whole disk, from 0 to its end, one
+ * entry after the other, so the last entry's end is the size `qemu-img info` would give.
+ */
+export function mappedSize(entries: readonly MapEntry[]): number {
+  let end = 0;
+  for (const e of entries) {
+    if (e.start !== end || !(e.length > 0)) {
+      throw hvError(
+        'hypervisor_error',
+        `qemu-img map entries not contiguous at ${e.start} (expected ${end})`,
+      );
+    }
+    end += e.length;
+  }
+  return end;
+}
+
+/**
  * The guest-visible bytes of a qcow2 image read in place: `qemu-img map` says where each data extent
  * lies in the file (an uncompressed qcow2 stores a guest range as one host range per map entry), so
  * a read is `pread`s of the file, zeros elsewhere. Only for an image nothing writes while it is read

@@ -19,8 +19,10 @@ export interface ToolboxOptions {
   readonly cpPath?: string;
   /** `qemu-io` (qemu-utils): holds a shut-off disk's image lock while `cp` copies it. */
   readonly qemuIoPath?: string;
-  /** `qemu-nbd` (qemu-utils): lists the dirty extents of a shut-off disk's bitmap. */
+  /** `qemu-nbd` (qemu-utils): holds a shut-off disk for a backup read and serves its bitmap. */
   readonly qemuNbdPath?: string;
+  /** util-linux `setpriv`: qemu-nbd is killed when this process dies (`--pdeathsig`). */
+  readonly setprivPath?: string;
   /** GNU coreutils `stdbuf`: makes qemu-io say at once that it holds the lock. */
   readonly stdbufPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
@@ -60,7 +62,12 @@ export class Toolbox {
     this.qemuImg = new QemuImg(this.runner, o.qemuImgPath ?? 'qemu-img', this.commandTimeoutMs, (v) =>
       this.copyTimeoutMs(v),
     );
-    this.qemuNbd = new QemuNbd(this.runner, o.qemuNbdPath ?? 'qemu-nbd', this.qemuImg, this.commandTimeoutMs);
+    this.qemuNbd = new QemuNbd(
+      this.runner,
+      o.qemuNbdPath ?? 'qemu-nbd',
+      o.setprivPath ?? 'setpriv',
+      this.qemuImg,
+    );
     this.qemuIo = new QemuIo(this.runner, o.qemuIoPath ?? 'qemu-io', o.stdbufPath ?? 'stdbuf');
   }
 
