@@ -125,14 +125,13 @@ export class DirectoryStore implements BackupStore {
         dirs.add(dir);
       }
     }
-    // Files first: a directory entry made durable before its file's data would name a damaged file.
+    // Nothing is promised before every fsync is done, so their order is free: the files, then the
+    // directories that name them.
     await forEachLimited(unique, SYNCS_IN_FLIGHT, async (key) => {
       throwIfCancelled(opts.signal);
       await syncPath(this.pathOf(key), `sync ${key}`);
     });
-    // Deepest first, so a directory's entry is durable only after what it holds.
-    const ordered = [...dirs].sort((a, b) => b.length - a.length);
-    await forEachLimited(ordered, SYNCS_IN_FLIGHT, async (dir) => {
+    await forEachLimited([...dirs], SYNCS_IN_FLIGHT, async (dir) => {
       throwIfCancelled(opts.signal);
       await syncPath(dir, 'sync');
     });
