@@ -15,6 +15,12 @@
  * - `put` is atomic: a reader sees the whole object or nothing, never a prefix, and a failed or
  *   cancelled `put` leaves no object and no visible temporary file behind. Writing a key that exists
  *   replaces it atomically. This is what lets a manifest, written last, make a backup visible at once.
+ * - `put` is durable when it resolves (the object survives a crash of the host), unless called with
+ *   `durable: false`. Such a put is just as atomic for every reader while the host runs, and a killed
+ *   writer process loses nothing, but only `sync` of its key makes it survive a crash of the host:
+ *   until then a host crash may leave the key missing or holding a damaged object. Many objects
+ *   written that way and synced together cost one flush each instead of a wait per put (the data path
+ *   writes a backup's chunks so, and records them as stored only after their `sync`).
  * - `delete` is idempotent: deleting a missing object is success.
  * - Errors are always `BackupStoreError` with a stable `code`; `retryable` says whether the same call
  *   may succeed later. A `message` is safe for customers (no bucket names, paths or endpoints); the
@@ -25,6 +31,11 @@
 
 export interface StoreCallOptions {
   readonly signal?: AbortSignal;
+}
+
+export interface PutOptions extends StoreCallOptions {
+  /** false: durable only once `sync` of the key resolved (see above). Default true. */
+  readonly durable?: boolean;
 }
 
 export interface StoredObject {
@@ -38,10 +49,18 @@ export interface BackupStore {
   readonly kind: string;
 
   /**
-   * Store `body` under `key`, atomically (see above).
+   * Store `body` under `key`, atomically (see above). The store does not hold on to `body` once the
+   * put resolved: the caller may write into it again.
    * Errors: `invalid_key`, `insufficient_storage`, `unavailable`, `cancelled`, `storage_error`.
    */
-  put(key: string, body: Buffer, opts?: StoreCallOptions): Promise<void>;
+  put(key: string, body: Buffer, opts?: PutOptions): Promise<void>;
+
+  /**
+   * Make the objects under `keys` durable: when it resolves, what resolved puts (`durable: false`)
+   * wrote there survives a crash of the host. A key with no object is skipped. Safe to repeat.
+   * Errors: `invalid_key`, `unavailable`, `cancelled`, `storage_error`.
+   */
+  sync(keys: readonly string[], opts?: StoreCallOptions): Promise<void>;
 
   /**
    * The whole object stored under `key`.

@@ -5,9 +5,11 @@ import {
   BackupStore,
   BackupStoreError,
   BackupStoreErrorCode,
+  PutOptions,
   StoreCallOptions,
   StoredObject,
 } from './backup-store';
+import { forEachLimited } from '../common/for-each-limited';
 import { assertValidKey, assertValidPrefix, isKeySegment, throwIfCancelled } from './store-key';
 
 /**
@@ -18,6 +20,9 @@ import { assertValidKey, assertValidPrefix, isKeySegment, throwIfCancelled } fro
  * have, so `list` never shows it), fsyncs it, renames it over the key and fsyncs the key's directory:
  * readers see the old object or the new one, never a part. Temporary files live in one directory so
  * that sweeping the ones a crashed writer left costs one directory read, not a walk of every object.
+ * A put with `durable: false` leaves both fsyncs to `sync`, which fsyncs the files, then each of their
+ * directories up to the root once (directories a put created included): a put no longer waits for
+ * the disk, and the kernel writes the data back meanwhile, so the later fsyncs find little to do.
  *
  * Two limits of a file tree that S3 does not have, both `invalid_key` on put: a key cannot also be the
  * "directory" of other keys (`a` and `a/b`), and a segment is at most 255 bytes (a file name). The key
@@ -70,20 +75,21 @@ export class DirectoryStore implements BackupStore {
     throw new BackupStoreError('unavailable', `backup directory ${this.root} does not exist`);
   }
 
-  async put(key: string, body: Buffer, opts: StoreCallOptions = {}): Promise<void> {
+  async put(key: string, body: Buffer, opts: PutOptions = {}): Promise<void> {
     assertValidKey(key);
     throwIfCancelled(opts.signal);
     await this.requireRoot();
     const target = this.pathOf(key);
     const tempDir = path.join(this.root, TEMP_DIR);
     const temp = path.join(tempDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    const durable = opts.durable ?? true;
     let renamed = false;
     try {
       await fs.mkdir(tempDir, { recursive: true });
       const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
       try {
         await file.writeFile(body, { signal: opts.signal });
-        await file.sync();
+        if (durable) await file.sync();
       } finally {
         await file.close();
       }
@@ -91,7 +97,7 @@ export class DirectoryStore implements BackupStore {
       await fs.mkdir(path.dirname(target), { recursive: true });
       await fs.rename(temp, target);
       renamed = true;
-      await syncDirectory(path.dirname(target));
+      if (durable) await syncDirectory(path.dirname(target));
     } catch (e) {
       if (!renamed) await fs.rm(temp, { force: true }).catch(() => undefined);
       if (opts.signal?.aborted && !renamed) throw new BackupStoreError('cancelled');
@@ -103,6 +109,32 @@ export class DirectoryStore implements BackupStore {
         throw new BackupStoreError('invalid_key', `put ${key}: ${(e as Error).message}`);
       throw mapError(e, `put ${key}`);
     }
+  }
+
+  async sync(keys: readonly string[], opts: StoreCallOptions = {}): Promise<void> {
+    for (const key of keys) assertValidKey(key);
+    throwIfCancelled(opts.signal);
+    await this.requireRoot();
+    const unique = [...new Set(keys)];
+    const dirs = new Set<string>();
+    for (const key of unique) {
+      const segments = key.split('/');
+      for (let n = segments.length - 1; n >= 0; n--) {
+        const dir = path.join(this.root, ...segments.slice(0, n));
+        if (dirs.has(dir)) break; // its ancestors are in already
+        dirs.add(dir);
+      }
+    }
+    // Nothing is promised before every fsync is done, so their order is free: the files, then the
+    // directories that name them.
+    await forEachLimited(unique, SYNCS_IN_FLIGHT, async (key) => {
+      throwIfCancelled(opts.signal);
+      await syncPath(this.pathOf(key), `sync ${key}`);
+    });
+    await forEachLimited([...dirs], SYNCS_IN_FLIGHT, async (dir) => {
+      throwIfCancelled(opts.signal);
+      await syncPath(dir, 'sync');
+    });
   }
 
   async get(key: string, opts: StoreCallOptions = {}): Promise<Buffer> {
@@ -221,6 +253,27 @@ export class DirectoryStore implements BackupStore {
       }
     }
     return removed;
+  }
+}
+
+/** fsyncs a store runs at once in `sync`: enough to let the file system batch its journal commits. */
+const SYNCS_IN_FLIGHT = 8;
+
+/** fsync of a file or directory of the store; one removed meanwhile is skipped (nothing to keep). */
+async function syncPath(file: string, what: string): Promise<void> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, constants.O_RDONLY);
+  } catch (e) {
+    if (['ENOENT', 'ENOTDIR'].includes(errnoCode(e) ?? '')) return;
+    throw mapError(e, what);
+  }
+  try {
+    await handle.sync();
+  } catch (e) {
+    throw mapError(e, what);
+  } finally {
+    await handle.close();
   }
 }
 

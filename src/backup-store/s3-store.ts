@@ -186,6 +186,12 @@ export class S3Store implements BackupStore {
     }
   }
 
+  /** An acknowledged PUT is durable in S3 already (`durable: false` changes nothing): nothing to do. */
+  async sync(keys: readonly string[], opts: StoreCallOptions = {}): Promise<void> {
+    for (const key of keys) assertValidKey(key);
+    throwIfCancelled(opts.signal);
+  }
+
   async get(key: string, opts: StoreCallOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     throwIfCancelled(opts.signal);
@@ -195,7 +201,9 @@ export class S3Store implements BackupStore {
         { abortSignal: opts.signal },
       );
       if (!out.Body) throw new BackupStoreError('storage_error', `get ${key}: no body`);
-      return Buffer.from(await out.Body.transformToByteArray());
+      const bytes = await out.Body.transformToByteArray();
+      // A view of the bytes the SDK collected, not a second copy of them.
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (e) {
       throw mapError(e, `get ${key}`, opts.signal);
     }

@@ -105,6 +105,27 @@ export function describeBackupStoreContract(name: string, makeHarness: () => Pro
       expect((await h.store.head('m/1'))!.sizeBytes).toBe(6);
     });
 
+    it('a put with durable: false is whole to readers at once; sync takes its keys, missing ones too', async () => {
+      const bodies = Array.from({ length: 12 }, () => randomBytes(300_000));
+      const keys = bodies.map((_, i) => `accounts/1/chunks/${i % 3}${i}/chunk-${i}`);
+      await inParallel(
+        bodies.map((b, i) => [keys[i], b] as const),
+        4,
+        ([k, b]) => h.store.put(k, b, { durable: false }),
+      );
+      for (const [i, k] of keys.entries()) expect((await h.store.get(k)).equals(bodies[i])).toBe(true);
+      await h.store.put(keys[0], Buffer.from('replaced'), { durable: false });
+      expect((await h.store.get(keys[0])).toString()).toBe('replaced');
+      await h.store.sync([...keys, keys[1], 'accounts/1/chunks/none/missing']);
+      await h.store.sync([]);
+      expect((await collect(h.store.list('accounts/1/'))).map((o) => o.key)).toEqual([...keys].sort());
+      expect(await h.leftovers()).toEqual([]);
+      await expectCode(h.store.sync(['a//b']), 'invalid_key');
+      const aborted = new AbortController();
+      aborted.abort();
+      await expectCode(h.store.sync(keys, { signal: aborted.signal }), 'cancelled');
+    });
+
     it('get of a missing key is not_found; head is null', async () => {
       await expectCode(h.store.get('no/such/key'), 'not_found');
       expect(await h.store.head('no/such/key')).toBeNull();

@@ -261,11 +261,10 @@ describeLibvirt('backup faults: the S3 store unreachable mid-upload', () => {
       await world.write(source, 0, randomBytes(48 * MIB));
       const created = await world.call('POST', 'backups/', { server_id: source.id, name: 'cut' });
       expect(created.status).toBe(201);
+      // Two chunks in the bucket: the upload is under way (chunks are marked stored only once the
+      // write syncs a batch of them, so the rows would say so too late).
       await eventually(
-        async () =>
-          (await world.api.prisma.backupChunk.count({
-            where: { accountId: world.accountId, stored: true },
-          })) >= 2,
+        async () => (await objects()).filter((k) => k.includes('/chunks/')).length >= 2,
         120_000,
         20,
       );
@@ -290,7 +289,13 @@ describeLibvirt('backup faults: the S3 store unreachable mid-upload', () => {
       // What is left is the account's wrapped key copy (kept for recovery from the store alone).
       const data = async () => (await objects()).filter((k) => /\/(chunks|manifests)\//.test(k));
       await eventually(async () => (await data()).length === 0, 60_000, 200);
-      expect(await world.api.prisma.backupChunk.count({ where: { accountId: world.accountId } })).toBe(0);
+      // The collector deletes the objects, then the rows, in one transaction: the rows go at its commit.
+      await eventually(
+        async () =>
+          (await world.api.prisma.backupChunk.count({ where: { accountId: world.accountId } })) === 0,
+        10_000,
+        50,
+      );
       recordFigures({
         guarantee: 'a backup whose S3 store is cut mid-upload fails readably; orphans collected later',
         file: FILE,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
 import { BackupDataError } from './backup-data-errors';
-import { chunkKey, manifestKey } from './backup-layout';
+import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
 import { open, seal, SEAL_OVERHEAD_BYTES, SealingKey } from './sealed-box';
 
@@ -20,17 +20,37 @@ export function storedChunkBytes(plainBytes: number): number {
  * length, a manifest against the backup it must describe. Whatever fails a check is `backup_corrupt`.
  */
 export class BackupObjects {
+  /**
+   * Envelope buffers of a whole chunk that finished puts gave back: at most one per put in flight is
+   * ever allocated, instead of a fresh 4 MiB buffer (mapped, zeroed and faulted in) per chunk.
+   */
+  private readonly envelopes: Buffer[] = [];
+
   constructor(
     readonly store: BackupStore,
     private readonly accountId: number,
     private readonly key: SealingKey,
   ) {}
 
-  /** Seal and store a chunk; returns the bytes stored. */
+  /**
+   * Seal and store a chunk; returns the bytes stored. Durable only after `syncChunks` of its id: a
+   * backup's chunks are flushed together, before anything records them as stored.
+   */
   async putChunk(chunkId: string, plain: Buffer, signal?: AbortSignal): Promise<number> {
-    const sealed = seal(this.key, plain, chunkAad(this.accountId, chunkId));
-    await this.store.put(chunkKey(this.accountId, chunkId), sealed, { signal });
+    const envelope = this.envelopes.pop() ?? Buffer.allocUnsafe(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const sealed = seal(this.key, plain, chunkAad(this.accountId, chunkId), envelope);
+    await this.store.put(chunkKey(this.accountId, chunkId), sealed, { signal, durable: false });
+    // A store is done with a body once its put resolved; after a failure the buffer is not reused.
+    this.envelopes.push(envelope);
     return sealed.length;
+  }
+
+  /** Make the chunks put so far durable (the store's `sync`). */
+  async syncChunks(chunkIds: readonly string[], signal?: AbortSignal): Promise<void> {
+    await this.store.sync(
+      chunkIds.map((id) => chunkKey(this.accountId, id)),
+      { signal },
+    );
   }
 
   /** The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. */
@@ -77,29 +97,4 @@ export class BackupObjects {
       throw e;
     }
   }
-}
-
-/**
- * Runs `work` on every item with at most `limit` in flight, in order of start; the first failure stops
- * new starts and is rethrown once the running ones settled (so no work outlives the call).
- */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | null = null;
-  const lane = async (): Promise<void> => {
-    while (!failure && next < items.length) {
-      const item = items[next++];
-      try {
-        await work(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  if (failure) throw (failure as { error: unknown }).error;
 }

@@ -1,13 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../../prisma/prisma.service';
-import { forEachLimited } from './backup-objects';
+import { forEachLimited } from '../../common/for-each-limited';
 
 /**
  * Which backups hold which chunks, in Postgres, and the one garbage collector that removes chunks no
  * backup holds. The discipline that never loses a chunk a live or in-progress backup needs:
  *
  * - A writer first takes its reference (`acquire`: a backup_chunk_refs row and refs + 1 on the chunk
- *   row, inserting it when missing) and only then uploads, when the row is not yet `stored`.
+ *   row, inserting it when missing) and only then uploads, when the row is not yet `stored`; it marks
+ *   the row `stored` once the store's `sync` made the object durable (until then another writer of
+ *   the same chunk uploads it too: the same bytes, replaced atomically).
  * - The collector locks chunk rows with refs = 0 (FOR UPDATE, rows in chunk-id order), deletes their
  *   objects, then the rows, in that one transaction. A writer's `acquire` of such a chunk waits for the
  *   collector's commit, then inserts a new row (not stored) and uploads again; a chunk whose refs went
@@ -57,7 +59,15 @@ const ACQUIRE = `
   SET refs = c.refs + EXCLUDED.refs, stored = c.stored OR EXCLUDED.stored
   RETURNING c.chunk_id, c.stored, (c.xmax = 0) AS inserted`;
 
-const MARK_STORED = `UPDATE backup_chunks SET stored = true WHERE store = $1 AND account_id = $2 AND chunk_id = $3`;
+const MARK_STORED = `
+  WITH locked AS (
+    SELECT chunk_id FROM backup_chunks
+    WHERE store = $1 AND account_id = $2 AND chunk_id = ANY($3::text[])
+    ORDER BY chunk_id
+    FOR UPDATE
+  )
+  UPDATE backup_chunks c SET stored = true
+  FROM locked l WHERE c.store = $1 AND c.account_id = $2 AND c.chunk_id = l.chunk_id`;
 
 const RELEASE = `
   WITH gone AS (
@@ -120,9 +130,10 @@ export class ChunkReferences {
     return rows.map((r) => ({ chunkId: r.chunk_id, stored: r.stored, inserted: r.inserted }));
   }
 
-  /** The chunk's object is in the store (called after its upload). */
-  async markStored(space: ChunkSpace, chunkId: string): Promise<void> {
-    await this.prisma.$executeRawUnsafe(MARK_STORED, space.store, space.accountId, chunkId);
+  /** The chunks' objects are in the store, durably (called after their upload and the store's sync). */
+  async markStored(space: ChunkSpace, chunkIds: readonly string[]): Promise<void> {
+    if (!chunkIds.length) return;
+    await this.prisma.$executeRawUnsafe(MARK_STORED, space.store, space.accountId, [...chunkIds]);
   }
 
   /** Drop every reference `backupId` holds. Idempotent. Returns how many it dropped. */

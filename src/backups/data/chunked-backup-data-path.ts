@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Clock } from '../../common/clock';
+import { forEachLimited } from '../../common/for-each-limited';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
@@ -21,13 +22,18 @@ import {
   extentsByChunk,
   touchedChunks,
 } from './backup-layout';
-import { BackupObjects, forEachLimited, sha256Hex, storedChunkBytes } from './backup-objects';
+import { BackupObjects, sha256Hex, storedChunkBytes } from './backup-objects';
 import { BACKUP_STORES, BackupStores } from './backup-stores';
 import { ChunkReferences, ChunkSpace } from './chunk-references';
 import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
 
 /** Chunks read, hashed, sealed and uploaded (or fetched and written) at once: memory ≈ this × 4 MiB × 2. */
 export const CHUNKS_IN_FLIGHT = 4;
+/**
+ * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
+ * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
+ */
+const SYNC_BATCH_CHUNKS = 64;
 /** Carried-over chunk references taken per statement in an incremental write. */
 const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
@@ -248,6 +254,14 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
     let storedBytes = 0;
     let done = 0;
+    // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time.
+    let unsynced: string[] = [];
+    const syncBatch = async (): Promise<void> => {
+      const ids = unsynced;
+      unsynced = [];
+      await objects.syncChunks(ids, signal);
+      await this.refs.markStored(space, ids);
+    };
     await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
       throwIfAborted(signal);
       const data = changed
@@ -272,12 +286,14 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         if (!held.stored) {
           const bytes = await objects.putChunk(chunkId, data, signal);
           this.metrics.uploaded(bytes);
-          await this.refs.markStored(space, chunkId);
+          unsynced.push(chunkId);
           if (held.inserted) storedBytes += bytes;
+          if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
         } else this.metrics.deduplicated('stored', data.length);
       }
       progress((++done * 99) / Math.max(1, touched.length));
     });
+    await syncBatch();
     const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,

@@ -14,6 +14,20 @@ describe('sealed box (AES-256-GCM envelope)', () => {
     expect(open(k, sealed, 'chunk:1:x')).toEqual(plain);
   });
 
+  it('seals and opens data of many pieces, into a buffer given for it when asked', () => {
+    const big = randomBytes(5 * 64 * 1024 + 123);
+    const sealed = seal(k, big, 'chunk:1:y');
+    expect(open(k, sealed, 'chunk:1:y')!.equals(big)).toBe(true);
+    const into = Buffer.alloc(big.length + SEAL_OVERHEAD_BYTES + 10, 7);
+    const inPlace = seal(k, big, 'chunk:1:y', into);
+    expect(inPlace.buffer).toBe(into.buffer);
+    expect(inPlace.length).toBe(big.length + SEAL_OVERHEAD_BYTES);
+    expect(open(k, inPlace, 'chunk:1:y')!.equals(big)).toBe(true);
+    expect(into.subarray(inPlace.length).every((b) => b === 7)).toBe(true);
+    expect(open(k, seal(k, Buffer.alloc(0), 'e'), 'e')!.length).toBe(0);
+    expect(() => seal(k, big, 'chunk:1:y', Buffer.alloc(big.length))).toThrow(RangeError);
+  });
+
   it('uses a fresh nonce each time: equal plaintexts seal differently', () => {
     expect(seal(k, plain, 'a').equals(seal(k, plain, 'a'))).toBe(false);
   });
