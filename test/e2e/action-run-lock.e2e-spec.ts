@@ -16,7 +16,7 @@ import {
   TestDatabase,
   testConfig,
 } from '../support/test-env';
-import { createNode, createTenant } from '../factories';
+import { createCompletedSnapshot, createNode, createTenant } from '../factories';
 import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER } from '../../src/hypervisor/hypervisor-driver';
 import { ActionJobData } from '../../src/jobs/job-queue';
@@ -88,17 +88,9 @@ describe('one attempt at a time per action (real Postgres + Redis, in-process wo
   it('the reaper leaves a stale-looking restore whose attempt holds its run lock; once the lock is gone it fails it and frees the server', async () => {
     const node = await api.prisma.node.findUniqueOrThrow({ where: { name: nodeName } });
     const t = await createTenant(api.prisma, node.id);
-    const snap = await api.prisma.snapshot.create({
-      data: {
-        accountId: t.account.id,
-        serverId: t.server.id,
-        name: 'base',
-        status: 'completed',
-        progress: 100,
-        sizeBytes: 4096n,
-        consistency: 'stopped',
-        completedAt: new Date(),
-      },
+    const snap = await createCompletedSnapshot(api.prisma, {
+      accountId: t.account.id,
+      serverId: t.server.id,
     });
     // As a starved attempt leaves it: `running`, heartbeat long silent, its job handed over and gone.
     const stale = new Date(Date.now() - 86_400_000);

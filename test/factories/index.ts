@@ -84,3 +84,22 @@ export async function createTenant(
   const server = await createServer(prisma, account.id, nodeId, { status: opts.serverStatus });
   return { account, token, server, auth: { Authorization: `Bearer ${token}` } };
 }
+
+/** A snapshot row as a finished create leaves it (a 4 KiB stopped-consistency copy), to restore from. */
+export async function createCompletedSnapshot(
+  prisma: Pick<PrismaService, 'snapshot'>,
+  where: { accountId: number; serverId: number },
+  name = 'base',
+) {
+  return prisma.snapshot.create({
+    data: {
+      ...where,
+      name,
+      status: 'completed',
+      progress: 100,
+      sizeBytes: 4096n,
+      consistency: 'stopped',
+      completedAt: new Date(),
+    },
+  });
+}

@@ -23,6 +23,7 @@ import {
   shown,
   sleep,
 } from './support/fault-env';
+import { createCompletedSnapshot } from '../factories';
 
 const FILE = 'test/faults/crashes.fault-spec.ts';
 
@@ -173,18 +174,7 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
     const restoreTargets: { serverId: number; snapshotId: number }[] = [];
     for (let i = 0; i < 5; i++) {
       const serverId = await lab.addServer(t);
-      const snap = await lab.prisma.snapshot.create({
-        data: {
-          accountId: t.accountId,
-          serverId,
-          name: 'base',
-          status: 'completed',
-          progress: 100,
-          sizeBytes: 4096n,
-          consistency: 'stopped',
-          completedAt: new Date(),
-        },
-      });
+      const snap = await createCompletedSnapshot(lab.prisma, { accountId: t.accountId, serverId });
       restoreTargets.push({ serverId, snapshotId: snap.id });
     }
     const allServers = [...createServers, ...restoreTargets.map((r) => r.serverId)];
@@ -302,18 +292,7 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
   it('API SIGKILL while its restore statement waits in Postgres: the restore commits after the API died, a worker runs it, and the server is released', async () => {
     const started = Date.now();
     const t = await lab.tenant();
-    const snap = await lab.prisma.snapshot.create({
-      data: {
-        accountId: t.accountId,
-        serverId: t.serverId,
-        name: 'base',
-        status: 'completed',
-        progress: 100,
-        sizeBytes: 4096n,
-        consistency: 'stopped',
-        completedAt: new Date(),
-      },
-    });
+    const snap = await createCompletedSnapshot(lab.prisma, { accountId: t.accountId, serverId: t.serverId });
     // Another transaction holds the server's row, so the API's restore statement is sent and waits.
     const holder = new pg.Client({ connectionString: lab.db.url });
     await holder.connect();

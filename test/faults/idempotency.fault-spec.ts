@@ -17,6 +17,7 @@ import {
   restoreSnapshot,
   shown,
 } from './support/fault-env';
+import { createCompletedSnapshot } from '../factories';
 
 const FILE = 'test/faults/idempotency.fault-spec.ts';
 
@@ -111,18 +112,7 @@ describe('Idempotency-Key (two real API processes)', () => {
   it('restore: replayed with the same answer and one restore action; keys are scoped per account', async () => {
     const started = Date.now();
     const t = await lab.tenant();
-    const snap = await lab.prisma.snapshot.create({
-      data: {
-        accountId: t.accountId,
-        serverId: t.serverId,
-        name: 'base',
-        status: 'completed',
-        progress: 100,
-        sizeBytes: 4096n,
-        consistency: 'stopped',
-        completedAt: new Date(),
-      },
-    });
+    const snap = await createCompletedSnapshot(lab.prisma, { accountId: t.accountId, serverId: t.serverId });
     const k = key();
     const first = await restoreSnapshot(a, t, snap.id, { 'Idempotency-Key': k });
     expect(shown(first)).toMatchObject({ status: 200, body: { server: { status: 'restoring' } } });
