@@ -137,6 +137,10 @@ export class AppConfig {
   readonly webhookBackoffMaxMs!: number;
   /** How long an event is retried, and how long an endpoint may fail every attempt before it is disabled. */
   readonly webhookRetryHours!: number;
+  /** How long account events are kept (an event a delivery still owes is kept until it is settled). */
+  readonly eventRetentionDays!: number;
+  /** How often each API process removes events past their retention (0: not in this process). */
+  readonly eventPruneIntervalMs!: number;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -336,6 +340,8 @@ export function loadConfig(env: Env, role: Role): AppConfig {
     webhookBackoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 5_000, 1, 3_600_000),
     webhookBackoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 6 * 3_600_000, 1, 86_400_000),
     webhookRetryHours: r.int('WEBHOOK_RETRY_HOURS', 72, 1, 24 * 30),
+    eventRetentionDays: r.int('EVENT_RETENTION_DAYS', 30, 1, 3650),
+    eventPruneIntervalMs: r.int('EVENT_PRUNE_INTERVAL_MS', 3_600_000, 0, 86_400_000),
   });
   // A key being rotated away from needs the key rotated to, and another one.
   for (const [name, current, previous] of [

@@ -1,14 +1,24 @@
 import { Module } from '@nestjs/common';
 import { ActionReads } from '../actions/action-reads';
 import { EventBodies } from './event-bodies';
+import { EventRetention } from './event-retention';
 import { EventsController, WebhooksController } from './events.controller';
 import { EventsService } from './events.service';
 import { webhookTargetsProvider } from './webhook-targets.provider';
 import { WebhooksService } from './webhooks.service';
 
-/** The API's share: webhook endpoints and the events list. The sender is WebhookSenderModule. */
+/**
+ * The API's share: webhook endpoints, the events list and its retention. The sender is WebhookSenderModule.
+ */
 @Module({
   controllers: [WebhooksController, EventsController],
-  providers: [WebhooksService, EventsService, EventBodies, ActionReads, webhookTargetsProvider],
+  providers: [
+    WebhooksService,
+    EventsService,
+    EventBodies,
+    ActionReads,
+    webhookTargetsProvider,
+    EventRetention,
+  ],
 })
 export class EventsModule {}
