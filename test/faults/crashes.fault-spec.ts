@@ -17,6 +17,7 @@ import {
   createSnapshot,
   eventually,
   FaultLab,
+  http,
   HttpResult,
   recordFigures,
   restoreSnapshot,
@@ -162,6 +163,48 @@ describe('crashes (SIGKILL of real worker and API processes)', () => {
       lost: 0,
       ms: Date.now() - started,
       note: `1 SIGKILL with ${created.length} copies in flight; outcomes: ${outcomes.join(', ')}`,
+    });
+  });
+
+  it('worker SIGKILL mid power action: a new worker takes it up; it ends succeeded once and the server shows what was asked', async () => {
+    const started = Date.now();
+    const t = await lab.tenant({ serverStatus: 'stopped' });
+    // The first worker's start hangs long enough to be killed inside it.
+    const first = await startWorker({ FAKE_DRIVER_FAIL: 'start:delay:20000' });
+    const res = await http(`${api.url}/api/v1/servers/${t.serverId}/actions/`, {
+      headers: t.auth,
+      body: { type: 'start' },
+    });
+    expect(shown(res)).toMatchObject({ status: 201, body: { kind: 'start_server' } });
+    const actionId = res.body.id as number;
+    await eventually(async () => (await lab.actionStatus(actionId)) === 'running', 15_000);
+    await sleep(500);
+    expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await lab.actionStatus(actionId)).toBe('running');
+
+    const second = await startWorker({});
+    const action = await lab.finishedAction(actionId, 25_000).catch(async (e: unknown) => {
+      throw new Error(`stuck after the crash: ${String(e)}\n${await lab.describeAction(actionId)}`);
+    });
+    expect(action.status).toBe('succeeded');
+    await settledJobState(lab, actionId);
+    const server = await lab.prisma.server.findUniqueOrThrow({ where: { id: t.serverId } });
+    expect(server.status).toBe('running');
+    // One action, run to its end once: nothing reopened or duplicated afterwards.
+    await sleep(1500);
+    const actions = await lab.prisma.action.findMany({ where: { serverId: t.serverId } });
+    expect(actions.map((a) => [a.id, a.kind, a.status])).toEqual([[actionId, 'start_server', 'succeeded']]);
+    await second.kill();
+
+    recordFigures({
+      guarantee: 'Worker crash mid power action',
+      file: FILE,
+      test: 'worker SIGKILL mid power action: a new worker takes it up …',
+      faults: 1,
+      checked: 1,
+      lost: 0,
+      ms: Date.now() - started,
+      note: `1 SIGKILL during a start; taken up after ${action.attempts} attempt(s), succeeded, server running`,
     });
   });
 
