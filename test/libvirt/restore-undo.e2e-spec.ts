@@ -3,8 +3,8 @@
  * disks, the directory backup store. Restore then undo gives a disk whose guest-visible content is
  * byte-identical (`qemu-img compare`) to the one before the restore — for a backup restore (the safety
  * copy a `pre_restore` backup, of a running server) and for a snapshot restore (a node without a
- * configured backup store: the copy a `pre_restore` snapshot). Undo of the undo, and the rules, are
- * shown on the fake node: test/e2e/restore-undo.e2e-spec.ts.
+ * configured backup store: the copy a `pre_restore` snapshot), where undo of the undo then gives the
+ * restored disk again. The rules are shown on the fake node: test/e2e/restore-undo.e2e-spec.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -82,7 +82,7 @@ describeLibvirt('undo of a restore on real libvirt disks (qemu-img compare)', ()
     expect((await world.call('GET', `servers/${s.id}/`)).body.status).toBe('running');
   });
 
-  it('snapshot restore on a node without a configured backup store: the copy is a snapshot; undo gives the disk from before', async () => {
+  it('snapshot restore on a node without a configured backup store: the copy is a snapshot; undo gives the disk from before, undo of the undo the restored one', async () => {
     const node = await world.node('not-configured');
     await world.startWorker(node);
     const s = await world.server(node, 16 * MIB, false);
@@ -101,9 +101,15 @@ describeLibvirt('undo of a restore on real libvirt disks (qemu-img compare)', ()
     const copy = (await world.call('GET', `snapshots/${(restore.safety_copy as { id: number }).id}/`)).body;
     expect(copy).toMatchObject({ kind: 'pre_restore', status: 'completed' });
     await expectSame(s, before, false);
+    const restored = await world.reference(s, 'after-snapshot-restore');
 
-    expect(await undo(Number(restore.id))).toMatchObject({ status: 'succeeded', kind: 'restore_snapshot' });
+    const undone = await undo(Number(restore.id));
+    expect(undone).toMatchObject({ status: 'succeeded', kind: 'restore_snapshot' });
     await expectSame(s, before, true);
     expect((await world.call('GET', `servers/${s.id}/`)).body.status).toBe('stopped');
+
+    // An undo is a restore with its own safety copy: undoing it redoes the restore, byte for byte.
+    expect(await undo(Number(undone.id))).toMatchObject({ status: 'succeeded', kind: 'restore_snapshot' });
+    await expectSame(s, restored, true);
   });
 });
