@@ -17,7 +17,6 @@ import {
   SnapshotRef,
 } from '../hypervisor-driver';
 import { hvError, progressGuard, scaled, throwIfAborted } from '../driver-errors';
-import { DISK_SIDE_FILE_SUFFIXES } from '../host-paths';
 import { libvirtUriProblem } from './connection-uri';
 import { stepError } from './errors';
 import {
@@ -36,12 +35,10 @@ import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
 import { requireDiskInRoots } from './disk-roots';
 import {
-  checkedDomain,
   domainOf,
   findDomainUuid,
   observePowerStates,
   powerOffDomain,
-  serverDomainUuid,
   shutdownDomain,
   startDomain,
   stopDomain,
@@ -49,8 +46,7 @@ import {
 import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
 import { DiskSwap } from './disk-swap';
 import { removeInterruptedLeftovers } from './leftovers';
-import { openLiveRead } from './backup/live-read';
-import { openOfflineRead } from './backup/offline-read';
+import { openBackupRead } from './backup/open-read';
 import { rebuildDisk } from './backup/restore-disk';
 import { readSnapshotManifest, refuseExisting, removeLeftovers, snapshotFiles } from './snapshot-files';
 import { Semaphore } from '../../common/semaphore';
@@ -369,40 +365,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   async openBackupRead(server: ServerRef, opts: BackupReadOptions): Promise<BackupReadSession> {
     throwIfAborted(opts.signal);
     await requireDiskInRoots(server.diskPath, this.imageRoots);
-    // The domain, its checkpoints and disks from one virsh process, and the disk's bitmaps beside it:
-    // what a stopped server's read needs first, at the cost of one tool call's time instead of two in
-    // a row. `qemu-img info` cannot open a running domain's disk (its lock): that answer goes unused.
-    const uuid = serverDomainUuid(server);
-    const settle = <T>(p: Promise<T>) =>
-      p.then(
-        (v) => ({ v }),
-        (e: unknown) => ({ e }),
-      );
-    const [surveyed, seen] = await Promise.all([
-      settle(this.tools.virsh.survey(uuid, opts.signal)),
-      settle(this.tools.qemuImg.bitmaps(server.diskPath)),
-    ]);
-    if ('e' in surveyed) throw surveyed.e;
-    const survey = surveyed.v;
-    const { uuid: dom, state } = survey
-      ? checkedDomain(server, uuid, survey.name, survey.state)
-      : await domainOf(this.tools, server);
-    try {
-      if (state === 'shut off') {
-        // Without either answer (a call failed, the domain stopped between them) it asks again itself.
-        const known =
-          survey && 'v' in seen
-            ? { records: survey.checkpoints, bitmaps: seen.v, disks: survey.disks }
-            : null;
-        return await openOfflineRead(this.tools, server, dom, opts, known);
-      }
-      const target = `${server.diskPath}${DISK_SIDE_FILE_SUFFIXES.backupRead}`;
-      return await openLiveRead(this.tools, server, dom, target, opts, (bytes) =>
-        this.requireSpace(path.dirname(server.diskPath), bytes, 1),
-      );
-    } catch (e) {
-      throw stepError(opts.signal?.aborted ? hvError('cancelled', String(e)) : e, 'hypervisor_error');
-    }
+    return openBackupRead(this.tools, server, opts, (bytes) =>
+      this.requireSpace(path.dirname(server.diskPath), bytes, 1),
+    );
   }
 
   async restoreDiskFrom(
@@ -480,10 +445,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const waited = this.copies.inUse >= this.copies.capacity;
     return { release: await this.acquireCopySlot(signal), waited };
   }
-
-  // ------------------------------------------------------------------------------------------------
-  // virsh
-  // ------------------------------------------------------------------------------------------------
 
   // ------------------------------------------------------------------------------------------------
   // Helpers
