@@ -1,5 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Clock } from '../common/clock';
+import { PeriodicPass } from '../common/periodic-pass';
 import { AppConfig } from '../config/app-config';
 import { PrismaService } from '../prisma/prisma.service';
 
@@ -28,8 +29,7 @@ const PRUNE_BATCH = `
 @Injectable()
 export class EventRetention implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(EventRetention.name);
-  private timer?: NodeJS.Timeout;
-  private running: Promise<number> | null = null;
+  private readonly passes = new PeriodicPass(() => this.pass(), this.logger, 'event retention pass');
 
   constructor(
     private readonly prisma: PrismaService,
@@ -38,27 +38,16 @@ export class EventRetention implements OnApplicationBootstrap, OnApplicationShut
   ) {}
 
   onApplicationBootstrap(): void {
-    const every = this.config.eventPruneIntervalMs;
-    if (every === 0) return;
-    this.timer = setInterval(
-      () =>
-        void this.prune().catch((err: unknown) =>
-          this.logger.warn({ err }, 'event retention pass failed; will retry'),
-        ),
-      every,
-    );
-    this.timer.unref();
+    this.passes.start(this.config.eventPruneIntervalMs);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running?.catch(() => undefined);
+  onApplicationShutdown(): Promise<void> {
+    return this.passes.stop();
   }
 
   /** One pass (passes in this process never overlap): how many events it removed. */
   prune(): Promise<number> {
-    this.running ??= this.pass().finally(() => (this.running = null));
-    return this.running;
+    return this.passes.run();
   }
 
   private async pass(): Promise<number> {

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Clock } from '../common/clock';
+import { PeriodicPass } from '../common/periodic-pass';
 import { AppConfig } from '../config/app-config';
 import { JobQueue } from '../jobs/job-queue';
 import { WORKER_NODE, WorkerNode } from '../jobs/worker-node';
@@ -19,8 +20,7 @@ const BATCH = 100;
 @Injectable()
 export class SafetyCopySweeper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(SafetyCopySweeper.name);
-  private timer?: NodeJS.Timeout;
-  private running: Promise<number> | null = null;
+  private readonly passes = new PeriodicPass(() => this.pass(), this.logger, 'safety copy sweep');
 
   constructor(
     private readonly prisma: PrismaService,
@@ -31,21 +31,16 @@ export class SafetyCopySweeper implements OnApplicationBootstrap, OnApplicationS
   ) {}
 
   onApplicationBootstrap(): void {
-    const every = this.config.safetyCopySweepIntervalMs;
-    if (every === 0) return;
-    this.timer = setInterval(() => void this.sweep().catch(() => undefined), every);
-    this.timer.unref();
+    this.passes.start(this.config.safetyCopySweepIntervalMs);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running?.catch(() => undefined);
+  onApplicationShutdown(): Promise<void> {
+    return this.passes.stop();
   }
 
   /** One pass (passes never overlap): how many copies it removed. */
   sweep(): Promise<number> {
-    this.running ??= this.pass().finally(() => (this.running = null));
-    return this.running;
+    return this.passes.run();
   }
 
   // A copy its customer protected outlives its expiry until unprotected: the delete would refuse it,
