@@ -63,7 +63,8 @@ export function automaticBackupName(slot: Date): string {
 export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(BackupScheduler.name);
   private timer?: NodeJS.Timeout;
-  private ticking = false;
+  /** The timer's tick running now, if any. */
+  private ticking: Promise<void> | null = null;
 
   constructor(
     private readonly prisma: PrismaService,
@@ -79,21 +80,26 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
     this.timer.unref();
   }
 
-  onApplicationShutdown(): void {
+  async onApplicationShutdown(): Promise<void> {
+    await this.stop();
+  }
+
+  /** No more ticks; waits for the one running. Idempotent. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
   }
 
   /** One tick; a failure is logged and the next tick tries again (nothing is lost: slots are owed). */
-  private async tickSafely(): Promise<void> {
-    if (this.ticking) return;
-    this.ticking = true;
-    try {
-      await this.tick();
-    } catch (e) {
-      this.logger.warn({ err: e }, 'backup scheduler tick failed; will retry');
-    } finally {
-      this.ticking = false;
-    }
+  private tickSafely(): Promise<void> {
+    this.ticking ??= this.tick()
+      .then(
+        () => undefined,
+        (e: unknown) => this.logger.warn({ err: e }, 'backup scheduler tick failed; will retry'),
+      )
+      .finally(() => (this.ticking = null));
+    return this.ticking;
   }
 
   async tick(): Promise<{ runs: SlotRun[]; pruned: number[]; verifying: number[] }> {
