@@ -23,6 +23,7 @@ import { AuditModule } from '../audit/audit.module';
 import { IdempotencyModule } from '../idempotency/idempotency.module';
 import { HotReadModule } from '../read-path/hot-read.module';
 import { RouteTableModule } from '../common/route-table';
+import { EventRetention } from '../events/event-retention';
 import { EventsModule } from '../events/events.module';
 import { ServerPowerModule } from '../servers/power/server-power.module';
 import { RestoreUndoModule } from '../restore-undo/restore-undo.module';
@@ -33,16 +34,21 @@ export class ApiModule implements OnModuleDestroy {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly scheduler: BackupScheduler,
+    private readonly retention: EventRetention,
   ) {}
 
   /**
-   * Closing stops taking requests and lets the ones in flight finish (and the scheduler's tick)
-   * before anything they use closes: Nest runs every onModuleDestroy (this root module's first, the
+   * Closing stops taking requests and lets the ones in flight finish (and the scheduler's and event
+   * retention's passes) before anything they use closes: Nest runs every onModuleDestroy (this root module's first, the
    * global Prisma and Redis last) before it closes the HTTP server itself.
    */
   async onModuleDestroy(): Promise<void> {
     const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
-    await Promise.all([server?.listening ? drain(server) : undefined, this.scheduler.stop()]);
+    await Promise.all([
+      server?.listening ? drain(server) : undefined,
+      this.scheduler.stop(),
+      this.retention.stop(),
+    ]);
   }
 
   static forConfig(config: AppConfig): DynamicModule {

@@ -1,5 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Clock } from '../common/clock';
+import { PeriodicPass } from '../common/periodic-pass';
 import { AppConfig } from '../config/app-config';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
@@ -62,9 +63,8 @@ export function automaticBackupName(slot: Date): string {
 @Injectable()
 export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(BackupScheduler.name);
-  private timer?: NodeJS.Timeout;
-  /** The timer's tick running now, if any. */
-  private ticking: Promise<void> | null = null;
+  /** The timer's ticks; a failed one is logged and the next tries again (nothing is lost: slots are owed). */
+  private readonly ticks = new PeriodicPass(() => this.tick(), this.logger, 'backup scheduler tick');
 
   constructor(
     private readonly prisma: PrismaService,
@@ -74,32 +74,16 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
   ) {}
 
   onApplicationBootstrap(): void {
-    const every = this.config.backupSchedulerIntervalMs;
-    if (every === 0) return;
-    this.timer = setInterval(() => void this.tickSafely(), every);
-    this.timer.unref();
+    this.ticks.start(this.config.backupSchedulerIntervalMs);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    await this.stop();
+  onApplicationShutdown(): Promise<void> {
+    return this.stop();
   }
 
   /** No more ticks; waits for the one running. Idempotent. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.ticking;
-  }
-
-  /** One tick; a failure is logged and the next tick tries again (nothing is lost: slots are owed). */
-  private tickSafely(): Promise<void> {
-    this.ticking ??= this.tick()
-      .then(
-        () => undefined,
-        (e: unknown) => this.logger.warn({ err: e }, 'backup scheduler tick failed; will retry'),
-      )
-      .finally(() => (this.ticking = null));
-    return this.ticking;
+  stop(): Promise<void> {
+    return this.ticks.stop();
   }
 
   async tick(): Promise<{ runs: SlotRun[]; pruned: number[]; verifying: number[] }> {
