@@ -39,8 +39,8 @@ export class ApiModule implements OnModuleDestroy {
 
   /**
    * Closing stops taking requests and lets the ones in flight finish (and the scheduler's and event
-   * retention's passes) before anything they use closes: Nest runs every onModuleDestroy (this root module's first, the
-   * global Prisma and Redis last) before it closes the HTTP server itself.
+   * retention's passes) before anything they use closes: Nest runs every onModuleDestroy (this root
+   * module's first, the global Prisma and Redis last) before it closes the HTTP server itself.
    */
   async onModuleDestroy(): Promise<void> {
     const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
