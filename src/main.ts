@@ -1,18 +1,17 @@
 import 'reflect-metadata';
-import type { Server } from 'node:http';
 import { applyApiV8Flags } from './app/api-v8';
 import { applyMallocEnv } from './app/malloc-env';
 import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 
 /**
- * Graceful shutdown on SIGTERM/SIGINT, in the order that loses nothing: first stop taking work (close
- * the HTTP server and let in-flight requests finish; or close the queue worker and let running jobs
- * finish), and only then tear the modules down (database, Redis). Nest's own shutdown hooks would
- * disconnect the database first. Exit 0 when done; 1 if it takes longer than SHUTDOWN_TIMEOUT_MS
- * (a job cut short is taken up again by stalled-job recovery).
+ * Graceful shutdown on SIGTERM/SIGINT: closing the application stops taking work first (in-flight
+ * requests, running jobs, a webhook round finish) and only then tears the modules down (database,
+ * Redis); each role's root module does the first part (ApiModule, WorkerModule, WebhooksModule), so
+ * tests close the same way. Exit 0 when done; 1 if it takes longer than SHUTDOWN_TIMEOUT_MS (a job cut
+ * short is taken up again by stalled-job recovery).
  */
-function onTermination(timeoutMs: number, drain: () => Promise<void>, close: () => Promise<void>): void {
+function onTermination(timeoutMs: number, close: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -22,15 +21,13 @@ function onTermination(timeoutMs: number, drain: () => Promise<void>, close: () 
       process.stderr.write(`shutdown took longer than ${timeoutMs} ms; exiting\n`);
       process.exit(1);
     }, timeoutMs).unref();
-    drain()
-      .then(close)
-      .then(
-        () => process.exit(0),
-        (e: unknown) => {
-          process.stderr.write(`shutdown failed: ${e instanceof Error ? e.message : String(e)}\n`);
-          process.exit(1);
-        },
-      );
+    close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`shutdown failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -63,16 +60,7 @@ async function main(): Promise<void> {
     await app.listen(config.port, config.host);
     const address = app.getHttpServer().address();
     process.stdout.write(`${JSON.stringify({ msg: 'api listening', address })}\n`);
-    const server = app.getHttpServer() as Server;
-    onTermination(
-      config.shutdownTimeoutMs,
-      () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        }),
-      () => app.close(),
-    );
+    onTermination(config.shutdownTimeoutMs, () => app.close());
   } else if (role === 'webhooks') {
     const { NestFactory } = await import('@nestjs/core');
     const { Logger } = await import('nestjs-pino');
@@ -83,28 +71,18 @@ async function main(): Promise<void> {
     app.useLogger(app.get(Logger));
     await app.init();
     process.stdout.write(`${JSON.stringify({ msg: 'webhook sender running' })}\n`);
-    // Closing the context lets the round in flight finish (WebhookSender.onApplicationShutdown).
-    onTermination(
-      config.shutdownTimeoutMs,
-      () => Promise.resolve(),
-      () => app.close(),
-    );
+    onTermination(config.shutdownTimeoutMs, () => app.close());
   } else {
     applyWorkerV8Flags(); // first: see worker-v8.ts
     const { NestFactory } = await import('@nestjs/core');
     const { Logger } = await import('nestjs-pino');
     const { WorkerModule } = await import('./app/worker.module');
-    const { NodeWorkerService } = await import('./jobs/node-worker.service');
     const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
       bufferLogs: true,
     });
     app.useLogger(app.get(Logger));
     await app.init();
-    onTermination(
-      config.shutdownTimeoutMs,
-      () => app.get(NodeWorkerService).stop(),
-      () => app.close(),
-    );
+    onTermination(config.shutdownTimeoutMs, () => app.close());
   }
 }
 

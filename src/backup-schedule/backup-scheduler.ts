@@ -1,5 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Clock } from '../common/clock';
+import { PeriodicPass } from '../common/periodic-pass';
 import { AppConfig } from '../config/app-config';
 import { JobQueue } from '../jobs/job-queue';
 import { PrismaService } from '../prisma/prisma.service';
@@ -62,8 +63,8 @@ export function automaticBackupName(slot: Date): string {
 @Injectable()
 export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(BackupScheduler.name);
-  private timer?: NodeJS.Timeout;
-  private ticking = false;
+  /** The timer's ticks; a failed one is logged and the next tries again (nothing is lost: slots are owed). */
+  private readonly ticks = new PeriodicPass(() => this.tick(), this.logger, 'backup scheduler tick');
 
   constructor(
     private readonly prisma: PrismaService,
@@ -73,27 +74,16 @@ export class BackupScheduler implements OnApplicationBootstrap, OnApplicationShu
   ) {}
 
   onApplicationBootstrap(): void {
-    const every = this.config.backupSchedulerIntervalMs;
-    if (every === 0) return;
-    this.timer = setInterval(() => void this.tickSafely(), every);
-    this.timer.unref();
+    this.ticks.start(this.config.backupSchedulerIntervalMs);
   }
 
-  onApplicationShutdown(): void {
-    clearInterval(this.timer);
+  onApplicationShutdown(): Promise<void> {
+    return this.stop();
   }
 
-  /** One tick; a failure is logged and the next tick tries again (nothing is lost: slots are owed). */
-  private async tickSafely(): Promise<void> {
-    if (this.ticking) return;
-    this.ticking = true;
-    try {
-      await this.tick();
-    } catch (e) {
-      this.logger.warn({ err: e }, 'backup scheduler tick failed; will retry');
-    } finally {
-      this.ticking = false;
-    }
+  /** No more ticks; waits for the one running. Idempotent. */
+  stop(): Promise<void> {
+    return this.ticks.stop();
   }
 
   async tick(): Promise<{ runs: SlotRun[]; pruned: number[]; verifying: number[] }> {

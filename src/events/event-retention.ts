@@ -42,6 +42,11 @@ export class EventRetention implements OnApplicationBootstrap, OnApplicationShut
   }
 
   onApplicationShutdown(): Promise<void> {
+    return this.stop();
+  }
+
+  /** No more passes; waits for the one running. Idempotent. */
+  stop(): Promise<void> {
     return this.passes.stop();
   }
 

@@ -20,5 +20,6 @@ import { WebhooksService } from './webhooks.service';
     webhookTargetsProvider,
     EventRetention,
   ],
+  exports: [EventRetention],
 })
 export class EventsModule {}

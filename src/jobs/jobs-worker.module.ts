@@ -28,6 +28,6 @@ import { SafetyCopySweeper } from '../restore-undo/safety-copy-sweeper';
     SafetyCopyTaker,
     SafetyCopySweeper,
   ],
-  exports: [NodeWorkerService, HypervisorModule],
+  exports: [NodeWorkerService, SafetyCopySweeper, HypervisorModule],
 })
 export class JobsWorkerModule {}

@@ -45,6 +45,8 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
   private reaperTimer?: NodeJS.Timeout;
   private reaping = false;
   private dispatching = false;
+  /** Dispatcher and reaper passes its timers started, awaited by stop(). */
+  private readonly passes = new Set<Promise<unknown>>();
 
   constructor(
     private readonly prisma: PrismaService,
@@ -89,9 +91,9 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
       },
     );
     this.worker.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
-    this.dispatchTimer = setInterval(() => void this.dispatchPending(), this.config.dispatchIntervalMs);
+    this.dispatchTimer = setInterval(() => this.pass(this.dispatchPending()), this.config.dispatchIntervalMs);
     this.dispatchTimer.unref();
-    this.reaperTimer = setInterval(() => void this.reap(), this.config.reaperIntervalMs);
+    this.reaperTimer = setInterval(() => this.pass(this.reap()), this.config.reaperIntervalMs);
     this.reaperTimer.unref();
     this.logger.log(
       { node: this.node.name, queue: nodeQueueName(this.node.id), driver: this.driver.name },
@@ -103,10 +105,14 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     await this.stop();
   }
 
-  /** Stops taking jobs and waits for the running ones to finish. Idempotent. */
+  /**
+   * Stops taking jobs and waits for the running ones (and a dispatcher or reaper pass) to finish.
+   * Idempotent. The worker application's closing calls it before any module closes (WorkerModule).
+   */
   async stop(): Promise<void> {
     clearInterval(this.dispatchTimer);
     clearInterval(this.reaperTimer);
+    await Promise.allSettled([...this.passes]);
     this.stopping.abort(); // jobs waiting for a slot go back to the queue, no attempt used
     // Lets running jobs finish; jobs not finished in time are taken up again by stalled-job recovery.
     await this.worker?.close();
@@ -114,6 +120,11 @@ export class NodeWorkerService implements OnApplicationBootstrap, OnApplicationS
     await this.driver.idle?.(); // e.g. the unlink of a disk a restore replaced
     // BullMQ does not close a connection it was given: without this the process never exits.
     this.connection?.disconnect();
+  }
+
+  private pass(run: Promise<unknown>): void {
+    this.passes.add(run);
+    void run.finally(() => this.passes.delete(run)).catch(() => undefined);
   }
 
   /**

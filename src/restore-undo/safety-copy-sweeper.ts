@@ -35,6 +35,11 @@ export class SafetyCopySweeper implements OnApplicationBootstrap, OnApplicationS
   }
 
   onApplicationShutdown(): Promise<void> {
+    return this.stop();
+  }
+
+  /** No more passes; waits for the one running. Idempotent. */
+  stop(): Promise<void> {
     return this.passes.stop();
   }
 

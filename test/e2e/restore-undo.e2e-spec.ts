@@ -332,6 +332,11 @@ describe('undo of a restore (real Postgres + Redis + worker, fake node, real bac
       await sweeper.sweep();
       const gone = await api.prisma.backup.findUniqueOrThrow({ where: { id: copyId } });
       expect(gone.deletedAt).not.toBeNull();
+      // The delete job the sweep started ends here, not under the file's teardown.
+      const del = await api.prisma.action.findFirstOrThrow({
+        where: { backupId: copyId, kind: 'delete_backup' },
+      });
+      expect(await done(t.auth, del.id)).toMatchObject({ status: 'succeeded' });
     } finally {
       now.mockRestore();
     }
