@@ -265,6 +265,9 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       res.stages = (
         await proc.call({ op: 'stages', store: 'dir', server, checkpointId: nextBackup++ })
       ).result;
+      coldStore();
+      res.stages.restore = (await proc.call({ op: 'restoreStages', store: 'dir', server })).result;
+      await gone(`${disk}.replaced`);
       fs.rmSync(path.join(storeDir, 'stages'), { recursive: true, force: true });
       settle(work, dense);
       res.stages.cpMs = timeCp(dense, copy);
@@ -614,6 +617,23 @@ export function printBackup(res) {
     console.log(
       `| ${cell(st.read)} | ${cell(st.zeroCheckAndSha256)} | ${cell(st.seal)} | ${cell(st.put)} | ${fmt(sum / 1000 / gib, 2)} | ${fmt(st.cpMs / 1000 / gib, 2)} |`,
     );
+    const rs = st.restore;
+    if (rs) {
+      const rgib = rs.bytes / GiB;
+      const rcell = (x) => `${fmt(x.ms / 1000 / rgib, 2)} (${fmt(x.cpuMs / 1000 / rgib, 2)})`;
+      console.log(
+        `\nThe full restore of those chunks step by step (one at a time, through restoreDiskFrom), per GiB: wall s (CPU s of the data-path process; the final replace also its tool processes' CPU)`,
+      );
+      console.log(
+        '| before the fill | get | open + sha256 | write into the temporary image | final replace | total | cp + sync |\n|---|---|---|---|---|---|---|',
+      );
+      console.log(
+        `| ${fmt(rs.beforeFill.ms / 1000 / rgib, 2)} | ${rcell(rs.get)} | ${rcell(rs.openAndVerify)} | ${rcell(rs.write)} | ${rcell(rs.final)} + tools ${fmt(rs.final.toolCpuMs / 1000 / rgib, 2)} | ${fmt(rs.totalMs / 1000 / rgib, 2)} (${fmt(rs.totalCpuMs / 1000 / rgib, 2)}) | ${fmt(st.cpMs / 1000 / gib, 2)} |`,
+      );
+      console.log(
+        `final replace, its tool processes in order (ms): ${rs.tools.map((t) => `${t.cmd} ${fmt(t.ms, 0)}`).join(', ')}`,
+      );
+    }
   }
   console.log(
     `\nload average at the start and after each part: ${s.load.map((l) => l.map((x) => x.toFixed(1)).join('/')).join(' → ')}`,
