@@ -53,10 +53,20 @@ export class BackupObjects {
     );
   }
 
-  /** The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. */
-  async getChunk(chunkId: string, length: number, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. With `into` (at
+   * least `length` long) it is opened there and the start of `into` that holds it returned: a caller
+   * reading many chunks reuses its buffers.
+   */
+  async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
     const sealed = await this.getOrCorrupt(chunkKey(this.accountId, chunkId), `chunk ${chunkId}`, signal);
-    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId));
+    if (sealed.length !== storedChunkBytes(length)) {
+      throw new BackupDataError(
+        'backup_corrupt',
+        `chunk ${chunkId}: ${sealed.length} bytes stored, ${storedChunkBytes(length)} expected`,
+      );
+    }
+    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), into);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
     if (plain.length !== length || sha256Hex(plain) !== chunkId) {
