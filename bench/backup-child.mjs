@@ -143,7 +143,7 @@ async function plainDownload(key, file) {
 /**
  * Where a full write's time goes: the steps of the data path for each chunk of a full read, one chunk
  * at a time (no overlap), each step timed alone (wall and this process's CPU): the driver session's
- * read, the zero check and sha256, sealing (into one reused envelope), and the store's put (with
+ * read (into one reused buffer), the zero check and sha256, sealing (into one reused envelope), and the store's put (with
  * `durable: false`, and the store's `sync` of each 64 chunks and of the rest at the end, as the data
  * path writes). No references, no manifest.
  */
@@ -152,6 +152,8 @@ async function stages(server, store, checkpoint) {
   const SYNC_BATCH = 64; // SYNC_BATCH_CHUNKS of chunked-backup-data-path.ts
   const zeros = Buffer.alloc(CHUNK);
   const envelope = Buffer.allocUnsafe(CHUNK + 48);
+  // As the data path reads (a build whose session has no `into` returns a fresh buffer instead).
+  const readBuffer = Buffer.allocUnsafe(CHUNK);
   const key = { id: crypto.randomBytes(16), key: crypto.randomBytes(32) };
   const out = { chunks: 0, bytes: 0 };
   const written = [];
@@ -176,7 +178,7 @@ async function stages(server, store, checkpoint) {
         const len = Math.min(CHUNK, session.virtualSizeBytes - o);
         let t = performance.now();
         let c = process.cpuUsage();
-        const data = await session.read(o, len);
+        const data = await session.read(o, len, { into: readBuffer });
         add('read', t, c);
         [t, c] = [performance.now(), process.cpuUsage()];
         const zero = data.equals(zeros.subarray(0, len));
@@ -225,6 +227,8 @@ function childrenCpuMs() {
 async function restoreStages(server, store) {
   const { key, size, written } = lastStages;
   const out = { chunks: 0, bytes: 0 };
+  // As the data path opens (a build whose `open` takes no buffer allocates one per chunk instead).
+  const plainBuffer = Buffer.allocUnsafe(4 * 1024 * 1024);
   const add = (name, t0, c0) => {
     const c = process.cpuUsage(c0);
     out[name] ??= { ms: 0, cpuMs: 0 };
@@ -249,7 +253,7 @@ async function restoreStages(server, store) {
         const sealed = await stores[store].get(`stages/${chunk.id.slice(0, 2)}/${chunk.id}`);
         add('get', t, c);
         [t, c] = [performance.now(), process.cpuUsage()];
-        const plain = open(key, sealed, `chunk:0:${chunk.id}`);
+        const plain = open(key, sealed, `chunk:0:${chunk.id}`, plainBuffer);
         if (!plain || plain.length !== chunk.length || sha256Hex(plain) !== chunk.id)
           throw new Error(`restore stages: chunk ${chunk.id} does not open`);
         add('openAndVerify', t, c);
