@@ -10,9 +10,9 @@ import { copyOwnership, requireShutOffState } from '../restore-copy';
 import { Toolbox } from '../tools/toolbox';
 
 /**
- * A chunk is written into the raw file this much at a time: one `pwrite` of a whole 4 MiB chunk cost
- * 1.5–8× the system CPU of the same bytes in 512 KiB pieces here (docs/benchmarks.md *6*, "Chunk
- * buffers reused"), the piece `writeFile` uses too.
+ * A chunk is written into the raw file this much at a time (the piece `writeFile` uses): whole 4 MiB
+ * `pwrite`s took more of the kernel's CPU per byte, and erratically so (docs/benchmarks.md *6*,
+ * "Chunk buffers reused").
  */
 const WRITE_PIECE_BYTES = 512 * 1024;
 
