@@ -15,22 +15,38 @@ import { pipeline } from 'node:stream/promises';
 const require = createRequire(import.meta.url);
 const dist = (p) => require(path.join(process.argv[2], 'dist', p));
 const { LibvirtHypervisorDriver } = dist('hypervisor/libvirt/libvirt-hypervisor-driver.js');
+const { ProcessRunner } = dist('hypervisor/libvirt/process-runner.js');
 const { ChunkedBackupDataPath } = dist('backups/data/chunked-backup-data-path.js');
 const { AccountKeys, BackupMasterKey } = dist('backups/data/account-keys.js');
 const { ChunkReferences } = dist('backups/data/chunk-references.js');
 const { DirectoryStore } = dist('backup-store/directory-store.js');
 const { S3Store } = dist('backup-store/s3-store.js');
-const { seal } = dist('backups/data/sealed-box.js');
+const { seal, open } = dist('backups/data/sealed-box.js');
 const { sha256Hex } = dist('backups/data/backup-objects.js');
 const { PrismaService } = dist('prisma/prisma.service.js');
 const { Clock } = dist('common/clock.js');
 const s3 = require(require.resolve('@aws-sdk/client-s3', { paths: [process.argv[2]] }));
+
+/** The tool processes the driver ran during the current command (restore stages time them by name). */
+let toolLog = [];
+class TracedRunner extends ProcessRunner {
+  async run(cmd, args, o) {
+    const rec = { cmd: path.basename(cmd), sub: args[0], start: performance.now(), end: null };
+    toolLog.push(rec);
+    try {
+      return await super.run(cmd, args, o);
+    } finally {
+      rec.end = performance.now();
+    }
+  }
+}
 
 // argv[3]: the run's directory (the driver's only image root); the rest comes from the environment.
 const env = process.env;
 const driver = new LibvirtHypervisorDriver({
   uri: env.LIBVIRT_URI || 'qemu:///system',
   imageRoots: [process.argv[3]],
+  runner: new TracedRunner(),
 });
 const s3Options = env.BENCH_S3_BUCKET
   ? {
@@ -127,7 +143,7 @@ async function plainDownload(key, file) {
 /**
  * Where a full write's time goes: the steps of the data path for each chunk of a full read, one chunk
  * at a time (no overlap), each step timed alone (wall and this process's CPU): the driver session's
- * read, the zero check and sha256, sealing (into one reused envelope), and the store's put (with
+ * read (into one reused buffer), the zero check and sha256, sealing (into one reused envelope), and the store's put (with
  * `durable: false`, and the store's `sync` of each 64 chunks and of the rest at the end, as the data
  * path writes). No references, no manifest.
  */
@@ -136,8 +152,11 @@ async function stages(server, store, checkpoint) {
   const SYNC_BATCH = 64; // SYNC_BATCH_CHUNKS of chunked-backup-data-path.ts
   const zeros = Buffer.alloc(CHUNK);
   const envelope = Buffer.allocUnsafe(CHUNK + 48);
+  // As the data path reads (a build whose session has no `into` returns a fresh buffer instead).
+  const readBuffer = Buffer.allocUnsafe(CHUNK);
   const key = { id: crypto.randomBytes(16), key: crypto.randomBytes(32) };
   const out = { chunks: 0, bytes: 0 };
+  const written = [];
   let unsynced = [];
   const sync = async () => {
     const t = performance.now();
@@ -159,7 +178,7 @@ async function stages(server, store, checkpoint) {
         const len = Math.min(CHUNK, session.virtualSizeBytes - o);
         let t = performance.now();
         let c = process.cpuUsage();
-        const data = await session.read(o, len);
+        const data = await session.read(o, len, { into: readBuffer });
         add('read', t, c);
         [t, c] = [performance.now(), process.cpuUsage()];
         const zero = data.equals(zeros.subarray(0, len));
@@ -174,6 +193,7 @@ async function stages(server, store, checkpoint) {
         add('put', t, c);
         unsynced.push(`stages/${id.slice(0, 2)}/${id}`);
         if (unsynced.length >= SYNC_BATCH) await sync();
+        written.push({ offset: o, length: len, id });
         out.chunks++;
         out.bytes += len;
       }
@@ -182,6 +202,89 @@ async function stages(server, store, checkpoint) {
   } finally {
     await session.close({ keepCheckpoint: false });
   }
+  lastStages = { key, size: session.virtualSizeBytes, written };
+  return out;
+}
+
+/** What the last `stages` stored: the chunks `restoreStages` restores. */
+let lastStages = null;
+
+/** CPU seconds of this process's waited-for children (the driver's tool processes): /proc/self/stat. */
+function childrenCpuMs() {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 16 and 17 of proc(5) (cutime, cstime), counted from the state (field 3) here.
+  return ((Number(f[13]) + Number(f[14])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * Where a full restore's time goes: the chunks the step-by-step write stored, restored one at a time
+ * into the server's disk through the driver's `restoreDiskFrom`, as the data path restores: the store's
+ * get, opening the envelope and checking its sha256, the write into the driver's temporary image; then
+ * what the driver does after the last write (the final replace: the temporary image turned into the
+ * disk, checked and swapped in), its tool processes timed by name, with their CPU.
+ */
+async function restoreStages(server, store) {
+  const { key, size, written } = lastStages;
+  const out = { chunks: 0, bytes: 0 };
+  // As the data path gets and opens (a build whose store or `open` takes no buffer allocates one).
+  const plainBuffer = Buffer.allocUnsafe(4 * 1024 * 1024);
+  const envelope = Buffer.allocUnsafe(4 * 1024 * 1024 + 48);
+  const add = (name, t0, c0) => {
+    const c = process.cpuUsage(c0);
+    out[name] ??= { ms: 0, cpuMs: 0 };
+    out[name].ms += performance.now() - t0;
+    out[name].cpuMs += (c.user + c.system) / 1000;
+  };
+  let fillStart = 0;
+  let fillEnd = 0;
+  let fillCpu = null;
+  let childCpu = 0;
+  toolLog = [];
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  await driver.restoreDiskFrom(
+    server,
+    size,
+    async (disk) => {
+      fillStart = performance.now();
+      for (const chunk of written) {
+        let t = performance.now();
+        let c = process.cpuUsage();
+        const sealed = await stores[store].get(`stages/${chunk.id.slice(0, 2)}/${chunk.id}`, {
+          into: envelope,
+        });
+        add('get', t, c);
+        [t, c] = [performance.now(), process.cpuUsage()];
+        const plain = open(key, sealed, `chunk:0:${chunk.id}`, plainBuffer);
+        if (!plain || plain.length !== chunk.length || sha256Hex(plain) !== chunk.id)
+          throw new Error(`restore stages: chunk ${chunk.id} does not open`);
+        add('openAndVerify', t, c);
+        [t, c] = [performance.now(), process.cpuUsage()];
+        await disk.write(chunk.offset, plain);
+        add('write', t, c);
+        out.chunks++;
+        out.bytes += chunk.length;
+      }
+      fillEnd = performance.now();
+      fillCpu = process.cpuUsage();
+      childCpu = childrenCpuMs();
+    },
+    () => undefined,
+    { dataBytes: out.bytes },
+  );
+  const end = performance.now();
+  const c = process.cpuUsage(fillCpu);
+  out.final = { ms: end - fillEnd, cpuMs: (c.user + c.system) / 1000, toolCpuMs: childrenCpuMs() - childCpu };
+  out.beforeFill = { ms: fillStart - t0 };
+  out.tools = toolLog
+    .filter((r) => r.start >= fillEnd)
+    .map((r) => ({ cmd: `${r.cmd} ${r.sub}`, ms: r.end - r.start }));
+  out.totalMs = end - t0;
+  out.totalCpuMs = (() => {
+    const u = process.cpuUsage(c0);
+    return (u.user + u.system) / 1000;
+  })();
   return out;
 }
 
@@ -211,6 +314,8 @@ async function run(cmd) {
       );
     case 'stages':
       return stages(cmd.server, cmd.store, `vps-backup-${cmd.checkpointId}`);
+    case 'restoreStages':
+      return restoreStages(cmd.server, cmd.store);
     case 'restore':
       return dataPath.restoreBackup(ref(cmd.backup), cmd.server, () => undefined);
     case 'delete':

@@ -7,6 +7,8 @@
 //   npm run bench:backup                      # or: npm run bench -- --only=backup
 //   npm run bench:backup -- --quick           # 2 GiB disk with 256 MiB of data, 16 MiB changed
 //   npm run bench:backup -- --backup-rounds=6
+//   npm run bench:backup -- --baseline=main   # that build's data path too, alternated with this one's
+//                                              # in the full backup/restore rounds and the stages part
 //
 // Everything it makes is removed at the end: its database bench_backup_<pid>, the work directory
 // (disk, store, copies), the libvirt domain bench-backup-<pid> (checkpoint records included), the S3
@@ -25,6 +27,7 @@ import {
   MiB,
   ROOT,
   buildApp,
+  buildRef,
   cleanRedis,
   createDatabase,
   dropDatabase,
@@ -158,7 +161,7 @@ function undefineAll(name) {
   }
 }
 
-export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
+export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseline = null }) {
   /** @type {Record<string, string | undefined>} */
   const env = { ...serviceEnv(), ...process.env };
   const roundsArg = process.argv.find((a) => a.startsWith('--backup-rounds='));
@@ -184,6 +187,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
   const bucket = env.CEPH_S3_ENDPOINT && parts.has('s3') ? `bench-backup-${process.pid}` : null;
   const res = { rounds, load: [os.loadavg()], full: [], incremental: [], daily: [], s3: [] };
   let proc = null;
+  /** The baseline build's data path (--baseline), in a process of its own; null without one. */
+  let baseProc = null;
   let bucketMade = false;
   try {
     log(`backup: ${virtual / GiB} GiB disk with ${data / MiB} MiB of data`);
@@ -204,26 +209,53 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       ...(bucket ? { BENCH_S3_BUCKET: bucket } : {}),
     });
     res.idleRss = (await proc.call({ op: 'state', server })).rssMax; // libvirt's first probe, outside the timing
+    if (baseline) {
+      baseProc = new DataPathProcess(baseline.dir, work, {
+        DATABASE_URL: dbUrl,
+        BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+        BENCH_STORE_DIR: storeDir,
+      });
+      await baseProc.call({ op: 'state', server });
+      res.baseline = { sha: baseline.sha, full: [] };
+    }
     let nextBackup = 1;
-    const write = (store, accountId, base) =>
-      proc.call({ op: 'write', store, server, backup: { id: nextBackup++, accountId }, base });
+    const write = (store, accountId, base, p = proc) =>
+      p.call({ op: 'write', store, server, backup: { id: nextBackup++, accountId }, base });
     const backupOf = (r, accountId) => ({ id: r.backupId, accountId });
-    const writeNoted = async (store, accountId, base) => {
+    const writeNoted = async (store, accountId, base, p = proc) => {
       const id = nextBackup;
-      const r = await write(store, accountId, base);
+      const r = await write(store, accountId, base, p);
       r.backupId = id;
       return r;
     };
-    const restoreFrom = async (store, backup) => {
-      const r = await proc.call({ op: 'restore', store, server, backup });
+    const restoreFrom = async (store, backup, p = proc) => {
+      const r = await p.call({ op: 'restore', store, server, backup });
       await gone(`${disk}.replaced`);
       return r;
     };
     const coldStore = () => settle(storeDir, ...treeFiles(storeDir));
 
+    /**
+     * The baseline's full backup and restore of the same disk in the same round as this build's:
+     * after it in even rounds, before it in odd ones.
+     */
+    const baselineRound = async (round) => {
+      if (!baseProc) return;
+      const b = { round };
+      const baseAccount = await newAccount();
+      settle(work, disk);
+      const bw = await writeNoted('dir', baseAccount, null, baseProc);
+      coldStore();
+      const br = await restoreFrom('dir', backupOf(bw, baseAccount), baseProc);
+      await baseProc.call({ op: 'delete', store: 'dir', backup: backupOf(bw, baseAccount) });
+      Object.assign(b, { writeMs: bw.ms, restoreMs: br.ms, writeRss: bw.rssMax, restoreRss: br.rssMax });
+      res.baseline.full.push(b);
+    };
+
     // 1. Full backup and restore of the data, directory store, against cp of the same bytes.
     for (let round = 0; round < (parts.has('dir') ? rounds : 0); round++) {
       log(`backup: full + restore, directory store, round ${round + 1}/${rounds}`);
+      if (round % 2 === 1) await baselineRound(round);
       const run = { round };
       const accountId = await newAccount(); // nothing of an earlier round to deduplicate against
       const cp = (key) => {
@@ -257,6 +289,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       }
       await proc.call({ op: 'delete', store: 'dir', backup: backupOf(w, accountId) });
       res.full.push(run);
+      if (round % 2 === 0) await baselineRound(round);
     }
     if (parts.has('stages')) {
       // Where a full write's time goes: each step of the data path timed alone, one chunk at a time.
@@ -265,7 +298,22 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
       res.stages = (
         await proc.call({ op: 'stages', store: 'dir', server, checkpointId: nextBackup++ })
       ).result;
+      coldStore();
+      res.stages.restore = (await proc.call({ op: 'restoreStages', store: 'dir', server })).result;
+      await gone(`${disk}.replaced`);
       fs.rmSync(path.join(storeDir, 'stages'), { recursive: true, force: true });
+      if (baseProc) {
+        settle(work, disk);
+        res.baseline.stages = (
+          await baseProc.call({ op: 'stages', store: 'dir', server, checkpointId: nextBackup++ })
+        ).result;
+        coldStore();
+        res.baseline.stages.restore = (
+          await baseProc.call({ op: 'restoreStages', store: 'dir', server })
+        ).result;
+        await gone(`${disk}.replaced`);
+        fs.rmSync(path.join(storeDir, 'stages'), { recursive: true, force: true });
+      }
       settle(work, dense);
       res.stages.cpMs = timeCp(dense, copy);
     }
@@ -396,6 +444,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet }) {
     if (proc && bucketMade)
       await proc.call({ op: 'bucket', create: false }).catch((e) => log(`bucket: ${e.message}`));
     await proc?.close();
+    await baseProc?.close();
     undefineAll(name);
     fs.rmSync(work, { recursive: true, force: true });
     await dropDatabase(adminUrl, dbName).catch(() => undefined);
@@ -543,6 +592,19 @@ function summarize(res, { data, virtual }) {
     rssPlainS3MB: s3.length ? Math.max(...s3.map((r) => r.plainRss)) / MiB : null,
     load: res.load,
   };
+  const bf = res.baseline?.full ?? [];
+  if (bf.length === full.length && bf.length) {
+    // Per round: this build's time ÷ the baseline's (below 1: this build is faster), and each beside cp.
+    res.summary.baseline = {
+      sha: res.baseline.sha,
+      writeVsBaseline: spread(full.map((r, i) => r.writeMs / bf[i].writeMs)),
+      restoreVsBaseline: spread(full.map((r, i) => r.restoreMs / bf[i].restoreMs)),
+      baseWriteVsCp: spread(full.map((r, i) => r.cpWriteMs / bf[i].writeMs)),
+      baseRestoreVsCp: spread(full.map((r, i) => r.cpRestoreMs / bf[i].restoreMs)),
+      rssFullWriteMB: spread(bf.map((b) => b.writeRss / MiB)),
+      rssMaxMB: Math.max(...bf.flatMap((b) => [b.writeRss, b.restoreRss])) / MiB,
+    };
+  }
   return res;
 }
 
@@ -600,11 +662,20 @@ export function printBackup(res) {
       `| the same with ${JSON.stringify(w.env)} | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB; action ${w.status} in ${fmt(w.seconds, 0)} s | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
     );
   }
-  if (res.stages) {
-    const st = res.stages;
+  const sb = s.baseline;
+  if (sb) {
+    console.log(
+      `\nSide by side with the baseline ${sb.sha} (same rounds, order flipping): this build's time ÷ the baseline's, full backup ${r(sb.writeVsBaseline)}, full restore ${r(sb.restoreVsBaseline)}; the baseline beside cp: backup ${r(sb.baseWriteVsCp)}, restore ${r(sb.baseRestoreVsCp)}; its data-path RSS max ${fmt(sb.rssMaxMB, 0)} MB, full backups ${fmt(sb.rssFullWriteMB.median, 0)} (${fmt(sb.rssFullWriteMB.min, 0)}–${fmt(sb.rssFullWriteMB.max, 0)}) MB`,
+    );
+  }
+  for (const [label, st] of [
+    ['', res.stages],
+    [` — baseline ${res.baseline?.sha}`, res.baseline?.stages],
+  ]) {
+    if (!st) continue;
     const gib = st.bytes / GiB;
     console.log(
-      `\nThe full write step by step (${st.chunks} chunks, one at a time, each step alone), per GiB of data: wall s (CPU s of the data-path process)`,
+      `\nThe full write step by step${label} (${st.chunks} chunks, one at a time, each step alone), per GiB of data: wall s (CPU s of the data-path process)`,
     );
     console.log(
       '| read | zero check + sha256 | seal (AES-256-GCM) | store put (+ fsync) | sum | cp + sync |\n|---|---|---|---|---|---|',
@@ -612,8 +683,25 @@ export function printBackup(res) {
     const cell = (x) => `${fmt(x.ms / 1000 / gib, 2)} (${fmt(x.cpuMs / 1000 / gib, 2)})`;
     const sum = ['read', 'zeroCheckAndSha256', 'seal', 'put'].reduce((a, k) => a + st[k].ms, 0);
     console.log(
-      `| ${cell(st.read)} | ${cell(st.zeroCheckAndSha256)} | ${cell(st.seal)} | ${cell(st.put)} | ${fmt(sum / 1000 / gib, 2)} | ${fmt(st.cpMs / 1000 / gib, 2)} |`,
+      `| ${cell(st.read)} | ${cell(st.zeroCheckAndSha256)} | ${cell(st.seal)} | ${cell(st.put)} | ${fmt(sum / 1000 / gib, 2)} | ${fmt((st.cpMs ?? res.stages.cpMs) / 1000 / gib, 2)} |`,
     );
+    const rs = st.restore;
+    if (rs) {
+      const rgib = rs.bytes / GiB;
+      const rcell = (x) => `${fmt(x.ms / 1000 / rgib, 2)} (${fmt(x.cpuMs / 1000 / rgib, 2)})`;
+      console.log(
+        `\nThe full restore of those chunks step by step${label} (one at a time, through restoreDiskFrom), per GiB: wall s (CPU s of the data-path process; the final replace also its tool processes' CPU)`,
+      );
+      console.log(
+        '| before the fill | get | open + sha256 | write into the temporary image | final replace | total | cp + sync |\n|---|---|---|---|---|---|---|',
+      );
+      console.log(
+        `| ${fmt(rs.beforeFill.ms / 1000 / rgib, 2)} | ${rcell(rs.get)} | ${rcell(rs.openAndVerify)} | ${rcell(rs.write)} | ${rcell(rs.final)} + tools ${fmt(rs.final.toolCpuMs / 1000 / rgib, 2)} | ${fmt(rs.totalMs / 1000 / rgib, 2)} (${fmt(rs.totalCpuMs / 1000 / rgib, 2)}) | ${fmt((st.cpMs ?? res.stages.cpMs) / 1000 / gib, 2)} |`,
+      );
+      console.log(
+        `final replace, its tool processes in order (ms): ${rs.tools.map((t) => `${t.cmd} ${fmt(t.ms, 0)}`).join(', ')}`,
+      );
+    }
   }
   console.log(
     `\nload average at the start and after each part: ${s.load.map((l) => l.map((x) => x.toFixed(1)).join('/')).join(' → ')}`,
@@ -627,7 +715,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const quick = process.argv.includes('--quick');
   const adminUrl = process.env.DATABASE_ADMIN_URL ?? serviceEnv().DATABASE_ADMIN_URL;
   const appDir = buildApp(log);
-  const res = await backupBench({ appDir, quick, adminUrl, log });
+  const baseArg = process.argv.find((a) => a.startsWith('--baseline='));
+  const baseline = baseArg ? buildRef(baseArg.slice(11), log) : null;
+  const res = await backupBench({ appDir, quick, adminUrl, log, baseline });
   printBackup(res);
   const dir = path.join(ROOT, 'bench/results');
   fs.mkdirSync(dir, { recursive: true });

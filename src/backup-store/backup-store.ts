@@ -38,6 +38,15 @@ export interface PutOptions extends StoreCallOptions {
   readonly durable?: boolean;
 }
 
+export interface GetOptions extends StoreCallOptions {
+  /**
+   * A buffer the caller reuses across gets: a store may read the object into it when it fits and
+   * return the start of it that holds the object, or return a buffer of its own; the caller reads
+   * whichever is returned.
+   */
+  readonly into?: Buffer;
+}
+
 export interface StoredObject {
   readonly key: string;
   readonly sizeBytes: number;
@@ -67,7 +76,7 @@ export interface BackupStore {
    * Errors: `not_found`, `invalid_key`, `unavailable`, `cancelled`, `storage_error`.
    * Read-only; always safe to repeat.
    */
-  get(key: string, opts?: StoreCallOptions): Promise<Buffer>;
+  get(key: string, opts?: GetOptions): Promise<Buffer>;
 
   /** The object's size and time, or null when there is none. Read-only. */
   head(key: string, opts?: StoreCallOptions): Promise<StoredObject | null>;

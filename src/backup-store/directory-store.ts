@@ -5,6 +5,7 @@ import {
   BackupStore,
   BackupStoreError,
   BackupStoreErrorCode,
+  GetOptions,
   PutOptions,
   StoreCallOptions,
   StoredObject,
@@ -137,10 +138,11 @@ export class DirectoryStore implements BackupStore {
     });
   }
 
-  async get(key: string, opts: StoreCallOptions = {}): Promise<Buffer> {
+  async get(key: string, opts: GetOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     throwIfCancelled(opts.signal);
     try {
+      if (opts.into) return await readInto(this.pathOf(key), opts.into, opts.signal);
       return await fs.readFile(this.pathOf(key), { signal: opts.signal });
     } catch (e) {
       if (opts.signal?.aborted) throw new BackupStoreError('cancelled');
@@ -272,6 +274,29 @@ async function syncPath(file: string, what: string): Promise<void> {
     await handle.sync();
   } catch (e) {
     throw mapError(e, what);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The file's bytes in `into` when they fit (else in a buffer of their own): one `pread` of the whole
+ * object into memory the caller reuses, where `readFile` maps a fresh buffer and reads it in pieces.
+ */
+async function readInto(file: string, into: Buffer, signal: AbortSignal | undefined): Promise<Buffer> {
+  const handle = await fs.open(file, constants.O_RDONLY);
+  try {
+    const { size } = await handle.stat();
+    if (size > into.length) return await handle.readFile({ signal });
+    let at = 0;
+    while (at < size) {
+      throwIfCancelled(signal);
+      // A replaced key is a new file: this open one keeps its size, so a short read only continues.
+      const { bytesRead } = await handle.read(into, at, size - at, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    return into.subarray(0, at);
   } finally {
     await handle.close();
   }

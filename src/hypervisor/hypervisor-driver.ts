@@ -265,14 +265,23 @@ export interface BackupReadSession {
   readonly consistency: SnapshotConsistency;
   /** The checkpoint this read created: the base of the next incremental backup. */
   readonly checkpoint: string;
-  /** Bytes of the view at `offset` (within `virtualSizeBytes`). */
-  read(offset: number, length: number, opts?: OperationOptions): Promise<Buffer>;
+  /**
+   * Bytes of the view at `offset` (within `virtualSizeBytes`). With `into` (at least `length` long)
+   * they are written there, holes as zeros over whatever it held, and the start of `into` that holds
+   * them returned: a caller reading many chunks reuses its buffers instead of a fresh one per read.
+   */
+  read(offset: number, length: number, opts?: BackupReadCallOptions): Promise<Buffer>;
   /**
    * Release the view. `keepCheckpoint: true` once the backup is stored, so the next backup can be
    * incremental from it (older checkpoints of this server are dropped then); `false` drops the new
    * checkpoint, leaving the previous one the base. Idempotent; never rejects.
    */
   close(opts: { readonly keepCheckpoint: boolean }): Promise<void>;
+}
+
+export interface BackupReadCallOptions extends OperationOptions {
+  /** Where to read to (see `BackupReadSession.read`). */
+  readonly into?: Buffer;
 }
 
 /** What a backup read is asked for (see `openBackupRead`). */
@@ -286,6 +295,7 @@ export interface BackupReadOptions {
 
 /** Where a rebuilt disk is written: the caller writes data, holes stay sparse (read as zero). */
 export interface DiskImageWriter {
+  /** Holds no reference to `data` once it resolved: the caller may write into it again. */
   write(offset: number, data: Buffer): Promise<void>;
 }
 

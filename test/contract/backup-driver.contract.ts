@@ -125,6 +125,14 @@ export function describeBackupDriverContract(
           expectWellFormed(s);
           expect(sha256(await assemble(s))).toBe(await h.diskDigest(server));
           expect((await s.read(5 * MIB + 3, 10)).toString()).toBe('0123456789');
+          // Into a reused buffer: the same bytes, holes zeroed over what it held, in the buffer itself.
+          const into = Buffer.alloc(6 * MIB + 16, 0xee);
+          const reused = await s.read(0, 6 * MIB, { into });
+          expect(reused.buffer).toBe(into.buffer);
+          expect(reused.byteOffset).toBe(into.byteOffset);
+          expect(reused.equals(await s.read(0, 6 * MIB))).toBe(true);
+          expect(reused.subarray(CLUSTER, 5 * MIB).equals(Buffer.alloc(5 * MIB - CLUSTER))).toBe(true);
+          expect(into[6 * MIB]).toBe(0xee); // nothing past the length
         } finally {
           await s.close({ keepCheckpoint: true });
         }

@@ -90,6 +90,12 @@ export function describeBackupStoreContract(name: string, makeHarness: () => Pro
       const before = Date.now();
       await h.store.put('accounts/1/chunks/ab/abc', body);
       expect((await h.store.get('accounts/1/chunks/ab/abc')).equals(body)).toBe(true);
+      // Into a reused buffer holding other bytes (read there or not), or one too small: the same bytes.
+      for (const into of [Buffer.alloc(200_000, 0xee), Buffer.alloc(10, 0xee)]) {
+        const got = await h.store.get('accounts/1/chunks/ab/abc', { into });
+        expect(got.equals(body)).toBe(true);
+        if (got.buffer === into.buffer) expect(into[body.length]).toBe(0xee);
+      }
       const head = await h.store.head('accounts/1/chunks/ab/abc');
       expect(head).toMatchObject({ key: 'accounts/1/chunks/ab/abc', sizeBytes: 100_000 });
       expect(head!.modifiedAt.getTime()).toBeGreaterThan(before - 5 * 60_000);
@@ -128,10 +134,12 @@ export function describeBackupStoreContract(name: string, makeHarness: () => Pro
 
     it('get of a missing key is not_found; head is null', async () => {
       await expectCode(h.store.get('no/such/key'), 'not_found');
+      await expectCode(h.store.get('no/such/key', { into: Buffer.alloc(8192) }), 'not_found');
       expect(await h.store.head('no/such/key')).toBeNull();
       await h.store.put('some/dir/obj', Buffer.from('x'));
       // A "directory" of other keys is no object.
       await expectCode(h.store.get('some/dir'), 'not_found');
+      await expectCode(h.store.get('some/dir', { into: Buffer.alloc(8192) }), 'not_found');
       expect(await h.store.head('some/dir')).toBeNull();
     });
 

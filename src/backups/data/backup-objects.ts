@@ -21,8 +21,9 @@ export function storedChunkBytes(plainBytes: number): number {
  */
 export class BackupObjects {
   /**
-   * Envelope buffers of a whole chunk that finished puts gave back: at most one per put in flight is
-   * ever allocated, instead of a fresh 4 MiB buffer (mapped, zeroed and faulted in) per chunk.
+   * Envelope buffers of a whole chunk that finished puts and gets gave back: at most one per put or
+   * get in flight is ever allocated, instead of a fresh 4 MiB buffer (mapped, zeroed and faulted in)
+   * per chunk.
    */
   private readonly envelopes: Buffer[] = [];
 
@@ -53,10 +54,28 @@ export class BackupObjects {
     );
   }
 
-  /** The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. */
-  async getChunk(chunkId: string, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const sealed = await this.getOrCorrupt(chunkKey(this.accountId, chunkId), `chunk ${chunkId}`, signal);
-    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId));
+  /**
+   * The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. With `into` (at
+   * least `length` long) it is opened there and the start of `into` that holds it returned: a caller
+   * reading many chunks reuses its buffers.
+   */
+  async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
+    const envelope = this.envelopes.pop() ?? Buffer.allocUnsafe(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const sealed = await this.getOrCorrupt(
+      chunkKey(this.accountId, chunkId),
+      `chunk ${chunkId}`,
+      signal,
+      envelope,
+    );
+    if (sealed.length !== storedChunkBytes(length)) {
+      throw new BackupDataError(
+        'backup_corrupt',
+        `chunk ${chunkId}: ${sealed.length} bytes stored, ${storedChunkBytes(length)} expected`,
+      );
+    }
+    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), into);
+    // The plaintext is in a buffer of its own now: the envelope is free (after a failure it is dropped).
+    this.envelopes.push(envelope);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
     if (plain.length !== length || sha256Hex(plain) !== chunkId) {
@@ -87,9 +106,14 @@ export class BackupObjects {
     await this.store.delete(chunkKey(this.accountId, chunkId));
   }
 
-  private async getOrCorrupt(key: string, what: string, signal?: AbortSignal): Promise<Buffer> {
+  private async getOrCorrupt(
+    key: string,
+    what: string,
+    signal?: AbortSignal,
+    into?: Buffer,
+  ): Promise<Buffer> {
     try {
-      return await this.store.get(key, { signal });
+      return await this.store.get(key, { signal, into });
     } catch (e) {
       if (isBackupStoreError(e) && e.code === 'not_found') {
         throw new BackupDataError('backup_corrupt', `${what}: missing from backup storage`);

@@ -38,6 +38,24 @@ const SYNC_BATCH_CHUNKS = 64;
 const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
 
+/**
+ * Whole-chunk buffers a write or restore hands from one chunk to the next (at most one per chunk in
+ * flight is ever allocated): a fresh 4 MiB buffer per chunk is memory mapped, faulted in and unmapped
+ * again each time, which cost more CPU than the copy into it (docs/benchmarks.md *6*).
+ */
+class ChunkBuffers {
+  private readonly free: Buffer[] = [];
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(CHUNK_SIZE_BYTES);
+  }
+
+  /** Only once nothing holds a view of it any more; after a failure the buffer is dropped instead. */
+  give(buffer: Buffer): void {
+    this.free.push(buffer);
+  }
+}
+
 interface Opened {
   readonly space: ChunkSpace;
   readonly objects: BackupObjects;
@@ -149,6 +167,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const { objects } = await this.open(backup);
     const manifest = await objects.getManifest(backup.id, signal);
     const present = indicesWithData(manifest);
+    const buffers = new ChunkBuffers();
     let done = 0;
     await this.driver.restoreDiskFrom(
       target,
@@ -157,8 +176,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         forEachLimited(present, CHUNKS_IN_FLIGHT, async (i) => {
           throwIfAborted(signal);
           const length = chunkLength(i, manifest.virtualSizeBytes);
-          const data = await objects.getChunk(manifest.chunks[i]!, length, signal);
+          const into = buffers.take();
+          const data = await objects.getChunk(manifest.chunks[i]!, length, signal, into);
           await disk.write(chunkOffset(i), data);
+          buffers.give(into); // the writer is done with it once its write resolved
           this.metrics.restored(data.length);
           progress((++done * 99) / Math.max(1, present.length));
         }),
@@ -191,9 +212,12 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         const id = manifest.chunks[i]!;
         return seen.has(id) ? false : (seen.add(id), true);
       });
+      const buffers = new ChunkBuffers();
       await forEachLimited(distinct, CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
-        await objects.getChunk(manifest.chunks[i]!, chunkLength(i, manifest.virtualSizeBytes), signal);
+        const into = buffers.take();
+        await objects.getChunk(manifest.chunks[i]!, chunkLength(i, manifest.virtualSizeBytes), signal, into);
+        buffers.give(into);
       });
       return { ok: true };
     } catch (e) {
@@ -254,6 +278,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
     let storedBytes = 0;
     let done = 0;
+    const buffers = new ChunkBuffers();
     // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time.
     let unsynced: string[] = [];
     const syncBatch = async (): Promise<void> => {
@@ -264,9 +289,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     };
     await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
       throwIfAborted(signal);
-      const data = changed
-        ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, signal)
-        : await session.read(chunkOffset(i), chunkLength(i, size), { signal });
+      // A full read reads into a reused buffer; a changed chunk is built in its own (changedChunk).
+      const into = changed ? null : buffers.take();
+      const data = into
+        ? await session.read(chunkOffset(i), chunkLength(i, size), { signal, into })
+        : await this.changedChunk(backup, session, base!, objects, i, changed!.get(i)!, signal);
       if (data.length !== chunkLength(i, size)) {
         throw hvError(
           'hypervisor_error',
@@ -291,6 +318,8 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
         } else this.metrics.deduplicated('stored', data.length);
       }
+      // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
+      if (into) buffers.give(into);
       progress((++done * 99) / Math.max(1, touched.length));
     });
     await syncBatch();

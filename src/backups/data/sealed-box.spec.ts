@@ -26,6 +26,12 @@ describe('sealed box (AES-256-GCM envelope)', () => {
     expect(into.subarray(inPlace.length).every((b) => b === 7)).toBe(true);
     expect(open(k, seal(k, Buffer.alloc(0), 'e'), 'e')!.length).toBe(0);
     expect(() => seal(k, big, 'chunk:1:y', Buffer.alloc(big.length))).toThrow(RangeError);
+    const opened = Buffer.alloc(big.length + 10, 9);
+    const openedInPlace = open(k, sealed, 'chunk:1:y', opened)!;
+    expect(openedInPlace.buffer).toBe(opened.buffer);
+    expect(openedInPlace.equals(big)).toBe(true);
+    expect(opened.subarray(big.length).every((b) => b === 9)).toBe(true);
+    expect(() => open(k, sealed, 'chunk:1:y', Buffer.alloc(big.length - 1))).toThrow(RangeError);
   });
 
   it('uses a fresh nonce each time: equal plaintexts seal differently', () => {

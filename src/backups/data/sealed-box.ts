@@ -61,19 +61,25 @@ export function sealedKeyId(envelope: Buffer): Buffer | null {
   return envelope.subarray(MAGIC.length, MAGIC.length + KEY_ID_BYTES);
 }
 
-/** The plaintext, or null when the envelope is damaged, not sealed by `key`, or sealed for other AAD. */
-export function open(key: SealingKey, envelope: Buffer, aad: string): Buffer | null {
+/**
+ * The plaintext, or null when the envelope is damaged, not sealed by `key`, or sealed for other AAD.
+ * With `into` (at least the plaintext's length) it is written there and the start of `into` that holds
+ * it returned, as `seal` does; after a null, what `into` holds is not to be used.
+ */
+export function open(key: SealingKey, envelope: Buffer, aad: string, into?: Buffer): Buffer | null {
   const id = sealedKeyId(envelope);
   if (!id || !id.equals(key.id)) return null;
   const nonce = envelope.subarray(MAGIC.length + KEY_ID_BYTES, HEADER_BYTES);
   const tag = envelope.subarray(envelope.length - TAG_BYTES);
+  const length = envelope.length - SEAL_OVERHEAD_BYTES;
+  if (into && into.length < length) throw new RangeError(`open: ${into.length} bytes, ${length} needed`);
   try {
     const decipher = createDecipheriv('aes-256-gcm', key.key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.from(aad, 'utf8'));
     decipher.setAuthTag(tag);
     // In pieces into one buffer, as `seal` does, for the same reason.
     const body = envelope.subarray(HEADER_BYTES, envelope.length - TAG_BYTES);
-    const out = Buffer.allocUnsafe(body.length);
+    const out = into ?? Buffer.allocUnsafe(body.length);
     let at = 0;
     for (let from = 0; from < body.length; from += PIECE_BYTES) {
       at += decipher.update(body.subarray(from, from + PIECE_BYTES)).copy(out, at);

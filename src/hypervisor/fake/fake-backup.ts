@@ -1,12 +1,12 @@
 import { cancelled, progressGuard, throwIfAborted } from '../driver-errors';
 import {
+  BackupReadCallOptions,
   BackupReadOptions,
   BackupReadSession,
   DiskExtent,
   DiskImageWriter,
   FullReadReason,
   ObservedPowerState,
-  OperationOptions,
   SnapshotConsistency,
 } from '../hypervisor-driver';
 import { fakeError } from './fault-injection';
@@ -143,11 +143,14 @@ export function openFakeBackupRead(
     extents,
     consistency,
     checkpoint: opts.checkpoint,
-    async read(offset: number, length: number, o: OperationOptions = {}): Promise<Buffer> {
+    async read(offset: number, length: number, o: BackupReadCallOptions = {}): Promise<Buffer> {
       throwIfAborted(o.signal);
       if (closed) throw fakeError('hypervisor_error', 'read after close');
       requireRange(offset, length, content.length);
-      return Buffer.from(content.subarray(offset, offset + length));
+      if (o.into && o.into.length < length) throw new RangeError(`read: ${o.into.length} < ${length}`);
+      if (!o.into) return Buffer.from(content.subarray(offset, offset + length));
+      content.copy(o.into, 0, offset, offset + length);
+      return o.into.subarray(0, length);
     },
     async close({ keepCheckpoint }): Promise<void> {
       if (closed) return;

@@ -95,6 +95,17 @@ describe('MappedImage', () => {
       expect(got.subarray(2, K + 2).equals(Buffer.alloc(K, 'a'))).toBe(true);
       expect(got.subarray(K + 2, 2 * K + 2).equals(Buffer.alloc(K))).toBe(true);
       expect(got.subarray(2 * K + 2).toString()).toBe('bb');
+      // Into a buffer holding other bytes: every hole (leading, between, trailing) zeroed over them.
+      const into = Buffer.alloc(4 * K + 1, 0xee);
+      const reused = await img.read(0, 4 * K, into);
+      expect(reused.buffer).toBe(into.buffer);
+      expect(reused.length).toBe(4 * K);
+      expect(reused.equals(await img.read(0, 4 * K))).toBe(true);
+      expect(into[4 * K]).toBe(0xee);
+      const tail = await img.read(K + 1, 2 * K - 1, into);
+      expect(tail.subarray(0, K - 1).equals(Buffer.alloc(K - 1, 'a'))).toBe(true);
+      expect(tail.subarray(K - 1).equals(Buffer.alloc(K))).toBe(true);
+      await expect(img.read(0, 2 * K, Buffer.alloc(K))).rejects.toThrow(RangeError);
       expect(img.dataExtents()).toEqual([
         { offset: K, length: K },
         { offset: 3 * K, length: K },

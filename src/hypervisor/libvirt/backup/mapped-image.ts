@@ -2,10 +2,10 @@ import { promises as fsp } from 'node:fs';
 
 import { hvError, throwIfAborted } from '../../driver-errors';
 import {
+  BackupReadCallOptions,
   BackupReadSession,
   DiskExtent,
   FullReadReason,
-  OperationOptions,
   SnapshotConsistency,
 } from '../../hypervisor-driver';
 import { stepError } from '../errors';
@@ -93,9 +93,13 @@ export class MappedImage {
     );
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
+  /** The guest bytes at `offset`, into `into` when given (see `BackupReadSession.read`). */
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (into && into.length < length) throw new RangeError(`read: ${into.length} bytes, ${length} needed`);
+    // A buffer that is not fresh is zeroed only where no data extent writes over it.
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const end = offset + length;
+    let filled = offset;
     // First entry that ends after `offset` (entries are sorted and disjoint).
     let lo = 0;
     let hi = this.data.length;
@@ -108,6 +112,8 @@ export class MappedImage {
       const e = this.data[i];
       const from = Math.max(offset, e.start);
       const to = Math.min(end, e.start + e.length);
+      if (from > filled) out.fill(0, filled - offset, from - offset);
+      filled = to;
       const { bytesRead } = await this.fh.read(
         out,
         from - offset,
@@ -116,6 +122,7 @@ export class MappedImage {
       );
       if (bytesRead !== to - from) throw hvError('hypervisor_error', `short read of an image at ${from}`);
     }
+    if (end > filled) out.fill(0, filled - offset);
     return out;
   }
 
@@ -143,7 +150,7 @@ export function readSession(p: ReadSessionParts): BackupReadSession {
     extents: p.extents,
     consistency: p.consistency,
     checkpoint: p.checkpoint,
-    async read(offset: number, length: number, o: OperationOptions = {}): Promise<Buffer> {
+    async read(offset: number, length: number, o: BackupReadCallOptions = {}): Promise<Buffer> {
       throwIfAborted(o.signal);
       if (closing) throw hvError('hypervisor_error', 'read after close');
       const bad = !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0;
@@ -153,7 +160,7 @@ export function readSession(p: ReadSessionParts): BackupReadSession {
           `range ${offset}+${length} outside the disk (${p.image.virtualSize})`,
         );
       }
-      return p.image.read(offset, length);
+      return p.image.read(offset, length, o.into);
     },
     close({ keepCheckpoint }): Promise<void> {
       closing ??= (async () => {
