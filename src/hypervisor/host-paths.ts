@@ -17,8 +17,8 @@ export const MAX_IMAGE_ROOTS = 16;
 
 /**
  * Files the libvirt driver keeps next to a disk while it restores one (`<disk>.restoring`, the new
- * content; `<disk>.replaced`, the old disk's second name; `<disk>.rebuilding`, a disk rebuilt from a
- * backup before it is converted) or reads one for a backup (`<disk>.backup-read`, a running disk's
+ * content; `<disk>.replaced`, the old disk's second name; `<disk>.rebuilding`, the raw file an earlier
+ * version rebuilt a disk from a backup in) or reads one for a backup (`<disk>.backup-read`, a running disk's
  * copy). A disk path must not end with one: another server's restore would write over it, and a
  * worker's start-up cleanup would remove it.
  */

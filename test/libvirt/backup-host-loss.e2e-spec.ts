@@ -74,7 +74,6 @@ function hostLoss(store: string, storeEnv: () => Promise<Record<string, string>>
       // The full backup restores from its own manifest alone, onto the same target.
       expect(await world.restore(Number(full.backup.id), target)).toMatchObject({ status: 'succeeded' });
       expect((await world.compare(atFull, target.disk)).identical).toBe(true);
-      expect(await exists(`${target.disk}.rebuilding`)).toBe(false);
       expect(await exists(`${target.disk}.restoring`)).toBe(false);
     } finally {
       await world.dispose();

@@ -384,8 +384,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     requireShutOffState(dom, state);
     const release = await this.acquireCopySlot(signal);
     try {
-      // The raw file and the qcow2 made from it sit next to the disk together until the convert ends.
-      await this.requireSpace(path.dirname(server.diskPath), opts.dataBytes ?? virtualSizeBytes, 2);
+      // The rebuilt qcow2 sits next to the disk until it replaces it.
+      await this.requireSpace(path.dirname(server.diskPath), opts.dataBytes ?? virtualSizeBytes, 1);
       await rebuildDisk(
         this.tools,
         this.swap,

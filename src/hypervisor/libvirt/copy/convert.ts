@@ -17,11 +17,9 @@ export async function convert(
     signal?: AbortSignal;
     virtualSize: number;
     onPct: (pct: number) => void;
-    /** Default qcow2; `raw` for a disk rebuilt in a sparse raw file. */
-    sourceFormat?: 'qcow2' | 'raw';
   },
 ): Promise<void> {
-  const args = ['convert', '-p', '-f', o.sourceFormat ?? 'qcow2', '-O', 'qcow2'];
+  const args = ['convert', '-p', '-f', 'qcow2', '-O', 'qcow2'];
   if (o.compress) args.push('-c', '-o', 'compression_type=zstd');
   args.push(source, dest);
   const parser = new QemuImgProgressParser(o.onPct);

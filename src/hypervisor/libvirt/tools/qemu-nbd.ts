@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { hvError, sleep } from '../../driver-errors';
 import { DiskExtent } from '../../hypervisor-driver';
 import { classifyToolFailure, stepError } from '../errors';
-import { ProcessRunner } from '../process-runner';
+import { ProcessRunner, RunResult } from '../process-runner';
 import { childController } from '../together';
 import { QemuImg } from './qemu-img';
 
@@ -19,6 +19,18 @@ export interface DiskExport {
   /** Stops qemu-nbd: the image lock goes with it. */
   release(): Promise<void>;
 }
+
+/** A disk image served for writing by one qemu-nbd (see QemuNbd.serveForWriting). */
+export interface WritableExport {
+  /** The unix socket to connect the one client to. */
+  readonly socket: string;
+  /** Once the client disconnected: waits for qemu-nbd to exit, and fails unless it exited 0. */
+  finished(): Promise<void>;
+  /** Stops qemu-nbd at once (if still running) and waits for it. */
+  release(): Promise<void>;
+}
+
+type Ended = { r: RunResult } | { e: unknown };
 
 /**
  * `qemu-nbd` (under `setpriv --pdeathsig KILL`): a shut-off disk opened read-only for a whole backup
@@ -48,25 +60,81 @@ export class QemuNbd {
     timeoutMs: number,
     signal: AbortSignal | undefined,
   ): Promise<DiskExport> {
+    // -t: the export outlives each client (the maps); -e 4: they may connect while another is on.
+    const nbdArgs = ['-r', '-f', 'qcow2', ...(bitmap === null ? [] : ['-B', bitmap]), '-t', '-e', '4'];
+    const { socket, release } = await this.start(nbdArgs, disk, timeoutMs, signal);
+    const spec = `driver=nbd,server.type=unix,server.path=${socket}`;
+    return {
+      dirtyExtents: async (s?: AbortSignal) => {
+        if (bitmap === null) throw hvError('hypervisor_error', 'no bitmap served');
+        const entries = await this.qemuImg.map(`${spec},x-dirty-bitmap=qemu:dirty-bitmap:${bitmap}`, {
+          imageOpts: true,
+          signal: s,
+        });
+        return entries.filter((e) => !e.data).map((e) => ({ offset: e.start, length: e.length }));
+      },
+      release,
+    };
+  }
+
+  /**
+   * Serves the qcow2 `image` for writing by one client (see NbdWriter), until that client disconnects:
+   * qemu-nbd then exits, and `finished()` says whether it did so cleanly (it writes the image's
+   * metadata out as it closes). `direct` opens the image with O_DIRECT (`--cache=none`): the data goes
+   * to the disk once, as it is written, instead of into the page cache first; a file system without
+   * O_DIRECT (tmpfs) needs `false`. `release()` stops it at any point (after a failure).
+   */
+  async serveForWriting(
+    image: string,
+    o: { direct: boolean; timeoutMs: number },
+    signal: AbortSignal | undefined,
+  ): Promise<WritableExport> {
+    const nbdArgs = ['-f', 'qcow2', `--cache=${o.direct ? 'none' : 'writeback'}`, '--discard=unmap'];
+    const { socket, ended, release, argsSeen } = await this.start(nbdArgs, image, o.timeoutMs, signal);
+    return {
+      socket,
+      finished: async () => {
+        const x = await ended;
+        await release();
+        if ('e' in x) throw stepError(x.e, 'copy_failed', 'qemu-nbd');
+        if (x.r.code !== 0) throw classifyToolFailure(this.path, argsSeen, x.r, 'copy_failed');
+      },
+      release,
+    };
+  }
+
+  /**
+   * Starts qemu-nbd on `image` with `nbdArgs` and a socket and pid file of its own; resolves once it
+   * serves (its pid file is there). `release` kills it (if still running), waits, and removes both.
+   */
+  private async start(
+    nbdArgs: readonly string[],
+    image: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{
+    socket: string;
+    ended: Promise<Ended>;
+    release: () => Promise<void>;
+    argsSeen: string[];
+  }> {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-nbd-'));
     const socket = path.join(dir, 'nbd.sock');
     const pidFile = path.join(dir, 'nbd.pid');
-    // -t: the export outlives each client (the maps); -e 4: they may connect while another is on.
-    const nbdArgs = ['-r', '-f', 'qcow2', ...(bitmap === null ? [] : ['-B', bitmap])];
-    nbdArgs.push('-t', '-e', '4', '-k', socket, '--pid-file', pidFile, disk);
-    const args = ['--pdeathsig', 'KILL', '--', this.path, ...nbdArgs];
+    const argsSeen = [...nbdArgs, '-k', socket, '--pid-file', pidFile, image];
+    const args = ['--pdeathsig', 'KILL', '--', this.path, ...argsSeen];
     // The export outlives the caller's signal (it ends with release); only the wait for it uses it.
     const { controller } = childController(undefined);
-    const ended = this.runner
+    const ended: Promise<Ended> = this.runner
       .run(this.setprivPath, args, { timeoutMs, signal: controller.signal, env: { LC_ALL: 'C' } })
       .then(
         (r) => ({ r }),
         (e: unknown) => ({ e }),
       );
-    const state: { ended: Awaited<typeof ended> | null } = { ended: null };
+    const state: { ended: Ended | null } = { ended: null };
     void ended.then((x) => (state.ended = x));
     const release = async (): Promise<void> => {
-      controller.abort();
+      if (state.ended === null) controller.abort();
       await ended;
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
     };
@@ -81,7 +149,7 @@ export class QemuNbd {
         if (state.ended !== null) {
           const x = state.ended;
           if ('e' in x) throw stepError(x.e, 'hypervisor_error', 'qemu-nbd');
-          throw classifyToolFailure(this.path, nbdArgs, x.r, 'hypervisor_error');
+          throw classifyToolFailure(this.path, argsSeen, x.r, 'hypervisor_error');
         }
         if (Date.now() > deadline)
           throw hvError('timeout', `qemu-nbd did not serve within ${SERVE_TIMEOUT_MS} ms`);
@@ -91,17 +159,6 @@ export class QemuNbd {
       await release();
       throw e;
     }
-    const spec = `driver=nbd,server.type=unix,server.path=${socket}`;
-    return {
-      dirtyExtents: async (s?: AbortSignal) => {
-        if (bitmap === null) throw hvError('hypervisor_error', 'no bitmap served');
-        const entries = await this.qemuImg.map(`${spec},x-dirty-bitmap=qemu:dirty-bitmap:${bitmap}`, {
-          imageOpts: true,
-          signal: s,
-        });
-        return entries.filter((e) => !e.data).map((e) => ({ offset: e.start, length: e.length }));
-      },
-      release,
-    };
+    return { socket, ended, release, argsSeen };
   }
 }
