@@ -11,6 +11,7 @@ import {
   StoredObject,
 } from './backup-store';
 import { forEachLimited } from '../common/for-each-limited';
+import { DIRECT_IO_MIN_BYTES, DirectIo } from './direct-io';
 import { assertValidKey, assertValidPrefix, isKeySegment, throwIfCancelled } from './store-key';
 
 /**
@@ -56,9 +57,28 @@ function mapError(e: unknown, what: string): BackupStoreError {
 
 export class DirectoryStore implements BackupStore {
   readonly kind = 'directory';
+  /** Whether (and how) chunk-sized files bypass the page cache: probed once, on first use (direct-io.ts). */
+  private direct: Promise<DirectIo | null> | null;
 
-  constructor(readonly root: string) {
+  /** `directIo: false` keeps every file in the page cache (tests of that path; O_DIRECT is probed). */
+  constructor(
+    readonly root: string,
+    o: { directIo?: boolean } = {},
+  ) {
     if (!path.isAbsolute(root)) throw new Error(`a directory store needs an absolute path, got "${root}"`);
+    this.direct = o.directIo === false ? Promise.resolve(null) : null;
+  }
+
+  /** DirectIo for a body of `bytes`, or null for the page cache. Call with the temp directory made. */
+  private async directIoFor(bytes: number): Promise<DirectIo | null> {
+    if (bytes < DIRECT_IO_MIN_BYTES) return null;
+    if (this.direct === null) {
+      const probing = DirectIo.probe(path.join(this.root, TEMP_DIR));
+      this.direct = probing;
+      // A failed probe (not a refusal) decides nothing: the next call probes again.
+      probing.catch(() => (this.direct === probing ? (this.direct = null) : undefined));
+    }
+    return this.direct.catch(() => null);
   }
 
   private pathOf(key: string): string {
@@ -87,12 +107,18 @@ export class DirectoryStore implements BackupStore {
     let renamed = false;
     try {
       await fs.mkdir(tempDir, { recursive: true });
-      const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-      try {
-        await file.writeFile(body, { signal: opts.signal });
-        if (durable) await file.sync();
-      } finally {
-        await file.close();
+      const direct = await this.directIoFor(body.length);
+      if (direct) {
+        await direct.writeNew(temp, body, opts.signal);
+        if (durable) await syncPath(temp, `put ${key}`);
+      } else {
+        const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+        try {
+          await file.writeFile(body, { signal: opts.signal });
+          if (durable) await file.sync();
+        } finally {
+          await file.close();
+        }
       }
       throwIfCancelled(opts.signal);
       await fs.mkdir(path.dirname(target), { recursive: true });
@@ -142,7 +168,11 @@ export class DirectoryStore implements BackupStore {
     assertValidKey(key);
     throwIfCancelled(opts.signal);
     try {
-      if (opts.into) return await readInto(this.pathOf(key), opts.into, opts.signal);
+      if (opts.into) {
+        const direct = await this.directIoFor(opts.into.length);
+        const read = direct && (await direct.readInto(this.pathOf(key), opts.into, opts.signal));
+        return read || (await readInto(this.pathOf(key), opts.into, opts.signal));
+      }
       return await fs.readFile(this.pathOf(key), { signal: opts.signal });
     } catch (e) {
       if (opts.signal?.aborted) throw new BackupStoreError('cancelled');

@@ -1,12 +1,16 @@
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
 import { S3Store, S3StoreOptions } from '../../src/backup-store/s3-store';
 import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';
 import { describeBackupStoreContract } from './backup-store.contract';
+
+const execFileAsync = promisify(execFile);
 
 describeBackupStoreContract('directory', async () => {
   const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
@@ -19,6 +23,53 @@ describeBackupStoreContract('directory', async () => {
     unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
     dispose: () => rm(root, { recursive: true, force: true }),
   };
+});
+
+// The page-cache path, which a file system without O_DIRECT takes (direct-io.ts).
+describeBackupStoreContract('directory, page cache only', async () => {
+  const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+  const store = new DirectoryStore(root, { directIo: false });
+  return {
+    store,
+    storeWithSmallParts: store,
+    leftovers: async () =>
+      (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
+    unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
+    dispose: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
+describe('DirectoryStore chunk files', () => {
+  it('bypass the page cache where the file system has O_DIRECT; small objects do not', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+    const residentBytes = async (key: string): Promise<number> => {
+      // util-linux fincore: the bytes of the file in the page cache.
+      const { stdout } = await execFileAsync('fincore', [
+        '--bytes',
+        '--noheadings',
+        '--output',
+        'RES',
+        path.join(root, key),
+      ]);
+      return Number(stdout.trim());
+    };
+    try {
+      const store = new DirectoryStore(root);
+      const chunk = randomBytes(4 * 1024 * 1024 + 48);
+      await store.put('accounts/1/chunks/ab/big', chunk);
+      await store.put('accounts/1/manifests/small', randomBytes(64 * 1024));
+      expect(await residentBytes('accounts/1/chunks/ab/big')).toBe(0);
+      expect(await residentBytes('accounts/1/manifests/small')).toBe(64 * 1024);
+      expect(
+        (await store.get('accounts/1/chunks/ab/big', { into: Buffer.alloc(5 * 1024 * 1024) })).equals(chunk),
+      ).toBe(true);
+      expect(await residentBytes('accounts/1/chunks/ab/big')).toBe(0);
+      // The store's probe file is gone.
+      expect(await readdir(path.join(root, TEMP_DIR))).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('DirectoryStore temporary files', () => {
