@@ -11,10 +11,11 @@ import { throwIfCancelled } from './store-key';
  * zeroing and later writing back fresh page-cache pages — against 0.06–0.09 s with O_DIRECT, and the
  * page cache would only hold chunks nobody reads again soon.
  *
- * O_DIRECT wants the buffer, the file offset and the length aligned to the device's block: bodies are
- * copied into (and read through) page-aligned staging buffers (a memcpy of 4 MiB costs ~1 ms), a file
- * whose length is not a multiple of ALIGN is written padded and truncated back. Node has no call that
- * allocates aligned memory; a WebAssembly memory is one V8 maps by itself, so it starts on a page.
+ * O_DIRECT wants the buffer, the file offset and the length aligned to the device's block: a body in
+ * memory from `pageAlignedBuffer` is written and read in place, any other is copied into (or read
+ * through) a page-aligned staging buffer; a file whose length is not a multiple of ALIGN is written
+ * padded and truncated back. Node has no call that allocates aligned memory; a WebAssembly memory is
+ * one V8 maps by itself, so it starts on a page.
  */
 export const DIRECT_IO_ALIGN = 4096;
 /** Bodies smaller than this (manifests, keys) go through the page cache as before. */
@@ -32,10 +33,30 @@ function alignUp(n: number): number {
   return Math.ceil(n / DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
 }
 
-/** A page-aligned buffer of at least `bytes` (see above). */
-function alignedBuffer(bytes: number): Buffer {
+/** Memory `pageAlignedBuffer` made: a body in it is written and read in place (see `inPlace`). */
+const ALIGNED_MEMORY = new WeakSet<ArrayBufferLike>();
+
+/**
+ * A page-aligned buffer of at least `bytes`, its length rounded up to whole 64 KiB pages. A caller
+ * that keeps its chunk bodies in such buffers (the backup data path's envelopes) spares a directory
+ * store with O_DIRECT the copy into its staging buffer.
+ */
+export function pageAlignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  return Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+  ALIGNED_MEMORY.add(memory);
+  return Buffer.from(memory);
+}
+
+/**
+ * `length` bytes from `at`'s start, padded to the alignment, as a view of the same memory when that
+ * memory is aligned and has room for the padding; else null.
+ */
+function inPlace(at: Buffer, length: number): Buffer | null {
+  const padded = alignUp(length);
+  if (!ALIGNED_MEMORY.has(at.buffer) || at.byteOffset % DIRECT_IO_ALIGN !== 0) return null;
+  if (at.byteOffset + padded > at.buffer.byteLength) return null;
+  return Buffer.from(at.buffer, at.byteOffset, padded);
 }
 
 export class DirectIo {
@@ -66,10 +87,12 @@ export class DirectIo {
   /** Creates `file` (it must not exist) holding `body`; not synced. */
   async writeNew(file: string, body: Buffer, signal: AbortSignal | undefined): Promise<void> {
     const padded = alignUp(body.length);
-    const staging = this.take(padded);
+    const own = inPlace(body, body.length);
+    const staging = own ?? this.take(padded);
     let ok = false;
     try {
-      body.copy(staging, 0);
+      if (!own) body.copy(staging, 0);
+      // The padding is cut off again by the truncate; zeros, not whatever the memory held before.
       staging.fill(0, body.length, padded);
       const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
       const handle = await fs.open(file, flags, 0o640);
@@ -90,7 +113,7 @@ export class DirectIo {
       ok = true;
     } finally {
       // A buffer an aborted write may still be reading from is not handed out again.
-      if (ok) this.give(staging);
+      if (ok && !own) this.give(staging);
     }
   }
 
@@ -104,7 +127,8 @@ export class DirectIo {
       const { size } = await handle.stat();
       if (size > into.length) return null;
       const padded = alignUp(size);
-      const staging = this.take(padded);
+      const own = inPlace(into, size);
+      const staging = own ?? this.take(padded);
       let at = 0;
       while (at < size) {
         throwIfCancelled(signal);
@@ -114,8 +138,10 @@ export class DirectIo {
         if (at % DIRECT_IO_ALIGN !== 0) break; // a short read ends at the end of the file
       }
       const length = Math.min(at, size);
-      staging.copy(into, 0, 0, length);
-      this.give(staging);
+      if (!own) {
+        staging.copy(into, 0, 0, length);
+        this.give(staging);
+      }
       return into.subarray(0, length);
     } finally {
       await handle.close();
@@ -125,7 +151,7 @@ export class DirectIo {
   private take(bytes: number): Buffer {
     const i = this.free.findIndex((b) => b.length >= bytes);
     if (i >= 0) return this.free.splice(i, 1)[0];
-    return alignedBuffer(bytes);
+    return pageAlignedBuffer(bytes);
   }
 
   private give(buffer: Buffer): void {

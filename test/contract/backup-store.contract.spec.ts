@@ -5,6 +5,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { pageAlignedBuffer } from '../../src/backup-store/direct-io';
 import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
 import { S3Store, S3StoreOptions } from '../../src/backup-store/s3-store';
 import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';
@@ -64,6 +65,19 @@ describe('DirectoryStore chunk files', () => {
         (await store.get('accounts/1/chunks/ab/big', { into: Buffer.alloc(5 * 1024 * 1024) })).equals(chunk),
       ).toBe(true);
       expect(await residentBytes('accounts/1/chunks/ab/big')).toBe(0);
+      // A body in page-aligned memory is written and read in place: the same bytes, and the memory
+      // beyond the body (padding for the aligned write) does not end up in the file.
+      const aligned = pageAlignedBuffer(4 * 1024 * 1024 + 48);
+      aligned.fill(0xab);
+      const body = aligned.subarray(0, 3 * 1024 * 1024 + 7);
+      randomBytes(body.length).copy(body);
+      await store.put('accounts/1/chunks/ab/aligned', body);
+      expect(await store.head('accounts/1/chunks/ab/aligned')).toMatchObject({ sizeBytes: body.length });
+      const into = pageAlignedBuffer(4 * 1024 * 1024 + 48).fill(0xcd);
+      const got = await store.get('accounts/1/chunks/ab/aligned', { into });
+      expect(got.buffer).toBe(into.buffer);
+      expect(got.equals(body)).toBe(true);
+      expect(await residentBytes('accounts/1/chunks/ab/aligned')).toBe(0);
       // The store's probe file is gone.
       expect(await readdir(path.join(root, TEMP_DIR))).toEqual([]);
     } finally {

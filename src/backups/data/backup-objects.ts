@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
+import { pageAlignedBuffer } from '../../backup-store/direct-io';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
@@ -23,7 +24,7 @@ export class BackupObjects {
   /**
    * Envelope buffers of a whole chunk that finished puts and gets gave back: at most one per put or
    * get in flight is ever allocated, instead of a fresh 4 MiB buffer (mapped, zeroed and faulted in)
-   * per chunk.
+   * per chunk. Page-aligned, so a directory store writes and reads them in place with O_DIRECT.
    */
   private readonly envelopes: Buffer[] = [];
 
@@ -38,7 +39,7 @@ export class BackupObjects {
    * backup's chunks are flushed together, before anything records them as stored.
    */
   async putChunk(chunkId: string, plain: Buffer, signal?: AbortSignal): Promise<number> {
-    const envelope = this.envelopes.pop() ?? Buffer.allocUnsafe(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const envelope = this.envelopes.pop() ?? pageAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
     const sealed = seal(this.key, plain, chunkAad(this.accountId, chunkId), envelope);
     await this.store.put(chunkKey(this.accountId, chunkId), sealed, { signal, durable: false });
     // A store is done with a body once its put resolved; after a failure the buffer is not reused.
@@ -60,7 +61,7 @@ export class BackupObjects {
    * reading many chunks reuses its buffers.
    */
   async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-    const envelope = this.envelopes.pop() ?? Buffer.allocUnsafe(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const envelope = this.envelopes.pop() ?? pageAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
     const sealed = await this.getOrCorrupt(
       chunkKey(this.accountId, chunkId),
       `chunk ${chunkId}`,
