@@ -171,7 +171,7 @@ export class HotReadPath {
     // A token that was a valid reader a moment ago is counted while it is being looked up, not after
     // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
     // same; the one extra count lands on a dead token.
-    const hash = hashToken(token); // eligibleToken checked its shape
+    const hash = hashToken(token); // eligibleRead checked its shape
     const recent = this.recentReaders.get(hash);
     const now = Date.now();
     const early =
@@ -180,7 +180,7 @@ export class HotReadPath {
         : null;
     let principal: AuthenticatedToken | null;
     try {
-      principal = await this.tokens.principalOf(req, token);
+      principal = await this.tokens.principalOf(req, token, hash);
     } catch {
       pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
       return;
@@ -205,7 +205,8 @@ export class HotReadPath {
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = this.cacheable(req, route) ? principal.listingVersion : undefined;
+    // Only answers of cacheable URLs are ever stored, and the key holds the URL: a hit needs no check.
+    const version = route.listing !== null ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, 'cached');
@@ -213,7 +214,13 @@ export class HotReadPath {
     }
     const open = this.flights.get(key);
     if (!open) {
-      this.lead(req, res, pipeline, key, version);
+      this.lead(
+        req,
+        res,
+        pipeline,
+        key,
+        version !== undefined && this.cacheable(req, route) ? version : undefined,
+      );
       return;
     }
     const answer = await open.answer;
@@ -336,15 +343,10 @@ export class HotReadPath {
 
   private groupKey(req: IncomingMessage, p: Principal): string {
     const h = req.headers;
-    return [
-      p.accountId,
-      p.scopes.join(','),
-      h.host ?? '',
+    const forwarded =
       this.config.trustProxy !== false
         ? `${String(h['x-forwarded-proto'] ?? '')};${String(h['x-forwarded-host'] ?? '')}`
-        : '',
-      h['accept-language'] ?? '',
-      req.url,
-    ].join('\n');
+        : '';
+    return `${p.accountId}\n${p.scopes.join(',')}\n${h.host ?? ''}\n${forwarded}\n${h['accept-language'] ?? ''}\n${req.url ?? ''}`;
   }
 }
