@@ -104,7 +104,12 @@ async function main() {
         const res = await cannon({ url: a.base + path, headers: auth, duration: seconds });
         const cpu = cpuOf(a.child.pid) - before;
         const bad = res.requests.total - res['2xx'] + res.errors + res.timeouts;
-        a.runs.push({ rps: res.requests.average, perCpuSecond: res.requests.total / cpu, bad });
+        a.runs.push({
+          rps: res.requests.average,
+          p99: res.latency.p99,
+          perCpuSecond: res.requests.total / cpu,
+          bad,
+        });
       }
       log(`round ${round + 1}/${rounds}, load ${os.loadavg()[0].toFixed(1)}`);
     }
@@ -115,14 +120,14 @@ async function main() {
   }
   const ref = apis[0];
   console.log(
-    `| build | req/s | requests per API CPU-second (rounds) | µs of API CPU per request | ÷ ${ref.name} | non-2xx |`,
+    `| build | req/s | p99 ms | requests per API CPU-second (rounds) | µs of API CPU per request | ÷ ${ref.name} | non-2xx |`,
   );
-  console.log('|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|');
   for (const a of apis) {
     const per = median(a.runs.map((r) => r.perCpuSecond));
     const ratios = a.runs.map((r, i) => r.perCpuSecond / ref.runs[i].perCpuSecond);
     console.log(
-      `| ${a.name} | ${fmt(median(a.runs.map((r) => r.rps)), 0)} | ${fmt(per, 0)} (${a.runs.map((r) => fmt(r.perCpuSecond, 0)).join(', ')}) | ` +
+      `| ${a.name} | ${fmt(median(a.runs.map((r) => r.rps)), 0)} | ${fmt(median(a.runs.map((r) => r.p99)), 1)} | ${fmt(per, 0)} (${a.runs.map((r) => fmt(r.perCpuSecond, 0)).join(', ')}) | ` +
         `${fmt(1e6 / per, 0)} | ${fmt(median(ratios), 3)} | ${a.runs.reduce((n, r) => n + r.bad, 0)} |`,
     );
   }
