@@ -13,6 +13,7 @@ import { UnknownTokenCache } from './unknown-token-cache';
  * keyed by requests measured slower: an entry per request for the garbage collector to clear).
  */
 const LOOKUP = Symbol('tokenLookup');
+type Memo = IncomingMessage & { [LOOKUP]?: Promise<AuthenticatedToken | null> };
 
 /** How long a token that was valid keeps being looked up from a source past its failure budget. */
 export const SEEN_VALID_TTL_MS = 10 * 60_000;
@@ -48,28 +49,39 @@ export class TokenBatcher {
     });
   }
 
-  /** The principal of `token` (null: malformed, unknown, expired or revoked), looked up once per request. */
-  principalOf(req: IncomingMessage, token: string): Promise<AuthenticatedToken | null> {
-    const memo = req as IncomingMessage & { [LOOKUP]?: Promise<AuthenticatedToken | null> };
+  /**
+   * The principal of `token` (null: malformed, unknown, expired or revoked), looked up once per request.
+   * `hash`: the token's hashToken, when the caller has computed it already (a well-formed token only).
+   */
+  principalOf(req: IncomingMessage, token: string, hash?: string): Promise<AuthenticatedToken | null> {
+    const memo = req as Memo;
     const known = memo[LOOKUP];
     if (known) return known;
-    const found = looksLikeToken(token) ? this.lookUp(req, hashToken(token)) : Promise.resolve(null);
+    const found =
+      hash !== undefined || looksLikeToken(token)
+        ? this.lookUp(memo, hash ?? hashToken(token))
+        : Promise.resolve(null);
     memo[LOOKUP] = found;
-    // A failed lookup (database down) is not remembered: the pipeline's own attempt answers it.
-    found.catch(() => (memo[LOOKUP] = undefined));
     return found;
   }
 
-  private lookUp(req: IncomingMessage, hash: string): Promise<AuthenticatedToken | null> {
+  private lookUp(req: Memo, hash: string): Promise<AuthenticatedToken | null> {
     const now = Date.now();
     // The source is read only when it may matter (X-Forwarded-For parsed at most once per request).
     const seen = this.seenValid.has(hash, now);
     const source = seen ? null : clientAddressOf(req, this.trust);
     if (source !== null && this.failures.exhausted(source, now)) return Promise.resolve(null);
-    return this.batcher.load(hash).then((principal) => {
-      if (principal) this.seenValid.add(hash, Date.now());
-      else this.failures.fail(source ?? clientAddressOf(req, this.trust), Date.now());
-      return principal;
-    });
+    return this.batcher.load(hash).then(
+      (principal) => {
+        if (principal) this.seenValid.add(hash, Date.now());
+        else this.failures.fail(source ?? clientAddressOf(req, this.trust), Date.now());
+        return principal;
+      },
+      (e: unknown) => {
+        // A failed lookup (database down) is not remembered: the pipeline's own attempt answers it.
+        req[LOOKUP] = undefined;
+        throw e;
+      },
+    );
   }
 }

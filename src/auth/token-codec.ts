@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /**
  * API token format: `vps_` + 40 base62 characters (≈238 bits of randomness). The first 12 characters
@@ -26,7 +26,8 @@ export function looksLikeToken(token: string): boolean {
 }
 
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  // The one-shot form: no Hash object per call (every authenticated request hashes its token).
+  return hash('sha256', token, 'hex');
 }
 
 export function displayPrefix(token: string): string {

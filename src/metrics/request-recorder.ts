@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Request } from 'express';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { PinoLogger } from 'nestjs-pino';
 import { redactTokenParameter } from '../auth/bearer-token';
 import { requestIdOf } from '../common/request-context';
@@ -17,6 +18,9 @@ interface Replayed {
 }
 
 const REPLAYED = Symbol('replayed');
+/** When the request arrived (performance.now()), kept on its response. */
+const STARTED = Symbol('started');
+type Timed = ServerResponse & { [STARTED]: number };
 
 /** Marks a request the front answered with another request's answer (its route label and how). */
 export function markReplayed(req: IncomingMessage, replayed: Replayed): void {
@@ -46,16 +50,22 @@ export class RequestRecorder {
     const [next] = server.listeners('request') as Listener[];
     if (!next) throw new Error('the HTTP server has no request listener to record');
     server.removeListener('request', next);
+    const record = (req: IncomingMessage, res: ServerResponse, started: number) =>
+      this.record(req, res, started);
+    // One listener, the same function for every response (no closure per request): 'close' follows
+    // 'finish' when the answer was sent, and comes alone when it was not; it is emitted once.
+    function onClose(this: Timed): void {
+      record(this.req, this, this[STARTED]);
+    }
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      const started = process.hrtime.bigint();
-      // One listener: 'close' follows 'finish' when the answer was sent, and comes alone when it was not.
-      res.once('close', () => this.record(req, res, started));
+      (res as Timed)[STARTED] = performance.now();
+      res.on('close', onClose);
       next(req, res);
     });
   }
 
-  private record(req: IncomingMessage, res: ServerResponse, started: bigint): void {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  private record(req: IncomingMessage, res: ServerResponse, started: number): void {
+    const seconds = (performance.now() - started) / 1e3;
     const replayed = replayedOf(req);
     const status = res.statusCode;
     if (res.writableFinished) {

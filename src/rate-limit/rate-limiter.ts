@@ -133,23 +133,21 @@ export class RateLimiter {
       return null;
     }
     const verdicts: RateVerdict[] = [];
+    // Per request, the tightest limit that applies and the one it went furthest over (the first of
+    // equals): by index, without arrays or closures per request (this runs for every request).
     for (let i = 0; i < n; i++) {
       const back = n - 1 - i;
-      const checks = limits.map((l, k) => ({
-        limit: l.limit,
-        scope: l.scope,
-        kind: l.kind,
-        used: totals[k] - back,
-      }));
-      // Report the tightest limit that applies to this request, and the one it went furthest over.
-      const tightest = (a: (typeof checks)[number], b: (typeof checks)[number]) =>
-        b.limit - b.used < a.limit - a.used ? b : a;
-      const tight = checks.reduce(tightest);
-      const over = checks.filter((c) => c.used > c.limit);
-      const exceeded = over.length ? over.reduce(tightest) : null;
+      let tight = 0;
+      let over = -1;
+      for (let k = 0; k < limits.length; k++) {
+        const room = limits[k].limit - (totals[k] - back);
+        if (room < limits[tight].limit - (totals[tight] - back)) tight = k;
+        if (room < 0 && (over < 0 || room < limits[over].limit - (totals[over] - back))) over = k;
+      }
+      const exceeded = over < 0 ? null : limits[over];
       verdicts.push({
-        limit: tight.limit,
-        used: tight.used,
+        limit: limits[tight].limit,
+        used: totals[tight] - back,
         reset,
         exceeded: exceeded && { limit: exceeded.limit, scope: exceeded.scope, kind: exceeded.kind },
       });

@@ -2,7 +2,8 @@ import { AnswerCache, entryBytes, MAX_KEY_CHARS } from './answer-cache';
 import type { CapturedAnswer } from './hot-read-state';
 
 const answer = (bytes: number): CapturedAnswer => ({
-  headers: [{ name: 'Content-Type', value: 'application/json', part: 'content-type' }],
+  ok: { flat: ['Content-Type', 'application/json', 'Content-Length', String(bytes)], own: [] },
+  notModified: { flat: [], own: [] },
   rateHeaders: false,
   body: Buffer.alloc(bytes, 'x'),
   etag: 'W/"1"',
@@ -45,7 +46,7 @@ describe('AnswerCache', () => {
     expect(entryBytes('k'.repeat(400), 'v', a) - small).toBe(399);
     const more = {
       ...a,
-      headers: [...a.headers, { name: 'X-Pad', value: 'p'.repeat(1000), part: 'as-is' as const }],
+      ok: { ...a.ok, flat: [...a.ok.flat, 'X-Pad', 'p'.repeat(1000)] },
     };
     expect(entryBytes('k', 'v', more) - small).toBeGreaterThan(1000);
     // A character beyond Latin-1 makes V8 store the whole string with two bytes a character.

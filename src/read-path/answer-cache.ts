@@ -15,9 +15,10 @@ export const MAX_KEY_CHARS = 512;
 
 /**
  * What V8 and Node spend around the data of an entry (64-bit, no pointer compression, as Node ships):
- * a string's header, a header pair's object, and the fixed part of an entry — the Map's slot, the Entry
- * and CapturedAnswer objects, the headers array, the Buffer and ArrayBuffer objects of the body and its
- * malloc'd store, the ETag and route strings. Measured against the retained heap and Buffer memory in
+ * a string's header, a header's slots in the 200's and the 304's header lists, and the fixed part of an
+ * entry — the Map's slot, the Entry and CapturedAnswer objects, the two header lists and their slots of
+ * own values, the Buffer and ArrayBuffer objects of the body and its malloc'd store, the ETag and route
+ * strings. Measured against the retained heap and Buffer memory in
  * test/e2e/answer-cache-memory.e2e-spec.ts; rounded up.
  */
 const STRING_OVERHEAD_BYTES = 24;
@@ -34,7 +35,10 @@ function stringBytes(s: string): number {
 export function entryBytes(key: string, version: string, answer: CapturedAnswer): number {
   let bytes = ENTRY_OVERHEAD_BYTES + stringBytes(key) + stringBytes(version);
   bytes += stringBytes(answer.etag ?? '') + stringBytes(answer.route) + answer.body.length;
-  for (const h of answer.headers) bytes += HEADER_OVERHEAD_BYTES + stringBytes(h.name) + stringBytes(h.value);
+  // The 304's list holds the same strings as the 200's (less two headers): they are counted once.
+  const flat = answer.ok.flat;
+  for (let i = 0; i < flat.length; i += 2)
+    bytes += HEADER_OVERHEAD_BYTES + stringBytes(flat[i]) + stringBytes(flat[i + 1]);
   return bytes;
 }
 

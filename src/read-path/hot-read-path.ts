@@ -15,7 +15,7 @@ import { urlTooLong } from '../common/url-limit';
 import { AppConfig } from '../config/app-config';
 import { markReplayed, routeTemplate } from '../metrics/request-recorder';
 import { RateSubject, RateVerdict } from '../rate-limit/rate-limiter';
-import { CapturedAnswer, HeaderPart, setHotReadState } from './hot-read-state';
+import { CapturedAnswer, OwnHeader, ReplayHead, setHotReadState } from './hot-read-state';
 import { Route, RouteTable } from '../common/route-table';
 
 /** How long a token counts as a recent reader, and how many are remembered. */
@@ -25,7 +25,7 @@ const RECENT_READERS_MAX = 10_000;
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Headers a replayed answer gets from its own request, not from the answer it shares. */
-const PER_REQUEST = new Set<HeaderPart>([
+const PER_REQUEST = new Set<string>([
   'x-request-id',
   'ratelimit-limit',
   'ratelimit-remaining',
@@ -171,7 +171,7 @@ export class HotReadPath {
     // A token that was a valid reader a moment ago is counted while it is being looked up, not after
     // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
     // same; the one extra count lands on a dead token.
-    const hash = hashToken(token); // eligibleToken checked its shape
+    const hash = hashToken(token); // eligibleRead checked its shape
     const recent = this.recentReaders.get(hash);
     const now = Date.now();
     const early =
@@ -180,7 +180,7 @@ export class HotReadPath {
         : null;
     let principal: AuthenticatedToken | null;
     try {
-      principal = await this.tokens.principalOf(req, token);
+      principal = await this.tokens.principalOf(req, token, hash);
     } catch {
       pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
       return;
@@ -205,7 +205,8 @@ export class HotReadPath {
       return;
     }
     const key = this.groupKey(req, principal);
-    const version = this.cacheable(req, route) ? principal.listingVersion : undefined;
+    // Only answers of cacheable URLs are ever stored, and the key holds the URL: a hit needs no check.
+    const version = route.listing !== null ? principal.listingVersion : undefined;
     const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
     if (cached && this.replayable(cached, rateVerdict)) {
       this.replay(req, res, cached, rateVerdict, 'cached');
@@ -213,7 +214,13 @@ export class HotReadPath {
     }
     const open = this.flights.get(key);
     if (!open) {
-      this.lead(req, res, pipeline, key, version);
+      this.lead(
+        req,
+        res,
+        pipeline,
+        key,
+        version !== undefined && this.cacheable(req, route) ? version : undefined,
+      );
       return;
     }
     const answer = await open.answer;
@@ -264,19 +271,25 @@ export class HotReadPath {
     body: Buffer,
     etag: string | null,
   ): CapturedAnswer {
-    const headers: CapturedAnswer['headers'] = [];
+    const ok: ReplayHead = { flat: [], own: [] };
+    const notModified: ReplayHead = { flat: [], own: [] };
     // Node ≥ 15.13 keeps the names as they were set (its type definitions here predate that).
     const raw = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
     for (const name of raw) {
       const value = res.getHeader(name);
       if (value === undefined) continue;
       const lower = name.toLowerCase();
-      const part: HeaderPart =
-        PER_REQUEST.has(lower as HeaderPart) || lower === 'content-type' ? (lower as HeaderPart) : 'as-is';
-      for (const v of Array.isArray(value) ? value : [String(value)]) headers.push({ name, value: v, part });
+      const own = PER_REQUEST.has(lower) ? (lower as OwnHeader) : null;
+      for (const v of Array.isArray(value) ? value : [String(value)]) {
+        for (const head of lower === 'content-type' ? [ok] : [ok, notModified]) {
+          if (own) head.own.push({ at: head.flat.length + 1, header: own });
+          head.flat.push(name, own ? '' : v);
+        }
+      }
     }
-    const rateHeaders = headers.some((h) => h.part === 'ratelimit-limit');
-    return { headers, rateHeaders, body, etag, route: routeTemplate(req as Request) };
+    ok.flat.push('Content-Length', String(body.length));
+    const rateHeaders = ok.own.some((o) => o.header !== 'x-request-id');
+    return { ok, notModified, rateHeaders, body, etag, route: routeTemplate(req as Request) };
   }
 
   /** The leader's answer with this request's own request id, rate-limit headers and 304 decision. */
@@ -289,33 +302,14 @@ export class HotReadPath {
   ): void {
     const requestId = assignRequestId(req);
     const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
-    const out: string[] = [];
-    for (const { name, value, part } of answer.headers) {
-      switch (part) {
-        case 'as-is':
-          out.push(name, value);
-          break;
-        case 'content-type':
-          if (!notModified) out.push(name, value);
-          break;
-        case 'x-request-id':
-          out.push(name, requestId);
-          break;
-        case 'ratelimit-limit':
-          if (verdict) out.push(name, String(verdict.limit));
-          break;
-        case 'ratelimit-remaining':
-          if (verdict) out.push(name, String(Math.max(0, verdict.limit - verdict.used)));
-          break;
-        case 'ratelimit-reset':
-          if (verdict) out.push(name, String(verdict.reset));
-          break;
-      }
+    const head = notModified ? answer.notModified : answer.ok;
+    const out = head.flat.slice();
+    for (let i = 0; i < head.own.length; i++) {
+      const { at, header } = head.own[i];
+      out[at] = header === 'x-request-id' ? requestId : rateHeaderValue(header, verdict);
     }
-    const status = notModified ? 304 : 200;
-    if (!notModified) out.push('Content-Length', String(answer.body.length));
     markReplayed(req, { route: answer.route, how });
-    res.writeHead(status, out);
+    res.writeHead(notModified ? 304 : 200, out);
     res.end(notModified ? undefined : answer.body);
   }
 
@@ -336,15 +330,18 @@ export class HotReadPath {
 
   private groupKey(req: IncomingMessage, p: Principal): string {
     const h = req.headers;
-    return [
-      p.accountId,
-      p.scopes.join(','),
-      h.host ?? '',
+    const forwarded =
       this.config.trustProxy !== false
         ? `${String(h['x-forwarded-proto'] ?? '')};${String(h['x-forwarded-host'] ?? '')}`
-        : '',
-      h['accept-language'] ?? '',
-      req.url,
-    ].join('\n');
+        : '';
+    return `${p.accountId}\n${p.scopes.join(',')}\n${h.host ?? ''}\n${forwarded}\n${h['accept-language'] ?? ''}\n${req.url ?? ''}`;
   }
+}
+
+/** A rate-limit header's value for this request (replayable() ensured there is a verdict). */
+function rateHeaderValue(header: Exclude<OwnHeader, 'x-request-id'>, verdict: RateVerdict | null): string {
+  if (!verdict) return '';
+  if (header === 'ratelimit-limit') return String(verdict.limit);
+  if (header === 'ratelimit-remaining') return String(Math.max(0, verdict.limit - verdict.used));
+  return String(verdict.reset);
 }

@@ -1,13 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-/** A 200 answer of the Nest pipeline, as the hot read path replays it to the requests that waited for it. */
-/** How a header of a captured answer is replayed: as it was, or filled in from the replaying request. */
-export type HeaderPart =
-  'as-is' | 'content-type' | 'x-request-id' | 'ratelimit-limit' | 'ratelimit-remaining' | 'ratelimit-reset';
+/** A header of a captured answer whose value a replay takes from its own request. */
+export type OwnHeader = 'x-request-id' | 'ratelimit-limit' | 'ratelimit-remaining' | 'ratelimit-reset';
 
+/**
+ * The headers of one status of a replayed answer, built once when the answer is captured: names and
+ * values as `writeHead` takes them (name, value, name, value, …), and the value slots each replay fills
+ * with its own request's values (each replay copies the list and fills those slots, nothing more).
+ */
+export interface ReplayHead {
+  flat: string[];
+  own: { at: number; header: OwnHeader }[];
+}
+
+/** A 200 answer of the Nest pipeline, as the hot read path replays it to the requests that waited for it. */
 export interface CapturedAnswer {
-  /** Raw header names and values in the order they were set, each with how it is replayed. */
-  headers: { name: string; value: string; part: HeaderPart }[];
+  /** The 200: the pipeline's raw header names and values in the order they were set, then Content-Length. */
+  ok: ReplayHead;
+  /** The 304 to a matching If-None-Match: the same headers without Content-Type and Content-Length. */
+  notModified: ReplayHead;
   /** Whether the answer carries rate-limit headers (a replay replaces them, never adds or drops them). */
   rateHeaders: boolean;
   body: Buffer;
