@@ -66,6 +66,14 @@ export async function fileSize(file: string): Promise<number | null> {
   }
 }
 
+/**
+ * Bytes the file occupies on its file system (`st_blocks` × 512): what `qemu-img info` reports as a
+ * file's `actual-size`, without a process.
+ */
+export async function allocatedBytes(file: string): Promise<number> {
+  return (await fsp.stat(file)).blocks * 512;
+}
+
 export async function isFile(file: string): Promise<boolean> {
   return (await fileSize(file)) !== null;
 }
