@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { hvError, scaled, throwIfAborted } from '../driver-errors';
 import { byteCopy, underImageLock } from './copy/byte-copy';
 import { convert } from './copy/convert';
-import { allocatedBytes, fsyncFile } from './files';
+import { allocatedBytes, fileSize, fsyncFile } from './files';
 import { hashFile } from './restore-copy';
 import { together } from './together';
 import { Toolbox } from './tools/toolbox';
@@ -23,8 +23,9 @@ type Hashed = { sha256: string; bytes: number };
  * copied byte for byte under its image lock, and its sha256 is taken from the disk **while** `cp`
  * copies it: the lock keeps the disk unchanged from before the copy starts until both have ended, so
  * the hash is that of the bytes `cp` copies, without a second pass over the copy afterwards (the
- * pass was the critical path after the copy: docs/benchmarks.md, *3*). The two read the same pages,
- * so the disk is read once. The copy's check and fsync start as soon as `cp` ends. A restore of the
+ * pass was the critical path after the copy: docs/benchmarks.md, *3*). The hash follows `cp` (see
+ * copiedUpTo) and reads the pages `cp` has just read: the disk is read once. The copy's check and
+ * fsync start as soon as `cp` ends. A restore of the
  * snapshot hashes what it copied against this manifest, so a copy that did not match the disk would
  * be refused there, never restored. Otherwise — or when the disk stopped being plain before the lock
  * was held — `qemu-img convert` copies it and the copy is hashed (see verifyCopy).
@@ -44,24 +45,52 @@ export async function copyShutOffDisk(
   const { signal, virtualSize } = o;
   const copied = !o.plain
     ? null
-    : await underImageLock(tools, disk, { signal, virtualSize }, (length) =>
-        together(signal, [
+    : await underImageLock(tools, disk, { signal, virtualSize }, (length) => {
+        let copying = true;
+        return together(signal, [
           async (s) => {
-            await byteCopy(tools, disk, partial, {
-              signal: s,
-              virtualSize,
-              bytes: length,
-              onPct: scaled(o.onPct, 0, 90),
-            });
+            try {
+              await byteCopy(tools, disk, partial, {
+                signal: s,
+                virtualSize,
+                bytes: length,
+                onPct: scaled(o.onPct, 0, 90),
+              });
+            } finally {
+              copying = false;
+            }
             return checkAndSync(tools, partial, virtualSize, true, s);
           },
-          (s) => hashFile(tools, disk, length, s, () => undefined),
-        ] as const),
-      );
+          (s) =>
+            tools.hasher.sha256(disk, {
+              signal: s,
+              before: (end) => copiedUpTo(partial, end, () => copying, s),
+            }),
+        ] as const);
+      });
   if (copied) return verified(partial, copied[0], copied[1]);
   await convert(tools, disk, partial, { ...o, onPct: scaled(o.onPct, 0, 90) });
   throwIfAborted(signal);
   return verifyCopy(tools, partial, virtualSize, signal, scaled(o.onPct, 90, 99));
+}
+
+/** Time between looks at the copy's length while the hash waits for `cp` to get ahead of it. */
+const PACE_MS = 10;
+
+/**
+ * Resolves once `cp` has written `copy` up to `end` (its reads of the disk are then in the page cache),
+ * or has ended, or `signal` aborted. The hash of the disk follows `cp` this way: were it ahead, `cp`
+ * would wait on the hash's reads — paced by a CPU-bound pass — and the copy's fsync would start later.
+ */
+async function copiedUpTo(
+  copy: string,
+  end: number,
+  copying: () => boolean,
+  signal: AbortSignal,
+): Promise<void> {
+  while (copying() && !signal.aborted && ((await fileSize(copy)) ?? 0) < end) {
+    await new Promise((resolve) => setTimeout(resolve, PACE_MS));
+  }
 }
 
 /**
