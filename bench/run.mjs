@@ -195,7 +195,7 @@ function printDisk(d) {
   console.log(`| restore ÷ cp of the snapshot, same place in the round | ${place(s.restoreVsCpByPlace)} |`);
   console.log(`| cp + fsync of the disk / create / cp + fsync of the snapshot / restore, seconds: median (min–max) | ${[s.cpMsSpread, s.createMsSpread, s.cpSnapshotMsSpread, s.restoreMsSpread].map((x) => `${fmt(x.median / 1000, 2)} (${fmt(x.min / 1000, 2)}–${fmt(x.max / 1000, 2)})`).join(' / ')} |`);
   console.log(`| cp --sparse=always + fsync | ${fmt(s.cpMiBps, 0)} MiB/s |`);
-  console.log(`| driver create (cp under the image lock; check ∥ fsync ∥ sha256 manifest; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
+  console.log(`| driver create (cp ∥ sha256 of the disk, under its image lock; check ∥ fsync; rename) | ${fmt(s.createMiBps, 0)} MiB/s = ${fmt(s.createVsCp, 2)}× cp |`);
   console.log(`| reference: bare qemu-img convert + fsync, alone | ${fmt(s.convertMiBps, 0)} MiB/s = ${fmt(s.convertVsCp, 2)}× cp |`);
   console.log(`| reference: sha256 pass over the fresh copy (page cache warm), alone | ${fmt(s.sha256WarmMiBps, 0)} MiB/s |`);
   console.log(`| driver restore (cp; sha256 of the copy ∥ check ∥ fsync; rename) | ${fmt(s.restoreMiBps, 0)} MiB/s = ${fmt(s.restoreVsCp, 2)}× cp of the snapshot |`);

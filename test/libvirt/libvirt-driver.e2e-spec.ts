@@ -647,6 +647,81 @@ describeLibvirt('libvirt driver on real images', () => {
     expect((await tryWrite(s.diskPath)).code).toBe(0); // the lock holder is gone too
   });
 
+  it('create: a plain disk is hashed while cp copies it, under its lock; no pass over the copy; the manifest matches the snapshot', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 24 });
+    const snap = newSnap(await snapDir('create-hash'));
+    const events: string[] = [];
+    const lockedWhileHashing: boolean[] = [];
+    class WatchingHasher extends FileHasher {
+      override async sha256(
+        file: string,
+        opts: { signal?: AbortSignal } = {},
+      ): Promise<{ sha256: string; bytes: number }> {
+        events.push(`hash ${path.basename(file)}`);
+        const hashed = super.sha256(file, opts);
+        lockedWhileHashing.push(/write" lock/.test((await tryWrite(s.diskPath)).stderr));
+        return hashed;
+      }
+    }
+    runner.intercept((cmd, args, _opts, real) => {
+      if (!isCopy(cmd, args)) return undefined;
+      events.push('cp started');
+      return real().finally(() => events.push('cp ended'));
+    });
+    await driverWith({ runner, hasher: new WatchingHasher() }).createSnapshot(s, snap, noProgress);
+    const hashes = events.filter((e) => e.startsWith('hash'));
+    expect(hashes).toEqual([`hash ${path.basename(s.diskPath)}`]);
+    expect(events.indexOf(hashes[0])).toBeLessThan(events.indexOf('cp ended')); // at once, not after
+    expect(lockedWhileHashing).toEqual([true]);
+    const manifest = JSON.parse(await fsp.readFile(`${snapFile(snap)}.json`, 'utf8')) as {
+      sha256: string;
+      bytes: number;
+    };
+    expect(manifest.sha256).toBe(await sha256OfFile(snapFile(snap)));
+    expect(manifest.bytes).toBe((await fsp.stat(snapFile(snap))).size);
+  });
+
+  it('create: a byte copy longer than what was hashed is verification_failed, nothing kept', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 8 });
+    const dir = await snapDir('create-longer');
+    runner.intercept((cmd, args, _opts, real) => {
+      if (!isCopy(cmd, args)) return undefined;
+      // Bytes past the image's end: qemu-img check still passes, only the length gives it away.
+      return real().then(async (r) => {
+        await fsp.appendFile(args.at(-1)!, Buffer.alloc(4096, 0x5a));
+        return r;
+      });
+    });
+    const e = await expectCode(
+      driverWith({ runner }).createSnapshot(s, newSnap(dir), noProgress),
+      'verification_failed',
+    );
+    expect(e.detail).toMatch(/is not what was hashed \(\d+ bytes hashed, \d+ checked\)/);
+    expect(await listDir(dir)).toEqual([]);
+  });
+
+  it('create: a byte copy that differs from the disk is refused at restore (the manifest holds the hash of the disk); the disk is untouched', async () => {
+    const runner = new ScriptedRunner();
+    const s = await server({ dataMiB: 16 });
+    const snap = newSnap(await snapDir('create-differs'));
+    runner.intercept((cmd, args, _opts, real) => {
+      if (!isCopy(cmd, args) || args.at(-1) !== `${snapFile(snap)}.partial`) return undefined;
+      return real().then(async (r) => {
+        await flipMiddleByte(args.at(-1)!);
+        return r;
+      });
+    });
+    await driverWith({ runner }).createSnapshot(s, snap, noProgress);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x66 0 3M', s.diskPath]);
+    const diskSha = await sha256OfFile(s.diskPath);
+    const e = await expectCode(driverWith().restoreSnapshot(s, snap, noProgress), 'verification_failed');
+    expect(e.detail).toMatch(/does not match the snapshot's manifest/);
+    expect(await sha256OfFile(s.diskPath)).toBe(diskSha);
+    expect(await exists(`${s.diskPath}.restoring`)).toBe(false);
+  });
+
   it('create: a check failing while the sha256 pass runs stops the pass, and the call ends after it', async () => {
     const runner = new ScriptedRunner();
     const s = await server({ dataMiB: 16 });
@@ -678,7 +753,8 @@ describeLibvirt('libvirt driver on real images', () => {
     const e = await expectCode(driver.createSnapshot(s, snap, noProgress), 'verification_failed');
     events.push('call ended');
     expect(e.detail).toMatch(/qemu-img check exit 2/);
-    expect(events).toEqual([`hash ${snap.id}.qcow2.partial`, 'hash stopped', 'call ended']);
+    // A plain disk is hashed while cp copies it, and the check of the copy follows cp.
+    expect(events).toEqual([`hash ${path.basename(s.diskPath)}`, 'hash stopped', 'call ended']);
     expect(await listDir(dir)).toEqual([]);
     expect(await driver.snapshotExists(snap)).toBe(false);
   });

@@ -20,6 +20,28 @@ describe('sha256File', () => {
   }
   const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
+  it('awaits before() ahead of each read: a file its writer is still extending is hashed whole', async () => {
+    const content = randomBytes(5 * 4096 + 17);
+    const f = await fileOf('growing', content.subarray(0, 4096));
+    let written = 4096;
+    const asked: number[] = [];
+    const r = await sha256File(f, {
+      readBytes: 4096,
+      // The writer appends only what the next read is about to reach: without the wait the pass
+      // would end at the first 4096 bytes.
+      before: async (end) => {
+        asked.push(end);
+        if (end > written && written < content.length) {
+          const next = Math.min(end, content.length);
+          await fsp.appendFile(f, content.subarray(written, next));
+          written = next;
+        }
+      },
+    });
+    expect(r).toEqual({ sha256: digest(content), bytes: content.length });
+    expect(asked.slice(0, 6)).toEqual([1, 2, 3, 4, 5, 6].map((k) => k * 4096));
+  });
+
   it.each([
     ['empty', 0],
     ['shorter than one read', 999],

@@ -66,6 +66,14 @@ export async function fileSize(file: string): Promise<number | null> {
   }
 }
 
+/**
+ * Bytes the file occupies on its file system (`st_blocks` × 512): what `qemu-img info` reports as a
+ * file's `actual-size`, without a process.
+ */
+export async function allocatedBytes(file: string): Promise<number> {
+  return (await fsp.stat(file)).blocks * 512;
+}
+
 export async function isFile(file: string): Promise<boolean> {
   return (await fileSize(file)) !== null;
 }
@@ -74,6 +82,16 @@ export async function isFile(file: string): Promise<boolean> {
 export async function freeBytes(dir: string): Promise<number> {
   const st = await fsp.statfs(dir);
   return Number(st.bavail) * Number(st.bsize);
+}
+
+export interface HashOptions {
+  readonly signal?: AbortSignal;
+  readonly onBytes?: (done: number) => void;
+  /**
+   * Awaited before each read, with the offset the read may reach: keeps the pass behind a writer
+   * that fills the same pages (see create-copy). It must settle once `signal` aborts.
+   */
+  readonly before?: (end: number) => Promise<void>;
 }
 
 /** Size of each read of {@link sha256File}: large reads keep the per-call overhead negligible. */
@@ -113,7 +131,7 @@ function abortError(): Error {
  */
 export async function sha256File(
   file: string,
-  opts: { signal?: AbortSignal; onBytes?: (done: number) => void; readBytes?: number } = {},
+  opts: HashOptions & { readBytes?: number } = {},
 ): Promise<{ sha256: string; bytes: number }> {
   if (opts.signal?.aborted) throw abortError();
   const size = opts.readBytes ?? HASH_READ_BYTES;
@@ -122,7 +140,9 @@ export async function sha256File(
   const bufs = [takeBuffer(size), takeBuffer(size)];
   let total = 0;
   let turn = 0;
-  let pending: Promise<{ bytesRead: number }> | null = fh.read(bufs[0], 0, size, 0);
+  const read = (buf: Buffer, at: number): Promise<{ bytesRead: number }> =>
+    opts.before ? opts.before(at + size).then(() => fh.read(buf, 0, size, at)) : fh.read(buf, 0, size, at);
+  let pending: Promise<{ bytesRead: number }> | null = read(bufs[0], 0);
   try {
     for (;;) {
       const { bytesRead } = await pending;
@@ -132,7 +152,7 @@ export async function sha256File(
       total += bytesRead;
       if (opts.signal?.aborted) throw abortError();
       turn ^= 1;
-      pending = fh.read(bufs[turn], 0, size, total); // the other buffer: not the one being hashed
+      pending = read(bufs[turn], total); // the other buffer: not the one being hashed
       hash.update(block);
       opts.onBytes?.(total);
     }
@@ -147,10 +167,7 @@ export async function sha256File(
 
 /** The hashing the libvirt driver does (its manifests); injectable so tests can slow it down or fail it. */
 export class FileHasher {
-  sha256(
-    file: string,
-    opts: { signal?: AbortSignal; onBytes?: (done: number) => void } = {},
-  ): Promise<{ sha256: string; bytes: number }> {
+  sha256(file: string, opts: HashOptions = {}): Promise<{ sha256: string; bytes: number }> {
     return sha256File(file, opts);
   }
 }

@@ -19,17 +19,7 @@ import {
 import { hvError, progressGuard, scaled, throwIfAborted } from '../driver-errors';
 import { libvirtUriProblem } from './connection-uri';
 import { stepError } from './errors';
-import {
-  fileSize,
-  freeBytes,
-  fsyncDir,
-  fsyncFile,
-  isFile,
-  removeIfExists,
-  removeQuietly,
-  writeFileDurably,
-} from './files';
-import { byteCopy } from './copy/byte-copy';
+import { freeBytes, fsyncDir, isFile, removeIfExists, removeQuietly, writeFileDurably } from './files';
 import { convert } from './copy/convert';
 import { pushBackup } from './copy/push-backup';
 import { Toolbox, ToolboxOptions } from './tools/toolbox';
@@ -43,14 +33,15 @@ import {
   startDomain,
   stopDomain,
 } from './domain-power';
-import { copyThenVerify, hashFile, requireShutOffState } from './restore-copy';
+import { copyThenVerify, requireShutOffState } from './restore-copy';
+import { copyShutOffDisk, verifyCopy, VerifiedCopy } from './create-copy';
 import { DiskSwap } from './disk-swap';
 import { removeInterruptedLeftovers } from './leftovers';
 import { openBackupRead } from './backup/open-read';
 import { rebuildDisk } from './backup/restore-disk';
 import { readSnapshotManifest, refuseExisting, removeLeftovers, snapshotFiles } from './snapshot-files';
 import { Semaphore } from '../../common/semaphore';
-import { allInOrder, together } from './together';
+import { allInOrder } from './together';
 import { MANIFEST_KIND, MANIFEST_VERSION, serializeManifest, SnapshotManifest } from './snapshot-manifest';
 
 export interface LibvirtDriverOptions extends ToolboxOptions {
@@ -177,13 +168,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       await this.requireSpace(snap.snapshotDir, required, twoPass ? 2 : 1);
 
       let consistency: SnapshotConsistency;
-      let leaksCopied = false;
+      let copy: VerifiedCopy;
       if (state === 'shut off') {
-        leaksCopied = await this.copyShutOffDisk(server.diskPath, files.partial, plainCopy, {
+        copy = await copyShutOffDisk(this.tools, server.diskPath, files.partial, {
+          plain: plainCopy,
+          compress: this.compression === 'zstd',
           signal,
           virtualSize: src.virtualSize,
-          bytes: src.actualSize,
-          onPct: scaled(report, 0, 90),
+          onPct: report,
         });
         consistency = 'stopped';
       } else {
@@ -207,36 +199,16 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
           });
           await removeIfExists(files.stage);
         }
-      }
-
-      throwIfAborted(signal);
-      // The copy is complete in the page cache. Three independent steps at once: the check (metadata
-      // reads), the fsync (waits on the disk) and the sha256 pass (reads the cached file, waits on the
-      // CPU). Any failure stops the others; nothing is committed before all three succeeded.
-      const expectedBytes = await fileSize(files.partial);
-      const [check, actualSize, hashed] = await together(signal, [
-        (s) =>
-          this.tools.qemuImg.verify(files.partial, src.virtualSize, s, 'verification_failed', leaksCopied),
-        async () => {
-          await fsp.chmod(files.partial, 0o600);
-          await fsyncFile(files.partial);
-          return (await this.tools.qemuImg.info(files.partial, true)).actualSize;
-        },
-        (s) => hashFile(this.tools, files.partial, expectedBytes ?? 0, s, scaled(report, 90, 99)),
-      ] as const);
-      if (hashed.bytes !== check.fileBytes) {
-        throw hvError(
-          'verification_failed',
-          `${files.partial} changed while it was verified (${hashed.bytes} bytes hashed, ${check.fileBytes} checked)`,
-        );
+        throwIfAborted(signal);
+        copy = await verifyCopy(this.tools, files.partial, src.virtualSize, signal, scaled(report, 90, 99));
       }
       const manifest: SnapshotManifest = {
         kind: MANIFEST_KIND,
         version: MANIFEST_VERSION,
         snapshotId: snap.id,
         file: path.basename(files.final),
-        bytes: hashed.bytes,
-        sha256: hashed.sha256,
+        bytes: copy.bytes,
+        sha256: copy.sha256,
         imageFormat: 'qcow2',
         compression: this.compression,
         virtualSize: src.virtualSize,
@@ -251,7 +223,7 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       renamed = true;
       await fsyncDir(snap.snapshotDir);
       report(100);
-      return { sizeBytes: actualSize, consistency };
+      return { sizeBytes: copy.actualSize, consistency };
     } catch (e) {
       if (renamed) await removeQuietly(files.final);
       await removeQuietly(files.partial, files.stage, files.manifestTmp, files.manifest);
@@ -404,22 +376,6 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   // ------------------------------------------------------------------------------------------------
   // Copies and checks
   // ------------------------------------------------------------------------------------------------
-
-  /**
-   * The copy of a shut-off disk: byte for byte under its image lock when it is plain (see byteCopy),
-   * else — or when it stopped being plain before the lock was held — by `qemu-img convert`. Returns
-   * whether the copy may carry the disk's leaked clusters (a byte copy: harmless, check exit 3).
-   */
-  private async copyShutOffDisk(
-    disk: string,
-    dest: string,
-    plain: boolean,
-    o: { signal?: AbortSignal; virtualSize: number; bytes: number; onPct: (pct: number) => void },
-  ): Promise<boolean> {
-    if (plain && (await byteCopy(this.tools, disk, dest, { ...o, underImageLock: true }))) return true;
-    await convert(this.tools, disk, dest, { ...o, compress: this.compression === 'zstd' });
-    return false;
-  }
 
   /** Fails with insufficient_storage, before anything is written, when `dir` cannot hold the copy. */
   private async requireSpace(dir: string, required: number, copies: number): Promise<void> {
