@@ -13,32 +13,25 @@ import { describeBackupStoreContract } from './backup-store.contract';
 
 const execFileAsync = promisify(execFile);
 
-describeBackupStoreContract('directory', async () => {
-  const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
-  const store = new DirectoryStore(root);
-  return {
-    store,
-    storeWithSmallParts: store,
-    leftovers: async () =>
-      (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
-    unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
-    dispose: () => rm(root, { recursive: true, force: true }),
-  };
-});
-
-// The page-cache path, which a file system without O_DIRECT takes (direct-io.ts).
-describeBackupStoreContract('directory, page cache only', async () => {
-  const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
-  const store = new DirectoryStore(root, { directIo: false });
-  return {
-    store,
-    storeWithSmallParts: store,
-    leftovers: async () =>
-      (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
-    unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
-    dispose: () => rm(root, { recursive: true, force: true }),
-  };
-});
+// Twice: with O_DIRECT for chunk-sized files where the file system has it (as in production here), and
+// the page-cache path a file system without O_DIRECT takes (direct-io.ts).
+for (const [name, directIo] of [
+  ['directory', true],
+  ['directory, page cache only', false],
+] as const) {
+  describeBackupStoreContract(name, async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'backup-store-'));
+    const store = new DirectoryStore(root, { directIo });
+    return {
+      store,
+      storeWithSmallParts: store,
+      leftovers: async () =>
+        (await readdir(path.join(root, TEMP_DIR)).catch(() => [])).map((f) => `${TEMP_DIR}/${f}`),
+      unreachable: () => new DirectoryStore(path.join(root, 'missing-mount')),
+      dispose: () => rm(root, { recursive: true, force: true }),
+    };
+  });
+}
 
 describe('DirectoryStore chunk files', () => {
   it('bypass the page cache where the file system has O_DIRECT; small objects do not', async () => {
