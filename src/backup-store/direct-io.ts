@@ -20,8 +20,11 @@ import { throwIfCancelled } from './store-key';
 export const DIRECT_IO_ALIGN = 4096;
 /** Bodies smaller than this (manifests, keys) go through the page cache as before. */
 export const DIRECT_IO_MIN_BYTES = 1024 * 1024;
-/** Staging buffers kept for reuse; more may exist while more operations run at once. */
-const KEPT_STAGING_BUFFERS = 8;
+/**
+ * Aligned buffers kept for reuse once given back (`giveAlignedBuffer`); more exist while more are in
+ * use. Few: a kept buffer's pages stay in the process's RSS between backups.
+ */
+const KEPT_ALIGNED_BUFFERS = 4;
 const WASM_PAGE_BYTES = 64 * 1024;
 
 // The one WebAssembly API used here (the project's type libraries leave WebAssembly out).
@@ -39,13 +42,29 @@ const ALIGNED_MEMORY = new WeakSet<ArrayBufferLike>();
 /**
  * A page-aligned buffer of at least `bytes`, its length rounded up to whole 64 KiB pages. A caller
  * that keeps its chunk bodies in such buffers (the backup data path's envelopes) spares a directory
- * store with O_DIRECT the copy into its staging buffer.
+ * store with O_DIRECT the copy into its staging buffer. Each is a WebAssembly memory, for which V8
+ * reserves (not commits) ~10 GiB of address space: the process's virtual size grows by that per
+ * buffer alive, so the buffers of the whole process are shared through `takeAlignedBuffer` /
+ * `giveAlignedBuffer`, bounding their number by how many are in use at once.
  */
 export function pageAlignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
   ALIGNED_MEMORY.add(memory);
   return Buffer.from(memory);
+}
+
+const freeAligned: Buffer[] = [];
+
+/** A page-aligned buffer of at least `bytes`: one given back earlier, or a new one. */
+export function takeAlignedBuffer(bytes: number): Buffer {
+  const i = freeAligned.findIndex((b) => b.length >= bytes);
+  return i >= 0 ? freeAligned.splice(i, 1)[0] : pageAlignedBuffer(bytes);
+}
+
+/** Gives back a buffer from `takeAlignedBuffer` nothing uses any more (after a failure: do not). */
+export function giveAlignedBuffer(buffer: Buffer): void {
+  if (freeAligned.length < KEPT_ALIGNED_BUFFERS) freeAligned.push(buffer);
 }
 
 /**
@@ -60,8 +79,6 @@ function inPlace(at: Buffer, length: number): Buffer | null {
 }
 
 export class DirectIo {
-  private readonly free: Buffer[] = [];
-
   /**
    * `DirectIo` for files in the directory `dir` (made if missing; its parent must exist) when its file system takes O_DIRECT (an
    * aligned write of a probe file there succeeds); null when it refuses it (EINVAL), or when this
@@ -88,7 +105,7 @@ export class DirectIo {
   async writeNew(file: string, body: Buffer, signal: AbortSignal | undefined): Promise<void> {
     const padded = alignUp(body.length);
     const own = inPlace(body, body.length);
-    const staging = own ?? this.take(padded);
+    const staging = own ?? takeAlignedBuffer(padded);
     let ok = false;
     try {
       if (!own) body.copy(staging, 0);
@@ -113,7 +130,7 @@ export class DirectIo {
       ok = true;
     } finally {
       // A buffer an aborted write may still be reading from is not handed out again.
-      if (ok && !own) this.give(staging);
+      if (ok && !own) giveAlignedBuffer(staging);
     }
   }
 
@@ -128,7 +145,7 @@ export class DirectIo {
       if (size > into.length) return null;
       const padded = alignUp(size);
       const own = inPlace(into, size);
-      const staging = own ?? this.take(padded);
+      const staging = own ?? takeAlignedBuffer(padded);
       let at = 0;
       while (at < size) {
         throwIfCancelled(signal);
@@ -140,21 +157,11 @@ export class DirectIo {
       const length = Math.min(at, size);
       if (!own) {
         staging.copy(into, 0, 0, length);
-        this.give(staging);
+        giveAlignedBuffer(staging);
       }
       return into.subarray(0, length);
     } finally {
       await handle.close();
     }
-  }
-
-  private take(bytes: number): Buffer {
-    const i = this.free.findIndex((b) => b.length >= bytes);
-    if (i >= 0) return this.free.splice(i, 1)[0];
-    return pageAlignedBuffer(bytes);
-  }
-
-  private give(buffer: Buffer): void {
-    if (this.free.length < KEPT_STAGING_BUFFERS) this.free.push(buffer);
   }
 }

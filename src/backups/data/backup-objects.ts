@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
-import { pageAlignedBuffer } from '../../backup-store/direct-io';
+import { giveAlignedBuffer, takeAlignedBuffer } from '../../backup-store/direct-io';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
@@ -21,13 +21,6 @@ export function storedChunkBytes(plainBytes: number): number {
  * length, a manifest against the backup it must describe. Whatever fails a check is `backup_corrupt`.
  */
 export class BackupObjects {
-  /**
-   * Envelope buffers of a whole chunk that finished puts and gets gave back: at most one per put or
-   * get in flight is ever allocated, instead of a fresh 4 MiB buffer (mapped, zeroed and faulted in)
-   * per chunk. Page-aligned, so a directory store writes and reads them in place with O_DIRECT.
-   */
-  private readonly envelopes: Buffer[] = [];
-
   constructor(
     readonly store: BackupStore,
     private readonly accountId: number,
@@ -39,11 +32,13 @@ export class BackupObjects {
    * backup's chunks are flushed together, before anything records them as stored.
    */
   async putChunk(chunkId: string, plain: Buffer, signal?: AbortSignal): Promise<number> {
-    const envelope = this.envelopes.pop() ?? pageAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
+    // Envelopes come from the process's pool of page-aligned buffers: no fresh 4 MiB buffer (mapped,
+    // zeroed and faulted in) per chunk, and a directory store writes and reads them in place with O_DIRECT.
+    const envelope = takeAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
     const sealed = seal(this.key, plain, chunkAad(this.accountId, chunkId), envelope);
     await this.store.put(chunkKey(this.accountId, chunkId), sealed, { signal, durable: false });
     // A store is done with a body once its put resolved; after a failure the buffer is not reused.
-    this.envelopes.push(envelope);
+    giveAlignedBuffer(envelope);
     return sealed.length;
   }
 
@@ -61,7 +56,7 @@ export class BackupObjects {
    * reading many chunks reuses its buffers.
    */
   async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-    const envelope = this.envelopes.pop() ?? pageAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const envelope = takeAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
     const sealed = await this.getOrCorrupt(
       chunkKey(this.accountId, chunkId),
       `chunk ${chunkId}`,
@@ -76,7 +71,7 @@ export class BackupObjects {
     }
     const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), into);
     // The plaintext is in a buffer of its own now: the envelope is free (after a failure it is dropped).
-    this.envelopes.push(envelope);
+    giveAlignedBuffer(envelope);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
     if (plain.length !== length || sha256Hex(plain) !== chunkId) {
