@@ -297,6 +297,59 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([`vps-backup-${first.id}`]);
   });
 
+  /** The directory store, recording its chunk and manifest puts (once done) and syncs (as they start). */
+  class RecordingStore extends TempDirectoryStore {
+    readonly events: string[] = [];
+    constructor(
+      root: string,
+      private readonly failSync: number | null = null,
+    ) {
+      super(root);
+    }
+    override async put(key: string, body: Buffer): Promise<void> {
+      await super.put(key, body);
+      this.events.push(`put ${key}`);
+    }
+    override async sync(keys: readonly string[] = []): Promise<void> {
+      this.events.push(`sync ${keys.join(' ')}`);
+      if (this.events.filter((e) => e.startsWith('sync ')).length === this.failSync) {
+        throw new Error('the disk went away');
+      }
+      await super.sync();
+    }
+  }
+
+  it("a write's chunks are synced a batch at a time while later ones are put, all before its manifest, then marked stored", async () => {
+    const recording = new RecordingStore(dir);
+    store = recording;
+    driver.createDisk(1, randomBytes(20 * CS));
+    const b = ref();
+    await write(b, 1);
+    const chunkPuts = recording.events.filter((e) => e.startsWith(`put accounts/${accountId}/chunks/`));
+    const syncs = recording.events.filter((e) => e.startsWith('sync '));
+    expect(chunkPuts).toHaveLength(20);
+    const synced = syncs.flatMap((e) => e.split(' ').slice(1));
+    expect(synced.sort()).toEqual(chunkPuts.map((e) => e.slice('put '.length)).sort());
+    // Batches go while the next chunks are read, sealed and put; the manifest only after the last.
+    expect(syncs.length).toBeGreaterThan(1);
+    expect(recording.events.indexOf(syncs[0])).toBeLessThan(recording.events.indexOf(chunkPuts.at(-1)!));
+    const manifestAt = recording.events.indexOf(`put ${manifestKey(accountId, b.id)}`);
+    expect(manifestAt).toBeGreaterThan(recording.events.indexOf(syncs.at(-1)!));
+    expect((await chunkRows()).every((r) => r.stored && r.refs === 1)).toBe(true);
+    expect(await chunkRows()).toHaveLength(20);
+  });
+
+  it('a write whose store fails to sync a batch fails with that error and leaves nothing', async () => {
+    store = new RecordingStore(dir, 2);
+    driver.createDisk(1, randomBytes(20 * CS));
+    const b = ref();
+    await expect(write(b, 1)).rejects.toThrow('the disk went away');
+    expect(await store.head(manifestKey(accountId, b.id))).toBeNull();
+    expect(await chunkRows()).toEqual([]);
+    expect(await chunkFiles()).toEqual([]);
+    expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([]);
+  });
+
   it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {
     driver.createDisk(1, sampleDisk());
     const b = ref();

@@ -31,9 +31,11 @@ import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
 export const CHUNKS_IN_FLIGHT = 4;
 /**
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
- * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
+ * one flush per batch instead of a wait per upload. Batches are flushed one after another while the
+ * next chunks are read and sealed, so the disk's writeback overlaps that CPU work instead of all of it
+ * waiting at the end; the ids of the batches not yet flushed are all this holds.
  */
-const SYNC_BATCH_CHUNKS = 64;
+const SYNC_BATCH_CHUNKS = 8;
 /** Carried-over chunk references taken per statement in an incremental write. */
 const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
@@ -275,54 +277,76 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
     const changed = session.mode === 'incremental' ? extentsByChunk(session.extents, size) : null;
-    if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
+    // The first failure of the work beside the chunks (the carried references, a flush): no chunk
+    // starts after it, and it is what the write throws.
+    let failed: { error: unknown } | null = null;
+    const fail = (error: unknown): void => {
+      failed ??= { error };
+    };
+    // Taken while the changed chunks are read: the two touch different chunks of the manifest.
+    const carrying = changed
+      ? this.carryFromBase(backup, session, base, chunks, touched, space).catch(fail)
+      : Promise.resolve();
     let storedBytes = 0;
     let done = 0;
     const buffers = new ChunkBuffers();
-    // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time.
+    // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time, in order.
     let unsynced: string[] = [];
-    const syncBatch = async (): Promise<void> => {
+    let flushing: Promise<void> = Promise.resolve();
+    const flush = (): void => {
       const ids = unsynced;
       unsynced = [];
-      await objects.syncChunks(ids, signal);
-      await this.refs.markStored(space, ids);
+      flushing = flushing
+        .then(async () => {
+          if (failed || !ids.length) return;
+          await objects.syncChunks(ids, signal);
+          await this.refs.markStored(space, ids);
+        })
+        .catch(fail);
     };
-    await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
-      throwIfAborted(signal);
-      // A full read reads into a reused buffer; a changed chunk is built in its own (changedChunk).
-      const into = changed ? null : buffers.take();
-      const data = into
-        ? await session.read(chunkOffset(i), chunkLength(i, size), { signal, into })
-        : await this.changedChunk(backup, session, base!, objects, i, changed!.get(i)!, signal);
-      if (data.length !== chunkLength(i, size)) {
-        throw hvError(
-          'hypervisor_error',
-          `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
-        );
-      }
-      // A partly changed chunk counts only what was read from the disk (changedChunk).
-      if (!changed) this.metrics.read(data.length);
-      chunks[i] = null;
-      if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
-      else {
-        const chunkId = sha256Hex(data);
-        chunks[i] = chunkId;
-        const [held] = await this.refs.acquire(space, backup.id, [
-          { chunkId, sizeBytes: storedChunkBytes(data.length) },
-        ]);
-        if (!held.stored) {
-          const bytes = await objects.putChunk(chunkId, data, signal);
-          this.metrics.uploaded(bytes);
-          unsynced.push(chunkId);
-          if (held.inserted) storedBytes += bytes;
-          if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
-        } else this.metrics.deduplicated('stored', data.length);
-      }
-      // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
-      if (into) buffers.give(into);
-      progress((++done * 99) / Math.max(1, touched.length));
-    });
-    await syncBatch();
+    try {
+      await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
+        throwIfAborted(signal);
+        if (failed) throw failed.error;
+        // A full read reads into a reused buffer; a changed chunk is built in its own (changedChunk).
+        const into = changed ? null : buffers.take();
+        const data = into
+          ? await session.read(chunkOffset(i), chunkLength(i, size), { signal, into })
+          : await this.changedChunk(backup, session, base!, objects, i, changed!.get(i)!, signal);
+        if (data.length !== chunkLength(i, size)) {
+          throw hvError(
+            'hypervisor_error',
+            `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
+          );
+        }
+        // A partly changed chunk counts only what was read from the disk (changedChunk).
+        if (!changed) this.metrics.read(data.length);
+        chunks[i] = null;
+        if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
+        else {
+          const chunkId = sha256Hex(data);
+          chunks[i] = chunkId;
+          const [held] = await this.refs.acquire(space, backup.id, [
+            { chunkId, sizeBytes: storedChunkBytes(data.length) },
+          ]);
+          if (!held.stored) {
+            const bytes = await objects.putChunk(chunkId, data, signal);
+            this.metrics.uploaded(bytes);
+            unsynced.push(chunkId);
+            if (held.inserted) storedBytes += bytes;
+            if (unsynced.length >= SYNC_BATCH_CHUNKS) flush();
+          } else this.metrics.deduplicated('stored', data.length);
+        }
+        // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
+        if (into) buffers.give(into);
+        progress((++done * 99) / Math.max(1, touched.length));
+      });
+      flush();
+    } finally {
+      // Nothing of this write outlives it (a failed write's clean-up releases what it took).
+      await Promise.all([carrying, flushing]);
+    }
+    if (failed) throw (failed as { error: unknown }).error;
     const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
@@ -379,8 +403,8 @@ export class ChunkedBackupDataPath implements BackupDataPath {
 
   /**
    * An incremental read lists only what changed: every other chunk is the base's, and this backup
-   * takes its own reference on it before reading anything. A base chunk no longer stored (its backup
-   * deleted meanwhile) cannot be rebuilt from an incremental view: the write fails, retryably.
+   * takes its own reference on it before its manifest is written. A base chunk no longer stored (its
+   * backup deleted meanwhile) cannot be rebuilt from an incremental view: the write fails, retryably.
    */
   private async carryFromBase(
     backup: BackupRef,
