@@ -308,11 +308,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
         if (failed) throw failed.error;
-        // A full read reads into a reused buffer; a changed chunk is built in its own (changedChunk).
-        const into = changed ? null : buffers.take();
-        const data = into
-          ? await session.read(chunkOffset(i), chunkLength(i, size), { signal, into })
-          : await this.changedChunk(backup, session, base!, objects, i, changed!.get(i)!, signal);
+        // Read (or, for a changed chunk, built: changedChunk) in a reused buffer.
+        const into = buffers.take();
+        const data = changed
+          ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, into, signal)
+          : await session.read(chunkOffset(i), chunkLength(i, size), { signal, into });
         if (data.length !== chunkLength(i, size)) {
           throw hvError(
             'hypervisor_error',
@@ -338,7 +338,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           } else this.metrics.deduplicated('stored', data.length);
         }
         // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
-        if (into) buffers.give(into);
+        buffers.give(into);
         progress((++done * 99) / Math.max(1, touched.length));
       });
       flush();
@@ -362,10 +362,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
   }
 
   /**
-   * A chunk of an incremental write: outside the changed extents an incremental view reads as the base
-   * backup had it (the driver's promise, not the disk's bytes: a running server's view holds the
-   * changed clusters only), so the base's chunk is the starting point and the changed parts are read
-   * over it. Only the changed bytes are read from the disk.
+   * A chunk of an incremental write, built in `into` (returned: its start): outside the changed
+   * extents an incremental view reads as the base backup had it (the driver's promise, not the disk's
+   * bytes: a running server's view holds the changed clusters only), so the base's chunk is the
+   * starting point and the changed parts are read over it. Only the changed bytes are read from the
+   * disk.
    */
   private async changedChunk(
     backup: BackupRef,
@@ -374,18 +375,19 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     objects: BackupObjects,
     i: number,
     parts: readonly DiskExtent[],
+    into: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<Buffer> {
     const start = chunkOffset(i);
     const length = chunkLength(i, session.virtualSizeBytes);
     if (parts.length === 1 && parts[0].offset === start && parts[0].length === length) {
       this.metrics.read(length);
-      return session.read(start, length, { signal });
+      return session.read(start, length, { signal, into });
     }
     const baseId = base.chunks[i];
     let data: Buffer;
     try {
-      data = baseId ? await objects.getChunk(baseId, length, signal) : Buffer.alloc(length);
+      data = baseId ? await objects.getChunk(baseId, length, signal, into) : into.subarray(0, length).fill(0);
     } catch (e) {
       if (!isBackupDataError(e) || e.code !== 'backup_corrupt') throw e;
       throw new BackupDataError(
@@ -394,9 +396,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       );
     }
     for (const part of parts) {
-      const read = await session.read(part.offset, part.length, { signal });
+      const read = await session.read(part.offset, part.length, {
+        signal,
+        into: data.subarray(part.offset - start),
+      });
       this.metrics.read(read.length);
-      read.copy(data, part.offset - start);
     }
     return data;
   }
