@@ -36,8 +36,7 @@ export interface OfflineFacts extends OfflineCheckpoints {
  *
  * The session's time is its tool processes (each a good part of a second on a busy host), so only what
  * depends on an earlier answer waits for it: libvirt's record of the new checkpoint is written while
- * the lock is taken and the disk mapped and read (`close` waits for it), and `close` drops the base's
- * record while it lets the lock go.
+ * the lock is taken and the disk mapped, and `close` drops the base's record while it lets the lock go.
  */
 export async function openOfflineRead(
   tools: Toolbox,
@@ -63,41 +62,38 @@ export async function openOfflineRead(
   });
   throwIfAborted(signal);
   await tools.qemuImg.bitmap('add', disk, opts.checkpoint);
-  // libvirt's record of the new checkpoint is written while the disk is mapped and read (libvirt
-  // does not look at a shut-off domain's bitmaps); `close` waits for it. Without it the checkpoint
-  // cannot be a base: a failed record drops it there.
-  const recorded = recordOffline(tools, dom, xml).then(
-    () => true,
-    () => false,
-  );
   // Set as they are made, for the clean-up of a failed open.
   const held: { served: DiskExport | null; image: MappedImage | null } = { served: null, image: null };
   try {
-    const served = await tools.qemuNbd.serve(disk, base, READ_LOCK_TIMEOUT_MS, signal);
-    held.served = served;
-    // Both only read the disk, sharing the lock qemu-nbd holds; the map also gives the virtual size.
-    const [changed, entries] = await together(signal, [
-      (s: AbortSignal) => (base === null ? Promise.resolve(null) : served.dirtyExtents(s)),
-      (s: AbortSignal) => tools.qemuImg.map(disk, { signal: s }),
+    const [, opened] = await together(signal, [
+      () => recordOffline(tools, dom, xml),
+      async (s: AbortSignal) => {
+        const served = await tools.qemuNbd.serve(disk, base, READ_LOCK_TIMEOUT_MS, s);
+        held.served = served;
+        // Both only read the disk, sharing the lock qemu-nbd holds; the map also gives the virtual size.
+        const [changed, entries] = await together(s, [
+          (s2: AbortSignal) => (base === null ? Promise.resolve(null) : served.dirtyExtents(s2)),
+          (s2: AbortSignal) => tools.qemuImg.map(disk, { signal: s2 }),
+        ] as const);
+        const size = mappedSize(entries);
+        const image = await MappedImage.open(disk, entries, size);
+        held.image = image;
+        return {
+          served,
+          image,
+          extents: changed === null ? image.dataExtents() : clusterAligned(changed, size),
+        };
+      },
     ] as const);
-    const size = mappedSize(entries);
-    const image = await MappedImage.open(disk, entries, size);
-    held.image = image;
-    const extents = changed === null ? image.dataExtents() : clusterAligned(changed, size);
     throwIfAborted(signal);
     return readSession({
-      image,
-      extents,
+      image: opened.image,
+      extents: opened.extents,
       fullReason: reason,
       consistency: 'stopped',
       checkpoint: opts.checkpoint,
       release: async (keep) => {
-        const unlocked = served.release();
-        if (!(await recorded)) {
-          // The new checkpoint has no record: kept, it could not be the next backup's base.
-          await unlocked;
-          return dropCheckpointsExcept(tools, server, dom, keep ? null : base);
-        }
+        const unlocked = opened.served.release();
         // Exactly the base and the new checkpoint are there (this call made them so, under the lock).
         const drop = keep ? base : opts.checkpoint;
         if (drop === null) return unlocked;
@@ -107,7 +103,6 @@ export async function openOfflineRead(
   } catch (e) {
     await held.image?.close();
     await held.served?.release();
-    await recorded;
     await dropCheckpointsExcept(tools, server, dom, base).catch(() => undefined);
     throw e;
   }
