@@ -337,7 +337,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         changeDisk(disk, res.disk.dataChunks, changedChunks, work);
         settle(work, disk);
         const bw = await writeNoted('dir', accountId, backupOf(base, accountId), baseProc);
-        Object.assign(run, { baseMs: bw.ms, baseMode: bw.result.mode });
+        Object.assign(run, { baseMs: bw.ms, baseMode: bw.result.mode, baseSpans: bw.result.spans });
         base = bw;
       };
       for (let round = 0; round < rounds; round++) {
