@@ -33,7 +33,7 @@ export const CHUNKS_IN_FLIGHT = 4;
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
  * one flush per batch instead of a wait per upload. Batches are flushed one after another while the
  * next chunks are read and sealed (no chunk waits for a flush); the ids of the batches not yet
- * flushed are all this holds. Batches of 8 made full backups slower (docs/benchmarks.md *6*).
+ * flushed are all this holds.
  */
 export const SYNC_BATCH_CHUNKS = 64;
 /** Carried-over chunk references taken per statement in an incremental write. */
