@@ -31,9 +31,7 @@ import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
 export const CHUNKS_IN_FLIGHT = 4;
 /**
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
- * one flush per batch instead of a wait per upload. Batches are flushed one after another while the
- * next chunks are read and sealed (no chunk waits for a flush); the ids of the batches not yet
- * flushed are all this holds.
+ * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
  */
 export const SYNC_BATCH_CHUNKS = 64;
 /** Carried-over chunk references taken per statement in an incremental write. */
@@ -277,32 +275,24 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
     const changed = session.mode === 'incremental' ? extentsByChunk(session.extents, size) : null;
-    // The first failure of the work beside the chunks (the carried references, a flush): no chunk
-    // starts after it, and it is what the write throws.
+    // Taken while the changed chunks are read (the two touch different chunks of the manifest); its
+    // failure stops the chunks not yet started and is what the write throws.
     let failed: { error: unknown } | null = null;
-    const fail = (error: unknown): void => {
-      failed ??= { error };
-    };
-    // Taken while the changed chunks are read: the two touch different chunks of the manifest.
     const carrying = changed
-      ? this.carryFromBase(backup, session, base, chunks, touched, space).catch(fail)
+      ? this.carryFromBase(backup, session, base, chunks, touched, space).catch((error: unknown) => {
+          failed = { error };
+        })
       : Promise.resolve();
     let storedBytes = 0;
     let done = 0;
     const buffers = new ChunkBuffers();
-    // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time, in order.
+    // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time.
     let unsynced: string[] = [];
-    let flushing: Promise<void> = Promise.resolve();
-    const flush = (): void => {
+    const syncBatch = async (): Promise<void> => {
       const ids = unsynced;
       unsynced = [];
-      flushing = flushing
-        .then(async () => {
-          if (failed || !ids.length) return;
-          await objects.syncChunks(ids, signal);
-          await this.refs.markStored(space, ids);
-        })
-        .catch(fail);
+      await objects.syncChunks(ids, signal);
+      await this.refs.markStored(space, ids);
     };
     try {
       await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
@@ -334,19 +324,19 @@ export class ChunkedBackupDataPath implements BackupDataPath {
             this.metrics.uploaded(bytes);
             unsynced.push(chunkId);
             if (held.inserted) storedBytes += bytes;
-            if (unsynced.length >= SYNC_BATCH_CHUNKS) flush();
+            if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
           } else this.metrics.deduplicated('stored', data.length);
         }
         // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
         buffers.give(into);
         progress((++done * 99) / Math.max(1, touched.length));
       });
-      flush();
     } finally {
       // Nothing of this write outlives it (a failed write's clean-up releases what it took).
-      await Promise.all([carrying, flushing]);
+      await carrying;
     }
     if (failed) throw (failed as { error: unknown }).error;
+    await syncBatch();
     const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
