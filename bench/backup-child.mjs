@@ -22,7 +22,7 @@ const { ChunkReferences } = dist('backups/data/chunk-references.js');
 const { DirectoryStore } = dist('backup-store/directory-store.js');
 const { S3Store } = dist('backup-store/s3-store.js');
 const { seal, open } = dist('backups/data/sealed-box.js');
-const { sha256Hex } = dist('backups/data/backup-objects.js');
+const { sha256Hex, BackupObjects } = dist('backups/data/backup-objects.js');
 const { PrismaService } = dist('prisma/prisma.service.js');
 const { Clock } = dist('common/clock.js');
 const s3 = require(require.resolve('@aws-sdk/client-s3', { paths: [process.argv[2]] }));
@@ -39,6 +39,29 @@ class TracedRunner extends ProcessRunner {
       rec.end = performance.now();
     }
   }
+}
+
+/**
+ * Where a write's time goes: each call of these methods during a `write` command, as
+ * [name, start, end] in ms from the command's start (the incremental's fixed cost, step by step).
+ */
+let spans = null;
+const traced = (name, fn) =>
+  async function (...args) {
+    const rec = spans ? [name, performance.now(), null] : null;
+    if (rec) spans.push(rec);
+    try {
+      return await fn.apply(this, args);
+    } finally {
+      if (rec) rec[2] = performance.now();
+    }
+  };
+for (const [cls, names] of [
+  [AccountKeys, ['forAccount']],
+  [ChunkReferences, ['acquire', 'markStored']],
+  [BackupObjects, ['getManifest', 'putManifest', 'putChunk', 'syncChunks', 'getChunk']],
+]) {
+  for (const n of names) cls.prototype[n] = traced(n, cls.prototype[n]);
 }
 
 // argv[3]: the run's directory (the driver's only image root); the rest comes from the environment.
@@ -63,6 +86,13 @@ const stores = {
 };
 const prisma = new PrismaService({ databaseUrl: env.DATABASE_URL });
 const masterKey = new BackupMasterKey({ backupMasterKey: Buffer.from(env.BACKUP_MASTER_KEY, 'base64') });
+const openRead = driver.openBackupRead.bind(driver);
+driver.openBackupRead = traced('openBackupRead', async (...args) => {
+  const session = await openRead(...args);
+  session.close = traced('close', session.close.bind(session));
+  session.read = traced('read', session.read.bind(session));
+  return session;
+});
 const dataPath = new ChunkedBackupDataPath(
   driver,
   { byName: (name) => stores[name] },
@@ -293,8 +323,10 @@ async function run(cmd) {
   switch (cmd.op) {
     case 'state':
       return driver.getPowerState(cmd.server);
-    case 'write':
-      return dataPath.writeBackup(
+    case 'write': {
+      spans = [];
+      const t0 = performance.now();
+      const written = await dataPath.writeBackup(
         {
           backup: ref(cmd.backup),
           // What the backup's row would say (written into its manifest's index).
@@ -312,6 +344,11 @@ async function run(cmd) {
         },
         () => undefined,
       );
+      const at = (t) => Math.round((t - t0) * 10) / 10;
+      const out = { ...written, spans: spans.map(([n, a, b]) => [n, at(a), at(b)]) };
+      spans = null;
+      return out;
+    }
     case 'stages':
       return stages(cmd.server, cmd.store, `vps-backup-${cmd.checkpointId}`);
     case 'restoreStages':

@@ -202,9 +202,11 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         const q = `INSERT INTO accounts (name) VALUES ($1) RETURNING id`;
         return (await c.query(q, [`bench-${process.pid}-${++accounts}`])).rows[0].id;
       });
+    // One master key for both builds: the baseline's incrementals build on this build's backups.
+    const masterKey = crypto.randomBytes(32).toString('base64');
     proc = new DataPathProcess(appDir, work, {
       DATABASE_URL: dbUrl,
-      BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+      BACKUP_MASTER_KEY: masterKey,
       BENCH_STORE_DIR: storeDir,
       ...(bucket ? { BENCH_S3_BUCKET: bucket } : {}),
     });
@@ -212,7 +214,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     if (baseline) {
       baseProc = new DataPathProcess(baseline.dir, work, {
         DATABASE_URL: dbUrl,
-        BACKUP_MASTER_KEY: crypto.randomBytes(32).toString('base64'),
+        BACKUP_MASTER_KEY: masterKey,
         BENCH_STORE_DIR: storeDir,
       });
       await baseProc.call({ op: 'state', server });
@@ -325,8 +327,22 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       const accountId = await newAccount();
       let base = await writeNoted('dir', accountId, null);
       res.incrementalFull = { mode: base.result.mode, modeReason: base.result.modeReason };
+      /**
+       * The baseline's incremental of the same amount of change in the same round, on the same disk and
+       * account: it builds on the latest backup (this build's or its own, the manifest format is one),
+       * after this build's in even rounds, before it in odd ones.
+       */
+      const baselineIncremental = async (run) => {
+        if (!baseProc) return;
+        changeDisk(disk, res.disk.dataChunks, changedChunks, work);
+        settle(work, disk);
+        const bw = await writeNoted('dir', accountId, backupOf(base, accountId), baseProc);
+        Object.assign(run, { baseMs: bw.ms, baseMode: bw.result.mode, baseSpans: bw.result.spans });
+        base = bw;
+      };
       for (let round = 0; round < rounds; round++) {
         const run = { round };
+        if (round % 2 === 1) await baselineIncremental(run);
         run.changedBytes = changeDisk(disk, res.disk.dataChunks, changedChunks, work);
         const cp = () => {
           settle(work, small);
@@ -343,10 +359,12 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
           mode: w.result.mode,
           storedBytes: w.result.storedBytes,
           storeAdded: treeBytes(storeDir) - before,
+          spans: w.result.spans,
         });
         if (round % 2 === 1) cp();
-        res.incremental.push(run);
         base = w;
+        if (round % 2 === 0) await baselineIncremental(run);
+        res.incremental.push(run);
       }
     }
     res.load.push(os.loadavg());
@@ -604,6 +622,15 @@ function summarize(res, { data, virtual }) {
       rssFullWriteMB: spread(bf.map((b) => b.writeRss / MiB)),
       rssMaxMB: Math.max(...bf.flatMap((b) => [b.writeRss, b.restoreRss])) / MiB,
     };
+    const bi = inc.filter((r) => r.baseMs !== undefined);
+    if (bi.length) {
+      Object.assign(res.summary.baseline, {
+        incrementalVsBaseline: spread(bi.map((r) => r.ms / r.baseMs)),
+        baseIncrementalVsCp: spread(bi.map((r) => r.baseMs / r.cpMs)),
+        baseIncrementalMs: spread(bi.map((r) => r.baseMs)),
+        baseIncrementalModes: [...new Set(bi.map((r) => r.baseMode))],
+      });
+    }
   }
   return res;
 }
@@ -667,6 +694,10 @@ export function printBackup(res) {
     console.log(
       `\nSide by side with the baseline ${sb.sha} (same rounds, order flipping): this build's time ÷ the baseline's, full backup ${r(sb.writeVsBaseline)}, full restore ${r(sb.restoreVsBaseline)}; the baseline beside cp: backup ${r(sb.baseWriteVsCp)}, restore ${r(sb.baseRestoreVsCp)}; its data-path RSS max ${fmt(sb.rssMaxMB, 0)} MB, full backups ${fmt(sb.rssFullWriteMB.median, 0)} (${fmt(sb.rssFullWriteMB.min, 0)}–${fmt(sb.rssFullWriteMB.max, 0)}) MB`,
     );
+    if (sb.incrementalVsBaseline)
+      console.log(
+        `Incremental beside the baseline's of the same amount of change (same rounds, order flipping): this build's time ÷ the baseline's ${r(sb.incrementalVsBaseline)}; the baseline ${fmt(sb.baseIncrementalMs.median / 1000, 2)} s, ${r(sb.baseIncrementalVsCp)} cp (modes ${sb.baseIncrementalModes.join(',')})`,
+      );
   }
   for (const [label, st] of [
     ['', res.stages],

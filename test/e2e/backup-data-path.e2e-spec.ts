@@ -17,7 +17,7 @@ import { BackupDataError } from '../../src/backups/data/backup-data-errors';
 import { accountKeyKey, chunkKey, CHUNK_SIZE_BYTES, manifestKey } from '../../src/backups/data/backup-layout';
 import { BACKUP_STORES, BackupStores } from '../../src/backups/data/backup-stores';
 import { ChunkReferences } from '../../src/backups/data/chunk-references';
-import { ChunkedBackupDataPath } from '../../src/backups/data/chunked-backup-data-path';
+import { ChunkedBackupDataPath, SYNC_BATCH_CHUNKS } from '../../src/backups/data/chunked-backup-data-path';
 import { Clock } from '../../src/common/clock';
 import { CommonModule } from '../../src/common/common.module';
 import { AppConfig } from '../../src/config/app-config';
@@ -295,6 +295,66 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect(await store.head(manifestKey(accountId, second.id))).toBeNull();
     expect(await chunkRows()).toEqual([]);
     expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([`vps-backup-${first.id}`]);
+  });
+
+  /** A disk of `n` chunks that differ and hold data (one byte each, the rest zeros: cheap to make). */
+  const distinctChunks = (n: number): Buffer => {
+    const d = Buffer.alloc(n * CS);
+    for (let i = 0; i < n; i++) d.writeUInt32BE(i + 1, i * CS);
+    return d;
+  };
+
+  /** The directory store, recording its chunk and manifest puts (once done) and syncs (as they start). */
+  class RecordingStore extends TempDirectoryStore {
+    readonly events: string[] = [];
+    constructor(
+      root: string,
+      private readonly failSync: number | null = null,
+    ) {
+      super(root);
+    }
+    override async put(key: string, body: Buffer): Promise<void> {
+      await super.put(key, body);
+      this.events.push(`put ${key}`);
+    }
+    override async sync(keys: readonly string[] = []): Promise<void> {
+      this.events.push(`sync ${keys.join(' ')}`);
+      if (this.events.filter((e) => e.startsWith('sync ')).length === this.failSync) {
+        throw new Error('the disk went away');
+      }
+      await super.sync();
+    }
+  }
+
+  it("a write's chunks are synced a batch at a time, the first while later ones are put, all before its manifest, then marked stored", async () => {
+    const recording = new RecordingStore(dir);
+    store = recording;
+    driver.createDisk(1, distinctChunks(SYNC_BATCH_CHUNKS + 6));
+    const b = ref();
+    await write(b, 1);
+    const chunkPuts = recording.events.filter((e) => e.startsWith(`put accounts/${accountId}/chunks/`));
+    const syncs = recording.events.filter((e) => e.startsWith('sync '));
+    expect(chunkPuts).toHaveLength(SYNC_BATCH_CHUNKS + 6);
+    const synced = syncs.flatMap((e) => e.split(' ').slice(1));
+    expect(synced.sort()).toEqual(chunkPuts.map((e) => e.slice('put '.length)).sort());
+    // A full batch goes while the next chunks are read, sealed and put; the manifest only after the last.
+    expect(syncs.length).toBeGreaterThan(1);
+    expect(recording.events.indexOf(syncs[0])).toBeLessThan(recording.events.indexOf(chunkPuts.at(-1)!));
+    const manifestAt = recording.events.indexOf(`put ${manifestKey(accountId, b.id)}`);
+    expect(manifestAt).toBeGreaterThan(recording.events.indexOf(syncs.at(-1)!));
+    expect((await chunkRows()).every((r) => r.stored && r.refs === 1)).toBe(true);
+    expect(await chunkRows()).toHaveLength(SYNC_BATCH_CHUNKS + 6);
+  });
+
+  it('a write whose store fails to sync a batch fails with that error and leaves nothing', async () => {
+    store = new RecordingStore(dir, 1);
+    driver.createDisk(1, distinctChunks(SYNC_BATCH_CHUNKS + 6));
+    const b = ref();
+    await expect(write(b, 1)).rejects.toThrow('the disk went away');
+    expect(await store.head(manifestKey(accountId, b.id))).toBeNull();
+    expect(await chunkRows()).toEqual([]);
+    expect(await chunkFiles()).toEqual([]);
+    expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([]);
   });
 
   it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {

@@ -10,6 +10,7 @@ import { BackupStore, BackupStoreError, StoredObject } from '../../src/backup-st
 import { BackupFacts } from '../../src/backups/backup-data-path';
 import {
   BackupCapableDriver,
+  BackupReadCallOptions,
   BackupReadSession,
   DiskExtent,
   DiskImageWriter,
@@ -135,8 +136,12 @@ export class BufferDiskDriver implements BackupCapableDriver {
       extents,
       consistency: 'stopped',
       checkpoint,
-      read: (offset: number, length: number) =>
-        Promise.resolve(Buffer.from(view.subarray(offset, offset + length))),
+      read: (offset: number, length: number, o: BackupReadCallOptions = {}) => {
+        const bytes = view.subarray(offset, offset + length);
+        if (!o.into) return Promise.resolve(Buffer.from(bytes));
+        bytes.copy(o.into);
+        return Promise.resolve(o.into.subarray(0, length));
+      },
       close: ({ keepCheckpoint }: { keepCheckpoint: boolean }) => {
         if (!keepCheckpoint) d.checkpoints.delete(checkpoint);
         else

@@ -33,7 +33,7 @@ export const CHUNKS_IN_FLIGHT = 4;
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
  * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
  */
-const SYNC_BATCH_CHUNKS = 64;
+export const SYNC_BATCH_CHUNKS = 64;
 /** Carried-over chunk references taken per statement in an incremental write. */
 const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
@@ -275,7 +275,14 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const chunks: (string | null)[] = new Array<string | null>(chunkCount(size)).fill(null);
     const touched = touchedChunks(session.extents, size);
     const changed = session.mode === 'incremental' ? extentsByChunk(session.extents, size) : null;
-    if (changed) await this.carryFromBase(backup, session, base, chunks, touched, space);
+    // Taken while the changed chunks are read (the two touch different chunks of the manifest); its
+    // failure stops the chunks not yet started and is what the write throws.
+    let failed: { error: unknown } | null = null;
+    const carrying = changed
+      ? this.carryFromBase(backup, session, base, chunks, touched, space).catch((error: unknown) => {
+          failed = { error };
+        })
+      : Promise.resolve();
     let storedBytes = 0;
     let done = 0;
     const buffers = new ChunkBuffers();
@@ -287,41 +294,48 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       await objects.syncChunks(ids, signal);
       await this.refs.markStored(space, ids);
     };
-    await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
-      throwIfAborted(signal);
-      // A full read reads into a reused buffer; a changed chunk is built in its own (changedChunk).
-      const into = changed ? null : buffers.take();
-      const data = into
-        ? await session.read(chunkOffset(i), chunkLength(i, size), { signal, into })
-        : await this.changedChunk(backup, session, base!, objects, i, changed!.get(i)!, signal);
-      if (data.length !== chunkLength(i, size)) {
-        throw hvError(
-          'hypervisor_error',
-          `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
-        );
-      }
-      // A partly changed chunk counts only what was read from the disk (changedChunk).
-      if (!changed) this.metrics.read(data.length);
-      chunks[i] = null;
-      if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
-      else {
-        const chunkId = sha256Hex(data);
-        chunks[i] = chunkId;
-        const [held] = await this.refs.acquire(space, backup.id, [
-          { chunkId, sizeBytes: storedChunkBytes(data.length) },
-        ]);
-        if (!held.stored) {
-          const bytes = await objects.putChunk(chunkId, data, signal);
-          this.metrics.uploaded(bytes);
-          unsynced.push(chunkId);
-          if (held.inserted) storedBytes += bytes;
-          if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
-        } else this.metrics.deduplicated('stored', data.length);
-      }
-      // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
-      if (into) buffers.give(into);
-      progress((++done * 99) / Math.max(1, touched.length));
-    });
+    try {
+      await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
+        throwIfAborted(signal);
+        if (failed) throw failed.error;
+        // Read (or, for a changed chunk, built: changedChunk) in a reused buffer.
+        const into = buffers.take();
+        const data = changed
+          ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, into, signal)
+          : await session.read(chunkOffset(i), chunkLength(i, size), { signal, into });
+        if (data.length !== chunkLength(i, size)) {
+          throw hvError(
+            'hypervisor_error',
+            `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
+          );
+        }
+        // A partly changed chunk counts only what was read from the disk (changedChunk).
+        if (!changed) this.metrics.read(data.length);
+        chunks[i] = null;
+        if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
+        else {
+          const chunkId = sha256Hex(data);
+          chunks[i] = chunkId;
+          const [held] = await this.refs.acquire(space, backup.id, [
+            { chunkId, sizeBytes: storedChunkBytes(data.length) },
+          ]);
+          if (!held.stored) {
+            const bytes = await objects.putChunk(chunkId, data, signal);
+            this.metrics.uploaded(bytes);
+            unsynced.push(chunkId);
+            if (held.inserted) storedBytes += bytes;
+            if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
+          } else this.metrics.deduplicated('stored', data.length);
+        }
+        // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
+        buffers.give(into);
+        progress((++done * 99) / Math.max(1, touched.length));
+      });
+    } finally {
+      // Nothing of this write outlives it (a failed write's clean-up releases what it took).
+      await carrying;
+    }
+    if (failed) throw (failed as { error: unknown }).error;
     await syncBatch();
     const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
@@ -338,10 +352,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
   }
 
   /**
-   * A chunk of an incremental write: outside the changed extents an incremental view reads as the base
-   * backup had it (the driver's promise, not the disk's bytes: a running server's view holds the
-   * changed clusters only), so the base's chunk is the starting point and the changed parts are read
-   * over it. Only the changed bytes are read from the disk.
+   * A chunk of an incremental write, built in `into` (returned: its start): outside the changed
+   * extents an incremental view reads as the base backup had it (the driver's promise, not the disk's
+   * bytes: a running server's view holds the changed clusters only), so the base's chunk is the
+   * starting point and the changed parts are read over it. Only the changed bytes are read from the
+   * disk.
    */
   private async changedChunk(
     backup: BackupRef,
@@ -350,18 +365,19 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     objects: BackupObjects,
     i: number,
     parts: readonly DiskExtent[],
+    into: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<Buffer> {
     const start = chunkOffset(i);
     const length = chunkLength(i, session.virtualSizeBytes);
     if (parts.length === 1 && parts[0].offset === start && parts[0].length === length) {
       this.metrics.read(length);
-      return session.read(start, length, { signal });
+      return session.read(start, length, { signal, into });
     }
     const baseId = base.chunks[i];
     let data: Buffer;
     try {
-      data = baseId ? await objects.getChunk(baseId, length, signal) : Buffer.alloc(length);
+      data = baseId ? await objects.getChunk(baseId, length, signal, into) : into.subarray(0, length).fill(0);
     } catch (e) {
       if (!isBackupDataError(e) || e.code !== 'backup_corrupt') throw e;
       throw new BackupDataError(
@@ -370,17 +386,19 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       );
     }
     for (const part of parts) {
-      const read = await session.read(part.offset, part.length, { signal });
+      const read = await session.read(part.offset, part.length, {
+        signal,
+        into: data.subarray(part.offset - start),
+      });
       this.metrics.read(read.length);
-      read.copy(data, part.offset - start);
     }
     return data;
   }
 
   /**
    * An incremental read lists only what changed: every other chunk is the base's, and this backup
-   * takes its own reference on it before reading anything. A base chunk no longer stored (its backup
-   * deleted meanwhile) cannot be rebuilt from an incremental view: the write fails, retryably.
+   * takes its own reference on it before its manifest is written. A base chunk no longer stored (its
+   * backup deleted meanwhile) cannot be rebuilt from an incremental view: the write fails, retryably.
    */
   private async carryFromBase(
     backup: BackupRef,
