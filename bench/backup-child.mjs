@@ -25,6 +25,18 @@ const { seal, open } = dist('backups/data/sealed-box.js');
 const { sha256Hex, BackupObjects } = dist('backups/data/backup-objects.js');
 const { PrismaService } = dist('prisma/prisma.service.js');
 const { Clock } = dist('common/clock.js');
+/**
+ * A chunk buffer as the build's data path allocates it: page-aligned memory from its pool where the
+ * build has one (a directory store with O_DIRECT reads and writes such memory in place), else a plain one.
+ */
+const chunkBuffer = (() => {
+  try {
+    const { takeAlignedBuffer } = dist('common/aligned-buffers.js');
+    return (bytes) => takeAlignedBuffer(bytes);
+  } catch {
+    return (bytes) => Buffer.allocUnsafe(bytes);
+  }
+})();
 const s3 = require(require.resolve('@aws-sdk/client-s3', { paths: [process.argv[2]] }));
 
 /** The tool processes the driver ran during the current command (restore stages time them by name). */
@@ -181,9 +193,9 @@ async function stages(server, store, checkpoint) {
   const CHUNK = 4 * 1024 * 1024;
   const SYNC_BATCH = 64; // SYNC_BATCH_CHUNKS of chunked-backup-data-path.ts
   const zeros = Buffer.alloc(CHUNK);
-  const envelope = Buffer.allocUnsafe(CHUNK + 48);
+  const envelope = chunkBuffer(CHUNK + 48);
   // As the data path reads (a build whose session has no `into` returns a fresh buffer instead).
-  const readBuffer = Buffer.allocUnsafe(CHUNK);
+  const readBuffer = chunkBuffer(CHUNK);
   const key = { id: crypto.randomBytes(16), key: crypto.randomBytes(32) };
   const out = { chunks: 0, bytes: 0 };
   const written = [];
@@ -258,8 +270,8 @@ async function restoreStages(server, store) {
   const { key, size, written } = lastStages;
   const out = { chunks: 0, bytes: 0 };
   // As the data path gets and opens (a build whose store or `open` takes no buffer allocates one).
-  const plainBuffer = Buffer.allocUnsafe(4 * 1024 * 1024);
-  const envelope = Buffer.allocUnsafe(4 * 1024 * 1024 + 48);
+  const plainBuffer = chunkBuffer(4 * 1024 * 1024);
+  const envelope = chunkBuffer(4 * 1024 * 1024 + 48);
   const add = (name, t0, c0) => {
     const c = process.cpuUsage(c0);
     out[name] ??= { ms: 0, cpuMs: 0 };

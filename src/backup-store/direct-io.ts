@@ -2,81 +2,28 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 
+import {
+  alignedView,
+  alignUp,
+  DIRECT_IO_ALIGN,
+  giveAlignedBuffer,
+  takeAlignedBuffer,
+} from '../common/aligned-buffers';
 import { throwIfCancelled } from './store-key';
 
 /**
  * Whole-chunk files written and read with O_DIRECT: the bytes go between the process and the disk
- * without passing through the page cache. On the hosts measured (docs/benchmarks.md *6*, "Chunk files
- * with O_DIRECT") a buffered write of a 4 MiB file cost 2.2–2.6 s of CPU per GiB — the kernel finding,
- * zeroing and later writing back fresh page-cache pages — against 0.06–0.09 s with O_DIRECT, and the
- * page cache would only hold chunks nobody reads again soon.
+ * without passing through the page cache. On the hosts measured (docs/benchmarks.md *6*, "restores
+ * through qemu-nbd, chunk files with O_DIRECT") a buffered write of a 4 MiB file cost 2.2–2.6 s of CPU
+ * per GiB — the kernel finding, zeroing and later writing back fresh page-cache pages — against
+ * 0.06–0.09 s with O_DIRECT, and the page cache would only hold chunks nobody reads again soon.
  *
- * O_DIRECT wants the buffer, the file offset and the length aligned to the device's block: a body in
- * memory from `pageAlignedBuffer` is written and read in place, any other is copied into (or read
- * through) a page-aligned staging buffer; a file whose length is not a multiple of ALIGN is written
- * padded and truncated back. Node has no call that allocates aligned memory; a WebAssembly memory is
- * one V8 maps by itself, so it starts on a page.
+ * A body in page-aligned memory (common/aligned-buffers.ts) is written and read in place, any other
+ * is copied into (or read through) an aligned staging buffer; a file whose length is not a multiple
+ * of the alignment is written padded and truncated back.
  */
-export const DIRECT_IO_ALIGN = 4096;
 /** Bodies smaller than this (manifests, keys) go through the page cache as before. */
 export const DIRECT_IO_MIN_BYTES = 1024 * 1024;
-/**
- * Aligned buffers kept for reuse once given back (`giveAlignedBuffer`); more exist while more are in
- * use. Few: a kept buffer's pages stay in the process's RSS between backups.
- */
-const KEPT_ALIGNED_BUFFERS = 4;
-const WASM_PAGE_BYTES = 64 * 1024;
-
-// The one WebAssembly API used here (the project's type libraries leave WebAssembly out).
-declare const WebAssembly: {
-  Memory: new (d: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
-};
-
-function alignUp(n: number): number {
-  return Math.ceil(n / DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-}
-
-/** Memory `pageAlignedBuffer` made: a body in it is written and read in place (see `inPlace`). */
-const ALIGNED_MEMORY = new WeakSet<ArrayBufferLike>();
-
-/**
- * A page-aligned buffer of at least `bytes`, its length rounded up to whole 64 KiB pages. A caller
- * that keeps its chunk bodies in such buffers (the backup data path's envelopes) spares a directory
- * store with O_DIRECT the copy into its staging buffer. Each is a WebAssembly memory, for which V8
- * reserves (not commits) ~10 GiB of address space: the process's virtual size grows by that per
- * buffer alive, so the buffers of the whole process are shared through `takeAlignedBuffer` /
- * `giveAlignedBuffer`, bounding their number by how many are in use at once.
- */
-export function pageAlignedBuffer(bytes: number): Buffer {
-  const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
-  ALIGNED_MEMORY.add(memory);
-  return Buffer.from(memory);
-}
-
-const freeAligned: Buffer[] = [];
-
-/** A page-aligned buffer of at least `bytes`: one given back earlier, or a new one. */
-export function takeAlignedBuffer(bytes: number): Buffer {
-  const i = freeAligned.findIndex((b) => b.length >= bytes);
-  return i >= 0 ? freeAligned.splice(i, 1)[0] : pageAlignedBuffer(bytes);
-}
-
-/** Gives back a buffer from `takeAlignedBuffer` nothing uses any more (after a failure: do not). */
-export function giveAlignedBuffer(buffer: Buffer): void {
-  if (freeAligned.length < KEPT_ALIGNED_BUFFERS) freeAligned.push(buffer);
-}
-
-/**
- * `length` bytes from `at`'s start, padded to the alignment, as a view of the same memory when that
- * memory is aligned and has room for the padding; else null.
- */
-function inPlace(at: Buffer, length: number): Buffer | null {
-  const padded = alignUp(length);
-  if (!ALIGNED_MEMORY.has(at.buffer) || at.byteOffset % DIRECT_IO_ALIGN !== 0) return null;
-  if (at.byteOffset + padded > at.buffer.byteLength) return null;
-  return Buffer.from(at.buffer, at.byteOffset, padded);
-}
 
 export class DirectIo {
   /**
@@ -104,7 +51,7 @@ export class DirectIo {
   /** Creates `file` (it must not exist) holding `body`; not synced. */
   async writeNew(file: string, body: Buffer, signal: AbortSignal | undefined): Promise<void> {
     const padded = alignUp(body.length);
-    const own = inPlace(body, body.length);
+    const own = alignedView(body, body.length);
     const staging = own ?? takeAlignedBuffer(padded);
     let ok = false;
     try {
@@ -144,7 +91,7 @@ export class DirectIo {
       const { size } = await handle.stat();
       if (size > into.length) return null;
       const padded = alignUp(size);
-      const own = inPlace(into, size);
+      const own = alignedView(into, size);
       const staging = own ?? takeAlignedBuffer(padded);
       let at = 0;
       while (at < size) {

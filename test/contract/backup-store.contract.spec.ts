@@ -5,7 +5,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { pageAlignedBuffer } from '../../src/backup-store/direct-io';
+import { pageAlignedBuffer } from '../../src/common/aligned-buffers';
 import { DirectoryStore, TEMP_DIR } from '../../src/backup-store/directory-store';
 import { S3Store, S3StoreOptions } from '../../src/backup-store/s3-store';
 import { CephS3, cephTestsEnabled, dropBucket, s3Admin, startCeph } from '../support/ceph';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
-import { giveAlignedBuffer, takeAlignedBuffer } from '../../backup-store/direct-io';
+import { giveAlignedBuffer, takeAlignedBuffer } from '../../common/aligned-buffers';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';

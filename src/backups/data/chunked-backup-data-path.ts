@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { giveAlignedBuffer, takeAlignedBuffer } from '../../common/aligned-buffers';
 import { Clock } from '../../common/clock';
 import { forEachLimited } from '../../common/for-each-limited';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
@@ -39,20 +40,19 @@ const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
 
 /**
- * Whole-chunk buffers a write or restore hands from one chunk to the next (at most one per chunk in
- * flight is ever allocated): a fresh 4 MiB buffer per chunk is memory mapped, faulted in and unmapped
- * again each time, which cost more CPU than the copy into it (docs/benchmarks.md *6*).
+ * Whole-chunk buffers a write or restore hands from one chunk to the next, from the process's pool of
+ * page-aligned buffers (common/aligned-buffers.ts): a fresh 4 MiB buffer per chunk is memory mapped,
+ * faulted in and unmapped again each time, which cost more CPU than the copy into it, and aligned
+ * memory lets the libvirt driver read a disk into it with O_DIRECT (docs/benchmarks.md *6*).
  */
 class ChunkBuffers {
-  private readonly free: Buffer[] = [];
-
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(CHUNK_SIZE_BYTES);
+    return takeAlignedBuffer(CHUNK_SIZE_BYTES);
   }
 
   /** Only once nothing holds a view of it any more; after a failure the buffer is dropped instead. */
   give(buffer: Buffer): void {
-    this.free.push(buffer);
+    giveAlignedBuffer(buffer);
   }
 }
 

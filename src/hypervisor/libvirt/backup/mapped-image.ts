@@ -1,4 +1,6 @@
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+
+import { alignedView, DIRECT_IO_ALIGN } from '../../../common/aligned-buffers';
 
 import { hvError, throwIfAborted } from '../../driver-errors';
 import {
@@ -66,6 +68,8 @@ export function mappedSize(entries: readonly MapEntry[]): number {
 export class MappedImage {
   private constructor(
     private readonly fh: fsp.FileHandle,
+    /** The same file opened with O_DIRECT (null where the file system refuses it): see `read`. */
+    private readonly direct: fsp.FileHandle | null,
     /** Data entries of the image itself (depth 0), in guest order. */
     private readonly data: readonly MapEntry[],
     readonly virtualSize: number,
@@ -82,7 +86,8 @@ export class MappedImage {
     const fh = await fsp.open(file, 'r').catch((e: unknown) => {
       throw stepError(e, 'hypervisor_error', `open ${file}`);
     });
-    return new MappedImage(fh, data, virtualSize);
+    const direct = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT).catch(() => null);
+    return new MappedImage(fh, direct, data, virtualSize);
   }
 
   /** The merged ranges holding data (what a full read lists). */
@@ -114,20 +119,40 @@ export class MappedImage {
       const to = Math.min(end, e.start + e.length);
       if (from > filled) out.fill(0, filled - offset, from - offset);
       filled = to;
-      const { bytesRead } = await this.fh.read(
-        out,
-        from - offset,
-        to - from,
-        (e.offset as number) + (from - e.start),
-      );
-      if (bytesRead !== to - from) throw hvError('hypervisor_error', `short read of an image at ${from}`);
+      await this.readPiece(out, from - offset, to - from, (e.offset as number) + (from - e.start), from);
     }
     if (end > filled) out.fill(0, filled - offset);
     return out;
   }
 
+  /**
+   * `length` bytes of the file at `position` into `out` at `at`. With O_DIRECT when the memory, the
+   * position and the length allow it (a reused chunk buffer in page-aligned memory, clusters at
+   * cluster-aligned offsets): the bytes come from the disk straight into the buffer, not through the
+   * page cache, whose pages cost this host more CPU per GiB than the copy itself (docs/benchmarks.md
+   * *6*). O_DIRECT reads see what was written through the page cache (the kernel writes a range's
+   * dirty pages back before it reads it directly).
+   */
+  private async readPiece(
+    out: Buffer,
+    at: number,
+    length: number,
+    position: number,
+    guest: number,
+  ): Promise<void> {
+    const view =
+      this.direct && length % DIRECT_IO_ALIGN === 0 && position % DIRECT_IO_ALIGN === 0
+        ? alignedView(out.subarray(at), length)
+        : null;
+    const { bytesRead } = view
+      ? await this.direct!.read(view, 0, length, position)
+      : await this.fh.read(out, at, length, position);
+    if (bytesRead !== length) throw hvError('hypervisor_error', `short read of an image at ${guest}`);
+  }
+
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
+    await this.direct?.close().catch(() => undefined);
   }
 }
 
