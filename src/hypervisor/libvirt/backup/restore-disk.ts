@@ -46,6 +46,8 @@ export async function rebuildDisk(
   const held: { served: WritableExport | null; writer: NbdWriter | null } = { served: null, writer: null };
   try {
     await tools.qemuImg.run(['create', '-q', '-f', 'qcow2', restoring, String(size)], 'copy_failed', signal);
+    // The customer's data goes in next: nobody else reads it before it gets the disk's owner and mode.
+    await fsp.chmod(restoring, 0o600);
     const direct = await supportsDirectIo(restoring);
     const served = await tools.qemuNbd.serveForWriting(
       restoring,

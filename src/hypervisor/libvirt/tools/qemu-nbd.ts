@@ -37,7 +37,9 @@ type Ended = { r: RunResult } | { e: unknown };
  * read. It does two things at once: it holds qemu's image lock (a qcow2 opened read-only shares
  * reading only, so no writer — the domain included — can open the disk), and it exports the base
  * checkpoint's bitmap (`-B`), which `qemu-img map` reads over NBD with `x-dirty-bitmap` (qemu-img has
- * no command that prints a bitmap; clean ranges read as data, dirty ones as holes).
+ * no command that prints a bitmap; clean ranges read as data, dirty ones as holes). And a disk being
+ * rebuilt from a backup, served for writing (`serveForWriting`): qemu writes the qcow2 as the data
+ * arrives over NBD.
  */
 export class QemuNbd {
   constructor(
