@@ -49,7 +49,10 @@ export function giveAlignedBuffer(buffer: Buffer): void {
 
 /**
  * `length` bytes from `at`'s start, padded to the alignment, as a view of the same memory when that
- * memory is aligned there and has room for the padding (O_DIRECT can use it as it is); else null.
+ * memory is aligned there and has room for the padding (O_DIRECT can use it as it is); else null. A
+ * writer through this view zeroes the padding: whoever puts a body in aligned memory gives up the
+ * bytes after it, up to the next 4 KiB, for the duration of the write (the backup data path's
+ * envelopes hold one body each).
  */
 export function alignedView(at: Buffer, length: number): Buffer | null {
   const padded = alignUp(length);
