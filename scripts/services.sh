@@ -619,9 +619,11 @@ status_libvirt() {
 # Production talks to a real Ceph RGW cluster or AWS S3 (docs/backups.md); nothing here is for that.
 CEPH_DIR="$STATE_DIR/ceph"
 CEPH_CONF="$CEPH_DIR/ceph.conf"
-CEPH_RGW_PORT="${CEPH_RGW_PORT:-57480}"
-CEPH_MON_PORT="${CEPH_MON_PORT:-56789}"
-CEPH_MON_V2_PORT="${CEPH_MON_V2_PORT:-53300}"
+# Below Linux's ephemeral range (32768-60999): Ceph starts mid-suite, when a test's client socket may
+# hold any port of that range as its local port (radosgw once failed "Address already in use" so).
+CEPH_RGW_PORT="${CEPH_RGW_PORT:-27480}"
+CEPH_MON_PORT="${CEPH_MON_PORT:-26789}"
+CEPH_MON_V2_PORT="${CEPH_MON_V2_PORT:-23300}"
 # Credentials of the test user: a loopback-only test cluster, so fixed values are fine (and let a
 # second checkout use an instance this one started).
 CEPH_S3_ACCESS_KEY="${CEPH_S3_ACCESS_KEY:-vpstestaccesskey0001}"
