@@ -40,20 +40,14 @@ const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
 
 /**
- * Whole-chunk buffers a write or restore hands from one chunk to the next, from the process's pool of
- * page-aligned buffers (common/aligned-buffers.ts): a fresh 4 MiB buffer per chunk is memory mapped,
- * faulted in and unmapped again each time, which cost more CPU than the copy into it, and aligned
- * memory lets the libvirt driver read a disk into it with O_DIRECT (docs/benchmarks.md *6*).
+ * A whole-chunk buffer from the process's pool of page-aligned buffers (common/aligned-buffers.ts),
+ * handed from one chunk to the next: a fresh 4 MiB buffer per chunk is memory mapped, faulted in and
+ * unmapped again each time, which cost more CPU than the copy into it, and aligned memory lets the
+ * libvirt driver read a disk into it with O_DIRECT (docs/benchmarks.md *6*). Given back with
+ * `giveAlignedBuffer` once nothing holds a view of it; after a failure it is dropped instead.
  */
-class ChunkBuffers {
-  take(): Buffer {
-    return takeAlignedBuffer(CHUNK_SIZE_BYTES);
-  }
-
-  /** Only once nothing holds a view of it any more; after a failure the buffer is dropped instead. */
-  give(buffer: Buffer): void {
-    giveAlignedBuffer(buffer);
-  }
+function takeChunkBuffer(): Buffer {
+  return takeAlignedBuffer(CHUNK_SIZE_BYTES);
 }
 
 interface Opened {
@@ -167,7 +161,6 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const { objects } = await this.open(backup);
     const manifest = await objects.getManifest(backup.id, signal);
     const present = indicesWithData(manifest);
-    const buffers = new ChunkBuffers();
     let done = 0;
     await this.driver.restoreDiskFrom(
       target,
@@ -176,10 +169,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         forEachLimited(present, CHUNKS_IN_FLIGHT, async (i) => {
           throwIfAborted(signal);
           const length = chunkLength(i, manifest.virtualSizeBytes);
-          const into = buffers.take();
+          const into = takeChunkBuffer();
           const data = await objects.getChunk(manifest.chunks[i]!, length, signal, into);
           await disk.write(chunkOffset(i), data);
-          buffers.give(into); // the writer is done with it once its write resolved
+          giveAlignedBuffer(into); // the writer is done with it once its write resolved
           this.metrics.restored(data.length);
           progress((++done * 99) / Math.max(1, present.length));
         }),
@@ -212,12 +205,11 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         const id = manifest.chunks[i]!;
         return seen.has(id) ? false : (seen.add(id), true);
       });
-      const buffers = new ChunkBuffers();
       await forEachLimited(distinct, CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
-        const into = buffers.take();
+        const into = takeChunkBuffer();
         await objects.getChunk(manifest.chunks[i]!, chunkLength(i, manifest.virtualSizeBytes), signal, into);
-        buffers.give(into);
+        giveAlignedBuffer(into);
       });
       return { ok: true };
     } catch (e) {
@@ -285,7 +277,6 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       : Promise.resolve();
     let storedBytes = 0;
     let done = 0;
-    const buffers = new ChunkBuffers();
     // Chunks uploaded and not yet durable: synced, then marked stored, a batch at a time.
     let unsynced: string[] = [];
     const syncBatch = async (): Promise<void> => {
@@ -299,7 +290,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         throwIfAborted(signal);
         if (failed) throw failed.error;
         // Read (or, for a changed chunk, built: changedChunk) in a reused buffer.
-        const into = buffers.take();
+        const into = takeChunkBuffer();
         const data = changed
           ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, into, signal)
           : await session.read(chunkOffset(i), chunkLength(i, size), { signal, into });
@@ -328,7 +319,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
           } else this.metrics.deduplicated('stored', data.length);
         }
         // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
-        buffers.give(into);
+        giveAlignedBuffer(into);
         progress((++done * 99) / Math.max(1, touched.length));
       });
     } finally {
