@@ -20,16 +20,6 @@ export interface DiskExport {
   release(): Promise<void>;
 }
 
-/** A disk image served for writing by one qemu-nbd (see QemuNbd.serveForWriting). */
-export interface WritableExport {
-  /** The unix socket to connect the one client to. */
-  readonly socket: string;
-  /** Once the client disconnected: waits for qemu-nbd to exit, and fails unless it exited 0. */
-  finished(): Promise<void>;
-  /** Stops qemu-nbd at once (if still running) and waits for it. */
-  release(): Promise<void>;
-}
-
 type Ended = { r: RunResult } | { e: unknown };
 
 /**
@@ -37,9 +27,7 @@ type Ended = { r: RunResult } | { e: unknown };
  * read. It does two things at once: it holds qemu's image lock (a qcow2 opened read-only shares
  * reading only, so no writer — the domain included — can open the disk), and it exports the base
  * checkpoint's bitmap (`-B`), which `qemu-img map` reads over NBD with `x-dirty-bitmap` (qemu-img has
- * no command that prints a bitmap; clean ranges read as data, dirty ones as holes). And a disk being
- * rebuilt from a backup, served for writing (`serveForWriting`): qemu writes the qcow2 as the data
- * arrives over NBD.
+ * no command that prints a bitmap; clean ranges read as data, dirty ones as holes).
  */
 export class QemuNbd {
   constructor(
@@ -80,32 +68,6 @@ export class QemuNbd {
   }
 
   /**
-   * Serves the qcow2 `image` for writing by one client (see NbdWriter), until that client disconnects:
-   * qemu-nbd then exits, and `finished()` says whether it did so cleanly (it writes the image's
-   * metadata out as it closes). `direct` opens the image with O_DIRECT (`--cache=none`): the data goes
-   * to the disk once, as it is written, instead of into the page cache first; a file system without
-   * O_DIRECT (tmpfs) needs `false`. `release()` stops it at any point (after a failure).
-   */
-  async serveForWriting(
-    image: string,
-    o: { direct: boolean; timeoutMs: number },
-    signal: AbortSignal | undefined,
-  ): Promise<WritableExport> {
-    const nbdArgs = ['-f', 'qcow2', `--cache=${o.direct ? 'none' : 'writeback'}`, '--discard=unmap'];
-    const { socket, ended, release, argsSeen } = await this.start(nbdArgs, image, o.timeoutMs, signal);
-    return {
-      socket,
-      finished: async () => {
-        const x = await ended;
-        await release();
-        if ('e' in x) throw stepError(x.e, 'copy_failed', 'qemu-nbd');
-        if (x.r.code !== 0) throw classifyToolFailure(this.path, argsSeen, x.r, 'copy_failed');
-      },
-      release,
-    };
-  }
-
-  /**
    * Starts qemu-nbd on `image` with `nbdArgs` and a socket and pid file of its own; resolves once it
    * serves (its pid file is there). `release` kills it (if still running), waits, and removes both.
    */
@@ -114,12 +76,7 @@ export class QemuNbd {
     image: string,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-  ): Promise<{
-    socket: string;
-    ended: Promise<Ended>;
-    release: () => Promise<void>;
-    argsSeen: string[];
-  }> {
+  ): Promise<{ socket: string; release: () => Promise<void> }> {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vps-nbd-'));
     const socket = path.join(dir, 'nbd.sock');
     const pidFile = path.join(dir, 'nbd.pid');
@@ -161,6 +118,6 @@ export class QemuNbd {
       await release();
       throw e;
     }
-    return { socket, ended, release, argsSeen };
+    return { socket, release };
   }
 }
