@@ -32,6 +32,19 @@ export interface SealingKey {
 const PIECE_BYTES = 64 * 1024;
 
 /**
+ * Copies a cipher's output piece into `out` at `at` and frees the piece's memory at once: left to the
+ * garbage collector, the dead pieces of the chunks sealed between two collections (V8 waits for tens
+ * of MiB of such memory) grew a backup's RSS by ~90 MB, measured sealing 2 GiB. Detaching the piece's
+ * own ArrayBuffer (`transfer(0)`) releases its memory now; a piece that shares memory is left alone.
+ */
+function copyAndFree(piece: Buffer, out: Buffer, at: number): number {
+  const n = piece.copy(out, at);
+  const memory = piece.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
+  if (piece.byteOffset === 0 && memory.byteLength === piece.length && memory.transfer) memory.transfer(0);
+  return n;
+}
+
+/**
  * The envelope of `plaintext`. With `into` (at least `plaintext.length + SEAL_OVERHEAD_BYTES` long)
  * it is written there and the start of `into` that holds it returned: a caller sealing many chunks
  * reuses one buffer.
@@ -48,9 +61,9 @@ export function seal(key: SealingKey, plaintext: Buffer, aad: string, into?: Buf
   nonce.copy(out, MAGIC.length + KEY_ID_BYTES);
   let at = HEADER_BYTES;
   for (let from = 0; from < plaintext.length; from += PIECE_BYTES) {
-    at += cipher.update(plaintext.subarray(from, from + PIECE_BYTES)).copy(out, at);
+    at += copyAndFree(cipher.update(plaintext.subarray(from, from + PIECE_BYTES)), out, at);
   }
-  at += cipher.final().copy(out, at);
+  at += copyAndFree(cipher.final(), out, at);
   cipher.getAuthTag().copy(out, at);
   return out;
 }
@@ -82,9 +95,9 @@ export function open(key: SealingKey, envelope: Buffer, aad: string, into?: Buff
     const out = into ?? Buffer.allocUnsafe(body.length);
     let at = 0;
     for (let from = 0; from < body.length; from += PIECE_BYTES) {
-      at += decipher.update(body.subarray(from, from + PIECE_BYTES)).copy(out, at);
+      at += copyAndFree(decipher.update(body.subarray(from, from + PIECE_BYTES)), out, at);
     }
-    at += decipher.final().copy(out, at);
+    at += copyAndFree(decipher.final(), out, at);
     return out.subarray(0, at);
   } catch {
     return null;
