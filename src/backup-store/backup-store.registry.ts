@@ -5,13 +5,22 @@ import { BackupStores, NamedBackupStore } from '../backups/data/backup-stores';
 import { PrismaService } from '../prisma/prisma.service';
 import { BackupStore, BackupStoreError } from './backup-store';
 import { DirectoryStore } from './directory-store';
-import { S3Store } from './s3-store';
+import type { S3Store } from './s3-store';
 
 /** Temporary files older than this are a crashed writer's (other nodes may be writing right now). */
 const STALE_TEMP_MS = 3_600_000;
 
 export function createBackupStore(spec: BackupStoreSpec): BackupStore {
-  return spec.kind === 'directory' ? new DirectoryStore(spec.path) : new S3Store(spec);
+  return spec.kind === 'directory' ? new DirectoryStore(spec.path) : new (s3StoreClass())(spec);
+}
+
+/**
+ * The S3 store, its module loaded on first use: the AWS SDK it brings adds ~33 MB to a process's
+ * memory, and most processes (every API, a worker whose node stores into a directory) never use it.
+ */
+function s3StoreClass(): typeof S3Store {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded lazily on purpose
+  return (require('./s3-store') as typeof import('./s3-store')).S3Store;
 }
 
 /**
@@ -87,6 +96,6 @@ export class BackupStoreRegistry implements BackupStores, OnApplicationBootstrap
   }
 
   onModuleDestroy(): void {
-    for (const store of this.stores.values()) if (store instanceof S3Store) store.close();
+    for (const store of this.stores.values()) if (store.kind === 's3') (store as S3Store).close();
   }
 }
