@@ -303,13 +303,18 @@ export class HotReadPath {
     const requestId = assignRequestId(req);
     const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const head = notModified ? answer.notModified : answer.ok;
-    const out = head.flat.slice();
-    for (let i = 0; i < head.own.length; i++) {
-      const { at, header } = head.own[i];
-      out[at] = header === 'x-request-id' ? requestId : rateHeaderValue(header, verdict);
+    const { flat, own } = head;
+    for (let i = 0; i < own.length; i++) {
+      const { at, header } = own[i];
+      flat[at] = header === 'x-request-id' ? requestId : rateHeaderValue(header, verdict);
     }
     markReplayed(req, { route: answer.route, how });
-    res.writeHead(notModified ? 304 : 200, out);
+    try {
+      res.writeHead(notModified ? 304 : 200, flat);
+    } finally {
+      // writeHead has serialised the list; the answer keeps no request's own values.
+      for (let i = 0; i < own.length; i++) flat[own[i].at] = '';
+    }
     res.end(notModified ? undefined : answer.body);
   }
 
