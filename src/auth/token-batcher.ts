@@ -34,7 +34,8 @@ const SEEN_VALID_MAX = 10_000;
  *
  * A client address that caused AUTH_FAILURES_PER_SOURCE_PER_MINUTE lookups finding no valid token
  * in the current minute gets no more lookups (401 at once) until the minute ends, except for tokens
- * this replica found valid within SEEN_VALID_TTL_MS: those are still looked up on every request, so a
+ * this replica found valid within SEEN_VALID_TTL_MS (at least nine tenths of it: UnknownTokenCache notes a
+ * success again only after a tenth of its TTL): those are still looked up on every request, so a
  * revocation is refused at once and the clients already working behind that address keep working.
  */
 @Injectable()
