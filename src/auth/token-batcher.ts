@@ -15,6 +15,13 @@ import { UnknownTokenCache } from './unknown-token-cache';
 const LOOKUP = Symbol('tokenLookup');
 type Memo = IncomingMessage & { [LOOKUP]?: Promise<AuthenticatedToken | null> };
 
+/** One request's lookup: its token's hash, and its client address when it was read (null: not read). */
+interface Lookup {
+  hash: string;
+  req: Memo;
+  source: string | null;
+}
+
 /** How long a token that was valid keeps being looked up from a source past its failure budget. */
 export const SEEN_VALID_TTL_MS = 10 * 60_000;
 const SEEN_VALID_MAX = 10_000;
@@ -27,12 +34,13 @@ const SEEN_VALID_MAX = 10_000;
  *
  * A client address that caused AUTH_FAILURES_PER_SOURCE_PER_MINUTE lookups finding no valid token
  * in the current minute gets no more lookups (401 at once) until the minute ends, except for tokens
- * this replica found valid within SEEN_VALID_TTL_MS: those are still looked up on every request, so a
+ * this replica found valid within SEEN_VALID_TTL_MS (at least nine tenths of it: UnknownTokenCache notes a
+ * success again only after a tenth of its TTL): those are still looked up on every request, so a
  * revocation is refused at once and the clients already working behind that address keep working.
  */
 @Injectable()
 export class TokenBatcher {
-  private readonly batcher: MicroBatcher<string, AuthenticatedToken | null>;
+  private readonly batcher: MicroBatcher<Lookup, AuthenticatedToken | null>;
   private readonly failures: AuthFailureBudget;
   /** Hashes that matched a valid token lately (an expiring set, as the unknown ones are kept). */
   private readonly seenValid = new UnknownTokenCache(SEEN_VALID_TTL_MS, SEEN_VALID_MAX);
@@ -43,9 +51,26 @@ export class TokenBatcher {
     this.trust = trustFunctionOf(config.trustProxy);
     // The account's listing version comes with the token only where answers are cached against it.
     const listingVersion = config.hotReadPath && config.readCacheMaxBytes > 0;
-    this.batcher = new MicroBatcher(async (hashes) => {
-      const found = await tokens.authenticateHashes(hashes, { listingVersion });
-      return hashes.map((h) => found.get(h) ?? null);
+    // What each lookup found is booked here, once per batch, rather than in a callback per request.
+    this.batcher = new MicroBatcher(async (asked) => {
+      let found: Map<string, AuthenticatedToken | null>;
+      try {
+        found = await tokens.authenticateHashes(
+          asked.map((a) => a.hash),
+          { listingVersion },
+        );
+      } catch (e) {
+        // A failed lookup (database down) is not remembered: the pipeline's own attempt answers it.
+        for (const a of asked) a.req[LOOKUP] = undefined;
+        throw e;
+      }
+      const now = Date.now();
+      return asked.map(({ hash, req, source }) => {
+        const principal = found.get(hash) ?? null;
+        if (principal) this.seenValid.add(hash, now);
+        else this.failures.fail(source ?? clientAddressOf(req, this.trust), now);
+        return principal;
+      });
     });
   }
 
@@ -71,17 +96,6 @@ export class TokenBatcher {
     const seen = this.seenValid.has(hash, now);
     const source = seen ? null : clientAddressOf(req, this.trust);
     if (source !== null && this.failures.exhausted(source, now)) return Promise.resolve(null);
-    return this.batcher.load(hash).then(
-      (principal) => {
-        if (principal) this.seenValid.add(hash, Date.now());
-        else this.failures.fail(source ?? clientAddressOf(req, this.trust), Date.now());
-        return principal;
-      },
-      (e: unknown) => {
-        // A failed lookup (database down) is not remembered: the pipeline's own attempt answers it.
-        req[LOOKUP] = undefined;
-        throw e;
-      },
-    );
+    return this.batcher.load({ hash, req, source });
   }
 }

@@ -21,6 +21,23 @@ describe('UnknownTokenCache', () => {
     expect(c.size).toBe(1);
   });
 
+  it('moves a hash added again to the back with a new expiry, unless it was added within a tenth of the TTL', () => {
+    const kept = new UnknownTokenCache(5000, 2);
+    kept.add('a', 1000);
+    kept.add('b', 1100);
+    kept.add('a', 1400); // 400 ms later: left first in the order, still expiring at 6000
+    expect(kept.has('a', 5999)).toBe(true);
+    kept.add('c', 5999); // full: the oldest in the Map's order goes
+    expect([kept.has('a', 5999), kept.has('b', 5999), kept.has('c', 5999)]).toEqual([false, true, true]);
+
+    const moved = new UnknownTokenCache(5000, 2);
+    moved.add('a', 1000);
+    moved.add('b', 1100);
+    moved.add('a', 1600); // 600 ms later: to the back, expiring at 6600
+    moved.add('c', 1700);
+    expect([moved.has('a', 6599), moved.has('b', 1700), moved.has('c', 1700)]).toEqual([true, false, true]);
+  });
+
   it('forgets a hash on demand (a token just created under it)', () => {
     const c = new UnknownTokenCache(5000, 10);
     c.add('a', 0);

@@ -31,7 +31,14 @@ export class UnknownTokenCache {
     return false;
   }
 
+  /**
+   * Remembers `hash` for the TTL from `nowMs`. A hash added less than a tenth of the TTL ago stays where
+   * it is, with its expiry (at most that much earlier): a hash added again on every request, as the
+   * valid tokens' are, costs no Map churn, and the expiries stay in the Map's order.
+   */
   add(hash: string, nowMs: number): void {
+    const until = this.until.get(hash);
+    if (until !== undefined && until - nowMs > this.ttlMs - this.ttlMs / 10) return;
     this.until.delete(hash); // re-added at the back, with a new expiry
     for (const [oldest, until] of this.until) {
       if (until > nowMs && this.until.size < this.maxEntries) break;

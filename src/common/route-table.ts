@@ -38,6 +38,12 @@ interface CompiledRoute extends Route {
   segments: (string | null)[];
 }
 
+interface CompiledRoutes {
+  all: CompiledRoute[];
+  /** Method → number of segments → the routes of that shape, in declaration order. */
+  byMethodAndLength: Map<string, CompiledRoute[][]>;
+}
+
 /**
  * The routes of the controllers, read from their decorators once (the same metadata Nest registers
  * the router from), for what must know a request's route before the router has run: the front of the
@@ -48,7 +54,7 @@ interface CompiledRoute extends Route {
  */
 @Injectable()
 export class RouteTable {
-  private compiled: CompiledRoute[] | null = null;
+  private compiled: CompiledRoutes | null = null;
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -61,21 +67,38 @@ export class RouteTable {
     const q = url.indexOf('?');
     const path = withoutTrailingSlashes(q === -1 ? url : url.slice(0, q)).toLowerCase();
     const parts = path.split('/');
-    for (const route of this.routes) {
-      if (route.method !== method || route.segments.length !== parts.length) continue;
-      if (route.segments.every((s, i) => (s === null ? parts[i] !== '' : s === parts[i]))) return route;
+    // Every request asks: only the routes of this method and number of segments are compared, in a
+    // plain loop (no closure per route).
+    const candidates = this.routes.byMethodAndLength.get(method)?.[parts.length];
+    if (!candidates) return null;
+    for (const route of candidates) {
+      let i = 0;
+      for (; i < parts.length; i++) {
+        const s = route.segments[i];
+        if (s === null ? parts[i] === '' : s !== parts[i]) break;
+      }
+      if (i === parts.length) return route;
     }
     return null;
   }
 
   /** Every route (tests and documentation). */
   get all(): Route[] {
-    return this.routes;
+    return this.routes.all;
   }
 
-  private get routes(): CompiledRoute[] {
+  private get routes(): CompiledRoutes {
     // Built on first use: controllers are only known once the application's modules are initialised.
-    this.compiled ??= this.build();
+    if (!this.compiled) {
+      const all = this.build();
+      const byMethodAndLength = new Map<string, CompiledRoute[][]>();
+      for (const route of all) {
+        const byLength = byMethodAndLength.get(route.method) ?? [];
+        byMethodAndLength.set(route.method, byLength);
+        (byLength[route.segments.length] ??= []).push(route); // declaration order kept: first match wins
+      }
+      this.compiled = { all, byMethodAndLength };
+    }
     return this.compiled;
   }
 

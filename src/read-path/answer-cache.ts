@@ -51,6 +51,8 @@ export function entryBytes(key: string, version: string, answer: CapturedAnswer)
 export class AnswerCache {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
+  /** The entry last in the Map's order (the most recently used), if any. */
+  private newest: Entry | null = null;
 
   constructor(private readonly maxBytes: number) {}
 
@@ -61,9 +63,12 @@ export class AnswerCache {
       this.remove(key, e);
       return null;
     }
-    // Most recently used last.
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    // Most recently used last; a poll repeating the last answer finds it there already (no Map churn).
+    if (e !== this.newest) {
+      this.entries.delete(key);
+      this.entries.set(key, e);
+      this.newest = e;
+    }
     return e.answer;
   }
 
@@ -77,7 +82,9 @@ export class AnswerCache {
     // kept, the slice would keep the whole pool alive. The cache keeps a copy of exactly its size.
     const body = ownCopy(answer.body);
     const stored = body === answer.body ? answer : { ...answer, body };
-    this.entries.set(key, { version, answer: stored, bytes });
+    const entry = { version, answer: stored, bytes };
+    this.entries.set(key, entry);
+    this.newest = entry;
     this.bytes += bytes;
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
@@ -91,6 +98,7 @@ export class AnswerCache {
 
   private remove(key: string, e: Entry): void {
     this.entries.delete(key);
+    if (e === this.newest) this.newest = null;
     this.bytes -= e.bytes;
   }
 }

@@ -105,10 +105,7 @@ export class HotReadPath {
         pipeline(req, res);
         return;
       }
-      this.handle(req, res, read.token, read.route, pipeline).catch((e: unknown) => {
-        this.logger.error({ err: e }, 'hot read path failed; request handed to the pipeline');
-        if (!res.headersSent) pipeline(req, res);
-      });
+      void this.handle(req, res, read.token, read.route, pipeline); // never rejects
     });
   }
 
@@ -168,67 +165,73 @@ export class HotReadPath {
     route: Route,
     pipeline: Listener,
   ): Promise<void> {
-    // A token that was a valid reader a moment ago is counted while it is being looked up, not after
-    // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
-    // same; the one extra count lands on a dead token.
-    const hash = hashToken(token); // eligibleRead checked its shape
-    const recent = this.recentReaders.get(hash);
-    const now = Date.now();
-    const early =
-      recent && now - recent.at < RECENT_READER_MS
-        ? this.counter.count(recent, false).catch(() => null)
-        : null;
-    let principal: AuthenticatedToken | null;
+    // Failures are caught here, not by a catch() on the returned promise: one promise less per request.
     try {
-      principal = await this.tokens.principalOf(req, token, hash);
-    } catch {
-      pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
-      return;
+      // A token that was a valid reader a moment ago is counted while it is being looked up, not after
+      // (the two round trips overlap). Should it have been revoked since, the lookup refuses it all the
+      // same; the one extra count lands on a dead token.
+      const hash = hashToken(token); // eligibleRead checked its shape
+      const recent = this.recentReaders.get(hash);
+      const now = Date.now();
+      const early =
+        recent && now - recent.at < RECENT_READER_MS
+          ? this.counter.count(recent, false).catch(() => null)
+          : null;
+      let principal: AuthenticatedToken | null;
+      try {
+        principal = await this.tokens.principalOf(req, token, hash);
+      } catch {
+        pipeline(req, res); // the pipeline answers (e.g. 503 while the database is down)
+        return;
+      }
+      // Unknown, expired, revoked, admin (acts across accounts), or not allowed to read: the pipeline
+      // answers, counting the request itself as it always does.
+      if (!principal || isAdmin(principal) || !hasScope(principal, 'read')) {
+        this.recentReaders.delete(hash);
+        pipeline(req, res);
+        return;
+      }
+      const counted =
+        early && recent?.tokenId === principal.tokenId ? early : this.counter.count(principal, false);
+      this.counter.remember(req, counted);
+      const rateVerdict = await counted;
+      if (!recent || recent.tokenId !== principal.tokenId || now - recent.at >= RECENT_READER_MS / 2) {
+        if (this.recentReaders.size >= RECENT_READERS_MAX) this.recentReaders.clear();
+        this.recentReaders.set(hash, { tokenId: principal.tokenId, accountId: principal.accountId, at: now });
+      }
+      if (rateVerdict?.exceeded != null) {
+        pipeline(req, res); // the pipeline's 429
+        return;
+      }
+      const key = this.groupKey(req, principal);
+      // Only answers of cacheable URLs are ever stored, and the key holds the URL: a hit needs no check.
+      const version = route.listing !== null ? principal.listingVersion : undefined;
+      const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
+      if (cached && this.replayable(cached, rateVerdict)) {
+        this.replay(req, res, cached, rateVerdict, 'cached');
+        return;
+      }
+      const open = this.flights.get(key);
+      if (!open) {
+        this.lead(
+          req,
+          res,
+          pipeline,
+          key,
+          version !== undefined && this.cacheable(req, route) ? version : undefined,
+        );
+        return;
+      }
+      const answer = await open.answer;
+      if (!answer || !this.replayable(answer, rateVerdict)) {
+        pipeline(req, res);
+        return;
+      }
+      this.replay(req, res, answer, rateVerdict, 'shared');
+    } catch (e) {
+      this.logger.error({ err: e }, 'hot read path failed; request handed to the pipeline');
+      if (!res.headersSent) pipeline(req, res);
     }
-    // Unknown, expired, revoked, admin (acts across accounts), or not allowed to read: the pipeline
-    // answers, counting the request itself as it always does.
-    if (!principal || isAdmin(principal) || !hasScope(principal, 'read')) {
-      this.recentReaders.delete(hash);
-      pipeline(req, res);
-      return;
-    }
-    const counted =
-      early && recent?.tokenId === principal.tokenId ? early : this.counter.count(principal, false);
-    this.counter.remember(req, counted);
-    const rateVerdict = await counted;
-    if (!recent || recent.tokenId !== principal.tokenId || now - recent.at >= RECENT_READER_MS / 2) {
-      if (this.recentReaders.size >= RECENT_READERS_MAX) this.recentReaders.clear();
-      this.recentReaders.set(hash, { tokenId: principal.tokenId, accountId: principal.accountId, at: now });
-    }
-    if (rateVerdict?.exceeded != null) {
-      pipeline(req, res); // the pipeline's 429
-      return;
-    }
-    const key = this.groupKey(req, principal);
-    // Only answers of cacheable URLs are ever stored, and the key holds the URL: a hit needs no check.
-    const version = route.listing !== null ? principal.listingVersion : undefined;
-    const cached = version !== undefined ? (this.cache?.get(key, version) ?? null) : null;
-    if (cached && this.replayable(cached, rateVerdict)) {
-      this.replay(req, res, cached, rateVerdict, 'cached');
-      return;
-    }
-    const open = this.flights.get(key);
-    if (!open) {
-      this.lead(
-        req,
-        res,
-        pipeline,
-        key,
-        version !== undefined && this.cacheable(req, route) ? version : undefined,
-      );
-      return;
-    }
-    const answer = await open.answer;
-    if (!answer || !this.replayable(answer, rateVerdict)) {
-      pipeline(req, res);
-      return;
-    }
-    this.replay(req, res, answer, rateVerdict, 'shared');
   }
 
   /** Rate-limit headers are replaced, never added or dropped: the answer must have them iff this request has. */
@@ -303,13 +306,18 @@ export class HotReadPath {
     const requestId = assignRequestId(req);
     const notModified = answer.etag !== null && ifNoneMatchHits(req.headers['if-none-match'], answer.etag);
     const head = notModified ? answer.notModified : answer.ok;
-    const out = head.flat.slice();
-    for (let i = 0; i < head.own.length; i++) {
-      const { at, header } = head.own[i];
-      out[at] = header === 'x-request-id' ? requestId : rateHeaderValue(header, verdict);
+    const { flat, own } = head;
+    for (let i = 0; i < own.length; i++) {
+      const { at, header } = own[i];
+      flat[at] = header === 'x-request-id' ? requestId : rateHeaderValue(header, verdict);
     }
     markReplayed(req, { route: answer.route, how });
-    res.writeHead(notModified ? 304 : 200, out);
+    try {
+      res.writeHead(notModified ? 304 : 200, flat);
+    } finally {
+      // writeHead has serialised the list; the answer keeps no request's own values.
+      for (let i = 0; i < own.length; i++) flat[own[i].at] = '';
+    }
     res.end(notModified ? undefined : answer.body);
   }
 

@@ -6,7 +6,8 @@ export type OwnHeader = 'x-request-id' | 'ratelimit-limit' | 'ratelimit-remainin
 /**
  * The headers of one status of a replayed answer, built once when the answer is captured: names and
  * values as `writeHead` takes them (name, value, name, value, …), and the value slots each replay fills
- * with its own request's values (each replay copies the list and fills those slots, nothing more).
+ * with its own request's values (a replay fills those slots, hands the list to `writeHead`, which
+ * serialises it at once, and empties them again: no copy per request).
  */
 export interface ReplayHead {
   flat: string[];
