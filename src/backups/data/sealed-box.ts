@@ -94,10 +94,10 @@ export function sealInPlace(key: SealingKey, buffer: Buffer, length: number, aad
     const rest = cipher.update(buffer.subarray(from + ahead.length, to));
     // Output so far is at most the input so far: these writes end by `to + HEADER_BYTES`.
     ahead = Buffer.from(buffer.subarray(to, Math.min(length, to + HEADER_BYTES)));
-    at += head.copy(buffer, at);
-    at += rest.copy(buffer, at);
+    at += copyAndFree(head, buffer, at);
+    at += copyAndFree(rest, buffer, at);
   }
-  at += cipher.final().copy(buffer, at);
+  at += copyAndFree(cipher.final(), buffer, at);
   cipher.getAuthTag().copy(buffer, at);
   return buffer.subarray(0, total);
 }
