@@ -4,7 +4,8 @@
 // Postgres), as a worker holds it; plus the plain S3 multipart upload/download it is compared with, in
 // the same process and with the same client library and settings. The parent sends one JSON command
 // per line and samples this process's RSS meanwhile. Each answer carries the bytes this process read
-// and wrote through system calls during the command (/proc/self/io rchar/wchar).
+// and wrote through system calls during the command (/proc/self/io rchar/wchar) and the CPU time this
+// process used meanwhile (all its threads: user + system).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +15,12 @@ import { pipeline } from 'node:stream/promises';
 
 const require = createRequire(import.meta.url);
 const dist = (p) => require(path.join(process.argv[2], 'dist', p));
+// The worker's libuv pool size where the build sets one (before this process reads any file).
+try {
+  dist('app/worker-threadpool.js').applyWorkerThreadpool();
+} catch {
+  /* a build without it: libuv's default */
+}
 const { LibvirtHypervisorDriver } = dist('hypervisor/libvirt/libvirt-hypervisor-driver.js');
 const { ProcessRunner } = dist('hypervisor/libvirt/process-runner.js');
 const { ChunkedBackupDataPath } = dist('backups/data/chunked-backup-data-path.js');
@@ -393,9 +400,11 @@ for await (const line of rl) {
   const cmd = JSON.parse(line);
   const before = io();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   try {
     const result = await run(cmd);
     const ms = performance.now() - t0;
+    const c = process.cpuUsage(c0);
     const after = io();
     const plain =
       result && typeof result === 'object' && !('$metadata' in result)
@@ -404,7 +413,7 @@ for await (const line of rl) {
           ? result
           : null;
     process.stdout.write(
-      `${JSON.stringify({ ok: true, ms, rchar: after.rchar - before.rchar, wchar: after.wchar - before.wchar, result: plain })}\n`,
+      `${JSON.stringify({ ok: true, ms, cpuMs: (c.user + c.system) / 1000, rchar: after.rchar - before.rchar, wchar: after.wchar - before.wchar, result: plain })}\n`,
     );
   } catch (e) {
     process.stdout.write(

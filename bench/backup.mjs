@@ -250,7 +250,13 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       coldStore();
       const br = await restoreFrom('dir', backupOf(bw, baseAccount), baseProc);
       await baseProc.call({ op: 'delete', store: 'dir', backup: backupOf(bw, baseAccount) });
-      Object.assign(b, { writeMs: bw.ms, restoreMs: br.ms, writeRss: bw.rssMax, restoreRss: br.rssMax });
+      Object.assign(b, {
+        writeMs: bw.ms,
+        writeCpuMs: bw.cpuMs,
+        restoreMs: br.ms,
+        writeRss: bw.rssMax,
+        restoreRss: br.rssMax,
+      });
       res.baseline.full.push(b);
     };
 
@@ -269,6 +275,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       const w = await writeNoted('dir', accountId, null);
       Object.assign(run, {
         writeMs: w.ms,
+        writeCpuMs: w.cpuMs,
         writeRchar: w.rchar,
         writeRss: w.rssMax,
         mode: w.result.mode,
@@ -337,7 +344,12 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         changeDisk(disk, res.disk.dataChunks, changedChunks, work);
         settle(work, disk);
         const bw = await writeNoted('dir', accountId, backupOf(base, accountId), baseProc);
-        Object.assign(run, { baseMs: bw.ms, baseMode: bw.result.mode, baseSpans: bw.result.spans });
+        Object.assign(run, {
+          baseMs: bw.ms,
+          baseCpuMs: bw.cpuMs,
+          baseMode: bw.result.mode,
+          baseSpans: bw.result.spans,
+        });
         base = bw;
       };
       for (let round = 0; round < rounds; round++) {
@@ -354,6 +366,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         const w = await writeNoted('dir', accountId, backupOf(base, accountId));
         Object.assign(run, {
           ms: w.ms,
+          cpuMs: w.cpuMs,
           rchar: w.rchar,
           rss: w.rssMax,
           mode: w.result.mode,
@@ -616,6 +629,7 @@ function summarize(res, { data, virtual }) {
     res.summary.baseline = {
       sha: res.baseline.sha,
       writeVsBaseline: spread(full.map((r, i) => r.writeMs / bf[i].writeMs)),
+      writeCpuVsBaseline: spread(full.map((r, i) => r.writeCpuMs / bf[i].writeCpuMs)),
       restoreVsBaseline: spread(full.map((r, i) => r.restoreMs / bf[i].restoreMs)),
       baseWriteVsCp: spread(full.map((r, i) => r.cpWriteMs / bf[i].writeMs)),
       baseRestoreVsCp: spread(full.map((r, i) => r.cpRestoreMs / bf[i].restoreMs)),
@@ -626,6 +640,7 @@ function summarize(res, { data, virtual }) {
     if (bi.length) {
       Object.assign(res.summary.baseline, {
         incrementalVsBaseline: spread(bi.map((r) => r.ms / r.baseMs)),
+        incrementalCpuVsBaseline: spread(bi.map((r) => r.cpuMs / r.baseCpuMs)),
         baseIncrementalVsCp: spread(bi.map((r) => r.baseMs / r.cpMs)),
         baseIncrementalMs: spread(bi.map((r) => r.baseMs)),
         baseIncrementalModes: [...new Set(bi.map((r) => r.baseMode))],
@@ -692,11 +707,11 @@ export function printBackup(res) {
   const sb = s.baseline;
   if (sb) {
     console.log(
-      `\nSide by side with the baseline ${sb.sha} (same rounds, order flipping): this build's time ÷ the baseline's, full backup ${r(sb.writeVsBaseline)}, full restore ${r(sb.restoreVsBaseline)}; the baseline beside cp: backup ${r(sb.baseWriteVsCp)}, restore ${r(sb.baseRestoreVsCp)}; its data-path RSS max ${fmt(sb.rssMaxMB, 0)} MB, full backups ${fmt(sb.rssFullWriteMB.median, 0)} (${fmt(sb.rssFullWriteMB.min, 0)}–${fmt(sb.rssFullWriteMB.max, 0)}) MB`,
+      `\nSide by side with the baseline ${sb.sha} (same rounds, order flipping): this build's time ÷ the baseline's, full backup ${r(sb.writeVsBaseline)} (CPU of the data-path process ${r(sb.writeCpuVsBaseline)}), full restore ${r(sb.restoreVsBaseline)}; the baseline beside cp: backup ${r(sb.baseWriteVsCp)}, restore ${r(sb.baseRestoreVsCp)}; its data-path RSS max ${fmt(sb.rssMaxMB, 0)} MB, full backups ${fmt(sb.rssFullWriteMB.median, 0)} (${fmt(sb.rssFullWriteMB.min, 0)}–${fmt(sb.rssFullWriteMB.max, 0)}) MB`,
     );
     if (sb.incrementalVsBaseline)
       console.log(
-        `Incremental beside the baseline's of the same amount of change (same rounds, order flipping): this build's time ÷ the baseline's ${r(sb.incrementalVsBaseline)}; the baseline ${fmt(sb.baseIncrementalMs.median / 1000, 2)} s, ${r(sb.baseIncrementalVsCp)} cp (modes ${sb.baseIncrementalModes.join(',')})`,
+        `Incremental beside the baseline's of the same amount of change (same rounds, order flipping): this build's time ÷ the baseline's ${r(sb.incrementalVsBaseline)} (CPU ${r(sb.incrementalCpuVsBaseline)}); the baseline ${fmt(sb.baseIncrementalMs.median / 1000, 2)} s, ${r(sb.baseIncrementalVsCp)} cp (modes ${sb.baseIncrementalModes.join(',')})`,
       );
   }
   for (const [label, st] of [

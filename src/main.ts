@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { applyApiV8Flags } from './app/api-v8';
 import { applyMallocEnv } from './app/malloc-env';
+import { applyWorkerThreadpool } from './app/worker-threadpool';
 import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
 
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
     onTermination(config.shutdownTimeoutMs, () => app.close());
   } else {
     applyWorkerV8Flags(); // first: see worker-v8.ts
+    applyWorkerThreadpool(); // before any file is read: see worker-threadpool.ts
     const { NestFactory } = await import('@nestjs/core');
     const { Logger } = await import('nestjs-pino');
     const { WorkerModule } = await import('./app/worker.module');

@@ -69,7 +69,7 @@ export class DirectoryStore implements BackupStore {
     this.direct = o.directIo === false ? Promise.resolve(null) : null;
   }
 
-  /** DirectIo for a body of `bytes`, or null for the page cache. Call with the temp directory made. */
+  /** DirectIo for a body of `bytes`, or null for the page cache (the probe makes the temp directory). */
   private async directIoFor(bytes: number): Promise<DirectIo | null> {
     if (bytes < DIRECT_IO_MIN_BYTES) return null;
     if (this.direct === null) {
@@ -99,30 +99,26 @@ export class DirectoryStore implements BackupStore {
   async put(key: string, body: Buffer, opts: PutOptions = {}): Promise<void> {
     assertValidKey(key);
     throwIfCancelled(opts.signal);
-    await this.requireRoot();
     const target = this.pathOf(key);
     const tempDir = path.join(this.root, TEMP_DIR);
     const temp = path.join(tempDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
     const durable = opts.durable ?? true;
     let renamed = false;
     try {
-      await fs.mkdir(tempDir, { recursive: true });
-      const direct = await this.directIoFor(body.length);
-      if (direct) {
-        await direct.writeNew(temp, body, opts.signal);
-        if (durable) await syncPath(temp, `put ${key}`);
-      } else {
-        const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-        try {
-          await file.writeFile(body, { signal: opts.signal });
-          if (durable) await file.sync();
-        } finally {
-          await file.close();
-        }
-      }
+      // Directories are made when a call finds them missing, not checked before every put: a chunk's
+      // put is then its file's own system calls and the rename. The root is never made (requireRoot).
+      await this.writeTemp(temp, body, durable, key, opts.signal).catch(async (e: unknown) => {
+        if (errnoCode(e) !== 'ENOENT') throw e;
+        await this.requireRoot();
+        await fs.mkdir(tempDir, { recursive: true });
+        await this.writeTemp(temp, body, durable, key, opts.signal);
+      });
       throwIfCancelled(opts.signal);
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.rename(temp, target);
+      await fs.rename(temp, target).catch(async (e: unknown) => {
+        if (errnoCode(e) !== 'ENOENT') throw e;
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.rename(temp, target);
+      });
       renamed = true;
       if (durable) await syncDirectory(path.dirname(target));
     } catch (e) {
@@ -135,6 +131,29 @@ export class DirectoryStore implements BackupStore {
       )
         throw new BackupStoreError('invalid_key', `put ${key}: ${(e as Error).message}`);
       throw mapError(e, `put ${key}`);
+    }
+  }
+
+  /** Writes `body` as the new file `temp` (fsynced when `durable`); ENOENT when its directory is missing. */
+  private async writeTemp(
+    temp: string,
+    body: Buffer,
+    durable: boolean,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const direct = await this.directIoFor(body.length);
+    if (direct) {
+      await direct.writeNew(temp, body, signal);
+      if (durable) await syncPath(temp, `put ${key}`);
+      return;
+    }
+    const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
+    try {
+      await file.writeFile(body, { signal });
+      if (durable) await file.sync();
+    } finally {
+      await file.close();
     }
   }
 

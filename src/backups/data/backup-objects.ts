@@ -4,7 +4,7 @@ import { giveAlignedBuffer, takeAlignedBuffer } from '../../common/aligned-buffe
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
-import { open, seal, SEAL_OVERHEAD_BYTES, SealingKey } from './sealed-box';
+import { open, seal, SEAL_OVERHEAD_BYTES, SealingKey, sealInPlace } from './sealed-box';
 
 export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -13,6 +13,16 @@ export function sha256Hex(data: Buffer): string {
 /** The bytes a chunk of `plainBytes` takes in a store. */
 export function storedChunkBytes(plainBytes: number): number {
   return plainBytes + SEAL_OVERHEAD_BYTES;
+}
+
+/**
+ * A buffer from the process's pool of page-aligned buffers (common/aligned-buffers.ts) that a whole
+ * sealed chunk fits in: no fresh 4 MiB buffer (mapped, zeroed and faulted in) per chunk, and a
+ * directory store writes and reads it in place with O_DIRECT. Given back with `giveAlignedBuffer` once
+ * nothing holds a view of it; after a failure it is dropped instead.
+ */
+export function takeEnvelopeBuffer(): Buffer {
+  return takeAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
 }
 
 /**
@@ -28,17 +38,14 @@ export class BackupObjects {
   ) {}
 
   /**
-   * Seal and store a chunk; returns the bytes stored. Durable only after `syncChunks` of its id: a
-   * backup's chunks are flushed together, before anything records them as stored.
+   * Seal and store a chunk whose plaintext is the first `length` bytes of `buffer` (from
+   * `takeEnvelopeBuffer`); returns the bytes stored. It is sealed in place, so those bytes are gone
+   * afterwards. Durable only after `syncChunks` of its id: a backup's chunks are flushed together,
+   * before anything records them as stored.
    */
-  async putChunk(chunkId: string, plain: Buffer, signal?: AbortSignal): Promise<number> {
-    // Envelopes come from the process's pool of page-aligned buffers: no fresh 4 MiB buffer (mapped,
-    // zeroed and faulted in) per chunk, and a directory store writes and reads them in place with O_DIRECT.
-    const envelope = takeAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
-    const sealed = seal(this.key, plain, chunkAad(this.accountId, chunkId), envelope);
+  async putChunk(chunkId: string, buffer: Buffer, length: number, signal?: AbortSignal): Promise<number> {
+    const sealed = sealInPlace(this.key, buffer, length, chunkAad(this.accountId, chunkId));
     await this.store.put(chunkKey(this.accountId, chunkId), sealed, { signal, durable: false });
-    // A store is done with a body once its put resolved; after a failure the buffer is not reused.
-    giveAlignedBuffer(envelope);
     return sealed.length;
   }
 
@@ -56,7 +63,7 @@ export class BackupObjects {
    * reading many chunks reuses its buffers.
    */
   async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-    const envelope = takeAlignedBuffer(storedChunkBytes(CHUNK_SIZE_BYTES));
+    const envelope = takeEnvelopeBuffer();
     const sealed = await this.getOrCorrupt(
       chunkKey(this.accountId, chunkId),
       `chunk ${chunkId}`,

@@ -178,3 +178,59 @@ export class ChunkReferences {
     }
   }
 }
+
+/**
+ * One write's references on single chunks, taken together: the chunks asked for while a statement
+ * runs go in the next one, so lanes that finish hashing at about the same time share one round trip
+ * (and one statement's CPU). A chunk listed twice in one statement counts as inserted once, as two
+ * statements in a row would.
+ */
+export class ChunkAcquirer {
+  private waiting: {
+    readonly chunk: ChunkToAcquire;
+    readonly resolve: (held: AcquiredChunk) => void;
+    readonly reject: (error: unknown) => void;
+  }[] = [];
+  private running = false;
+
+  constructor(
+    private readonly refs: ChunkReferences,
+    private readonly space: ChunkSpace,
+    private readonly backupId: number,
+  ) {}
+
+  acquire(chunk: ChunkToAcquire): Promise<AcquiredChunk> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ chunk, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.waiting.length) {
+      const batch = this.waiting;
+      this.waiting = [];
+      try {
+        const rows = await this.refs.acquire(
+          this.space,
+          this.backupId,
+          batch.map((w) => w.chunk),
+        );
+        const byId = new Map(rows.map((r) => [r.chunkId, r]));
+        for (const w of batch) {
+          const held = byId.get(w.chunk.chunkId);
+          if (!held) {
+            w.reject(new Error(`acquire: no row for chunk ${w.chunk.chunkId}`));
+            continue;
+          }
+          w.resolve(held);
+          byId.set(held.chunkId, { ...held, inserted: false });
+        }
+      } catch (error) {
+        for (const w of batch) w.reject(error);
+      }
+    }
+    this.running = false;
+  }
+}

@@ -23,13 +23,20 @@ import {
   extentsByChunk,
   touchedChunks,
 } from './backup-layout';
-import { BackupObjects, sha256Hex, storedChunkBytes } from './backup-objects';
+import { BackupObjects, sha256Hex, storedChunkBytes, takeEnvelopeBuffer } from './backup-objects';
 import { BACKUP_STORES, BackupStores } from './backup-stores';
-import { ChunkReferences, ChunkSpace } from './chunk-references';
+import { ChunkAcquirer, ChunkReferences, ChunkSpace } from './chunk-references';
 import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
 
-/** Chunks read, hashed, sealed and uploaded (or fetched and written) at once: memory ≈ this × 4 MiB × 2. */
+/** Chunks fetched, opened and written at once by a restore or a verify: memory ≈ this × 4 MiB × 2. */
 export const CHUNKS_IN_FLIGHT = 4;
+/**
+ * Chunks a write reads, hashes, seals and stores at once: memory ≈ this × 4 MiB (a chunk is sealed in
+ * the buffer it was read into). Each waits mostly on the disk — its read, then its O_DIRECT write, one
+ * request each — so more in flight keep the disk's queue fuller; the worker's libuv pool has room for
+ * them (app/worker-threadpool.ts), and its RSS target bounds the number (docs/benchmarks.md *6*).
+ */
+export const WRITE_CHUNKS_IN_FLIGHT = 6;
 /**
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
  * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
@@ -285,41 +292,41 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       await objects.syncChunks(ids, signal);
       await this.refs.markStored(space, ids);
     };
+    const acquiring = new ChunkAcquirer(this.refs, space, backup.id);
     try {
-      await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
+      await forEachLimited(touched, WRITE_CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
         if (failed) throw failed.error;
-        // Read (or, for a changed chunk, built: changedChunk) in a reused buffer.
-        const into = takeChunkBuffer();
+        // Read (or, for a changed chunk, built: changedChunk) at the start of a buffer it is then
+        // sealed in.
+        const into = takeEnvelopeBuffer();
+        const length = chunkLength(i, size);
         const data = changed
           ? await this.changedChunk(backup, session, base!, objects, i, changed.get(i)!, into, signal)
-          : await session.read(chunkOffset(i), chunkLength(i, size), { signal, into });
-        if (data.length !== chunkLength(i, size)) {
-          throw hvError(
-            'hypervisor_error',
-            `backup read of chunk ${i}: ${data.length} bytes, not ${chunkLength(i, size)}`,
-          );
+          : await session.read(chunkOffset(i), length, { signal, into });
+        if (data.length !== length) {
+          throw hvError('hypervisor_error', `backup read of chunk ${i}: ${data.length} bytes, not ${length}`);
         }
         // A partly changed chunk counts only what was read from the disk (changedChunk).
         if (!changed) this.metrics.read(data.length);
         chunks[i] = null;
+        let sync = false;
         if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
         else {
           const chunkId = sha256Hex(data);
           chunks[i] = chunkId;
-          const [held] = await this.refs.acquire(space, backup.id, [
-            { chunkId, sizeBytes: storedChunkBytes(data.length) },
-          ]);
+          const held = await acquiring.acquire({ chunkId, sizeBytes: storedChunkBytes(data.length) });
           if (!held.stored) {
-            const bytes = await objects.putChunk(chunkId, data, signal);
+            const bytes = await objects.putChunk(chunkId, into, data.length, signal);
             this.metrics.uploaded(bytes);
             unsynced.push(chunkId);
             if (held.inserted) storedBytes += bytes;
-            if (unsynced.length >= SYNC_BATCH_CHUNKS) await syncBatch();
+            sync = unsynced.length >= SYNC_BATCH_CHUNKS;
           } else this.metrics.deduplicated('stored', data.length);
         }
-        // Hashed, sealed and stored: nothing holds a view of the chunk's bytes any more.
+        // Hashed, sealed and stored: nothing holds a view of the buffer any more.
         giveAlignedBuffer(into);
+        if (sync) await syncBatch();
         progress((++done * 99) / Math.max(1, touched.length));
       });
     } finally {

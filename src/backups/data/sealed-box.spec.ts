@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { KEY_ID_BYTES, open, seal, SEAL_OVERHEAD_BYTES, sealedKeyId } from './sealed-box';
+import { KEY_ID_BYTES, open, seal, SEAL_OVERHEAD_BYTES, sealedKeyId, sealInPlace } from './sealed-box';
 
 const key = () => ({ id: randomBytes(KEY_ID_BYTES), key: randomBytes(32) });
 
@@ -32,6 +32,21 @@ describe('sealed box (AES-256-GCM envelope)', () => {
     expect(openedInPlace.equals(big)).toBe(true);
     expect(opened.subarray(big.length).every((b) => b === 9)).toBe(true);
     expect(() => open(k, sealed, 'chunk:1:y', Buffer.alloc(big.length - 1))).toThrow(RangeError);
+  });
+
+  it("seals in place: the envelope replaces the plaintext from the buffer's start, for any length", () => {
+    for (const length of [0, 1, 31, 32, 33, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 31, 3 * 64 * 1024 + 77]) {
+      const data = randomBytes(length);
+      const buffer = Buffer.alloc(length + SEAL_OVERHEAD_BYTES + 5, 7);
+      data.copy(buffer);
+      const sealed = sealInPlace(k, buffer, length, 'chunk:1:z');
+      expect(sealed.buffer).toBe(buffer.buffer);
+      expect(sealed.byteOffset).toBe(buffer.byteOffset);
+      expect(sealed.length).toBe(length + SEAL_OVERHEAD_BYTES);
+      expect(open(k, sealed, 'chunk:1:z')!.equals(data)).toBe(true);
+      expect(buffer.subarray(sealed.length).every((b) => b === 7)).toBe(true);
+    }
+    expect(() => sealInPlace(k, Buffer.alloc(100), 100 - SEAL_OVERHEAD_BYTES + 1, 'a')).toThrow(RangeError);
   });
 
   it('uses a fresh nonce each time: equal plaintexts seal differently', () => {

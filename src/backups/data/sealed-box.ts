@@ -68,6 +68,40 @@ export function seal(key: SealingKey, plaintext: Buffer, aad: string, into?: Buf
   return out;
 }
 
+/**
+ * `seal` of the first `length` bytes of `buffer` into `buffer` itself (at least `length +
+ * SEAL_OVERHEAD_BYTES` long): the envelope replaces the plaintext from the buffer's start, and the start
+ * of `buffer` that holds it is returned. A writer then needs one chunk-sized buffer per chunk in flight,
+ * not two. Each ciphertext byte lands HEADER_BYTES after its plaintext byte, so the plaintext bytes a
+ * piece's output is about to cover are set aside first and fed from there.
+ */
+export function sealInPlace(key: SealingKey, buffer: Buffer, length: number, aad: string): Buffer {
+  const total = length + SEAL_OVERHEAD_BYTES;
+  if (buffer.length < total) throw new RangeError(`sealInPlace: ${buffer.length} bytes, ${total} needed`);
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key.key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  let ahead = Buffer.from(buffer.subarray(0, Math.min(HEADER_BYTES, length)));
+  MAGIC.copy(buffer, 0);
+  key.id.copy(buffer, MAGIC.length);
+  nonce.copy(buffer, MAGIC.length + KEY_ID_BYTES);
+  let at = HEADER_BYTES;
+  for (let from = 0; from < length; from += PIECE_BYTES) {
+    const to = Math.min(length, from + PIECE_BYTES);
+    // The piece's first bytes were set aside (their place may hold ciphertext already), the rest is
+    // still in place; both are encrypted before anything of this piece is written.
+    const head = cipher.update(ahead);
+    const rest = cipher.update(buffer.subarray(from + ahead.length, to));
+    // Output so far is at most the input so far: these writes end by `to + HEADER_BYTES`.
+    ahead = Buffer.from(buffer.subarray(to, Math.min(length, to + HEADER_BYTES)));
+    at += copyAndFree(head, buffer, at);
+    at += copyAndFree(rest, buffer, at);
+  }
+  at += copyAndFree(cipher.final(), buffer, at);
+  cipher.getAuthTag().copy(buffer, at);
+  return buffer.subarray(0, total);
+}
+
 /** The key id an envelope names, or null when it is not an envelope at all. */
 export function sealedKeyId(envelope: Buffer): Buffer | null {
   if (envelope.length < SEAL_OVERHEAD_BYTES || !envelope.subarray(0, MAGIC.length).equals(MAGIC)) return null;
