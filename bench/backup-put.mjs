@@ -65,7 +65,7 @@ const putVariants = {
   },
 };
 
-/** Four at a time, as the data path's lanes (CHUNKS_IN_FLIGHT). */
+/** Four at a time (the data path's lanes were CHUNKS_IN_FLIGHT = 4 when this was measured). */
 async function forEach4(n, fn) {
   let next = 0;
   await Promise.all(

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
-import { giveAlignedBuffer, takeAlignedBuffer } from '../../common/aligned-buffers';
+import { takeAlignedBuffer } from '../../common/aligned-buffers';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
@@ -58,17 +58,17 @@ export class BackupObjects {
   }
 
   /**
-   * The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. With `into` (at
-   * least `length` long) it is opened there and the start of `into` that holds it returned: a caller
-   * reading many chunks reuses its buffers.
+   * The chunk's plaintext, verified: its hash is `chunkId` and its length `length`. The sealed chunk is
+   * read into `buffer` (from `takeEnvelopeBuffer`) and opened there, in place: the plaintext is the
+   * start of `buffer`, returned. A reader then needs one chunk buffer per chunk in flight, not two.
+   * After a failure what `buffer` holds is not to be used.
    */
-  async getChunk(chunkId: string, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-    const envelope = takeEnvelopeBuffer();
+  async getChunk(chunkId: string, length: number, buffer: Buffer, signal?: AbortSignal): Promise<Buffer> {
     const sealed = await this.getOrCorrupt(
       chunkKey(this.accountId, chunkId),
       `chunk ${chunkId}`,
       signal,
-      envelope,
+      buffer,
     );
     if (sealed.length !== storedChunkBytes(length)) {
       throw new BackupDataError(
@@ -76,9 +76,9 @@ export class BackupObjects {
         `chunk ${chunkId}: ${sealed.length} bytes stored, ${storedChunkBytes(length)} expected`,
       );
     }
-    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), into);
-    // The plaintext is in a buffer of its own now: the envelope is free (after a failure it is dropped).
-    giveAlignedBuffer(envelope);
+    // Opened into `buffer` whether or not the store read into it (small objects come back in a buffer
+    // of the store's); in place, each plaintext byte lands before its ciphertext byte, already read.
+    const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), buffer);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
     if (plain.length !== length || sha256Hex(plain) !== chunkId) {

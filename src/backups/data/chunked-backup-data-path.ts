@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
-import { giveAlignedBuffer, takeAlignedBuffer } from '../../common/aligned-buffers';
+import { giveAlignedBuffer } from '../../common/aligned-buffers';
 import { Clock } from '../../common/clock';
 import { forEachLimited } from '../../common/for-each-limited';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
@@ -28,15 +28,15 @@ import { BACKUP_STORES, BackupStores } from './backup-stores';
 import { ChunkAcquirer, ChunkReferences, ChunkSpace } from './chunk-references';
 import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
 
-/** Chunks fetched, opened and written at once by a restore or a verify: memory ≈ this × 4 MiB × 2. */
-export const CHUNKS_IN_FLIGHT = 4;
 /**
- * Chunks a write reads, hashes, seals and stores at once: memory ≈ this × 4 MiB (a chunk is sealed in
- * the buffer it was read into). Each waits mostly on the disk — its read, then its O_DIRECT write, one
- * request each — so more in flight keep the disk's queue fuller; the worker's libuv pool has room for
- * them (app/worker-threadpool.ts), and its RSS target bounds the number (docs/benchmarks.md *6*).
+ * Chunks a write reads, hashes, seals and stores at once, and a restore or a verify fetches, opens
+ * (and writes) at once: memory ≈ this × 4 MiB (a chunk is sealed in the buffer it was read into, and
+ * opened in the buffer it was fetched into). Each waits mostly on the disk — its read, then its
+ * O_DIRECT write, one request each — so more in flight keep the disk's queue fuller; the worker's libuv
+ * pool has room for them (app/worker-threadpool.ts), and its RSS target bounds the number
+ * (docs/benchmarks.md *6*).
  */
-export const WRITE_CHUNKS_IN_FLIGHT = 6;
+export const CHUNKS_IN_FLIGHT = 6;
 /**
  * Chunks uploaded before the store makes them durable together (`sync`) and they are marked stored:
  * one flush per batch instead of a wait per upload; the ids of one batch are all this holds.
@@ -45,17 +45,6 @@ export const SYNC_BATCH_CHUNKS = 64;
 /** Carried-over chunk references taken per statement in an incremental write. */
 const CARRY_BATCH = 1000;
 const ZEROS = Buffer.alloc(CHUNK_SIZE_BYTES);
-
-/**
- * A whole-chunk buffer from the process's pool of page-aligned buffers (common/aligned-buffers.ts),
- * handed from one chunk to the next: a fresh 4 MiB buffer per chunk is memory mapped, faulted in and
- * unmapped again each time, which cost more CPU than the copy into it, and aligned memory lets the
- * libvirt driver read a disk into it with O_DIRECT (docs/benchmarks.md *6*). Given back with
- * `giveAlignedBuffer` once nothing holds a view of it; after a failure it is dropped instead.
- */
-function takeChunkBuffer(): Buffer {
-  return takeAlignedBuffer(CHUNK_SIZE_BYTES);
-}
 
 interface Opened {
   readonly space: ChunkSpace;
@@ -176,10 +165,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         forEachLimited(present, CHUNKS_IN_FLIGHT, async (i) => {
           throwIfAborted(signal);
           const length = chunkLength(i, manifest.virtualSizeBytes);
-          const into = takeChunkBuffer();
-          const data = await objects.getChunk(manifest.chunks[i]!, length, signal, into);
+          const buffer = takeEnvelopeBuffer();
+          const data = await objects.getChunk(manifest.chunks[i]!, length, buffer, signal);
           await disk.write(chunkOffset(i), data);
-          giveAlignedBuffer(into); // the writer is done with it once its write resolved
+          giveAlignedBuffer(buffer); // the writer is done with it once its write resolved
           this.metrics.restored(data.length);
           progress((++done * 99) / Math.max(1, present.length));
         }),
@@ -214,9 +203,14 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       });
       await forEachLimited(distinct, CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
-        const into = takeChunkBuffer();
-        await objects.getChunk(manifest.chunks[i]!, chunkLength(i, manifest.virtualSizeBytes), signal, into);
-        giveAlignedBuffer(into);
+        const buffer = takeEnvelopeBuffer();
+        await objects.getChunk(
+          manifest.chunks[i]!,
+          chunkLength(i, manifest.virtualSizeBytes),
+          buffer,
+          signal,
+        );
+        giveAlignedBuffer(buffer);
       });
       return { ok: true };
     } catch (e) {
@@ -294,7 +288,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     };
     const acquiring = new ChunkAcquirer(this.refs, space, backup.id);
     try {
-      await forEachLimited(touched, WRITE_CHUNKS_IN_FLIGHT, async (i) => {
+      await forEachLimited(touched, CHUNKS_IN_FLIGHT, async (i) => {
         throwIfAborted(signal);
         if (failed) throw failed.error;
         // Read (or, for a changed chunk, built: changedChunk) at the start of a buffer it is then
@@ -375,7 +369,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const baseId = base.chunks[i];
     let data: Buffer;
     try {
-      data = baseId ? await objects.getChunk(baseId, length, signal, into) : into.subarray(0, length).fill(0);
+      data = baseId ? await objects.getChunk(baseId, length, into, signal) : into.subarray(0, length).fill(0);
     } catch (e) {
       if (!isBackupDataError(e) || e.code !== 'backup_corrupt') throw e;
       throw new BackupDataError(

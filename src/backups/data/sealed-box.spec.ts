@@ -81,4 +81,19 @@ describe('sealed box (AES-256-GCM envelope)', () => {
     expect(grew).toBeLessThan(8 * 1024 * 1024);
     expect(opened.equals(chunk)).toBe(true);
   });
+
+  it('opens an envelope in place, the plaintext at the start of the memory it was read into', () => {
+    for (const n of [0, 1, 31, 32, 33, 64 * 1024, 64 * 1024 + 1, 3 * 64 * 1024 + 77, 4 * 1024 * 1024]) {
+      const p = randomBytes(n);
+      const memory = Buffer.alloc(n + SEAL_OVERHEAD_BYTES + 64);
+      const sealed = seal(k, p, 'c', memory);
+      const opened = open(k, sealed, 'c', memory);
+      expect(opened!.buffer).toBe(memory.buffer);
+      expect(opened!.byteOffset).toBe(memory.byteOffset);
+      expect(opened!.equals(p)).toBe(true);
+    }
+    const damaged = seal(k, randomBytes(1000), 'c');
+    damaged[500] ^= 1;
+    expect(open(k, damaged, 'c', damaged)).toBeNull();
+  });
 });

@@ -111,7 +111,9 @@ export function sealedKeyId(envelope: Buffer): Buffer | null {
 /**
  * The plaintext, or null when the envelope is damaged, not sealed by `key`, or sealed for other AAD.
  * With `into` (at least the plaintext's length) it is written there and the start of `into` that holds
- * it returned, as `seal` does; after a null, what `into` holds is not to be used.
+ * it returned, as `seal` does; `into` may be the memory the envelope itself starts in (each plaintext
+ * byte lands before its ciphertext byte, which was decrypted already). After a null, what `into` holds
+ * is not to be used.
  */
 export function open(key: SealingKey, envelope: Buffer, aad: string, into?: Buffer): Buffer | null {
   const id = sealedKeyId(envelope);
