@@ -628,6 +628,9 @@ CEPH_MON_V2_PORT="${CEPH_MON_V2_PORT:-23300}"
 # second checkout use an instance this one started).
 CEPH_S3_ACCESS_KEY="${CEPH_S3_ACCESS_KEY:-vpstestaccesskey0001}"
 CEPH_S3_SECRET_KEY="${CEPH_S3_SECRET_KEY:-vpstestsecretkey000000000000000000000001}"
+# The memstore OSD's capacity, held in RAM: 4 GiB fits the tests; the backup bench's S3 part at full
+# size (a plain 2 GiB upload beside a 2 GiB backup) needs more, e.g. CEPH_MEMSTORE_BYTES=12884901888.
+CEPH_MEMSTORE_BYTES="${CEPH_MEMSTORE_BYTES:-4294967296}"
 CEPH_DAEMONS=(radosgw ceph-osd ceph-mon) # stop order
 
 ceph_pidfile() { printf '%s/%s.pid' "$CEPH_DIR" "$1"; }
@@ -688,7 +691,7 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 osd crush chooseleaf type = 0
 osd objectstore = memstore
-memstore device bytes = 4294967296
+memstore device bytes = $CEPH_MEMSTORE_BYTES
 paxos propose interval = 0.1
 run dir = $CEPH_DIR/run
 admin socket = $CEPH_DIR/run/\$cluster-\$name.asok
