@@ -75,7 +75,7 @@ describeLibvirt('backup proofs: restores refused with the disk untouched', () =>
     expect((await world.call('GET', `servers/${target.id}/`)).body.status).toBe('stopped');
   });
 
-  it('a target whose disk has no room for the rebuild: insufficient_storage before anything is written', async () => {
+  it('a target whose disk has no room for the rebuild: insufficient_storage before anything is written, or when the disk fills mid-write', async () => {
     // 36 MiB of data: the rebuilt qcow2 and the driver's margin need 44 MiB next to the disk, the tmpfs has 40.
     const lab = await Lab.create('space');
     try {
@@ -106,6 +106,23 @@ describeLibvirt('backup proofs: restores refused with the disk untouched', () =>
         .catch((e: unknown) => e);
       expect(isHypervisorError(refused) && refused.code).toBe('insufficient_storage');
       expect(filled).toBe(false);
+      expect(await sha256OfFile(disk)).toBe(before);
+      expect((await fsp.readdir(images)).sort()).toEqual([`${domain}.qcow2`]);
+
+      // More data than the check was told of: the file system fills mid-write, and the write's ENOSPC
+      // is insufficient_storage too, with the disk untouched and the half-written image gone.
+      const midWrite = await driver
+        .restoreDiskFrom(
+          server,
+          64 * MIB,
+          async (w) => {
+            for (let at = 0; at < 48 * MIB; at += 4 * MIB) await w.write(at, randomBytes(4 * MIB));
+          },
+          () => undefined,
+          { dataBytes: 8 * MIB },
+        )
+        .catch((e: unknown) => e);
+      expect(isHypervisorError(midWrite) && midWrite.code).toBe('insufficient_storage');
       expect(await sha256OfFile(disk)).toBe(before);
       expect((await fsp.readdir(images)).sort()).toEqual([`${domain}.qcow2`]);
 
