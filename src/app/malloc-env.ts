@@ -5,7 +5,7 @@
  * first allocation, long before any JavaScript runs, so they cannot be applied with `setFlagsFromString`
  * as the V8 flags are: the entry point starts Node again in the same process (`process.execve`: same
  * pid, arguments, stdin/stdout/stderr) with the missing ones added, and then takes them out of its own
- * environment again, so the tools the worker runs (qemu-img, virsh, qemu-nbd) keep glibc's defaults.
+ * environment again, so the tools the worker runs (qemu-img, qemu-io, virsh) keep glibc's defaults.
  * A variable already set in the environment is left as it is (an operator's own value wins);
  * MALLOC_TUNING=false turns the whole thing off.
  *

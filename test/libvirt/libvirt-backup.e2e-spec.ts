@@ -135,7 +135,7 @@ describeLibvirt('libvirt driver: backup reads on real domains', () => {
     } finally {
       worker.kill('SIGKILL');
     }
-    // qemu-nbd runs under `setpriv --pdeathsig KILL`: the kernel ends it with the worker.
+    // qemu-io reads its commands from a pipe of the worker's: it ends at the pipe's end, with the worker.
     let w = await tryWrite();
     for (let i = 0; i < 50 && w.code !== 0; i++) {
       await new Promise((r) => setTimeout(r, 100));

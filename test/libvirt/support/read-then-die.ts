@@ -1,6 +1,6 @@
 /**
  * A worker that dies during a backup read: opens a backup read of a shut-off disk with the real
- * libvirt driver, prints `reading` once it is open (qemu-nbd holding the disk) and keeps it open — the
+ * libvirt driver, prints `reading` once it is open (qemu-io holding the disk) and keeps it open — the
  * test then SIGKILLs this process. Run with `node -r ts-node/register/transpile-only`.
  * Arguments: uri domain domainUuid diskPath checkpoint
  */

@@ -7,9 +7,8 @@ import { promisify } from 'node:util';
 
 import { pageAlignedBuffer } from '../../../common/aligned-buffers';
 
-import { isHypervisorError } from '../../hypervisor-driver';
 import { MapEntry } from '../tools/qemu-img';
-import { clusterAligned, MappedImage, mappedSize } from './mapped-image';
+import { clusterAligned, MappedImage } from './mapped-image';
 
 const K = 64 * 1024;
 const execFileAsync = promisify(execFile);
@@ -23,30 +22,6 @@ const entry = (start: number, length: number, o: Partial<MapEntry> = {}): MapEnt
   data: true,
   offset: null,
   ...o,
-});
-
-describe('mappedSize', () => {
-  it("is the end of a map that covers the disk from 0 entry after entry (qemu-img info's virtual size)", () => {
-    expect(
-      mappedSize([entry(0, K), entry(K, 3 * K, { data: false, present: false }), entry(4 * K, 100)]),
-    ).toBe(4 * K + 100);
-    expect(mappedSize([])).toBe(0);
-  });
-
-  it('refuses a map with a gap, an overlap or an empty entry', () => {
-    const refusal = (entries: MapEntry[]): string | undefined => {
-      try {
-        mappedSize(entries);
-      } catch (e) {
-        return isHypervisorError(e) ? `${e.code}: ${e.detail}` : String(e);
-      }
-      return undefined;
-    };
-    expect(refusal([entry(0, K), entry(2 * K, K)])).toMatch(/^hypervisor_error: .*not contiguous/);
-    expect(refusal([entry(0, 2 * K), entry(K, K)])).toMatch(/not contiguous/);
-    expect(refusal([entry(K, K)])).toMatch(/not contiguous/);
-    expect(refusal([entry(0, 0)])).toMatch(/not contiguous/);
-  });
 });
 
 describe('clusterAligned', () => {

@@ -12,6 +12,7 @@ import {
 } from '../../hypervisor-driver';
 import { stepError } from '../errors';
 import { MapEntry } from '../tools/qemu-img';
+import { readQcow2Layout } from './qcow2-layout';
 
 /** A qcow2 dirty bitmap's granularity (the cluster size, at most 64 KiB): extents are whole clusters. */
 export const BITMAP_CLUSTER_BYTES = 64 * 1024;
@@ -42,24 +43,6 @@ export function clusterAligned(extents: readonly DiskExtent[], size: number): Di
 }
 
 /**
- * The virtual size `qemu-img map` entries cover: the map lists the whole disk, from 0 to its end, one
- * entry after the other, so the last entry's end is the size `qemu-img info` would give.
- */
-export function mappedSize(entries: readonly MapEntry[]): number {
-  let end = 0;
-  for (const e of entries) {
-    if (e.start !== end || !(e.length > 0)) {
-      throw hvError(
-        'hypervisor_error',
-        `qemu-img map entries not contiguous at ${e.start} (expected ${end})`,
-      );
-    }
-    end += e.length;
-  }
-  return end;
-}
-
-/**
  * The guest-visible bytes of a qcow2 image read in place: `qemu-img map` says where each data extent
  * lies in the file (an uncompressed qcow2 stores a guest range as one host range per map entry), so
  * a read is `pread`s of the file, zeros elsewhere. Only for an image nothing writes while it is read
@@ -83,11 +66,37 @@ export class MappedImage {
       // A backing file's data or a compressed cluster: not where a pread of this file would find it.
       throw hvError('hypervisor_error', `${file}: data at ${unreadable.start} cannot be read in place`);
     }
-    const fh = await fsp.open(file, 'r').catch((e: unknown) => {
+    const fh = await MappedImage.openFile(file);
+    return new MappedImage(fh, await MappedImage.openDirect(file), data, virtualSize);
+  }
+
+  /**
+   * Opens a qcow2 for reading along its own tables (qcow2-layout.ts), with the ranges `bitmap` marks
+   * dirty when one is named: no `qemu-img map`. The caller holds the image lock.
+   */
+  static async openQcow2(
+    file: string,
+    bitmap: string | null,
+  ): Promise<{ image: MappedImage; dirty: DiskExtent[] | null }> {
+    const fh = await MappedImage.openFile(file);
+    try {
+      const layout = await readQcow2Layout(fh, file, bitmap);
+      const image = new MappedImage(fh, await MappedImage.openDirect(file), layout.data, layout.virtualSize);
+      return { image, dirty: layout.dirty };
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private static openFile(file: string): Promise<fsp.FileHandle> {
+    return fsp.open(file, 'r').catch((e: unknown) => {
       throw stepError(e, 'hypervisor_error', `open ${file}`);
     });
-    const direct = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT).catch(() => null);
-    return new MappedImage(fh, direct, data, virtualSize);
+  }
+
+  private static openDirect(file: string): Promise<fsp.FileHandle | null> {
+    return fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT).catch(() => null);
   }
 
   /** The merged ranges holding data (what a full read lists). */

@@ -1,8 +1,8 @@
 import { throwIfAborted } from '../../driver-errors';
 import { BackupReadOptions, BackupReadSession, ServerRef } from '../../hypervisor-driver';
 import { DomainDisk } from '../domain-xml';
-import { DiskExport } from '../tools/qemu-nbd';
-import { allInOrder, together } from '../together';
+import { ImageLock } from '../tools/qemu-io';
+import { allInOrder } from '../together';
 import { Toolbox } from '../tools/toolbox';
 import {
   dropCheckpointsExcept,
@@ -14,7 +14,7 @@ import {
   offlineFullReason,
   recordOffline,
 } from './checkpoints';
-import { clusterAligned, MappedImage, mappedSize, readSession } from './mapped-image';
+import { clusterAligned, MappedImage, readSession } from './mapped-image';
 
 /** How long a shut-off disk may stay locked for one backup read. */
 const READ_LOCK_TIMEOUT_MS = 24 * 60 * 60_000;
@@ -26,17 +26,18 @@ export interface OfflineFacts extends OfflineCheckpoints {
 
 /**
  * A backup read of a shut-off server's disk, in place: the new checkpoint's bitmap is added, then one
- * read-only qemu-nbd holds the disk for the whole session — qemu's image lock, so the domain cannot
- * start and nothing writes the disk while it is read — and serves the base checkpoint's bitmap, whose
- * dirty ranges are the changed extents (see QemuNbd). The view is the disk as it was when the
- * checkpoint was made, read from the disk itself at the offsets `qemu-img map` gives. Nothing is copied
- * first: a point-in-time copy would cost a read and a write of every allocated byte, where an
- * incremental read costs only the changed clusters. The price is that the server cannot start during
- * the read.
+ * read-only qemu-io holds the disk for the whole session — qemu's image lock, so the domain cannot
+ * start and nothing writes the disk while it is read. Under that lock the image's own tables say where
+ * its data lies and the base checkpoint's bitmap which clusters changed (qcow2-layout.ts), and the
+ * view is read from the disk at those offsets. Nothing is copied first: a point-in-time copy would
+ * cost a read and a write of every allocated byte, where an incremental read costs only the changed
+ * clusters. The price is that the server cannot start during the read.
  *
  * The session's time is its tool processes (each a good part of a second on a busy host), so only what
  * depends on an earlier answer waits for it: libvirt's record of the new checkpoint is written while
- * the lock is taken and the disk mapped, and `close` drops the base's record while it lets the lock go.
+ * the disk is read (only `close` needs it), and `close` drops the base's record while it lets the lock
+ * go. A record that could not be written leaves the next backup to read the whole disk
+ * (`checkpoint_missing`), as a lost record would.
  */
 export async function openOfflineRead(
   tools: Toolbox,
@@ -62,39 +63,27 @@ export async function openOfflineRead(
   });
   throwIfAborted(signal);
   await tools.qemuImg.bitmap('add', disk, opts.checkpoint);
+  // Settled, never rejected: whatever follows waits for it before it looks at libvirt's records.
+  const recorded: Promise<void> = recordOffline(tools, dom, xml).catch(() => undefined);
   // Set as they are made, for the clean-up of a failed open.
-  const held: { served: DiskExport | null; image: MappedImage | null } = { served: null, image: null };
+  const held: { lock: ImageLock | null; image: MappedImage | null } = { lock: null, image: null };
   try {
-    const [, opened] = await together(signal, [
-      () => recordOffline(tools, dom, xml),
-      async (s: AbortSignal) => {
-        const served = await tools.qemuNbd.serve(disk, base, READ_LOCK_TIMEOUT_MS, s);
-        held.served = served;
-        // Both only read the disk, sharing the lock qemu-nbd holds; the map also gives the virtual size.
-        const [changed, entries] = await together(s, [
-          (s2: AbortSignal) => (base === null ? Promise.resolve(null) : served.dirtyExtents(s2)),
-          (s2: AbortSignal) => tools.qemuImg.map(disk, { signal: s2 }),
-        ] as const);
-        const size = mappedSize(entries);
-        const image = await MappedImage.open(disk, entries, size);
-        held.image = image;
-        return {
-          served,
-          image,
-          extents: changed === null ? image.dataExtents() : clusterAligned(changed, size),
-        };
-      },
-    ] as const);
+    const lock = await tools.qemuIo.holdImageLock(disk, READ_LOCK_TIMEOUT_MS, signal, 'hypervisor_error');
+    held.lock = lock;
+    const { image, dirty } = await MappedImage.openQcow2(disk, base);
+    held.image = image;
     throwIfAborted(signal);
     return readSession({
-      image: opened.image,
-      extents: opened.extents,
+      image,
+      extents: dirty === null ? image.dataExtents() : clusterAligned(dirty, image.virtualSize),
       fullReason: reason,
       consistency: 'stopped',
       checkpoint: opts.checkpoint,
       release: async (keep) => {
-        const unlocked = opened.served.release();
-        // Exactly the base and the new checkpoint are there (this call made them so, under the lock).
+        const unlocked = lock.release();
+        await recorded;
+        // The base and the new checkpoint are there (this call made them so, under the lock), the new
+        // one's record unless writing it failed: then dropping falls back to asking what is there.
         const drop = keep ? base : opts.checkpoint;
         if (drop === null) return unlocked;
         await dropKnownOffline(tools, server, dom, drop, keep ? opts.checkpoint : base, unlocked);
@@ -102,7 +91,8 @@ export async function openOfflineRead(
     });
   } catch (e) {
     await held.image?.close();
-    await held.served?.release();
+    await held.lock?.release();
+    await recorded;
     await dropCheckpointsExcept(tools, server, dom, base).catch(() => undefined);
     throw e;
   }

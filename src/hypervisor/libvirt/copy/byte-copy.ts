@@ -23,7 +23,7 @@ export async function underImageLock<T>(
   body: (length: number) => Promise<T>,
 ): Promise<T | null> {
   const timeoutMs = tools.copyTimeoutMs(o.virtualSize) + tools.commandTimeoutMs;
-  const lock = await tools.qemuIo.holdImageLock(source, timeoutMs, o.signal);
+  const lock = await tools.qemuIo.holdImageLock(source, timeoutMs, o.signal, 'copy_failed');
   try {
     // Looked at again under the lock: nothing can change the disk from here on.
     const now = await tools.qemuImg.info(source, true);

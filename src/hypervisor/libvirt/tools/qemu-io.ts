@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 
+import { HypervisorErrorCode } from '../../hypervisor-driver';
 import { classifyToolFailure, stepError } from '../errors';
 import { ProcessRunner } from '../process-runner';
 import { childController } from '../together';
@@ -29,9 +30,14 @@ export class QemuIo {
    * `length` command only while it has the image open with its locks (`stdbuf -oL` so the answer is
    * not held back in a buffer). `stillHeld()` asks again: true on an answer, false when qemu-io has
    * ended instead — a holder killed a moment ago is not mistaken for a live one. A disk that a qemu
-   * process has open for writing is `invalid_power_state`.
+   * process has open for writing is `invalid_power_state`; another failure to open it is `failCode`.
    */
-  async holdImageLock(disk: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<ImageLock> {
+  async holdImageLock(
+    disk: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    failCode: HypervisorErrorCode,
+  ): Promise<ImageLock> {
     const qemuIoArgs = ['-r', '-f', 'qcow2', disk];
     const args = ['-oL', this.path, ...qemuIoArgs];
     const { controller, dispose } = childController(signal);
@@ -71,7 +77,7 @@ export class QemuIo {
       const first = await ended;
       commands.end();
       if ('e' in first) throw stepError(first.e, 'hypervisor_error', 'qemu-io (image lock)');
-      throw classifyToolFailure(this.path, qemuIoArgs, first.r, 'copy_failed');
+      throw classifyToolFailure(this.path, qemuIoArgs, first.r, failCode);
     }
     return { stillHeld: ask, release };
   }

@@ -2,7 +2,6 @@ import { FileHasher } from '../files';
 import { ProcessRunner } from '../process-runner';
 import { QemuImg } from './qemu-img';
 import { QemuIo } from './qemu-io';
-import { QemuNbd } from './qemu-nbd';
 import { Virsh } from './virsh';
 
 const MIB = 1024 * 1024;
@@ -17,12 +16,8 @@ export interface ToolboxOptions {
   readonly qemuImgPath?: string;
   /** GNU coreutils `cp`: the byte copy of a plain disk (create) or a plain snapshot (restore). */
   readonly cpPath?: string;
-  /** `qemu-io` (qemu-utils): holds a shut-off disk's image lock while `cp` copies it. */
+  /** `qemu-io` (qemu-utils): holds a shut-off disk's image lock while `cp` copies it or a backup reads it. */
   readonly qemuIoPath?: string;
-  /** `qemu-nbd` (qemu-utils): holds a shut-off disk for a backup read and serves its bitmap. */
-  readonly qemuNbdPath?: string;
-  /** util-linux `setpriv`: qemu-nbd is killed when this process dies (`--pdeathsig`). */
-  readonly setprivPath?: string;
   /** GNU coreutils `stdbuf`: makes qemu-io say at once that it holds the lock. */
   readonly stdbufPath?: string;
   /** Deadline of every short virsh / qemu-img call (state, info, measure, freeze, ...). Default 60 s. */
@@ -42,7 +37,6 @@ export class Toolbox {
   readonly virsh: Virsh;
   readonly qemuImg: QemuImg;
   readonly qemuIo: QemuIo;
-  readonly qemuNbd: QemuNbd;
   /** GNU coreutils `cp`: the byte copy. */
   readonly cpPath: string;
   readonly commandTimeoutMs: number;
@@ -61,12 +55,6 @@ export class Toolbox {
     this.virsh = new Virsh(this.runner, o.virshPath ?? 'virsh', o.uri, this.commandTimeoutMs);
     this.qemuImg = new QemuImg(this.runner, o.qemuImgPath ?? 'qemu-img', this.commandTimeoutMs, (v) =>
       this.copyTimeoutMs(v),
-    );
-    this.qemuNbd = new QemuNbd(
-      this.runner,
-      o.qemuNbdPath ?? 'qemu-nbd',
-      o.setprivPath ?? 'setpriv',
-      this.qemuImg,
     );
     this.qemuIo = new QemuIo(this.runner, o.qemuIoPath ?? 'qemu-io', o.stdbufPath ?? 'stdbuf');
   }
