@@ -106,9 +106,16 @@ const stores = {
 const prisma = new PrismaService({ databaseUrl: env.DATABASE_URL });
 const masterKey = new BackupMasterKey({ backupMasterKey: Buffer.from(env.BACKUP_MASTER_KEY, 'base64') });
 const openRead = driver.openBackupRead.bind(driver);
+/** The main thread's utilization between the read session's open and its close (the data path). */
+let dataPathElu = null;
 driver.openBackupRead = traced('openBackupRead', async (...args) => {
   const session = await openRead(...args);
-  session.close = traced('close', session.close.bind(session));
+  const opened = performance.eventLoopUtilization();
+  const close = session.close.bind(session);
+  session.close = traced('close', (...a) => {
+    dataPathElu ??= performance.eventLoopUtilization(opened).utilization;
+    return close(...a);
+  });
   session.read = traced('read', session.read.bind(session));
   return session;
 });
@@ -344,6 +351,7 @@ async function run(cmd) {
       return driver.getPowerState(cmd.server);
     case 'write': {
       spans = [];
+      dataPathElu = null;
       const t0 = performance.now();
       const written = await dataPath.writeBackup(
         {
@@ -364,7 +372,7 @@ async function run(cmd) {
         () => undefined,
       );
       const at = (t) => Math.round((t - t0) * 10) / 10;
-      const out = { ...written, spans: spans.map(([n, a, b]) => [n, at(a), at(b)]) };
+      const out = { ...written, spans: spans.map(([n, a, b]) => [n, at(a), at(b)]), dataPathElu };
       spans = null;
       return out;
     }

@@ -168,7 +168,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
   const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(16)) || 1) : 4;
   const rounds = asked; // even (the default) puts each side first equally often
   // --backup-parts=dir,stages,s3,worker: the directory-store parts (full, incremental, daily), the full
-  // write step by step, the S3 part, the production worker's RSS; all by default.
+  // write step by step, the S3 part, the production worker's RSS; all by default. `inc` alone is the
+  // incremental part of `dir`.
   const partsArg = process.argv.find((a) => a.startsWith('--backup-parts='));
   const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,stages,s3,worker').split(','));
   const virtual = quick ? 2 * GiB : 20 * GiB;
@@ -329,7 +330,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     res.load.push(os.loadavg());
 
     // 2. Incremental backups of 100 MiB changed, against cp of 100 MiB.
-    if (parts.has('dir')) {
+    if (parts.has('dir') || parts.has('inc')) {
       log('backup: incremental, directory store');
       const accountId = await newAccount();
       let base = await writeNoted('dir', accountId, null);
@@ -373,6 +374,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
           storedBytes: w.result.storedBytes,
           storeAdded: treeBytes(storeDir) - before,
           spans: w.result.spans,
+          dataPathElu: w.result.dataPathElu,
         });
         if (round % 2 === 1) cp();
         base = w;
