@@ -4,6 +4,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { pageAlignedBuffer } from '../../../common/aligned-buffers';
 import { isHypervisorError } from '../../hypervisor-driver';
@@ -94,6 +96,78 @@ describe('Qcow2ImageWriter', () => {
     await w.finish();
     await qemuImg('check', '-f', 'qcow2', image);
     expect((await guestBytes(image, dir)).equals(expected)).toBe(true);
+  });
+
+  it('a write over clusters written before and holes between them keeps the written ones in place, across L2 tables', async () => {
+    // 4 KiB clusters: an L2 table maps 2 MiB. Small writes one after another (runs that continue each
+    // other), then out of order, then one write over all of them and the holes between.
+    const size = 8 * MIB;
+    const image = path.join(dir, 'rewrite.qcow2');
+    const w = await Qcow2ImageWriter.create(image, size, { clusterBits: 12 });
+    const expected = Buffer.alloc(size);
+    const write = async (o: number, length: number) => {
+      const data = randomBytes(length);
+      await w.write(o, data);
+      data.copy(expected, o);
+    };
+    for (let o = 1 * MIB; o < 1 * MIB + 64 * 1024; o += 4096) await write(o, 4096);
+    for (const o of [3 * MIB, 2 * MIB - 8192, 5 * MIB + 4096, 2 * MIB + 4096]) await write(o, 8192);
+    const before = (await fsp.stat(image)).size;
+    await write(1 * MIB + 32 * 1024, 5 * MIB); // to 6 MiB + 32 KiB, over three table boundaries
+    await write(size - 4096, 4096);
+    await w.finish();
+    await qemuImg('check', '-f', 'qcow2', image);
+    expect((await guestBytes(image, dir)).equals(expected)).toBe(true);
+    // The clusters written before were not taken again: the file grew by the rest only.
+    const written = 64 * 1024 + 4 * 8192;
+    const overlap = 32 * 1024 + 4 * 8192; // the last half of the first run and the four pairs
+    expect(before).toBe((1 + written / 4096) * 4096);
+    const map = JSON.parse(await qemuImg('map', '--output=json', image)) as MapRow[];
+    const dataBytes = map.filter((e) => e.data).reduce((sum, e) => sum + e.length, 0);
+    expect(dataBytes).toBe(written + 5 * MIB - overlap + 4096);
+    const { size: fileSize } = await fsp.stat(image);
+    const tables = 4 /* L2 */ + 1 /* L1 */ + 1 /* refcount block */ + 1; /* refcount table */
+    expect(fileSize).toBe((1 + dataBytes / 4096 + tables) * 4096);
+  });
+
+  it("holds a few bytes per write, not an L2 table per 512 MiB written to: small writes over a 512 GiB disk's every table", async () => {
+    const size = 512 * 1024 * MIB;
+    const tables = size / (512 * MIB); // at 64 KiB clusters an L2 table maps 512 MiB
+    const image = path.join(dir, 'sparse.qcow2');
+    const w = await Qcow2ImageWriter.create(image, size);
+    const cluster = pageAlignedBuffer(64 * 1024);
+    // What stays reachable, the collector run first (else it could run mid-loop and hide the growth).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const held = () => {
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const before = held();
+    for (let t = 0; t < tables; t++) {
+      cluster.fill(t % 251);
+      await w.write(t * 512 * MIB + (t % 8192) * 64 * 1024, cluster);
+    }
+    const grew = held() - before;
+    // A table kept whole is 32 KiB each (32 MiB here); a run is a few bytes.
+    expect(grew).toBeLessThan(tables * 4 * 1024);
+    await w.finish();
+
+    await qemuImg('check', '-f', 'qcow2', image);
+    const map = JSON.parse(await qemuImg('map', '--output=json', image)) as MapRow[];
+    const data = map.filter((e) => e.data).map((e) => [e.start, e.length]);
+    expect(data).toEqual(
+      Array.from({ length: tables }, (_, t) => [t * 512 * MIB + (t % 8192) * 64 * 1024, 64 * 1024]),
+    );
+    const reads = Array.from({ length: tables }, (_, t) => [
+      '-c',
+      `read -q -P ${t % 251} ${t * 512 * MIB + (t % 8192) * 64 * 1024} 64k`,
+    ]).flat();
+    expect(await execFileAsync('qemu-io', ['-r', '-f', 'qcow2', ...reads, image])).toEqual({
+      stdout: '',
+      stderr: '',
+    });
   });
 
   it('writes through the page cache where the file system refuses O_DIRECT (tmpfs)', async () => {

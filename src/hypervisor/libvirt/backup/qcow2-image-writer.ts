@@ -12,6 +12,12 @@ import { DiskImageWriter, HypervisorError } from '../../hypervisor-driver';
  * the image is finished, and the header (cluster 0) is written last. Holes are never written: their
  * clusters stay unallocated, read as zeros, and take no space.
  *
+ * What the tables will say is kept, until then, as the runs the writes made (guest clusters mapped to
+ * consecutive host clusters, a few bytes each), grouped by the L2 table they fall in; each L2 table is
+ * built only when it is written, one cluster at a time. So the writer's memory grows with the number
+ * of writes, not with the data: a full table for every 512 MiB of guest space written would be 64 KiB
+ * per GiB, 128 MiB for a 2 TiB disk, in a worker that should stay within 200 MB.
+ *
  * Before this, a restore wrote through qemu-nbd over a socket (and before that, a raw file converted
  * by `qemu-img convert`): qemu wrote the same layout, but every byte crossed the socket once more and
  * the writes waited for qemu's replies. The image is checked with `qemu-img check` before it is used.
@@ -31,8 +37,8 @@ export class Qcow2ImageWriter implements DiskImageWriter {
   private readonly clusterBytes: number;
   /** Guest clusters one L2 table maps. */
   private readonly l2Entries: number;
-  /** Per L2 table index: the host cluster of each guest cluster it maps (0: none; cluster 0 is the header). */
-  private readonly l2Tables = new Map<number, Uint32Array>();
+  /** Per L2 table index: the runs written to the guest clusters it maps (none: no table). */
+  private readonly l2Runs = new Map<number, TableRuns>();
   /** The next host cluster a write takes. */
   private nextCluster = 1;
   /** Finished or abandoned: no more writes. */
@@ -109,20 +115,15 @@ export class Qcow2ImageWriter implements DiskImageWriter {
     }
     const first = offset / this.clusterBytes;
     const count = Math.ceil(data.length / this.clusterBytes);
-    // Runs of consecutive host clusters, each one write (a fresh range is a single run).
-    let runStart = 0;
-    let runHost = this.hostCluster(first);
-    for (let i = 1; i <= count; i++) {
-      const host = i < count ? this.hostCluster(first + i) : -1;
-      if (host !== runHost + (i - runStart)) {
-        const from = runStart * this.clusterBytes;
-        await this.writeAt(
-          runHost * this.clusterBytes,
-          data.subarray(from, Math.min(data.length, i * this.clusterBytes)),
-        );
-        runStart = i;
-        runHost = host;
-      }
+    // Every cluster gets its host cluster before the first wait, so writes overlapping in time never
+    // take the same one; then one write per run of consecutive host clusters (a fresh range: one).
+    const pieces = this.hostRuns(first, count);
+    for (let p = 0; p < pieces.length; p += 3) {
+      const [from, host, clusters] = [pieces[p] - first, pieces[p + 1], pieces[p + 2]];
+      await this.writeAt(
+        host * this.clusterBytes,
+        data.subarray(from * this.clusterBytes, Math.min(data.length, (from + clusters) * this.clusterBytes)),
+      );
     }
   }
 
@@ -145,17 +146,48 @@ export class Qcow2ImageWriter implements DiskImageWriter {
     await this.close();
   }
 
-  /** The host cluster of guest cluster `g`, taking the next free one when it has none yet. */
-  private hostCluster(g: number): number {
-    const index = Math.floor(g / this.l2Entries);
-    let table = this.l2Tables.get(index);
-    if (!table) {
-      table = new Uint32Array(this.l2Entries);
-      this.l2Tables.set(index, table);
+  /**
+   * The host clusters of guest clusters `first`…`first + count - 1`, as runs [first guest cluster, first
+   * host cluster, clusters], in guest order, consecutive host clusters in one run: clusters written
+   * before keep theirs, the others take the next free ones, in guest order.
+   */
+  private hostRuns(first: number, count: number): number[] {
+    const out: number[] = [];
+    const add = (guest: number, host: number, clusters: number) => {
+      const last = out.length - 3;
+      if (last >= 0 && out[last + 1] + out[last + 2] === host) out[last + 2] += clusters;
+      else out.push(guest, host, clusters);
+    };
+    const end = first + count;
+    for (let g = first; g < end;) {
+      const index = Math.floor(g / this.l2Entries);
+      const base = index * this.l2Entries;
+      const stop = Math.min(end, base + this.l2Entries) - base; // within this table
+      let runs = this.l2Runs.get(index);
+      if (!runs) {
+        runs = new TableRuns();
+        this.l2Runs.set(index, runs);
+      }
+      let at = g - base;
+      let i = runs.firstEndingAfter(at);
+      while (at < stop) {
+        if (i < runs.count && runs.guest(i) <= at) {
+          // Written before: in place.
+          const n = Math.min(stop, runs.guest(i) + runs.clusters(i)) - at;
+          add(base + at, runs.host(i) + (at - runs.guest(i)), n);
+          at += n;
+          i++;
+        } else {
+          const n = (i < runs.count ? Math.min(stop, runs.guest(i)) : stop) - at;
+          add(base + at, this.nextCluster, n);
+          i = runs.insert(i, at, this.nextCluster, n);
+          this.nextCluster += n;
+          at += n;
+        }
+      }
+      g = base + stop;
     }
-    const at = g % this.l2Entries;
-    if (table[at] === 0) table[at] = this.nextCluster++;
-    return table[at];
+    return out;
   }
 
   /** `bytes` at file offset `position` (cluster-aligned), directly when the memory allows it. */
@@ -187,7 +219,7 @@ export class Qcow2ImageWriter implements DiskImageWriter {
   private async writeTables(): Promise<void> {
     const c = this.clusterBytes;
     const l1Size = Math.ceil(this.virtualSizeBytes / (c * this.l2Entries));
-    const l2Indices = [...this.l2Tables.keys()].sort((a, b) => a - b);
+    const l2Indices = [...this.l2Runs.keys()].sort((a, b) => a - b);
     const l2Start = this.nextCluster;
     const l1Start = l2Start + l2Indices.length;
     const l1Clusters = Math.ceil((l1Size * 8) / c);
@@ -209,10 +241,13 @@ export class Qcow2ImageWriter implements DiskImageWriter {
     const cluster = Buffer.alloc(c);
     const l1 = Buffer.alloc(l1Clusters * c);
     for (const [n, index] of l2Indices.entries()) {
-      const table = this.l2Tables.get(index)!;
+      const runs = this.l2Runs.get(index)!;
       cluster.fill(0);
-      for (let i = 0; i < table.length; i++) {
-        if (table[i] !== 0) cluster.writeBigUInt64BE(BigInt(table[i] * c) | COPIED, i * 8);
+      for (let r = 0; r < runs.count; r++) {
+        const [guest, host] = [runs.guest(r), runs.host(r)];
+        for (let i = 0; i < runs.clusters(r); i++) {
+          cluster.writeBigUInt64BE(BigInt((host + i) * c) | COPIED, (guest + i) * 8);
+        }
       }
       await this.writeMeta(cluster, (l2Start + n) * c);
       l1.writeBigUInt64BE(BigInt((l2Start + n) * c) | COPIED, index * 8);
@@ -262,6 +297,65 @@ export class Qcow2ImageWriter implements DiskImageWriter {
     if (this.fileClosed) return;
     this.fileClosed = true;
     await Promise.all([this.handle.close(), this.direct?.close()]);
+  }
+}
+
+/**
+ * The guest clusters of one L2 table that were written, as runs sorted by guest cluster and not
+ * overlapping: [first guest cluster (counted from the table's first), first host cluster, clusters].
+ * A run that continues the one before it in both guest and host clusters extends it instead.
+ */
+class TableRuns {
+  /** Three entries a run; grown by doubling. */
+  private entries = new Uint32Array(3 * 2);
+  count = 0;
+
+  guest(i: number): number {
+    return this.entries[3 * i];
+  }
+
+  host(i: number): number {
+    return this.entries[3 * i + 1];
+  }
+
+  clusters(i: number): number {
+    return this.entries[3 * i + 2];
+  }
+
+  /** The first run that ends after guest cluster `g` (`count`: none). */
+  firstEndingAfter(g: number): number {
+    let [lo, hi] = [0, this.count];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.guest(mid) + this.clusters(mid) <= g) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /**
+   * Adds a run before run `i`, in a gap in front of it; returns the index of the run that was `i`.
+   * Its host clusters are the newest, so it can continue only the run before it.
+   */
+  insert(i: number, guest: number, host: number, clusters: number): number {
+    const prev = i - 1;
+    if (
+      prev >= 0 &&
+      this.guest(prev) + this.clusters(prev) === guest &&
+      this.host(prev) + this.clusters(prev) === host
+    ) {
+      this.entries[3 * prev + 2] += clusters;
+      return i;
+    }
+    if (3 * (this.count + 1) > this.entries.length) {
+      const grown = new Uint32Array(this.entries.length * 2);
+      grown.set(this.entries);
+      this.entries = grown;
+    }
+    this.entries.copyWithin(3 * (i + 1), 3 * i, 3 * this.count);
+    this.entries.set([guest, host, clusters], 3 * i);
+    this.count++;
+    return i + 1;
   }
 }
 
