@@ -3,6 +3,7 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { alignedView, alignUp, DIRECT_IO_ALIGN } from '../../../common/aligned-buffers';
 import { hvError } from '../../driver-errors';
 import { DiskImageWriter, HypervisorError } from '../../hypervisor-driver';
+import { QCOW2_ENTRY, QCOW2_HEADER, QCOW2_MAGIC } from './qcow2-format';
 
 /*
  * A qcow2 image (version 3, https://gitlab.com/qemu-project/qemu/-/blob/master/docs/interop/qcow2.txt)
@@ -23,13 +24,11 @@ import { DiskImageWriter, HypervisorError } from '../../hypervisor-driver';
  * the writes waited for qemu's replies. The image is checked with `qemu-img check` before it is used.
  */
 
-const MAGIC = 0x514649fb; // "QFI\xfb"
 const VERSION = 3;
-const HEADER_BYTES = 104;
 /** Refcount entries are 16 bits (refcount_order 4), as `qemu-img create` makes them. */
 const REFCOUNT_ORDER = 4;
 /** Table entries whose cluster has refcount 1: a fresh image's every cluster. */
-const COPIED = 1n << 63n;
+const COPIED = QCOW2_ENTRY.copied;
 /** 64 KiB, qemu's default. */
 export const QCOW2_DEFAULT_CLUSTER_BITS = 16;
 
@@ -264,19 +263,18 @@ export class Qcow2ImageWriter implements DiskImageWriter {
     await this.writeMeta(refTable, tableStart * c);
 
     const header = Buffer.alloc(c);
-    header.writeUInt32BE(MAGIC, 0);
-    header.writeUInt32BE(VERSION, 4);
-    // 8: backing file offset, 16: its length — none.
-    header.writeUInt32BE(this.clusterBits, 20);
-    header.writeBigUInt64BE(BigInt(this.virtualSizeBytes), 24);
-    // 32: no encryption.
-    header.writeUInt32BE(l1Size, 36);
-    header.writeBigUInt64BE(BigInt(l1Start * c), 40);
-    header.writeBigUInt64BE(BigInt(tableStart * c), 48);
-    header.writeUInt32BE(tableClusters, 56);
-    // 60: no snapshots; 72, 80, 88: no incompatible, compatible or autoclear features.
-    header.writeUInt32BE(REFCOUNT_ORDER, 96);
-    header.writeUInt32BE(HEADER_BYTES, 100);
+    const H = QCOW2_HEADER;
+    header.writeUInt32BE(QCOW2_MAGIC, H.magic);
+    header.writeUInt32BE(VERSION, H.version);
+    // No backing file, no encryption, no snapshots, no features: those fields stay zero.
+    header.writeUInt32BE(this.clusterBits, H.clusterBits);
+    header.writeBigUInt64BE(BigInt(this.virtualSizeBytes), H.size);
+    header.writeUInt32BE(l1Size, H.l1Size);
+    header.writeBigUInt64BE(BigInt(l1Start * c), H.l1TableOffset);
+    header.writeBigUInt64BE(BigInt(tableStart * c), H.refcountTableOffset);
+    header.writeUInt32BE(tableClusters, H.refcountTableClusters);
+    header.writeUInt32BE(REFCOUNT_ORDER, H.refcountOrder);
+    header.writeUInt32BE(H.v3Bytes, H.headerLength);
     // Then the header extensions: only the end marker (type 0, length 0), already zeros.
     await this.writeMeta(header, 0);
   }
