@@ -357,6 +357,31 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect([...driver.disks.get(1)!.checkpoints.keys()]).toEqual([]);
   });
 
+  it('a write whose references the database lost before they were flushed fails before its manifest, and leaves nothing', async () => {
+    // A reference is committed without a flush; a database that restarts then loses it. Here one
+    // reference row goes (with its count) once the chunks are put, as such a restart would take it.
+    const b = ref();
+    class LosingStore extends TempDirectoryStore {
+      override async sync(keys: readonly string[] = []): Promise<void> {
+        await prisma.$executeRaw`
+          WITH gone AS (
+            DELETE FROM backup_chunk_refs
+            WHERE backup_id = ${b.id} AND chunk_id = (SELECT min(chunk_id) FROM backup_chunk_refs WHERE backup_id = ${b.id})
+            RETURNING store, account_id, chunk_id
+          )
+          UPDATE backup_chunks c SET refs = c.refs - 1 FROM gone g
+          WHERE c.store = g.store AND c.account_id = g.account_id AND c.chunk_id = g.chunk_id`;
+        await super.sync(keys);
+      }
+    }
+    store = new LosingStore(dir);
+    driver.createDisk(1, sampleDisk());
+    await expect(write(b, 1)).rejects.toThrow(/3 of its 4 chunk references are there/);
+    expect(await store.head(manifestKey(accountId, b.id))).toBeNull();
+    expect(await chunkRows()).toEqual([]);
+    expect(await chunkFiles()).toEqual([]);
+  });
+
   it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {
     driver.createDisk(1, sampleDisk());
     const b = ref();

@@ -19,6 +19,15 @@ import { forEachLimited } from '../../common/for-each-limited';
  *
  * Rows are locked in chunk-id order everywhere, so concurrent writers, releases and collections do
  * not deadlock on each other.
+ *
+ * A writer's references are committed without waiting for the disk (`synchronous_commit` off for that
+ * statement): a write takes one statement per couple of chunks, and each flush of the WAL waits behind
+ * the chunk uploads' own writes to the same disks. What makes them durable is `confirmHeld`, which the
+ * writer calls before its manifest exists: a commit that does wait for the disk (the WAL is flushed in
+ * order, every earlier commit with it), and a count of the backup's references. A database that
+ * restarted after a reference was taken and before it was flushed lost it: the count says so, and the
+ * write fails instead of naming a chunk nothing protects. The visibility of a reference to a collector
+ * is the same either way (immediate at commit).
  */
 
 export interface ChunkToAcquire {
@@ -42,9 +51,10 @@ export interface ChunkSpace {
 }
 
 const ACQUIRE = `
-  WITH input AS (
+  WITH commit_mode AS (SELECT set_config('synchronous_commit', $7, true)),
+  input AS (
     SELECT DISTINCT ON (chunk_id) chunk_id, size_bytes
-    FROM unnest($4::text[], $5::bigint[]) AS t(chunk_id, size_bytes)
+    FROM unnest($4::text[], $5::bigint[]) AS t(chunk_id, size_bytes), commit_mode
   ), ref AS (
     INSERT INTO backup_chunk_refs (backup_id, store, account_id, chunk_id)
     SELECT $3, $1, $2, chunk_id FROM input
@@ -58,6 +68,19 @@ const ACQUIRE = `
   ON CONFLICT (store, account_id, chunk_id) DO UPDATE
   SET refs = c.refs + EXCLUDED.refs, stored = c.stored OR EXCLUDED.stored
   RETURNING c.chunk_id, c.stored, (c.xmax = 0) AS inserted`;
+
+/**
+ * The number of references `$1` holds. The one row it rewrites (to itself) makes its transaction one
+ * that writes, so its commit waits for the WAL to be flushed up to it: every earlier acquire included.
+ */
+const CONFIRM_HELD = `
+  WITH held AS (
+    SELECT count(*)::int AS n, min(chunk_id) AS one FROM backup_chunk_refs WHERE backup_id = $1
+  ), flushed AS (
+    UPDATE backup_chunk_refs r SET chunk_id = r.chunk_id FROM held
+    WHERE r.backup_id = $1 AND r.chunk_id = held.one
+  )
+  SELECT n FROM held`;
 
 const MARK_STORED = `
   WITH locked AS (
@@ -105,9 +128,10 @@ export class ChunkReferences {
   constructor(private readonly prisma: PrismaService) {}
 
   /**
-   * Take `backupId`'s reference on each chunk (once per chunk however often listed). `present`: the
-   * objects are known to be in the store (a reindex: a manifest is written only after all its chunks
-   * were stored, and removed before any of them), so the rows say `stored`.
+   * Take `backupId`'s reference on each chunk (once per chunk however often listed), not yet durable:
+   * the writer calls `confirmHeld` before its manifest names them. `present`: the objects are known to
+   * be in the store (a reindex: a manifest is written only after all its chunks were stored, and
+   * removed before any of them), so the rows say `stored`, and the commit is durable at once.
    */
   async acquire(
     space: ChunkSpace,
@@ -126,8 +150,23 @@ export class ChunkReferences {
       chunks.map((c) => c.chunkId),
       chunks.map((c) => c.sizeBytes),
       present,
+      present ? 'on' : 'off',
     );
     return rows.map((r) => ({ chunkId: r.chunk_id, stored: r.stored, inserted: r.inserted }));
+  }
+
+  /**
+   * Makes every reference `backupId` took durable, and checks that it holds `expected` (its distinct
+   * chunks): fewer means the database lost some after they were taken, and the write must not go on.
+   */
+  async confirmHeld(backupId: number, expected: number): Promise<void> {
+    const [row] = await this.prisma.$queryRawUnsafe<{ n: number }[]>(CONFIRM_HELD, backupId);
+    if (row?.n !== expected) {
+      throw new Error(
+        `backup ${backupId}: ${row?.n ?? 0} of its ${expected} chunk references are there; ` +
+          'the database lost some during the write (a restart?)',
+      );
+    }
   }
 
   /** The chunks' objects are in the store, durably (called after their upload and the store's sync). */

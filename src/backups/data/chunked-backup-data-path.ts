@@ -329,6 +329,9 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     }
     if (failed) throw (failed as { error: unknown }).error;
     await syncBatch();
+    // The references were taken without a flush each: one flush for all, and all still there, before a
+    // manifest can name the chunks (chunk-references.ts).
+    await this.refs.confirmHeld(backup.id, new Set(chunks.filter((c) => c !== null)).size);
     const sizeBytes = dataBytesOf(chunks, size);
     const manifest: Omit<BackupManifest, 'index'> = {
       format: MANIFEST_FORMAT,
