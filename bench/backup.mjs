@@ -185,7 +185,13 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
   fs.mkdirSync(storeDir);
   const name = `bench-backup-${process.pid}`;
   const dbName = `bench_backup_${process.pid}`;
-  const bucket = env.CEPH_S3_ENDPOINT && parts.has('s3') ? `bench-backup-${process.pid}` : null;
+  // --worker-store=s3: the worker part's node stores into the running Ceph (the bench's bucket, prefix
+  // worker/) instead of a directory.
+  const workerStore = (process.argv.find((a) => a.startsWith('--worker-store=')) ?? '=dir').split('=')[1];
+  if (workerStore === 's3' && !env.CEPH_S3_ENDPOINT)
+    throw new Error('--worker-store=s3 needs a running Ceph');
+  const bucket =
+    env.CEPH_S3_ENDPOINT && (parts.has('s3') || workerStore === 's3') ? `bench-backup-${process.pid}` : null;
   const res = { rounds, load: [os.loadavg()], full: [], incremental: [], daily: [], s3: [] };
   let proc = null;
   /** The baseline build's data path (--baseline), in a process of its own; null without one. */
@@ -412,6 +418,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     if (bucket) {
       await proc.call({ op: 'bucket', create: true });
       bucketMade = true;
+    }
+    if (bucket && parts.has('s3')) {
       for (let round = 0; round < rounds; round++) {
         log(`backup: full + restore, S3, round ${round + 1}/${rounds}`);
         const run = { round };
@@ -447,7 +455,32 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       settle(work, disk);
       // --worker-env=K=V[,K=V…]: the worker once more with these settings, after the plain one.
       const weArg = process.argv.find((a) => a.startsWith('--worker-env='));
-      res.worker = await workerBackup({ appDir, dbUrl, redisUrl: env.REDIS_URL, work, server, wstore });
+      const s3Store =
+        workerStore === 's3'
+          ? {
+              BACKUP_STORES: JSON.stringify({
+                s3: {
+                  kind: 's3',
+                  endpoint: env.CEPH_S3_ENDPOINT,
+                  bucket,
+                  prefix: 'worker/',
+                  accessKeyIdEnv: 'CEPH_S3_ACCESS_KEY',
+                  secretAccessKeyEnv: 'CEPH_S3_SECRET_KEY',
+                },
+              }),
+            }
+          : null;
+      res.worker = await workerBackup({
+        appDir,
+        dbUrl,
+        redisUrl: env.REDIS_URL,
+        work,
+        server,
+        wstore,
+        nodeStore: s3Store ? 's3' : 'default',
+        workerEnv: s3Store ?? {},
+      });
+      res.worker.store = workerStore;
       res.worker.storeBytes = treeBytes(wstore);
       if (weArg) {
         const workerEnv = Object.fromEntries(
@@ -493,7 +526,16 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
  */
 let workerRuns = 0;
 
-async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, workerEnv = {} }) {
+async function workerBackup({
+  appDir,
+  dbUrl,
+  redisUrl,
+  work,
+  server,
+  wstore,
+  nodeStore = 'default',
+  workerEnv = {},
+}) {
   const run = ++workerRuns;
   const nodeName = `bench-bk-${process.pid}-${run}`;
   const ids = await withClient(dbUrl, async (c) => {
@@ -502,9 +544,9 @@ async function workerBackup({ appDir, dbUrl, redisUrl, work, server, wstore, wor
     ]);
     const accountId = account.rows[0].id;
     const node = await c.query(
-      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots)
-       VALUES ($1, 'libvirt', 'qemu:///system', $2, ARRAY[$3::varchar]) RETURNING id`,
-      [nodeName, path.join(work, 'wsnaps'), work],
+      `INSERT INTO nodes (name, driver, uri, snapshot_dir, image_roots, backup_store)
+       VALUES ($1, 'libvirt', 'qemu:///system', $2, ARRAY[$3::varchar], $4) RETURNING id`,
+      [nodeName, path.join(work, 'wsnaps'), work, nodeStore],
     );
     const srv = await c.query(
       `INSERT INTO servers (account_id, node_id, name, status, domain, disk_path)
@@ -697,7 +739,7 @@ export function printBackup(res) {
   if (res.worker) {
     const w = res.worker;
     console.log(
-      `| worker RSS during a backup of the ${s.virtualGiB} GiB disk ≤ 200 MB (the production worker, libvirt node, directory store) | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB, ${fmt(w.rssStartMB, 0)} MB after its first second; action ${w.status} in ${fmt(w.seconds, 0)} s (${w.backup?.mode}, ${fmt(Number(w.backup?.size_bytes) / MiB, 0)} MiB) | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
+      `| worker RSS during a backup of the ${s.virtualGiB} GiB disk ≤ 200 MB (the production worker, libvirt node, ${w.store === 's3' ? 'S3 store (Ceph)' : 'directory store'}) | max **${fmt(w.rssMaxMB, 0)} MB**, median ${fmt(w.rssMedianMB, 0)} MB, ${fmt(w.rssStartMB, 0)} MB after its first second; action ${w.status} in ${fmt(w.seconds, 0)} s (${w.backup?.mode}, ${fmt(Number(w.backup?.size_bytes) / MiB, 0)} MiB) | ${met(w.status === 'succeeded' && w.rssMaxMB <= 200)} |`,
     );
   }
   if (res.workerWithEnv) {
