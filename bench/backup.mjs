@@ -168,8 +168,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
   const asked = roundsArg ? Math.max(1, Number(roundsArg.slice(16)) || 1) : 4;
   const rounds = asked; // even (the default) puts each side first equally often
   // --backup-parts=dir,stages,s3,worker: the directory-store parts (full, incremental, daily), the full
-  // write step by step, the S3 part, the production worker's RSS; all by default. `inc` alone is the
-  // incremental part of `dir`.
+  // write step by step, the S3 part, the production worker's RSS; all by default. `full` and `inc` alone
+  // are the full backup and restore rounds, and the incrementals, of `dir`.
   const partsArg = process.argv.find((a) => a.startsWith('--backup-parts='));
   const parts = new Set((partsArg ? partsArg.slice(15) : 'dir,stages,s3,worker').split(','));
   const virtual = quick ? 2 * GiB : 20 * GiB;
@@ -268,7 +268,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     };
 
     // 1. Full backup and restore of the data, directory store, against cp of the same bytes.
-    for (let round = 0; round < (parts.has('dir') ? rounds : 0); round++) {
+    for (let round = 0; round < (parts.has('dir') || parts.has('full') ? rounds : 0); round++) {
       log(`backup: full + restore, directory store, round ${round + 1}/${rounds}`);
       if (round % 2 === 1) await baselineRound(round);
       const run = { round };
@@ -285,6 +285,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         writeCpuMs: w.cpuMs,
         writeRchar: w.rchar,
         writeRss: w.rssMax,
+        writeElu: w.result.dataPathElu,
         mode: w.result.mode,
         storedBytes: w.result.storedBytes,
         storeBytes: treeBytes(storeDir),
@@ -632,7 +633,7 @@ function summarize(res, { data, virtual }) {
         incTimeVsCp: spread(inc.map((r) => r.ms / r.cpMs)),
         incMs: spread(inc.map((r) => r.ms)),
         incCpMs: spread(inc.map((r) => r.cpMs)),
-        daily: {
+        daily: last && {
           modes: res.daily.map((d) => d.mode),
           storeMiB: last.storeBytes / MiB,
           limitMiB: dailyLimit / MiB,
@@ -703,7 +704,7 @@ export function printBackup(res) {
   );
   console.log('| target | measured | met? |\n|---|---|---|');
   const met = (ok) => (ok ? 'yes' : '**no**');
-  if (s.dir) {
+  if (s.dir && res.incremental.length) {
     console.log(
       `| incremental (${fmt(s.incChangedMiB, 0)} MiB changed): bytes read ÷ changed ≤ 1.2× | ${r(s.incReadVsChanged)} (rchar of the data-path process; modes ${s.incModes.join(',')}) | ${met(s.incReadVsChanged.max <= 1.2)} |`,
     );
@@ -713,6 +714,8 @@ export function printBackup(res) {
     console.log(
       `| incremental: time ÷ cp (+ sync) of ${fmt(s.incChangedMiB, 0)} MiB ≤ 3× | ${r(s.incTimeVsCp)}; ${fmt(s.incMs.median / 1000, 2)} s vs ${fmt(s.incCpMs.median / 1000, 2)} s | ${met(s.incTimeVsCp.median <= 3)} |`,
     );
+  }
+  if (s.dir) {
     console.log(
       `| full backup ≥ 0.7× cp (+ sync) of the same bytes, directory store | ${r(s.fullWriteVsCp)}; ${fmt(s.fullWriteMiBps, 0)} vs ${fmt(s.cpMiBps, 0)} MiB/s | ${met(s.fullWriteVsCp.median >= 0.7)} |`,
     );
@@ -728,7 +731,7 @@ export function printBackup(res) {
       `| full restore ≥ 0.7× plain download, S3 (Ceph) | ${r(s.s3.restoreVsDownload)}; ${fmt(s.s3.restoreMiBps, 0)} vs ${fmt(s.s3.downloadMiBps, 0)} MiB/s | ${met(s.s3.restoreVsDownload.median >= 0.7)} |`,
     );
   }
-  if (s.dir)
+  if (s.dir?.daily)
     console.log(
       `| ten daily backups, ${fmt(s.daily.changedPerDayMiB, 0)} MiB (1 %) changed a day: store ≤ 1.2× (data + 9 × changed) | ${fmt(s.daily.storeMiB, 0)} MiB for ${fmt(s.daily.limitMiB, 0)} MiB: ${fmt(s.daily.vsLimit, 3)}× (modes ${s.daily.modes.join(',')}) | ${met(s.daily.vsLimit <= 1.2)} |`,
     );
