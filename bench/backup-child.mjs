@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { performance as nodePerformance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 
@@ -110,10 +111,10 @@ const openRead = driver.openBackupRead.bind(driver);
 let dataPathElu = null;
 driver.openBackupRead = traced('openBackupRead', async (...args) => {
   const session = await openRead(...args);
-  const opened = performance.eventLoopUtilization();
+  const opened = nodePerformance.eventLoopUtilization();
   const close = session.close.bind(session);
   session.close = traced('close', (...a) => {
-    dataPathElu ??= performance.eventLoopUtilization(opened).utilization;
+    dataPathElu ??= nodePerformance.eventLoopUtilization(opened).utilization;
     return close(...a);
   });
   session.read = traced('read', session.read.bind(session));

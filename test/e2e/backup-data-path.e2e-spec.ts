@@ -362,7 +362,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     // reference row goes (with its count) once the chunks are put, as such a restart would take it.
     const b = ref();
     class LosingStore extends TempDirectoryStore {
-      override async sync(keys: readonly string[] = []): Promise<void> {
+      override async sync(): Promise<void> {
         await prisma.$executeRaw`
           WITH gone AS (
             DELETE FROM backup_chunk_refs
@@ -371,7 +371,7 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
           )
           UPDATE backup_chunks c SET refs = c.refs - 1 FROM gone g
           WHERE c.store = g.store AND c.account_id = g.account_id AND c.chunk_id = g.chunk_id`;
-        await super.sync(keys);
+        await super.sync();
       }
     }
     store = new LosingStore(dir);
