@@ -471,7 +471,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
               }),
             }
           : null;
-      res.worker = await workerBackup({
+      const workerRun = {
         appDir,
         dbUrl,
         redisUrl: env.REDIS_URL,
@@ -479,8 +479,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         server,
         wstore,
         nodeStore: s3Store ? 's3' : 'default',
-        workerEnv: s3Store ?? {},
-      });
+      };
+      res.worker = await workerBackup({ ...workerRun, workerEnv: s3Store ?? {} });
       res.worker.store = workerStore;
       res.worker.storeBytes = treeBytes(wstore);
       if (weArg) {
@@ -495,15 +495,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
         settle(work, disk);
         res.workerWithEnv = {
           env: workerEnv,
-          ...(await workerBackup({
-            appDir,
-            dbUrl,
-            redisUrl: env.REDIS_URL,
-            work,
-            server,
-            wstore,
-            workerEnv,
-          })),
+          ...(await workerBackup({ ...workerRun, workerEnv: { ...s3Store, ...workerEnv } })),
         };
       }
     }
