@@ -43,10 +43,11 @@ export function clusterAligned(extents: readonly DiskExtent[], size: number): Di
 }
 
 /**
- * The guest-visible bytes of a qcow2 image read in place: `qemu-img map` says where each data extent
- * lies in the file (an uncompressed qcow2 stores a guest range as one host range per map entry), so
- * a read is `pread`s of the file, zeros elsewhere. Only for an image nothing writes while it is read
- * (a push target, or a shut-off disk under its image lock).
+ * The guest-visible bytes of a qcow2 image read in place: its map says where each data extent lies in
+ * the file (an uncompressed qcow2 stores a guest range as one host range per map entry) — `qemu-img
+ * map` for a push target, the image's own tables for a shut-off disk (`openQcow2`) — so a read is
+ * `pread`s of the file, zeros elsewhere. Only for an image nothing writes while it is read (a push
+ * target, or a shut-off disk under its image lock).
  */
 export class MappedImage {
   private constructor(
