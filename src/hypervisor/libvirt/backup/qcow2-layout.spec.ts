@@ -131,6 +131,44 @@ describe('readQcow2Layout', () => {
     expect((await layout(file, 'b2')).dirty).toEqual([]);
   });
 
+  it('reads a bitmap table entry without a cluster whose flag says all ones as all dirty', async () => {
+    // qemu writes a full cluster of set bits as a cluster; another writer may store the flag instead.
+    // 16 MiB at 512-byte granularity is exactly one 4 KiB cluster of bits: one table entry.
+    const file = path.join(dir, 'disk.qcow2');
+    const size = 16 * M;
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', file, String(size)]);
+    await run('qemu-img', ['bitmap', '--add', '-g', '512', '-f', 'qcow2', file, 'all']);
+    await io(file, `write -P 17 0 ${size}`);
+    expect((await layout(file, 'all')).dirty).toEqual([{ offset: 0, length: size }]);
+    // The bits' cluster is the only 4 KiB of 0xff in the file (the data is 0x11); the table entry is
+    // the one 8-byte word naming its offset. It becomes "no cluster, all ones", the cluster zeros.
+    const image = await fsp.readFile(file);
+    const ones = Buffer.alloc(4 * K, 0xff);
+    let bits = -1;
+    for (let at = 0; at < image.length && bits < 0; at += 4 * K) {
+      if (image.subarray(at, at + 4 * K).equals(ones)) bits = at;
+    }
+    const word = Buffer.alloc(8);
+    word.writeBigUInt64BE(BigInt(bits));
+    const entries: number[] = [];
+    for (let at = 0; at < image.length; at += 8)
+      if (image.subarray(at, at + 8).equals(word)) entries.push(at);
+    expect(bits).toBeGreaterThan(0);
+    expect(entries).toHaveLength(1);
+    const patch = async (entry: bigint, cluster: Buffer | null) => {
+      word.writeBigUInt64BE(entry);
+      const fh = await fsp.open(file, 'r+');
+      await fh.write(word, 0, 8, entries[0]);
+      if (cluster) await fh.write(cluster, 0, cluster.length, bits);
+      await fh.close();
+    };
+    await patch(1n, Buffer.alloc(4 * K));
+    expect((await layout(file, 'all')).dirty).toEqual([{ offset: 0, length: size }]);
+    // The same entry without the flag: nothing dirty.
+    await patch(0n, null);
+    expect((await layout(file, 'all')).dirty).toEqual([]);
+  });
+
   it('refuses a bitmap that is missing, disabled or left in use', async () => {
     const file = path.join(dir, 'disk.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', file, String(64 * M)]);
