@@ -381,8 +381,12 @@ async function run(cmd) {
       return stages(cmd.server, cmd.store, `vps-backup-${cmd.checkpointId}`);
     case 'restoreStages':
       return restoreStages(cmd.server, cmd.store);
-    case 'restore':
-      return dataPath.restoreBackup(ref(cmd.backup), cmd.server, () => undefined);
+    case 'restore': {
+      // The main thread's utilization over the whole restore.
+      const started = nodePerformance.eventLoopUtilization();
+      await dataPath.restoreBackup(ref(cmd.backup), cmd.server, () => undefined);
+      return { elu: nodePerformance.eventLoopUtilization(started).utilization };
+    }
     case 'delete':
       return dataPath.deleteBackup(ref(cmd.backup));
     case 'plainUpload':

@@ -297,6 +297,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       const r = await restoreFrom('dir', backupOf(w, accountId));
       run.restoreMs = r.ms;
       run.restoreRss = r.rssMax;
+      run.restoreElu = r.result?.elu;
       if (round % 2 === 1) cp('cpRestoreMs');
       if (round === 0) {
         // The restored disk holds exactly what was backed up (compare exits non-zero otherwise).
