@@ -143,6 +143,42 @@ function treeFiles(dir) {
     .map((e) => path.join(e.parentPath ?? e.path, e.name));
 }
 
+/**
+ * The block device's own counters (/proc/diskstats) for the file system holding `dir`: what the disk
+ * did during a step — bytes, requests, and the time it had a request in flight (`io_ticks`).
+ */
+function diskCounters(dir) {
+  const dev = fs.statSync(dir).dev;
+  const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | ((dev >> 12) & ~0xff);
+  return () => {
+    const line = fs
+      .readFileSync('/proc/diskstats', 'utf8')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => Number(f[0]) === major && Number(f[1]) === minor);
+    if (!line) return null;
+    const [readIos, readSectors, writeIos, writeSectors, busyMs] = [3, 5, 7, 9, 12].map((i) =>
+      Number(line[i]),
+    );
+    return { readIos, readSectors, writeIos, writeSectors, busyMs, at: performance.now() };
+  };
+}
+
+/** What the disk did between two `diskCounters` readings: MiB each way, mean request KiB, busy share. */
+function diskDelta(a, b) {
+  if (!a || !b) return null;
+  const ms = b.at - a.at;
+  const sectors = (k) => b[k] - a[k];
+  return {
+    readMiB: (sectors('readSectors') * 512) / MiB,
+    writeMiB: (sectors('writeSectors') * 512) / MiB,
+    readRequestKiB: (sectors('readSectors') / 2 / Math.max(1, sectors('readIos'))) | 0,
+    writeRequestKiB: (sectors('writeSectors') / 2 / Math.max(1, sectors('writeIos'))) | 0,
+    busy: sectors('busyMs') / ms,
+  };
+}
+
 function timeCp(src, dst) {
   fs.rmSync(dst, { force: true });
   const t0 = performance.now();
@@ -200,6 +236,7 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
   try {
     log(`backup: ${virtual / GiB} GiB disk with ${data / MiB} MiB of data`);
     res.disk = makeDisk(disk, dense, { virtual, data, pieces: 16 });
+    const readDisk = diskCounters(work);
     fs.writeFileSync(small, crypto.randomBytes(changedChunks * CHUNK));
     const server = { id: 1, domain: name, domainUuid: defineDomain(name, disk), diskPath: disk };
     const dbUrl = await createDatabase(adminUrl, dbName);
@@ -275,11 +312,15 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       const accountId = await newAccount(); // nothing of an earlier round to deduplicate against
       const cp = (key) => {
         settle(work, dense);
+        const d = readDisk();
         run[key] = timeCp(dense, copy);
+        run[`${key}Disk`] = diskDelta(d, readDisk());
       };
       if (round % 2 === 0) cp('cpWriteMs');
       settle(work, disk);
+      const dw = readDisk();
       const w = await writeNoted('dir', accountId, null);
+      run.writeDisk = diskDelta(dw, readDisk());
       Object.assign(run, {
         writeMs: w.ms,
         writeCpuMs: w.cpuMs,
@@ -294,7 +335,9 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
       if (round % 2 === 0) cp('cpRestoreMs');
       if (round === 0) sh('cp', ['--sparse=always', disk, `${copy}.orig`]);
       coldStore();
+      const dr = readDisk();
       const r = await restoreFrom('dir', backupOf(w, accountId));
+      run.restoreDisk = diskDelta(dr, readDisk());
       run.restoreMs = r.ms;
       run.restoreRss = r.rssMax;
       run.restoreElu = r.result?.elu;
@@ -634,6 +677,18 @@ function summarize(res, { data, virtual }) {
           vsLimit: last.storeBytes / dailyLimit,
         },
         rssFullWriteMB: spread(full.map((r) => r.writeRss / MiB)),
+        disk: Object.fromEntries(
+          ['writeDisk', 'restoreDisk', 'cpWriteMsDisk'].map((k) => [
+            k,
+            full[0]?.[k]
+              ? {
+                  readRequestKiB: median(full.map((r) => r[k].readRequestKiB)),
+                  writeRequestKiB: median(full.map((r) => r[k].writeRequestKiB)),
+                  busy: spread(full.map((r) => r[k].busy)),
+                }
+              : null,
+          ]),
+        ),
       }
     : null;
   res.summary = {
@@ -714,6 +769,14 @@ export function printBackup(res) {
     );
     console.log(
       `| full restore ≥ 0.7× cp, directory store | ${r(s.fullRestoreVsCp)}; ${fmt(s.fullRestoreMiBps, 0)} MiB/s | ${met(s.fullRestoreVsCp.median >= 0.7)} |`,
+    );
+  }
+  if (s.dir?.disk?.writeDisk) {
+    const d = s.dir.disk;
+    const line = (x) =>
+      `requests ${x.readRequestKiB} KiB read / ${x.writeRequestKiB} KiB written, busy ${r(x.busy)}`;
+    console.log(
+      `| (the disk, /proc/diskstats) full backup: ${line(d.writeDisk)}; restore: ${line(d.restoreDisk)}; cp + sync: ${line(d.cpWriteMsDisk)} | | |`,
     );
   }
   if (s.s3) {
