@@ -12,7 +12,8 @@
 //
 // Everything it makes is removed at the end: its database bench_backup_<pid>, the work directory
 // (disk, store, copies), the libvirt domain bench-backup-<pid> (checkpoint records included), the S3
-// bucket bench-backup-<pid>, the worker's Redis keys (prefix benchw<pid>).
+// bucket bench-backup-<pid>, the worker's Redis keys (prefix benchw<pid>). What a killed run left (its
+// domain, database and work directory) the next run removes at its start.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -197,6 +198,52 @@ function undefineAll(name) {
   }
 }
 
+/** Whether process `pid` is gone (its leftovers are nobody's any more). */
+function gonePid(pid) {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return e.code === 'ESRCH';
+  }
+}
+
+/**
+ * What earlier runs that were killed left (a run removes its own at the end): their domains, databases
+ * and work directories, each named after the run's pid, removed when that process is gone. A reused
+ * pid only keeps a leftover for longer. Buckets are left: the tests' Ceph keeps objects in memory.
+ */
+async function sweepKilledRuns(adminUrl, log) {
+  const named = (re, names) =>
+    names.flatMap((n) => {
+      const m = re.exec(n);
+      return m && gonePid(Number(m[1])) ? [n] : [];
+    });
+  const domains = named(
+    /^bench-backup-(\d+)$/,
+    sh('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'])
+      .split('\n')
+      .map((x) => x.trim()),
+  );
+  for (const d of domains) undefineAll(d);
+  const dbs = named(
+    /^bench_backup_(\d+)$/,
+    await withClient(adminUrl, async (c) =>
+      (await c.query(`SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_backup\\_%'`)).rows.map(
+        (r) => r.datname,
+      ),
+    ),
+  );
+  for (const db of dbs) await dropDatabase(adminUrl, db);
+  const dirs = named(/^bench-backup-(\d+)-/, fs.readdirSync(os.tmpdir()));
+  for (const dir of dirs) fs.rmSync(path.join(os.tmpdir(), dir), { recursive: true, force: true });
+  if (domains.length + dbs.length + dirs.length) {
+    log(
+      `backup: removed what killed runs left: ${domains.length} domains, ${dbs.length} databases, ${dirs.length} directories`,
+    );
+  }
+}
+
 export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseline = null }) {
   /** @type {Record<string, string | undefined>} */
   const env = { ...serviceEnv(), ...process.env };
@@ -212,7 +259,8 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
   const data = quick ? 256 * MiB : 2 * GiB;
   const changedChunks = quick ? 4 : 25; // 16 MiB / 100 MiB
   const dailyChunks = Math.max(1, Math.round(data / 100 / CHUNK)); // 1 % of the data a day
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-backup-'));
+  await sweepKilledRuns(adminUrl, log);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `bench-backup-${process.pid}-`));
   const disk = path.join(work, 'disk.qcow2');
   const dense = path.join(work, 'data.bin');
   const small = path.join(work, 'changed.bin');
