@@ -382,6 +382,21 @@ describe('backup data path (real Postgres, directory store, Buffer disks)', () =
     expect(await chunkFiles()).toEqual([]);
   });
 
+  it("a retried write first drops what an earlier attempt of the same backup left, then holds exactly its manifest's chunks", async () => {
+    const b = ref();
+    // An earlier attempt took a reference that its clean-up could not release (the database was away).
+    const stale = 'f'.repeat(64);
+    await new ChunkReferences(prisma).acquire({ store: 'default', accountId }, b.id, [
+      { chunkId: stale, sizeBytes: 1 },
+    ]);
+    driver.createDisk(1, sampleDisk());
+    await write(b, 1);
+    const [held] = await prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM backup_chunk_refs WHERE backup_id = ${b.id}`;
+    expect(held.n).toBe(4); // chunks 0, 2 (= 5), 3 and the tail
+    expect((await chunkRows()).find((r) => r.chunk_id === stale)?.refs).toBe(0);
+  });
+
   it('a missing or damaged chunk fails restore (backup_corrupt) with the disk untouched; verify names it', async () => {
     driver.createDisk(1, sampleDisk());
     const b = ref();

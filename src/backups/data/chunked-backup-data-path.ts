@@ -77,6 +77,10 @@ export class ChunkedBackupDataPath implements BackupDataPath {
     const { backup, signal } = { backup: input.backup, signal: opts.signal };
     throwIfAborted(signal);
     const progress = progressGuard(onProgress);
+    // References an earlier attempt of this backup left (its clean-up failed too) go first, while the
+    // disk is opened: the write then holds exactly the chunks its manifest names (`confirmHeld`).
+    const leftovers = this.refs.release(backup.id);
+    leftovers.catch(() => undefined); // awaited before the first chunk; handled until then
     // The account's key is in the store before any chunk it seals: the store alone restores.
     const { space, objects } = await this.open(backup, { copyKey: true });
     let baseManifest = await this.usableBase(input, space, objects, signal);
@@ -103,6 +107,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
       modeReason = 'disk_resized';
     }
     try {
+      await leftovers;
       const written = await this.writeChunks(backup, session, baseManifest, space, objects, progress, signal);
       throwIfAborted(signal);
       const f = input.facts;
