@@ -701,44 +701,45 @@ function summarize(res, { data, virtual }) {
   const s3 = res.s3;
   const last = res.daily[res.daily.length - 1];
   const dailyLimit = data + res.dailyChangedBytes;
-  const dir = full.length
-    ? {
-        fullWriteVsCp: spread(full.map((r) => r.cpWriteMs / r.writeMs)),
-        fullRestoreVsCp: spread(full.map((r) => r.cpRestoreMs / r.restoreMs)),
-        fullWriteMiBps: median(full.map((r) => data / MiB / (r.writeMs / 1000))),
-        fullRestoreMiBps: median(full.map((r) => data / MiB / (r.restoreMs / 1000))),
-        cpMiBps: median(full.map((r) => data / MiB / (r.cpWriteMs / 1000))),
-        fullModes: [...new Set(full.map((r) => r.mode))],
-        fullStoredVsData: median(full.map((r) => r.storeBytes / data)),
-        incModes: [...new Set(inc.map((r) => r.mode))],
-        incChangedMiB: inc[0]?.changedBytes / MiB,
-        incReadVsChanged: spread(inc.map((r) => r.rchar / r.changedBytes)),
-        incStoreVsChanged: spread(inc.map((r) => r.storeAdded / r.changedBytes)),
-        incTimeVsCp: spread(inc.map((r) => r.ms / r.cpMs)),
-        incMs: spread(inc.map((r) => r.ms)),
-        incCpMs: spread(inc.map((r) => r.cpMs)),
-        daily: last && {
-          modes: res.daily.map((d) => d.mode),
-          storeMiB: last.storeBytes / MiB,
-          limitMiB: dailyLimit / MiB,
-          changedPerDayMiB: res.dailyChangedBytes / 9 / MiB,
-          vsLimit: last.storeBytes / dailyLimit,
-        },
-        rssFullWriteMB: spread(full.map((r) => r.writeRss / MiB)),
-        disk: Object.fromEntries(
-          ['writeDisk', 'restoreDisk', 'cpWriteMsDisk'].map((k) => [
-            k,
-            full[0]?.[k]
-              ? {
-                  readRequestKiB: median(full.map((r) => r[k].readRequestKiB)),
-                  writeRequestKiB: median(full.map((r) => r[k].writeRequestKiB)),
-                  busy: spread(full.map((r) => r[k].busy)),
-                }
-              : null,
-          ]),
-        ),
-      }
-    : null;
+  const dir =
+    full.length || inc.length
+      ? {
+          fullWriteVsCp: spread(full.map((r) => r.cpWriteMs / r.writeMs)),
+          fullRestoreVsCp: spread(full.map((r) => r.cpRestoreMs / r.restoreMs)),
+          fullWriteMiBps: median(full.map((r) => data / MiB / (r.writeMs / 1000))),
+          fullRestoreMiBps: median(full.map((r) => data / MiB / (r.restoreMs / 1000))),
+          cpMiBps: median(full.map((r) => data / MiB / (r.cpWriteMs / 1000))),
+          fullModes: [...new Set(full.map((r) => r.mode))],
+          fullStoredVsData: median(full.map((r) => r.storeBytes / data)),
+          incModes: [...new Set(inc.map((r) => r.mode))],
+          incChangedMiB: inc[0]?.changedBytes / MiB,
+          incReadVsChanged: spread(inc.map((r) => r.rchar / r.changedBytes)),
+          incStoreVsChanged: spread(inc.map((r) => r.storeAdded / r.changedBytes)),
+          incTimeVsCp: spread(inc.map((r) => r.ms / r.cpMs)),
+          incMs: spread(inc.map((r) => r.ms)),
+          incCpMs: spread(inc.map((r) => r.cpMs)),
+          daily: last && {
+            modes: res.daily.map((d) => d.mode),
+            storeMiB: last.storeBytes / MiB,
+            limitMiB: dailyLimit / MiB,
+            changedPerDayMiB: res.dailyChangedBytes / 9 / MiB,
+            vsLimit: last.storeBytes / dailyLimit,
+          },
+          rssFullWriteMB: spread(full.map((r) => r.writeRss / MiB)),
+          disk: Object.fromEntries(
+            ['writeDisk', 'restoreDisk', 'cpWriteMsDisk'].map((k) => [
+              k,
+              full[0]?.[k]
+                ? {
+                    readRequestKiB: median(full.map((r) => r[k].readRequestKiB)),
+                    writeRequestKiB: median(full.map((r) => r[k].writeRequestKiB)),
+                    busy: spread(full.map((r) => r[k].busy)),
+                  }
+                : null,
+            ]),
+          ),
+        }
+      : null;
   res.summary = {
     virtualGiB: virtual / GiB,
     dataMiB: data / MiB,
@@ -765,10 +766,11 @@ function summarize(res, { data, virtual }) {
     load: res.load,
   };
   const bf = res.baseline?.full ?? [];
+  const bi = inc.filter((r) => r.baseMs !== undefined);
+  if (res.baseline) res.summary.baseline = { sha: res.baseline.sha };
   if (bf.length === full.length && bf.length) {
     // Per round: this build's time ÷ the baseline's (below 1: this build is faster), and each beside cp.
-    res.summary.baseline = {
-      sha: res.baseline.sha,
+    Object.assign(res.summary.baseline, {
       writeVsBaseline: spread(full.map((r, i) => r.writeMs / bf[i].writeMs)),
       writeCpuVsBaseline: spread(full.map((r, i) => r.writeCpuMs / bf[i].writeCpuMs)),
       restoreVsBaseline: spread(full.map((r, i) => r.restoreMs / bf[i].restoreMs)),
@@ -776,17 +778,16 @@ function summarize(res, { data, virtual }) {
       baseRestoreVsCp: spread(full.map((r, i) => r.cpRestoreMs / bf[i].restoreMs)),
       rssFullWriteMB: spread(bf.map((b) => b.writeRss / MiB)),
       rssMaxMB: Math.max(...bf.flatMap((b) => [b.writeRss, b.restoreRss])) / MiB,
-    };
-    const bi = inc.filter((r) => r.baseMs !== undefined);
-    if (bi.length) {
-      Object.assign(res.summary.baseline, {
-        incrementalVsBaseline: spread(bi.map((r) => r.ms / r.baseMs)),
-        incrementalCpuVsBaseline: spread(bi.map((r) => r.cpuMs / r.baseCpuMs)),
-        baseIncrementalVsCp: spread(bi.map((r) => r.baseMs / r.cpMs)),
-        baseIncrementalMs: spread(bi.map((r) => r.baseMs)),
-        baseIncrementalModes: [...new Set(bi.map((r) => r.baseMode))],
-      });
-    }
+    });
+  }
+  if (bi.length) {
+    Object.assign(res.summary.baseline, {
+      incrementalVsBaseline: spread(bi.map((r) => r.ms / r.baseMs)),
+      incrementalCpuVsBaseline: spread(bi.map((r) => r.cpuMs / r.baseCpuMs)),
+      baseIncrementalVsCp: spread(bi.map((r) => r.baseMs / r.cpMs)),
+      baseIncrementalMs: spread(bi.map((r) => r.baseMs)),
+      baseIncrementalModes: [...new Set(bi.map((r) => r.baseMode))],
+    });
   }
   return res;
 }
@@ -811,7 +812,7 @@ export function printBackup(res) {
       `| incremental: time ÷ cp (+ sync) of ${fmt(s.incChangedMiB, 0)} MiB ≤ 3× | ${r(s.incTimeVsCp)}; ${fmt(s.incMs.median / 1000, 2)} s vs ${fmt(s.incCpMs.median / 1000, 2)} s | ${met(s.incTimeVsCp.median <= 3)} |`,
     );
   }
-  if (s.dir) {
+  if (res.full.length) {
     console.log(
       `| full backup ≥ 0.7× cp (+ sync) of the same bytes, directory store | ${r(s.fullWriteVsCp)}; ${fmt(s.fullWriteMiBps, 0)} vs ${fmt(s.cpMiBps, 0)} MiB/s | ${met(s.fullWriteVsCp.median >= 0.7)} |`,
     );
@@ -841,7 +842,7 @@ export function printBackup(res) {
     );
   if (Number.isFinite(s.rssMaxMB))
     console.log(
-      `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${s.dir ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
+      `| RSS of the data-path process ≤ 200 MB | max ${fmt(s.rssMaxMB, 0)} MB over every backup and restore (idle ${fmt(s.idleRssMB, 0)} MB)${res.full.length ? `; full backups ${fmt(s.rssFullWriteMB.median, 0)} (${fmt(s.rssFullWriteMB.min, 0)}–${fmt(s.rssFullWriteMB.max, 0)}) MB` : ''} | ${met(s.rssMaxMB <= 200)} |`,
     );
   if (res.worker) {
     const w = res.worker;
@@ -856,14 +857,15 @@ export function printBackup(res) {
     );
   }
   const sb = s.baseline;
-  if (sb) {
+  if (sb?.writeVsBaseline) {
     console.log(
       `\nSide by side with the baseline ${sb.sha} (same rounds, order flipping): this build's time ÷ the baseline's, full backup ${r(sb.writeVsBaseline)} (CPU of the data-path process ${r(sb.writeCpuVsBaseline)}), full restore ${r(sb.restoreVsBaseline)}; the baseline beside cp: backup ${r(sb.baseWriteVsCp)}, restore ${r(sb.baseRestoreVsCp)}; its data-path RSS max ${fmt(sb.rssMaxMB, 0)} MB, full backups ${fmt(sb.rssFullWriteMB.median, 0)} (${fmt(sb.rssFullWriteMB.min, 0)}–${fmt(sb.rssFullWriteMB.max, 0)}) MB`,
     );
-    if (sb.incrementalVsBaseline)
-      console.log(
-        `Incremental beside the baseline's of the same amount of change (same rounds, order flipping): this build's time ÷ the baseline's ${r(sb.incrementalVsBaseline)} (CPU ${r(sb.incrementalCpuVsBaseline)}); the baseline ${fmt(sb.baseIncrementalMs.median / 1000, 2)} s, ${r(sb.baseIncrementalVsCp)} cp (modes ${sb.baseIncrementalModes.join(',')})`,
-      );
+  }
+  if (sb?.incrementalVsBaseline) {
+    console.log(
+      `Incremental beside the baseline ${sb.sha}'s of the same amount of change (same rounds, order flipping): this build's time ÷ the baseline's ${r(sb.incrementalVsBaseline)} (CPU ${r(sb.incrementalCpuVsBaseline)}); the baseline ${fmt(sb.baseIncrementalMs.median / 1000, 2)} s, ${r(sb.baseIncrementalVsCp)} cp (modes ${sb.baseIncrementalModes.join(',')})`,
+    );
   }
   for (const [label, st] of [
     ['', res.stages],
