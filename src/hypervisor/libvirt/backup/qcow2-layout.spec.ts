@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { DiskExtent, isHypervisorError } from '../../hypervisor-driver';
 import { MapEntry } from '../tools/qemu-img';
 import { clusterAligned } from './mapped-image';
+import { QCOW2_HEADER } from './qcow2-format';
 import { Qcow2Layout, readQcow2Layout } from './qcow2-layout';
 
 const K = 1024;
@@ -213,6 +214,16 @@ describe('readQcow2Layout', () => {
       String(4 * M),
     ]);
     expect(await refusal(encrypted)).toMatch(/encrypted/);
+
+    // A damaged header asks for an L1 table of 4 G entries: refused before anything that size is read.
+    const damaged = path.join(dir, 'damaged.qcow2');
+    await fsp.copyFile(base, damaged);
+    const l1Size = Buffer.alloc(4);
+    l1Size.writeUInt32BE(0xffffffff);
+    const fh = await fsp.open(damaged, 'r+');
+    await fh.write(l1Size, 0, 4, QCOW2_HEADER.l1Size);
+    await fh.close();
+    expect(await refusal(damaged)).toMatch(/an L1 table of 4294967295 entries/);
 
     const raw = path.join(dir, 'raw.img');
     await fsp.writeFile(raw, Buffer.alloc(4 * K));

@@ -35,8 +35,14 @@ export interface Qcow2Layout {
 
 /** L2 tables read at once. */
 const L2_TABLES_IN_FLIGHT = 8;
-/** The largest bitmap directory qemu writes (65535 bitmaps of at most ~1 KiB each). */
+/**
+ * The largest tables read whole: qemu's own limits (an L1 table of 32 MiB, a bitmap directory of
+ * 65535 entries of at most ~1 KiB) bound what a damaged header can make this process allocate.
+ */
+const MAX_L1_TABLE_BYTES = 32 * 1024 * 1024;
 const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/** A bitmap table: 8 bytes per cluster of bits (a 64 TiB disk at 64 KiB granularity needs 16 KiB). */
+const MAX_BITMAP_TABLE_BYTES = 64 * 1024 * 1024;
 
 export async function readQcow2Layout(
   fh: fsp.FileHandle,
@@ -70,7 +76,9 @@ export async function readQcow2Layout(
 
   const l2Entries = cluster / 8;
   const l1Size = head.readUInt32BE(H.l1Size);
-  if (l1Size < Math.ceil(virtualSize / (cluster * l2Entries))) throw refuse(`an L1 table of ${l1Size}`);
+  if (l1Size < Math.ceil(virtualSize / (cluster * l2Entries)) || l1Size * 8 > MAX_L1_TABLE_BYTES) {
+    throw refuse(`an L1 table of ${l1Size} entries for ${virtualSize} bytes`);
+  }
   const l1 = await readAt(Number(head.readBigUInt64BE(H.l1TableOffset)), l1Size * 8);
 
   const data: MapEntry[] = [];
@@ -203,7 +211,9 @@ async function bitmapRanges(
 ): Promise<DiskExtent[]> {
   const bitsPerCluster = cluster * 8;
   const granules = Math.ceil(virtualSize / granularity);
-  if (table.size !== Math.ceil(granules / bitsPerCluster)) throw refuse(`a bitmap table of ${table.size}`);
+  if (table.size !== Math.ceil(granules / bitsPerCluster) || table.size * 8 > MAX_BITMAP_TABLE_BYTES) {
+    throw refuse(`a bitmap table of ${table.size}`);
+  }
   const entries = table.size ? await readAt(table.offset, table.size * 8) : Buffer.alloc(0);
   const out: DiskExtent[] = [];
   const mark = (granule: number, count: number) => {
