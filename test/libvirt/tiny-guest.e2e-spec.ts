@@ -167,6 +167,64 @@ describeLibvirt('libvirt driver with the tiny real guest', () => {
     expect(await fsp.readdir(small)).toEqual([]);
   });
 
+  it('a thaw the agent does not answer is retried until it does: the guest is not left frozen', async () => {
+    // libvirt's answer when the agent misses its sync, as a busy guest's does; six in a row outlast
+    // a handful of quick retries.
+    const runner = new ScriptedRunner();
+    let refusedThaws = 0;
+    runner.intercept((_cmd, args) => {
+      if (subcommand(args) !== 'domfsthaw' || refusedThaws >= 6) return undefined;
+      refusedThaws++;
+      return Promise.resolve(
+        fakeResult(1, '', 'error: Guest agent is not responding: Guest agent not available for now\n'),
+      );
+    });
+    const slowAgent = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+    });
+    const snap = newSnap();
+
+    const res = await slowAgent.createSnapshot(withAgent, snap, () => undefined);
+
+    expect(res.consistency).toBe('quiesced');
+    expect(refusedThaws).toBe(6);
+    expect(await freezeStatus(withAgent.domain)).toBe('thawed');
+    expect(await ext4Features(snapFile(snap))).not.toMatch(/needs_recovery/);
+  });
+
+  it('a thaw still refused at its deadline fails the copy with the reason', async () => {
+    const runner = new ScriptedRunner();
+    runner.intercept((_cmd, args) =>
+      subcommand(args) === 'domfsthaw'
+        ? Promise.resolve(
+            fakeResult(1, '', 'error: Guest agent is not responding: Guest agent not available for now\n'),
+          )
+        : undefined,
+    );
+    const stuck = new LibvirtHypervisorDriver({
+      uri: LIBVIRT_URI,
+      imageRoots,
+      runner,
+      pollIntervalMs: 100,
+      thawDeadlineMs: 2_500,
+    });
+    const snap = newSnap();
+    try {
+      const e = await stuck.createSnapshot(withAgent, snap, () => undefined).catch((x: unknown) => x);
+
+      expect((e as HypervisorError).code).toBe('hypervisor_error');
+      expect((e as HypervisorError).detail).toMatch(/could not be thawed: .*not available for now/);
+      expect(await freezeStatus(withAgent.domain)).toBe('frozen');
+      expect(await stuck.snapshotExists(snap)).toBe(false);
+    } finally {
+      await virsh('domfsthaw', '--domain', withAgent.domain);
+    }
+    expect(await freezeStatus(withAgent.domain)).toBe('thawed');
+  });
+
   it('stop shuts the guests down gracefully (agent, ACPI) without falling back to destroy', async () => {
     const [a, b] = await Promise.all([
       driver.stop(withAgent, { graceSeconds: 60 }),

@@ -128,17 +128,19 @@ async function agentAnswers(tools: Toolbox, domain: string): Promise<boolean> {
   return r !== null && r.code === 0 && r.stdout.includes('"return"');
 }
 
-/** Thaws with a few retries; returns null on success, else the last error text. */
+/**
+ * Thaws, retried until the toolbox's thaw deadline while the agent does not answer; returns null on
+ * success, else the last error text. Giving up early would leave the guest's writes blocked.
+ */
 async function thaw(tools: Toolbox, domain: string): Promise<string | null> {
-  let last = '';
-  for (let attempt = 0; attempt < 4; attempt++) {
+  const deadline = Date.now() + tools.thawDeadlineMs;
+  for (;;) {
     const r = await tools.virsh.raw(['domfsthaw', '--domain', domain]).catch((e: unknown) => ({
       code: -1,
       stdout: '',
       stderr: String(e),
     }));
     if (r.code === 0) return null;
-    last = virshErrorText(r.stderr);
     // Nothing to thaw when the domain or its agent is gone.
     if (
       isDomainNotFound(r.stderr) ||
@@ -147,9 +149,9 @@ async function thaw(tools: Toolbox, domain: string): Promise<string | null> {
     ) {
       return null;
     }
+    if (Date.now() + 1000 > deadline) return virshErrorText(r.stderr);
     await sleep(1000);
   }
-  return last;
 }
 
 async function waitForBackup(

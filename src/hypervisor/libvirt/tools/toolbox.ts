@@ -28,6 +28,12 @@ export interface ToolboxOptions {
   readonly copyTimeoutFloorMs?: number;
   /** Interval between `virsh domjobinfo` / `domstate` polls. Default 250 ms. */
   readonly pollIntervalMs?: number;
+  /**
+   * How long a frozen guest's thaw is retried while its agent does not answer. Default 2 min: a
+   * busy guest's agent can miss libvirt's 5 s sync many times over, and a freeze whose virsh call
+   * timed out still holds the agent until the guest answers it.
+   */
+  readonly thawDeadlineMs?: number;
 }
 
 /** Everything the copy strategies and the driver use to reach the host: one per driver. */
@@ -41,6 +47,7 @@ export class Toolbox {
   readonly cpPath: string;
   readonly commandTimeoutMs: number;
   readonly pollIntervalMs: number;
+  readonly thawDeadlineMs: number;
   private readonly copyMinBytesPerSecond: number;
   private readonly copyTimeoutFloorMs: number;
 
@@ -49,6 +56,7 @@ export class Toolbox {
     this.hasher = o.hasher ?? new FileHasher();
     this.commandTimeoutMs = o.commandTimeoutMs ?? 60_000;
     this.pollIntervalMs = o.pollIntervalMs ?? 250;
+    this.thawDeadlineMs = o.thawDeadlineMs ?? 120_000;
     this.copyMinBytesPerSecond = o.copyMinBytesPerSecond ?? 16 * MIB;
     this.copyTimeoutFloorMs = o.copyTimeoutFloorMs ?? 10 * 60_000;
     this.cpPath = o.cpPath ?? 'cp';
