@@ -4,8 +4,9 @@ import { MasterKeyRotation } from '../backups/recovery/master-key-rotation';
 import { IncompleteRun, parseCommandLine, UsageError } from '../cli-kit/command-line';
 
 export const BACKUP_USAGE = `  backups reindex --store <name>                          rebuild the database's backups, chunk references
-                                                          and account keys from the store's manifests
-                                                          (after losing the database; API and workers stopped)
+                                                          and account keys from the store's manifests, and
+                                                          remove chunks no manifest names (after losing the
+                                                          database or a crash of it; API and workers stopped)
   backups rotate-master-key                               re-wrap every account key (database and store copies)
                                                           with BACKUP_MASTER_KEY, reading BACKUP_MASTER_KEY_PREVIOUS
   Both are idempotent: run again after fixing what they report (exit 1 when something was left undone).
@@ -33,6 +34,8 @@ export class BackupCliCommands {
             `${r.alreadyIndexed} already indexed, ${r.skipped.length} skipped; ` +
             `${plural(r.keysAdopted, 'account key')} taken from the store`,
           ...r.skipped.map((s) => `skipped ${s.key}: ${s.why}`),
+          `${plural(r.unreferencedRemoved, 'chunk')} no manifest names removed, ${plural(r.freedBytes, 'byte')} freed`,
+          ...r.unreferencedKept.map((k) => `kept the chunks of account ${k.accountId}: ${k.why}`),
           // Manifests are sealed once, at completion, so later changes of these are not in the store.
           ...(r.indexed
             ? [

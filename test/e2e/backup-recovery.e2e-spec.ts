@@ -9,10 +9,11 @@ import { INestApplicationContext } from '@nestjs/common';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
+import { chunkKey } from '../../src/backups/data/backup-layout';
 import { sealedKeyId } from '../../src/backups/data/sealed-box';
 import { FakeHypervisorDriver } from '../../src/hypervisor/fake/fake-hypervisor-driver';
 import { HYPERVISOR_DRIVER } from '../../src/hypervisor/hypervisor-driver';
@@ -91,6 +92,7 @@ describe('backup recovery: reindex a store after losing the database; rotate the
       SELECT store, account_id, chunk_id, size_bytes, refs, stored FROM backup_chunks ORDER BY chunk_id`;
   const refRows = () =>
     api.prisma.$queryRaw<Json[]>`SELECT * FROM backup_chunk_refs ORDER BY backup_id, chunk_id`;
+  const chunkFile = (account: number, chunkId: string) => path.join(storeDir, chunkKey(account, chunkId));
   /** The database loses everything backups keep in it (and, with it, the orphan's server). */
   const loseTheDatabase = async () => {
     await api.prisma.$transaction([
@@ -187,6 +189,13 @@ describe('backup recovery: reindex a store after losing the database; rotate the
         { labels: {}, deleteProtected: false },
       ]);
       expect(first.status).toBe(1);
+      // That manifest may name chunks nothing else does: the account's objects are all kept.
+      expect(first.stdout).toContain('0 chunks no manifest names removed, 0 bytes freed');
+      expect(first.stdout).toContain(
+        `kept the chunks of account ${accountId}: a manifest of the account is not indexed`,
+      );
+      expect(orphanChunks.size).toBeGreaterThan(0);
+      for (const id of orphanChunks) expect(existsSync(chunkFile(accountId, String(id)))).toBe(true);
 
       expect(await backupRows()).toEqual(rowsBefore);
       for (const r of await api.prisma.backup.findMany({ select: { id: true, completedAt: true } })) {
@@ -274,6 +283,71 @@ describe('backup recovery: reindex a store after losing the database; rotate the
       driver.writeDisk(source.domain, randomBytes(2 * MiB));
       await restore(backups.second, source.id);
       expect(driver.readDisk(source.domain).equals(disks.second)).toBe(true);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'reindex removes the chunk objects nothing names (a reference the database lost), and only those',
+    async () => {
+      const other = await createAccount(api.prisma);
+      const otherAuth = { Authorization: `Bearer ${(await createToken(api.prisma, other.id)).token}` };
+      const server = await createServer(api.prisma, other.id, (await api.prisma.node.findFirstOrThrow()).id, {
+        status: 'stopped',
+      });
+      const driver = await startNodeWorker({ BACKUP_MASTER_KEY: newKey });
+      const disk = randomBytes(9 * MiB);
+      driver.defineDomain(server.domain, { diskBytes: disk });
+      const res = await http()
+        .post('/api/v1/backups/')
+        .set(otherAuth)
+        .send({ server_id: server.id, name: 'b' });
+      expect(res.status).toBe(201);
+      const action = await eventually(async () => {
+        const a = (await http().get(`/api/v1/actions/${res.body.action_id}/`).set(otherAuth)).body as Json;
+        return a.status === 'succeeded' || a.status === 'failed' ? a : null;
+      }, 60_000);
+      expect(action).toMatchObject({ status: 'succeeded' });
+      const named = (await refRows())
+        .filter((r) => r.backup_id === res.body.id)
+        .map((r) => String(r.chunk_id));
+      expect(named).toHaveLength(3);
+
+      // A reference lost with the database: the upload's object is in the store, no row names it.
+      const lost = randomBytes(32).toString('hex');
+      await mkdir(path.dirname(chunkFile(other.id, lost)), { recursive: true });
+      await copyFile(chunkFile(other.id, named[0]), chunkFile(other.id, lost));
+      const lostBytes = (await stat(chunkFile(other.id, lost))).size;
+      // And a named chunk whose rows went too: the manifest gives them back, the object stays.
+      const [restoredRow] = (await chunkRows()).filter((r) => r.chunk_id === named[1]);
+      await api.prisma.$executeRaw`DELETE FROM backup_chunk_refs WHERE chunk_id = ${named[1]}`;
+      await api.prisma.$executeRaw`DELETE FROM backup_chunks WHERE chunk_id = ${named[1]}`;
+      const chunksBefore = await chunkRows();
+
+      const run = cli(['backups', 'reindex', '--store', 'default'], { BACKUP_MASTER_KEY: newKey });
+      expect(run.stdout).toContain(`1 chunk no manifest names removed, ${lostBytes} bytes freed`);
+      // The first account still has a manifest that is not indexed: its objects stay.
+      expect(run.stdout).toContain(`kept the chunks of account ${accountId}: a manifest of the account`);
+      expect(existsSync(chunkFile(other.id, lost))).toBe(false);
+      for (const id of named) expect(existsSync(chunkFile(other.id, id))).toBe(true);
+      const byId = (rows: Json[]) => [...rows].sort((a, b) => (a.chunk_id! < b.chunk_id! ? -1 : 1));
+      expect(byId(await chunkRows())).toEqual(
+        byId([...chunksBefore, { ...restoredRow, refs: 1, stored: true }]),
+      );
+
+      driver.writeDisk(server.domain, randomBytes(2 * MiB));
+      const back = await http()
+        .post(`/api/v1/backups/${res.body.id}/restore/`)
+        .set(otherAuth)
+        .send({ server_id: server.id });
+      expect(back.status).toBe(200);
+      expect(
+        await eventually(async () => {
+          const a = (await http().get(`/api/v1/actions/${back.body.action_id}/`).set(otherAuth)).body as Json;
+          return a.status === 'succeeded' || a.status === 'failed' ? a : null;
+        }, 60_000),
+      ).toMatchObject({ status: 'succeeded' });
+      expect(driver.readDisk(server.domain).equals(disk)).toBe(true);
     },
     TEST_TIMEOUT_MS,
   );

@@ -1,6 +1,7 @@
 import {
   chunkCount,
   chunkKey,
+  parseChunkKey,
   chunkLength,
   CHUNK_SIZE_BYTES,
   extentsByChunk,
@@ -43,6 +44,24 @@ describe('backup layout', () => {
     const id = 'ab'.padEnd(64, '0');
     expect(chunkKey(7, id)).toBe(`accounts/7/chunks/ab/${id}`);
     expect(manifestKey(7, 42)).toBe('accounts/7/manifests/42');
+  });
+
+  it('reads a chunk key back, and nothing else as one', () => {
+    const id = 'ab'.padEnd(64, '0');
+    expect(parseChunkKey(chunkKey(7, id))).toEqual({ accountId: 7, chunkId: id });
+    for (const key of [
+      manifestKey(7, 42),
+      `accounts/7/chunks/cd/${id}`, // the wrong fan-out directory
+      `accounts/7/chunks/${id}`,
+      `accounts/7/chunks/ab/${id.toUpperCase()}`,
+      `accounts/7/chunks/ab/${id}0`,
+      `accounts/x/chunks/ab/${id}`,
+      `accounts/07/chunks/ab/${id}`,
+      `other/accounts/7/chunks/ab/${id}`,
+      `accounts/7/keys/ab/${id}`,
+    ]) {
+      expect(parseChunkKey(key)).toBeNull();
+    }
   });
 
   it('splits extents at chunk boundaries, clipped to the disk', () => {

@@ -67,6 +67,18 @@ export function chunkKey(accountId: number, chunkId: string): string {
   return `${accountPrefix(accountId)}chunks/${chunkId.slice(0, 2)}/${chunkId}`;
 }
 
+/** A chunk's id: the sha256 of its plaintext, in lower-case hex. */
+export const CHUNK_ID = /^[0-9a-f]{64}$/;
+
+/** The account and chunk a store key names when it is a chunk's key (`chunkKey`), else null. */
+export function parseChunkKey(key: string): { accountId: number; chunkId: string } | null {
+  const parts = key.split('/');
+  const chunkId = parts[parts.length - 1];
+  const accountId = /^\d{1,10}$/.test(parts[1] ?? '') ? Number(parts[1]) : NaN;
+  if (!CHUNK_ID.test(chunkId) || !Number.isSafeInteger(accountId)) return null;
+  return chunkKey(accountId, chunkId) === key ? { accountId, chunkId } : null;
+}
+
 export function manifestKey(accountId: number, backupId: number): string {
   return `${accountPrefix(accountId)}manifests/${backupId}`;
 }

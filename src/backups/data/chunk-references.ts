@@ -116,6 +116,18 @@ const DELETE_UNREFERENCED = `
   DELETE FROM backup_chunks WHERE store = $1 AND account_id = $2 AND chunk_id = ANY($3::text[]) AND refs = 0
   RETURNING size_bytes`;
 
+/**
+ * Objects of the store that no row names, recorded as held by nothing (and stored): `collect` then
+ * removes them like any chunk whose last backup went. A chunk that has a row keeps it unchanged.
+ */
+const ADOPT_UNREFERENCED = `
+  INSERT INTO backup_chunks (store, account_id, chunk_id, size_bytes, refs, stored)
+  SELECT $1, $2, chunk_id, size_bytes, 0, true
+  FROM unnest($3::text[], $4::bigint[]) AS t(chunk_id, size_bytes)
+  ORDER BY chunk_id
+  ON CONFLICT (store, account_id, chunk_id) DO NOTHING
+  RETURNING chunk_id`;
+
 /** Chunks removed per collector transaction: bounds its locks, its time and its memory. */
 const COLLECT_BATCH = 256;
 /** Object deletes a collector has in flight. */
@@ -178,6 +190,26 @@ export class ChunkReferences {
   /** Drop every reference `backupId` holds. Idempotent. Returns how many it dropped. */
   async release(backupId: number): Promise<number> {
     return this.prisma.$executeRawUnsafe(RELEASE, backupId);
+  }
+
+  /**
+   * Gives a row to each listed object of the store that has none, as an unreferenced chunk the next
+   * `collect` removes; returns how many were given one. Such an object is one whose reference the
+   * database lost (taken without a flush, then a crash) or never had (a database restored from an older
+   * copy). Safe beside writers: a writer takes its row before it uploads, so no write in progress relies
+   * on an object without a row; one whose row was lost fails at `confirmHeld`. The caller makes sure no
+   * manifest it could not index names these chunks.
+   */
+  async adoptUnreferenced(space: ChunkSpace, chunks: readonly ChunkToAcquire[]): Promise<number> {
+    if (!chunks.length) return 0;
+    const rows = await this.prisma.$queryRawUnsafe<{ chunk_id: string }[]>(
+      ADOPT_UNREFERENCED,
+      space.store,
+      space.accountId,
+      chunks.map((c) => c.chunkId),
+      chunks.map((c) => c.sizeBytes),
+    );
+    return rows.length;
   }
 
   /**

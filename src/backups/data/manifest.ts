@@ -1,7 +1,7 @@
 import { FULL_READ_REASONS, FullReadReason, SnapshotConsistency } from '../../hypervisor/hypervisor-driver';
 import { BackupKind } from '../../generated/prisma/enums';
 import { BackupDataError } from './backup-data-errors';
-import { chunkCount, CHUNK_SIZE_BYTES } from './backup-layout';
+import { CHUNK_ID, chunkCount, CHUNK_SIZE_BYTES } from './backup-layout';
 
 /**
  * A backup's manifest: everything needed to rebuild the whole disk from this backup alone, and (from
@@ -59,7 +59,6 @@ export function encodeManifest(manifest: BackupManifest): Buffer {
   return Buffer.from(JSON.stringify(manifest), 'utf8');
 }
 
-const CHUNK_ID = /^[0-9a-f]{64}$/;
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 const CONSISTENCIES: readonly SnapshotConsistency[] = ['stopped', 'quiesced', 'crash_consistent'];
 

@@ -3,10 +3,10 @@ import { BackupStore } from '../../backup-store/backup-store';
 import { PrismaService } from '../../prisma/prisma.service';
 import { AccountKeys, WrappedAccountKey } from '../data/account-keys';
 import { isBackupDataError } from '../data/backup-data-errors';
-import { chunkLength } from '../data/backup-layout';
+import { chunkKey, chunkLength, parseChunkKey } from '../data/backup-layout';
 import { BackupObjects, storedChunkBytes } from '../data/backup-objects';
 import { BACKUP_STORES, BackupStores } from '../data/backup-stores';
-import { ChunkReferences } from '../data/chunk-references';
+import { ChunkReferences, ChunkToAcquire } from '../data/chunk-references';
 import { BackupManifest, ManifestIndex } from '../data/manifest';
 
 /** What a reindex found and did. */
@@ -22,9 +22,14 @@ export interface ReindexReport {
   keysAdopted: number;
   /** Manifests not indexed, with why. */
   readonly skipped: { readonly key: string; readonly why: string }[];
+  /** Chunk objects no manifest or reference names, removed, and the bytes that freed. */
+  unreferencedRemoved: number;
+  freedBytes: number;
+  /** Accounts whose chunk objects were all kept, with why (a manifest not indexed may name them). */
+  readonly unreferencedKept: { readonly accountId: number; readonly why: string }[];
 }
 
-/** Chunk references taken per statement. */
+/** Chunk references taken (or unreferenced objects given a row) per statement. */
 const REFS_BATCH = 1000;
 const KEY = /^accounts\/(\d{1,10})\/(chunks|keys|manifests)\/([^/]+)$/;
 /** The largest id of an `int` column. */
@@ -87,6 +92,9 @@ export class BackupReindex {
       alreadyIndexed: 0,
       keysAdopted: 0,
       skipped: [],
+      unreferencedRemoved: 0,
+      freedBytes: 0,
+      unreferencedKept: [],
     };
     let account: AccountState | null = null;
     // Keys are listed in byte order: an account's `keys/` come before its `manifests/`.
@@ -116,7 +124,67 @@ export class BackupReindex {
           : await this.indexManifest(storeName, acct.objects, accountId, backupId, report);
       if (why) report.skipped.push({ key: object.key, why });
     }
+    const withheld = new Set(report.skipped.map((s) => Number(KEY.exec(s.key)![1])));
+    await this.removeUnreferenced(store, storeName, withheld, report);
     return report;
+  }
+
+  /**
+   * After every manifest was indexed, each chunk one names has a row: a chunk object with none is
+   * named by nothing (its reference was lost with a crashed database, or the database is older than
+   * the store) and is removed, through the collector's own locking. An account with a manifest not
+   * indexed (or not in the database) keeps all its objects. A second listing of the store.
+   */
+  private async removeUnreferenced(
+    store: BackupStore,
+    storeName: string,
+    withheld: ReadonlySet<number>,
+    report: ReindexReport,
+  ): Promise<void> {
+    const known = new Map<number, boolean>();
+    const adoptedIn = new Set<number>();
+    // One account's row-less candidates at a time (the listing is in key order, an account's together).
+    let batchAccount = -1;
+    let batch: ChunkToAcquire[] = [];
+    const adopt = async (): Promise<void> => {
+      if (!batch.length) return;
+      const space = { store: storeName, accountId: batchAccount };
+      if ((await this.refs.adoptUnreferenced(space, batch)) > 0) adoptedIn.add(batchAccount);
+      batch = [];
+    };
+    for await (const object of store.list('accounts/')) {
+      const chunk = parseChunkKey(object.key);
+      if (!chunk) continue;
+      const { accountId, chunkId } = chunk;
+      if (!known.has(accountId)) {
+        const why = withheld.has(accountId)
+          ? 'a manifest of the account is not indexed'
+          : (await this.accountExists(accountId))
+            ? null
+            : 'the account does not exist';
+        known.set(accountId, why === null);
+        if (why) report.unreferencedKept.push({ accountId, why });
+      }
+      if (!known.get(accountId)) continue;
+      if (batchAccount !== accountId || batch.length >= REFS_BATCH) {
+        await adopt();
+        batchAccount = accountId;
+      }
+      batch.push({ chunkId, sizeBytes: object.sizeBytes });
+    }
+    await adopt();
+    for (const accountId of adoptedIn) {
+      const freed = await this.refs.collect({ store: storeName, accountId }, (chunkId) =>
+        store.delete(chunkKey(accountId, chunkId)),
+      );
+      report.unreferencedRemoved += freed.chunks;
+      report.freedBytes += freed.freedBytes;
+    }
+  }
+
+  private async accountExists(accountId: number): Promise<boolean> {
+    if (accountId > MAX_ID) return false;
+    return !!(await this.prisma.account.findUnique({ where: { id: accountId }, select: { id: true } }));
   }
 
   /** The account's objects, opened with its key (the database's, else the store's copy adopted). */
@@ -126,8 +194,7 @@ export class BackupReindex {
     report: ReindexReport,
   ): Promise<BackupObjects | string> {
     const { accountId } = account;
-    const exists = await this.prisma.account.findUnique({ where: { id: accountId }, select: { id: true } });
-    if (!exists) return `account ${accountId} does not exist`;
+    if (!(await this.accountExists(accountId))) return `account ${accountId} does not exist`;
     try {
       let row: WrappedAccountKey | null = await this.keys.find(accountId);
       if (!row) {
