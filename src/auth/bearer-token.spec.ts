@@ -55,8 +55,9 @@ describe('bearer token', () => {
       return Number(process.hrtime.bigint() - started) / n;
     };
     timeOf(256); // warm-up
-    const perKbSmall = Math.min(timeOf(256), timeOf(256));
-    const perKbLarge = Math.min(timeOf(4096), timeOf(4096));
-    expect(perKbLarge / perKbSmall).toBeLessThan(2);
+    // The best of several runs each (a busy machine only adds time), against a bound well below the
+    // 16× a quadratic reading would give: it failed at 2.1× once, with the whole suite running.
+    const best = (n: number) => Math.min(...Array.from({ length: 5 }, () => timeOf(n)));
+    expect(best(4096) / best(256)).toBeLessThan(4);
   });
 });
