@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { gone, imageInfo, settle, spread } from './disk.mjs';
 import { defineDomain, sh } from './libvirt-lab.mjs';
 import {
@@ -44,17 +44,6 @@ import {
 } from './lib.mjs';
 
 const CHUNK = 4 * MiB; // the data path's chunk size (src/backups/data/backup-layout.ts)
-
-/**
- * The glibc settings the build's worker runs with (src/app/malloc-env.ts), for a data-path process to
- * run as the worker does; none for a build that has no such settings.
- */
-async function workerMallocEnv(appDir) {
-  const file = path.join(appDir, 'app/malloc-env.js');
-  if (!fs.existsSync(file)) return {};
-  const m = await import(pathToFileURL(file).href);
-  return m.WORKER_MALLOC_ENV ?? m.MALLOC_ENV ?? {};
-}
 
 /** The process holding the data path (bench/backup-child.mjs); RSS sampled every 100 ms per command. */
 class DataPathProcess {
@@ -308,7 +297,6 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     // One master key for both builds: the baseline's incrementals build on this build's backups.
     const masterKey = crypto.randomBytes(32).toString('base64');
     proc = new DataPathProcess(appDir, work, {
-      ...(await workerMallocEnv(appDir)),
       DATABASE_URL: dbUrl,
       BACKUP_MASTER_KEY: masterKey,
       BENCH_STORE_DIR: storeDir,
@@ -317,7 +305,6 @@ export async function backupBench({ appDir, quick, adminUrl, log = quiet, baseli
     res.idleRss = (await proc.call({ op: 'state', server })).rssMax; // libvirt's first probe, outside the timing
     if (baseline) {
       baseProc = new DataPathProcess(baseline.dir, work, {
-        ...(await workerMallocEnv(baseline.dir)),
         DATABASE_URL: dbUrl,
         BACKUP_MASTER_KEY: masterKey,
         BENCH_STORE_DIR: storeDir,

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { applyApiV8Flags } from './app/api-v8';
-import { applyMallocEnv, mallocEnvOf } from './app/malloc-env';
-import { alignedBuffersUseHugePages, HUGE_PAGE_TUNABLE } from './common/aligned-buffers';
+import { applyMallocEnv } from './app/malloc-env';
 import { applyWorkerThreadpool } from './app/worker-threadpool';
 import { applyWorkerV8Flags } from './app/worker-v8';
 import { ConfigError, loadConfig, Role } from './config/app-config';
@@ -52,7 +51,7 @@ async function main(): Promise<void> {
     throw e;
   }
   // Before anything else: it may start this process again with glibc's malloc settings (see malloc-env.ts).
-  applyMallocEnv(config.mallocTuning ? mallocEnvOf(role) : {});
+  applyMallocEnv(config.mallocTuning);
   // Each role loads only its own modules: the worker never loads Express, Swagger, the controllers and
   // their DTO validators, and the API never loads the hypervisor drivers.
   if (role === 'api') {
@@ -85,14 +84,6 @@ async function main(): Promise<void> {
     });
     app.useLogger(app.get(Logger));
     await app.init();
-    if (!alignedBuffersUseHugePages()) {
-      // Backups still work; their O_DIRECT requests are cut smaller (src/common/aligned-buffers.ts).
-      const { Logger: NestLogger } = await import('@nestjs/common');
-      new NestLogger('Worker').warn(
-        `backup buffers without huge pages: glibc did not start with GLIBC_TUNABLES holding ${HUGE_PAGE_TUNABLE} ` +
-          '(MALLOC_TUNING=false, an operator-set GLIBC_TUNABLES, or another C library)',
-      );
-    }
     onTermination(config.shutdownTimeoutMs, () => app.close());
   }
 }

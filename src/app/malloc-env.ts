@@ -1,6 +1,3 @@
-import { HUGE_PAGE_TUNABLE } from '../common/aligned-buffers';
-import type { Role } from '../config/app-config';
-
 /**
  * glibc malloc settings of each long-running role, in this one place for every way the product is
  * started (`node dist/main.js <role>` in the Docker images, the Kubernetes manifests, `npm run local`,
@@ -25,22 +22,6 @@ export const MALLOC_ENV = {
 } as const;
 
 /**
- * The worker's, in addition: `GLIBC_TUNABLES` with HUGE_PAGE_TUNABLE, so that glibc marks its large
- * mappings for transparent huge pages and the backup data path's O_DIRECT buffers are carved from
- * them (src/common/aligned-buffers.ts: physically contiguous memory makes the disk requests up to 4×
- * larger). Measured in docs/benchmarks.md (section 6).
- */
-export const WORKER_MALLOC_ENV = {
-  ...MALLOC_ENV,
-  GLIBC_TUNABLES: HUGE_PAGE_TUNABLE,
-} as const;
-
-/** The settings of a role. */
-export function mallocEnvOf(role: Role): Readonly<Record<string, string>> {
-  return role === 'worker' ? WORKER_MALLOC_ENV : MALLOC_ENV;
-}
-
-/**
  * Names the variables the restart added (comma-separated); present only in the restarted process, which
  * removes them and this marker from its environment. Its presence also means "already restarted": the
  * entry point never restarts twice.
@@ -54,14 +35,15 @@ export type MallocEnvStep =
   | { readonly kind: 'restart'; readonly env: Record<string, string> }
   | { readonly kind: 'continue'; readonly remove: readonly string[] };
 
-/** Decides the step from the environment and the settings wanted (none: off); no side effects. */
-export function mallocEnvStep(env: Env, settings: Readonly<Record<string, string>>): MallocEnvStep {
+/** Decides the step from the environment; no side effects. */
+export function mallocEnvStep(env: Env, enabled: boolean): MallocEnvStep {
   const added = env[MALLOC_ENV_ADDED];
   if (added !== undefined) {
-    const names = added.split(',').filter((n) => n in settings);
+    const names = added.split(',').filter((n) => n in MALLOC_ENV);
     return { kind: 'continue', remove: [...names, MALLOC_ENV_ADDED] };
   }
-  const missing = Object.entries(settings).filter(([name]) => env[name] === undefined);
+  if (!enabled) return { kind: 'continue', remove: [] };
+  const missing = Object.entries(MALLOC_ENV).filter(([name]) => env[name] === undefined);
   if (missing.length === 0) return { kind: 'continue', remove: [] };
   const next: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) if (value !== undefined) next[name] = value;
@@ -71,13 +53,13 @@ export function mallocEnvStep(env: Env, settings: Readonly<Record<string, string
 }
 
 /**
- * Applies `settings` (a role's: mallocEnvOf) to this process: restarts Node with them when they are missing (this call then
+ * Applies MALLOC_ENV to this process: restarts Node with them when they are missing (this call then
  * does not return), or, in the restarted process, removes them from the environment children inherit.
  * Call it first thing, before anything is written or opened: only stdin, stdout and stderr survive
  * the restart. Where `process.execve` is missing (not Linux) or fails, the process goes on without them.
  */
-export function applyMallocEnv(settings: Readonly<Record<string, string>>): void {
-  const step = mallocEnvStep(process.env, settings);
+export function applyMallocEnv(enabled: boolean): void {
+  const step = mallocEnvStep(process.env, enabled);
   if (step.kind === 'continue') {
     for (const name of step.remove) delete process.env[name];
     return;

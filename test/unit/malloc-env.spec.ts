@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { MALLOC_ENV, MALLOC_ENV_ADDED, mallocEnvStep, WORKER_MALLOC_ENV } from '../../src/app/malloc-env';
+import { MALLOC_ENV, MALLOC_ENV_ADDED, mallocEnvStep } from '../../src/app/malloc-env';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -20,23 +20,20 @@ interface Seen {
   env: Record<string, string | undefined>;
   /** What a child shell sees. */
   child: string;
-  /** Whether the backup buffers come from huge pages (src/common/aligned-buffers.ts). */
-  hugePages: boolean;
 }
 
-/** Runs applyMallocEnv(settings) in a fresh Node process with `env` and reports what it saw. */
-function run(env: Record<string, string>, settings: Record<string, string>): { pid: number; seen: Seen } {
+/** Runs applyMallocEnv(enabled) in a fresh Node process with `env` and reports what it saw. */
+function run(env: Record<string, string>, enabled: boolean): { pid: number; seen: Seen } {
   const script = `
     const fs = require('node:fs');
     const starts = Number(fs.readFileSync(process.argv[1], 'utf8') || 0) + 1;
     fs.writeFileSync(process.argv[1], String(starts));
-    require(${JSON.stringify(path.join(ROOT, 'src/app/malloc-env.ts'))}).applyMallocEnv(${JSON.stringify(settings)});
-    const hugePages = require(${JSON.stringify(path.join(ROOT, 'src/common/aligned-buffers.ts'))}).alignedBuffersUseHugePages();
+    require(${JSON.stringify(path.join(ROOT, 'src/app/malloc-env.ts'))}).applyMallocEnv(${enabled});
     const environ = Object.fromEntries(fs.readFileSync('/proc/self/environ', 'utf8').split('\\0').filter(Boolean)
       .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-    const names = [...Object.keys(${JSON.stringify(WORKER_MALLOC_ENV)}), ${JSON.stringify(MALLOC_ENV_ADDED)}];
-    const child = require('node:child_process').execFileSync('sh', ['-c', 'env | grep -E "^(MALLOC_|VPS_MALLOC|GLIBC_TUNABLES)" | sort || true'], { encoding: 'utf8' });
-    process.stdout.write(JSON.stringify({ pid: process.pid, starts, environ, hugePages,
+    const names = [...Object.keys(${JSON.stringify(MALLOC_ENV)}), ${JSON.stringify(MALLOC_ENV_ADDED)}];
+    const child = require('node:child_process').execFileSync('sh', ['-c', 'env | grep -E "^(MALLOC_|VPS_MALLOC)" | sort || true'], { encoding: 'utf8' });
+    process.stdout.write(JSON.stringify({ pid: process.pid, starts, environ,
       env: Object.fromEntries(names.map((n) => [n, process.env[n]])), child }));`;
   // Counts the starts of the script: 2 when it restarted itself.
   const counter = path.join(os.tmpdir(), `malloc-env-${process.pid}-${Date.now()}`);
@@ -53,28 +50,28 @@ function run(env: Record<string, string>, settings: Record<string, string>): { p
 
 describe('malloc settings of the roles', () => {
   it('decides: restart with the missing ones, keep what is set, never twice, nothing when off', () => {
-    const first = mallocEnvStep({ PATH: '/bin' }, MALLOC_ENV);
+    const first = mallocEnvStep({ PATH: '/bin' }, true);
     expect(first).toEqual({
       kind: 'restart',
       env: { PATH: '/bin', ...MALLOC_ENV, [MALLOC_ENV_ADDED]: Object.keys(MALLOC_ENV).join(',') },
     });
     if (first.kind !== 'restart') throw new Error('unreachable');
-    expect(mallocEnvStep(first.env, MALLOC_ENV)).toEqual({
+    expect(mallocEnvStep(first.env, true)).toEqual({
       kind: 'continue',
       remove: [...Object.keys(MALLOC_ENV), MALLOC_ENV_ADDED],
     });
     // The marker names only the settings: it cannot be used to unset anything else.
-    expect(mallocEnvStep({ [MALLOC_ENV_ADDED]: 'PATH,MALLOC_ARENA_MAX' }, MALLOC_ENV)).toEqual({
+    expect(mallocEnvStep({ [MALLOC_ENV_ADDED]: 'PATH,MALLOC_ARENA_MAX' }, true)).toEqual({
       kind: 'continue',
       remove: ['MALLOC_ARENA_MAX', MALLOC_ENV_ADDED],
     });
-    expect(mallocEnvStep({ ...MALLOC_ENV }, MALLOC_ENV)).toEqual({ kind: 'continue', remove: [] });
-    expect(mallocEnvStep({ MALLOC_ARENA_MAX: '4' }, MALLOC_ENV)).toEqual({ kind: 'continue', remove: [] });
-    expect(mallocEnvStep({}, {})).toEqual({ kind: 'continue', remove: [] });
+    expect(mallocEnvStep({ ...MALLOC_ENV }, true)).toEqual({ kind: 'continue', remove: [] });
+    expect(mallocEnvStep({ MALLOC_ARENA_MAX: '4' }, true)).toEqual({ kind: 'continue', remove: [] });
+    expect(mallocEnvStep({}, false)).toEqual({ kind: 'continue', remove: [] });
   });
 
   it('restarts the process once, same pid, with the settings in its start-up environment; children do not inherit them', () => {
-    const { pid, seen } = run({}, MALLOC_ENV);
+    const { pid, seen } = run({}, true);
     expect(seen.pid).toBe(pid);
     expect(seen.starts).toBe(2);
     for (const [name, value] of Object.entries(MALLOC_ENV)) expect(seen.environ[name]).toBe(value);
@@ -83,7 +80,7 @@ describe('malloc settings of the roles', () => {
   }, 120_000);
 
   it("keeps an operator's own value, which children still inherit", () => {
-    const { seen } = run({ MALLOC_ARENA_MAX: '4' }, MALLOC_ENV);
+    const { seen } = run({ MALLOC_ARENA_MAX: '4' }, true);
     expect(seen.starts).toBe(1);
     expect(seen.environ.MALLOC_ARENA_MAX).toBe('4');
     expect(seen.env.MALLOC_ARENA_MAX).toBe('4');
@@ -91,20 +88,8 @@ describe('malloc settings of the roles', () => {
   }, 120_000);
 
   it('does nothing with MALLOC_TUNING=false', () => {
-    const { seen } = run({}, {});
+    const { seen } = run({}, false);
     expect(seen.starts).toBe(1);
     expect(Object.keys(seen.environ).filter((n) => n.startsWith('MALLOC_'))).toEqual([]);
-    expect(seen.hugePages).toBe(false);
-  }, 120_000);
-
-  it("gives the worker glibc's huge-page tunable: its backup buffers come from huge pages, its tools' do not", () => {
-    const { seen } = run({}, WORKER_MALLOC_ENV);
-    expect(seen.starts).toBe(2);
-    expect(seen.environ.GLIBC_TUNABLES).toBe(WORKER_MALLOC_ENV.GLIBC_TUNABLES);
-    expect(seen.env.GLIBC_TUNABLES).toBeUndefined();
-    expect(seen.child).toBe('');
-    expect(seen.hugePages).toBe(true);
-    // The other roles' settings leave it out.
-    expect(run({}, MALLOC_ENV).seen.hugePages).toBe(false);
   }, 120_000);
 });
