@@ -16,7 +16,9 @@ const WASM_PAGE_BYTES = 64 * 1024;
 
 // The one WebAssembly API used here (the project's type libraries leave WebAssembly out).
 declare const WebAssembly: {
-  Memory: new (d: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+  Memory: new (d: { initial: number; maximum: number; shared: true }) => {
+    readonly buffer: SharedArrayBuffer;
+  };
 };
 
 export function alignUp(n: number): number {
@@ -26,10 +28,13 @@ export function alignUp(n: number): number {
 /** Memory `pageAlignedBuffer` made (see `alignedView`). */
 const ALIGNED_MEMORY = new WeakSet<ArrayBufferLike>();
 
-/** A page-aligned buffer of at least `bytes`, its length rounded up to whole 64 KiB pages. */
+/**
+ * A page-aligned buffer of at least `bytes`, its length rounded up to whole 64 KiB pages. Its memory is
+ * shared (a SharedArrayBuffer), so another thread can read it without a copy (common/sha256-thread.ts).
+ */
 export function pageAlignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
   ALIGNED_MEMORY.add(memory);
   return Buffer.from(memory);
 }

@@ -1,14 +1,10 @@
-import { createHash } from 'node:crypto';
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
 import { takeAlignedBuffer } from '../../common/aligned-buffers';
+import { sha256Hex } from '../../common/sha256-thread';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
 import { open, seal, SEAL_OVERHEAD_BYTES, SealingKey, sealInPlace } from './sealed-box';
-
-export function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** The bytes a chunk of `plainBytes` takes in a store. */
 export function storedChunkBytes(plainBytes: number): number {
@@ -81,7 +77,7 @@ export class BackupObjects {
     const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), buffer);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
-    if (plain.length !== length || sha256Hex(plain) !== chunkId) {
+    if (plain.length !== length || (await sha256Hex(plain)) !== chunkId) {
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: content does not match its id`);
     }
     return plain;

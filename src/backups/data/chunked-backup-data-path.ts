@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { giveAlignedBuffer } from '../../common/aligned-buffers';
 import { Clock } from '../../common/clock';
 import { forEachLimited } from '../../common/for-each-limited';
+import { sha256Hex } from '../../common/sha256-thread';
 import { hvError, progressGuard, throwIfAborted } from '../../hypervisor/driver-errors';
 import {
   BackupCapableDriver,
@@ -23,7 +24,7 @@ import {
   extentsByChunk,
   touchedChunks,
 } from './backup-layout';
-import { BackupObjects, sha256Hex, storedChunkBytes, takeEnvelopeBuffer } from './backup-objects';
+import { BackupObjects, storedChunkBytes, takeEnvelopeBuffer } from './backup-objects';
 import { BACKUP_STORES, BackupStores } from './backup-stores';
 import { ChunkAcquirer, ChunkReferences, ChunkSpace } from './chunk-references';
 import { BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest';
@@ -312,7 +313,7 @@ export class ChunkedBackupDataPath implements BackupDataPath {
         let sync = false;
         if (data.equals(ZEROS.subarray(0, data.length))) this.metrics.deduplicated('zero', data.length);
         else {
-          const chunkId = sha256Hex(data);
+          const chunkId = await sha256Hex(data);
           chunks[i] = chunkId;
           const held = await acquiring.acquire({ chunkId, sizeBytes: storedChunkBytes(data.length) });
           if (!held.stored) {
