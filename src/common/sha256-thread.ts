@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 /**
  * sha256 of chunk-sized buffers on a thread of its own, so that the event loop goes on issuing and
  * completing the other chunks' disk requests meanwhile (hashing a 4 MiB chunk holds a thread ~3 ms;
- * a backup hashes every chunk it reads, a restore every chunk it writes). Only memory that is shared
+ * a backup hashes every chunk it reads). Only memory that is shared
  * (a SharedArrayBuffer: the page-aligned chunk buffers, common/aligned-buffers.ts) goes to the thread,
  * without a copy; any other buffer is hashed right here, as is everything when the thread failed.
  * The caller must not change the bytes until the promise settles.
@@ -29,7 +29,8 @@ interface Pending {
 let thread: { readonly worker: Worker; readonly pending: Map<number, Pending> } | null = null;
 let nextId = 0;
 
-function sha256HexHere(data: Uint8Array): string {
+/** The lower-case hex sha256 of `data`, on this thread. */
+export function sha256HexHere(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
@@ -56,7 +57,7 @@ function hashThread(): NonNullable<typeof thread> {
   return current;
 }
 
-/** The lower-case hex sha256 of `data`. */
+/** The lower-case hex sha256 of `data`, on the hash thread when its memory is shared. */
 export function sha256Hex(data: Uint8Array): Promise<string> {
   if (!(data.buffer instanceof SharedArrayBuffer) || data.length < MIN_THREAD_BYTES) {
     return Promise.resolve(sha256HexHere(data));

@@ -62,24 +62,24 @@ describe('backup recovery: reindex a store after losing the database; rotate the
     return worker.get<FakeHypervisorDriver>(HYPERVISOR_DRIVER);
   };
   const http = () => request(api.url);
-  const done = (actionId: number) =>
+  const done = (actionId: number, as = auth) =>
     eventually(async () => {
-      const a = (await http().get(`/api/v1/actions/${actionId}/`).set(auth)).body as Json;
+      const a = (await http().get(`/api/v1/actions/${actionId}/`).set(as)).body as Json;
       return a.status === 'succeeded' || a.status === 'failed' ? a : null;
     }, 60_000);
-  const backUp = async (serverId: number, name: string): Promise<number> => {
-    const res = await http().post('/api/v1/backups/').set(auth).send({ server_id: serverId, name });
+  const backUp = async (serverId: number, name: string, as = auth): Promise<number> => {
+    const res = await http().post('/api/v1/backups/').set(as).send({ server_id: serverId, name });
     expect(res.status).toBe(201);
-    expect(await done(res.body.action_id)).toMatchObject({ status: 'succeeded' });
+    expect(await done(res.body.action_id, as)).toMatchObject({ status: 'succeeded' });
     return res.body.id as number;
   };
-  const restore = async (backupId: number, serverId: number): Promise<void> => {
+  const restore = async (backupId: number, serverId: number, as = auth): Promise<void> => {
     const res = await http()
       .post(`/api/v1/backups/${backupId}/restore/`)
-      .set(auth)
+      .set(as)
       .send({ server_id: serverId });
     expect(res.status).toBe(200);
-    expect(await done(res.body.action_id)).toMatchObject({ status: 'succeeded' });
+    expect(await done(res.body.action_id, as)).toMatchObject({ status: 'succeeded' });
   };
   const backupRows = () =>
     api.prisma.$queryRaw<Json[]>`
@@ -298,19 +298,8 @@ describe('backup recovery: reindex a store after losing the database; rotate the
       const driver = await startNodeWorker({ BACKUP_MASTER_KEY: newKey });
       const disk = randomBytes(9 * MiB);
       driver.defineDomain(server.domain, { diskBytes: disk });
-      const res = await http()
-        .post('/api/v1/backups/')
-        .set(otherAuth)
-        .send({ server_id: server.id, name: 'b' });
-      expect(res.status).toBe(201);
-      const action = await eventually(async () => {
-        const a = (await http().get(`/api/v1/actions/${res.body.action_id}/`).set(otherAuth)).body as Json;
-        return a.status === 'succeeded' || a.status === 'failed' ? a : null;
-      }, 60_000);
-      expect(action).toMatchObject({ status: 'succeeded' });
-      const named = (await refRows())
-        .filter((r) => r.backup_id === res.body.id)
-        .map((r) => String(r.chunk_id));
+      const backupId = await backUp(server.id, 'b', otherAuth);
+      const named = (await refRows()).filter((r) => r.backup_id === backupId).map((r) => String(r.chunk_id));
       expect(named).toHaveLength(3);
 
       // A reference lost with the database: the upload's object is in the store, no row names it.
@@ -336,17 +325,7 @@ describe('backup recovery: reindex a store after losing the database; rotate the
       );
 
       driver.writeDisk(server.domain, randomBytes(2 * MiB));
-      const back = await http()
-        .post(`/api/v1/backups/${res.body.id}/restore/`)
-        .set(otherAuth)
-        .send({ server_id: server.id });
-      expect(back.status).toBe(200);
-      expect(
-        await eventually(async () => {
-          const a = (await http().get(`/api/v1/actions/${back.body.action_id}/`).set(otherAuth)).body as Json;
-          return a.status === 'succeeded' || a.status === 'failed' ? a : null;
-        }, 60_000),
-      ).toMatchObject({ status: 'succeeded' });
+      await restore(backupId, server.id, otherAuth);
       expect(driver.readDisk(server.domain).equals(disk)).toBe(true);
     },
     TEST_TIMEOUT_MS,

@@ -1,6 +1,6 @@
 import { BackupStore, isBackupStoreError } from '../../backup-store/backup-store';
 import { takeAlignedBuffer } from '../../common/aligned-buffers';
-import { sha256Hex } from '../../common/sha256-thread';
+import { sha256HexHere } from '../../common/sha256-thread';
 import { BackupDataError } from './backup-data-errors';
 import { CHUNK_SIZE_BYTES, chunkKey, manifestKey } from './backup-layout';
 import { BackupManifest, chunkAad, decodeManifest, encodeManifest, manifestAad } from './manifest';
@@ -77,7 +77,9 @@ export class BackupObjects {
     const plain = open(this.key, sealed, chunkAad(this.accountId, chunkId), buffer);
     if (!plain)
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: does not open with the account key`);
-    if (plain.length !== length || (await sha256Hex(plain)) !== chunkId) {
+    // On this thread: a restore waits on the disk, and the round trip to the hash thread made it
+    // 1.07–1.19× slower (docs/benchmarks.md *6*).
+    if (plain.length !== length || sha256HexHere(plain) !== chunkId) {
       throw new BackupDataError('backup_corrupt', `chunk ${chunkId}: content does not match its id`);
     }
     return plain;
